@@ -1,0 +1,13 @@
+//! Adapters that need no infrastructure: for the embedded mode and for tests.
+//! They pass the same contract suites (`crate::contract`) as the real ones.
+
+mod clock;
+mod memory;
+mod moka_cache;
+
+pub use clock::{ManualClock, SystemClock};
+pub use memory::{
+    MemoryCatalog, MemoryEventPublisher, MemoryObjectStore, MemoryProgressStore, MemoryRateLimiter,
+    MemorySessionStore, MemorySubscriptions, MemoryUrlCache,
+};
+pub use moka_cache::MokaUrlCache;

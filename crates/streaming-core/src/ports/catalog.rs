@@ -1,0 +1,33 @@
+use async_trait::async_trait;
+
+use crate::domain::{Media, MediaId, UserId, Viewer};
+
+/// Why the catalog could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogError {
+    /// The catalog is down or too slow; the request should fail with 503.
+    #[error("catalog unavailable: {0}")]
+    Unavailable(String),
+    /// The catalog holds data the core cannot use (a bug or corruption upstream).
+    #[error("catalog returned invalid data: {0}")]
+    Invalid(String),
+}
+
+/// The read model of media, ownership, grants and user status.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait MediaCatalog: Send + Sync {
+    /// The media item with this id, deleted ones included (the core decides
+    /// what a deleted item means); `None` if the catalog never heard of it.
+    ///
+    /// # Errors
+    /// [`CatalogError::Unavailable`] when the catalog cannot be reached.
+    async fn media(&self, id: &MediaId) -> Result<Option<Media>, CatalogError>;
+
+    /// The user's status and whether they hold a grant on `media`. Users the
+    /// catalog has never seen are `Active` without grants.
+    ///
+    /// # Errors
+    /// [`CatalogError::Unavailable`] when the catalog cannot be reached.
+    async fn viewer(&self, user: &UserId, media: &MediaId) -> Result<Viewer, CatalogError>;
+}

@@ -1,0 +1,32 @@
+//! Driven ports: what the core needs from the outside world. One small trait
+//! per file, each with its own error enum whose variants say what the core can
+//! do about a failure; adapters translate their drivers' errors into them.
+//!
+//! With the `mock` feature every port has a mockall mock (`MockMediaCatalog`, ...).
+
+mod catalog;
+mod clock;
+mod events;
+mod object_store;
+mod progress;
+mod rate_limiter;
+mod sessions;
+mod subscriptions;
+mod url_cache;
+
+pub use catalog::{CatalogError, MediaCatalog};
+pub use clock::Clock;
+pub use events::{EventPublisher, PublishError};
+pub use object_store::{ObjectInfo, ObjectStore, ObjectStoreError, PresignedUrl};
+pub use progress::{ProgressError, ProgressStore, RecordOutcome};
+pub use rate_limiter::{RateDecision, RateLimitError, RateLimitPolicy, RateLimiter};
+pub use sessions::{CloseOutcome, SessionError, SessionStore};
+pub use subscriptions::{SubscriptionDirectory, SubscriptionError};
+pub use url_cache::{CacheError, CacheLookup, StreamCacheKey, UrlCache};
+
+#[cfg(any(test, feature = "mock"))]
+pub use {
+    catalog::MockMediaCatalog, clock::MockClock, events::MockEventPublisher,
+    object_store::MockObjectStore, progress::MockProgressStore, rate_limiter::MockRateLimiter,
+    sessions::MockSessionStore, subscriptions::MockSubscriptionDirectory, url_cache::MockUrlCache,
+};

@@ -1,0 +1,39 @@
+use async_trait::async_trait;
+
+use crate::domain::{MediaId, UserId, WatchProgress};
+
+/// Why the progress store failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProgressError {
+    /// The store is down or too slow.
+    #[error("progress store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a progress write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// The position was stored.
+    Applied,
+    /// A newer update of the same session was already stored; nothing changed.
+    Stale,
+}
+
+/// Watch progress per user and movie.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait ProgressStore: Send + Sync {
+    /// The stored progress of `user` in `media`, if any.
+    ///
+    /// # Errors
+    /// [`ProgressError::Unavailable`].
+    async fn get(&self, user: &UserId, media: &MediaId) -> Result<Option<WatchProgress>, ProgressError>;
+
+    /// Stores `progress` unless the stored row belongs to the same session and
+    /// has a sequence greater than or equal to `progress.sequence`, so a late,
+    /// reordered update never overwrites a newer one.
+    ///
+    /// # Errors
+    /// [`ProgressError::Unavailable`].
+    async fn record(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError>;
+}

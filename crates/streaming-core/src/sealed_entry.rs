@@ -1,0 +1,339 @@
+//! Encryption of cached stream URLs (XChaCha20-Poly1305).
+//!
+//! A sealed entry is `[format 1][key version u16 BE][nonce 24][ciphertext][tag 16]`.
+//! The nonce is fresh and random for every entry; the cache key is the
+//! associated data, so an entry copied under another key does not open.
+//! Several keys can open entries (rotation); one key seals new ones.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+use time::OffsetDateTime;
+
+use crate::ports::StreamCacheKey;
+
+const FORMAT: u8 = 1;
+const HEADER_LEN: usize = 1 + 2 + NONCE_LEN;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+/// generation (8) + expires_at millis (8) + size (8) + flags (1) + content-type length (2)
+const FIXED_PLAINTEXT_LEN: usize = 8 + 8 + 8 + 1 + 2;
+const FLAG_RANGE: u8 = 1;
+
+/// A cached stream URL, in the clear (only ever in memory).
+#[derive(Clone, PartialEq)]
+pub struct CachedStreamUrl {
+    /// The presigned URL.
+    pub url: String,
+    /// When the URL's signature expires.
+    pub expires_at: OffsetDateTime,
+    /// MIME type of the object.
+    pub content_type: String,
+    /// Size of the object in bytes.
+    pub file_size_bytes: u64,
+    /// Whether the URL serves byte ranges.
+    pub supports_range_requests: bool,
+    /// The user's cache generation when the entry was sealed.
+    pub generation: u64,
+}
+
+impl fmt::Debug for CachedStreamUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedStreamUrl")
+            .field("url", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("content_type", &self.content_type)
+            .field("file_size_bytes", &self.file_size_bytes)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+/// Why a keyring could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyringError {
+    /// The key chosen for sealing is not among the keys.
+    #[error("the current key version {0} has no key")]
+    MissingCurrentKey(u16),
+    /// Two keys share a version.
+    #[error("key version {0} is given twice")]
+    DuplicateVersion(u16),
+}
+
+/// Why a sealed entry did not open. Every variant is a cache miss for the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// Shorter than a header and a tag.
+    #[error("entry is truncated")]
+    Truncated,
+    /// Written in a format this version does not know.
+    #[error("entry has an unknown format")]
+    UnknownFormat,
+    /// Sealed with a key that is no longer (or not yet) configured.
+    #[error("entry was sealed with unknown key version {0}")]
+    UnknownKeyVersion(u16),
+    /// Authentication failed: tampered, wrong key, or moved under another cache key.
+    #[error("entry failed authentication")]
+    Tampered,
+    /// Authenticated but not decodable (written by an incompatible build).
+    #[error("entry is malformed")]
+    Malformed,
+}
+
+/// Why an entry could not be sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// The content type does not fit the entry's length field.
+    #[error("content type is too long to cache")]
+    ContentTypeTooLong,
+    /// The cipher refused (never expected with valid inputs).
+    #[error("encryption failed")]
+    Encryption,
+}
+
+/// The keys that seal and open cached stream URLs.
+#[derive(Clone)]
+pub struct CacheKeyring {
+    current: u16,
+    ciphers: HashMap<u16, XChaCha20Poly1305>,
+}
+
+impl fmt::Debug for CacheKeyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut versions: Vec<_> = self.ciphers.keys().collect();
+        versions.sort();
+        f.debug_struct("CacheKeyring")
+            .field("current", &self.current)
+            .field("versions", &versions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CacheKeyring {
+    /// A keyring that seals with `current` and opens entries of every given version.
+    ///
+    /// # Errors
+    /// [`KeyringError`] when `current` has no key or a version repeats.
+    pub fn new(current: u16, keys: impl IntoIterator<Item = (u16, [u8; 32])>) -> Result<Self, KeyringError> {
+        let mut ciphers = HashMap::new();
+        for (version, key) in keys {
+            let cipher = XChaCha20Poly1305::new(Key::from_slice(&key));
+            if ciphers.insert(version, cipher).is_some() {
+                return Err(KeyringError::DuplicateVersion(version));
+            }
+        }
+        if !ciphers.contains_key(&current) {
+            return Err(KeyringError::MissingCurrentKey(current));
+        }
+        Ok(Self { current, ciphers })
+    }
+
+    /// A keyring with one fresh random key (embedded mode: entries do not
+    /// outlive the process anyway).
+    pub fn random() -> Self {
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        let cipher = XChaCha20Poly1305::new(Key::from_slice(&key));
+        Self { current: 1, ciphers: HashMap::from([(1, cipher)]) }
+    }
+
+    /// The version new entries are sealed with.
+    pub fn current_version(&self) -> u16 {
+        self.current
+    }
+
+    /// Encrypts `entry` for storage under `key`.
+    ///
+    /// # Errors
+    /// [`SealError`] if the entry cannot be encoded.
+    pub fn seal(&self, key: &StreamCacheKey, entry: &CachedStreamUrl) -> Result<Vec<u8>, SealError> {
+        let content_type_len =
+            u16::try_from(entry.content_type.len()).map_err(|_| SealError::ContentTypeTooLong)?;
+        let cipher = self.ciphers.get(&self.current).ok_or(SealError::Encryption)?;
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+
+        let plaintext_len = FIXED_PLAINTEXT_LEN + entry.content_type.len() + entry.url.len();
+        let mut blob = Vec::with_capacity(HEADER_LEN + plaintext_len + TAG_LEN);
+        blob.push(FORMAT);
+        blob.extend_from_slice(&self.current.to_be_bytes());
+        blob.extend_from_slice(&nonce);
+        blob.extend_from_slice(&entry.generation.to_be_bytes());
+        blob.extend_from_slice(&unix_millis(entry.expires_at).to_be_bytes());
+        blob.extend_from_slice(&entry.file_size_bytes.to_be_bytes());
+        blob.push(if entry.supports_range_requests { FLAG_RANGE } else { 0 });
+        blob.extend_from_slice(&content_type_len.to_be_bytes());
+        blob.extend_from_slice(entry.content_type.as_bytes());
+        blob.extend_from_slice(entry.url.as_bytes());
+
+        let tag = cipher
+            .encrypt_in_place_detached(XNonce::from_slice(&nonce), key.as_str().as_bytes(), &mut blob[HEADER_LEN..])
+            .map_err(|_| SealError::Encryption)?;
+        blob.extend_from_slice(&tag);
+        Ok(blob)
+    }
+
+    /// Decrypts an entry read from under `key`.
+    ///
+    /// # Errors
+    /// [`OpenError`] for anything but an intact entry sealed for `key` with a known key.
+    pub fn open(&self, key: &StreamCacheKey, mut blob: Vec<u8>) -> Result<CachedStreamUrl, OpenError> {
+        if blob.len() < HEADER_LEN + FIXED_PLAINTEXT_LEN + TAG_LEN {
+            return Err(OpenError::Truncated);
+        }
+        if blob[0] != FORMAT {
+            return Err(OpenError::UnknownFormat);
+        }
+        let version = u16::from_be_bytes([blob[1], blob[2]]);
+        let cipher = self.ciphers.get(&version).ok_or(OpenError::UnknownKeyVersion(version))?;
+        let nonce = *XNonce::from_slice(&blob[3..HEADER_LEN]);
+        let tag_at = blob.len() - TAG_LEN;
+        let tag = *Tag::from_slice(&blob[tag_at..]);
+        let body = &mut blob[HEADER_LEN..tag_at];
+        cipher
+            .decrypt_in_place_detached(&nonce, key.as_str().as_bytes(), body, &tag)
+            .map_err(|_| OpenError::Tampered)?;
+        decode_plaintext(body)
+    }
+}
+
+fn decode_plaintext(body: &[u8]) -> Result<CachedStreamUrl, OpenError> {
+    let (fixed, rest) = body.split_at(FIXED_PLAINTEXT_LEN);
+    let u64_at = |at: usize| -> Result<[u8; 8], OpenError> {
+        fixed.get(at..at + 8).and_then(|s| s.try_into().ok()).ok_or(OpenError::Malformed)
+    };
+    let generation = u64::from_be_bytes(u64_at(0)?);
+    let expires_millis = i64::from_be_bytes(u64_at(8)?);
+    let file_size_bytes = u64::from_be_bytes(u64_at(16)?);
+    let flags = fixed[24];
+    let content_type_len = usize::from(u16::from_be_bytes([fixed[25], fixed[26]]));
+    if content_type_len > rest.len() {
+        return Err(OpenError::Malformed);
+    }
+    let (content_type, url) = rest.split_at(content_type_len);
+    let expires_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires_millis) * 1_000_000)
+        .map_err(|_| OpenError::Malformed)?;
+    Ok(CachedStreamUrl {
+        url: std::str::from_utf8(url).map_err(|_| OpenError::Malformed)?.to_owned(),
+        expires_at,
+        content_type: std::str::from_utf8(content_type).map_err(|_| OpenError::Malformed)?.to_owned(),
+        file_size_bytes,
+        supports_range_requests: flags & FLAG_RANGE != 0,
+        generation,
+    })
+}
+
+fn unix_millis(at: OffsetDateTime) -> i64 {
+    // Millisecond precision is plenty for expiry; the cast cannot overflow for
+    // any date `time` can represent.
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{MediaId, UserId};
+    use time::macros::datetime;
+
+    fn key(user: &str) -> StreamCacheKey {
+        StreamCacheKey::new(
+            "t:",
+            &UserId::try_from(user).unwrap(),
+            &MediaId::try_from("01HXKZ3Y8Q4N7W2M5V6B9C0D1E").unwrap(),
+        )
+    }
+
+    fn entry() -> CachedStreamUrl {
+        CachedStreamUrl {
+            url: "https://store.example/tracks/a.mp3?X-Amz-Signature=abc".into(),
+            expires_at: datetime!(2026-01-01 12:00:00.123 UTC),
+            content_type: "audio/mpeg".into(),
+            file_size_bytes: 15_728_640,
+            supports_range_requests: true,
+            generation: 42,
+        }
+    }
+
+    fn ring(current: u16, versions: &[u16]) -> CacheKeyring {
+        CacheKeyring::new(current, versions.iter().map(|&v| (v, [v as u8; 32]))).unwrap()
+    }
+
+    #[test]
+    fn round_trips_and_hides_the_url() {
+        let ring = ring(1, &[1]);
+        let sealed = ring.seal(&key("alice"), &entry()).unwrap();
+        assert!(!sealed.windows(6).any(|w| w == b"X-Amz-"), "plaintext leaked into the entry");
+        assert_eq!(ring.open(&key("alice"), sealed).unwrap(), entry());
+    }
+
+    #[test]
+    fn every_seal_uses_a_fresh_nonce() {
+        let ring = ring(1, &[1]);
+        let a = ring.seal(&key("alice"), &entry()).unwrap();
+        let b = ring.seal(&key("alice"), &entry()).unwrap();
+        assert_ne!(a[3..HEADER_LEN], b[3..HEADER_LEN]);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn an_entry_moved_under_another_key_does_not_open() {
+        let ring = ring(1, &[1]);
+        let sealed = ring.seal(&key("alice"), &entry()).unwrap();
+        assert_eq!(ring.open(&key("mallory"), sealed), Err(OpenError::Tampered));
+    }
+
+    #[test]
+    fn every_flipped_bit_is_detected() {
+        let ring = ring(1, &[1]);
+        let sealed = ring.seal(&key("alice"), &entry()).unwrap();
+        for byte in 0..sealed.len() {
+            let mut tampered = sealed.clone();
+            tampered[byte] ^= 0x01;
+            assert!(ring.open(&key("alice"), tampered).is_err(), "flip at byte {byte} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn truncated_and_foreign_entries_are_refused() {
+        let ring = ring(1, &[1]);
+        let sealed = ring.seal(&key("alice"), &entry()).unwrap();
+        assert_eq!(ring.open(&key("alice"), sealed[..20].to_vec()), Err(OpenError::Truncated));
+        assert_eq!(ring.open(&key("alice"), sealed[..sealed.len() - 1].to_vec()), Err(OpenError::Tampered));
+        assert_eq!(ring.open(&key("alice"), Vec::new()), Err(OpenError::Truncated));
+        let mut other_format = sealed;
+        other_format[0] = 2;
+        assert_eq!(ring.open(&key("alice"), other_format), Err(OpenError::UnknownFormat));
+    }
+
+    #[test]
+    fn rotation_opens_old_versions_and_seals_with_the_current_one() {
+        let old = ring(1, &[1]);
+        let rotated = ring(2, &[1, 2]);
+        let sealed_old = old.seal(&key("alice"), &entry()).unwrap();
+        assert_eq!(rotated.open(&key("alice"), sealed_old).unwrap(), entry());
+
+        let sealed_new = rotated.seal(&key("alice"), &entry()).unwrap();
+        assert_eq!(u16::from_be_bytes([sealed_new[1], sealed_new[2]]), 2);
+        assert_eq!(old.open(&key("alice"), sealed_new), Err(OpenError::UnknownKeyVersion(2)));
+    }
+
+    #[test]
+    fn a_key_with_the_right_version_but_wrong_bytes_fails_authentication() {
+        let sealed = ring(1, &[1]).seal(&key("alice"), &entry()).unwrap();
+        let impostor = CacheKeyring::new(1, [(1, [9u8; 32])]).unwrap();
+        assert_eq!(impostor.open(&key("alice"), sealed), Err(OpenError::Tampered));
+    }
+
+    #[test]
+    fn keyrings_refuse_inconsistent_keys() {
+        assert_eq!(CacheKeyring::new(3, [(1, [0u8; 32])]).unwrap_err(), KeyringError::MissingCurrentKey(3));
+        assert_eq!(
+            CacheKeyring::new(1, [(1, [0u8; 32]), (1, [1u8; 32])]).unwrap_err(),
+            KeyringError::DuplicateVersion(1)
+        );
+        assert!(!format!("{:?}", ring(1, &[1])).contains("0x"));
+    }
+}

@@ -1,0 +1,383 @@
+//! The driving port `StreamingService` and its implementation.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use tracing::{debug, warn, Instrument};
+
+use crate::domain::{Media, MediaId, MediaKind, MediaStatus, UserId};
+use crate::policy::{decide, Decision, Denial, SubscriptionFact};
+use crate::ports::{
+    CatalogError, Clock, MediaCatalog, ObjectStore, ObjectStoreError, StreamCacheKey, SubscriptionDirectory,
+    UrlCache,
+};
+use crate::sealed_entry::{CacheKeyring, CachedStreamUrl};
+
+/// A stream URL handed to a player.
+#[derive(Clone, PartialEq)]
+pub struct StreamUrl {
+    /// The presigned URL (a bearer credential: never log it).
+    pub url: String,
+    /// When it stops working.
+    pub expires_at: OffsetDateTime,
+    /// MIME type of the object.
+    pub content_type: String,
+    /// Size of the object in bytes.
+    pub file_size_bytes: u64,
+    /// Whether `Range` requests are served.
+    pub supports_range_requests: bool,
+    /// Whether it came from the cache.
+    pub cache_hit: bool,
+}
+
+impl fmt::Debug for StreamUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamUrl")
+            .field("url", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("content_type", &self.content_type)
+            .field("file_size_bytes", &self.file_size_bytes)
+            .field("cache_hit", &self.cache_hit)
+            .finish()
+    }
+}
+
+/// A dependency the core could not reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    /// The media catalog.
+    Catalog,
+    /// The object store.
+    ObjectStore,
+    /// The URL cache (only for invalidation; reads and writes fail open).
+    Cache,
+    /// The subscription directory.
+    Subscriptions,
+}
+
+impl Dependency {
+    /// A stable lowercase name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Catalog => "catalog",
+            Self::ObjectStore => "object_store",
+            Self::Cache => "cache",
+            Self::Subscriptions => "subscriptions",
+        }
+    }
+}
+
+/// Why no stream URL was issued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// No such track (or it was deleted).
+    #[error("media not found")]
+    NotFound,
+    /// The track exists but is not streamable yet.
+    #[error("media is {status}, not Ready")]
+    NotReady {
+        /// Its current status.
+        status: MediaStatus,
+    },
+    /// The user may not play it.
+    #[error("access denied: {0:?}")]
+    Forbidden(Denial),
+    /// A dependency the answer needs is down; retry later.
+    #[error("{} unavailable", dependency.as_str())]
+    Unavailable {
+        /// Which one.
+        dependency: Dependency,
+    },
+}
+
+/// The driving port: the Rust form of the seed's `IStreamingService`.
+#[async_trait]
+pub trait StreamingService: Send + Sync {
+    /// A presigned URL for `media` on behalf of `user`, from the cache while
+    /// it is valid for at least the buffer, freshly signed otherwise.
+    ///
+    /// # Errors
+    /// [`StreamError`]: not found, not ready, forbidden, or a dependency unavailable.
+    async fn get_stream_url(&self, media: &MediaId, user: &UserId) -> Result<StreamUrl, StreamError>;
+
+    /// Forgets the cached URL of `media` for `user`.
+    ///
+    /// # Errors
+    /// [`StreamError::Unavailable`] if the cache cannot be reached.
+    async fn invalidate(&self, media: &MediaId, user: &UserId) -> Result<(), StreamError>;
+
+    /// Forgets every cached URL of `user`, in O(1).
+    ///
+    /// # Errors
+    /// [`StreamError::Unavailable`] if the cache cannot be reached.
+    async fn invalidate_user(&self, user: &UserId) -> Result<(), StreamError>;
+}
+
+/// Settings of the URL issuing path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamingSettings {
+    /// How long presigned URLs live (default 120 s).
+    pub presign_expiry: Duration,
+    /// A cached URL is served only while it has more than this left (default 30 s);
+    /// cache entries live `presign_expiry - cache_buffer`.
+    pub cache_buffer: Duration,
+    /// Prepended to every cache key (default empty).
+    pub cache_key_prefix: String,
+}
+
+impl Default for StreamingSettings {
+    fn default() -> Self {
+        Self {
+            presign_expiry: Duration::from_secs(120),
+            cache_buffer: Duration::from_secs(30),
+            cache_key_prefix: String::new(),
+        }
+    }
+}
+
+/// Counters of the URL path, read by the app's metrics.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    /// Served from the cache.
+    pub cache_hits: AtomicU64,
+    /// Not served from the cache (absent, near expiry, undecryptable, stale generation, cache down).
+    pub cache_misses: AtomicU64,
+    /// Cache reads or writes that failed.
+    pub cache_errors: AtomicU64,
+    /// Entries that did not decrypt (tampered, truncated, unknown key version).
+    pub cache_decrypt_failures: AtomicU64,
+    /// URLs signed.
+    pub presigns: AtomicU64,
+    /// Invalidations performed (single entries and whole users).
+    pub invalidations: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The driven ports the streaming service needs.
+#[derive(Clone)]
+pub struct StreamingPorts {
+    /// Media, ownership, grants, user status.
+    pub catalog: Arc<dyn MediaCatalog>,
+    /// The private bucket.
+    pub objects: Arc<dyn ObjectStore>,
+    /// Encrypted URL cache.
+    pub cache: Arc<dyn UrlCache>,
+    /// Subscriptions, asked only for subscriber-only media.
+    pub subscriptions: Arc<dyn SubscriptionDirectory>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for StreamingPorts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamingPorts").finish_non_exhaustive()
+    }
+}
+
+/// [`StreamingService`] over the driven ports, with the seed's cache semantics.
+#[derive(Debug)]
+pub struct StreamUrlService {
+    ports: StreamingPorts,
+    keyring: CacheKeyring,
+    settings: StreamingSettings,
+    stats: Arc<StreamStats>,
+}
+
+impl StreamUrlService {
+    /// A service over `ports`, sealing cache entries with `keyring`.
+    pub fn new(ports: StreamingPorts, keyring: CacheKeyring, settings: StreamingSettings) -> Self {
+        Self { ports, keyring, settings, stats: Arc::default() }
+    }
+
+    /// The service's counters.
+    pub fn stats(&self) -> Arc<StreamStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// The cache key of `media` for `user`.
+    pub fn cache_key(&self, user: &UserId, media: &MediaId) -> StreamCacheKey {
+        StreamCacheKey::new(&self.settings.cache_key_prefix, user, media)
+    }
+
+    async fn authorize(&self, media_id: &MediaId, user: &UserId, now: OffsetDateTime) -> Result<Media, StreamError> {
+        let catalog_down = |_: CatalogError| StreamError::Unavailable { dependency: Dependency::Catalog };
+        let media = self.ports.catalog.media(media_id).await.map_err(catalog_down)?;
+        let media = match media {
+            Some(media) if media.kind == MediaKind::Track => media,
+            _ => return Err(StreamError::NotFound),
+        };
+        let viewer = self.ports.catalog.viewer(user, media_id).await.map_err(catalog_down)?;
+        let mut decision = decide(Some(&media), user, viewer, SubscriptionFact::NotLooked, now);
+        if decision == Decision::NeedsSubscription {
+            let subscription = self
+                .ports
+                .subscriptions
+                .current(user)
+                .await
+                .map_err(|_| StreamError::Unavailable { dependency: Dependency::Subscriptions })?;
+            decision = decide(Some(&media), user, viewer, SubscriptionFact::Known(subscription.as_ref()), now);
+        }
+        match decision {
+            Decision::Allowed => Ok(media),
+            Decision::Denied(Denial::NotFound | Denial::Deleted) => Err(StreamError::NotFound),
+            Decision::Denied(Denial::NotReady(status)) => Err(StreamError::NotReady { status }),
+            Decision::Denied(denial) => Err(StreamError::Forbidden(denial)),
+            // `decide` only asks for the subscription while it has not been looked up.
+            Decision::NeedsSubscription => Err(StreamError::Forbidden(Denial::SubscriptionRequired)),
+        }
+    }
+
+    /// The cached URL if it is intact, of the user's current generation and
+    /// valid beyond the buffer; otherwise `None`. The second value is the
+    /// generation to seal a fresh entry with, or `None` if the cache is down.
+    async fn cached(&self, key: &StreamCacheKey, now: OffsetDateTime) -> (Option<CachedStreamUrl>, Option<u64>) {
+        let lookup = match self.ports.cache.get(key).instrument(tracing::debug_span!("cache.get")).await {
+            Ok(lookup) => lookup,
+            Err(error) => {
+                bump(&self.stats.cache_errors);
+                warn!(%error, "cache read failed; serving without cache");
+                return (None, None);
+            }
+        };
+        let Some(blob) = lookup.entry else {
+            return (None, Some(lookup.generation));
+        };
+        let entry = match self.keyring.open(key, blob) {
+            Ok(entry) => entry,
+            Err(error) => {
+                bump(&self.stats.cache_decrypt_failures);
+                debug!(%error, "cached entry did not open; treating as a miss");
+                return (None, Some(lookup.generation));
+            }
+        };
+        let fresh = entry.expires_at > now + self.settings.cache_buffer;
+        let current = entry.generation == lookup.generation;
+        ((fresh && current).then_some(entry), Some(lookup.generation))
+    }
+
+    async fn store(&self, key: &StreamCacheKey, entry: &CachedStreamUrl, now: OffsetDateTime) {
+        let ttl = entry.expires_at - now - self.settings.cache_buffer;
+        let Ok(ttl) = Duration::try_from(ttl) else {
+            return; // expires within the buffer: never a hit, not worth storing
+        };
+        if ttl.is_zero() {
+            return;
+        }
+        let sealed = match self.keyring.seal(key, entry) {
+            Ok(sealed) => sealed,
+            Err(error) => {
+                warn!(%error, "could not seal cache entry");
+                return;
+            }
+        };
+        let written = self.ports.cache.set(key, sealed, ttl).instrument(tracing::debug_span!("cache.set")).await;
+        if let Err(error) = written {
+            bump(&self.stats.cache_errors);
+            warn!(%error, "cache write failed; URL served uncached");
+        } else {
+            debug!(key_version = self.keyring.current_version(), "stream URL cached");
+        }
+    }
+}
+
+#[async_trait]
+impl StreamingService for StreamUrlService {
+    async fn get_stream_url(&self, media_id: &MediaId, user: &UserId) -> Result<StreamUrl, StreamError> {
+        let span = tracing::debug_span!("stream.get_url", track_id = %media_id, cache_hit = tracing::field::Empty);
+        async {
+            let now = self.ports.clock.now();
+            let media = self.authorize(media_id, user, now).await?;
+            let key = self.cache_key(user, media_id);
+
+            let (cached, generation) = self.cached(&key, now).await;
+            if let Some(entry) = cached {
+                bump(&self.stats.cache_hits);
+                tracing::Span::current().record("cache_hit", true);
+                return Ok(StreamUrl {
+                    url: entry.url,
+                    expires_at: entry.expires_at,
+                    content_type: entry.content_type,
+                    file_size_bytes: entry.file_size_bytes,
+                    supports_range_requests: entry.supports_range_requests,
+                    cache_hit: true,
+                });
+            }
+            bump(&self.stats.cache_misses);
+            tracing::Span::current().record("cache_hit", false);
+
+            let presigned = self
+                .ports
+                .objects
+                .presign_get(&media.object_key, now, self.settings.presign_expiry)
+                .instrument(tracing::debug_span!("storage.presign"))
+                .await
+                .map_err(|error| match error {
+                    ObjectStoreError::NotFound => StreamError::NotFound,
+                    ObjectStoreError::Unavailable(_) | ObjectStoreError::Invalid(_) => {
+                        StreamError::Unavailable { dependency: Dependency::ObjectStore }
+                    }
+                })?;
+            bump(&self.stats.presigns);
+
+            let entry = CachedStreamUrl {
+                url: presigned.url,
+                expires_at: presigned.expires_at,
+                content_type: media.content_type,
+                file_size_bytes: media.size_bytes,
+                supports_range_requests: true,
+                generation: generation.unwrap_or(0),
+            };
+            // A cache that just failed a read is skipped rather than paying a
+            // second timeout on the write.
+            if generation.is_some() {
+                self.store(&key, &entry, now).await;
+            }
+            Ok(StreamUrl {
+                url: entry.url,
+                expires_at: entry.expires_at,
+                content_type: entry.content_type,
+                file_size_bytes: entry.file_size_bytes,
+                supports_range_requests: entry.supports_range_requests,
+                cache_hit: false,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn invalidate(&self, media: &MediaId, user: &UserId) -> Result<(), StreamError> {
+        let key = self.cache_key(user, media);
+        self.ports
+            .cache
+            .delete(&key)
+            .await
+            .map_err(|_| StreamError::Unavailable { dependency: Dependency::Cache })?;
+        bump(&self.stats.invalidations);
+        debug!(track_id = %media, "stream URL cache invalidated");
+        Ok(())
+    }
+
+    async fn invalidate_user(&self, user: &UserId) -> Result<(), StreamError> {
+        // A fresh random generation (never 0, the "none" value) rather than a
+        // counter: if the generation record expires and a later bump starts
+        // over, a counter could repeat a value still sealed in a live entry.
+        let generation = rand::random::<u64>().max(1);
+        // The record must outlive every entry sealed under the old generation.
+        let ttl = self.settings.presign_expiry;
+        self.ports
+            .cache
+            .set_generation(user, generation, ttl)
+            .await
+            .map_err(|_| StreamError::Unavailable { dependency: Dependency::Cache })?;
+        bump(&self.stats.invalidations);
+        debug!("all stream URLs of a user invalidated");
+        Ok(())
+    }
+}
