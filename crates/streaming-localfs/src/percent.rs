@@ -1,0 +1,59 @@
+//! Percent-encoding of object keys in URL paths: every byte outside the
+//! RFC 3986 unreserved set is escaped, `/` separates segments.
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Escapes `key` for use as a URL path, keeping `/` as the segment separator.
+pub fn encode_path(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + key.len() / 2);
+    for &byte in key.as_bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        }
+    }
+    out
+}
+
+/// Undoes [`encode_path`] (and any other valid escaping); `None` for a
+/// malformed escape or a result that is not UTF-8.
+pub fn decode_path(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let value = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            out.push(value);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_every_byte() {
+        let all: String = (1u8..=127).map(char::from).chain("ü€😀".chars()).collect();
+        assert_eq!(decode_path(&encode_path(&all)).as_deref(), Some(all.as_str()));
+        assert_eq!(encode_path("a b/c?d#e%f"), "a%20b/c%3Fd%23e%25f");
+    }
+
+    #[test]
+    fn refuses_malformed_escapes() {
+        for bad in ["%", "%4", "%G0", "%C3", "%FF"] {
+            assert_eq!(decode_path(bad), None, "{bad}");
+        }
+        assert_eq!(decode_path("%2e%2E").as_deref(), Some(".."));
+    }
+}
