@@ -1,0 +1,64 @@
+//! The command line: `streaming-api [serve] [--config FILE]`.
+
+use std::path::PathBuf;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::demo::DemoInfo;
+use crate::{Application, Settings};
+
+const USAGE: &str = "usage: streaming-api [serve] [--config FILE]\n\n\
+Settings come from built-in defaults, then FILE (or $STREAMING_CONFIG), then\n\
+STREAMING__SECTION__KEY environment variables.";
+
+/// Runs the command line.
+///
+/// # Errors
+/// A printable reason the service could not start or stopped abnormally.
+pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
+    let mut config: Option<PathBuf> = std::env::var_os("STREAMING_CONFIG").map(PathBuf::from);
+    let mut args = args.into_iter().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "serve" => {}
+            "--config" => config = Some(args.next().ok_or("--config needs a file")?.into()),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
+        }
+    }
+    let settings = Settings::load(config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.log.filter))
+        .map_err(|e| format!("log.filter: {e}"))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+
+    let app = Application::build(settings).await.map_err(|e| e.to_string())?;
+    tracing::info!(base_url = app.base_url(), "streaming service listening");
+    if app.has_ephemeral_secret() {
+        tracing::warn!("auth.secret is not set: a random secret was generated; only the printed demo token works");
+    }
+    if let Some(demo) = app.demo() {
+        print_demo_banner(app.base_url(), demo);
+    }
+    app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+// The banner is the embedded mode's user interface, written straight to the
+// terminal (never through the log pipeline, which must not carry tokens).
+#[allow(clippy::print_stdout)]
+fn print_demo_banner(base_url: &str, demo: &DemoInfo) {
+    println!("\nDemo user: {}", demo.user);
+    for track in &demo.tracks {
+        println!("  track {}  {:<18} {}", track.id, track.title, track.status);
+    }
+    println!("\nDemo token (valid 12 hours):\n  export TOKEN={}\n", demo.token);
+    if let Some(first) = demo.tracks.first() {
+        println!("Get a stream URL, then fetch the first 100 bytes from it:");
+        println!("  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" {base_url}/tracks/{}/stream", first.id);
+        println!(
+            "  curl -s -H 'Range: bytes=0-99' \"$(curl -s -X POST -H \"Authorization: Bearer $TOKEN\" \
+             {base_url}/tracks/{}/stream | sed -E 's/.*\"streamUrl\":\"([^\"]+)\".*/\\1/')\" | xxd | head\n",
+            first.id
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! Demo media for the embedded mode: synthesized WAV tones owned by a demo
+//! user, one of them left in `Processing`, and a token for that user.
+
+use std::f64::consts::TAU;
+
+use streaming_core::adapters::MemoryCatalog;
+use streaming_core::domain::{Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures, UserId, Visibility};
+use streaming_localfs::LocalObjectStore;
+
+/// The demo user's id.
+pub const DEMO_USER: &str = "01JG0DEM0VSER00000000000A1";
+
+const SAMPLE_RATE: u32 = 22_050;
+
+/// A demo track.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoTrack {
+    /// Its id.
+    pub id: MediaId,
+    /// What it is.
+    pub title: &'static str,
+    /// Its status.
+    pub status: MediaStatus,
+}
+
+/// The demo user and tracks, and a token to try them with.
+#[derive(Debug, Clone)]
+pub struct DemoInfo {
+    /// The demo user.
+    pub user: UserId,
+    /// A bearer token for the demo user (printed at start).
+    pub token: String,
+    /// The demo tracks.
+    pub tracks: Vec<DemoTrack>,
+}
+
+struct Spec {
+    id: &'static str,
+    title: &'static str,
+    frequency: f64,
+    seconds: u32,
+    status: MediaStatus,
+}
+
+const SPECS: [Spec; 3] = [
+    Spec { id: "01JG0DEM0TRACK000000000001", title: "A4 tone, 440 Hz", frequency: 440.0, seconds: 5, status: MediaStatus::Ready },
+    Spec { id: "01JG0DEM0TRACK000000000002", title: "E5 tone, 659 Hz", frequency: 659.25, seconds: 5, status: MediaStatus::Ready },
+    Spec { id: "01JG0DEM0TRACK000000000003", title: "Still processing", frequency: 330.0, seconds: 1, status: MediaStatus::Processing },
+];
+
+/// Writes the demo objects (if missing) and registers the demo media.
+///
+/// # Errors
+/// An I/O error if the objects cannot be written, or an invalid built-in id.
+pub async fn seed(catalog: &MemoryCatalog, store: &LocalObjectStore) -> Result<(UserId, Vec<DemoTrack>), String> {
+    let user = UserId::try_from(DEMO_USER).map_err(|e| e.to_string())?;
+    let mut tracks = Vec::new();
+    for spec in &SPECS {
+        let id = MediaId::parse_ulid(spec.id).map_err(|e| e.to_string())?;
+        let key = ObjectKey::try_from(format!("tracks/{}.wav", spec.id)).map_err(|e| e.to_string())?;
+        let wav = tone_wav(spec.frequency, spec.seconds);
+        if tokio::fs::metadata(store.root().join("tracks").join(format!("{}.wav", spec.id))).await.is_err() {
+            store.put(&key, &wav).await.map_err(|e| format!("writing demo media: {e}"))?;
+        }
+        catalog.upsert(Media {
+            id: id.clone(),
+            kind: MediaKind::Track,
+            owner: Some(user.clone()),
+            status: spec.status,
+            object_key: key,
+            content_type: "audio/wav".into(),
+            size_bytes: wav.len() as u64,
+            duration_seconds: Some(f64::from(spec.seconds)),
+            visibility: Visibility::Private,
+            required_features: PlanFeatures::default(),
+        });
+        tracks.push(DemoTrack { id, title: spec.title, status: spec.status });
+    }
+    Ok((user, tracks))
+}
+
+/// A mono 16-bit PCM WAV of a sine tone with short fades (no clicks).
+pub fn tone_wav(frequency: f64, seconds: u32) -> Vec<u8> {
+    let samples = SAMPLE_RATE * seconds;
+    let data_len = samples * 2;
+    let mut wav = Vec::with_capacity(44 + data_len as usize);
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk size
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&SAMPLE_RATE.to_le_bytes());
+    wav.extend_from_slice(&(SAMPLE_RATE * 2).to_le_bytes()); // byte rate
+    wav.extend_from_slice(&2u16.to_le_bytes()); // block align
+    wav.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_len.to_le_bytes());
+    let fade = f64::from(SAMPLE_RATE) * 0.02;
+    for n in 0..samples {
+        let t = f64::from(n) / f64::from(SAMPLE_RATE);
+        let envelope = (f64::from(n) / fade).min(f64::from(samples - n) / fade).min(1.0);
+        let sample = (TAU * frequency * t).sin() * envelope * 0.4 * f64::from(i16::MAX);
+        wav.extend_from_slice(&(sample as i16).to_le_bytes());
+    }
+    wav
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_ids_are_valid() {
+        assert!(UserId::try_from(DEMO_USER).is_ok());
+        for spec in &SPECS {
+            assert_eq!(MediaId::parse_ulid(spec.id).unwrap().as_str(), spec.id, "{} must be canonical", spec.id);
+        }
+    }
+
+    #[test]
+    fn tones_are_well_formed_wav() {
+        let wav = tone_wav(440.0, 1);
+        assert_eq!(&wav[0..4], b"RIFF");
+        assert_eq!(&wav[8..12], b"WAVE");
+        assert_eq!(wav.len(), 44 + 2 * SAMPLE_RATE as usize);
+        assert_eq!(u32::from_le_bytes(wav[4..8].try_into().unwrap()) as usize, wav.len() - 8);
+        // Not silence: some sample reaches a third of full scale.
+        let loud = wav[44..].chunks(2).any(|s| i16::from_le_bytes([s[0], s[1]]).unsigned_abs() > 10_000);
+        assert!(loud);
+    }
+}

@@ -1,0 +1,17 @@
+//! # streaming-api
+//!
+//! The actix-web service around `streaming-core`. [`Application::build`]
+//! wires adapters from [`Settings`] and binds the listener; tests and
+//! embedders start the real server with it (port 0 for a free port).
+
+mod auth;
+pub mod cli;
+pub mod demo;
+pub mod problem;
+mod routes;
+pub mod settings;
+mod startup;
+mod state;
+
+pub use settings::Settings;
+pub use startup::{Application, StartupError};

@@ -1,0 +1,311 @@
+//! The one mapping from failures to HTTP: RFC 7807 `application/problem+json`
+//! documents with stable `type` URIs, the request path as `instance`, and a
+//! `traceId`. Status codes and problem types exist only here.
+
+use std::fmt;
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpMessage, HttpResponse, ResponseError};
+use serde_json::{json, Map, Value};
+use streaming_core::domain::MediaStatus;
+use streaming_core::policy::Denial;
+use streaming_core::{Dependency, StreamError};
+
+/// Every way a request can fail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// The track id is not a ULID.
+    #[error("invalid track id")]
+    InvalidTrackId,
+    /// No usable bearer token.
+    #[error("unauthorized")]
+    Unauthorized {
+        /// Why, for `detail` and the `WWW-Authenticate` error description; `None` when no token was sent.
+        reason: Option<&'static str>,
+    },
+    /// Access refused.
+    #[error("forbidden")]
+    Forbidden(Denial),
+    /// No such track.
+    #[error("track not found")]
+    TrackNotFound,
+    /// The track is not streamable yet.
+    #[error("track not ready")]
+    TrackNotReady {
+        /// Its id.
+        track_id: String,
+        /// Its status.
+        status: MediaStatus,
+    },
+    /// Too many requests.
+    #[error("rate limit exceeded")]
+    RateLimited {
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// A dependency is down.
+    #[error("service unavailable")]
+    Unavailable(Dependency),
+    /// The object URL's signature is wrong or missing.
+    #[error("invalid signature")]
+    InvalidSignature,
+    /// The object URL has expired.
+    #[error("expired signature")]
+    ExpiredSignature,
+    /// No such object.
+    #[error("object not found")]
+    ObjectNotFound,
+    /// No such route.
+    #[error("not found")]
+    RouteNotFound,
+    /// The route exists, the method does not.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A malformed request (body, headers).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The body is too large.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// The body has the wrong content type.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// A bug; details are logged, not returned.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// The problem for a failed stream-URL request for `track_id`.
+    pub fn from_stream(error: StreamError, track_id: &str) -> Self {
+        match error {
+            StreamError::NotFound => Self::TrackNotFound,
+            StreamError::NotReady { status } => Self::TrackNotReady { track_id: track_id.to_owned(), status },
+            StreamError::Forbidden(denial) => Self::Forbidden(denial),
+            StreamError::Unavailable { dependency } => Self::Unavailable(dependency),
+        }
+    }
+}
+
+struct Shape {
+    status: StatusCode,
+    slug: &'static str,
+    title: &'static str,
+}
+
+impl ApiError {
+    fn shape(&self) -> Shape {
+        let (status, slug, title) = match self {
+            Self::InvalidTrackId => (StatusCode::BAD_REQUEST, "invalid-track-id", "Invalid track ID"),
+            Self::Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Access denied"),
+            Self::TrackNotFound => (StatusCode::NOT_FOUND, "track-not-found", "Track not found"),
+            Self::TrackNotReady { .. } => (StatusCode::CONFLICT, "track-not-ready", "Track not ready for streaming"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limit-exceeded", "Rate limit exceeded"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service-unavailable", "Service unavailable"),
+            Self::InvalidSignature => (StatusCode::FORBIDDEN, "invalid-signature", "Invalid signature"),
+            Self::ExpiredSignature => (StatusCode::FORBIDDEN, "expired-signature", "Signature expired"),
+            Self::ObjectNotFound => (StatusCode::NOT_FOUND, "object-not-found", "Object not found"),
+            Self::RouteNotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
+            }
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "Internal error"),
+        };
+        Shape { status, slug, title }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::InvalidTrackId => "Track ID must be a valid ULID.".into(),
+            Self::Unauthorized { reason: None } => "A bearer token is required.".into(),
+            Self::Unauthorized { reason: Some(reason) } => format!("The bearer token was refused: {reason}."),
+            Self::Forbidden(Denial::Suspended) => "Your account is suspended.".into(),
+            Self::Forbidden(Denial::SubscriptionRequired) => "An active subscription is required.".into(),
+            Self::Forbidden(Denial::PlanUpgradeRequired) => "Your plan does not include this media.".into(),
+            Self::Forbidden(_) => "You do not have permission to access this track.".into(),
+            Self::TrackNotFound => "The track does not exist.".into(),
+            Self::TrackNotReady { status, .. } => {
+                format!("Track is currently {status}. Please wait until processing completes.")
+            }
+            Self::RateLimited { retry_after } => {
+                format!("Too many requests. Retry after {} seconds.", retry_after_seconds(*retry_after))
+            }
+            Self::Unavailable(dependency) => {
+                format!("A dependency ({}) is unavailable. Please retry shortly.", dependency.as_str())
+            }
+            Self::InvalidSignature => "The URL signature is missing or invalid.".into(),
+            Self::ExpiredSignature => "The URL has expired. Request a new one.".into(),
+            Self::ObjectNotFound => "The object does not exist.".into(),
+            Self::RouteNotFound => "No such resource.".into(),
+            Self::MethodNotAllowed => "This resource does not support that method.".into(),
+            Self::BadRequest(detail) => detail.clone(),
+            Self::PayloadTooLarge => "The request body is too large.".into(),
+            Self::UnsupportedMediaType => "The request body must be application/json.".into(),
+            Self::Internal => "An unexpected error occurred.".into(),
+        }
+    }
+
+    fn extensions(&self, body: &mut Map<String, Value>) {
+        match self {
+            Self::TrackNotReady { track_id, status } => {
+                body.insert("trackId".into(), json!(track_id));
+                body.insert("currentStatus".into(), json!(status.as_str()));
+            }
+            Self::RateLimited { retry_after } => {
+                body.insert("retryAfterSeconds".into(), json!(retry_after_seconds(*retry_after)));
+            }
+            _ => {}
+        }
+    }
+
+    /// The full problem response for a request to `instance` traced as `trace_id`.
+    pub fn to_problem(&self, type_base: &str, instance: &str, trace_id: &str) -> HttpResponse {
+        let shape = self.shape();
+        let mut body = Map::new();
+        body.insert("type".into(), json!(format!("{type_base}{}", shape.slug)));
+        body.insert("title".into(), json!(shape.title));
+        body.insert("status".into(), json!(shape.status.as_u16()));
+        body.insert("detail".into(), json!(self.detail()));
+        body.insert("instance".into(), json!(instance));
+        body.insert("traceId".into(), json!(trace_id));
+        self.extensions(&mut body);
+
+        let mut response = HttpResponse::build(shape.status);
+        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        response.insert_header((header::CACHE_CONTROL, "no-store"));
+        match self {
+            Self::RateLimited { retry_after } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_seconds(*retry_after).to_string()));
+            }
+            Self::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, "5"));
+            }
+            Self::Unauthorized { reason } => {
+                let challenge = match reason {
+                    None => r#"Bearer realm="streaming""#.to_owned(),
+                    Some(reason) => format!(r#"Bearer realm="streaming", error="invalid_token", error_description="{reason}""#),
+                };
+                response.insert_header((header::WWW_AUTHENTICATE, challenge));
+            }
+            _ => {}
+        }
+        response.body(Value::Object(body).to_string())
+    }
+}
+
+/// Whole seconds to wait, rounded up so a client never retries too early.
+fn retry_after_seconds(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.shape().status
+    }
+
+    // Used only if a response escapes `enrich_problems`; it then lacks `instance` and `traceId`.
+    fn error_response(&self) -> HttpResponse {
+        self.to_problem(ProblemTypeBase::DEFAULT, "", "")
+    }
+}
+
+/// The configured base of problem `type` URIs, kept in app data.
+#[derive(Debug, Clone)]
+pub struct ProblemTypeBase(pub String);
+
+impl ProblemTypeBase {
+    const DEFAULT: &'static str = "https://streamgate.dev/problems/";
+}
+
+/// A request's trace id: the trace-id of a valid incoming W3C `traceparent`,
+/// else a fresh random one. Returned in the `trace-id` response header and in
+/// problem documents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceId(String);
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TraceId {
+    fn from_traceparent(value: &HeaderValue) -> Option<Self> {
+        // version "-" trace-id(32 hex) "-" parent-id(16 hex) "-" flags(2 hex)
+        let value = value.to_str().ok()?;
+        let mut parts = value.split('-');
+        let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let valid = hex(version, 2) && version != "ff" && hex(trace, 32) && trace != "0".repeat(32) && hex(parent, 16) && hex(flags, 2);
+        valid.then(|| Self(trace.to_owned()))
+    }
+
+    fn random() -> Self {
+        Self(format!("{:032x}", rand::random::<u128>()))
+    }
+}
+
+/// Middleware body: assigns the trace id, and turns any [`ApiError`] response
+/// into the full problem document with `instance` and `traceId`.
+pub async fn enrich_problems<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let trace = req
+        .headers()
+        .get("traceparent")
+        .and_then(TraceId::from_traceparent)
+        .unwrap_or_else(TraceId::random);
+    req.extensions_mut().insert(trace.clone());
+    let type_base = req
+        .app_data::<actix_web::web::Data<ProblemTypeBase>>()
+        .map_or_else(|| ProblemTypeBase::DEFAULT.to_owned(), |base| base.0.clone());
+
+    let mut res = next.call(req).await?.map_into_boxed_body();
+    let problem = res.response().error().and_then(|e| e.as_error::<ApiError>()).cloned();
+    if let Some(problem) = problem {
+        let instance = res.request().path().to_owned();
+        res = res.into_response(problem.to_problem(&type_base, &instance, &trace.0));
+    }
+    if let Ok(value) = HeaderValue::from_str(&trace.0) {
+        res.headers_mut().insert(header::HeaderName::from_static("trace-id"), value);
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_is_honoured_only_when_valid() {
+        let valid = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(TraceId::from_traceparent(&valid).map(|t| t.0), Some("4bf92f3577b34da6a3ce929d0e0e4736".into()));
+        for bad in [
+            "",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-<script>-00f067aa0ba902b7-01",
+        ] {
+            assert!(TraceId::from_traceparent(&HeaderValue::from_static(bad)).is_none(), "{bad}");
+        }
+        assert_eq!(TraceId::random().0.len(), 32);
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_secs(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1001)), 2);
+    }
+}

@@ -1,0 +1,53 @@
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use streaming_core::domain::MediaId;
+use streaming_core::ports::RateDecision;
+use streaming_core::StreamingService as _;
+use time::format_description::well_known::Rfc3339;
+use tracing::warn;
+
+use crate::auth::authenticate;
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// The track contract's success body.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StreamResponse {
+    stream_url: String,
+    expires_at: String,
+    content_type: String,
+    file_size_bytes: u64,
+    supports_range_requests: bool,
+}
+
+/// `POST /tracks/{trackId}/stream`: 401 → 429 → 400 → the core's answer.
+pub async fn stream_url(
+    req: HttpRequest,
+    track_id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let principal = authenticate(&req, &state.verifier, state.clock.now())?;
+    if let Some(policy) = &state.stream_url_policy {
+        match state.limiter.check(&principal.user, policy).await {
+            Ok(RateDecision::Allowed { .. }) => {}
+            Ok(RateDecision::Limited { retry_after }) => return Err(ApiError::RateLimited { retry_after }),
+            // Fail open: a limiter outage must not take streaming down with it.
+            Err(error) => warn!(%error, "rate limiter unavailable; request allowed"),
+        }
+    }
+    let track = MediaId::parse_ulid(&track_id).map_err(|_| ApiError::InvalidTrackId)?;
+    let url = state
+        .streaming
+        .get_stream_url(&track, &principal.user)
+        .await
+        .map_err(|error| ApiError::from_stream(error, track.as_str()))?;
+    let expires_at = url.expires_at.format(&Rfc3339).map_err(|_| ApiError::Internal)?;
+    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(StreamResponse {
+        stream_url: url.url,
+        expires_at,
+        content_type: url.content_type,
+        file_size_bytes: url.file_size_bytes,
+        supports_range_requests: url.supports_range_requests,
+    }))
+}

@@ -1,0 +1,312 @@
+//! Layered configuration: built-in defaults < optional TOML file < `STREAMING__*`
+//! environment variables (`__` separates sections: `STREAMING__SERVER__PORT=9000`).
+//! Secrets are [`SecretString`]s and never appear in `Debug` output.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Everything the service can be told.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where and how to listen.
+    pub server: ServerSettings,
+    /// Bearer-token verification.
+    pub auth: AuthSettings,
+    /// Presign expiry and cache semantics.
+    pub streaming: StreamingSection,
+    /// The URL cache.
+    pub cache: CacheSettings,
+    /// Per-user request limits.
+    pub rate_limit: RateLimitSettings,
+    /// Where media objects live.
+    pub storage: StorageSettings,
+    /// Demo media and the printed demo token.
+    pub demo: DemoSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Problem documents.
+    pub problems: ProblemSettings,
+}
+
+/// Where and how to listen.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Interface to bind (default `127.0.0.1`).
+    pub host: String,
+    /// Port to bind (default 8080; 0 picks a free one).
+    pub port: u16,
+    /// The URL players use to reach this service (default `http://{host}:{port}`);
+    /// the embedded object store's URLs start with it.
+    pub public_url: Option<String>,
+    /// Worker threads (default: one per core).
+    pub workers: Option<usize>,
+    /// Largest accepted request body in bytes (default 16 KiB).
+    pub max_body_bytes: usize,
+    /// Time a client gets to send its request head, in milliseconds (default 5000).
+    pub client_request_timeout_ms: u64,
+    /// Seconds to let in-flight requests finish on shutdown (default 30).
+    pub shutdown_timeout_seconds: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            public_url: None,
+            workers: None,
+            max_body_bytes: 16 * 1024,
+            client_request_timeout_ms: 5_000,
+            shutdown_timeout_seconds: 30,
+        }
+    }
+}
+
+/// Bearer-token verification.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 secret (at least 32 bytes). Unset: a random one is generated at
+    /// start and only the printed demo token works (embedded mode).
+    pub secret: Option<SecretString>,
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Required `aud`.
+    pub audience: Option<String>,
+    /// Required `type` claim (e.g. `access`).
+    pub token_type: Option<String>,
+    /// Clock skew tolerated on `exp`/`nbf`, in seconds (default 30).
+    pub leeway_seconds: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self { secret: None, issuer: None, audience: None, token_type: None, leeway_seconds: 30 }
+    }
+}
+
+/// Presign expiry and cache semantics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamingSection {
+    /// Lifetime of presigned URLs in seconds (default 120).
+    pub presign_expiry_seconds: u64,
+    /// Cached URLs are served only with more than this left, in seconds (default 30).
+    pub cache_buffer_seconds: u64,
+    /// Prefix of every cache key (default empty).
+    pub cache_key_prefix: String,
+}
+
+impl Default for StreamingSection {
+    fn default() -> Self {
+        Self { presign_expiry_seconds: 120, cache_buffer_seconds: 30, cache_key_prefix: String::new() }
+    }
+}
+
+/// Which URL cache to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheKind {
+    /// In-process, bounded (moka).
+    #[default]
+    Moka,
+    /// In-process, unbounded map (tests only).
+    Memory,
+}
+
+/// The URL cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Which cache.
+    pub kind: CacheKind,
+    /// Largest number of cached URLs (moka; default 100 000).
+    pub max_entries: u64,
+    /// Version of the key that seals new entries.
+    pub current_key_version: Option<u16>,
+    /// Keys as `version:base64-32-bytes`, comma-separated (e.g. `1:AAAA…,2:BBBB…`).
+    /// Unset: a random key per process.
+    pub encryption_keys: Option<SecretString>,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self { kind: CacheKind::Moka, max_entries: 100_000, current_key_version: None, encryption_keys: None }
+    }
+}
+
+/// Per-user request limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Stream-URL requests per minute per user (policy `stream-url`, default 60; 0 disables).
+    pub stream_url_per_minute: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self { stream_url_per_minute: 60 }
+    }
+}
+
+/// Which object store to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// A local directory served by this service with signed URLs.
+    #[default]
+    Localfs,
+}
+
+/// Where media objects live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Which store.
+    pub kind: StorageKind,
+    /// The local store's directory (default `./data/objects`).
+    pub root: PathBuf,
+    /// HMAC key of the local store's URLs (at least 32 bytes). Unset: random per process.
+    pub signing_key: Option<SecretString>,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self { kind: StorageKind::Localfs, root: PathBuf::from("data/objects"), signing_key: None }
+    }
+}
+
+/// Demo media and the printed demo token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoSettings {
+    /// Seed demo media and print a demo token (default true).
+    pub enabled: bool,
+}
+
+impl Default for DemoSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// A `tracing` filter (default `info`); `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { filter: "info".into() }
+    }
+}
+
+/// Problem documents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProblemSettings {
+    /// Base of the `type` URIs (default `https://streamgate.dev/problems/`).
+    pub type_base: String,
+}
+
+impl Default for ProblemSettings {
+    fn default() -> Self {
+        Self { type_base: "https://streamgate.dev/problems/".into() }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct SettingsError(String);
+
+impl Settings {
+    /// Loads defaults, then `file` (if given; it must exist), then the
+    /// `STREAMING__*` variables of `env`.
+    ///
+    /// # Errors
+    /// [`SettingsError`] naming the offending key or file.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder();
+        if let Some(file) = file {
+            builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml).required(true));
+        }
+        let env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("STREAMING__")).collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("STREAMING")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let config = builder.build().map_err(|e| SettingsError(e.to_string()))?;
+        config.try_deserialize().map_err(|e| SettingsError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let settings = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(settings.server.host, "127.0.0.1");
+        assert_eq!(settings.server.port, 8080);
+        assert_eq!(settings.streaming.presign_expiry_seconds, 120);
+        assert_eq!(settings.rate_limit.stream_url_per_minute, 60);
+        assert!(settings.demo.enabled);
+        assert!(settings.auth.secret.is_none());
+    }
+
+    #[test]
+    fn environment_overrides_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("streaming.toml");
+        std::fs::write(&file, "[server]\nport = 9000\nhost = \"0.0.0.0\"\n[streaming]\npresign_expiry_seconds = 60\n").unwrap();
+        let settings = Settings::load(
+            Some(&file),
+            env(&[("STREAMING__SERVER__PORT", "9100"), ("STREAMING__AUTH__SECRET", "s3cr3t-from-the-environment-0123456789"), ("OTHER", "x")]),
+        )
+        .unwrap();
+        assert_eq!(settings.server.port, 9100, "env beats file");
+        assert_eq!(settings.server.host, "0.0.0.0", "file beats defaults");
+        assert_eq!(settings.streaming.presign_expiry_seconds, 60);
+        assert_eq!(settings.auth.secret.as_ref().unwrap().expose_secret(), "s3cr3t-from-the-environment-0123456789");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let settings = Settings::load(
+            None,
+            env(&[("STREAMING__AUTH__SECRET", "visible-if-leaked-0123456789abcdef"), ("STREAMING__CACHE__ENCRYPTION_KEYS", "1:c2VjcmV0")]),
+        )
+        .unwrap();
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("visible-if-leaked"));
+        assert!(!debug.contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(Settings::load(None, env(&[("STREAMING__SERVER__PORT", "eighty")])).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("typo.toml");
+        std::fs::write(&file, "[server]\nprot = 1\n").unwrap();
+        let error = Settings::load(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(error.contains("prot"), "{error}");
+        assert!(Settings::load(Some(&dir.path().join("missing.toml")), env(&[])).is_err());
+    }
+}

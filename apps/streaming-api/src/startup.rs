@@ -1,0 +1,260 @@
+//! The composition root: settings in, a bound server out.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+use streaming_auth::{TokenClaims, TokenSigner, TokenVerifier, VerifierOptions};
+use streaming_core::adapters::{
+    MemoryCatalog, MemoryRateLimiter, MemorySubscriptions, MemoryUrlCache, MokaUrlCache, SystemClock,
+};
+use streaming_core::ports::{Clock, RateLimitPolicy, UrlCache};
+use streaming_core::url_signing::UrlSigner;
+use streaming_core::{CacheKeyring, StreamUrlService, StreamingPorts, StreamingSettings};
+use streaming_localfs::LocalObjectStore;
+
+use crate::demo::{self, DemoInfo};
+use crate::problem::{enrich_problems, ApiError, ProblemTypeBase};
+use crate::routes;
+use crate::settings::{CacheKind, Settings, StorageKind};
+use crate::state::AppState;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The settings are inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The socket could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The object store could not be opened or seeded.
+    #[error("object store: {0}")]
+    Storage(String),
+}
+
+/// A bound, not yet running service.
+pub struct Application {
+    port: u16,
+    base_url: String,
+    server: Server,
+    demo: Option<DemoInfo>,
+    ephemeral_secret: bool,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").field("port", &self.port).field("base_url", &self.base_url).finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Builds every adapter the settings ask for and binds the listener
+    /// (port 0 picks a free port; see [`Application::port`]).
+    ///
+    /// # Errors
+    /// [`StartupError`] for bad settings, a busy port, or an unusable store.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind { address: address.clone(), source })?;
+        let port = listener.local_addr().map_err(|source| StartupError::Bind { address, source })?.port();
+        let base_url = settings.server.public_url.clone().unwrap_or_else(|| {
+            let host = match settings.server.host.as_str() {
+                "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+                host => host,
+            };
+            format!("http://{host}:{port}")
+        });
+
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let streaming_settings = streaming_settings(&settings)?;
+
+        let ephemeral_secret = settings.auth.secret.is_none();
+        let auth_secret = settings.auth.secret.clone().unwrap_or_else(random_secret);
+        let verifier = TokenVerifier::hs256(
+            &auth_secret,
+            VerifierOptions {
+                issuer: settings.auth.issuer.clone(),
+                audience: settings.auth.audience.clone(),
+                token_type: settings.auth.token_type.clone(),
+                leeway: Duration::from_secs(settings.auth.leeway_seconds),
+            },
+        )
+        .map_err(|e| StartupError::Config(format!("auth.secret: {e}")))?;
+
+        let StorageKind::Localfs = settings.storage.kind;
+        let signing_key = settings.storage.signing_key.clone().unwrap_or_else(random_secret);
+        let signer = UrlSigner::new(signing_key.expose_secret().as_bytes())
+            .map_err(|e| StartupError::Config(format!("storage.signing_key: {e}")))?;
+        let local = Arc::new(
+            LocalObjectStore::open(&settings.storage.root, &base_url, signer)
+                .await
+                .map_err(|e| StartupError::Storage(format!("{}: {e}", settings.storage.root.display())))?,
+        );
+
+        let catalog = Arc::new(MemoryCatalog::new());
+        let cache: Arc<dyn UrlCache> = match settings.cache.kind {
+            CacheKind::Moka => Arc::new(MokaUrlCache::new(settings.cache.max_entries)),
+            CacheKind::Memory => Arc::new(MemoryUrlCache::new(clock.clone())),
+        };
+        let keyring = keyring(&settings)?;
+        let streaming = Arc::new(StreamUrlService::new(
+            StreamingPorts {
+                catalog: catalog.clone(),
+                objects: local.clone(),
+                cache,
+                subscriptions: Arc::new(MemorySubscriptions::new()),
+                clock: clock.clone(),
+            },
+            keyring,
+            streaming_settings,
+        ));
+
+        let demo = if settings.demo.enabled {
+            let (user, tracks) = demo::seed(&catalog, &local).await.map_err(StartupError::Storage)?;
+            let token = TokenSigner::hs256(&auth_secret)
+                .sign(&TokenClaims {
+                    subject: user.to_string(),
+                    expires_at: Some(clock.now() + Duration::from_secs(12 * 3600)),
+                    issuer: settings.auth.issuer.clone(),
+                    audience: settings.auth.audience.clone(),
+                    token_type: settings.auth.token_type.clone(),
+                    ..TokenClaims::default()
+                })
+                .map_err(|e| StartupError::Config(format!("demo token: {e}")))?;
+            Some(DemoInfo { user, token, tracks })
+        } else {
+            None
+        };
+
+        let stream_url_policy = (settings.rate_limit.stream_url_per_minute > 0).then(|| RateLimitPolicy {
+            name: "stream-url".into(),
+            limit: settings.rate_limit.stream_url_per_minute,
+            period: Duration::from_secs(60),
+        });
+        let state = web::Data::new(AppState {
+            streaming,
+            verifier,
+            limiter: Arc::new(MemoryRateLimiter::new(clock.clone())),
+            stream_url_policy,
+            clock,
+            local_objects: Some(local),
+        });
+        let problem_base = web::Data::new(ProblemTypeBase(settings.problems.type_base.clone()));
+        let max_body = settings.server.max_body_bytes;
+
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(problem_base.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
+                .wrap(from_fn(enrich_problems))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .client_request_timeout(Duration::from_millis(settings.server.client_request_timeout_ms))
+        .shutdown_timeout(settings.server.shutdown_timeout_seconds);
+        if let Some(workers) = settings.server.workers {
+            server = server.workers(workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?
+            .run();
+
+        Ok(Self { port, base_url, server, demo, ephemeral_secret })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The base URL players reach the service at.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The demo user, tracks and token, when demo mode is on.
+    pub fn demo(&self) -> Option<&DemoInfo> {
+        self.demo.as_ref()
+    }
+
+    /// Whether the token secret was generated at start (embedded mode).
+    pub fn has_ephemeral_secret(&self) -> bool {
+        self.ephemeral_secret
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM drain in-flight requests).
+    ///
+    /// # Errors
+    /// The I/O error that stopped the server.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn streaming_settings(settings: &Settings) -> Result<StreamingSettings, StartupError> {
+    let s = &settings.streaming;
+    if !(1..=7 * 24 * 3600).contains(&s.presign_expiry_seconds) {
+        return Err(StartupError::Config("streaming.presign_expiry_seconds must be between 1 and 604800".into()));
+    }
+    if s.cache_buffer_seconds >= s.presign_expiry_seconds {
+        return Err(StartupError::Config(
+            "streaming.cache_buffer_seconds must be shorter than streaming.presign_expiry_seconds".into(),
+        ));
+    }
+    Ok(StreamingSettings {
+        presign_expiry: Duration::from_secs(s.presign_expiry_seconds),
+        cache_buffer: Duration::from_secs(s.cache_buffer_seconds),
+        cache_key_prefix: s.cache_key_prefix.clone(),
+    })
+}
+
+/// Parses `version:base64key,…`; without keys, one random key for this process.
+fn keyring(settings: &Settings) -> Result<CacheKeyring, StartupError> {
+    let Some(spec) = &settings.cache.encryption_keys else {
+        return Ok(CacheKeyring::random());
+    };
+    let bad = |what: &str| StartupError::Config(format!("cache.encryption_keys: {what}"));
+    let mut keys = Vec::new();
+    for item in spec.expose_secret().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (version, key) = item.split_once(':').ok_or_else(|| bad("each key must be version:base64"))?;
+        let version: u16 = version.trim().parse().map_err(|_| bad("a key version is not a number"))?;
+        let bytes = STANDARD.decode(key.trim()).map_err(|_| bad("a key is not valid base64"))?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| bad("every key must be 32 bytes"))?;
+        keys.push((version, key));
+    }
+    let current = match settings.cache.current_key_version {
+        Some(version) => version,
+        None => keys.iter().map(|(v, _)| *v).max().ok_or_else(|| bad("no keys given"))?,
+    };
+    CacheKeyring::new(current, keys).map_err(|e| bad(&e.to_string()))
+}
+
+fn random_secret() -> SecretString {
+    let bytes: [u8; 32] = rand::random();
+    SecretString::from(STANDARD.encode(bytes))
+}
+
+fn json_error(error: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    let api = match error {
+        E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::PayloadTooLarge,
+        E::ContentType => ApiError::UnsupportedMediaType,
+        other => ApiError::BadRequest(format!("The request body is not valid JSON: {other}")),
+    };
+    api.into()
+}

@@ -1,0 +1,30 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use streaming_auth::TokenVerifier;
+use streaming_core::ports::{Clock, RateLimitPolicy, RateLimiter};
+use streaming_core::StreamUrlService;
+use streaming_localfs::LocalObjectStore;
+
+/// Shared application state.
+pub struct AppState {
+    /// The core's streaming service.
+    pub streaming: Arc<StreamUrlService>,
+    /// Bearer-token verification.
+    pub verifier: TokenVerifier,
+    /// Per-user limits.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// The `stream-url` policy; `None` when disabled.
+    pub stream_url_policy: Option<RateLimitPolicy>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// The embedded object store, when it is the configured store (serves `/objects`).
+    pub local_objects: Option<Arc<LocalObjectStore>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("stream_url_policy", &self.stream_url_policy).finish_non_exhaustive()
+    }
+}
