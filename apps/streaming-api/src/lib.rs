@@ -14,4 +14,4 @@ mod startup;
 mod state;
 
 pub use settings::Settings;
-pub use startup::{Application, StartupError};
+pub use startup::{Application, PortOverrides, StartupError};

@@ -14,7 +14,7 @@ use streaming_auth::{TokenClaims, TokenSigner, TokenVerifier, VerifierOptions};
 use streaming_core::adapters::{
     MemoryCatalog, MemoryRateLimiter, MemorySubscriptions, MemoryUrlCache, MokaUrlCache, SystemClock,
 };
-use streaming_core::ports::{Clock, RateLimitPolicy, UrlCache};
+use streaming_core::ports::{Clock, MediaCatalog, RateLimitPolicy, SubscriptionDirectory, UrlCache};
 use streaming_core::url_signing::UrlSigner;
 use streaming_core::{CacheKeyring, StreamUrlService, StreamingPorts, StreamingSettings};
 use streaming_localfs::LocalObjectStore;
@@ -44,6 +44,24 @@ pub enum StartupError {
     Storage(String),
 }
 
+/// Ports an embedder (or a test) supplies instead of the configured ones.
+#[derive(Default, Clone)]
+pub struct PortOverrides {
+    /// Replaces the memory catalog (demo media are then not registered).
+    pub catalog: Option<Arc<dyn MediaCatalog>>,
+    /// Replaces the memory subscription directory.
+    pub subscriptions: Option<Arc<dyn SubscriptionDirectory>>,
+}
+
+impl std::fmt::Debug for PortOverrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortOverrides")
+            .field("catalog", &self.catalog.is_some())
+            .field("subscriptions", &self.subscriptions.is_some())
+            .finish()
+    }
+}
+
 /// A bound, not yet running service.
 pub struct Application {
     port: u16,
@@ -66,6 +84,14 @@ impl Application {
     /// # Errors
     /// [`StartupError`] for bad settings, a busy port, or an unusable store.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with(settings, PortOverrides::default()).await
+    }
+
+    /// [`Application::build`] with some ports supplied by the caller.
+    ///
+    /// # Errors
+    /// As [`Application::build`].
+    pub async fn build_with(settings: Settings, overrides: PortOverrides) -> Result<Self, StartupError> {
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind { address: address.clone(), source })?;
         let port = listener.local_addr().map_err(|source| StartupError::Bind { address, source })?.port();
@@ -103,7 +129,8 @@ impl Application {
                 .map_err(|e| StartupError::Storage(format!("{}: {e}", settings.storage.root.display())))?,
         );
 
-        let catalog = Arc::new(MemoryCatalog::new());
+        let memory_catalog = Arc::new(MemoryCatalog::new());
+        let catalog: Arc<dyn MediaCatalog> = overrides.catalog.unwrap_or_else(|| memory_catalog.clone());
         let cache: Arc<dyn UrlCache> = match settings.cache.kind {
             CacheKind::Moka => Arc::new(MokaUrlCache::new(settings.cache.max_entries)),
             CacheKind::Memory => Arc::new(MemoryUrlCache::new(clock.clone())),
@@ -111,10 +138,10 @@ impl Application {
         let keyring = keyring(&settings)?;
         let streaming = Arc::new(StreamUrlService::new(
             StreamingPorts {
-                catalog: catalog.clone(),
+                catalog,
                 objects: local.clone(),
                 cache,
-                subscriptions: Arc::new(MemorySubscriptions::new()),
+                subscriptions: overrides.subscriptions.unwrap_or_else(|| Arc::new(MemorySubscriptions::new())),
                 clock: clock.clone(),
             },
             keyring,
@@ -122,7 +149,7 @@ impl Application {
         ));
 
         let demo = if settings.demo.enabled {
-            let (user, tracks) = demo::seed(&catalog, &local).await.map_err(StartupError::Storage)?;
+            let (user, tracks) = demo::seed(&memory_catalog, &local).await.map_err(StartupError::Storage)?;
             let token = TokenSigner::hs256(&auth_secret)
                 .sign(&TokenClaims {
                     subject: user.to_string(),

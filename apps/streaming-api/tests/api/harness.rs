@@ -1,0 +1,117 @@
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use streaming_api::demo::DemoInfo;
+use streaming_api::{Application, PortOverrides, Settings};
+use streaming_auth::{TokenClaims, TokenSigner};
+use time::OffsetDateTime;
+
+pub const SECRET: &str = "test-secret-for-hs256-tokens-0123456789";
+pub const SIGNING_KEY: &str = "test-signing-key-for-object-urls-0123456789";
+pub const READY: &str = "01JG0DEM0TRACK000000000001";
+pub const PROCESSING: &str = "01JG0DEM0TRACK000000000003";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub demo: DemoInfo,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_with(configure, PortOverrides::default()).await
+}
+
+pub async fn spawn_with(configure: impl FnOnce(&mut Settings), overrides: PortOverrides) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::default();
+    settings.server.port = 0;
+    settings.server.workers = Some(1);
+    settings.auth.secret = Some(SecretString::from(SECRET));
+    settings.storage.root = dir.path().join("objects");
+    settings.storage.signing_key = Some(SecretString::from(SIGNING_KEY));
+    configure(&mut settings);
+    let app = Application::build_with(settings, overrides).await.unwrap();
+    let address = app.base_url().to_owned();
+    let demo = app.demo().unwrap().clone();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    TestApp { address, client, demo, dir }
+}
+
+pub fn token_for(subject: &str) -> String {
+    token(TokenClaims {
+        subject: subject.into(),
+        expires_at: Some(OffsetDateTime::now_utc() + std::time::Duration::from_secs(600)),
+        ..TokenClaims::default()
+    })
+}
+
+pub fn token(claims: TokenClaims) -> String {
+    TokenSigner::hs256(&SecretString::from(SECRET)).sign(&claims).unwrap()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn stream(&self, track: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.post(self.url(&format!("/tracks/{track}/stream")));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn stream_url(&self, track: &str) -> serde_json::Value {
+        let response = self.stream(track, Some(&self.demo.token)).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Sends `request_line` verbatim (no client-side path normalisation) and
+    /// returns the status code.
+    pub async fn raw_status(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let host = self.address.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        let text = String::from_utf8_lossy(&response);
+        text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
+    }
+
+    pub fn object_bytes(&self, track: &str) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("objects").join("tracks").join(format!("{track}.wav"))).unwrap()
+    }
+}
+
+/// Asserts a problem document and returns it.
+pub async fn assert_problem(response: reqwest::Response, status: u16, slug: &str) -> serde_json::Value {
+    assert_eq!(response.status(), status, "status");
+    assert_eq!(
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json"),
+        "content type"
+    );
+    let trace_header = response.headers().get("trace-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["type"], format!("https://streamgate.dev/problems/{slug}"), "{body}");
+    assert_eq!(body["status"], status);
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(body["instance"].as_str().is_some_and(|t| t.starts_with('/')));
+    assert_eq!(body["traceId"].as_str(), trace_header.as_deref(), "traceId matches the trace-id header");
+    body
+}
+
+pub fn arc<T>(value: T) -> Arc<T> {
+    Arc::new(value)
+}
