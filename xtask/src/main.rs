@@ -1,1 +1,106 @@
-fn main() {}
+//! `cargo xtask`: the project's repeatable chores.
+//!
+//! * `test`  — format check, clippy (`-D warnings`), tidy, every test of the workspace.
+//! * `tidy`  — architecture checks (the core's dependency list).
+//! * `bench` — the criterion benchmarks.
+
+// A command-line tool: its progress lines on stdout are its interface.
+#![allow(clippy::print_stdout)]
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+mod tidy;
+mod tools;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("tidy") => tidy::run(&workspace_root()),
+        Some("bench") => bench(&args[1..]),
+        _ => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask <test | tidy | bench [criterion args]>";
+
+fn workspace_root() -> PathBuf {
+    let manifest =
+        env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("xtask"), PathBuf::from);
+    manifest
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn test() -> Result<(), String> {
+    let root = workspace_root();
+    step("format", &mut cargo(&root, &["fmt", "--all", "--check"]))?;
+    step(
+        "clippy",
+        &mut cargo(
+            &root,
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    )?;
+    println!("==> tidy");
+    tidy::run(&root)?;
+    // Doc tests first: nextest's summary must be the run's closing line.
+    step(
+        "doc tests",
+        &mut cargo(&root, &["test", "--workspace", "--all-features", "--doc"]),
+    )?;
+    let nextest = tools::ensure_nextest()?;
+    step(
+        "tests",
+        Command::new(nextest.program)
+            .args(nextest.prefix_args)
+            .args(["run", "--workspace", "--all-features", "--no-fail-fast"])
+            .current_dir(&root),
+    )?;
+    Ok(())
+}
+
+fn bench(extra: &[String]) -> Result<(), String> {
+    let root = workspace_root();
+    let mut command = cargo(
+        &root,
+        &["bench", "-p", "streaming-core", "--bench", "core", "--"],
+    );
+    command.args(extra);
+    step("criterion benchmarks", &mut command)
+}
+
+fn cargo(root: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.args(args).current_dir(root);
+    command
+}
+
+fn step(name: &str, command: &mut Command) -> Result<(), String> {
+    println!("==> {name}");
+    let status = command
+        .status()
+        .map_err(|e| format!("{name}: cannot run: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{name} failed ({status})"))
+    }
+}

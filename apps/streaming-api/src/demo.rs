@@ -4,7 +4,9 @@
 use std::f64::consts::TAU;
 
 use streaming_core::adapters::MemoryCatalog;
-use streaming_core::domain::{Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures, UserId, Visibility};
+use streaming_core::domain::{
+    Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures, UserId, Visibility,
+};
 use streaming_localfs::LocalObjectStore;
 
 /// The demo user's id.
@@ -43,24 +45,52 @@ struct Spec {
 }
 
 const SPECS: [Spec; 3] = [
-    Spec { id: "01JG0DEM0TRACK000000000001", title: "A4 tone, 440 Hz", frequency: 440.0, seconds: 5, status: MediaStatus::Ready },
-    Spec { id: "01JG0DEM0TRACK000000000002", title: "E5 tone, 659 Hz", frequency: 659.25, seconds: 5, status: MediaStatus::Ready },
-    Spec { id: "01JG0DEM0TRACK000000000003", title: "Still processing", frequency: 330.0, seconds: 1, status: MediaStatus::Processing },
+    Spec {
+        id: "01JG0DEM0TRACK000000000001",
+        title: "A4 tone, 440 Hz",
+        frequency: 440.0,
+        seconds: 5,
+        status: MediaStatus::Ready,
+    },
+    Spec {
+        id: "01JG0DEM0TRACK000000000002",
+        title: "E5 tone, 659 Hz",
+        frequency: 659.25,
+        seconds: 5,
+        status: MediaStatus::Ready,
+    },
+    Spec {
+        id: "01JG0DEM0TRACK000000000003",
+        title: "Still processing",
+        frequency: 330.0,
+        seconds: 1,
+        status: MediaStatus::Processing,
+    },
 ];
 
 /// Writes the demo objects (if missing) and registers the demo media.
 ///
 /// # Errors
 /// An I/O error if the objects cannot be written, or an invalid built-in id.
-pub async fn seed(catalog: &MemoryCatalog, store: &LocalObjectStore) -> Result<(UserId, Vec<DemoTrack>), String> {
+pub async fn seed(
+    catalog: &MemoryCatalog,
+    store: &LocalObjectStore,
+) -> Result<(UserId, Vec<DemoTrack>), String> {
     let user = UserId::try_from(DEMO_USER).map_err(|e| e.to_string())?;
     let mut tracks = Vec::new();
     for spec in &SPECS {
         let id = MediaId::parse_ulid(spec.id).map_err(|e| e.to_string())?;
-        let key = ObjectKey::try_from(format!("tracks/{}.wav", spec.id)).map_err(|e| e.to_string())?;
+        let key =
+            ObjectKey::try_from(format!("tracks/{}.wav", spec.id)).map_err(|e| e.to_string())?;
         let wav = tone_wav(spec.frequency, spec.seconds);
-        if tokio::fs::metadata(store.root().join("tracks").join(format!("{}.wav", spec.id))).await.is_err() {
-            store.put(&key, &wav).await.map_err(|e| format!("writing demo media: {e}"))?;
+        if tokio::fs::metadata(store.root().join("tracks").join(format!("{}.wav", spec.id)))
+            .await
+            .is_err()
+        {
+            store
+                .put(&key, &wav)
+                .await
+                .map_err(|e| format!("writing demo media: {e}"))?;
         }
         catalog.upsert(Media {
             id: id.clone(),
@@ -74,7 +104,11 @@ pub async fn seed(catalog: &MemoryCatalog, store: &LocalObjectStore) -> Result<(
             visibility: Visibility::Private,
             required_features: PlanFeatures::default(),
         });
-        tracks.push(DemoTrack { id, title: spec.title, status: spec.status });
+        tracks.push(DemoTrack {
+            id,
+            title: spec.title,
+            status: spec.status,
+        });
     }
     Ok((user, tracks))
 }
@@ -99,7 +133,9 @@ pub fn tone_wav(frequency: f64, seconds: u32) -> Vec<u8> {
     let fade = f64::from(SAMPLE_RATE) * 0.02;
     for n in 0..samples {
         let t = f64::from(n) / f64::from(SAMPLE_RATE);
-        let envelope = (f64::from(n) / fade).min(f64::from(samples - n) / fade).min(1.0);
+        let envelope = (f64::from(n) / fade)
+            .min(f64::from(samples - n) / fade)
+            .min(1.0);
         let sample = (TAU * frequency * t).sin() * envelope * 0.4 * f64::from(i16::MAX);
         wav.extend_from_slice(&(sample as i16).to_le_bytes());
     }
@@ -114,7 +150,12 @@ mod tests {
     fn demo_ids_are_valid() {
         assert!(UserId::try_from(DEMO_USER).is_ok());
         for spec in &SPECS {
-            assert_eq!(MediaId::parse_ulid(spec.id).unwrap().as_str(), spec.id, "{} must be canonical", spec.id);
+            assert_eq!(
+                MediaId::parse_ulid(spec.id).unwrap().as_str(),
+                spec.id,
+                "{} must be canonical",
+                spec.id
+            );
         }
     }
 
@@ -124,9 +165,14 @@ mod tests {
         assert_eq!(&wav[0..4], b"RIFF");
         assert_eq!(&wav[8..12], b"WAVE");
         assert_eq!(wav.len(), 44 + 2 * SAMPLE_RATE as usize);
-        assert_eq!(u32::from_le_bytes(wav[4..8].try_into().unwrap()) as usize, wav.len() - 8);
+        assert_eq!(
+            u32::from_le_bytes(wav[4..8].try_into().unwrap()) as usize,
+            wav.len() - 8
+        );
         // Not silence: some sample reaches a third of full scale.
-        let loud = wav[44..].chunks(2).any(|s| i16::from_le_bytes([s[0], s[1]]).unsigned_abs() > 10_000);
+        let loud = wav[44..]
+            .chunks(2)
+            .any(|s| i16::from_le_bytes([s[0], s[1]]).unsigned_abs() > 10_000);
         assert!(loud);
     }
 }

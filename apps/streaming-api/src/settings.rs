@@ -85,7 +85,13 @@ pub struct AuthSettings {
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        Self { secret: None, issuer: None, audience: None, token_type: None, leeway_seconds: 30 }
+        Self {
+            secret: None,
+            issuer: None,
+            audience: None,
+            token_type: None,
+            leeway_seconds: 30,
+        }
     }
 }
 
@@ -103,7 +109,11 @@ pub struct StreamingSection {
 
 impl Default for StreamingSection {
     fn default() -> Self {
-        Self { presign_expiry_seconds: 120, cache_buffer_seconds: 30, cache_key_prefix: String::new() }
+        Self {
+            presign_expiry_seconds: 120,
+            cache_buffer_seconds: 30,
+            cache_key_prefix: String::new(),
+        }
     }
 }
 
@@ -135,7 +145,12 @@ pub struct CacheSettings {
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        Self { kind: CacheKind::Moka, max_entries: 100_000, current_key_version: None, encryption_keys: None }
+        Self {
+            kind: CacheKind::Moka,
+            max_entries: 100_000,
+            current_key_version: None,
+            encryption_keys: None,
+        }
     }
 }
 
@@ -149,7 +164,9 @@ pub struct RateLimitSettings {
 
 impl Default for RateLimitSettings {
     fn default() -> Self {
-        Self { stream_url_per_minute: 60 }
+        Self {
+            stream_url_per_minute: 60,
+        }
     }
 }
 
@@ -176,7 +193,11 @@ pub struct StorageSettings {
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self { kind: StorageKind::Localfs, root: PathBuf::from("data/objects"), signing_key: None }
+        Self {
+            kind: StorageKind::Localfs,
+            root: PathBuf::from("data/objects"),
+            signing_key: None,
+        }
     }
 }
 
@@ -204,7 +225,9 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { filter: "info".into() }
+        Self {
+            filter: "info".into(),
+        }
     }
 }
 
@@ -218,7 +241,9 @@ pub struct ProblemSettings {
 
 impl Default for ProblemSettings {
     fn default() -> Self {
-        Self { type_base: "https://streamgate.dev/problems/".into() }
+        Self {
+            type_base: "https://streamgate.dev/problems/".into(),
+        }
     }
 }
 
@@ -233,12 +258,22 @@ impl Settings {
     ///
     /// # Errors
     /// [`SettingsError`] naming the offending key or file.
-    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, SettingsError> {
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
         let mut builder = config::Config::builder();
         if let Some(file) = file {
-            builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml).required(true));
+            builder = builder.add_source(
+                config::File::from(file)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
         }
-        let env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("STREAMING__")).collect();
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("STREAMING__"))
+            .collect();
         builder = builder.add_source(
             config::Environment::with_prefix("STREAMING")
                 .prefix_separator("__")
@@ -247,7 +282,9 @@ impl Settings {
                 .source(Some(env)),
         );
         let config = builder.build().map_err(|e| SettingsError(e.to_string()))?;
-        config.try_deserialize().map_err(|e| SettingsError(e.to_string()))
+        config
+            .try_deserialize()
+            .map_err(|e| SettingsError(e.to_string()))
     }
 }
 
@@ -257,7 +294,10 @@ mod tests {
     use secrecy::ExposeSecret;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -275,23 +315,43 @@ mod tests {
     fn environment_overrides_file_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("streaming.toml");
-        std::fs::write(&file, "[server]\nport = 9000\nhost = \"0.0.0.0\"\n[streaming]\npresign_expiry_seconds = 60\n").unwrap();
+        std::fs::write(
+            &file,
+            "[server]\nport = 9000\nhost = \"0.0.0.0\"\n[streaming]\npresign_expiry_seconds = 60\n",
+        )
+        .unwrap();
         let settings = Settings::load(
             Some(&file),
-            env(&[("STREAMING__SERVER__PORT", "9100"), ("STREAMING__AUTH__SECRET", "s3cr3t-from-the-environment-0123456789"), ("OTHER", "x")]),
+            env(&[
+                ("STREAMING__SERVER__PORT", "9100"),
+                (
+                    "STREAMING__AUTH__SECRET",
+                    "s3cr3t-from-the-environment-0123456789",
+                ),
+                ("OTHER", "x"),
+            ]),
         )
         .unwrap();
         assert_eq!(settings.server.port, 9100, "env beats file");
         assert_eq!(settings.server.host, "0.0.0.0", "file beats defaults");
         assert_eq!(settings.streaming.presign_expiry_seconds, 60);
-        assert_eq!(settings.auth.secret.as_ref().unwrap().expose_secret(), "s3cr3t-from-the-environment-0123456789");
+        assert_eq!(
+            settings.auth.secret.as_ref().unwrap().expose_secret(),
+            "s3cr3t-from-the-environment-0123456789"
+        );
     }
 
     #[test]
     fn secrets_are_redacted_in_debug_output() {
         let settings = Settings::load(
             None,
-            env(&[("STREAMING__AUTH__SECRET", "visible-if-leaked-0123456789abcdef"), ("STREAMING__CACHE__ENCRYPTION_KEYS", "1:c2VjcmV0")]),
+            env(&[
+                (
+                    "STREAMING__AUTH__SECRET",
+                    "visible-if-leaked-0123456789abcdef",
+                ),
+                ("STREAMING__CACHE__ENCRYPTION_KEYS", "1:c2VjcmV0"),
+            ]),
         )
         .unwrap();
         let debug = format!("{settings:?}");
@@ -305,7 +365,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("typo.toml");
         std::fs::write(&file, "[server]\nprot = 1\n").unwrap();
-        let error = Settings::load(Some(&file), env(&[])).unwrap_err().to_string();
+        let error = Settings::load(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("prot"), "{error}");
         assert!(Settings::load(Some(&dir.path().join("missing.toml")), env(&[])).is_err());
     }

@@ -25,6 +25,8 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("stream_url_policy", &self.stream_url_policy).finish_non_exhaustive()
+        f.debug_struct("AppState")
+            .field("stream_url_policy", &self.stream_url_policy)
+            .finish_non_exhaustive()
     }
 }

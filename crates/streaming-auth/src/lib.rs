@@ -12,8 +12,8 @@ use std::time::Duration;
 use biscuit::jwa::SignatureAlgorithm;
 use biscuit::jws::{RegisteredHeader, Secret};
 use biscuit::{
-    ClaimPresenceOptions, ClaimsSet, Empty, Presence, RegisteredClaims, SingleOrMultiple, TemporalOptions,
-    Timestamp, Validation, ValidationOptions, JWT,
+    ClaimPresenceOptions, ClaimsSet, Empty, Presence, RegisteredClaims, SingleOrMultiple,
+    TemporalOptions, Timestamp, Validation, ValidationOptions, JWT,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -84,7 +84,12 @@ pub struct VerifierOptions {
 
 impl Default for VerifierOptions {
     fn default() -> Self {
-        Self { issuer: None, audience: None, token_type: None, leeway: Duration::from_secs(30) }
+        Self {
+            issuer: None,
+            audience: None,
+            token_type: None,
+            leeway: Duration::from_secs(30),
+        }
     }
 }
 
@@ -128,7 +133,10 @@ impl TokenVerifier {
         if bytes.len() < MIN_SECRET_LEN {
             return Err(ConfigError::WeakSecret);
         }
-        Ok(Self { secret: Secret::Bytes(bytes.to_vec()), options })
+        Ok(Self {
+            secret: Secret::Bytes(bytes.to_vec()),
+            options,
+        })
     }
 
     /// Verifies `token` as of `now`.
@@ -140,17 +148,26 @@ impl TokenVerifier {
             return Err(AuthError::Malformed);
         }
         let encoded: JWT<PrivateClaims, Empty> = JWT::new_encoded(token);
-        let decoded = encoded.decode(&self.secret, SignatureAlgorithm::HS256).map_err(classify)?;
+        let decoded = encoded
+            .decode(&self.secret, SignatureAlgorithm::HS256)
+            .map_err(classify)?;
         let claims = decoded.payload().map_err(|_| AuthError::Malformed)?;
 
         let to_validation = |value: &Option<String>| match value {
             Some(v) => Validation::Validate(v.clone()),
             None => Validation::Ignored,
         };
-        let required_if = |value: &Option<String>| if value.is_some() { Presence::Required } else { Presence::Optional };
-        let leeway = chrono::Duration::from_std(self.options.leeway).map_err(|_| AuthError::Malformed)?;
-        let now_chrono =
-            chrono::DateTime::from_timestamp(now.unix_timestamp(), now.nanosecond()).ok_or(AuthError::Malformed)?;
+        let required_if = |value: &Option<String>| {
+            if value.is_some() {
+                Presence::Required
+            } else {
+                Presence::Optional
+            }
+        };
+        let leeway =
+            chrono::Duration::from_std(self.options.leeway).map_err(|_| AuthError::Malformed)?;
+        let now_chrono = chrono::DateTime::from_timestamp(now.unix_timestamp(), now.nanosecond())
+            .ok_or(AuthError::Malformed)?;
         let validation = ValidationOptions {
             claim_presence_options: ClaimPresenceOptions {
                 expiry: Presence::Required,
@@ -159,7 +176,10 @@ impl TokenVerifier {
                 audience: required_if(&self.options.audience),
                 ..ClaimPresenceOptions::default()
             },
-            temporal_options: TemporalOptions { epsilon: leeway, now: Some(now_chrono) },
+            temporal_options: TemporalOptions {
+                epsilon: leeway,
+                now: Some(now_chrono),
+            },
             issued_at: Validation::Ignored,
             not_before: Validation::Validate(()),
             expiry: Validation::Validate(()),
@@ -173,10 +193,19 @@ impl TokenVerifier {
                 return Err(AuthError::WrongTokenType);
             }
         }
-        let subject = claims.registered.subject.as_deref().ok_or(AuthError::MissingClaim)?;
+        let subject = claims
+            .registered
+            .subject
+            .as_deref()
+            .ok_or(AuthError::MissingClaim)?;
         let user = UserId::try_from(subject).map_err(|_| AuthError::BadSubject)?;
-        let expiry = claims.registered.expiry.as_ref().ok_or(AuthError::MissingClaim)?;
-        let expires_at = OffsetDateTime::from_unix_timestamp(expiry.timestamp()).map_err(|_| AuthError::Malformed)?;
+        let expiry = claims
+            .registered
+            .expiry
+            .as_ref()
+            .ok_or(AuthError::MissingClaim)?;
+        let expires_at = OffsetDateTime::from_unix_timestamp(expiry.timestamp())
+            .map_err(|_| AuthError::Malformed)?;
         Ok(Principal { user, expires_at })
     }
 }
@@ -226,7 +255,9 @@ impl fmt::Debug for TokenSigner {
 impl TokenSigner {
     /// A signer with `secret`.
     pub fn hs256(secret: &SecretString) -> Self {
-        Self { secret: Secret::Bytes(secret.expose_secret().as_bytes().to_vec()) }
+        Self {
+            secret: Secret::Bytes(secret.expose_secret().as_bytes().to_vec()),
+        }
     }
 
     /// An HS256 token with `claims`.
@@ -236,7 +267,9 @@ impl TokenSigner {
     pub fn sign(&self, claims: &TokenClaims) -> Result<String, AuthError> {
         let timestamp = |at: Option<OffsetDateTime>| -> Result<Option<Timestamp>, AuthError> {
             at.map(|at| {
-                chrono::DateTime::from_timestamp(at.unix_timestamp(), 0).map(Timestamp::from).ok_or(AuthError::Malformed)
+                chrono::DateTime::from_timestamp(at.unix_timestamp(), 0)
+                    .map(Timestamp::from)
+                    .ok_or(AuthError::Malformed)
             })
             .transpose()
         };
@@ -248,13 +281,26 @@ impl TokenSigner {
             audience: claims.audience.clone().map(SingleOrMultiple::Single),
             ..RegisteredClaims::default()
         };
-        let header = RegisteredHeader { algorithm: SignatureAlgorithm::HS256, ..RegisteredHeader::default() };
+        let header = RegisteredHeader {
+            algorithm: SignatureAlgorithm::HS256,
+            ..RegisteredHeader::default()
+        };
         let jwt = JWT::new_decoded(
             header.into(),
-            ClaimsSet { registered, private: PrivateClaims { token_type: claims.token_type.clone() } },
+            ClaimsSet {
+                registered,
+                private: PrivateClaims {
+                    token_type: claims.token_type.clone(),
+                },
+            },
         );
-        let encoded = jwt.into_encoded(&self.secret).map_err(|_| AuthError::Malformed)?;
-        encoded.encoded().map(|e| e.to_string()).map_err(|_| AuthError::Malformed)
+        let encoded = jwt
+            .into_encoded(&self.secret)
+            .map_err(|_| AuthError::Malformed)?;
+        encoded
+            .encoded()
+            .map(|e| e.to_string())
+            .map_err(|_| AuthError::Malformed)
     }
 }
 

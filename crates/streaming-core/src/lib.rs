@@ -38,6 +38,6 @@ pub mod url_signing;
 
 pub use sealed_entry::{CacheKeyring, CachedStreamUrl, KeyringError, OpenError, SealError};
 pub use service::{
-    Dependency, StreamError, StreamStats, StreamUrl, StreamUrlService, StreamingPorts, StreamingService,
-    StreamingSettings,
+    Dependency, StreamError, StreamStats, StreamUrl, StreamUrlService, StreamingPorts,
+    StreamingService, StreamingSettings,
 };

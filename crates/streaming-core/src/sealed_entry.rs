@@ -117,7 +117,10 @@ impl CacheKeyring {
     ///
     /// # Errors
     /// [`KeyringError`] when `current` has no key or a version repeats.
-    pub fn new(current: u16, keys: impl IntoIterator<Item = (u16, [u8; 32])>) -> Result<Self, KeyringError> {
+    pub fn new(
+        current: u16,
+        keys: impl IntoIterator<Item = (u16, [u8; 32])>,
+    ) -> Result<Self, KeyringError> {
         let mut ciphers = HashMap::new();
         for (version, key) in keys {
             let cipher = XChaCha20Poly1305::new(Key::from_slice(&key));
@@ -137,7 +140,10 @@ impl CacheKeyring {
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
         let cipher = XChaCha20Poly1305::new(Key::from_slice(&key));
-        Self { current: 1, ciphers: HashMap::from([(1, cipher)]) }
+        Self {
+            current: 1,
+            ciphers: HashMap::from([(1, cipher)]),
+        }
     }
 
     /// The version new entries are sealed with.
@@ -149,10 +155,17 @@ impl CacheKeyring {
     ///
     /// # Errors
     /// [`SealError`] if the entry cannot be encoded.
-    pub fn seal(&self, key: &StreamCacheKey, entry: &CachedStreamUrl) -> Result<Vec<u8>, SealError> {
+    pub fn seal(
+        &self,
+        key: &StreamCacheKey,
+        entry: &CachedStreamUrl,
+    ) -> Result<Vec<u8>, SealError> {
         let content_type_len =
             u16::try_from(entry.content_type.len()).map_err(|_| SealError::ContentTypeTooLong)?;
-        let cipher = self.ciphers.get(&self.current).ok_or(SealError::Encryption)?;
+        let cipher = self
+            .ciphers
+            .get(&self.current)
+            .ok_or(SealError::Encryption)?;
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
 
@@ -164,13 +177,21 @@ impl CacheKeyring {
         blob.extend_from_slice(&entry.generation.to_be_bytes());
         blob.extend_from_slice(&unix_millis(entry.expires_at).to_be_bytes());
         blob.extend_from_slice(&entry.file_size_bytes.to_be_bytes());
-        blob.push(if entry.supports_range_requests { FLAG_RANGE } else { 0 });
+        blob.push(if entry.supports_range_requests {
+            FLAG_RANGE
+        } else {
+            0
+        });
         blob.extend_from_slice(&content_type_len.to_be_bytes());
         blob.extend_from_slice(entry.content_type.as_bytes());
         blob.extend_from_slice(entry.url.as_bytes());
 
         let tag = cipher
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), key.as_str().as_bytes(), &mut blob[HEADER_LEN..])
+            .encrypt_in_place_detached(
+                XNonce::from_slice(&nonce),
+                key.as_str().as_bytes(),
+                &mut blob[HEADER_LEN..],
+            )
             .map_err(|_| SealError::Encryption)?;
         blob.extend_from_slice(&tag);
         Ok(blob)
@@ -180,7 +201,11 @@ impl CacheKeyring {
     ///
     /// # Errors
     /// [`OpenError`] for anything but an intact entry sealed for `key` with a known key.
-    pub fn open(&self, key: &StreamCacheKey, mut blob: Vec<u8>) -> Result<CachedStreamUrl, OpenError> {
+    pub fn open(
+        &self,
+        key: &StreamCacheKey,
+        mut blob: Vec<u8>,
+    ) -> Result<CachedStreamUrl, OpenError> {
         if blob.len() < HEADER_LEN + FIXED_PLAINTEXT_LEN + TAG_LEN {
             return Err(OpenError::Truncated);
         }
@@ -188,7 +213,10 @@ impl CacheKeyring {
             return Err(OpenError::UnknownFormat);
         }
         let version = u16::from_be_bytes([blob[1], blob[2]]);
-        let cipher = self.ciphers.get(&version).ok_or(OpenError::UnknownKeyVersion(version))?;
+        let cipher = self
+            .ciphers
+            .get(&version)
+            .ok_or(OpenError::UnknownKeyVersion(version))?;
         let nonce = *XNonce::from_slice(&blob[3..HEADER_LEN]);
         let tag_at = blob.len() - TAG_LEN;
         let tag = *Tag::from_slice(&blob[tag_at..]);
@@ -203,7 +231,10 @@ impl CacheKeyring {
 fn decode_plaintext(body: &[u8]) -> Result<CachedStreamUrl, OpenError> {
     let (fixed, rest) = body.split_at(FIXED_PLAINTEXT_LEN);
     let u64_at = |at: usize| -> Result<[u8; 8], OpenError> {
-        fixed.get(at..at + 8).and_then(|s| s.try_into().ok()).ok_or(OpenError::Malformed)
+        fixed
+            .get(at..at + 8)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(OpenError::Malformed)
     };
     let generation = u64::from_be_bytes(u64_at(0)?);
     let expires_millis = i64::from_be_bytes(u64_at(8)?);
@@ -214,12 +245,17 @@ fn decode_plaintext(body: &[u8]) -> Result<CachedStreamUrl, OpenError> {
         return Err(OpenError::Malformed);
     }
     let (content_type, url) = rest.split_at(content_type_len);
-    let expires_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires_millis) * 1_000_000)
-        .map_err(|_| OpenError::Malformed)?;
+    let expires_at =
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires_millis) * 1_000_000)
+            .map_err(|_| OpenError::Malformed)?;
     Ok(CachedStreamUrl {
-        url: std::str::from_utf8(url).map_err(|_| OpenError::Malformed)?.to_owned(),
+        url: std::str::from_utf8(url)
+            .map_err(|_| OpenError::Malformed)?
+            .to_owned(),
         expires_at,
-        content_type: std::str::from_utf8(content_type).map_err(|_| OpenError::Malformed)?.to_owned(),
+        content_type: std::str::from_utf8(content_type)
+            .map_err(|_| OpenError::Malformed)?
+            .to_owned(),
         file_size_bytes,
         supports_range_requests: flags & FLAG_RANGE != 0,
         generation,
@@ -265,7 +301,10 @@ mod tests {
     fn round_trips_and_hides_the_url() {
         let ring = ring(1, &[1]);
         let sealed = ring.seal(&key("alice"), &entry()).unwrap();
-        assert!(!sealed.windows(6).any(|w| w == b"X-Amz-"), "plaintext leaked into the entry");
+        assert!(
+            !sealed.windows(6).any(|w| w == b"X-Amz-"),
+            "plaintext leaked into the entry"
+        );
         assert_eq!(ring.open(&key("alice"), sealed).unwrap(), entry());
     }
 
@@ -292,7 +331,10 @@ mod tests {
         for byte in 0..sealed.len() {
             let mut tampered = sealed.clone();
             tampered[byte] ^= 0x01;
-            assert!(ring.open(&key("alice"), tampered).is_err(), "flip at byte {byte} went unnoticed");
+            assert!(
+                ring.open(&key("alice"), tampered).is_err(),
+                "flip at byte {byte} went unnoticed"
+            );
         }
     }
 
@@ -300,12 +342,24 @@ mod tests {
     fn truncated_and_foreign_entries_are_refused() {
         let ring = ring(1, &[1]);
         let sealed = ring.seal(&key("alice"), &entry()).unwrap();
-        assert_eq!(ring.open(&key("alice"), sealed[..20].to_vec()), Err(OpenError::Truncated));
-        assert_eq!(ring.open(&key("alice"), sealed[..sealed.len() - 1].to_vec()), Err(OpenError::Tampered));
-        assert_eq!(ring.open(&key("alice"), Vec::new()), Err(OpenError::Truncated));
+        assert_eq!(
+            ring.open(&key("alice"), sealed[..20].to_vec()),
+            Err(OpenError::Truncated)
+        );
+        assert_eq!(
+            ring.open(&key("alice"), sealed[..sealed.len() - 1].to_vec()),
+            Err(OpenError::Tampered)
+        );
+        assert_eq!(
+            ring.open(&key("alice"), Vec::new()),
+            Err(OpenError::Truncated)
+        );
         let mut other_format = sealed;
         other_format[0] = 2;
-        assert_eq!(ring.open(&key("alice"), other_format), Err(OpenError::UnknownFormat));
+        assert_eq!(
+            ring.open(&key("alice"), other_format),
+            Err(OpenError::UnknownFormat)
+        );
     }
 
     #[test]
@@ -317,19 +371,28 @@ mod tests {
 
         let sealed_new = rotated.seal(&key("alice"), &entry()).unwrap();
         assert_eq!(u16::from_be_bytes([sealed_new[1], sealed_new[2]]), 2);
-        assert_eq!(old.open(&key("alice"), sealed_new), Err(OpenError::UnknownKeyVersion(2)));
+        assert_eq!(
+            old.open(&key("alice"), sealed_new),
+            Err(OpenError::UnknownKeyVersion(2))
+        );
     }
 
     #[test]
     fn a_key_with_the_right_version_but_wrong_bytes_fails_authentication() {
         let sealed = ring(1, &[1]).seal(&key("alice"), &entry()).unwrap();
         let impostor = CacheKeyring::new(1, [(1, [9u8; 32])]).unwrap();
-        assert_eq!(impostor.open(&key("alice"), sealed), Err(OpenError::Tampered));
+        assert_eq!(
+            impostor.open(&key("alice"), sealed),
+            Err(OpenError::Tampered)
+        );
     }
 
     #[test]
     fn keyrings_refuse_inconsistent_keys() {
-        assert_eq!(CacheKeyring::new(3, [(1, [0u8; 32])]).unwrap_err(), KeyringError::MissingCurrentKey(3));
+        assert_eq!(
+            CacheKeyring::new(3, [(1, [0u8; 32])]).unwrap_err(),
+            KeyringError::MissingCurrentKey(3)
+        );
         assert_eq!(
             CacheKeyring::new(1, [(1, [0u8; 32]), (1, [1u8; 32])]).unwrap_err(),
             KeyringError::DuplicateVersion(1)

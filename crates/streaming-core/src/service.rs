@@ -12,8 +12,8 @@ use tracing::{debug, warn, Instrument};
 use crate::domain::{Media, MediaId, MediaKind, MediaStatus, UserId};
 use crate::policy::{decide, Decision, Denial, SubscriptionFact};
 use crate::ports::{
-    CatalogError, Clock, MediaCatalog, ObjectStore, ObjectStoreError, StreamCacheKey, SubscriptionDirectory,
-    UrlCache,
+    CatalogError, Clock, MediaCatalog, ObjectStore, ObjectStoreError, StreamCacheKey,
+    SubscriptionDirectory, UrlCache,
 };
 use crate::sealed_entry::{CacheKeyring, CachedStreamUrl};
 
@@ -102,7 +102,11 @@ pub trait StreamingService: Send + Sync {
     ///
     /// # Errors
     /// [`StreamError`]: not found, not ready, forbidden, or a dependency unavailable.
-    async fn get_stream_url(&self, media: &MediaId, user: &UserId) -> Result<StreamUrl, StreamError>;
+    async fn get_stream_url(
+        &self,
+        media: &MediaId,
+        user: &UserId,
+    ) -> Result<StreamUrl, StreamError>;
 
     /// Forgets the cached URL of `media` for `user`.
     ///
@@ -193,7 +197,12 @@ pub struct StreamUrlService {
 impl StreamUrlService {
     /// A service over `ports`, sealing cache entries with `keyring`.
     pub fn new(ports: StreamingPorts, keyring: CacheKeyring, settings: StreamingSettings) -> Self {
-        Self { ports, keyring, settings, stats: Arc::default() }
+        Self {
+            ports,
+            keyring,
+            settings,
+            stats: Arc::default(),
+        }
     }
 
     /// The service's counters.
@@ -206,23 +215,45 @@ impl StreamUrlService {
         StreamCacheKey::new(&self.settings.cache_key_prefix, user, media)
     }
 
-    async fn authorize(&self, media_id: &MediaId, user: &UserId, now: OffsetDateTime) -> Result<Media, StreamError> {
-        let catalog_down = |_: CatalogError| StreamError::Unavailable { dependency: Dependency::Catalog };
-        let media = self.ports.catalog.media(media_id).await.map_err(catalog_down)?;
+    async fn authorize(
+        &self,
+        media_id: &MediaId,
+        user: &UserId,
+        now: OffsetDateTime,
+    ) -> Result<Media, StreamError> {
+        let catalog_down = |_: CatalogError| StreamError::Unavailable {
+            dependency: Dependency::Catalog,
+        };
+        let media = self
+            .ports
+            .catalog
+            .media(media_id)
+            .await
+            .map_err(catalog_down)?;
         let media = match media {
             Some(media) if media.kind == MediaKind::Track => media,
             _ => return Err(StreamError::NotFound),
         };
-        let viewer = self.ports.catalog.viewer(user, media_id).await.map_err(catalog_down)?;
+        let viewer = self
+            .ports
+            .catalog
+            .viewer(user, media_id)
+            .await
+            .map_err(catalog_down)?;
         let mut decision = decide(Some(&media), user, viewer, SubscriptionFact::NotLooked, now);
         if decision == Decision::NeedsSubscription {
-            let subscription = self
-                .ports
-                .subscriptions
-                .current(user)
-                .await
-                .map_err(|_| StreamError::Unavailable { dependency: Dependency::Subscriptions })?;
-            decision = decide(Some(&media), user, viewer, SubscriptionFact::Known(subscription.as_ref()), now);
+            let subscription = self.ports.subscriptions.current(user).await.map_err(|_| {
+                StreamError::Unavailable {
+                    dependency: Dependency::Subscriptions,
+                }
+            })?;
+            decision = decide(
+                Some(&media),
+                user,
+                viewer,
+                SubscriptionFact::Known(subscription.as_ref()),
+                now,
+            );
         }
         match decision {
             Decision::Allowed => Ok(media),
@@ -230,15 +261,27 @@ impl StreamUrlService {
             Decision::Denied(Denial::NotReady(status)) => Err(StreamError::NotReady { status }),
             Decision::Denied(denial) => Err(StreamError::Forbidden(denial)),
             // `decide` only asks for the subscription while it has not been looked up.
-            Decision::NeedsSubscription => Err(StreamError::Forbidden(Denial::SubscriptionRequired)),
+            Decision::NeedsSubscription => {
+                Err(StreamError::Forbidden(Denial::SubscriptionRequired))
+            }
         }
     }
 
     /// The cached URL if it is intact, of the user's current generation and
     /// valid beyond the buffer; otherwise `None`. The second value is the
     /// generation to seal a fresh entry with, or `None` if the cache is down.
-    async fn cached(&self, key: &StreamCacheKey, now: OffsetDateTime) -> (Option<CachedStreamUrl>, Option<u64>) {
-        let lookup = match self.ports.cache.get(key).instrument(tracing::debug_span!("cache.get")).await {
+    async fn cached(
+        &self,
+        key: &StreamCacheKey,
+        now: OffsetDateTime,
+    ) -> (Option<CachedStreamUrl>, Option<u64>) {
+        let lookup = match self
+            .ports
+            .cache
+            .get(key)
+            .instrument(tracing::debug_span!("cache.get"))
+            .await
+        {
             Ok(lookup) => lookup,
             Err(error) => {
                 bump(&self.stats.cache_errors);
@@ -277,19 +320,31 @@ impl StreamUrlService {
                 return;
             }
         };
-        let written = self.ports.cache.set(key, sealed, ttl).instrument(tracing::debug_span!("cache.set")).await;
+        let written = self
+            .ports
+            .cache
+            .set(key, sealed, ttl)
+            .instrument(tracing::debug_span!("cache.set"))
+            .await;
         if let Err(error) = written {
             bump(&self.stats.cache_errors);
             warn!(%error, "cache write failed; URL served uncached");
         } else {
-            debug!(key_version = self.keyring.current_version(), "stream URL cached");
+            debug!(
+                key_version = self.keyring.current_version(),
+                "stream URL cached"
+            );
         }
     }
 }
 
 #[async_trait]
 impl StreamingService for StreamUrlService {
-    async fn get_stream_url(&self, media_id: &MediaId, user: &UserId) -> Result<StreamUrl, StreamError> {
+    async fn get_stream_url(
+        &self,
+        media_id: &MediaId,
+        user: &UserId,
+    ) -> Result<StreamUrl, StreamError> {
         let span = tracing::debug_span!("stream.get_url", track_id = %media_id, cache_hit = tracing::field::Empty);
         async {
             let now = self.ports.clock.now();
@@ -321,7 +376,9 @@ impl StreamingService for StreamUrlService {
                 .map_err(|error| match error {
                     ObjectStoreError::NotFound => StreamError::NotFound,
                     ObjectStoreError::Unavailable(_) | ObjectStoreError::Invalid(_) => {
-                        StreamError::Unavailable { dependency: Dependency::ObjectStore }
+                        StreamError::Unavailable {
+                            dependency: Dependency::ObjectStore,
+                        }
                     }
                 })?;
             bump(&self.stats.presigns);
@@ -358,7 +415,9 @@ impl StreamingService for StreamUrlService {
             .cache
             .delete(&key)
             .await
-            .map_err(|_| StreamError::Unavailable { dependency: Dependency::Cache })?;
+            .map_err(|_| StreamError::Unavailable {
+                dependency: Dependency::Cache,
+            })?;
         bump(&self.stats.invalidations);
         debug!(track_id = %media, "stream URL cache invalidated");
         Ok(())
@@ -375,7 +434,9 @@ impl StreamingService for StreamUrlService {
             .cache
             .set_generation(user, generation, ttl)
             .await
-            .map_err(|_| StreamError::Unavailable { dependency: Dependency::Cache })?;
+            .map_err(|_| StreamError::Unavailable {
+                dependency: Dependency::Cache,
+            })?;
         bump(&self.stats.invalidations);
         debug!("all stream URLs of a user invalidated");
         Ok(())

@@ -22,7 +22,10 @@ pub async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_with(configure, PortOverrides::default()).await
 }
 
-pub async fn spawn_with(configure: impl FnOnce(&mut Settings), overrides: PortOverrides) -> TestApp {
+pub async fn spawn_with(
+    configure: impl FnOnce(&mut Settings),
+    overrides: PortOverrides,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::default();
     settings.server.port = 0;
@@ -35,8 +38,16 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings), overrides: PortOv
     let address = app.base_url().to_owned();
     let demo = app.demo().unwrap().clone();
     tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    TestApp { address, client, demo, dir }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    TestApp {
+        address,
+        client,
+        demo,
+        dir,
+    }
 }
 
 pub fn token_for(subject: &str) -> String {
@@ -48,7 +59,9 @@ pub fn token_for(subject: &str) -> String {
 }
 
 pub fn token(claims: TokenClaims) -> String {
-    TokenSigner::hs256(&SecretString::from(SECRET)).sign(&claims).unwrap()
+    TokenSigner::hs256(&SecretString::from(SECRET))
+        .sign(&claims)
+        .unwrap()
 }
 
 impl TestApp {
@@ -57,7 +70,9 @@ impl TestApp {
     }
 
     pub async fn stream(&self, track: &str, token: Option<&str>) -> reqwest::Response {
-        let mut request = self.client.post(self.url(&format!("/tracks/{track}/stream")));
+        let mut request = self
+            .client
+            .post(self.url(&format!("/tracks/{track}/stream")));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -85,30 +100,61 @@ impl TestApp {
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.unwrap();
         let text = String::from_utf8_lossy(&response);
-        text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
+        text.split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {text:?}"))
     }
 
     pub fn object_bytes(&self, track: &str) -> Vec<u8> {
-        std::fs::read(self.dir.path().join("objects").join("tracks").join(format!("{track}.wav"))).unwrap()
+        std::fs::read(
+            self.dir
+                .path()
+                .join("objects")
+                .join("tracks")
+                .join(format!("{track}.wav")),
+        )
+        .unwrap()
     }
 }
 
 /// Asserts a problem document and returns it.
-pub async fn assert_problem(response: reqwest::Response, status: u16, slug: &str) -> serde_json::Value {
+pub async fn assert_problem(
+    response: reqwest::Response,
+    status: u16,
+    slug: &str,
+) -> serde_json::Value {
     assert_eq!(response.status(), status, "status");
     assert_eq!(
-        response.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
         Some("application/problem+json"),
         "content type"
     );
-    let trace_header = response.headers().get("trace-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let trace_header = response
+        .headers()
+        .get("trace-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["type"], format!("https://streamgate.dev/problems/{slug}"), "{body}");
+    assert_eq!(
+        body["type"],
+        format!("https://streamgate.dev/problems/{slug}"),
+        "{body}"
+    );
     assert_eq!(body["status"], status);
     assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
     assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()));
-    assert!(body["instance"].as_str().is_some_and(|t| t.starts_with('/')));
-    assert_eq!(body["traceId"].as_str(), trace_header.as_deref(), "traceId matches the trace-id header");
+    assert!(body["instance"]
+        .as_str()
+        .is_some_and(|t| t.starts_with('/')));
+    assert_eq!(
+        body["traceId"].as_str(),
+        trace_header.as_deref(),
+        "traceId matches the trace-id header"
+    );
     body
 }
 

@@ -1,5 +1,8 @@
 //! Black-box tests: the real server on port 0, called over HTTP.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod harness;
 mod objects;
 mod problems;

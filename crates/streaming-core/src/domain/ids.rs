@@ -57,7 +57,8 @@ impl TryFrom<&str> for UserId {
         if value.len() > Self::MAX_LEN {
             return Err(InvalidId::TooLong { max: Self::MAX_LEN });
         }
-        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'|');
+        let allowed =
+            |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'|');
         if !value.bytes().all(allowed) {
             return Err(InvalidId::BadCharacter);
         }
@@ -236,13 +237,28 @@ mod tests {
 
     #[test]
     fn user_ids_accept_provider_shapes_and_refuse_separators() {
-        for ok in ["01HXKZ3Y8Q4N7W2M5V6B9C0D1E", "3f2504e0-4f89-11d3-9a0c-0305e82c3301", "auth0|abc.def", "a@b_c-d"] {
-            assert_eq!(UserId::try_from(ok).map(|u| u.to_string()), Ok(ok.to_owned()));
+        for ok in [
+            "01HXKZ3Y8Q4N7W2M5V6B9C0D1E",
+            "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+            "auth0|abc.def",
+            "a@b_c-d",
+        ] {
+            assert_eq!(
+                UserId::try_from(ok).map(|u| u.to_string()),
+                Ok(ok.to_owned())
+            );
         }
         assert_eq!(UserId::try_from(""), Err(InvalidId::Empty));
-        assert_eq!(UserId::try_from("a".repeat(129).as_str()), Err(InvalidId::TooLong { max: 128 }));
+        assert_eq!(
+            UserId::try_from("a".repeat(129).as_str()),
+            Err(InvalidId::TooLong { max: 128 })
+        );
         for bad in ["a:b", "a{b}", "a b", "a\nb", "a/b", "é", "a*"] {
-            assert_eq!(UserId::try_from(bad), Err(InvalidId::BadCharacter), "{bad:?}");
+            assert_eq!(
+                UserId::try_from(bad),
+                Err(InvalidId::BadCharacter),
+                "{bad:?}"
+            );
         }
     }
 
@@ -278,7 +294,10 @@ mod tests {
             MediaId::parse_ulid("3f2504e0-4f89-11d3-9a0c-0305e82c3301"),
             Err(InvalidId::NotUlid)
         );
-        assert_eq!(MediaId::parse_uuid("01HXKZ3Y8Q4N7W2M5V6B9C0D1E"), Err(InvalidId::NotUuid));
+        assert_eq!(
+            MediaId::parse_uuid("01HXKZ3Y8Q4N7W2M5V6B9C0D1E"),
+            Err(InvalidId::NotUuid)
+        );
     }
 
     #[test]

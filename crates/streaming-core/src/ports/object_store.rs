@@ -77,5 +77,9 @@ pub trait ObjectStore: Send + Sync {
     /// # Errors
     /// `NotFound` if there is none, `Invalid` if it is larger than
     /// `max_bytes`, `Unavailable` if the store cannot be reached.
-    async fn read_small(&self, key: &ObjectKey, max_bytes: u64) -> Result<Vec<u8>, ObjectStoreError>;
+    async fn read_small(
+        &self,
+        key: &ObjectKey,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, ObjectStoreError>;
 }
