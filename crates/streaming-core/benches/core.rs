@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use streaming_core::adapters::{
-    MemoryCatalog, MemoryObjectStore, MemorySubscriptions, MokaUrlCache, SystemClock,
-};
+use streaming_core::adapters::{MemoryCatalog, MemorySubscriptions, MokaUrlCache, SystemClock};
 use streaming_core::domain::{
     Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures, UserId, Visibility,
 };
