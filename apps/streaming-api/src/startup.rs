@@ -16,7 +16,7 @@ use streaming_core::adapters::{
     SystemClock,
 };
 use streaming_core::ports::{
-    Clock, MediaCatalog, RateLimitPolicy, SubscriptionDirectory, UrlCache,
+    check_presign_expiry, Clock, MediaCatalog, RateLimitPolicy, SubscriptionDirectory, UrlCache,
 };
 use streaming_core::url_signing::UrlSigner;
 use streaming_core::{CacheKeyring, StreamUrlService, StreamingPorts, StreamingSettings};
@@ -281,11 +281,9 @@ impl Application {
 
 fn streaming_settings(settings: &Settings) -> Result<StreamingSettings, StartupError> {
     let s = &settings.streaming;
-    if !(1..=7 * 24 * 3600).contains(&s.presign_expiry_seconds) {
-        return Err(StartupError::Config(
-            "streaming.presign_expiry_seconds must be between 1 and 604800".into(),
-        ));
-    }
+    check_presign_expiry(Duration::from_secs(s.presign_expiry_seconds)).map_err(|_| {
+        StartupError::Config("streaming.presign_expiry_seconds must be between 1 and 604800".into())
+    })?;
     if s.cache_buffer_seconds >= s.presign_expiry_seconds {
         return Err(StartupError::Config(
             "streaming.cache_buffer_seconds must be shorter than streaming.presign_expiry_seconds"

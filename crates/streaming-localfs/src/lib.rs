@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use streaming_core::domain::ObjectKey;
-use streaming_core::ports::{ObjectInfo, ObjectStore, ObjectStoreError, PresignedUrl};
+use streaming_core::ports::{
+    check_presign_expiry, ObjectInfo, ObjectStore, ObjectStoreError, PresignedUrl,
+};
 use streaming_core::url_signing::{SignatureError, UrlSigner};
 use time::OffsetDateTime;
 use tokio::io::AsyncReadExt;
@@ -22,9 +24,6 @@ pub use percent::{decode_path, encode_path};
 
 /// The route under which the service serves signed objects.
 pub const OBJECTS_ROUTE: &str = "/objects/";
-
-/// The longest expiry the store signs, as in S3 (7 days).
-pub const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Why a signed object request is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -206,11 +205,7 @@ impl ObjectStore for LocalObjectStore {
         signed_at: OffsetDateTime,
         expires_in: Duration,
     ) -> Result<PresignedUrl, ObjectStoreError> {
-        if expires_in.is_zero() || expires_in > MAX_EXPIRY {
-            return Err(ObjectStoreError::Invalid(
-                "expiry must be between 1 s and 7 days".into(),
-            ));
-        }
+        check_presign_expiry(expires_in)?;
         let expires_at = signed_at + expires_in;
         let exp = expires_at.unix_timestamp();
         let sig = self.signer.sign("GET", key.as_str(), exp);

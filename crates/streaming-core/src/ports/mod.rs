@@ -17,7 +17,10 @@ mod url_cache;
 pub use catalog::{CatalogError, MediaCatalog};
 pub use clock::Clock;
 pub use events::{EventPublisher, PublishError};
-pub use object_store::{ObjectInfo, ObjectStore, ObjectStoreError, PresignedUrl};
+pub use object_store::{
+    check_presign_expiry, ObjectInfo, ObjectStore, ObjectStoreError, PresignedUrl,
+    MAX_PRESIGN_EXPIRY,
+};
 pub use progress::{ProgressError, ProgressStore, RecordOutcome};
 pub use rate_limiter::{RateDecision, RateLimitError, RateLimitPolicy, RateLimiter};
 pub use sessions::{CloseOutcome, SessionError, SessionStore};

@@ -20,6 +20,23 @@ pub enum ObjectStoreError {
     Invalid(String),
 }
 
+/// The longest presign expiry any store accepts (S3's limit: 7 days).
+pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Checks a presign expiry against the rule every store shares: longer than
+/// zero, at most [`MAX_PRESIGN_EXPIRY`].
+///
+/// # Errors
+/// [`ObjectStoreError::Invalid`] otherwise.
+pub fn check_presign_expiry(expires_in: Duration) -> Result<(), ObjectStoreError> {
+    if expires_in.is_zero() || expires_in > MAX_PRESIGN_EXPIRY {
+        return Err(ObjectStoreError::Invalid(
+            "expiry must be between 1 s and 7 days".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Metadata of a stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {

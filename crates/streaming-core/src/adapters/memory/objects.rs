@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use super::{read, write};
 use crate::domain::ObjectKey;
-use crate::ports::{ObjectInfo, ObjectStore, ObjectStoreError, PresignedUrl};
+use crate::ports::{check_presign_expiry, ObjectInfo, ObjectStore, ObjectStoreError, PresignedUrl};
 
 #[derive(Debug, Clone)]
 struct Stored {
@@ -23,9 +23,6 @@ pub struct MemoryObjectStore {
 }
 
 impl MemoryObjectStore {
-    /// The longest expiry accepted, as in S3 (7 days).
-    pub const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
-
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
@@ -60,11 +57,7 @@ impl ObjectStore for MemoryObjectStore {
         signed_at: OffsetDateTime,
         expires_in: Duration,
     ) -> Result<PresignedUrl, ObjectStoreError> {
-        if expires_in.is_zero() || expires_in > Self::MAX_EXPIRY {
-            return Err(ObjectStoreError::Invalid(
-                "expiry must be between 1 s and 7 days".into(),
-            ));
-        }
+        check_presign_expiry(expires_in)?;
         let expires_at = signed_at + expires_in;
         Ok(PresignedUrl {
             url: format!(
