@@ -6,4 +6,5 @@
 mod harness;
 mod objects;
 mod problems;
+mod startup;
 mod tracks;

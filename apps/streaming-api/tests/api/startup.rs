@@ -1,0 +1,76 @@
+use secrecy::SecretString;
+use streaming_api::{Application, Settings, StartupError};
+
+async fn build(configure: impl FnOnce(&mut Settings)) -> Result<Application, StartupError> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::default();
+    settings.server.port = 0;
+    settings.storage.root = dir.path().join("objects");
+    settings.demo.enabled = false;
+    configure(&mut settings);
+    Application::build(settings).await
+}
+
+fn config_error(result: Result<Application, StartupError>) -> String {
+    match result {
+        Err(StartupError::Config(message)) => message,
+        Err(other) => panic!("expected a configuration error, got {other}"),
+        Ok(_) => panic!("expected a configuration error, the app started"),
+    }
+}
+
+#[tokio::test]
+async fn inconsistent_settings_are_refused_at_startup() {
+    let message = config_error(build(|s| s.streaming.presign_expiry_seconds = 0).await);
+    assert!(message.contains("presign_expiry_seconds"), "{message}");
+    let message = config_error(build(|s| s.streaming.presign_expiry_seconds = 8 * 24 * 3600).await);
+    assert!(message.contains("presign_expiry_seconds"), "{message}");
+    let message = config_error(build(|s| s.streaming.cache_buffer_seconds = 120).await);
+    assert!(message.contains("cache_buffer_seconds"), "{message}");
+    let message = config_error(build(|s| s.auth.secret = Some(SecretString::from("short"))).await);
+    assert!(message.contains("auth.secret"), "{message}");
+    let message =
+        config_error(build(|s| s.storage.signing_key = Some(SecretString::from("short"))).await);
+    assert!(message.contains("storage.signing_key"), "{message}");
+}
+
+#[tokio::test]
+async fn encryption_keys_are_validated_and_rotation_is_accepted() {
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="; // 32 bytes
+    for bad in [
+        "nonsense",
+        "1:not-base64!",
+        "1:AAEC",
+        "x:AAEC",
+        &format!("1:{key},1:{key}"),
+    ] {
+        let message = config_error(
+            build(|s| s.cache.encryption_keys = Some(SecretString::from(bad.to_owned()))).await,
+        );
+        assert!(
+            message.contains("cache.encryption_keys"),
+            "{bad}: {message}"
+        );
+        assert!(!message.contains(key), "the key itself is never echoed");
+    }
+    let missing_current = build(|s| {
+        s.cache.encryption_keys = Some(SecretString::from(format!("1:{key}")));
+        s.cache.current_key_version = Some(2);
+    });
+    config_error(missing_current.await);
+    assert!(build(
+        |s| s.cache.encryption_keys = Some(SecretString::from(format!("1:{key}, 2:{key}")))
+    )
+    .await
+    .is_ok());
+}
+
+#[tokio::test]
+async fn a_busy_port_is_a_clear_error() {
+    let first = build(|_| {}).await.unwrap();
+    let port = first.port();
+    match build(|s| s.server.port = port).await {
+        Err(StartupError::Bind { address, .. }) => assert!(address.ends_with(&port.to_string())),
+        other => panic!("expected a bind error, got {:?}", other.map(|a| a.port())),
+    }
+}
