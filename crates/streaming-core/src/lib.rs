@@ -26,6 +26,7 @@
 //! # let _ = service;
 //! ```
 
+mod access;
 pub mod adapters;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;

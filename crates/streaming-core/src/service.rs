@@ -9,11 +9,12 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use tracing::{debug, warn, Instrument};
 
+use crate::access::{check_access, AccessError};
 use crate::domain::{Media, MediaId, MediaKind, MediaStatus, UserId};
-use crate::policy::{decide, Decision, Denial, SubscriptionFact};
+use crate::policy::Denial;
 use crate::ports::{
-    CatalogError, Clock, MediaCatalog, ObjectStore, ObjectStoreError, StreamCacheKey,
-    SubscriptionDirectory, UrlCache,
+    Clock, MediaCatalog, ObjectStore, ObjectStoreError, StreamCacheKey, SubscriptionDirectory,
+    UrlCache,
 };
 use crate::sealed_entry::{CacheKeyring, CachedStreamUrl};
 
@@ -57,6 +58,10 @@ pub enum Dependency {
     Cache,
     /// The subscription directory.
     Subscriptions,
+    /// The watch-progress store.
+    Progress,
+    /// The stream-session store.
+    Sessions,
 }
 
 impl Dependency {
@@ -67,6 +72,8 @@ impl Dependency {
             Self::ObjectStore => "object_store",
             Self::Cache => "cache",
             Self::Subscriptions => "subscriptions",
+            Self::Progress => "progress",
+            Self::Sessions => "sessions",
         }
     }
 }
@@ -221,50 +228,22 @@ impl StreamUrlService {
         user: &UserId,
         now: OffsetDateTime,
     ) -> Result<Media, StreamError> {
-        let catalog_down = |_: CatalogError| StreamError::Unavailable {
-            dependency: Dependency::Catalog,
-        };
-        let media = self
-            .ports
-            .catalog
-            .media(media_id)
-            .await
-            .map_err(catalog_down)?;
-        let media = match media {
-            Some(media) if media.kind == MediaKind::Track => media,
-            _ => return Err(StreamError::NotFound),
-        };
-        let viewer = self
-            .ports
-            .catalog
-            .viewer(user, media_id)
-            .await
-            .map_err(catalog_down)?;
-        let mut decision = decide(Some(&media), user, viewer, SubscriptionFact::NotLooked, now);
-        if decision == Decision::NeedsSubscription {
-            let subscription = self.ports.subscriptions.current(user).await.map_err(|_| {
-                StreamError::Unavailable {
-                    dependency: Dependency::Subscriptions,
-                }
-            })?;
-            decision = decide(
-                Some(&media),
-                user,
-                viewer,
-                SubscriptionFact::Known(subscription.as_ref()),
-                now,
-            );
-        }
-        match decision {
-            Decision::Allowed => Ok(media),
-            Decision::Denied(Denial::NotFound | Denial::Deleted) => Err(StreamError::NotFound),
-            Decision::Denied(Denial::NotReady(status)) => Err(StreamError::NotReady { status }),
-            Decision::Denied(denial) => Err(StreamError::Forbidden(denial)),
-            // `decide` only asks for the subscription while it has not been looked up.
-            Decision::NeedsSubscription => {
-                Err(StreamError::Forbidden(Denial::SubscriptionRequired))
-            }
-        }
+        let ports = &self.ports;
+        check_access(
+            &*ports.catalog,
+            &*ports.subscriptions,
+            media_id,
+            user,
+            MediaKind::Track,
+            now,
+        )
+        .await
+        .map_err(|error| match error {
+            AccessError::Denied(Denial::NotFound | Denial::Deleted) => StreamError::NotFound,
+            AccessError::Denied(Denial::NotReady(status)) => StreamError::NotReady { status },
+            AccessError::Denied(denial) => StreamError::Forbidden(denial),
+            AccessError::Unavailable(dependency) => StreamError::Unavailable { dependency },
+        })
     }
 
     /// The cached URL if it is intact, of the user's current generation and
