@@ -31,12 +31,17 @@ pub mod adapters;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
 pub mod domain;
+mod playback;
 pub mod policy;
 pub mod ports;
 mod sealed_entry;
 mod service;
 pub mod url_signing;
 
+pub use playback::{
+    PlaybackError, PlaybackPorts, PlaybackService, PlaybackSettings, PlaybackStarted,
+    PlaybackStats, ProgressAck, ProgressReport, StartPlayback, StopOutcome,
+};
 pub use sealed_entry::{CacheKeyring, CachedStreamUrl, KeyringError, OpenError, SealError};
 pub use service::{
     Dependency, StreamError, StreamStats, StreamUrl, StreamUrlService, StreamingPorts,

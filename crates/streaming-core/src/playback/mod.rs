@@ -1,0 +1,613 @@
+//! The cinema contract: start a movie (a manifest URL and a session), record
+//! watch progress, read it back, stop.
+
+mod coalescer;
+mod events;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tracing::warn;
+
+use crate::access::{check_access, existing, AccessError};
+use crate::domain::{
+    InvalidPosition, ManifestKind, Media, MediaId, MediaKind, MediaStatus, ObjectKey,
+    PlaybackAction, PlaybackEvent, PositionSeconds, SessionId, StreamSession, UserId,
+    WatchProgress,
+};
+use crate::policy::Denial;
+use crate::ports::{
+    Clock, CloseOutcome, EventPublisher, MediaCatalog, ObjectStore, ObjectStoreError,
+    ProgressStore, RecordOutcome, SessionStore, SubscriptionDirectory,
+};
+use crate::service::Dependency;
+use coalescer::Coalescer;
+
+/// Settings of the playback operations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlaybackSettings {
+    /// Lifetime of manifest URLs (default 3600 s, as the cinema service).
+    pub manifest_expiry: Duration,
+    /// How far past the movie's duration a position may be (default 10 s).
+    pub position_slack_seconds: f64,
+    /// From this fraction of the duration on, a movie counts as watched and
+    /// its resume position goes back to 0 (default 0.95).
+    pub watched_fraction: f64,
+    /// At most one progress event per session per interval (default 10 s).
+    pub progress_event_interval: Duration,
+    /// Longest `User-Agent` kept on a session (default 500 bytes, the cinema column).
+    pub max_user_agent_len: usize,
+}
+
+impl Default for PlaybackSettings {
+    fn default() -> Self {
+        Self {
+            manifest_expiry: Duration::from_secs(3600),
+            position_slack_seconds: 10.0,
+            watched_fraction: 0.95,
+            progress_event_interval: Duration::from_secs(10),
+            max_user_agent_len: 500,
+        }
+    }
+}
+
+/// The driven ports playback needs.
+#[derive(Clone)]
+pub struct PlaybackPorts {
+    /// Media, ownership, grants, user status.
+    pub catalog: Arc<dyn MediaCatalog>,
+    /// The private bucket holding the manifests.
+    pub objects: Arc<dyn ObjectStore>,
+    /// Subscriptions.
+    pub subscriptions: Arc<dyn SubscriptionDirectory>,
+    /// Watch progress.
+    pub progress: Arc<dyn ProgressStore>,
+    /// Stream sessions.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Playback events.
+    pub events: Arc<dyn EventPublisher>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for PlaybackPorts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlaybackPorts").finish_non_exhaustive()
+    }
+}
+
+/// Why a playback operation failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlaybackError {
+    /// No such movie (or it was deleted).
+    #[error("movie not found")]
+    NotFound,
+    /// The movie exists but its manifest of the asked kind does not.
+    #[error("manifest not found")]
+    ManifestNotFound,
+    /// The movie is not streamable yet.
+    #[error("movie is {status}, not Ready")]
+    NotReady {
+        /// Its status.
+        status: MediaStatus,
+    },
+    /// The user may not play it.
+    #[error("access denied: {0:?}")]
+    Forbidden(Denial),
+    /// The position is not acceptable.
+    #[error("invalid position: {0}")]
+    InvalidPosition(InvalidPosition),
+    /// No session with that id belongs to this user and movie.
+    #[error("session not found")]
+    SessionNotFound,
+    /// The session was stopped; start a new one.
+    #[error("session already stopped")]
+    SessionClosed,
+    /// A dependency is down.
+    #[error("{} unavailable", dependency.as_str())]
+    Unavailable {
+        /// Which one.
+        dependency: Dependency,
+    },
+}
+
+impl From<AccessError> for PlaybackError {
+    fn from(error: AccessError) -> Self {
+        match error {
+            AccessError::Denied(Denial::NotFound | Denial::Deleted) => Self::NotFound,
+            AccessError::Denied(Denial::NotReady(status)) => Self::NotReady { status },
+            AccessError::Denied(denial) => Self::Forbidden(denial),
+            AccessError::Unavailable(dependency) => Self::Unavailable { dependency },
+        }
+    }
+}
+
+/// A request to start watching.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StartPlayback {
+    /// HLS or DASH.
+    pub manifest: ManifestKind,
+    /// The player's `User-Agent`.
+    pub user_agent: Option<String>,
+    /// The client's address.
+    pub client_ip: Option<IpAddr>,
+}
+
+/// A started playback.
+#[derive(Clone, PartialEq)]
+pub struct PlaybackStarted {
+    /// The signed manifest URL (a credential: never log it).
+    pub manifest_url: String,
+    /// When it expires.
+    pub expires_at: OffsetDateTime,
+    /// How long it is valid from now.
+    pub expires_in: Duration,
+    /// Which manifest.
+    pub manifest: ManifestKind,
+    /// The new session.
+    pub session: SessionId,
+    /// Where to resume (0 for a new or finished movie).
+    pub resume_position: PositionSeconds,
+}
+
+impl fmt::Debug for PlaybackStarted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlaybackStarted")
+            .field("manifest_url", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("session", &self.session)
+            .field("resume_position", &self.resume_position)
+            .finish()
+    }
+}
+
+/// A progress report from a player.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ProgressReport {
+    /// The position in seconds, as sent (validated here).
+    pub position_seconds: f64,
+    /// The session it belongs to, if the player knows it.
+    pub session: Option<SessionId>,
+    /// The player's own sequence number for ordering reports within a
+    /// session; without it, arrival order at the service decides.
+    pub sequence: Option<u64>,
+}
+
+/// What a progress report did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProgressAck {
+    /// Whether this report was stored (false: a newer one of the session already was).
+    pub applied: bool,
+    /// The stored resume position after this report.
+    pub position: PositionSeconds,
+    /// Whether the movie now counts as watched.
+    pub watched: bool,
+}
+
+/// What a stop did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StopOutcome {
+    /// The session was open and is now closed, its final progress recorded.
+    Stopped(StreamSession),
+    /// The session had been stopped already; nothing changed.
+    AlreadyStopped(StreamSession),
+    /// No open session of this user on this movie; nothing changed.
+    NoOpenSession,
+}
+
+/// Counters of the playback operations.
+#[derive(Debug, Default)]
+pub struct PlaybackStats {
+    /// Events that could not be handed to the publisher.
+    pub events_failed: AtomicU64,
+    /// Progress events left out by coalescing.
+    pub progress_events_coalesced: AtomicU64,
+    /// Reports ignored because a newer one of the same session was stored.
+    pub stale_progress: AtomicU64,
+}
+
+/// The cinema contract's operations over the driven ports.
+#[derive(Debug)]
+pub struct PlaybackService {
+    ports: PlaybackPorts,
+    settings: PlaybackSettings,
+    coalescer: Coalescer,
+    stats: Arc<PlaybackStats>,
+}
+
+impl PlaybackService {
+    /// A service over `ports`.
+    pub fn new(ports: PlaybackPorts, settings: PlaybackSettings) -> Self {
+        let coalescer = Coalescer::new(settings.progress_event_interval);
+        Self {
+            ports,
+            settings,
+            coalescer,
+            stats: Arc::default(),
+        }
+    }
+
+    /// The service's counters.
+    pub fn stats(&self) -> Arc<PlaybackStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Opens a session and returns a signed URL of the movie's manifest.
+    ///
+    /// # Errors
+    /// Not found, not ready, forbidden, manifest not found, or a dependency unavailable.
+    pub async fn start(
+        &self,
+        movie: &MediaId,
+        user: &UserId,
+        request: StartPlayback,
+    ) -> Result<PlaybackStarted, PlaybackError> {
+        let now = self.ports.clock.now();
+        let media = self.authorized(movie, user, now).await?;
+        let manifest_key = manifest_key(&media, request.manifest)?;
+        self.ports
+            .objects
+            .head(&manifest_key)
+            .await
+            .map_err(|error| match error {
+                ObjectStoreError::NotFound => PlaybackError::ManifestNotFound,
+                _ => unavailable(Dependency::ObjectStore),
+            })?;
+        let url = self
+            .ports
+            .objects
+            .presign_get(&manifest_key, now, self.settings.manifest_expiry)
+            .await
+            .map_err(|_| unavailable(Dependency::ObjectStore))?;
+
+        let session = StreamSession {
+            id: SessionId::random(),
+            user: user.clone(),
+            media: movie.clone(),
+            manifest: request.manifest,
+            started_at: now,
+            ended_at: None,
+            duration_seconds: None,
+            user_agent: request
+                .user_agent
+                .map(|ua| truncate(ua, self.settings.max_user_agent_len)),
+            client_ip: request.client_ip,
+            last_heartbeat_at: now,
+        };
+        self.ports
+            .sessions
+            .open(session.clone())
+            .await
+            .map_err(|_| unavailable(Dependency::Sessions))?;
+
+        let resume_position = match self.ports.progress.get(user, movie).await {
+            Ok(progress) => progress.map(|p| p.position).unwrap_or_default(),
+            Err(error) => {
+                // Resuming from 0 beats refusing to play.
+                warn!(%error, "progress unavailable at start; resuming from 0");
+                PositionSeconds::default()
+            }
+        };
+        self.publish(PlaybackAction::Start, &session, Some(resume_position), now)
+            .await;
+        let expires_in = Duration::try_from(url.expires_at - now).unwrap_or(Duration::ZERO);
+        Ok(PlaybackStarted {
+            manifest_url: url.url,
+            expires_at: url.expires_at,
+            expires_in,
+            manifest: request.manifest,
+            session: session.id,
+            resume_position,
+        })
+    }
+
+    /// Records a progress report of `user` in `movie`.
+    ///
+    /// # Errors
+    /// Not found, not ready, forbidden, an invalid position, an unknown or
+    /// stopped session, or a dependency unavailable.
+    pub async fn record_progress(
+        &self,
+        movie: &MediaId,
+        user: &UserId,
+        report: ProgressReport,
+    ) -> Result<ProgressAck, PlaybackError> {
+        let now = self.ports.clock.now();
+        let media = self.authorized(movie, user, now).await?;
+        let position = self.position(&media, report.position_seconds)?;
+        let session = match report.session {
+            Some(id) => Some(self.open_session_of(id, user, movie).await?),
+            None => None,
+        };
+        if let Some(session) = &session {
+            self.ports
+                .sessions
+                .touch(&session.id, now)
+                .await
+                .map_err(|_| unavailable(Dependency::Sessions))?;
+        }
+        let (outcome, stored) = self
+            .store_progress(&media, user, position, report, now)
+            .await?;
+        if outcome == RecordOutcome::Applied {
+            let key = (user.clone(), movie.clone(), report.session);
+            if self.coalescer.admit(key, now) {
+                self.publish_for(
+                    PlaybackAction::Progress,
+                    user,
+                    movie,
+                    report.session,
+                    Some(position),
+                    now,
+                )
+                .await;
+            } else {
+                self.stats
+                    .progress_events_coalesced
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(ProgressAck {
+            applied: outcome == RecordOutcome::Applied,
+            position: stored.position,
+            watched: stored.watched,
+        })
+    }
+
+    /// The stored progress of `user` in `movie`, if any.
+    ///
+    /// # Errors
+    /// Not found, or a dependency unavailable.
+    pub async fn progress(
+        &self,
+        movie: &MediaId,
+        user: &UserId,
+    ) -> Result<Option<WatchProgress>, PlaybackError> {
+        existing(&*self.ports.catalog, movie, MediaKind::Movie).await?;
+        self.ports
+            .progress
+            .get(user, movie)
+            .await
+            .map_err(|_| unavailable(Dependency::Progress))
+    }
+
+    /// Records the final position and closes the session (the given one, or
+    /// the user's latest open session on this movie). Idempotent: stopping a
+    /// stopped session changes nothing.
+    ///
+    /// # Errors
+    /// Not found, an invalid position, an unknown session, or a dependency unavailable.
+    pub async fn stop(
+        &self,
+        movie: &MediaId,
+        user: &UserId,
+        report: ProgressReport,
+    ) -> Result<StopOutcome, PlaybackError> {
+        let now = self.ports.clock.now();
+        let media = existing(&*self.ports.catalog, movie, MediaKind::Movie).await?;
+        let position = self.position(&media, report.position_seconds)?;
+        let session = match report.session {
+            Some(id) => match self.owned_session(id, user, movie).await? {
+                session if session.ended_at.is_some() => {
+                    return Ok(StopOutcome::AlreadyStopped(session))
+                }
+                session => session,
+            },
+            None => {
+                let open = self
+                    .ports
+                    .sessions
+                    .open_sessions(user, OffsetDateTime::UNIX_EPOCH)
+                    .await
+                    .map_err(|_| unavailable(Dependency::Sessions))?;
+                match open
+                    .into_iter()
+                    .filter(|s| &s.media == movie)
+                    .max_by_key(|s| s.started_at)
+                {
+                    Some(session) => session,
+                    None => return Ok(StopOutcome::NoOpenSession),
+                }
+            }
+        };
+        let report = ProgressReport {
+            session: Some(session.id),
+            ..report
+        };
+        self.store_progress(&media, user, position, report, now)
+            .await?;
+        let closed = self
+            .ports
+            .sessions
+            .close(&session.id, now)
+            .await
+            .map_err(|_| unavailable(Dependency::Sessions))?;
+        match closed {
+            CloseOutcome::Closed(session) => {
+                self.coalescer
+                    .forget(&(user.clone(), movie.clone(), Some(session.id)));
+                self.publish(PlaybackAction::Stop, &session, Some(position), now)
+                    .await;
+                Ok(StopOutcome::Stopped(session))
+            }
+            CloseOutcome::AlreadyClosed(session) => Ok(StopOutcome::AlreadyStopped(session)),
+            CloseOutcome::NotFound => Err(PlaybackError::SessionNotFound),
+        }
+    }
+
+    async fn authorized(
+        &self,
+        movie: &MediaId,
+        user: &UserId,
+        now: OffsetDateTime,
+    ) -> Result<Media, PlaybackError> {
+        let ports = &self.ports;
+        Ok(check_access(
+            &*ports.catalog,
+            &*ports.subscriptions,
+            movie,
+            user,
+            MediaKind::Movie,
+            now,
+        )
+        .await?)
+    }
+
+    fn position(&self, media: &Media, seconds: f64) -> Result<PositionSeconds, PlaybackError> {
+        PositionSeconds::new(seconds)
+            .and_then(|p| p.within(media.duration_seconds, self.settings.position_slack_seconds))
+            .map_err(PlaybackError::InvalidPosition)
+    }
+
+    /// The session if it belongs to this user and movie; others' sessions
+    /// are "not found" so their existence is not revealed.
+    async fn owned_session(
+        &self,
+        id: SessionId,
+        user: &UserId,
+        movie: &MediaId,
+    ) -> Result<StreamSession, PlaybackError> {
+        let session = self
+            .ports
+            .sessions
+            .get(&id)
+            .await
+            .map_err(|_| unavailable(Dependency::Sessions))?;
+        match session {
+            Some(session) if &session.user == user && &session.media == movie => Ok(session),
+            _ => Err(PlaybackError::SessionNotFound),
+        }
+    }
+
+    async fn open_session_of(
+        &self,
+        id: SessionId,
+        user: &UserId,
+        movie: &MediaId,
+    ) -> Result<StreamSession, PlaybackError> {
+        let session = self.owned_session(id, user, movie).await?;
+        if session.ended_at.is_some() {
+            return Err(PlaybackError::SessionClosed);
+        }
+        Ok(session)
+    }
+
+    async fn store_progress(
+        &self,
+        media: &Media,
+        user: &UserId,
+        position: PositionSeconds,
+        report: ProgressReport,
+        now: OffsetDateTime,
+    ) -> Result<(RecordOutcome, WatchProgress), PlaybackError> {
+        let watched = media.duration_seconds.is_some_and(|duration| {
+            duration > 0.0 && position.get() >= duration * self.settings.watched_fraction
+        });
+        let progress = WatchProgress {
+            user: user.clone(),
+            media: media.id.clone(),
+            position: if watched {
+                PositionSeconds::default()
+            } else {
+                position
+            },
+            last_watched_at: now,
+            watched,
+            session: report.session,
+            // Without a player sequence, arrival order decides: microseconds
+            // since the epoch grow with every later arrival.
+            sequence: report
+                .sequence
+                .unwrap_or_else(|| (now.unix_timestamp_nanos() / 1_000).max(0) as u64),
+        };
+        let outcome = self
+            .ports
+            .progress
+            .record(progress.clone())
+            .await
+            .map_err(|_| unavailable(Dependency::Progress))?;
+        if outcome == RecordOutcome::Applied {
+            return Ok((outcome, progress));
+        }
+        self.stats.stale_progress.fetch_add(1, Ordering::Relaxed);
+        let stored = self
+            .ports
+            .progress
+            .get(user, &media.id)
+            .await
+            .map_err(|_| unavailable(Dependency::Progress))?;
+        Ok((outcome, stored.unwrap_or(progress)))
+    }
+
+    async fn publish(
+        &self,
+        action: PlaybackAction,
+        session: &StreamSession,
+        position: Option<PositionSeconds>,
+        now: OffsetDateTime,
+    ) {
+        self.publish_for(
+            action,
+            &session.user,
+            &session.media,
+            Some(session.id),
+            position,
+            now,
+        )
+        .await;
+    }
+
+    async fn publish_for(
+        &self,
+        action: PlaybackAction,
+        user: &UserId,
+        movie: &MediaId,
+        session: Option<SessionId>,
+        position: Option<PositionSeconds>,
+        now: OffsetDateTime,
+    ) {
+        let event = PlaybackEvent {
+            event_id: uuid::Builder::from_random_bytes(rand::random()).into_uuid(),
+            user: user.clone(),
+            media: movie.clone(),
+            session,
+            action,
+            position,
+            timestamp: now,
+        };
+        // Playback goes on when the event sink is down; the failure is counted.
+        if let Err(error) = self.ports.events.publish(event).await {
+            self.stats.events_failed.fetch_add(1, Ordering::Relaxed);
+            warn!(%error, action = action.as_str(), "playback event not published");
+        }
+    }
+}
+
+fn unavailable(dependency: Dependency) -> PlaybackError {
+    PlaybackError::Unavailable { dependency }
+}
+
+/// `{manifest root}/index.m3u8` or `…/index.mpd`.
+fn manifest_key(media: &Media, kind: ManifestKind) -> Result<ObjectKey, PlaybackError> {
+    ObjectKey::try_from(format!(
+        "{}/{}",
+        media.object_key.as_str(),
+        kind.file_name()
+    ))
+    .map_err(|_| PlaybackError::ManifestNotFound)
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
