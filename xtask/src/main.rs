@@ -34,11 +34,8 @@ fn main() -> ExitCode {
 const USAGE: &str = "usage: cargo xtask <test | tidy | bench [criterion args]>";
 
 fn workspace_root() -> PathBuf {
-    let manifest =
-        env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("xtask"), PathBuf::from);
-    manifest
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    let manifest = env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("xtask"), PathBuf::from);
+    manifest.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 fn test() -> Result<(), String> {
@@ -46,26 +43,12 @@ fn test() -> Result<(), String> {
     step("format", &mut cargo(&root, &["fmt", "--all", "--check"]))?;
     step(
         "clippy",
-        &mut cargo(
-            &root,
-            &[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--all-features",
-                "--",
-                "-D",
-                "warnings",
-            ],
-        ),
+        &mut cargo(&root, &["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]),
     )?;
     println!("==> tidy");
     tidy::run(&root)?;
     // Doc tests first: nextest's summary must be the run's closing line.
-    step(
-        "doc tests",
-        &mut cargo(&root, &["test", "--workspace", "--all-features", "--doc"]),
-    )?;
+    step("doc tests", &mut cargo(&root, &["test", "--workspace", "--all-features", "--doc"]))?;
     let nextest = tools::ensure_nextest()?;
     step(
         "tests",
@@ -79,10 +62,7 @@ fn test() -> Result<(), String> {
 
 fn bench(extra: &[String]) -> Result<(), String> {
     let root = workspace_root();
-    let mut command = cargo(
-        &root,
-        &["bench", "-p", "streaming-core", "--bench", "core", "--"],
-    );
+    let mut command = cargo(&root, &["bench", "-p", "streaming-core", "--bench", "core", "--"]);
     command.args(extra);
     step("criterion benchmarks", &mut command)
 }
@@ -95,9 +75,7 @@ fn cargo(root: &Path, args: &[&str]) -> Command {
 
 fn step(name: &str, command: &mut Command) -> Result<(), String> {
     println!("==> {name}");
-    let status = command
-        .status()
-        .map_err(|e| format!("{name}: cannot run: {e}"))?;
+    let status = command.status().map_err(|e| format!("{name}: cannot run: {e}"))?;
     if status.success() {
         Ok(())
     } else {

@@ -21,8 +21,7 @@ const FORBIDDEN_IN_CORE: &[&str] = &[
 ];
 
 /// Features of tokio the core must not enable.
-const FORBIDDEN_TOKIO_FEATURES: &[&str] =
-    &["net", "fs", "rt", "rt-multi-thread", "process", "signal"];
+const FORBIDDEN_TOKIO_FEATURES: &[&str] = &["net", "fs", "rt", "rt-multi-thread", "process", "signal"];
 
 pub fn run(root: &Path) -> Result<(), String> {
     let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
@@ -42,10 +41,7 @@ pub fn run(root: &Path) -> Result<(), String> {
         .output()
         .map_err(|e| format!("cargo tree: {e}"))?;
     if !output.status.success() {
-        return Err(format!(
-            "cargo tree failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
+        return Err(format!("cargo tree failed: {}", String::from_utf8_lossy(&output.stderr)));
     }
     let tree = String::from_utf8_lossy(&output.stdout);
     let violations = check_core_tree(&tree);
@@ -53,10 +49,7 @@ pub fn run(root: &Path) -> Result<(), String> {
         println!("tidy: streaming-core depends on no driver, runtime or HTTP crate");
         Ok(())
     } else {
-        Err(format!(
-            "tidy: streaming-core must stay pure:\n  {}",
-            violations.join("\n  ")
-        ))
+        Err(format!("tidy: streaming-core must stay pure:\n  {}", violations.join("\n  ")))
     }
 }
 
@@ -95,19 +88,12 @@ mod tests {
                     tokio v1.40.0 net,rt,sync\nfred v10.0.0 default\n";
         assert_eq!(
             check_core_tree(tree),
-            vec![
-                "depends on fred",
-                "enables tokio feature net",
-                "enables tokio feature rt"
-            ]
+            vec!["depends on fred", "enables tokio feature net", "enables tokio feature rt"]
         );
     }
 
     #[test]
     fn passes_a_clean_tree() {
-        assert!(
-            check_core_tree("streaming-core v0.1.0\ntokio v1.40.0 sync\nmoka v0.12.0 sync\n")
-                .is_empty()
-        );
+        assert!(check_core_tree("streaming-core v0.1.0\ntokio v1.40.0 sync\nmoka v0.12.0 sync\n").is_empty());
     }
 }

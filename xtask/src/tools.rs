@@ -26,21 +26,13 @@ fn cargo() -> PathBuf {
 }
 
 fn works(program: &PathBuf, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 /// `cargo nextest` if installed, else the cached build, else installs it into the cache.
 pub fn ensure_nextest() -> Result<Invocation, String> {
     if works(&cargo(), &["nextest", "--version"]) {
-        return Ok(Invocation {
-            program: cargo(),
-            prefix_args: vec!["nextest".into()],
-        });
+        return Ok(Invocation { program: cargo(), prefix_args: vec!["nextest".into()] });
     }
     let root = cache_root();
     let cached = root.join("bin").join("cargo-nextest");
@@ -55,8 +47,5 @@ pub fn ensure_nextest() -> Result<Invocation, String> {
             return Err("installing cargo-nextest failed".into());
         }
     }
-    Ok(Invocation {
-        program: cached,
-        prefix_args: vec!["nextest".into()],
-    })
+    Ok(Invocation { program: cached, prefix_args: vec!["nextest".into()] })
 }

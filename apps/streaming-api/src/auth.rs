@@ -11,36 +11,21 @@ use crate::problem::ApiError;
 ///
 /// # Errors
 /// [`ApiError::Unauthorized`] for a missing, repeated, malformed or refused token.
-pub fn authenticate(
-    req: &HttpRequest,
-    verifier: &TokenVerifier,
-    now: OffsetDateTime,
-) -> Result<Principal, ApiError> {
+pub fn authenticate(req: &HttpRequest, verifier: &TokenVerifier, now: OffsetDateTime) -> Result<Principal, ApiError> {
     let mut values = req.headers().get_all(header::AUTHORIZATION);
     let Some(value) = values.next() else {
         return Err(ApiError::Unauthorized { reason: None });
     };
     if values.next().is_some() {
-        return Err(ApiError::Unauthorized {
-            reason: Some("more than one Authorization header"),
-        });
+        return Err(ApiError::Unauthorized { reason: Some("more than one Authorization header") });
     }
-    let value = value.to_str().map_err(|_| ApiError::Unauthorized {
-        reason: Some("malformed Authorization header"),
-    })?;
+    let value =
+        value.to_str().map_err(|_| ApiError::Unauthorized { reason: Some("malformed Authorization header") })?;
     let token = match value.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => {
-            return Err(ApiError::Unauthorized {
-                reason: Some("the Authorization scheme must be Bearer"),
-            })
-        }
+        _ => return Err(ApiError::Unauthorized { reason: Some("the Authorization scheme must be Bearer") }),
     };
-    verifier
-        .verify(token, now)
-        .map_err(|error| ApiError::Unauthorized {
-            reason: Some(describe(&error)),
-        })
+    verifier.verify(token, now).map_err(|error| ApiError::Unauthorized { reason: Some(describe(&error)) })
 }
 
 fn describe(error: &AuthError) -> &'static str {

@@ -26,19 +26,13 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
             other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
         }
     }
-    let settings =
-        Settings::load(config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
+    let settings = Settings::load(config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log.filter))
         .map_err(|e| format!("log.filter: {e}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
 
-    let app = Application::build(settings)
-        .await
-        .map_err(|e| e.to_string())?;
+    let app = Application::build(settings).await.map_err(|e| e.to_string())?;
     tracing::info!(base_url = app.base_url(), "streaming service listening");
     if app.has_ephemeral_secret() {
         tracing::warn!("auth.secret is not set: a random secret was generated; only the printed demo token works");
@@ -57,16 +51,10 @@ fn print_demo_banner(base_url: &str, demo: &DemoInfo) {
     for track in &demo.tracks {
         println!("  track {}  {:<18} {}", track.id, track.title, track.status);
     }
-    println!(
-        "\nDemo token (valid 12 hours):\n  export TOKEN={}\n",
-        demo.token
-    );
+    println!("\nDemo token (valid 12 hours):\n  export TOKEN={}\n", demo.token);
     if let Some(first) = demo.tracks.first() {
         println!("Get a stream URL, then fetch the first 100 bytes from it:");
-        println!(
-            "  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" {base_url}/tracks/{}/stream",
-            first.id
-        );
+        println!("  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" {base_url}/tracks/{}/stream", first.id);
         println!(
             "  curl -s -H 'Range: bytes=0-99' \"$(curl -s -X POST -H \"Authorization: Bearer $TOKEN\" \
              {base_url}/tracks/{}/stream | sed -E 's/.*\"streamUrl\":\"([^\"]+)\".*/\\1/')\" | xxd | head\n",

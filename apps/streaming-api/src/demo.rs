@@ -5,7 +5,8 @@ use std::f64::consts::TAU;
 
 use streaming_core::adapters::MemoryCatalog;
 use streaming_core::domain::{
-    Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures, UserId, Visibility,
+    Media, MediaId, MediaKind, MediaStatus, ObjectKey, Plan, PlanFeatures, Subscription, SubscriptionStatus, UserId,
+    Visibility,
 };
 use streaming_localfs::LocalObjectStore;
 
@@ -34,6 +35,66 @@ pub struct DemoInfo {
     pub token: String,
     /// The demo tracks.
     pub tracks: Vec<DemoTrack>,
+    /// The demo movie (HLS and DASH renditions; the demo user subscribes).
+    pub movie: MediaId,
+}
+
+/// The demo movie's id.
+pub const DEMO_MOVIE: &str = "5eed0000-0000-4000-8000-000000000001";
+
+/// The demo movie's files: a 6-second test pattern with a tone, as HLS
+/// (MPEG-TS segments) and DASH (fMP4 segments). See `demo/README.md` for how
+/// they were made.
+const MOVIE_FILES: &[(&str, &[u8])] = &[
+    ("index.m3u8", include_bytes!("../demo/movie/index.m3u8")),
+    ("segment-000.ts", include_bytes!("../demo/movie/segment-000.ts")),
+    ("segment-001.ts", include_bytes!("../demo/movie/segment-001.ts")),
+    ("segment-002.ts", include_bytes!("../demo/movie/segment-002.ts")),
+    ("index.mpd", include_bytes!("../demo/movie/index.mpd")),
+    ("init-0.m4s", include_bytes!("../demo/movie/init-0.m4s")),
+    ("init-1.m4s", include_bytes!("../demo/movie/init-1.m4s")),
+    ("chunk-0-001.m4s", include_bytes!("../demo/movie/chunk-0-001.m4s")),
+    ("chunk-0-002.m4s", include_bytes!("../demo/movie/chunk-0-002.m4s")),
+    ("chunk-0-003.m4s", include_bytes!("../demo/movie/chunk-0-003.m4s")),
+    ("chunk-1-001.m4s", include_bytes!("../demo/movie/chunk-1-001.m4s")),
+    ("chunk-1-002.m4s", include_bytes!("../demo/movie/chunk-1-002.m4s")),
+    ("chunk-1-003.m4s", include_bytes!("../demo/movie/chunk-1-003.m4s")),
+    ("chunk-1-004.m4s", include_bytes!("../demo/movie/chunk-1-004.m4s")),
+];
+
+/// Writes the demo movie's files and registers it as a subscriber-only movie.
+///
+/// # Errors
+/// An I/O error if the files cannot be written.
+pub async fn seed_movie(catalog: &MemoryCatalog, store: &LocalObjectStore) -> Result<MediaId, String> {
+    let id = MediaId::parse_uuid(DEMO_MOVIE).map_err(|e| e.to_string())?;
+    let root = format!("movies/{DEMO_MOVIE}");
+    for (name, bytes) in MOVIE_FILES {
+        let key = ObjectKey::try_from(format!("{root}/{name}")).map_err(|e| e.to_string())?;
+        store.put(&key, bytes).await.map_err(|e| format!("writing demo movie: {e}"))?;
+    }
+    catalog.upsert(Media {
+        id: id.clone(),
+        kind: MediaKind::Movie,
+        owner: None,
+        status: MediaStatus::Ready,
+        object_key: ObjectKey::try_from(root).map_err(|e| e.to_string())?,
+        content_type: "application/vnd.apple.mpegurl".into(),
+        size_bytes: MOVIE_FILES.iter().map(|(_, b)| b.len() as u64).sum(),
+        duration_seconds: Some(6.0),
+        visibility: Visibility::Subscribers,
+        required_features: PlanFeatures::default(),
+    });
+    Ok(id)
+}
+
+/// The demo user's subscription: active, two devices, HD.
+pub fn demo_subscription() -> Subscription {
+    Subscription {
+        status: SubscriptionStatus::Active,
+        end_date: None,
+        plan: Plan { max_devices: 2, supports_hd: true, supports_4k: false },
+    }
 }
 
 struct Spec {
@@ -72,25 +133,15 @@ const SPECS: [Spec; 3] = [
 ///
 /// # Errors
 /// An I/O error if the objects cannot be written, or an invalid built-in id.
-pub async fn seed(
-    catalog: &MemoryCatalog,
-    store: &LocalObjectStore,
-) -> Result<(UserId, Vec<DemoTrack>), String> {
+pub async fn seed(catalog: &MemoryCatalog, store: &LocalObjectStore) -> Result<(UserId, Vec<DemoTrack>), String> {
     let user = UserId::try_from(DEMO_USER).map_err(|e| e.to_string())?;
     let mut tracks = Vec::new();
     for spec in &SPECS {
         let id = MediaId::parse_ulid(spec.id).map_err(|e| e.to_string())?;
-        let key =
-            ObjectKey::try_from(format!("tracks/{}.wav", spec.id)).map_err(|e| e.to_string())?;
+        let key = ObjectKey::try_from(format!("tracks/{}.wav", spec.id)).map_err(|e| e.to_string())?;
         let wav = tone_wav(spec.frequency, spec.seconds);
-        if tokio::fs::metadata(store.root().join("tracks").join(format!("{}.wav", spec.id)))
-            .await
-            .is_err()
-        {
-            store
-                .put(&key, &wav)
-                .await
-                .map_err(|e| format!("writing demo media: {e}"))?;
+        if tokio::fs::metadata(store.root().join("tracks").join(format!("{}.wav", spec.id))).await.is_err() {
+            store.put(&key, &wav).await.map_err(|e| format!("writing demo media: {e}"))?;
         }
         catalog.upsert(Media {
             id: id.clone(),
@@ -104,11 +155,7 @@ pub async fn seed(
             visibility: Visibility::Private,
             required_features: PlanFeatures::default(),
         });
-        tracks.push(DemoTrack {
-            id,
-            title: spec.title,
-            status: spec.status,
-        });
+        tracks.push(DemoTrack { id, title: spec.title, status: spec.status });
     }
     Ok((user, tracks))
 }
@@ -133,9 +180,7 @@ pub fn tone_wav(frequency: f64, seconds: u32) -> Vec<u8> {
     let fade = f64::from(SAMPLE_RATE) * 0.02;
     for n in 0..samples {
         let t = f64::from(n) / f64::from(SAMPLE_RATE);
-        let envelope = (f64::from(n) / fade)
-            .min(f64::from(samples - n) / fade)
-            .min(1.0);
+        let envelope = (f64::from(n) / fade).min(f64::from(samples - n) / fade).min(1.0);
         let sample = (TAU * frequency * t).sin() * envelope * 0.4 * f64::from(i16::MAX);
         wav.extend_from_slice(&(sample as i16).to_le_bytes());
     }
@@ -150,12 +195,18 @@ mod tests {
     fn demo_ids_are_valid() {
         assert!(UserId::try_from(DEMO_USER).is_ok());
         for spec in &SPECS {
-            assert_eq!(
-                MediaId::parse_ulid(spec.id).unwrap().as_str(),
-                spec.id,
-                "{} must be canonical",
-                spec.id
-            );
+            assert_eq!(MediaId::parse_ulid(spec.id).unwrap().as_str(), spec.id, "{} must be canonical", spec.id);
+        }
+    }
+
+    #[test]
+    fn the_demo_movie_is_complete_and_small() {
+        assert!(MediaId::parse_uuid(DEMO_MOVIE).is_ok());
+        let total: usize = MOVIE_FILES.iter().map(|(_, b)| b.len()).sum();
+        assert!(total < 300 * 1024, "{total} bytes");
+        let playlist = std::str::from_utf8(MOVIE_FILES[0].1).unwrap();
+        for segment in playlist.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            assert!(MOVIE_FILES.iter().any(|(name, _)| *name == segment), "{segment} is listed but not shipped");
         }
     }
 
@@ -165,14 +216,9 @@ mod tests {
         assert_eq!(&wav[0..4], b"RIFF");
         assert_eq!(&wav[8..12], b"WAVE");
         assert_eq!(wav.len(), 44 + 2 * SAMPLE_RATE as usize);
-        assert_eq!(
-            u32::from_le_bytes(wav[4..8].try_into().unwrap()) as usize,
-            wav.len() - 8
-        );
+        assert_eq!(u32::from_le_bytes(wav[4..8].try_into().unwrap()) as usize, wav.len() - 8);
         // Not silence: some sample reaches a third of full scale.
-        let loud = wav[44..]
-            .chunks(2)
-            .any(|s| i16::from_le_bytes([s[0], s[1]]).unsigned_abs() > 10_000);
+        let loud = wav[44..].chunks(2).any(|s| i16::from_le_bytes([s[0], s[1]]).unsigned_abs() > 10_000);
         assert!(loud);
     }
 }

@@ -5,6 +5,7 @@
 //! embedders start the real server with it (port 0 for a free port).
 
 mod auth;
+mod body;
 pub mod cli;
 pub mod demo;
 pub mod problem;

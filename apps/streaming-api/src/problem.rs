@@ -13,7 +13,7 @@ use actix_web::{HttpMessage, HttpResponse, ResponseError};
 use serde_json::{json, Map, Value};
 use streaming_core::domain::MediaStatus;
 use streaming_core::policy::Denial;
-use streaming_core::{Dependency, StreamError};
+use streaming_core::{Dependency, PlaybackError, StreamError};
 
 /// Every way a request can fail.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +50,38 @@ pub enum ApiError {
     /// A dependency is down.
     #[error("service unavailable")]
     Unavailable(Dependency),
+    /// The movie id is not a UUID.
+    #[error("invalid movie id")]
+    InvalidMovieId,
+    /// No such movie.
+    #[error("movie not found")]
+    MovieNotFound,
+    /// The movie has no manifest of the asked kind.
+    #[error("manifest not found")]
+    ManifestNotFound,
+    /// The movie is not streamable yet.
+    #[error("movie not ready")]
+    MovieNotReady {
+        /// Its id.
+        movie_id: String,
+        /// Its status.
+        status: MediaStatus,
+    },
+    /// Subscriber-only media without an active subscription.
+    #[error("subscription required")]
+    SubscriptionRequired,
+    /// The plan lacks a feature the media needs.
+    #[error("plan upgrade required")]
+    PlanUpgradeRequired,
+    /// No such session of this user on this movie.
+    #[error("session not found")]
+    SessionNotFound,
+    /// The session was stopped.
+    #[error("session closed")]
+    SessionClosed,
+    /// The body is well-formed JSON but a field is wrong.
+    #[error("validation error")]
+    Validation(Vec<FieldError>),
     /// The object URL's signature is wrong or missing.
     #[error("invalid signature")]
     InvalidSignature,
@@ -84,12 +116,41 @@ impl ApiError {
     pub fn from_stream(error: StreamError, track_id: &str) -> Self {
         match error {
             StreamError::NotFound => Self::TrackNotFound,
-            StreamError::NotReady { status } => Self::TrackNotReady {
-                track_id: track_id.to_owned(),
-                status,
-            },
+            StreamError::NotReady { status } => Self::TrackNotReady { track_id: track_id.to_owned(), status },
             StreamError::Forbidden(denial) => Self::Forbidden(denial),
             StreamError::Unavailable { dependency } => Self::Unavailable(dependency),
+        }
+    }
+}
+
+/// One invalid field of a request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field's name.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A validation error naming one field.
+    pub fn field(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError { field, message: message.into() }])
+    }
+
+    /// The problem for a failed playback operation on `movie_id`.
+    pub fn from_playback(error: PlaybackError, movie_id: &str) -> Self {
+        match error {
+            PlaybackError::NotFound => Self::MovieNotFound,
+            PlaybackError::ManifestNotFound => Self::ManifestNotFound,
+            PlaybackError::NotReady { status } => Self::MovieNotReady { movie_id: movie_id.to_owned(), status },
+            PlaybackError::Forbidden(Denial::SubscriptionRequired) => Self::SubscriptionRequired,
+            PlaybackError::Forbidden(Denial::PlanUpgradeRequired) => Self::PlanUpgradeRequired,
+            PlaybackError::Forbidden(denial) => Self::Forbidden(denial),
+            PlaybackError::InvalidPosition(error) => Self::field("position_seconds", error.to_string()),
+            PlaybackError::SessionNotFound => Self::SessionNotFound,
+            PlaybackError::SessionClosed => Self::SessionClosed,
+            PlaybackError::Unavailable { dependency } => Self::Unavailable(dependency),
         }
     }
 }
@@ -103,108 +164,68 @@ struct Shape {
 impl ApiError {
     fn shape(&self) -> Shape {
         let (status, slug, title) = match self {
-            Self::InvalidTrackId => (
-                StatusCode::BAD_REQUEST,
-                "invalid-track-id",
-                "Invalid track ID",
-            ),
-            Self::Unauthorized { .. } => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Authentication required",
-            ),
+            Self::InvalidTrackId => (StatusCode::BAD_REQUEST, "invalid-track-id", "Invalid track ID"),
+            Self::Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Access denied"),
             Self::TrackNotFound => (StatusCode::NOT_FOUND, "track-not-found", "Track not found"),
-            Self::TrackNotReady { .. } => (
-                StatusCode::CONFLICT,
-                "track-not-ready",
-                "Track not ready for streaming",
-            ),
-            Self::RateLimited { .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate-limit-exceeded",
-                "Rate limit exceeded",
-            ),
-            Self::Unavailable(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service-unavailable",
-                "Service unavailable",
-            ),
-            Self::InvalidSignature => (
-                StatusCode::FORBIDDEN,
-                "invalid-signature",
-                "Invalid signature",
-            ),
-            Self::ExpiredSignature => (
-                StatusCode::FORBIDDEN,
-                "expired-signature",
-                "Signature expired",
-            ),
-            Self::ObjectNotFound => (
-                StatusCode::NOT_FOUND,
-                "object-not-found",
-                "Object not found",
-            ),
+            Self::TrackNotReady { .. } => (StatusCode::CONFLICT, "track-not-ready", "Track not ready for streaming"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limit-exceeded", "Rate limit exceeded"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service-unavailable", "Service unavailable"),
+            Self::InvalidMovieId => (StatusCode::BAD_REQUEST, "invalid-movie-id", "Invalid movie ID"),
+            Self::MovieNotFound => (StatusCode::NOT_FOUND, "movie-not-found", "Movie not found"),
+            Self::ManifestNotFound => (StatusCode::NOT_FOUND, "manifest-not-found", "Manifest not found"),
+            Self::MovieNotReady { .. } => (StatusCode::CONFLICT, "movie-not-ready", "Movie not ready for streaming"),
+            Self::SubscriptionRequired => (StatusCode::FORBIDDEN, "subscription-required", "Subscription required"),
+            Self::PlanUpgradeRequired => (StatusCode::FORBIDDEN, "plan-upgrade-required", "Plan upgrade required"),
+            Self::SessionNotFound => (StatusCode::NOT_FOUND, "session-not-found", "Session not found"),
+            Self::SessionClosed => (StatusCode::CONFLICT, "session-closed", "Session already stopped"),
+            Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation-error", "Validation error"),
+            Self::InvalidSignature => (StatusCode::FORBIDDEN, "invalid-signature", "Invalid signature"),
+            Self::ExpiredSignature => (StatusCode::FORBIDDEN, "expired-signature", "Signature expired"),
+            Self::ObjectNotFound => (StatusCode::NOT_FOUND, "object-not-found", "Object not found"),
             Self::RouteNotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
-            Self::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                "Method not allowed",
-            ),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
-            Self::PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload-too-large",
-                "Payload too large",
-            ),
-            Self::UnsupportedMediaType => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-            ),
-            Self::Internal => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal-error",
-                "Internal error",
-            ),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
+            }
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "Internal error"),
         };
-        Shape {
-            status,
-            slug,
-            title,
-        }
+        Shape { status, slug, title }
     }
 
     fn detail(&self) -> String {
         match self {
             Self::InvalidTrackId => "Track ID must be a valid ULID.".into(),
             Self::Unauthorized { reason: None } => "A bearer token is required.".into(),
-            Self::Unauthorized {
-                reason: Some(reason),
-            } => format!("The bearer token was refused: {reason}."),
+            Self::Unauthorized { reason: Some(reason) } => format!("The bearer token was refused: {reason}."),
             Self::Forbidden(Denial::Suspended) => "Your account is suspended.".into(),
-            Self::Forbidden(Denial::SubscriptionRequired) => {
-                "An active subscription is required.".into()
-            }
-            Self::Forbidden(Denial::PlanUpgradeRequired) => {
-                "Your plan does not include this media.".into()
-            }
-            Self::Forbidden(_) => "You do not have permission to access this track.".into(),
+            Self::Forbidden(Denial::SubscriptionRequired) => "An active subscription is required.".into(),
+            Self::Forbidden(Denial::PlanUpgradeRequired) => "Your plan does not include this media.".into(),
+            Self::Forbidden(_) => "You do not have permission to play this media.".into(),
             Self::TrackNotFound => "The track does not exist.".into(),
             Self::TrackNotReady { status, .. } => {
                 format!("Track is currently {status}. Please wait until processing completes.")
             }
             Self::RateLimited { retry_after } => {
-                format!(
-                    "Too many requests. Retry after {} seconds.",
-                    retry_after_seconds(*retry_after)
-                )
+                format!("Too many requests. Retry after {} seconds.", retry_after_seconds(*retry_after))
             }
             Self::Unavailable(dependency) => {
-                format!(
-                    "A dependency ({}) is unavailable. Please retry shortly.",
-                    dependency.as_str()
-                )
+                format!("A dependency ({}) is unavailable. Please retry shortly.", dependency.as_str())
+            }
+            Self::InvalidMovieId => "Movie ID must be a valid UUID.".into(),
+            Self::MovieNotFound => "The movie does not exist.".into(),
+            Self::ManifestNotFound => "The movie has no manifest of that type.".into(),
+            Self::MovieNotReady { status, .. } => {
+                format!("Movie is currently {status}. Please wait until processing completes.")
+            }
+            Self::SubscriptionRequired => "An active subscription is required to watch this movie.".into(),
+            Self::PlanUpgradeRequired => "Your plan does not include this movie's quality.".into(),
+            Self::SessionNotFound => "No such streaming session for this user and movie.".into(),
+            Self::SessionClosed => "The streaming session was stopped. Start a new one.".into(),
+            Self::Validation(errors) => {
+                errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
             }
             Self::InvalidSignature => "The URL signature is missing or invalid.".into(),
             Self::ExpiredSignature => "The URL has expired. Request a new one.".into(),
@@ -225,10 +246,15 @@ impl ApiError {
                 body.insert("currentStatus".into(), json!(status.as_str()));
             }
             Self::RateLimited { retry_after } => {
-                body.insert(
-                    "retryAfterSeconds".into(),
-                    json!(retry_after_seconds(*retry_after)),
-                );
+                body.insert("retryAfterSeconds".into(), json!(retry_after_seconds(*retry_after)));
+            }
+            Self::MovieNotReady { movie_id, status } => {
+                body.insert("movieId".into(), json!(movie_id));
+                body.insert("currentStatus".into(), json!(status.as_str()));
+            }
+            Self::Validation(errors) => {
+                let errors: Vec<_> = errors.iter().map(|e| json!({ "field": e.field, "message": e.message })).collect();
+                body.insert("errors".into(), json!(errors));
             }
             _ => {}
         }
@@ -251,10 +277,7 @@ impl ApiError {
         response.insert_header((header::CACHE_CONTROL, "no-store"));
         match self {
             Self::RateLimited { retry_after } => {
-                response.insert_header((
-                    header::RETRY_AFTER,
-                    retry_after_seconds(*retry_after).to_string(),
-                ));
+                response.insert_header((header::RETRY_AFTER, retry_after_seconds(*retry_after).to_string()));
             }
             Self::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, "5"));
@@ -262,9 +285,9 @@ impl ApiError {
             Self::Unauthorized { reason } => {
                 let challenge = match reason {
                     None => r#"Bearer realm="streaming""#.to_owned(),
-                    Some(reason) => format!(
-                        r#"Bearer realm="streaming", error="invalid_token", error_description="{reason}""#
-                    ),
+                    Some(reason) => {
+                        format!(r#"Bearer realm="streaming", error="invalid_token", error_description="{reason}""#)
+                    }
                 };
                 response.insert_header((header::WWW_AUTHENTICATE, challenge));
             }
@@ -315,11 +338,8 @@ impl TraceId {
         // version "-" trace-id(32 hex) "-" parent-id(16 hex) "-" flags(2 hex)
         let value = value.to_str().ok()?;
         let mut parts = value.split('-');
-        let (version, trace, parent, flags) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let hex = |s: &str, len: usize| {
-            s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        };
+        let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         let valid = hex(version, 2)
             && version != "ff"
             && hex(trace, 32)
@@ -340,32 +360,20 @@ pub async fn enrich_problems<B: MessageBody + 'static>(
     req: ServiceRequest,
     next: actix_web::middleware::Next<B>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    let trace = req
-        .headers()
-        .get("traceparent")
-        .and_then(TraceId::from_traceparent)
-        .unwrap_or_else(TraceId::random);
+    let trace = req.headers().get("traceparent").and_then(TraceId::from_traceparent).unwrap_or_else(TraceId::random);
     req.extensions_mut().insert(trace.clone());
     let type_base = req
         .app_data::<actix_web::web::Data<ProblemTypeBase>>()
-        .map_or_else(
-            || ProblemTypeBase::DEFAULT.to_owned(),
-            |base| base.0.clone(),
-        );
+        .map_or_else(|| ProblemTypeBase::DEFAULT.to_owned(), |base| base.0.clone());
 
     let mut res = next.call(req).await?.map_into_boxed_body();
-    let problem = res
-        .response()
-        .error()
-        .and_then(|e| e.as_error::<ApiError>())
-        .cloned();
+    let problem = res.response().error().and_then(|e| e.as_error::<ApiError>()).cloned();
     if let Some(problem) = problem {
         let instance = res.request().path().to_owned();
         res = res.into_response(problem.to_problem(&type_base, &instance, &trace.0));
     }
     if let Ok(value) = HeaderValue::from_str(&trace.0) {
-        res.headers_mut()
-            .insert(header::HeaderName::from_static("trace-id"), value);
+        res.headers_mut().insert(header::HeaderName::from_static("trace-id"), value);
     }
     Ok(res)
 }
@@ -376,12 +384,8 @@ mod tests {
 
     #[test]
     fn traceparent_is_honoured_only_when_valid() {
-        let valid =
-            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        assert_eq!(
-            TraceId::from_traceparent(&valid).map(|t| t.0),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736".into())
-        );
+        let valid = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(TraceId::from_traceparent(&valid).map(|t| t.0), Some("4bf92f3577b34da6a3ce929d0e0e4736".into()));
         for bad in [
             "",
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
@@ -390,10 +394,7 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
             "00-<script>-00f067aa0ba902b7-01",
         ] {
-            assert!(
-                TraceId::from_traceparent(&HeaderValue::from_static(bad)).is_none(),
-                "{bad}"
-            );
+            assert!(TraceId::from_traceparent(&HeaderValue::from_static(bad)).is_none(), "{bad}");
         }
         assert_eq!(TraceId::random().0.len(), 32);
     }

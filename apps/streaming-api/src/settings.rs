@@ -17,6 +17,10 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Presign expiry and cache semantics.
     pub streaming: StreamingSection,
+    /// Movie playback: manifests, progress, sessions.
+    pub playback: PlaybackSection,
+    /// Where playback events go.
+    pub events: EventsSettings,
     /// The URL cache.
     pub cache: CacheSettings,
     /// Per-user request limits.
@@ -85,13 +89,7 @@ pub struct AuthSettings {
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        Self {
-            secret: None,
-            issuer: None,
-            audience: None,
-            token_type: None,
-            leeway_seconds: 30,
-        }
+        Self { secret: None, issuer: None, audience: None, token_type: None, leeway_seconds: 30 }
     }
 }
 
@@ -109,11 +107,46 @@ pub struct StreamingSection {
 
 impl Default for StreamingSection {
     fn default() -> Self {
+        Self { presign_expiry_seconds: 120, cache_buffer_seconds: 30, cache_key_prefix: String::new() }
+    }
+}
+
+/// Movie playback: manifests, progress, sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlaybackSection {
+    /// Lifetime of manifest URLs in seconds (default 3600).
+    pub manifest_expiry_seconds: u64,
+    /// How far past a movie's duration a position may be, in seconds (default 10).
+    pub position_slack_seconds: f64,
+    /// Fraction of the duration from which a movie counts as watched (default 0.95).
+    pub watched_fraction: f64,
+    /// At most one progress event per session per this many seconds (default 10).
+    pub progress_event_interval_seconds: u64,
+}
+
+impl Default for PlaybackSection {
+    fn default() -> Self {
         Self {
-            presign_expiry_seconds: 120,
-            cache_buffer_seconds: 30,
-            cache_key_prefix: String::new(),
+            manifest_expiry_seconds: 3600,
+            position_slack_seconds: 10.0,
+            watched_fraction: 0.95,
+            progress_event_interval_seconds: 10,
         }
+    }
+}
+
+/// Where playback events go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsSettings {
+    /// The JSON-lines file of the embedded mode (default `data/events.jsonl`).
+    pub path: PathBuf,
+}
+
+impl Default for EventsSettings {
+    fn default() -> Self {
+        Self { path: PathBuf::from("data/events.jsonl") }
     }
 }
 
@@ -145,12 +178,7 @@ pub struct CacheSettings {
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        Self {
-            kind: CacheKind::Moka,
-            max_entries: 100_000,
-            current_key_version: None,
-            encryption_keys: None,
-        }
+        Self { kind: CacheKind::Moka, max_entries: 100_000, current_key_version: None, encryption_keys: None }
     }
 }
 
@@ -164,9 +192,7 @@ pub struct RateLimitSettings {
 
 impl Default for RateLimitSettings {
     fn default() -> Self {
-        Self {
-            stream_url_per_minute: 60,
-        }
+        Self { stream_url_per_minute: 60 }
     }
 }
 
@@ -193,11 +219,7 @@ pub struct StorageSettings {
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self {
-            kind: StorageKind::Localfs,
-            root: PathBuf::from("data/objects"),
-            signing_key: None,
-        }
+        Self { kind: StorageKind::Localfs, root: PathBuf::from("data/objects"), signing_key: None }
     }
 }
 
@@ -225,9 +247,7 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self {
-            filter: "info".into(),
-        }
+        Self { filter: "info".into() }
     }
 }
 
@@ -241,9 +261,7 @@ pub struct ProblemSettings {
 
 impl Default for ProblemSettings {
     fn default() -> Self {
-        Self {
-            type_base: "https://streamgate.dev/problems/".into(),
-        }
+        Self { type_base: "https://streamgate.dev/problems/".into() }
     }
 }
 
@@ -258,22 +276,12 @@ impl Settings {
     ///
     /// # Errors
     /// [`SettingsError`] naming the offending key or file.
-    pub fn load(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, SettingsError> {
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, SettingsError> {
         let mut builder = config::Config::builder();
         if let Some(file) = file {
-            builder = builder.add_source(
-                config::File::from(file)
-                    .format(config::FileFormat::Toml)
-                    .required(true),
-            );
+            builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml).required(true));
         }
-        let env: config::Map<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("STREAMING__"))
-            .collect();
+        let env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("STREAMING__")).collect();
         builder = builder.add_source(
             config::Environment::with_prefix("STREAMING")
                 .prefix_separator("__")
@@ -282,9 +290,7 @@ impl Settings {
                 .source(Some(env)),
         );
         let config = builder.build().map_err(|e| SettingsError(e.to_string()))?;
-        config
-            .try_deserialize()
-            .map_err(|e| SettingsError(e.to_string()))
+        config.try_deserialize().map_err(|e| SettingsError(e.to_string()))
     }
 }
 
@@ -294,10 +300,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
@@ -315,19 +318,13 @@ mod tests {
     fn environment_overrides_file_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("streaming.toml");
-        std::fs::write(
-            &file,
-            "[server]\nport = 9000\nhost = \"0.0.0.0\"\n[streaming]\npresign_expiry_seconds = 60\n",
-        )
-        .unwrap();
+        std::fs::write(&file, "[server]\nport = 9000\nhost = \"0.0.0.0\"\n[streaming]\npresign_expiry_seconds = 60\n")
+            .unwrap();
         let settings = Settings::load(
             Some(&file),
             env(&[
                 ("STREAMING__SERVER__PORT", "9100"),
-                (
-                    "STREAMING__AUTH__SECRET",
-                    "s3cr3t-from-the-environment-0123456789",
-                ),
+                ("STREAMING__AUTH__SECRET", "s3cr3t-from-the-environment-0123456789"),
                 ("OTHER", "x"),
             ]),
         )
@@ -335,10 +332,7 @@ mod tests {
         assert_eq!(settings.server.port, 9100, "env beats file");
         assert_eq!(settings.server.host, "0.0.0.0", "file beats defaults");
         assert_eq!(settings.streaming.presign_expiry_seconds, 60);
-        assert_eq!(
-            settings.auth.secret.as_ref().unwrap().expose_secret(),
-            "s3cr3t-from-the-environment-0123456789"
-        );
+        assert_eq!(settings.auth.secret.as_ref().unwrap().expose_secret(), "s3cr3t-from-the-environment-0123456789");
     }
 
     #[test]
@@ -346,10 +340,7 @@ mod tests {
         let settings = Settings::load(
             None,
             env(&[
-                (
-                    "STREAMING__AUTH__SECRET",
-                    "visible-if-leaked-0123456789abcdef",
-                ),
+                ("STREAMING__AUTH__SECRET", "visible-if-leaked-0123456789abcdef"),
                 ("STREAMING__CACHE__ENCRYPTION_KEYS", "1:c2VjcmV0"),
             ]),
         )
@@ -365,9 +356,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("typo.toml");
         std::fs::write(&file, "[server]\nprot = 1\n").unwrap();
-        let error = Settings::load(Some(&file), env(&[]))
-            .unwrap_err()
-            .to_string();
+        let error = Settings::load(Some(&file), env(&[])).unwrap_err().to_string();
         assert!(error.contains("prot"), "{error}");
         assert!(Settings::load(Some(&dir.path().join("missing.toml")), env(&[])).is_err());
     }

@@ -12,15 +12,17 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use streaming_auth::{TokenClaims, TokenSigner, TokenVerifier, VerifierOptions};
 use streaming_core::adapters::{
-    MemoryCatalog, MemoryRateLimiter, MemorySubscriptions, MemoryUrlCache, MokaUrlCache,
-    SystemClock,
+    MemoryCatalog, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore, MemorySubscriptions, MemoryUrlCache,
+    MokaUrlCache, SystemClock,
 };
 use streaming_core::ports::{
     check_presign_expiry, Clock, MediaCatalog, RateLimitPolicy, SubscriptionDirectory, UrlCache,
 };
 use streaming_core::url_signing::UrlSigner;
-use streaming_core::{CacheKeyring, StreamUrlService, StreamingPorts, StreamingSettings};
-use streaming_localfs::LocalObjectStore;
+use streaming_core::{
+    CacheKeyring, PlaybackPorts, PlaybackService, PlaybackSettings, StreamUrlService, StreamingPorts, StreamingSettings,
+};
+use streaming_localfs::{JsonLinesEventPublisher, LocalObjectStore};
 
 use crate::demo::{self, DemoInfo};
 use crate::problem::{enrich_problems, ApiError, ProblemTypeBase};
@@ -97,19 +99,11 @@ impl Application {
     ///
     /// # Errors
     /// As [`Application::build`].
-    pub async fn build_with(
-        settings: Settings,
-        overrides: PortOverrides,
-    ) -> Result<Self, StartupError> {
+    pub async fn build_with(settings: Settings, overrides: PortOverrides) -> Result<Self, StartupError> {
         let address = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
-            address: address.clone(),
-            source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind { address, source })?
-            .port();
+        let listener =
+            TcpListener::bind(&address).map_err(|source| StartupError::Bind { address: address.clone(), source })?;
+        let port = listener.local_addr().map_err(|source| StartupError::Bind { address, source })?.port();
         let base_url = settings.server.public_url.clone().unwrap_or_else(|| {
             let host = match settings.server.host.as_str() {
                 "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
@@ -135,47 +129,57 @@ impl Application {
         .map_err(|e| StartupError::Config(format!("auth.secret: {e}")))?;
 
         let StorageKind::Localfs = settings.storage.kind;
-        let signing_key = settings
-            .storage
-            .signing_key
-            .clone()
-            .unwrap_or_else(random_secret);
+        let signing_key = settings.storage.signing_key.clone().unwrap_or_else(random_secret);
         let signer = UrlSigner::new(signing_key.expose_secret().as_bytes())
             .map_err(|e| StartupError::Config(format!("storage.signing_key: {e}")))?;
         let local = Arc::new(
             LocalObjectStore::open(&settings.storage.root, &base_url, signer)
                 .await
-                .map_err(|e| {
-                    StartupError::Storage(format!("{}: {e}", settings.storage.root.display()))
-                })?,
+                .map_err(|e| StartupError::Storage(format!("{}: {e}", settings.storage.root.display())))?,
         );
 
         let memory_catalog = Arc::new(MemoryCatalog::new());
-        let catalog: Arc<dyn MediaCatalog> =
-            overrides.catalog.unwrap_or_else(|| memory_catalog.clone());
+        let catalog: Arc<dyn MediaCatalog> = overrides.catalog.unwrap_or_else(|| memory_catalog.clone());
         let cache: Arc<dyn UrlCache> = match settings.cache.kind {
             CacheKind::Moka => Arc::new(MokaUrlCache::new(settings.cache.max_entries)),
             CacheKind::Memory => Arc::new(MemoryUrlCache::new(clock.clone())),
         };
         let keyring = keyring(&settings)?;
+        let memory_subscriptions = Arc::new(MemorySubscriptions::new());
+        let subscriptions: Arc<dyn SubscriptionDirectory> =
+            overrides.subscriptions.unwrap_or_else(|| memory_subscriptions.clone());
         let streaming = Arc::new(StreamUrlService::new(
             StreamingPorts {
-                catalog,
+                catalog: catalog.clone(),
                 objects: local.clone(),
                 cache,
-                subscriptions: overrides
-                    .subscriptions
-                    .unwrap_or_else(|| Arc::new(MemorySubscriptions::new())),
+                subscriptions: subscriptions.clone(),
                 clock: clock.clone(),
             },
             keyring,
             streaming_settings,
         ));
 
+        let events = JsonLinesEventPublisher::open(&settings.events.path)
+            .await
+            .map_err(|e| StartupError::Storage(format!("events file {}: {e}", settings.events.path.display())))?;
+        let playback = Arc::new(PlaybackService::new(
+            PlaybackPorts {
+                catalog,
+                objects: local.clone(),
+                subscriptions,
+                progress: Arc::new(MemoryProgressStore::new()),
+                sessions: Arc::new(MemorySessionStore::new()),
+                events: Arc::new(events),
+                clock: clock.clone(),
+            },
+            playback_settings(&settings)?,
+        ));
+
         let demo = if settings.demo.enabled {
-            let (user, tracks) = demo::seed(&memory_catalog, &local)
-                .await
-                .map_err(StartupError::Storage)?;
+            let (user, tracks) = demo::seed(&memory_catalog, &local).await.map_err(StartupError::Storage)?;
+            let movie = demo::seed_movie(&memory_catalog, &local).await.map_err(StartupError::Storage)?;
+            memory_subscriptions.set(&user, Some(demo::demo_subscription()));
             let token = TokenSigner::hs256(&auth_secret)
                 .sign(&TokenClaims {
                     subject: user.to_string(),
@@ -186,23 +190,21 @@ impl Application {
                     ..TokenClaims::default()
                 })
                 .map_err(|e| StartupError::Config(format!("demo token: {e}")))?;
-            Some(DemoInfo {
-                user,
-                token,
-                tracks,
-            })
+            Some(DemoInfo { user, token, tracks, movie })
         } else {
             None
         };
 
-        let stream_url_policy =
-            (settings.rate_limit.stream_url_per_minute > 0).then(|| RateLimitPolicy {
-                name: "stream-url".into(),
-                limit: settings.rate_limit.stream_url_per_minute,
-                period: Duration::from_secs(60),
-            });
+        let stream_url_policy = (settings.rate_limit.stream_url_per_minute > 0).then(|| RateLimitPolicy {
+            name: "stream-url".into(),
+            limit: settings.rate_limit.stream_url_per_minute,
+            period: Duration::from_secs(60),
+        });
+        let max_body = settings.server.max_body_bytes;
         let state = web::Data::new(AppState {
             streaming,
+            playback,
+            max_body_bytes: max_body,
             verifier,
             limiter: Arc::new(MemoryRateLimiter::new(clock.clone())),
             stream_url_policy,
@@ -210,44 +212,28 @@ impl Application {
             local_objects: Some(local),
         });
         let problem_base = web::Data::new(ProblemTypeBase(settings.problems.type_base.clone()));
-        let max_body = settings.server.max_body_bytes;
 
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(problem_base.clone())
                 .app_data(web::PayloadConfig::new(max_body))
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(max_body)
-                        .error_handler(json_error),
-                )
+                .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
                 .wrap(from_fn(enrich_problems))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
-        .client_request_timeout(Duration::from_millis(
-            settings.server.client_request_timeout_ms,
-        ))
+        .client_request_timeout(Duration::from_millis(settings.server.client_request_timeout_ms))
         .shutdown_timeout(settings.server.shutdown_timeout_seconds);
         if let Some(workers) = settings.server.workers {
             server = server.workers(workers);
         }
         let server = server
             .listen(listener)
-            .map_err(|source| StartupError::Bind {
-                address: format!("port {port}"),
-                source,
-            })?
+            .map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?
             .run();
 
-        Ok(Self {
-            port,
-            base_url,
-            server,
-            demo,
-            ephemeral_secret,
-        })
+        Ok(Self { port, base_url, server, demo, ephemeral_secret })
     }
 
     /// The bound port.
@@ -281,19 +267,36 @@ impl Application {
 
 fn streaming_settings(settings: &Settings) -> Result<StreamingSettings, StartupError> {
     let s = &settings.streaming;
-    check_presign_expiry(Duration::from_secs(s.presign_expiry_seconds)).map_err(|_| {
-        StartupError::Config("streaming.presign_expiry_seconds must be between 1 and 604800".into())
-    })?;
+    check_presign_expiry(Duration::from_secs(s.presign_expiry_seconds))
+        .map_err(|_| StartupError::Config("streaming.presign_expiry_seconds must be between 1 and 604800".into()))?;
     if s.cache_buffer_seconds >= s.presign_expiry_seconds {
         return Err(StartupError::Config(
-            "streaming.cache_buffer_seconds must be shorter than streaming.presign_expiry_seconds"
-                .into(),
+            "streaming.cache_buffer_seconds must be shorter than streaming.presign_expiry_seconds".into(),
         ));
     }
     Ok(StreamingSettings {
         presign_expiry: Duration::from_secs(s.presign_expiry_seconds),
         cache_buffer: Duration::from_secs(s.cache_buffer_seconds),
         cache_key_prefix: s.cache_key_prefix.clone(),
+    })
+}
+
+fn playback_settings(settings: &Settings) -> Result<PlaybackSettings, StartupError> {
+    let p = &settings.playback;
+    check_presign_expiry(Duration::from_secs(p.manifest_expiry_seconds))
+        .map_err(|_| StartupError::Config("playback.manifest_expiry_seconds must be between 1 and 604800".into()))?;
+    if !(p.position_slack_seconds.is_finite() && p.position_slack_seconds >= 0.0) {
+        return Err(StartupError::Config("playback.position_slack_seconds must be a number >= 0".into()));
+    }
+    if !(p.watched_fraction > 0.0 && p.watched_fraction <= 1.0) {
+        return Err(StartupError::Config("playback.watched_fraction must be in (0, 1]".into()));
+    }
+    Ok(PlaybackSettings {
+        manifest_expiry: Duration::from_secs(p.manifest_expiry_seconds),
+        position_slack_seconds: p.position_slack_seconds,
+        watched_fraction: p.watched_fraction,
+        progress_event_interval: Duration::from_secs(p.progress_event_interval_seconds),
+        ..PlaybackSettings::default()
     })
 }
 
@@ -304,34 +307,16 @@ fn keyring(settings: &Settings) -> Result<CacheKeyring, StartupError> {
     };
     let bad = |what: &str| StartupError::Config(format!("cache.encryption_keys: {what}"));
     let mut keys = Vec::new();
-    for item in spec
-        .expose_secret()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let (version, key) = item
-            .split_once(':')
-            .ok_or_else(|| bad("each key must be version:base64"))?;
-        let version: u16 = version
-            .trim()
-            .parse()
-            .map_err(|_| bad("a key version is not a number"))?;
-        let bytes = STANDARD
-            .decode(key.trim())
-            .map_err(|_| bad("a key is not valid base64"))?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| bad("every key must be 32 bytes"))?;
+    for item in spec.expose_secret().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (version, key) = item.split_once(':').ok_or_else(|| bad("each key must be version:base64"))?;
+        let version: u16 = version.trim().parse().map_err(|_| bad("a key version is not a number"))?;
+        let bytes = STANDARD.decode(key.trim()).map_err(|_| bad("a key is not valid base64"))?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| bad("every key must be 32 bytes"))?;
         keys.push((version, key));
     }
     let current = match settings.cache.current_key_version {
         Some(version) => version,
-        None => keys
-            .iter()
-            .map(|(v, _)| *v)
-            .max()
-            .ok_or_else(|| bad("no keys given"))?,
+        None => keys.iter().map(|(v, _)| *v).max().ok_or_else(|| bad("no keys given"))?,
     };
     CacheKeyring::new(current, keys).map_err(|e| bad(&e.to_string()))
 }
@@ -341,10 +326,7 @@ fn random_secret() -> SecretString {
     SecretString::from(STANDARD.encode(bytes))
 }
 
-fn json_error(
-    error: actix_web::error::JsonPayloadError,
-    _req: &actix_web::HttpRequest,
-) -> actix_web::Error {
+fn json_error(error: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as E;
     let api = match error {
         E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::PayloadTooLarge,

@@ -4,13 +4,17 @@ use std::sync::Arc;
 
 use streaming_auth::TokenVerifier;
 use streaming_core::ports::{Clock, RateLimitPolicy, RateLimiter};
-use streaming_core::StreamUrlService;
+use streaming_core::{PlaybackService, StreamUrlService};
 use streaming_localfs::LocalObjectStore;
 
 /// Shared application state.
 pub struct AppState {
     /// The core's streaming service.
     pub streaming: Arc<StreamUrlService>,
+    /// The core's playback service (movies).
+    pub playback: Arc<PlaybackService>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
     /// Bearer-token verification.
     pub verifier: TokenVerifier,
     /// Per-user limits.
@@ -25,8 +29,6 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("stream_url_policy", &self.stream_url_policy)
-            .finish_non_exhaustive()
+        f.debug_struct("AppState").field("stream_url_policy", &self.stream_url_policy).finish_non_exhaustive()
     }
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use biscuit::jwa::SignatureAlgorithm;
 use biscuit::jws::{RegisteredHeader, Secret};
 use biscuit::{
-    ClaimPresenceOptions, ClaimsSet, Empty, Presence, RegisteredClaims, SingleOrMultiple,
-    TemporalOptions, Timestamp, Validation, ValidationOptions, JWT,
+    ClaimPresenceOptions, ClaimsSet, Empty, Presence, RegisteredClaims, SingleOrMultiple, TemporalOptions, Timestamp,
+    Validation, ValidationOptions, JWT,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -84,12 +84,7 @@ pub struct VerifierOptions {
 
 impl Default for VerifierOptions {
     fn default() -> Self {
-        Self {
-            issuer: None,
-            audience: None,
-            token_type: None,
-            leeway: Duration::from_secs(30),
-        }
+        Self { issuer: None, audience: None, token_type: None, leeway: Duration::from_secs(30) }
     }
 }
 
@@ -133,10 +128,7 @@ impl TokenVerifier {
         if bytes.len() < MIN_SECRET_LEN {
             return Err(ConfigError::WeakSecret);
         }
-        Ok(Self {
-            secret: Secret::Bytes(bytes.to_vec()),
-            options,
-        })
+        Ok(Self { secret: Secret::Bytes(bytes.to_vec()), options })
     }
 
     /// Verifies `token` as of `now`.
@@ -148,9 +140,7 @@ impl TokenVerifier {
             return Err(AuthError::Malformed);
         }
         let encoded: JWT<PrivateClaims, Empty> = JWT::new_encoded(token);
-        let decoded = encoded
-            .decode(&self.secret, SignatureAlgorithm::HS256)
-            .map_err(classify)?;
+        let decoded = encoded.decode(&self.secret, SignatureAlgorithm::HS256).map_err(classify)?;
         let claims = decoded.payload().map_err(|_| AuthError::Malformed)?;
 
         let to_validation = |value: &Option<String>| match value {
@@ -164,10 +154,9 @@ impl TokenVerifier {
                 Presence::Optional
             }
         };
-        let leeway =
-            chrono::Duration::from_std(self.options.leeway).map_err(|_| AuthError::Malformed)?;
-        let now_chrono = chrono::DateTime::from_timestamp(now.unix_timestamp(), now.nanosecond())
-            .ok_or(AuthError::Malformed)?;
+        let leeway = chrono::Duration::from_std(self.options.leeway).map_err(|_| AuthError::Malformed)?;
+        let now_chrono =
+            chrono::DateTime::from_timestamp(now.unix_timestamp(), now.nanosecond()).ok_or(AuthError::Malformed)?;
         let validation = ValidationOptions {
             claim_presence_options: ClaimPresenceOptions {
                 expiry: Presence::Required,
@@ -176,10 +165,7 @@ impl TokenVerifier {
                 audience: required_if(&self.options.audience),
                 ..ClaimPresenceOptions::default()
             },
-            temporal_options: TemporalOptions {
-                epsilon: leeway,
-                now: Some(now_chrono),
-            },
+            temporal_options: TemporalOptions { epsilon: leeway, now: Some(now_chrono) },
             issued_at: Validation::Ignored,
             not_before: Validation::Validate(()),
             expiry: Validation::Validate(()),
@@ -193,19 +179,10 @@ impl TokenVerifier {
                 return Err(AuthError::WrongTokenType);
             }
         }
-        let subject = claims
-            .registered
-            .subject
-            .as_deref()
-            .ok_or(AuthError::MissingClaim)?;
+        let subject = claims.registered.subject.as_deref().ok_or(AuthError::MissingClaim)?;
         let user = UserId::try_from(subject).map_err(|_| AuthError::BadSubject)?;
-        let expiry = claims
-            .registered
-            .expiry
-            .as_ref()
-            .ok_or(AuthError::MissingClaim)?;
-        let expires_at = OffsetDateTime::from_unix_timestamp(expiry.timestamp())
-            .map_err(|_| AuthError::Malformed)?;
+        let expiry = claims.registered.expiry.as_ref().ok_or(AuthError::MissingClaim)?;
+        let expires_at = OffsetDateTime::from_unix_timestamp(expiry.timestamp()).map_err(|_| AuthError::Malformed)?;
         Ok(Principal { user, expires_at })
     }
 }
@@ -255,9 +232,7 @@ impl fmt::Debug for TokenSigner {
 impl TokenSigner {
     /// A signer with `secret`.
     pub fn hs256(secret: &SecretString) -> Self {
-        Self {
-            secret: Secret::Bytes(secret.expose_secret().as_bytes().to_vec()),
-        }
+        Self { secret: Secret::Bytes(secret.expose_secret().as_bytes().to_vec()) }
     }
 
     /// An HS256 token with `claims`.
@@ -281,26 +256,13 @@ impl TokenSigner {
             audience: claims.audience.clone().map(SingleOrMultiple::Single),
             ..RegisteredClaims::default()
         };
-        let header = RegisteredHeader {
-            algorithm: SignatureAlgorithm::HS256,
-            ..RegisteredHeader::default()
-        };
+        let header = RegisteredHeader { algorithm: SignatureAlgorithm::HS256, ..RegisteredHeader::default() };
         let jwt = JWT::new_decoded(
             header.into(),
-            ClaimsSet {
-                registered,
-                private: PrivateClaims {
-                    token_type: claims.token_type.clone(),
-                },
-            },
+            ClaimsSet { registered, private: PrivateClaims { token_type: claims.token_type.clone() } },
         );
-        let encoded = jwt
-            .into_encoded(&self.secret)
-            .map_err(|_| AuthError::Malformed)?;
-        encoded
-            .encoded()
-            .map(|e| e.to_string())
-            .map_err(|_| AuthError::Malformed)
+        let encoded = jwt.into_encoded(&self.secret).map_err(|_| AuthError::Malformed)?;
+        encoded.encoded().map(|e| e.to_string()).map_err(|_| AuthError::Malformed)
     }
 }
 

@@ -33,18 +33,9 @@ fn sign(claims: &TokenClaims) -> String {
 
 /// A token with any header, signed by `algorithm` over exactly those bytes.
 fn forge(header_json: &str, payload_json: &str, algorithm: Option<SignatureAlgorithm>) -> String {
-    let signing_input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header_json),
-        URL_SAFE_NO_PAD.encode(payload_json)
-    );
+    let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header_json), URL_SAFE_NO_PAD.encode(payload_json));
     let signature = match algorithm {
-        Some(alg) => alg
-            .sign(
-                signing_input.as_bytes(),
-                &Secret::Bytes(SECRET.as_bytes().to_vec()),
-            )
-            .unwrap(),
+        Some(alg) => alg.sign(signing_input.as_bytes(), &Secret::Bytes(SECRET.as_bytes().to_vec())).unwrap(),
         None => Vec::new(),
     };
     format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
@@ -56,9 +47,7 @@ fn payload() -> String {
 
 #[test]
 fn a_valid_token_names_its_subject() {
-    let principal = verifier(VerifierOptions::default())
-        .verify(&sign(&claims()), NOW)
-        .unwrap();
+    let principal = verifier(VerifierOptions::default()).verify(&sign(&claims()), NOW).unwrap();
     assert_eq!(principal.user.as_str(), "01HXKZ3Y8Q4N7W2M5V6B9C0AAA");
     assert_eq!(principal.expires_at, NOW + Duration::from_secs(3600));
 }
@@ -66,34 +55,16 @@ fn a_valid_token_names_its_subject() {
 #[test]
 fn expiry_is_required_and_checked_with_leeway() {
     let v = verifier(VerifierOptions::default());
-    let at = |offset: i64| TokenClaims {
-        expires_at: Some(NOW + time::Duration::seconds(offset)),
-        ..claims()
-    };
-    assert!(
-        v.verify(&sign(&at(-20)), NOW).is_ok(),
-        "20 s past exp is within the 30 s leeway"
-    );
+    let at = |offset: i64| TokenClaims { expires_at: Some(NOW + time::Duration::seconds(offset)), ..claims() };
+    assert!(v.verify(&sign(&at(-20)), NOW).is_ok(), "20 s past exp is within the 30 s leeway");
     assert_eq!(v.verify(&sign(&at(-31)), NOW), Err(AuthError::Expired));
-    assert_eq!(
-        v.verify(
-            &sign(&TokenClaims {
-                expires_at: None,
-                ..claims()
-            }),
-            NOW
-        ),
-        Err(AuthError::MissingClaim)
-    );
+    assert_eq!(v.verify(&sign(&TokenClaims { expires_at: None, ..claims() }), NOW), Err(AuthError::MissingClaim));
 }
 
 #[test]
 fn not_before_is_checked_with_leeway() {
     let v = verifier(VerifierOptions::default());
-    let nbf = |offset: i64| TokenClaims {
-        not_before: Some(NOW + time::Duration::seconds(offset)),
-        ..claims()
-    };
+    let nbf = |offset: i64| TokenClaims { not_before: Some(NOW + time::Duration::seconds(offset)), ..claims() };
     assert!(v.verify(&sign(&nbf(20)), NOW).is_ok());
     assert_eq!(v.verify(&sign(&nbf(120)), NOW), Err(AuthError::NotYetValid));
 }
@@ -105,96 +76,36 @@ fn issuer_and_audience_are_checked_when_configured() {
         audience: Some("streaming".into()),
         ..VerifierOptions::default()
     });
-    let good = TokenClaims {
-        issuer: Some("https://auth.test".into()),
-        audience: Some("streaming".into()),
-        ..claims()
-    };
+    let good = TokenClaims { issuer: Some("https://auth.test".into()), audience: Some("streaming".into()), ..claims() };
     assert!(v.verify(&sign(&good), NOW).is_ok());
     assert_eq!(
-        v.verify(
-            &sign(&TokenClaims {
-                issuer: Some("https://evil.test".into()),
-                ..good.clone()
-            }),
-            NOW
-        ),
+        v.verify(&sign(&TokenClaims { issuer: Some("https://evil.test".into()), ..good.clone() }), NOW),
         Err(AuthError::WrongIssuer)
     );
     assert_eq!(
-        v.verify(
-            &sign(&TokenClaims {
-                audience: Some("billing".into()),
-                ..good.clone()
-            }),
-            NOW
-        ),
+        v.verify(&sign(&TokenClaims { audience: Some("billing".into()), ..good.clone() }), NOW),
         Err(AuthError::WrongAudience)
     );
-    assert_eq!(
-        v.verify(
-            &sign(&TokenClaims {
-                issuer: None,
-                ..good.clone()
-            }),
-            NOW
-        ),
-        Err(AuthError::MissingClaim)
-    );
-    assert_eq!(
-        v.verify(
-            &sign(&TokenClaims {
-                audience: None,
-                ..good
-            }),
-            NOW
-        ),
-        Err(AuthError::MissingClaim)
-    );
+    assert_eq!(v.verify(&sign(&TokenClaims { issuer: None, ..good.clone() }), NOW), Err(AuthError::MissingClaim));
+    assert_eq!(v.verify(&sign(&TokenClaims { audience: None, ..good }), NOW), Err(AuthError::MissingClaim));
 }
 
 #[test]
 fn the_token_type_is_checked_when_configured() {
-    let v = verifier(VerifierOptions {
-        token_type: Some("access".into()),
-        ..VerifierOptions::default()
-    });
-    assert!(v
-        .verify(
-            &sign(&TokenClaims {
-                token_type: Some("access".into()),
-                ..claims()
-            }),
-            NOW
-        )
-        .is_ok());
+    let v = verifier(VerifierOptions { token_type: Some("access".into()), ..VerifierOptions::default() });
+    assert!(v.verify(&sign(&TokenClaims { token_type: Some("access".into()), ..claims() }), NOW).is_ok());
     assert_eq!(
-        v.verify(
-            &sign(&TokenClaims {
-                token_type: Some("refresh".into()),
-                ..claims()
-            }),
-            NOW
-        ),
+        v.verify(&sign(&TokenClaims { token_type: Some("refresh".into()), ..claims() }), NOW),
         Err(AuthError::WrongTokenType)
     );
-    assert_eq!(
-        v.verify(&sign(&claims()), NOW),
-        Err(AuthError::WrongTokenType)
-    );
+    assert_eq!(v.verify(&sign(&claims()), NOW), Err(AuthError::WrongTokenType));
 }
 
 #[test]
 fn a_token_signed_with_another_secret_is_refused() {
-    let other = TokenSigner::hs256(&SecretString::from(
-        "another-secret-that-is-also-long-enough",
-    ))
-    .sign(&claims())
-    .unwrap();
-    assert_eq!(
-        verifier(VerifierOptions::default()).verify(&other, NOW),
-        Err(AuthError::BadSignature)
-    );
+    let other =
+        TokenSigner::hs256(&SecretString::from("another-secret-that-is-also-long-enough")).sign(&claims()).unwrap();
+    assert_eq!(verifier(VerifierOptions::default()).verify(&other, NOW), Err(AuthError::BadSignature));
 }
 
 #[test]
@@ -209,25 +120,13 @@ fn alg_none_is_refused() {
 #[test]
 fn other_algorithms_are_refused_even_with_the_right_secret() {
     let v = verifier(VerifierOptions::default());
-    let hs384 = forge(
-        r#"{"alg":"HS384"}"#,
-        &payload(),
-        Some(SignatureAlgorithm::HS384),
-    );
+    let hs384 = forge(r#"{"alg":"HS384"}"#, &payload(), Some(SignatureAlgorithm::HS384));
     assert!(v.verify(&hs384, NOW).is_err());
     // Algorithm confusion: the header claims RS256, the bytes are an HS256 MAC with our secret.
-    let confused = forge(
-        r#"{"alg":"RS256"}"#,
-        &payload(),
-        Some(SignatureAlgorithm::HS256),
-    );
+    let confused = forge(r#"{"alg":"RS256"}"#, &payload(), Some(SignatureAlgorithm::HS256));
     assert_eq!(v.verify(&confused, NOW), Err(AuthError::WrongAlgorithm));
     // The same forgery with the honest header is accepted, so the header check is what refused it.
-    let honest = forge(
-        r#"{"alg":"HS256"}"#,
-        &payload(),
-        Some(SignatureAlgorithm::HS256),
-    );
+    let honest = forge(r#"{"alg":"HS256"}"#, &payload(), Some(SignatureAlgorithm::HS256));
     assert!(v.verify(&honest, NOW).is_ok());
 }
 
@@ -235,10 +134,7 @@ fn other_algorithms_are_refused_even_with_the_right_secret() {
 fn subjects_must_be_user_ids() {
     let v = verifier(VerifierOptions::default());
     for bad in ["", "a:b", "a b", "{tag}"] {
-        let token = sign(&TokenClaims {
-            subject: bad.into(),
-            ..claims()
-        });
+        let token = sign(&TokenClaims { subject: bad.into(), ..claims() });
         assert_eq!(v.verify(&token, NOW), Err(AuthError::BadSubject), "{bad:?}");
     }
     let no_sub = forge(
@@ -253,24 +149,12 @@ fn subjects_must_be_user_ids() {
 fn garbage_is_malformed() {
     let v = verifier(VerifierOptions::default());
     let long = "a".repeat(MAX_TOKEN_LEN + 1);
-    for bad in [
-        "",
-        "abc",
-        "a.b",
-        "a.b.c.d",
-        "....",
-        "!!.!!.!!",
-        long.as_str(),
-    ] {
+    for bad in ["", "abc", "a.b", "a.b.c.d", "....", "!!.!!.!!", long.as_str()] {
         assert!(v.verify(bad, NOW).is_err(), "{bad:?}");
     }
     let truncated = sign(&claims());
     assert!(v.verify(&truncated[..truncated.len() - 5], NOW).is_err());
-    let json_garbage = forge(
-        r#"{"alg":"HS256"}"#,
-        "not json",
-        Some(SignatureAlgorithm::HS256),
-    );
+    let json_garbage = forge(r#"{"alg":"HS256"}"#, "not json", Some(SignatureAlgorithm::HS256));
     assert_eq!(v.verify(&json_garbage, NOW), Err(AuthError::Malformed));
 }
 

@@ -8,16 +8,11 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use streaming_core::adapters::{MemoryCatalog, MemorySubscriptions, MokaUrlCache, SystemClock};
-use streaming_core::domain::{
-    Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures, UserId, Visibility,
-};
-use streaming_core::ports::{
-    ObjectInfo, ObjectStore, ObjectStoreError, PresignedUrl, StreamCacheKey,
-};
+use streaming_core::domain::{Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures, UserId, Visibility};
+use streaming_core::ports::{ObjectInfo, ObjectStore, ObjectStoreError, PresignedUrl, StreamCacheKey};
 use streaming_core::url_signing::UrlSigner;
 use streaming_core::{
-    CacheKeyring, CachedStreamUrl, StreamUrlService, StreamingPorts, StreamingService,
-    StreamingSettings,
+    CacheKeyring, CachedStreamUrl, StreamUrlService, StreamingPorts, StreamingService, StreamingSettings,
 };
 use time::OffsetDateTime;
 
@@ -63,10 +58,7 @@ impl ObjectStore for S3LengthUrls {
         at: OffsetDateTime,
         ttl: Duration,
     ) -> Result<PresignedUrl, ObjectStoreError> {
-        Ok(PresignedUrl {
-            url: s3_length_url(key.as_str()),
-            expires_at: at + ttl,
-        })
+        Ok(PresignedUrl { url: s3_length_url(key.as_str()), expires_at: at + ttl })
     }
     async fn read_small(&self, _: &ObjectKey, _: u64) -> Result<Vec<u8>, ObjectStoreError> {
         Err(ObjectStoreError::NotFound)
@@ -108,9 +100,7 @@ fn cache_hit(c: &mut Criterion) {
     // Warm the cache: every measured call is a hit.
     let first = rt.block_on(service.get_stream_url(&track, &user));
     assert!(first.is_ok_and(|u| !u.cache_hit));
-    assert!(rt
-        .block_on(service.get_stream_url(&track, &user))
-        .is_ok_and(|u| u.cache_hit));
+    assert!(rt.block_on(service.get_stream_url(&track, &user)).is_ok_and(|u| u.cache_hit));
 
     c.bench_function("get_stream_url/cache_hit", |b| {
         b.iter(|| rt.block_on(service.get_stream_url(std::hint::black_box(&track), &user)));
@@ -119,20 +109,12 @@ fn cache_hit(c: &mut Criterion) {
 
 fn seal_open(c: &mut Criterion) {
     let keyring = CacheKeyring::random();
-    let key = StreamCacheKey::new(
-        "",
-        &parse("01HXKZ3Y8Q4N7W2M5V6B9C0AAA"),
-        &parse("01HXKZ3Y8Q4N7W2M5V6B9C0D1E"),
-    );
+    let key = StreamCacheKey::new("", &parse("01HXKZ3Y8Q4N7W2M5V6B9C0AAA"), &parse("01HXKZ3Y8Q4N7W2M5V6B9C0D1E"));
     let s3_url = s3_length_url("tracks/01HXKZ3Y8Q4N7W2M5V6B9C0D1E-a1b2c3.mp3");
-    let embedded_url =
-        "http://127.0.0.1:8080/objects/tracks/01HXKZ3Y8Q4N7W2M5V6B9C0D1E.wav?exp=1795422430\
+    let embedded_url = "http://127.0.0.1:8080/objects/tracks/01HXKZ3Y8Q4N7W2M5V6B9C0D1E.wav?exp=1795422430\
                         &sig=sKs7O-WEz9yXvXaqbNijAuFX2p-jCq3rqP4vveKt0cw"
-            .to_owned();
-    for (name, url) in [
-        ("seal_open_s3_url", s3_url),
-        ("seal_open_embedded_url", embedded_url),
-    ] {
+        .to_owned();
+    for (name, url) in [("seal_open_s3_url", s3_url), ("seal_open_embedded_url", embedded_url)] {
         let entry = CachedStreamUrl {
             url,
             expires_at: OffsetDateTime::now_utc() + Duration::from_secs(120),

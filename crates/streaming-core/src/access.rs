@@ -27,23 +27,12 @@ pub(crate) async fn check_access(
     now: OffsetDateTime,
 ) -> Result<Media, AccessError> {
     let media = existing(catalog, media_id, kind).await?;
-    let viewer = catalog
-        .viewer(user, media_id)
-        .await
-        .map_err(|_| AccessError::Unavailable(Dependency::Catalog))?;
+    let viewer = catalog.viewer(user, media_id).await.map_err(|_| AccessError::Unavailable(Dependency::Catalog))?;
     let mut decision = decide(Some(&media), user, viewer, SubscriptionFact::NotLooked, now);
     if decision == Decision::NeedsSubscription {
-        let subscription = subscriptions
-            .current(user)
-            .await
-            .map_err(|_| AccessError::Unavailable(Dependency::Subscriptions))?;
-        decision = decide(
-            Some(&media),
-            user,
-            viewer,
-            SubscriptionFact::Known(subscription.as_ref()),
-            now,
-        );
+        let subscription =
+            subscriptions.current(user).await.map_err(|_| AccessError::Unavailable(Dependency::Subscriptions))?;
+        decision = decide(Some(&media), user, viewer, SubscriptionFact::Known(subscription.as_ref()), now);
     }
     match decision {
         Decision::Allowed => Ok(media),
@@ -59,16 +48,9 @@ pub(crate) async fn existing(
     media_id: &MediaId,
     kind: MediaKind,
 ) -> Result<Media, AccessError> {
-    let media = catalog
-        .media(media_id)
-        .await
-        .map_err(|_| AccessError::Unavailable(Dependency::Catalog))?;
+    let media = catalog.media(media_id).await.map_err(|_| AccessError::Unavailable(Dependency::Catalog))?;
     match media {
-        Some(media)
-            if media.kind == kind && media.status != crate::domain::MediaStatus::Deleted =>
-        {
-            Ok(media)
-        }
+        Some(media) if media.kind == kind && media.status != crate::domain::MediaStatus::Deleted => Ok(media),
         Some(media) if media.kind == kind => Err(AccessError::Denied(Denial::Deleted)),
         _ => Err(AccessError::Denied(Denial::NotFound)),
     }

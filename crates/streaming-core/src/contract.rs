@@ -12,12 +12,11 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    ManifestKind, MediaId, ObjectKey, PositionSeconds, SessionId, StreamSession, UserId,
-    WatchProgress,
+    ManifestKind, MediaId, ObjectKey, PositionSeconds, SessionId, StreamSession, UserId, WatchProgress,
 };
 use crate::ports::{
-    CloseOutcome, ObjectStore, ObjectStoreError, ProgressStore, RateDecision, RateLimitPolicy,
-    RateLimiter, RecordOutcome, SessionError, SessionStore, StreamCacheKey, UrlCache,
+    CloseOutcome, ObjectStore, ObjectStoreError, ProgressStore, RateDecision, RateLimitPolicy, RateLimiter,
+    RecordOutcome, SessionError, SessionStore, StreamCacheKey, UrlCache,
 };
 
 fn user(id: &str) -> UserId {
@@ -55,100 +54,45 @@ where
     assert_eq!(empty.generation, 0, "a user without generation reads 0");
 
     cache.set(&a1, b"first".to_vec(), long).await.unwrap();
-    assert_eq!(
-        cache.get(&a1).await.unwrap().entry.as_deref(),
-        Some(&b"first"[..])
-    );
+    assert_eq!(cache.get(&a1).await.unwrap().entry.as_deref(), Some(&b"first"[..]));
     cache.set(&a1, b"second".to_vec(), long).await.unwrap();
-    assert_eq!(
-        cache.get(&a1).await.unwrap().entry.as_deref(),
-        Some(&b"second"[..]),
-        "set replaces"
-    );
+    assert_eq!(cache.get(&a1).await.unwrap().entry.as_deref(), Some(&b"second"[..]), "set replaces");
 
-    assert_eq!(
-        cache.get(&a2).await.unwrap().entry,
-        None,
-        "keys of other media are separate"
-    );
-    assert_eq!(
-        cache.get(&b1).await.unwrap().entry,
-        None,
-        "keys of other users are separate"
-    );
+    assert_eq!(cache.get(&a2).await.unwrap().entry, None, "keys of other media are separate");
+    assert_eq!(cache.get(&b1).await.unwrap().entry, None, "keys of other users are separate");
 
     let binary: Vec<u8> = (0..=255).collect();
     cache.set(&b1, binary.clone(), long).await.unwrap();
-    assert_eq!(
-        cache.get(&b1).await.unwrap().entry,
-        Some(binary),
-        "blobs are stored byte for byte"
-    );
+    assert_eq!(cache.get(&b1).await.unwrap().entry, Some(binary), "blobs are stored byte for byte");
 
     cache.delete(&a1).await.unwrap();
     assert_eq!(cache.get(&a1).await.unwrap().entry, None, "delete removes");
     cache.delete(&a1).await.unwrap();
-    assert!(
-        cache.get(&b1).await.unwrap().entry.is_some(),
-        "delete touches nothing else"
-    );
+    assert!(cache.get(&b1).await.unwrap().entry.is_some(), "delete touches nothing else");
 
     cache.set_generation(&alice, 7, long).await.unwrap();
     assert_eq!(cache.get(&a1).await.unwrap().generation, 7);
-    assert_eq!(
-        cache.get(&a2).await.unwrap().generation,
-        7,
-        "the generation is per user"
-    );
-    assert_eq!(
-        cache.get(&b1).await.unwrap().generation,
-        0,
-        "other users keep theirs"
-    );
+    assert_eq!(cache.get(&a2).await.unwrap().generation, 7, "the generation is per user");
+    assert_eq!(cache.get(&b1).await.unwrap().generation, 0, "other users keep theirs");
     cache.set_generation(&alice, 9, long).await.unwrap();
-    assert_eq!(
-        cache.get(&a1).await.unwrap().generation,
-        9,
-        "set_generation replaces"
-    );
+    assert_eq!(cache.get(&a1).await.unwrap().generation, 9, "set_generation replaces");
 
     let short = Duration::from_millis(400);
-    cache
-        .set(&a2, b"short-lived".to_vec(), short)
-        .await
-        .unwrap();
+    cache.set(&a2, b"short-lived".to_vec(), short).await.unwrap();
     cache.set_generation(&bob, 5, short).await.unwrap();
     cache.set(&a1, b"long-lived".to_vec(), long).await.unwrap();
     pass_time(Duration::from_millis(1_500)).await;
-    assert_eq!(
-        cache.get(&a2).await.unwrap().entry,
-        None,
-        "entries expire after their TTL"
-    );
-    assert_eq!(
-        cache.get(&b1).await.unwrap().generation,
-        0,
-        "generations expire after their TTL"
-    );
-    assert!(
-        cache.get(&a1).await.unwrap().entry.is_some(),
-        "unexpired entries stay"
-    );
+    assert_eq!(cache.get(&a2).await.unwrap().entry, None, "entries expire after their TTL");
+    assert_eq!(cache.get(&b1).await.unwrap().generation, 0, "generations expire after their TTL");
+    assert!(cache.get(&a1).await.unwrap().entry.is_some(), "unexpired entries stay");
 }
 
 /// Everything a [`RateLimiter`] promises (without moving time).
 pub async fn rate_limiter<L: RateLimiter + ?Sized>(limiter: &L) {
     let alice = fresh_user("alice");
     let bob = fresh_user("bob");
-    let policy = RateLimitPolicy {
-        name: "contract".into(),
-        limit: 3,
-        period: Duration::from_secs(60),
-    };
-    let other = RateLimitPolicy {
-        name: "contract-other".into(),
-        ..policy.clone()
-    };
+    let policy = RateLimitPolicy { name: "contract".into(), limit: 3, period: Duration::from_secs(60) };
+    let other = RateLimitPolicy { name: "contract-other".into(), ..policy.clone() };
 
     let mut remaining = Vec::new();
     for _ in 0..3 {
@@ -160,25 +104,13 @@ pub async fn rate_limiter<L: RateLimiter + ?Sized>(limiter: &L) {
     assert_eq!(remaining, vec![2, 1, 0], "remaining counts down to zero");
     match limiter.check(&alice, &policy).await.unwrap() {
         RateDecision::Limited { retry_after } => {
-            assert!(
-                retry_after > Duration::ZERO && retry_after <= Duration::from_secs(20),
-                "{retry_after:?}"
-            );
+            assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(20), "{retry_after:?}");
         }
         allowed => panic!("the request after the limit must be refused, got {allowed:?}"),
     }
+    assert!(matches!(limiter.check(&bob, &policy).await.unwrap(), RateDecision::Allowed { .. }), "users are separate");
     assert!(
-        matches!(
-            limiter.check(&bob, &policy).await.unwrap(),
-            RateDecision::Allowed { .. }
-        ),
-        "users are separate"
-    );
-    assert!(
-        matches!(
-            limiter.check(&alice, &other).await.unwrap(),
-            RateDecision::Allowed { .. }
-        ),
+        matches!(limiter.check(&alice, &other).await.unwrap(), RateDecision::Allowed { .. }),
         "policies are separate"
     );
 }
@@ -200,33 +132,11 @@ pub async fn progress_store<S: ProgressStore + ?Sized>(store: &S) {
     };
 
     assert_eq!(store.get(&alice, &movie).await.unwrap(), None);
+    assert_eq!(store.record(progress(10.0, 1, Some(session))).await.unwrap(), RecordOutcome::Applied);
+    assert_eq!(store.record(progress(30.0, 3, Some(session))).await.unwrap(), RecordOutcome::Applied);
+    assert_eq!(store.record(progress(20.0, 2, Some(session))).await.unwrap(), RecordOutcome::Stale, "late update");
     assert_eq!(
-        store
-            .record(progress(10.0, 1, Some(session)))
-            .await
-            .unwrap(),
-        RecordOutcome::Applied
-    );
-    assert_eq!(
-        store
-            .record(progress(30.0, 3, Some(session)))
-            .await
-            .unwrap(),
-        RecordOutcome::Applied
-    );
-    assert_eq!(
-        store
-            .record(progress(20.0, 2, Some(session)))
-            .await
-            .unwrap(),
-        RecordOutcome::Stale,
-        "late update"
-    );
-    assert_eq!(
-        store
-            .record(progress(25.0, 3, Some(session)))
-            .await
-            .unwrap(),
+        store.record(progress(25.0, 3, Some(session))).await.unwrap(),
         RecordOutcome::Stale,
         "replayed sequence"
     );
@@ -241,21 +151,8 @@ pub async fn progress_store<S: ProgressStore + ?Sized>(store: &S) {
         RecordOutcome::Applied,
         "a new session starts over"
     );
-    assert_eq!(
-        store
-            .get(&alice, &movie)
-            .await
-            .unwrap()
-            .unwrap()
-            .position
-            .get(),
-        5.0
-    );
-    assert_eq!(
-        store.get(&fresh_user("bob"), &movie).await.unwrap(),
-        None,
-        "progress is per user"
-    );
+    assert_eq!(store.get(&alice, &movie).await.unwrap().unwrap().position.get(), 5.0);
+    assert_eq!(store.get(&fresh_user("bob"), &movie).await.unwrap(), None, "progress is per user");
 }
 
 /// Everything a [`SessionStore`] promises.
@@ -278,33 +175,16 @@ pub async fn session_store<S: SessionStore + ?Sized>(store: &S) {
     let second = session(SessionId::random(), start + Duration::from_secs(10));
 
     store.open(first.clone()).await.unwrap();
-    assert_eq!(
-        store.open(first.clone()).await,
-        Err(SessionError::Duplicate)
-    );
+    assert_eq!(store.open(first.clone()).await, Err(SessionError::Duplicate));
     store.open(second.clone()).await.unwrap();
     assert_eq!(store.get(&first.id).await.unwrap(), Some(first.clone()));
     assert_eq!(store.get(&SessionId::random()).await.unwrap(), None);
 
     let open = store.open_sessions(&alice, start).await.unwrap();
-    assert_eq!(
-        open.iter().map(|s| s.id).collect::<Vec<_>>(),
-        vec![first.id, second.id],
-        "oldest first"
-    );
-    store
-        .touch(&second.id, start + Duration::from_secs(100))
-        .await
-        .unwrap();
-    let alive = store
-        .open_sessions(&alice, start + Duration::from_secs(50))
-        .await
-        .unwrap();
-    assert_eq!(
-        alive.iter().map(|s| s.id).collect::<Vec<_>>(),
-        vec![second.id],
-        "idle sessions do not count"
-    );
+    assert_eq!(open.iter().map(|s| s.id).collect::<Vec<_>>(), vec![first.id, second.id], "oldest first");
+    store.touch(&second.id, start + Duration::from_secs(100)).await.unwrap();
+    let alive = store.open_sessions(&alice, start + Duration::from_secs(50)).await.unwrap();
+    assert_eq!(alive.iter().map(|s| s.id).collect::<Vec<_>>(), vec![second.id], "idle sessions do not count");
 
     let end = start + Duration::from_secs(90);
     let closed = match store.close(&first.id, end).await.unwrap() {
@@ -313,75 +193,35 @@ pub async fn session_store<S: SessionStore + ?Sized>(store: &S) {
     };
     assert_eq!(closed.ended_at, Some(end));
     assert_eq!(closed.duration_seconds, Some(90.0));
-    match store
-        .close(&first.id, end + Duration::from_secs(5))
-        .await
-        .unwrap()
-    {
+    match store.close(&first.id, end + Duration::from_secs(5)).await.unwrap() {
         CloseOutcome::AlreadyClosed(again) => {
             assert_eq!(again, closed, "a second close changes nothing")
         }
         other => panic!("closing twice is idempotent, got {other:?}"),
     }
-    assert_eq!(
-        store.close(&SessionId::random(), end).await.unwrap(),
-        CloseOutcome::NotFound
-    );
-    assert!(store
-        .open_sessions(&alice, start)
-        .await
-        .unwrap()
-        .iter()
-        .all(|s| s.id != first.id));
+    assert_eq!(store.close(&SessionId::random(), end).await.unwrap(), CloseOutcome::NotFound);
+    assert!(store.open_sessions(&alice, start).await.unwrap().iter().all(|s| s.id != first.id));
 }
 
 /// Everything an [`ObjectStore`] promises. `existing` must hold exactly `bytes`;
 /// `missing` must not exist.
-pub async fn object_store<S: ObjectStore + ?Sized>(
-    store: &S,
-    existing: &ObjectKey,
-    bytes: &[u8],
-    missing: &ObjectKey,
-) {
+pub async fn object_store<S: ObjectStore + ?Sized>(store: &S, existing: &ObjectKey, bytes: &[u8], missing: &ObjectKey) {
     let info = store.head(existing).await.unwrap();
     assert_eq!(info.size_bytes, bytes.len() as u64);
     assert_eq!(store.head(missing).await, Err(ObjectStoreError::NotFound));
 
-    assert_eq!(
-        store
-            .read_small(existing, bytes.len() as u64)
-            .await
-            .unwrap(),
-        bytes
-    );
-    assert!(matches!(
-        store.read_small(existing, bytes.len() as u64 - 1).await,
-        Err(ObjectStoreError::Invalid(_))
-    ));
-    assert_eq!(
-        store.read_small(missing, 1024).await,
-        Err(ObjectStoreError::NotFound)
-    );
+    assert_eq!(store.read_small(existing, bytes.len() as u64).await.unwrap(), bytes);
+    assert!(matches!(store.read_small(existing, bytes.len() as u64 - 1).await, Err(ObjectStoreError::Invalid(_))));
+    assert_eq!(store.read_small(missing, 1024).await, Err(ObjectStoreError::NotFound));
 
     let signed_at = OffsetDateTime::now_utc();
-    let url = store
-        .presign_get(existing, signed_at, Duration::from_secs(120))
-        .await
-        .unwrap();
-    assert_eq!(
-        url.expires_at.unix_timestamp(),
-        signed_at.unix_timestamp() + 120
-    );
+    let url = store.presign_get(existing, signed_at, Duration::from_secs(120)).await.unwrap();
+    assert_eq!(url.expires_at.unix_timestamp(), signed_at.unix_timestamp() + 120);
     assert!(!url.url.is_empty());
-    let again = store
-        .presign_get(existing, signed_at, Duration::from_secs(120))
-        .await
-        .unwrap();
+    let again = store.presign_get(existing, signed_at, Duration::from_secs(120)).await.unwrap();
     assert_eq!(url, again, "signing is deterministic for the same instant");
     assert!(matches!(
-        store
-            .presign_get(existing, signed_at, Duration::from_secs(8 * 24 * 3600))
-            .await,
+        store.presign_get(existing, signed_at, Duration::from_secs(8 * 24 * 3600)).await,
         Err(ObjectStoreError::Invalid(_))
     ));
 }

@@ -39,11 +39,11 @@ mod service;
 pub mod url_signing;
 
 pub use playback::{
-    PlaybackError, PlaybackPorts, PlaybackService, PlaybackSettings, PlaybackStarted,
-    PlaybackStats, ProgressAck, ProgressReport, StartPlayback, StopOutcome,
+    PlaybackError, PlaybackPorts, PlaybackService, PlaybackSettings, PlaybackStarted, PlaybackStats, ProgressAck,
+    ProgressReport, StartPlayback, StopOutcome,
 };
 pub use sealed_entry::{CacheKeyring, CachedStreamUrl, KeyringError, OpenError, SealError};
 pub use service::{
-    Dependency, StreamError, StreamStats, StreamUrl, StreamUrlService, StreamingPorts,
-    StreamingService, StreamingSettings,
+    Dependency, StreamError, StreamStats, StreamUrl, StreamUrlService, StreamingPorts, StreamingService,
+    StreamingSettings,
 };

@@ -66,10 +66,7 @@ pub fn decide(
     if viewer.status == UserStatus::Suspended {
         return Decision::Denied(Denial::Suspended);
     }
-    if media.owner.as_ref() == Some(user)
-        || viewer.granted
-        || media.visibility == Visibility::Public
-    {
+    if media.owner.as_ref() == Some(user) || viewer.granted || media.visibility == Visibility::Public {
         return Decision::Allowed;
     }
     if media.visibility == Visibility::Private {
@@ -116,26 +113,11 @@ mod tests {
     }
 
     fn sub(status: SubscriptionStatus, hd: bool, end: Option<OffsetDateTime>) -> Subscription {
-        Subscription {
-            status,
-            end_date: end,
-            plan: Plan {
-                max_devices: 2,
-                supports_hd: hd,
-                supports_4k: false,
-            },
-        }
+        Subscription { status, end_date: end, plan: Plan { max_devices: 2, supports_hd: hd, supports_4k: false } }
     }
 
     /// name, media, user, viewer facts, subscription facts, expected decision
-    type Case<'a> = (
-        &'a str,
-        Option<Media>,
-        &'a str,
-        Viewer,
-        SubscriptionFact<'a>,
-        Decision,
-    );
+    type Case<'a> = (&'a str, Option<Media>, &'a str, Viewer, SubscriptionFact<'a>, Decision);
 
     #[test]
     fn the_rules_apply_in_order() {
@@ -145,29 +127,13 @@ mod tests {
         use Visibility::*;
 
         let none = PlanFeatures::default();
-        let hd = PlanFeatures {
-            hd: true,
-            uhd_4k: false,
-        };
-        let active = Viewer {
-            status: UserStatus::Active,
-            granted: false,
-        };
-        let granted = Viewer {
-            status: UserStatus::Active,
-            granted: true,
-        };
-        let suspended = Viewer {
-            status: UserStatus::Suspended,
-            granted: true,
-        };
+        let hd = PlanFeatures { hd: true, uhd_4k: false };
+        let active = Viewer { status: UserStatus::Active, granted: false };
+        let granted = Viewer { status: UserStatus::Active, granted: true };
+        let suspended = Viewer { status: UserStatus::Suspended, granted: true };
         let basic = sub(SubscriptionStatus::Active, false, None);
         let premium = sub(SubscriptionStatus::Active, true, None);
-        let lapsed = sub(
-            SubscriptionStatus::Active,
-            true,
-            Some(datetime!(2026-05-01 0:00 UTC)),
-        );
+        let lapsed = sub(SubscriptionStatus::Active, true, Some(datetime!(2026-05-01 0:00 UTC)));
         let cancelled = sub(SubscriptionStatus::Cancelled, true, None);
         let unknown = SubscriptionFact::NotLooked;
 
@@ -192,11 +158,7 @@ mod tests {
             ("owner skips the plan",  Some(media(Ready, Subscribers, hd)),    "owner",    active,    unknown, Allowed),
         ];
         for (name, media, who, viewer, subscription, expected) in table {
-            assert_eq!(
-                decide(media.as_ref(), &user(who), viewer, subscription, NOW),
-                expected,
-                "{name}"
-            );
+            assert_eq!(decide(media.as_ref(), &user(who), viewer, subscription, NOW), expected, "{name}");
         }
     }
 }

@@ -116,30 +116,19 @@ impl XChaChaKey {
         let key = UnboundKey::new(&CHACHA20_POLY1305, subkey.as_slice()).ok()?;
         let mut ietf_nonce = [0u8; 12];
         ietf_nonce[4..].copy_from_slice(tail);
-        Some((
-            LessSafeKey::new(key),
-            Nonce::assume_unique_for_key(ietf_nonce),
-        ))
+        Some((LessSafeKey::new(key), Nonce::assume_unique_for_key(ietf_nonce)))
     }
 
     /// Encrypts `in_out` in place and returns the tag.
-    fn seal(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        in_out: &mut [u8],
-    ) -> Option<[u8; TAG_LEN]> {
+    fn seal(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], in_out: &mut [u8]) -> Option<[u8; TAG_LEN]> {
         let (key, nonce) = self.subkey(nonce)?;
-        let tag = key
-            .seal_in_place_separate_tag(nonce, Aad::from(aad), in_out)
-            .ok()?;
+        let tag = key.seal_in_place_separate_tag(nonce, Aad::from(aad), in_out).ok()?;
         tag.as_ref().try_into().ok()
     }
 
     /// Decrypts `ciphertext ‖ tag` in place; the plaintext is the first `len - 16` bytes.
     fn open(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], in_out: &mut [u8]) -> bool {
-        self.subkey(nonce)
-            .is_some_and(|(key, nonce)| key.open_in_place(nonce, Aad::from(aad), in_out).is_ok())
+        self.subkey(nonce).is_some_and(|(key, nonce)| key.open_in_place(nonce, Aad::from(aad), in_out).is_ok())
     }
 }
 
@@ -166,10 +155,7 @@ impl CacheKeyring {
     ///
     /// # Errors
     /// [`KeyringError`] when `current` has no key or a version repeats.
-    pub fn new(
-        current: u16,
-        keys: impl IntoIterator<Item = (u16, [u8; 32])>,
-    ) -> Result<Self, KeyringError> {
+    pub fn new(current: u16, keys: impl IntoIterator<Item = (u16, [u8; 32])>) -> Result<Self, KeyringError> {
         let mut ciphers = HashMap::new();
         for (version, key) in keys {
             if ciphers.insert(version, XChaChaKey(key)).is_some() {
@@ -187,10 +173,7 @@ impl CacheKeyring {
     pub fn random() -> Self {
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
-        Self {
-            current: 1,
-            ciphers: HashMap::from([(1, XChaChaKey(key))]),
-        }
+        Self { current: 1, ciphers: HashMap::from([(1, XChaChaKey(key))]) }
     }
 
     /// The version new entries are sealed with.
@@ -202,17 +185,9 @@ impl CacheKeyring {
     ///
     /// # Errors
     /// [`SealError`] if the entry cannot be encoded.
-    pub fn seal(
-        &self,
-        key: &StreamCacheKey,
-        entry: &CachedStreamUrl,
-    ) -> Result<Vec<u8>, SealError> {
-        let content_type_len =
-            u16::try_from(entry.content_type.len()).map_err(|_| SealError::ContentTypeTooLong)?;
-        let cipher = self
-            .ciphers
-            .get(&self.current)
-            .ok_or(SealError::Encryption)?;
+    pub fn seal(&self, key: &StreamCacheKey, entry: &CachedStreamUrl) -> Result<Vec<u8>, SealError> {
+        let content_type_len = u16::try_from(entry.content_type.len()).map_err(|_| SealError::ContentTypeTooLong)?;
+        let cipher = self.ciphers.get(&self.current).ok_or(SealError::Encryption)?;
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
 
@@ -224,18 +199,12 @@ impl CacheKeyring {
         blob.extend_from_slice(&entry.generation.to_be_bytes());
         blob.extend_from_slice(&unix_millis(entry.expires_at).to_be_bytes());
         blob.extend_from_slice(&entry.file_size_bytes.to_be_bytes());
-        blob.push(if entry.supports_range_requests {
-            FLAG_RANGE
-        } else {
-            0
-        });
+        blob.push(if entry.supports_range_requests { FLAG_RANGE } else { 0 });
         blob.extend_from_slice(&content_type_len.to_be_bytes());
         blob.extend_from_slice(entry.content_type.as_bytes());
         blob.extend_from_slice(entry.url.as_bytes());
 
-        let tag = cipher
-            .seal(&nonce, key.as_str().as_bytes(), &mut blob[HEADER_LEN..])
-            .ok_or(SealError::Encryption)?;
+        let tag = cipher.seal(&nonce, key.as_str().as_bytes(), &mut blob[HEADER_LEN..]).ok_or(SealError::Encryption)?;
         blob.extend_from_slice(&tag);
         Ok(blob)
     }
@@ -244,11 +213,7 @@ impl CacheKeyring {
     ///
     /// # Errors
     /// [`OpenError`] for anything but an intact entry sealed for `key` with a known key.
-    pub fn open(
-        &self,
-        key: &StreamCacheKey,
-        mut blob: Vec<u8>,
-    ) -> Result<CachedStreamUrl, OpenError> {
+    pub fn open(&self, key: &StreamCacheKey, mut blob: Vec<u8>) -> Result<CachedStreamUrl, OpenError> {
         if blob.len() < HEADER_LEN + FIXED_PLAINTEXT_LEN + TAG_LEN {
             return Err(OpenError::Truncated);
         }
@@ -256,10 +221,7 @@ impl CacheKeyring {
             return Err(OpenError::UnknownFormat);
         }
         let version = u16::from_be_bytes([blob[1], blob[2]]);
-        let cipher = self
-            .ciphers
-            .get(&version)
-            .ok_or(OpenError::UnknownKeyVersion(version))?;
+        let cipher = self.ciphers.get(&version).ok_or(OpenError::UnknownKeyVersion(version))?;
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&blob[3..HEADER_LEN]);
         let tag_at = blob.len() - TAG_LEN;
@@ -273,10 +235,7 @@ impl CacheKeyring {
 fn decode_plaintext(body: &[u8]) -> Result<CachedStreamUrl, OpenError> {
     let (fixed, rest) = body.split_at(FIXED_PLAINTEXT_LEN);
     let u64_at = |at: usize| -> Result<[u8; 8], OpenError> {
-        fixed
-            .get(at..at + 8)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(OpenError::Malformed)
+        fixed.get(at..at + 8).and_then(|s| s.try_into().ok()).ok_or(OpenError::Malformed)
     };
     let generation = u64::from_be_bytes(u64_at(0)?);
     let expires_millis = i64::from_be_bytes(u64_at(8)?);
@@ -287,17 +246,12 @@ fn decode_plaintext(body: &[u8]) -> Result<CachedStreamUrl, OpenError> {
         return Err(OpenError::Malformed);
     }
     let (content_type, url) = rest.split_at(content_type_len);
-    let expires_at =
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires_millis) * 1_000_000)
-            .map_err(|_| OpenError::Malformed)?;
+    let expires_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires_millis) * 1_000_000)
+        .map_err(|_| OpenError::Malformed)?;
     Ok(CachedStreamUrl {
-        url: std::str::from_utf8(url)
-            .map_err(|_| OpenError::Malformed)?
-            .to_owned(),
+        url: std::str::from_utf8(url).map_err(|_| OpenError::Malformed)?.to_owned(),
         expires_at,
-        content_type: std::str::from_utf8(content_type)
-            .map_err(|_| OpenError::Malformed)?
-            .to_owned(),
+        content_type: std::str::from_utf8(content_type).map_err(|_| OpenError::Malformed)?.to_owned(),
         file_size_bytes,
         supports_range_requests: flags & FLAG_RANGE != 0,
         generation,
@@ -343,10 +297,7 @@ mod tests {
     fn round_trips_and_hides_the_url() {
         let ring = ring(1, &[1]);
         let sealed = ring.seal(&key("alice"), &entry()).unwrap();
-        assert!(
-            !sealed.windows(6).any(|w| w == b"X-Amz-"),
-            "plaintext leaked into the entry"
-        );
+        assert!(!sealed.windows(6).any(|w| w == b"X-Amz-"), "plaintext leaked into the entry");
         assert_eq!(ring.open(&key("alice"), sealed).unwrap(), entry());
     }
 
@@ -373,10 +324,7 @@ mod tests {
         for byte in 0..sealed.len() {
             let mut tampered = sealed.clone();
             tampered[byte] ^= 0x01;
-            assert!(
-                ring.open(&key("alice"), tampered).is_err(),
-                "flip at byte {byte} went unnoticed"
-            );
+            assert!(ring.open(&key("alice"), tampered).is_err(), "flip at byte {byte} went unnoticed");
         }
     }
 
@@ -384,24 +332,12 @@ mod tests {
     fn truncated_and_foreign_entries_are_refused() {
         let ring = ring(1, &[1]);
         let sealed = ring.seal(&key("alice"), &entry()).unwrap();
-        assert_eq!(
-            ring.open(&key("alice"), sealed[..20].to_vec()),
-            Err(OpenError::Truncated)
-        );
-        assert_eq!(
-            ring.open(&key("alice"), sealed[..sealed.len() - 1].to_vec()),
-            Err(OpenError::Tampered)
-        );
-        assert_eq!(
-            ring.open(&key("alice"), Vec::new()),
-            Err(OpenError::Truncated)
-        );
+        assert_eq!(ring.open(&key("alice"), sealed[..20].to_vec()), Err(OpenError::Truncated));
+        assert_eq!(ring.open(&key("alice"), sealed[..sealed.len() - 1].to_vec()), Err(OpenError::Tampered));
+        assert_eq!(ring.open(&key("alice"), Vec::new()), Err(OpenError::Truncated));
         let mut other_format = sealed;
         other_format[0] = 2;
-        assert_eq!(
-            ring.open(&key("alice"), other_format),
-            Err(OpenError::UnknownFormat)
-        );
+        assert_eq!(ring.open(&key("alice"), other_format), Err(OpenError::UnknownFormat));
     }
 
     #[test]
@@ -413,20 +349,14 @@ mod tests {
 
         let sealed_new = rotated.seal(&key("alice"), &entry()).unwrap();
         assert_eq!(u16::from_be_bytes([sealed_new[1], sealed_new[2]]), 2);
-        assert_eq!(
-            old.open(&key("alice"), sealed_new),
-            Err(OpenError::UnknownKeyVersion(2))
-        );
+        assert_eq!(old.open(&key("alice"), sealed_new), Err(OpenError::UnknownKeyVersion(2)));
     }
 
     #[test]
     fn a_key_with_the_right_version_but_wrong_bytes_fails_authentication() {
         let sealed = ring(1, &[1]).seal(&key("alice"), &entry()).unwrap();
         let impostor = CacheKeyring::new(1, [(1, [9u8; 32])]).unwrap();
-        assert_eq!(
-            impostor.open(&key("alice"), sealed),
-            Err(OpenError::Tampered)
-        );
+        assert_eq!(impostor.open(&key("alice"), sealed), Err(OpenError::Tampered));
     }
 
     #[test]
@@ -434,9 +364,7 @@ mod tests {
         use chacha20poly1305::aead::{AeadInPlace, KeyInit};
         use rand::Rng;
         let mut rng = rand::rng();
-        for len in [
-            0usize, 1, 15, 16, 17, 63, 64, 65, 255, 256, 257, 450, 1000, 4096,
-        ] {
+        for len in [0usize, 1, 15, 16, 17, 63, 64, 65, 255, 256, 257, 450, 1000, 4096] {
             let key: [u8; 32] = rng.random();
             let nonce: [u8; NONCE_LEN] = rng.random();
             let aad: Vec<u8> = (0..rng.random_range(0..64)).map(|_| rng.random()).collect();
@@ -444,36 +372,24 @@ mod tests {
 
             let reference = chacha20poly1305::XChaCha20Poly1305::new(&key.into());
             let mut expected = message.clone();
-            let expected_tag = reference
-                .encrypt_in_place_detached(&nonce.into(), &aad, &mut expected)
-                .unwrap();
+            let expected_tag = reference.encrypt_in_place_detached(&nonce.into(), &aad, &mut expected).unwrap();
 
             let ours = XChaChaKey(key);
             let mut actual = message.clone();
             let tag = ours.seal(&nonce, &aad, &mut actual).unwrap();
             assert_eq!(actual, expected, "ciphertext of {len} bytes");
-            assert_eq!(
-                tag.as_slice(),
-                expected_tag.as_slice(),
-                "tag of {len} bytes"
-            );
+            assert_eq!(tag.as_slice(), expected_tag.as_slice(), "tag of {len} bytes");
 
             let mut sealed = expected;
             sealed.extend_from_slice(&expected_tag);
-            assert!(
-                ours.open(&nonce, &aad, &mut sealed),
-                "opens the reference output"
-            );
+            assert!(ours.open(&nonce, &aad, &mut sealed), "opens the reference output");
             assert_eq!(&sealed[..len], &message[..]);
         }
     }
 
     #[test]
     fn keyrings_refuse_inconsistent_keys() {
-        assert_eq!(
-            CacheKeyring::new(3, [(1, [0u8; 32])]).unwrap_err(),
-            KeyringError::MissingCurrentKey(3)
-        );
+        assert_eq!(CacheKeyring::new(3, [(1, [0u8; 32])]).unwrap_err(), KeyringError::MissingCurrentKey(3));
         assert_eq!(
             CacheKeyring::new(1, [(1, [0u8; 32]), (1, [1u8; 32])]).unwrap_err(),
             KeyringError::DuplicateVersion(1)

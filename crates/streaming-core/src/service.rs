@@ -13,8 +13,7 @@ use crate::access::{check_access, AccessError};
 use crate::domain::{Media, MediaId, MediaKind, MediaStatus, UserId};
 use crate::policy::Denial;
 use crate::ports::{
-    Clock, MediaCatalog, ObjectStore, ObjectStoreError, StreamCacheKey, SubscriptionDirectory,
-    UrlCache,
+    Clock, MediaCatalog, ObjectStore, ObjectStoreError, StreamCacheKey, SubscriptionDirectory, UrlCache,
 };
 use crate::sealed_entry::{CacheKeyring, CachedStreamUrl};
 
@@ -109,11 +108,7 @@ pub trait StreamingService: Send + Sync {
     ///
     /// # Errors
     /// [`StreamError`]: not found, not ready, forbidden, or a dependency unavailable.
-    async fn get_stream_url(
-        &self,
-        media: &MediaId,
-        user: &UserId,
-    ) -> Result<StreamUrl, StreamError>;
+    async fn get_stream_url(&self, media: &MediaId, user: &UserId) -> Result<StreamUrl, StreamError>;
 
     /// Forgets the cached URL of `media` for `user`.
     ///
@@ -204,12 +199,7 @@ pub struct StreamUrlService {
 impl StreamUrlService {
     /// A service over `ports`, sealing cache entries with `keyring`.
     pub fn new(ports: StreamingPorts, keyring: CacheKeyring, settings: StreamingSettings) -> Self {
-        Self {
-            ports,
-            keyring,
-            settings,
-            stats: Arc::default(),
-        }
+        Self { ports, keyring, settings, stats: Arc::default() }
     }
 
     /// The service's counters.
@@ -222,45 +212,23 @@ impl StreamUrlService {
         StreamCacheKey::new(&self.settings.cache_key_prefix, user, media)
     }
 
-    async fn authorize(
-        &self,
-        media_id: &MediaId,
-        user: &UserId,
-        now: OffsetDateTime,
-    ) -> Result<Media, StreamError> {
+    async fn authorize(&self, media_id: &MediaId, user: &UserId, now: OffsetDateTime) -> Result<Media, StreamError> {
         let ports = &self.ports;
-        check_access(
-            &*ports.catalog,
-            &*ports.subscriptions,
-            media_id,
-            user,
-            MediaKind::Track,
-            now,
+        check_access(&*ports.catalog, &*ports.subscriptions, media_id, user, MediaKind::Track, now).await.map_err(
+            |error| match error {
+                AccessError::Denied(Denial::NotFound | Denial::Deleted) => StreamError::NotFound,
+                AccessError::Denied(Denial::NotReady(status)) => StreamError::NotReady { status },
+                AccessError::Denied(denial) => StreamError::Forbidden(denial),
+                AccessError::Unavailable(dependency) => StreamError::Unavailable { dependency },
+            },
         )
-        .await
-        .map_err(|error| match error {
-            AccessError::Denied(Denial::NotFound | Denial::Deleted) => StreamError::NotFound,
-            AccessError::Denied(Denial::NotReady(status)) => StreamError::NotReady { status },
-            AccessError::Denied(denial) => StreamError::Forbidden(denial),
-            AccessError::Unavailable(dependency) => StreamError::Unavailable { dependency },
-        })
     }
 
     /// The cached URL if it is intact, of the user's current generation and
     /// valid beyond the buffer; otherwise `None`. The second value is the
     /// generation to seal a fresh entry with, or `None` if the cache is down.
-    async fn cached(
-        &self,
-        key: &StreamCacheKey,
-        now: OffsetDateTime,
-    ) -> (Option<CachedStreamUrl>, Option<u64>) {
-        let lookup = match self
-            .ports
-            .cache
-            .get(key)
-            .instrument(tracing::debug_span!("cache.get"))
-            .await
-        {
+    async fn cached(&self, key: &StreamCacheKey, now: OffsetDateTime) -> (Option<CachedStreamUrl>, Option<u64>) {
+        let lookup = match self.ports.cache.get(key).instrument(tracing::debug_span!("cache.get")).await {
             Ok(lookup) => lookup,
             Err(error) => {
                 bump(&self.stats.cache_errors);
@@ -299,31 +267,19 @@ impl StreamUrlService {
                 return;
             }
         };
-        let written = self
-            .ports
-            .cache
-            .set(key, sealed, ttl)
-            .instrument(tracing::debug_span!("cache.set"))
-            .await;
+        let written = self.ports.cache.set(key, sealed, ttl).instrument(tracing::debug_span!("cache.set")).await;
         if let Err(error) = written {
             bump(&self.stats.cache_errors);
             warn!(%error, "cache write failed; URL served uncached");
         } else {
-            debug!(
-                key_version = self.keyring.current_version(),
-                "stream URL cached"
-            );
+            debug!(key_version = self.keyring.current_version(), "stream URL cached");
         }
     }
 }
 
 #[async_trait]
 impl StreamingService for StreamUrlService {
-    async fn get_stream_url(
-        &self,
-        media_id: &MediaId,
-        user: &UserId,
-    ) -> Result<StreamUrl, StreamError> {
+    async fn get_stream_url(&self, media_id: &MediaId, user: &UserId) -> Result<StreamUrl, StreamError> {
         let span = tracing::debug_span!("stream.get_url", track_id = %media_id, cache_hit = tracing::field::Empty);
         async {
             let now = self.ports.clock.now();
@@ -355,9 +311,7 @@ impl StreamingService for StreamUrlService {
                 .map_err(|error| match error {
                     ObjectStoreError::NotFound => StreamError::NotFound,
                     ObjectStoreError::Unavailable(_) | ObjectStoreError::Invalid(_) => {
-                        StreamError::Unavailable {
-                            dependency: Dependency::ObjectStore,
-                        }
+                        StreamError::Unavailable { dependency: Dependency::ObjectStore }
                     }
                 })?;
             bump(&self.stats.presigns);
@@ -390,13 +344,7 @@ impl StreamingService for StreamUrlService {
 
     async fn invalidate(&self, media: &MediaId, user: &UserId) -> Result<(), StreamError> {
         let key = self.cache_key(user, media);
-        self.ports
-            .cache
-            .delete(&key)
-            .await
-            .map_err(|_| StreamError::Unavailable {
-                dependency: Dependency::Cache,
-            })?;
+        self.ports.cache.delete(&key).await.map_err(|_| StreamError::Unavailable { dependency: Dependency::Cache })?;
         bump(&self.stats.invalidations);
         debug!(track_id = %media, "stream URL cache invalidated");
         Ok(())
@@ -413,9 +361,7 @@ impl StreamingService for StreamUrlService {
             .cache
             .set_generation(user, generation, ttl)
             .await
-            .map_err(|_| StreamError::Unavailable {
-                dependency: Dependency::Cache,
-            })?;
+            .map_err(|_| StreamError::Unavailable { dependency: Dependency::Cache })?;
         bump(&self.stats.invalidations);
         debug!("all stream URLs of a user invalidated");
         Ok(())

@@ -74,12 +74,8 @@ impl UrlSigner {
         if signature.len() != 43 {
             return Err(SignatureError::Invalid);
         }
-        let given = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| SignatureError::Invalid)?;
-        self.mac(method, resource, expires_unix)
-            .verify_slice(&given)
-            .map_err(|_| SignatureError::Invalid)?;
+        let given = URL_SAFE_NO_PAD.decode(signature).map_err(|_| SignatureError::Invalid)?;
+        self.mac(method, resource, expires_unix).verify_slice(&given).map_err(|_| SignatureError::Invalid)?;
         if now.unix_timestamp() >= expires_unix {
             return Err(SignatureError::Expired);
         }
@@ -118,10 +114,7 @@ mod tests {
     fn a_fresh_signature_verifies() {
         let exp = NOW.unix_timestamp() + 60;
         let sig = signer().sign("GET", "tracks/a.wav", exp);
-        assert_eq!(
-            signer().verify("GET", "tracks/a.wav", exp, &sig, NOW),
-            Ok(())
-        );
+        assert_eq!(signer().verify("GET", "tracks/a.wav", exp, &sig, NOW), Ok(()));
     }
 
     #[test]
@@ -129,48 +122,24 @@ mod tests {
         let exp = NOW.unix_timestamp() + 60;
         let sig = signer().sign("GET", "tracks/a.wav", exp);
         let s = signer();
-        assert_eq!(
-            s.verify("PUT", "tracks/a.wav", exp, &sig, NOW),
-            Err(SignatureError::Invalid)
-        );
-        assert_eq!(
-            s.verify("GET", "tracks/b.wav", exp, &sig, NOW),
-            Err(SignatureError::Invalid)
-        );
-        assert_eq!(
-            s.verify("GET", "tracks/a.wav", exp + 1, &sig, NOW),
-            Err(SignatureError::Invalid)
-        );
+        assert_eq!(s.verify("PUT", "tracks/a.wav", exp, &sig, NOW), Err(SignatureError::Invalid));
+        assert_eq!(s.verify("GET", "tracks/b.wav", exp, &sig, NOW), Err(SignatureError::Invalid));
+        assert_eq!(s.verify("GET", "tracks/a.wav", exp + 1, &sig, NOW), Err(SignatureError::Invalid));
         let mut flipped = sig.clone().into_bytes();
         flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
         let flipped = String::from_utf8(flipped).unwrap();
-        assert_eq!(
-            s.verify("GET", "tracks/a.wav", exp, &flipped, NOW),
-            Err(SignatureError::Invalid)
-        );
-        assert_eq!(
-            s.verify("GET", "tracks/a.wav", exp, "", NOW),
-            Err(SignatureError::Invalid)
-        );
-        assert_eq!(
-            s.verify("GET", "tracks/a.wav", exp, &"!".repeat(43), NOW),
-            Err(SignatureError::Invalid)
-        );
+        assert_eq!(s.verify("GET", "tracks/a.wav", exp, &flipped, NOW), Err(SignatureError::Invalid));
+        assert_eq!(s.verify("GET", "tracks/a.wav", exp, "", NOW), Err(SignatureError::Invalid));
+        assert_eq!(s.verify("GET", "tracks/a.wav", exp, &"!".repeat(43), NOW), Err(SignatureError::Invalid));
         let other = UrlSigner::new(&[8u8; 32]).unwrap();
-        assert_eq!(
-            other.verify("GET", "tracks/a.wav", exp, &sig, NOW),
-            Err(SignatureError::Invalid)
-        );
+        assert_eq!(other.verify("GET", "tracks/a.wav", exp, &sig, NOW), Err(SignatureError::Invalid));
     }
 
     #[test]
     fn an_expired_signature_is_refused_only_after_checking_it() {
         let exp = NOW.unix_timestamp();
         let sig = signer().sign("GET", "k", exp);
-        assert_eq!(
-            signer().verify("GET", "k", exp, &sig, NOW),
-            Err(SignatureError::Expired)
-        );
+        assert_eq!(signer().verify("GET", "k", exp, &sig, NOW), Err(SignatureError::Expired));
         assert_eq!(
             signer().verify("GET", "k", exp, &signer().sign("GET", "x", exp), NOW),
             Err(SignatureError::Invalid)

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streaming_core::adapters::{
-    ManualClock, MemoryObjectStore, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore,
-    MemoryUrlCache, MokaUrlCache, SystemClock,
+    ManualClock, MemoryObjectStore, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore, MemoryUrlCache,
+    MokaUrlCache, SystemClock,
 };
 use streaming_core::contract;
 use streaming_core::domain::ObjectKey;
@@ -51,13 +51,7 @@ async fn memory_object_store_keeps_the_contract() {
     let store = MemoryObjectStore::new();
     let key = ObjectKey::try_from("tracks/a.wav").unwrap();
     store.put(key.clone(), b"RIFF....WAVE".to_vec(), Some("audio/wav"));
-    contract::object_store(
-        &store,
-        &key,
-        b"RIFF....WAVE",
-        &ObjectKey::try_from("tracks/none.wav").unwrap(),
-    )
-    .await;
+    contract::object_store(&store, &key, b"RIFF....WAVE", &ObjectKey::try_from("tracks/none.wav").unwrap()).await;
 }
 
 #[tokio::test]
@@ -66,38 +60,19 @@ async fn memory_rate_limiter_refills_at_the_sustained_rate() {
     let clock = Arc::new(ManualClock::new(datetime!(2026-01-01 0:00 UTC)));
     let limiter = MemoryRateLimiter::new(clock.clone());
     let user = "alice".parse().unwrap();
-    let policy = RateLimitPolicy {
-        name: "stream-url".into(),
-        limit: 60,
-        period: Duration::from_secs(60),
-    };
+    let policy = RateLimitPolicy { name: "stream-url".into(), limit: 60, period: Duration::from_secs(60) };
     for _ in 0..60 {
-        assert!(matches!(
-            limiter.check(&user, &policy).await.unwrap(),
-            RateDecision::Allowed { .. }
-        ));
+        assert!(matches!(limiter.check(&user, &policy).await.unwrap(), RateDecision::Allowed { .. }));
     }
     assert_eq!(
         limiter.check(&user, &policy).await.unwrap(),
-        RateDecision::Limited {
-            retry_after: Duration::from_secs(1)
-        },
+        RateDecision::Limited { retry_after: Duration::from_secs(1) },
         "the 61st request in a minute waits exactly one emission interval"
     );
     clock.advance(Duration::from_millis(999));
-    assert!(matches!(
-        limiter.check(&user, &policy).await.unwrap(),
-        RateDecision::Limited { .. }
-    ));
+    assert!(matches!(limiter.check(&user, &policy).await.unwrap(), RateDecision::Limited { .. }));
     clock.advance(Duration::from_millis(1));
-    assert_eq!(
-        limiter.check(&user, &policy).await.unwrap(),
-        RateDecision::Allowed { remaining: 0 }
-    );
+    assert_eq!(limiter.check(&user, &policy).await.unwrap(), RateDecision::Allowed { remaining: 0 });
     clock.advance(Duration::from_secs(60));
-    assert_eq!(
-        limiter.check(&user, &policy).await.unwrap(),
-        RateDecision::Allowed { remaining: 59 },
-        "fully refilled"
-    );
+    assert_eq!(limiter.check(&user, &policy).await.unwrap(), RateDecision::Allowed { remaining: 59 }, "fully refilled");
 }

@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use streaming_core::adapters::{
-    ManualClock, MemoryCatalog, MemoryEventPublisher, MemoryObjectStore, MemoryProgressStore,
-    MemorySessionStore, MemorySubscriptions,
+    ManualClock, MemoryCatalog, MemoryEventPublisher, MemoryObjectStore, MemoryProgressStore, MemorySessionStore,
+    MemorySubscriptions,
 };
 use streaming_core::domain::{
-    ManifestKind, Media, MediaId, MediaKind, MediaStatus, ObjectKey, Plan, PlanFeatures,
-    PlaybackAction, SessionId, Subscription, SubscriptionStatus, UserId, Visibility,
+    ManifestKind, Media, MediaId, MediaKind, MediaStatus, ObjectKey, Plan, PlanFeatures, PlaybackAction, SessionId,
+    Subscription, SubscriptionStatus, UserId, Visibility,
 };
 use streaming_core::policy::Denial;
 use streaming_core::ports::{SessionStore, SubscriptionDirectory, SubscriptionError};
 use streaming_core::{
-    Dependency, PlaybackError, PlaybackPorts, PlaybackService, PlaybackSettings, ProgressReport,
-    StartPlayback, StopOutcome,
+    Dependency, PlaybackError, PlaybackPorts, PlaybackService, PlaybackSettings, ProgressReport, StartPlayback,
+    StopOutcome,
 };
 use time::macros::datetime;
 
@@ -62,11 +62,7 @@ fn active() -> Subscription {
     Subscription {
         status: SubscriptionStatus::Active,
         end_date: None,
-        plan: Plan {
-            max_devices: 2,
-            supports_hd: true,
-            supports_4k: false,
-        },
+        plan: Plan { max_devices: 2, supports_hd: true, supports_4k: false },
     }
 }
 
@@ -97,15 +93,7 @@ fn world_with(subscriptions_port: Option<Arc<dyn SubscriptionDirectory>>) -> Wor
         },
         PlaybackSettings::default(),
     );
-    World {
-        clock,
-        catalog,
-        objects,
-        subscriptions,
-        sessions,
-        events,
-        service,
-    }
+    World { clock, catalog, objects, subscriptions, sessions, events, service }
 }
 
 fn world() -> World {
@@ -113,20 +101,11 @@ fn world() -> World {
 }
 
 fn report(position: f64, session: Option<SessionId>, sequence: Option<u64>) -> ProgressReport {
-    ProgressReport {
-        position_seconds: position,
-        session,
-        sequence,
-    }
+    ProgressReport { position_seconds: position, session, sequence }
 }
 
 fn actions(world: &World) -> Vec<(PlaybackAction, Option<u64>)> {
-    world
-        .events
-        .events()
-        .iter()
-        .map(|e| (e.action, e.position.map(|p| p.get() as u64)))
-        .collect()
+    world.events.events().iter().map(|e| (e.action, e.position.map(|p| p.get() as u64))).collect()
 }
 
 #[tokio::test]
@@ -137,25 +116,15 @@ async fn start_opens_a_session_and_signs_the_manifest() {
         user_agent: Some("x".repeat(600)),
         client_ip: Some("10.1.2.3".parse().unwrap()),
     };
-    let started = w
-        .service
-        .start(&movie_id(), &user("viewer"), request)
-        .await
-        .unwrap();
-    assert!(started
-        .manifest_url
-        .starts_with(&format!("memory://movies/{MOVIE}/index.m3u8")));
+    let started = w.service.start(&movie_id(), &user("viewer"), request).await.unwrap();
+    assert!(started.manifest_url.starts_with(&format!("memory://movies/{MOVIE}/index.m3u8")));
     assert_eq!(started.expires_in, Duration::from_secs(3600));
     assert_eq!(started.resume_position.get(), 0.0);
 
     let session = w.sessions.get(&started.session).await.unwrap().unwrap();
     assert_eq!(session.user, user("viewer"));
     assert_eq!(session.manifest, ManifestKind::Hls);
-    assert_eq!(
-        session.user_agent.as_deref().map(str::len),
-        Some(500),
-        "user agent truncated to the column size"
-    );
+    assert_eq!(session.user_agent.as_deref().map(str::len), Some(500), "user agent truncated to the column size");
     assert_eq!(session.client_ip, Some("10.1.2.3".parse().unwrap()));
     assert_eq!(actions(&w), vec![(PlaybackAction::Start, Some(0))]);
 }
@@ -163,47 +132,28 @@ async fn start_opens_a_session_and_signs_the_manifest() {
 #[tokio::test]
 async fn start_refusals() {
     let w = world();
-    let dash = StartPlayback {
-        manifest: ManifestKind::Dash,
-        ..StartPlayback::default()
-    };
+    let dash = StartPlayback { manifest: ManifestKind::Dash, ..StartPlayback::default() };
+    assert_eq!(w.service.start(&movie_id(), &user("viewer"), dash).await, Err(PlaybackError::ManifestNotFound));
     assert_eq!(
-        w.service.start(&movie_id(), &user("viewer"), dash).await,
-        Err(PlaybackError::ManifestNotFound)
-    );
-    assert_eq!(
-        w.service
-            .start(&movie_id(), &user("nobody"), StartPlayback::default())
-            .await,
+        w.service.start(&movie_id(), &user("nobody"), StartPlayback::default()).await,
         Err(PlaybackError::Forbidden(Denial::SubscriptionRequired))
     );
     let unknown: MediaId = "00000000-0000-4000-8000-000000000000".parse().unwrap();
     assert_eq!(
-        w.service
-            .start(&unknown, &user("viewer"), StartPlayback::default())
-            .await,
+        w.service.start(&unknown, &user("viewer"), StartPlayback::default()).await,
         Err(PlaybackError::NotFound)
     );
     w.catalog.upsert(movie(MediaStatus::Processing));
     assert_eq!(
-        w.service
-            .start(&movie_id(), &user("viewer"), StartPlayback::default())
-            .await,
-        Err(PlaybackError::NotReady {
-            status: MediaStatus::Processing
-        })
+        w.service.start(&movie_id(), &user("viewer"), StartPlayback::default()).await,
+        Err(PlaybackError::NotReady { status: MediaStatus::Processing })
     );
     w.catalog.upsert(movie(MediaStatus::Deleted));
     assert_eq!(
-        w.service
-            .start(&movie_id(), &user("viewer"), StartPlayback::default())
-            .await,
+        w.service.start(&movie_id(), &user("viewer"), StartPlayback::default()).await,
         Err(PlaybackError::NotFound)
     );
-    assert!(
-        w.events.events().is_empty(),
-        "refused starts publish nothing"
-    );
+    assert!(w.events.events().is_empty(), "refused starts publish nothing");
     let _ = (&w.objects, &w.subscriptions);
 }
 
@@ -220,119 +170,47 @@ impl SubscriptionDirectory for DownDirectory {
 async fn a_directory_outage_is_unavailable_not_forbidden() {
     let w = world_with(Some(Arc::new(DownDirectory)));
     assert_eq!(
-        w.service
-            .start(&movie_id(), &user("viewer"), StartPlayback::default())
-            .await,
-        Err(PlaybackError::Unavailable {
-            dependency: Dependency::Subscriptions
-        })
+        w.service.start(&movie_id(), &user("viewer"), StartPlayback::default()).await,
+        Err(PlaybackError::Unavailable { dependency: Dependency::Subscriptions })
     );
 }
 
 #[tokio::test]
 async fn progress_is_monotonic_per_session_by_sequence() {
     let w = world();
-    let session = w
-        .service
-        .start(&movie_id(), &user("viewer"), StartPlayback::default())
-        .await
-        .unwrap()
-        .session;
-    let ack = w
-        .service
-        .record_progress(
-            &movie_id(),
-            &user("viewer"),
-            report(30.0, Some(session), Some(3)),
-        )
-        .await
-        .unwrap();
+    let session = w.service.start(&movie_id(), &user("viewer"), StartPlayback::default()).await.unwrap().session;
+    let ack =
+        w.service.record_progress(&movie_id(), &user("viewer"), report(30.0, Some(session), Some(3))).await.unwrap();
     assert!(ack.applied);
-    let late = w
-        .service
-        .record_progress(
-            &movie_id(),
-            &user("viewer"),
-            report(20.0, Some(session), Some(2)),
-        )
-        .await
-        .unwrap();
+    let late =
+        w.service.record_progress(&movie_id(), &user("viewer"), report(20.0, Some(session), Some(2))).await.unwrap();
     assert!(!late.applied, "a reordered, older report is ignored");
-    assert_eq!(
-        late.position.get(),
-        30.0,
-        "and the answer carries the stored position"
-    );
-    let stored = w
-        .service
-        .progress(&movie_id(), &user("viewer"))
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(late.position.get(), 30.0, "and the answer carries the stored position");
+    let stored = w.service.progress(&movie_id(), &user("viewer")).await.unwrap().unwrap();
     assert_eq!(stored.position.get(), 30.0);
 }
 
 #[tokio::test]
 async fn without_sequence_arrival_order_decides_and_seeking_back_works() {
     let w = world();
-    let session = w
-        .service
-        .start(&movie_id(), &user("viewer"), StartPlayback::default())
-        .await
-        .unwrap()
-        .session;
-    w.service
-        .record_progress(
-            &movie_id(),
-            &user("viewer"),
-            report(50.0, Some(session), None),
-        )
-        .await
-        .unwrap();
+    let session = w.service.start(&movie_id(), &user("viewer"), StartPlayback::default()).await.unwrap().session;
+    w.service.record_progress(&movie_id(), &user("viewer"), report(50.0, Some(session), None)).await.unwrap();
     w.clock.advance(Duration::from_secs(1));
-    let back = w
-        .service
-        .record_progress(
-            &movie_id(),
-            &user("viewer"),
-            report(10.0, Some(session), None),
-        )
-        .await
-        .unwrap();
-    assert!(
-        back.applied,
-        "a later report wins even if it seeks backwards"
-    );
-    assert_eq!(
-        w.service
-            .progress(&movie_id(), &user("viewer"))
-            .await
-            .unwrap()
-            .unwrap()
-            .position
-            .get(),
-        10.0
-    );
+    let back =
+        w.service.record_progress(&movie_id(), &user("viewer"), report(10.0, Some(session), None)).await.unwrap();
+    assert!(back.applied, "a later report wins even if it seeks backwards");
+    assert_eq!(w.service.progress(&movie_id(), &user("viewer")).await.unwrap().unwrap().position.get(), 10.0);
 }
 
 #[tokio::test]
 async fn positions_are_validated() {
     let w = world();
     for bad in [f64::NAN, f64::INFINITY, -1.0, 110.5, 1e9] {
-        let result = w
-            .service
-            .record_progress(&movie_id(), &user("viewer"), report(bad, None, None))
-            .await;
-        assert!(
-            matches!(result, Err(PlaybackError::InvalidPosition(_))),
-            "{bad}: {result:?}"
-        );
+        let result = w.service.record_progress(&movie_id(), &user("viewer"), report(bad, None, None)).await;
+        assert!(matches!(result, Err(PlaybackError::InvalidPosition(_))), "{bad}: {result:?}");
     }
     assert!(
-        w.service
-            .record_progress(&movie_id(), &user("viewer"), report(109.0, None, None))
-            .await
-            .is_ok(),
+        w.service.record_progress(&movie_id(), &user("viewer"), report(109.0, None, None)).await.is_ok(),
         "within the slack"
     );
 }
@@ -340,57 +218,18 @@ async fn positions_are_validated() {
 #[tokio::test]
 async fn sessions_of_others_are_not_found_and_never_written() {
     let w = world();
-    let theirs = w
-        .service
-        .start(&movie_id(), &user("other"), StartPlayback::default())
-        .await
-        .unwrap()
-        .session;
-    let result = w
-        .service
-        .record_progress(
-            &movie_id(),
-            &user("viewer"),
-            report(42.0, Some(theirs), None),
-        )
-        .await;
+    let theirs = w.service.start(&movie_id(), &user("other"), StartPlayback::default()).await.unwrap().session;
+    let result = w.service.record_progress(&movie_id(), &user("viewer"), report(42.0, Some(theirs), None)).await;
     assert_eq!(result, Err(PlaybackError::SessionNotFound));
+    assert_eq!(w.service.progress(&movie_id(), &user("viewer")).await.unwrap(), None);
     assert_eq!(
-        w.service
-            .progress(&movie_id(), &user("viewer"))
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        w.service
-            .stop(
-                &movie_id(),
-                &user("viewer"),
-                report(42.0, Some(theirs), None)
-            )
-            .await,
+        w.service.stop(&movie_id(), &user("viewer"), report(42.0, Some(theirs), None)).await,
         Err(PlaybackError::SessionNotFound)
     );
-    assert!(
-        w.sessions
-            .get(&theirs)
-            .await
-            .unwrap()
-            .unwrap()
-            .ended_at
-            .is_none(),
-        "their session stays open"
-    );
+    assert!(w.sessions.get(&theirs).await.unwrap().unwrap().ended_at.is_none(), "their session stays open");
     let random = SessionId::random();
     assert_eq!(
-        w.service
-            .record_progress(
-                &movie_id(),
-                &user("viewer"),
-                report(1.0, Some(random), None)
-            )
-            .await,
+        w.service.record_progress(&movie_id(), &user("viewer"), report(1.0, Some(random), None)).await,
         Err(PlaybackError::SessionNotFound)
     );
 }
@@ -399,9 +238,7 @@ async fn sessions_of_others_are_not_found_and_never_written() {
 async fn progress_needs_access_to_the_movie() {
     let w = world();
     assert_eq!(
-        w.service
-            .record_progress(&movie_id(), &user("nobody"), report(1.0, None, None))
-            .await,
+        w.service.record_progress(&movie_id(), &user("nobody"), report(1.0, None, None)).await,
         Err(PlaybackError::Forbidden(Denial::SubscriptionRequired))
     );
 }
@@ -409,81 +246,34 @@ async fn progress_needs_access_to_the_movie() {
 #[tokio::test]
 async fn finishing_a_movie_resets_the_resume_position_and_marks_it_watched() {
     let w = world();
-    let ack = w
-        .service
-        .record_progress(&movie_id(), &user("viewer"), report(96.0, None, None))
-        .await
-        .unwrap();
+    let ack = w.service.record_progress(&movie_id(), &user("viewer"), report(96.0, None, None)).await.unwrap();
     assert!(ack.watched);
     assert_eq!(ack.position.get(), 0.0);
-    let stored = w
-        .service
-        .progress(&movie_id(), &user("viewer"))
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = w.service.progress(&movie_id(), &user("viewer")).await.unwrap().unwrap();
     assert!(stored.watched);
-    let started = w
-        .service
-        .start(&movie_id(), &user("viewer"), StartPlayback::default())
-        .await
-        .unwrap();
+    let started = w.service.start(&movie_id(), &user("viewer"), StartPlayback::default()).await.unwrap();
     assert_eq!(started.resume_position.get(), 0.0);
 }
 
 #[tokio::test]
 async fn start_resumes_where_the_user_stopped() {
     let w = world();
-    let first = w
-        .service
-        .start(&movie_id(), &user("viewer"), StartPlayback::default())
-        .await
-        .unwrap();
-    w.service
-        .stop(
-            &movie_id(),
-            &user("viewer"),
-            report(42.0, Some(first.session), None),
-        )
-        .await
-        .unwrap();
-    let second = w
-        .service
-        .start(&movie_id(), &user("viewer"), StartPlayback::default())
-        .await
-        .unwrap();
+    let first = w.service.start(&movie_id(), &user("viewer"), StartPlayback::default()).await.unwrap();
+    w.service.stop(&movie_id(), &user("viewer"), report(42.0, Some(first.session), None)).await.unwrap();
+    let second = w.service.start(&movie_id(), &user("viewer"), StartPlayback::default()).await.unwrap();
     assert_eq!(second.resume_position.get(), 42.0);
 }
 
 #[tokio::test]
 async fn progress_events_are_coalesced_and_stop_carries_the_final_position() {
     let w = world();
-    let session = w
-        .service
-        .start(&movie_id(), &user("viewer"), StartPlayback::default())
-        .await
-        .unwrap()
-        .session;
+    let session = w.service.start(&movie_id(), &user("viewer"), StartPlayback::default()).await.unwrap().session;
     for (position, after) in [(10.0, 0), (12.0, 3), (14.0, 3), (20.0, 5), (22.0, 1)] {
         w.clock.advance(Duration::from_secs(after));
-        w.service
-            .record_progress(
-                &movie_id(),
-                &user("viewer"),
-                report(position, Some(session), None),
-            )
-            .await
-            .unwrap();
+        w.service.record_progress(&movie_id(), &user("viewer"), report(position, Some(session), None)).await.unwrap();
     }
     w.clock.advance(Duration::from_secs(2));
-    w.service
-        .stop(
-            &movie_id(),
-            &user("viewer"),
-            report(23.0, Some(session), None),
-        )
-        .await
-        .unwrap();
+    w.service.stop(&movie_id(), &user("viewer"), report(23.0, Some(session), None)).await.unwrap();
     assert_eq!(
         actions(&w),
         vec![
@@ -494,80 +284,32 @@ async fn progress_events_are_coalesced_and_stop_carries_the_final_position() {
         ]
     );
     let events = w.events.events();
-    assert!(events
-        .iter()
-        .all(|e| e.session == Some(session) && e.user == user("viewer")));
-    assert_eq!(
-        w.service
-            .stats()
-            .progress_events_coalesced
-            .load(std::sync::atomic::Ordering::Relaxed),
-        3
-    );
+    assert!(events.iter().all(|e| e.session == Some(session) && e.user == user("viewer")));
+    assert_eq!(w.service.stats().progress_events_coalesced.load(std::sync::atomic::Ordering::Relaxed), 3);
 }
 
 #[tokio::test]
 async fn stop_closes_the_session_once() {
     let w = world();
-    let session = w
-        .service
-        .start(&movie_id(), &user("viewer"), StartPlayback::default())
-        .await
-        .unwrap()
-        .session;
+    let session = w.service.start(&movie_id(), &user("viewer"), StartPlayback::default()).await.unwrap().session;
     w.clock.advance(Duration::from_secs(90));
-    let stopped = match w
-        .service
-        .stop(
-            &movie_id(),
-            &user("viewer"),
-            report(60.0, Some(session), None),
-        )
-        .await
-        .unwrap()
-    {
+    let stopped = match w.service.stop(&movie_id(), &user("viewer"), report(60.0, Some(session), None)).await.unwrap() {
         StopOutcome::Stopped(session) => session,
         other => panic!("expected a stop, got {other:?}"),
     };
     assert_eq!(stopped.duration_seconds, Some(90.0));
 
     w.clock.advance(Duration::from_secs(30));
-    let again = w
-        .service
-        .stop(
-            &movie_id(),
-            &user("viewer"),
-            report(99.0, Some(session), None),
-        )
-        .await
-        .unwrap();
+    let again = w.service.stop(&movie_id(), &user("viewer"), report(99.0, Some(session), None)).await.unwrap();
     assert_eq!(again, StopOutcome::AlreadyStopped(stopped));
     assert_eq!(
-        w.service
-            .progress(&movie_id(), &user("viewer"))
-            .await
-            .unwrap()
-            .unwrap()
-            .position
-            .get(),
+        w.service.progress(&movie_id(), &user("viewer")).await.unwrap().unwrap().position.get(),
         60.0,
         "a second stop changes nothing"
     );
+    assert_eq!(actions(&w).iter().filter(|(a, _)| *a == PlaybackAction::Stop).count(), 1);
     assert_eq!(
-        actions(&w)
-            .iter()
-            .filter(|(a, _)| *a == PlaybackAction::Stop)
-            .count(),
-        1
-    );
-    assert_eq!(
-        w.service
-            .record_progress(
-                &movie_id(),
-                &user("viewer"),
-                report(70.0, Some(session), None)
-            )
-            .await,
+        w.service.record_progress(&movie_id(), &user("viewer"), report(70.0, Some(session), None)).await,
         Err(PlaybackError::SessionClosed)
     );
 }
@@ -575,45 +317,17 @@ async fn stop_closes_the_session_once() {
 #[tokio::test]
 async fn stop_without_a_session_id_closes_the_latest_open_session() {
     let w = world();
-    let older = w
-        .service
-        .start(&movie_id(), &user("viewer"), StartPlayback::default())
-        .await
-        .unwrap()
-        .session;
+    let older = w.service.start(&movie_id(), &user("viewer"), StartPlayback::default()).await.unwrap().session;
     w.clock.advance(Duration::from_secs(5));
-    let newer = w
-        .service
-        .start(&movie_id(), &user("viewer"), StartPlayback::default())
-        .await
-        .unwrap()
-        .session;
-    match w
-        .service
-        .stop(&movie_id(), &user("viewer"), report(12.0, None, None))
-        .await
-        .unwrap()
-    {
+    let newer = w.service.start(&movie_id(), &user("viewer"), StartPlayback::default()).await.unwrap().session;
+    match w.service.stop(&movie_id(), &user("viewer"), report(12.0, None, None)).await.unwrap() {
         StopOutcome::Stopped(session) => assert_eq!(session.id, newer),
         other => panic!("{other:?}"),
     }
-    assert!(w
-        .sessions
-        .get(&older)
-        .await
-        .unwrap()
-        .unwrap()
-        .ended_at
-        .is_none());
-    w.service
-        .stop(&movie_id(), &user("viewer"), report(12.0, None, None))
-        .await
-        .unwrap();
+    assert!(w.sessions.get(&older).await.unwrap().unwrap().ended_at.is_none());
+    w.service.stop(&movie_id(), &user("viewer"), report(12.0, None, None)).await.unwrap();
     assert_eq!(
-        w.service
-            .stop(&movie_id(), &user("viewer"), report(12.0, None, None))
-            .await
-            .unwrap(),
+        w.service.stop(&movie_id(), &user("viewer"), report(12.0, None, None)).await.unwrap(),
         StopOutcome::NoOpenSession
     );
 }

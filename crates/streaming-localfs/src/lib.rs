@@ -4,7 +4,10 @@
 //! "presigned" URLs point at the service's own `/objects/{key}` route, signed
 //! with HMAC-SHA256 over method, key and expiry. The service verifies the
 //! signature (constant time) before serving a byte.
+//!
+//! [`JsonLinesEventPublisher`] is the embedded mode's event sink.
 
+mod events;
 mod percent;
 
 use std::io::ErrorKind;
@@ -13,13 +16,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use streaming_core::domain::ObjectKey;
-use streaming_core::ports::{
-    check_presign_expiry, ObjectInfo, ObjectStore, ObjectStoreError, PresignedUrl,
-};
+use streaming_core::ports::{check_presign_expiry, ObjectInfo, ObjectStore, ObjectStoreError, PresignedUrl};
 use streaming_core::url_signing::{SignatureError, UrlSigner};
 use time::OffsetDateTime;
 use tokio::io::AsyncReadExt;
 
+pub use events::JsonLinesEventPublisher;
 pub use percent::{decode_path, encode_path};
 
 /// The route under which the service serves signed objects.
@@ -65,18 +67,10 @@ impl LocalObjectStore {
     ///
     /// # Errors
     /// The I/O error if the directory cannot be created or resolved.
-    pub async fn open(
-        root: impl AsRef<Path>,
-        base_url: &str,
-        signer: UrlSigner,
-    ) -> std::io::Result<Self> {
+    pub async fn open(root: impl AsRef<Path>, base_url: &str, signer: UrlSigner) -> std::io::Result<Self> {
         tokio::fs::create_dir_all(root.as_ref()).await?;
         let root = tokio::fs::canonicalize(root.as_ref()).await?;
-        Ok(Self {
-            root,
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            signer,
-        })
+        Ok(Self { root, base_url: base_url.trim_end_matches('/').to_owned(), signer })
     }
 
     /// The directory holding the objects.
@@ -114,38 +108,25 @@ impl LocalObjectStore {
     ) -> Result<ServableObject, AccessError> {
         let decoded = decode_path(encoded_key).ok_or(AccessError::BadPath)?;
         let key = ObjectKey::try_from(decoded.as_str()).map_err(|_| AccessError::BadPath)?;
-        let expires: i64 = expires
-            .and_then(|e| e.parse().ok())
-            .ok_or(AccessError::BadSignature)?;
+        let expires: i64 = expires.and_then(|e| e.parse().ok()).ok_or(AccessError::BadSignature)?;
         let signature = signature.ok_or(AccessError::BadSignature)?;
-        self.signer
-            .verify("GET", key.as_str(), expires, signature, now)
-            .map_err(|e| match e {
-                SignatureError::Expired => AccessError::Expired,
-                SignatureError::Invalid => AccessError::BadSignature,
-            })?;
-        let path = self
-            .existing_path(&key)
-            .await
-            .map_err(|_| AccessError::NotFound)?;
-        Ok(ServableObject {
-            content_type: content_type_of(key.as_str()),
-            path,
-        })
+        self.signer.verify("GET", key.as_str(), expires, signature, now).map_err(|e| match e {
+            SignatureError::Expired => AccessError::Expired,
+            SignatureError::Invalid => AccessError::BadSignature,
+        })?;
+        let path = self.existing_path(&key).await.map_err(|_| AccessError::NotFound)?;
+        Ok(ServableObject { content_type: content_type_of(key.as_str()), path })
     }
 
     fn path_of(&self, key: &ObjectKey) -> PathBuf {
         // `ObjectKey` has no empty, `.` or `..` segments and no leading `/`,
         // so joining its segments stays under the root.
-        key.segments()
-            .fold(self.root.clone(), |path, segment| path.join(segment))
+        key.segments().fold(self.root.clone(), |path, segment| path.join(segment))
     }
 
     /// The object's file, resolved through symlinks and checked to lie under the root.
     async fn existing_path(&self, key: &ObjectKey) -> Result<PathBuf, ObjectStoreError> {
-        let resolved = tokio::fs::canonicalize(self.path_of(key))
-            .await
-            .map_err(io_error)?;
+        let resolved = tokio::fs::canonicalize(self.path_of(key)).await.map_err(io_error)?;
         if !resolved.starts_with(&self.root) {
             return Err(ObjectStoreError::NotFound);
         }
@@ -159,18 +140,14 @@ impl LocalObjectStore {
 
 fn io_error(error: std::io::Error) -> ObjectStoreError {
     match error.kind() {
-        ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::IsADirectory => {
-            ObjectStoreError::NotFound
-        }
+        ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::IsADirectory => ObjectStoreError::NotFound,
         _ => ObjectStoreError::Unavailable(error.kind().to_string()),
     }
 }
 
 /// The MIME type of a key, from its extension.
 pub fn content_type_of(key: &str) -> &'static str {
-    let extension = key
-        .rsplit_once('.')
-        .map(|(_, ext)| ext.to_ascii_lowercase());
+    let extension = key.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase());
     match extension.as_deref() {
         Some("wav") => "audio/wav",
         Some("mp3") => "audio/mpeg",
@@ -193,10 +170,7 @@ impl ObjectStore for LocalObjectStore {
     async fn head(&self, key: &ObjectKey) -> Result<ObjectInfo, ObjectStoreError> {
         let path = self.existing_path(key).await?;
         let meta = tokio::fs::metadata(&path).await.map_err(io_error)?;
-        Ok(ObjectInfo {
-            size_bytes: meta.len(),
-            content_type: Some(content_type_of(key.as_str()).to_owned()),
-        })
+        Ok(ObjectInfo { size_bytes: meta.len(), content_type: Some(content_type_of(key.as_str()).to_owned()) })
     }
 
     async fn presign_get(
@@ -209,35 +183,19 @@ impl ObjectStore for LocalObjectStore {
         let expires_at = signed_at + expires_in;
         let exp = expires_at.unix_timestamp();
         let sig = self.signer.sign("GET", key.as_str(), exp);
-        let url = format!(
-            "{}{OBJECTS_ROUTE}{}?exp={exp}&sig={sig}",
-            self.base_url,
-            encode_path(key.as_str())
-        );
-        Ok(PresignedUrl {
-            url,
-            expires_at: OffsetDateTime::from_unix_timestamp(exp).unwrap_or(expires_at),
-        })
+        let url = format!("{}{OBJECTS_ROUTE}{}?exp={exp}&sig={sig}", self.base_url, encode_path(key.as_str()));
+        Ok(PresignedUrl { url, expires_at: OffsetDateTime::from_unix_timestamp(exp).unwrap_or(expires_at) })
     }
 
-    async fn read_small(
-        &self,
-        key: &ObjectKey,
-        max_bytes: u64,
-    ) -> Result<Vec<u8>, ObjectStoreError> {
+    async fn read_small(&self, key: &ObjectKey, max_bytes: u64) -> Result<Vec<u8>, ObjectStoreError> {
         let path = self.existing_path(key).await?;
         let file = tokio::fs::File::open(&path).await.map_err(io_error)?;
         // Read one byte past the limit rather than trusting metadata, which a
         // concurrent writer could change between the check and the read.
         let mut bytes = Vec::new();
-        file.take(max_bytes.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(io_error)?;
+        file.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes).await.map_err(io_error)?;
         if bytes.len() as u64 > max_bytes {
-            return Err(ObjectStoreError::Invalid(format!(
-                "object is larger than {max_bytes} bytes"
-            )));
+            return Err(ObjectStoreError::Invalid(format!("object is larger than {max_bytes} bytes")));
         }
         Ok(bytes)
     }
@@ -251,13 +209,9 @@ mod tests {
     const NOW: OffsetDateTime = datetime!(2026-01-01 0:00 UTC);
 
     async fn store(dir: &Path) -> LocalObjectStore {
-        LocalObjectStore::open(
-            dir.join("objects"),
-            "http://127.0.0.1:8080/",
-            UrlSigner::new(&[3u8; 32]).unwrap(),
-        )
-        .await
-        .unwrap()
+        LocalObjectStore::open(dir.join("objects"), "http://127.0.0.1:8080/", UrlSigner::new(&[3u8; 32]).unwrap())
+            .await
+            .unwrap()
     }
 
     fn query(url: &str) -> (String, String, String) {
@@ -291,46 +245,22 @@ mod tests {
         let store = store(dir.path()).await;
         let key = ObjectKey::try_from("tracks/with space & ü.wav").unwrap();
         store.put(&key, b"bytes").await.unwrap();
-        let url = store
-            .presign_get(&key, NOW, Duration::from_secs(120))
-            .await
-            .unwrap();
+        let url = store.presign_get(&key, NOW, Duration::from_secs(120)).await.unwrap();
         assert_eq!(url.expires_at, NOW + Duration::from_secs(120));
         let (path, exp, sig) = query(&url.url);
         assert_eq!(path, "tracks/with%20space%20%26%20%C3%BC.wav");
 
-        let ok = store
-            .authorize(&path, Some(&exp), Some(&sig), NOW)
-            .await
-            .unwrap();
-        assert_eq!(
-            ok.path,
-            store.root().join("tracks").join("with space & ü.wav")
-        );
+        let ok = store.authorize(&path, Some(&exp), Some(&sig), NOW).await.unwrap();
+        assert_eq!(ok.path, store.root().join("tracks").join("with space & ü.wav"));
         assert_eq!(ok.content_type, "audio/wav");
 
         let later = NOW + Duration::from_secs(120);
-        assert_eq!(
-            store.authorize(&path, Some(&exp), Some(&sig), later).await,
-            Err(AccessError::Expired)
-        );
+        assert_eq!(store.authorize(&path, Some(&exp), Some(&sig), later).await, Err(AccessError::Expired));
         let longer = (NOW.unix_timestamp() + 3600).to_string();
-        assert_eq!(
-            store.authorize(&path, Some(&longer), Some(&sig), NOW).await,
-            Err(AccessError::BadSignature)
-        );
-        assert_eq!(
-            store.authorize(&path, Some(&exp), None, NOW).await,
-            Err(AccessError::BadSignature)
-        );
-        assert_eq!(
-            store.authorize(&path, None, Some(&sig), NOW).await,
-            Err(AccessError::BadSignature)
-        );
-        assert_eq!(
-            store.authorize(&path, Some("soon"), Some(&sig), NOW).await,
-            Err(AccessError::BadSignature)
-        );
+        assert_eq!(store.authorize(&path, Some(&longer), Some(&sig), NOW).await, Err(AccessError::BadSignature));
+        assert_eq!(store.authorize(&path, Some(&exp), None, NOW).await, Err(AccessError::BadSignature));
+        assert_eq!(store.authorize(&path, None, Some(&sig), NOW).await, Err(AccessError::BadSignature));
+        assert_eq!(store.authorize(&path, Some("soon"), Some(&sig), NOW).await, Err(AccessError::BadSignature));
     }
 
     #[tokio::test]
@@ -338,26 +268,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path()).await;
         for name in ["tracks/a.wav", "tracks/b.wav"] {
-            store
-                .put(&ObjectKey::try_from(name).unwrap(), b"x")
-                .await
-                .unwrap();
+            store.put(&ObjectKey::try_from(name).unwrap(), b"x").await.unwrap();
         }
         let url = store
-            .presign_get(
-                &ObjectKey::try_from("tracks/a.wav").unwrap(),
-                NOW,
-                Duration::from_secs(60),
-            )
+            .presign_get(&ObjectKey::try_from("tracks/a.wav").unwrap(), NOW, Duration::from_secs(60))
             .await
             .unwrap();
         let (_, exp, sig) = query(&url.url);
-        assert_eq!(
-            store
-                .authorize("tracks/b.wav", Some(&exp), Some(&sig), NOW)
-                .await,
-            Err(AccessError::BadSignature)
-        );
+        assert_eq!(store.authorize("tracks/b.wav", Some(&exp), Some(&sig), NOW).await, Err(AccessError::BadSignature));
     }
 
     #[tokio::test]
@@ -388,23 +306,11 @@ mod tests {
 
         #[cfg(unix)]
         {
-            std::os::unix::fs::symlink(
-                dir.path().join("secret.txt"),
-                store.root().join("link.txt"),
-            )
-            .unwrap();
+            std::os::unix::fs::symlink(dir.path().join("secret.txt"), store.root().join("link.txt")).unwrap();
             let sig = signer.sign("GET", "link.txt", exp.parse().unwrap());
-            assert_eq!(
-                store
-                    .authorize("link.txt", Some(&exp), Some(&sig), NOW)
-                    .await,
-                Err(AccessError::NotFound)
-            );
+            assert_eq!(store.authorize("link.txt", Some(&exp), Some(&sig), NOW).await, Err(AccessError::NotFound));
             let key = ObjectKey::try_from("link.txt").unwrap();
-            assert_eq!(
-                store.read_small(&key, 100).await,
-                Err(ObjectStoreError::NotFound)
-            );
+            assert_eq!(store.read_small(&key, 100).await, Err(ObjectStoreError::NotFound));
         }
     }
 
@@ -412,13 +318,7 @@ mod tests {
     async fn directories_are_not_objects() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path()).await;
-        store
-            .put(&ObjectKey::try_from("tracks/a.wav").unwrap(), b"x")
-            .await
-            .unwrap();
-        assert_eq!(
-            store.head(&ObjectKey::try_from("tracks").unwrap()).await,
-            Err(ObjectStoreError::NotFound)
-        );
+        store.put(&ObjectKey::try_from("tracks/a.wav").unwrap(), b"x").await.unwrap();
+        assert_eq!(store.head(&ObjectKey::try_from("tracks").unwrap()).await, Err(ObjectStoreError::NotFound));
     }
 }

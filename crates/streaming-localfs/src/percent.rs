@@ -45,10 +45,7 @@ mod tests {
     #[test]
     fn round_trips_every_byte() {
         let all: String = (1u8..=127).map(char::from).chain("ü€😀".chars()).collect();
-        assert_eq!(
-            decode_path(&encode_path(&all)).as_deref(),
-            Some(all.as_str())
-        );
+        assert_eq!(decode_path(&encode_path(&all)).as_deref(), Some(all.as_str()));
         assert_eq!(encode_path("a b/c?d#e%f"), "a%20b/c%3Fd%23e%25f");
     }
 

@@ -1,6 +1,7 @@
 //! HTTP handlers: they parse, call the core, and map errors; nothing else.
 
 mod health;
+mod movies;
 mod objects;
 mod tracks;
 
@@ -13,10 +14,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
     cfg.service(resource("/tracks/{track_id}/stream").route(web::post().to(tracks::stream_url)))
         .service(
-            resource("/objects/{key:.+}")
-                .route(web::get().to(objects::serve))
-                .route(web::head().to(objects::serve)),
+            resource("/objects/{key:.+}").route(web::get().to(objects::serve)).route(web::head().to(objects::serve)),
         )
+        .service(resource("/api/v1/stream/{movie_id}").route(web::post().to(movies::start)))
+        .service(
+            resource("/api/v1/stream/{movie_id}/progress")
+                .route(web::post().to(movies::record_progress))
+                .route(web::get().to(movies::get_progress)),
+        )
+        .service(resource("/api/v1/stream/{movie_id}/stop").route(web::post().to(movies::stop)))
         .service(resource("/healthz").route(web::get().to(health::live)))
         .service(resource("/readyz").route(web::get().to(health::ready)));
 }

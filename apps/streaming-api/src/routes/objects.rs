@@ -15,11 +15,7 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     };
     // The raw, still percent-encoded path: the signature covers the decoded
     // key, and decoding is done once, by the store.
-    let encoded_key = req
-        .uri()
-        .path()
-        .strip_prefix(OBJECTS_ROUTE)
-        .ok_or(ApiError::RouteNotFound)?;
+    let encoded_key = req.uri().path().strip_prefix(OBJECTS_ROUTE).ok_or(ApiError::RouteNotFound)?;
     let (mut expires, mut signature) = (None, None);
     for pair in req.query_string().split('&') {
         match pair.split_once('=') {
@@ -28,21 +24,13 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
             _ => {}
         }
     }
-    let object = store
-        .authorize(encoded_key, expires, signature, state.clock.now())
-        .await
-        .map_err(|e| match e {
-            AccessError::BadPath | AccessError::BadSignature => ApiError::InvalidSignature,
-            AccessError::Expired => ApiError::ExpiredSignature,
-            AccessError::NotFound => ApiError::ObjectNotFound,
-        })?;
-    let file = NamedFile::open_async(&object.path)
-        .await
-        .map_err(|_| ApiError::ObjectNotFound)?;
-    let content_type = object
-        .content_type
-        .parse()
-        .map_err(|_| ApiError::Internal)?;
+    let object = store.authorize(encoded_key, expires, signature, state.clock.now()).await.map_err(|e| match e {
+        AccessError::BadPath | AccessError::BadSignature => ApiError::InvalidSignature,
+        AccessError::Expired => ApiError::ExpiredSignature,
+        AccessError::NotFound => ApiError::ObjectNotFound,
+    })?;
+    let file = NamedFile::open_async(&object.path).await.map_err(|_| ApiError::ObjectNotFound)?;
+    let content_type = object.content_type.parse().map_err(|_| ApiError::Internal)?;
     let mut response = file
         .set_content_type(content_type)
         .disable_content_disposition()
@@ -50,9 +38,6 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         .use_last_modified(true)
         .into_response(&req);
     // The URL is a credential: keep shared caches from storing the response.
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("private, max-age=60"),
-    );
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("private, max-age=60"));
     Ok(response)
 }

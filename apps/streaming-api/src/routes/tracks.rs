@@ -31,9 +31,7 @@ pub async fn stream_url(
     if let Some(policy) = &state.stream_url_policy {
         match state.limiter.check(&principal.user, policy).await {
             Ok(RateDecision::Allowed { .. }) => {}
-            Ok(RateDecision::Limited { retry_after }) => {
-                return Err(ApiError::RateLimited { retry_after })
-            }
+            Ok(RateDecision::Limited { retry_after }) => return Err(ApiError::RateLimited { retry_after }),
             // Fail open: a limiter outage must not take streaming down with it.
             Err(error) => warn!(%error, "rate limiter unavailable; request allowed"),
         }
@@ -44,17 +42,12 @@ pub async fn stream_url(
         .get_stream_url(&track, &principal.user)
         .await
         .map_err(|error| ApiError::from_stream(error, track.as_str()))?;
-    let expires_at = url
-        .expires_at
-        .format(&Rfc3339)
-        .map_err(|_| ApiError::Internal)?;
-    Ok(HttpResponse::Ok()
-        .insert_header(("Cache-Control", "no-store"))
-        .json(StreamResponse {
-            stream_url: url.url,
-            expires_at,
-            content_type: url.content_type,
-            file_size_bytes: url.file_size_bytes,
-            supports_range_requests: url.supports_range_requests,
-        }))
+    let expires_at = url.expires_at.format(&Rfc3339).map_err(|_| ApiError::Internal)?;
+    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(StreamResponse {
+        stream_url: url.url,
+        expires_at,
+        content_type: url.content_type,
+        file_size_bytes: url.file_size_bytes,
+        supports_range_requests: url.supports_range_requests,
+    }))
 }

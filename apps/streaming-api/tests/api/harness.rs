@@ -10,6 +10,7 @@ pub const SECRET: &str = "test-secret-for-hs256-tokens-0123456789";
 pub const SIGNING_KEY: &str = "test-signing-key-for-object-urls-0123456789";
 pub const READY: &str = "01JG0DEM0TRACK000000000001";
 pub const PROCESSING: &str = "01JG0DEM0TRACK000000000003";
+pub const MOVIE: &str = "5eed0000-0000-4000-8000-000000000001";
 
 pub struct TestApp {
     pub address: String,
@@ -22,10 +23,7 @@ pub async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_with(configure, PortOverrides::default()).await
 }
 
-pub async fn spawn_with(
-    configure: impl FnOnce(&mut Settings),
-    overrides: PortOverrides,
-) -> TestApp {
+pub async fn spawn_with(configure: impl FnOnce(&mut Settings), overrides: PortOverrides) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::default();
     settings.server.port = 0;
@@ -33,21 +31,14 @@ pub async fn spawn_with(
     settings.auth.secret = Some(SecretString::from(SECRET));
     settings.storage.root = dir.path().join("objects");
     settings.storage.signing_key = Some(SecretString::from(SIGNING_KEY));
+    settings.events.path = dir.path().join("events.jsonl");
     configure(&mut settings);
     let app = Application::build_with(settings, overrides).await.unwrap();
     let address = app.base_url().to_owned();
     let demo = app.demo().unwrap().clone();
     tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    TestApp {
-        address,
-        client,
-        demo,
-        dir,
-    }
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    TestApp { address, client, demo, dir }
 }
 
 pub fn token_for(subject: &str) -> String {
@@ -59,9 +50,7 @@ pub fn token_for(subject: &str) -> String {
 }
 
 pub fn token(claims: TokenClaims) -> String {
-    TokenSigner::hs256(&SecretString::from(SECRET))
-        .sign(&claims)
-        .unwrap()
+    TokenSigner::hs256(&SecretString::from(SECRET)).sign(&claims).unwrap()
 }
 
 impl TestApp {
@@ -70,9 +59,7 @@ impl TestApp {
     }
 
     pub async fn stream(&self, track: &str, token: Option<&str>) -> reqwest::Response {
-        let mut request = self
-            .client
-            .post(self.url(&format!("/tracks/{track}/stream")));
+        let mut request = self.client.post(self.url(&format!("/tracks/{track}/stream")));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -91,7 +78,8 @@ impl TestApp {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let host = self.address.trim_start_matches("http://");
         let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
-        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n");
+        let mut request =
+            format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n");
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -100,61 +88,51 @@ impl TestApp {
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.unwrap();
         let text = String::from_utf8_lossy(&response);
-        text.split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {text:?}"))
+        text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
+    }
+
+    /// A JSON request to `path` with the demo token (or `token`).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path)).bearer_auth(token.unwrap_or(&self.demo.token));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// The events written so far, one JSON object each.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.dir.path().join("events.jsonl")).unwrap_or_default();
+        text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
     }
 
     pub fn object_bytes(&self, track: &str) -> Vec<u8> {
-        std::fs::read(
-            self.dir
-                .path()
-                .join("objects")
-                .join("tracks")
-                .join(format!("{track}.wav")),
-        )
-        .unwrap()
+        std::fs::read(self.dir.path().join("objects").join("tracks").join(format!("{track}.wav"))).unwrap()
     }
 }
 
 /// Asserts a problem document and returns it.
-pub async fn assert_problem(
-    response: reqwest::Response,
-    status: u16,
-    slug: &str,
-) -> serde_json::Value {
+pub async fn assert_problem(response: reqwest::Response, status: u16, slug: &str) -> serde_json::Value {
     assert_eq!(response.status(), status, "status");
     assert_eq!(
-        response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()),
         Some("application/problem+json"),
         "content type"
     );
-    let trace_header = response
-        .headers()
-        .get("trace-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let trace_header = response.headers().get("trace-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(
-        body["type"],
-        format!("https://streamgate.dev/problems/{slug}"),
-        "{body}"
-    );
+    assert_eq!(body["type"], format!("https://streamgate.dev/problems/{slug}"), "{body}");
     assert_eq!(body["status"], status);
     assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
     assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()));
-    assert!(body["instance"]
-        .as_str()
-        .is_some_and(|t| t.starts_with('/')));
-    assert_eq!(
-        body["traceId"].as_str(),
-        trace_header.as_deref(),
-        "traceId matches the trace-id header"
-    );
+    assert!(body["instance"].as_str().is_some_and(|t| t.starts_with('/')));
+    assert_eq!(body["traceId"].as_str(), trace_header.as_deref(), "traceId matches the trace-id header");
     body
 }
 

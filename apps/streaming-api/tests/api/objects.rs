@@ -9,19 +9,13 @@ fn with_query(url: &str, exp: &str, sig: &str) -> String {
 
 fn query_param<'a>(url: &'a str, name: &str) -> &'a str {
     let query = url.split_once('?').unwrap().1;
-    query
-        .split('&')
-        .find_map(|p| p.strip_prefix(&format!("{name}=")))
-        .unwrap()
+    query.split('&').find_map(|p| p.strip_prefix(&format!("{name}="))).unwrap()
 }
 
 #[tokio::test]
 async fn a_tampered_signature_is_forbidden() {
     let app = spawn(|_| {}).await;
-    let url = app.stream_url(READY).await["streamUrl"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = app.stream_url(READY).await["streamUrl"].as_str().unwrap().to_owned();
     let sig = query_param(&url, "sig");
     let replacement = if sig.starts_with('A') { "B" } else { "A" };
     let flipped = format!("{replacement}{}", &sig[1..]);
@@ -41,21 +35,11 @@ async fn a_tampered_signature_is_forbidden() {
 #[tokio::test]
 async fn an_expired_signature_is_forbidden() {
     let app = spawn(|_| {}).await;
-    let url = app.stream_url(READY).await["streamUrl"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = app.stream_url(READY).await["streamUrl"].as_str().unwrap().to_owned();
     let past = time::OffsetDateTime::now_utc().unix_timestamp() - 1;
     let key = format!("tracks/{READY}.wav");
-    let sig = UrlSigner::new(SIGNING_KEY.as_bytes())
-        .unwrap()
-        .sign("GET", &key, past);
-    let response = app
-        .client
-        .get(with_query(&url, &past.to_string(), &sig))
-        .send()
-        .await
-        .unwrap();
+    let sig = UrlSigner::new(SIGNING_KEY.as_bytes()).unwrap().sign("GET", &key, past);
+    let response = app.client.get(with_query(&url, &past.to_string(), &sig)).send().await.unwrap();
     assert_problem(response, 403, "expired-signature").await;
 }
 
@@ -73,9 +57,7 @@ async fn traversal_through_the_object_route_is_refused() {
         ("%2Fetc%2Fpasswd", "/etc/passwd"),
     ] {
         let sig = signer.sign("GET", signed_as, exp);
-        let status = app
-            .raw_status("GET", &format!("/objects/{path}?exp={exp}&sig={sig}"), &[])
-            .await;
+        let status = app.raw_status("GET", &format!("/objects/{path}?exp={exp}&sig={sig}"), &[]).await;
         assert!(status == 403 || status == 404, "{path}: {status}");
         assert_ne!(status, 200);
     }
@@ -85,25 +67,16 @@ async fn traversal_through_the_object_route_is_refused() {
 async fn a_signed_url_for_a_missing_object_is_not_found() {
     let app = spawn(|_| {}).await;
     let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 60;
-    let sig = UrlSigner::new(SIGNING_KEY.as_bytes())
-        .unwrap()
-        .sign("GET", "tracks/none.wav", exp);
-    let response = app
-        .client
-        .get(app.url(&format!("/objects/tracks/none.wav?exp={exp}&sig={sig}")))
-        .send()
-        .await
-        .unwrap();
+    let sig = UrlSigner::new(SIGNING_KEY.as_bytes()).unwrap().sign("GET", "tracks/none.wav", exp);
+    let response =
+        app.client.get(app.url(&format!("/objects/tracks/none.wav?exp={exp}&sig={sig}"))).send().await.unwrap();
     assert_problem(response, 404, "object-not-found").await;
 }
 
 #[tokio::test]
 async fn head_and_unsatisfiable_ranges() {
     let app = spawn(|_| {}).await;
-    let url = app.stream_url(READY).await["streamUrl"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = app.stream_url(READY).await["streamUrl"].as_str().unwrap().to_owned();
     let size = app.object_bytes(READY).len();
 
     let head = app.client.head(&url).send().await.unwrap();
@@ -112,13 +85,7 @@ async fn head_and_unsatisfiable_ranges() {
     assert_eq!(head.headers()["accept-ranges"], "bytes");
     assert!(head.bytes().await.unwrap().is_empty());
 
-    let beyond = app
-        .client
-        .get(&url)
-        .header("Range", format!("bytes={size}-"))
-        .send()
-        .await
-        .unwrap();
+    let beyond = app.client.get(&url).header("Range", format!("bytes={size}-")).send().await.unwrap();
     assert_eq!(beyond.status(), 416);
     assert_eq!(beyond.headers()["content-range"], format!("bytes */{size}"));
 }

@@ -24,13 +24,7 @@ async fn a_malformed_track_id_is_400() {
     }
     let bearer = format!("Bearer {}", app.demo.token);
     for raw in ["%2E%2E", "01JG0DEM0TRACK000000000001%00", "..%2F..%2Fetc"] {
-        let status = app
-            .raw_status(
-                "POST",
-                &format!("/tracks/{raw}/stream"),
-                &[("Authorization", &bearer)],
-            )
-            .await;
+        let status = app.raw_status("POST", &format!("/tracks/{raw}/stream"), &[("Authorization", &bearer)]).await;
         assert_eq!(status, 400, "{raw}");
     }
 }
@@ -39,10 +33,7 @@ async fn a_malformed_track_id_is_400() {
 async fn a_missing_token_is_401_with_a_challenge() {
     let app = spawn(|_| {}).await;
     let response = app.stream(READY, None).await;
-    assert_eq!(
-        response.headers()["www-authenticate"],
-        r#"Bearer realm="streaming""#
-    );
+    assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="streaming""#);
     assert_problem(response, 401, "unauthorized").await;
 }
 
@@ -54,10 +45,7 @@ async fn refused_tokens_are_401_with_the_reason_in_the_challenge() {
         expires_at: Some(OffsetDateTime::now_utc() - Duration::from_secs(120)),
         ..TokenClaims::default()
     });
-    let no_exp = token(TokenClaims {
-        subject: "someone".into(),
-        ..TokenClaims::default()
-    });
+    let no_exp = token(TokenClaims { subject: "someone".into(), ..TokenClaims::default() });
     let tampered = format!("{}x", app.demo.token);
     for (token, reason) in [
         (expired.as_str(), "token expired"),
@@ -66,14 +54,8 @@ async fn refused_tokens_are_401_with_the_reason_in_the_challenge() {
         ("garbage", "malformed token"),
     ] {
         let response = app.stream(READY, Some(token)).await;
-        let challenge = response.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        assert!(
-            challenge.contains(r#"error="invalid_token""#) && challenge.contains(reason),
-            "{challenge}"
-        );
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(challenge.contains(r#"error="invalid_token""#) && challenge.contains(reason), "{challenge}");
         assert_problem(response, 401, "unauthorized").await;
     }
     let basic = app
@@ -98,30 +80,21 @@ async fn refused_tokens_are_401_with_the_reason_in_the_challenge() {
 #[tokio::test]
 async fn another_users_track_is_403() {
     let app = spawn(|_| {}).await;
-    let response = app
-        .stream(READY, Some(&token_for("01JG0STRANGER0000000000000")))
-        .await;
+    let response = app.stream(READY, Some(&token_for("01JG0STRANGER0000000000000"))).await;
     assert_problem(response, 403, "forbidden").await;
 }
 
 #[tokio::test]
 async fn an_unknown_track_is_404() {
     let app = spawn(|_| {}).await;
-    let response = app
-        .stream("01JG0NQNE00000000000000000", Some(&app.demo.token))
-        .await;
+    let response = app.stream("01JG0NQNE00000000000000000", Some(&app.demo.token)).await;
     assert_problem(response, 404, "track-not-found").await;
 }
 
 #[tokio::test]
 async fn a_processing_track_is_409_with_its_status() {
     let app = spawn(|_| {}).await;
-    let body = assert_problem(
-        app.stream(PROCESSING, Some(&app.demo.token)).await,
-        409,
-        "track-not-ready",
-    )
-    .await;
+    let body = assert_problem(app.stream(PROCESSING, Some(&app.demo.token)).await, 409, "track-not-ready").await;
     assert_eq!(body["trackId"], PROCESSING);
     assert_eq!(body["currentStatus"], "Processing");
 }
@@ -133,21 +106,12 @@ async fn the_rate_limit_is_429_with_retry_after() {
         assert_eq!(app.stream(READY, Some(&app.demo.token)).await.status(), 200);
     }
     let limited = app.stream(READY, Some(&app.demo.token)).await;
-    let retry_after: u64 = limited.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=20).contains(&retry_after), "{retry_after}");
     let body = assert_problem(limited, 429, "rate-limit-exceeded").await;
     assert_eq!(body["retryAfterSeconds"], retry_after);
     // Limits are per user.
-    assert_eq!(
-        app.stream(READY, Some(&token_for("someone-else")))
-            .await
-            .status(),
-        403
-    );
+    assert_eq!(app.stream(READY, Some(&token_for("someone-else"))).await.status(), 403);
 }
 
 struct DownCatalog;
@@ -164,38 +128,18 @@ impl MediaCatalog for DownCatalog {
 
 #[tokio::test]
 async fn a_catalog_outage_is_503_with_retry_after() {
-    let app = spawn_with(
-        |_| {},
-        PortOverrides {
-            catalog: Some(arc(DownCatalog)),
-            ..PortOverrides::default()
-        },
-    )
-    .await;
+    let app = spawn_with(|_| {}, PortOverrides { catalog: Some(arc(DownCatalog)), ..PortOverrides::default() }).await;
     let response = app.stream(READY, Some(&app.demo.token)).await;
     assert!(response.headers().contains_key("retry-after"));
     let body = assert_problem(response, 503, "service-unavailable").await;
-    assert!(
-        !body.to_string().contains("connection refused"),
-        "driver errors stay internal"
-    );
+    assert!(!body.to_string().contains("connection refused"), "driver errors stay internal");
 }
 
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problems() {
     let app = spawn(|_| {}).await;
-    assert_problem(
-        app.client.get(app.url("/nope")).send().await.unwrap(),
-        404,
-        "not-found",
-    )
-    .await;
-    let get = app
-        .client
-        .get(app.url(&format!("/tracks/{READY}/stream")))
-        .send()
-        .await
-        .unwrap();
+    assert_problem(app.client.get(app.url("/nope")).send().await.unwrap(), 404, "not-found").await;
+    let get = app.client.get(app.url(&format!("/tracks/{READY}/stream"))).send().await.unwrap();
     assert_problem(get, 405, "method-not-allowed").await;
 }
 
@@ -205,10 +149,7 @@ async fn an_incoming_traceparent_becomes_the_trace_id() {
     let response = app
         .client
         .post(app.url(&format!("/tracks/{READY}/stream")))
-        .header(
-            "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        )
+        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
         .send()
         .await
         .unwrap();
@@ -228,9 +169,5 @@ async fn oversized_bodies_are_refused() {
         .await
         .unwrap();
     // The track endpoint takes no body; an unread body must not break the answer.
-    assert!(
-        response.status().is_success() || response.status() == 413,
-        "{}",
-        response.status()
-    );
+    assert!(response.status().is_success() || response.status() == 413, "{}", response.status());
 }

@@ -7,6 +7,7 @@ async fn build(configure: impl FnOnce(&mut Settings)) -> Result<Application, Sta
     settings.server.port = 0;
     settings.storage.root = dir.path().join("objects");
     settings.demo.enabled = false;
+    settings.events.path = dir.path().join("events.jsonl");
     configure(&mut settings);
     Application::build(settings).await
 }
@@ -29,28 +30,16 @@ async fn inconsistent_settings_are_refused_at_startup() {
     assert!(message.contains("cache_buffer_seconds"), "{message}");
     let message = config_error(build(|s| s.auth.secret = Some(SecretString::from("short"))).await);
     assert!(message.contains("auth.secret"), "{message}");
-    let message =
-        config_error(build(|s| s.storage.signing_key = Some(SecretString::from("short"))).await);
+    let message = config_error(build(|s| s.storage.signing_key = Some(SecretString::from("short"))).await);
     assert!(message.contains("storage.signing_key"), "{message}");
 }
 
 #[tokio::test]
 async fn encryption_keys_are_validated_and_rotation_is_accepted() {
     let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="; // 32 bytes
-    for bad in [
-        "nonsense",
-        "1:not-base64!",
-        "1:AAEC",
-        "x:AAEC",
-        &format!("1:{key},1:{key}"),
-    ] {
-        let message = config_error(
-            build(|s| s.cache.encryption_keys = Some(SecretString::from(bad.to_owned()))).await,
-        );
-        assert!(
-            message.contains("cache.encryption_keys"),
-            "{bad}: {message}"
-        );
+    for bad in ["nonsense", "1:not-base64!", "1:AAEC", "x:AAEC", &format!("1:{key},1:{key}")] {
+        let message = config_error(build(|s| s.cache.encryption_keys = Some(SecretString::from(bad.to_owned()))).await);
+        assert!(message.contains("cache.encryption_keys"), "{bad}: {message}");
         assert!(!message.contains(key), "the key itself is never echoed");
     }
     let missing_current = build(|s| {
@@ -58,11 +47,7 @@ async fn encryption_keys_are_validated_and_rotation_is_accepted() {
         s.cache.current_key_version = Some(2);
     });
     config_error(missing_current.await);
-    assert!(build(
-        |s| s.cache.encryption_keys = Some(SecretString::from(format!("1:{key}, 2:{key}")))
-    )
-    .await
-    .is_ok());
+    assert!(build(|s| s.cache.encryption_keys = Some(SecretString::from(format!("1:{key}, 2:{key}")))).await.is_ok());
 }
 
 #[tokio::test]

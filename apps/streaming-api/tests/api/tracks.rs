@@ -14,37 +14,19 @@ async fn a_stream_url_serves_exactly_the_requested_range() {
     )
     .unwrap();
     let lifetime = expires_at - time::OffsetDateTime::now_utc();
-    assert!(
-        lifetime > time::Duration::seconds(110) && lifetime <= time::Duration::seconds(121),
-        "{lifetime}"
-    );
+    assert!(lifetime > time::Duration::seconds(110) && lifetime <= time::Duration::seconds(121), "{lifetime}");
 
     let url = body["streamUrl"].as_str().unwrap();
-    let response = app
-        .client
-        .get(url)
-        .header("Range", "bytes=0-99")
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.get(url).header("Range", "bytes=0-99").send().await.unwrap();
     assert_eq!(response.status(), 206);
     let headers = response.headers().clone();
-    assert_eq!(
-        headers["content-range"],
-        format!("bytes 0-99/{}", expected.len())
-    );
+    assert_eq!(headers["content-range"], format!("bytes 0-99/{}", expected.len()));
     assert_eq!(headers["accept-ranges"], "bytes");
     assert_eq!(headers["content-type"], "audio/wav");
     let bytes = response.bytes().await.unwrap();
     assert_eq!(&bytes[..], &expected[..100]);
 
-    let tail = app
-        .client
-        .get(url)
-        .header("Range", "bytes=1000-")
-        .send()
-        .await
-        .unwrap();
+    let tail = app.client.get(url).header("Range", "bytes=1000-").send().await.unwrap();
     assert_eq!(tail.status(), 206);
     assert_eq!(&tail.bytes().await.unwrap()[..], &expected[1000..]);
 
@@ -67,10 +49,7 @@ async fn track_ids_are_case_insensitive_ulids() {
     let app = spawn(|_| {}).await;
     let upper = app.stream_url(READY).await;
     let lower = app.stream_url(&READY.to_lowercase()).await;
-    assert_eq!(
-        upper["streamUrl"], lower["streamUrl"],
-        "one track, one cache entry"
-    );
+    assert_eq!(upper["streamUrl"], lower["streamUrl"], "one track, one cache entry");
 }
 
 #[tokio::test]

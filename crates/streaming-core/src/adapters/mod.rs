@@ -7,7 +7,7 @@ mod moka_cache;
 
 pub use clock::{ManualClock, SystemClock};
 pub use memory::{
-    MemoryCatalog, MemoryEventPublisher, MemoryObjectStore, MemoryProgressStore, MemoryRateLimiter,
-    MemorySessionStore, MemorySubscriptions, MemoryUrlCache,
+    MemoryCatalog, MemoryEventPublisher, MemoryObjectStore, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore,
+    MemorySubscriptions, MemoryUrlCache,
 };
 pub use moka_cache::MokaUrlCache;

@@ -17,12 +17,7 @@ struct Timed<T> {
 struct PerEntryTtl;
 
 impl<K, T> Expiry<K, Timed<T>> for PerEntryTtl {
-    fn expire_after_create(
-        &self,
-        _key: &K,
-        value: &Timed<T>,
-        _created_at: Instant,
-    ) -> Option<Duration> {
+    fn expire_after_create(&self, _key: &K, value: &Timed<T>, _created_at: Instant) -> Option<Duration> {
         Some(value.ttl)
     }
 
@@ -61,10 +56,7 @@ impl MokaUrlCache {
     /// A cache holding at most `max_entries` URLs.
     pub fn new(max_entries: u64) -> Self {
         Self {
-            entries: Cache::builder()
-                .max_capacity(max_entries)
-                .expire_after(PerEntryTtl)
-                .build(),
+            entries: Cache::builder().max_capacity(max_entries).expire_after(PerEntryTtl).build(),
             generations: Cache::builder().expire_after(PerEntryTtl).build(),
         }
     }
@@ -75,26 +67,12 @@ impl UrlCache for MokaUrlCache {
     async fn get(&self, key: &StreamCacheKey) -> Result<CacheLookup, CacheError> {
         Ok(CacheLookup {
             entry: self.entries.get(key).map(|timed| timed.value.to_vec()),
-            generation: self
-                .generations
-                .get(key.user())
-                .map_or(0, |timed| timed.value),
+            generation: self.generations.get(key.user()).map_or(0, |timed| timed.value),
         })
     }
 
-    async fn set(
-        &self,
-        key: &StreamCacheKey,
-        entry: Vec<u8>,
-        ttl: Duration,
-    ) -> Result<(), CacheError> {
-        self.entries.insert(
-            key.clone(),
-            Timed {
-                value: entry.into(),
-                ttl,
-            },
-        );
+    async fn set(&self, key: &StreamCacheKey, entry: Vec<u8>, ttl: Duration) -> Result<(), CacheError> {
+        self.entries.insert(key.clone(), Timed { value: entry.into(), ttl });
         Ok(())
     }
 
@@ -103,19 +81,8 @@ impl UrlCache for MokaUrlCache {
         Ok(())
     }
 
-    async fn set_generation(
-        &self,
-        user: &UserId,
-        generation: u64,
-        ttl: Duration,
-    ) -> Result<(), CacheError> {
-        self.generations.insert(
-            user.clone(),
-            Timed {
-                value: generation,
-                ttl,
-            },
-        );
+    async fn set_generation(&self, user: &UserId, generation: u64, ttl: Duration) -> Result<(), CacheError> {
+        self.generations.insert(user.clone(), Timed { value: generation, ttl });
         Ok(())
     }
 }

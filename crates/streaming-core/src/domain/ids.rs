@@ -57,8 +57,7 @@ impl TryFrom<&str> for UserId {
         if value.len() > Self::MAX_LEN {
             return Err(InvalidId::TooLong { max: Self::MAX_LEN });
         }
-        let allowed =
-            |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'|');
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'|');
         if !value.bytes().all(allowed) {
             return Err(InvalidId::BadCharacter);
         }
@@ -121,10 +120,7 @@ impl MediaId {
             return Err(InvalidId::NotUlid);
         }
         let parsed = ulid::Ulid::from_string(value).map_err(|_| InvalidId::NotUlid)?;
-        Ok(Self {
-            canonical: parsed.to_string().into(),
-            format: IdFormat::Ulid,
-        })
+        Ok(Self { canonical: parsed.to_string().into(), format: IdFormat::Ulid })
     }
 
     /// Parses a UUID only (the cinema contract), in its hyphenated form.
@@ -136,10 +132,7 @@ impl MediaId {
             return Err(InvalidId::NotUuid);
         }
         let parsed = uuid::Uuid::try_parse(value).map_err(|_| InvalidId::NotUuid)?;
-        Ok(Self {
-            canonical: parsed.hyphenated().to_string().into(),
-            format: IdFormat::Uuid,
-        })
+        Ok(Self { canonical: parsed.hyphenated().to_string().into(), format: IdFormat::Uuid })
     }
 
     /// The canonical spelling.
@@ -157,9 +150,7 @@ impl TryFrom<&str> for MediaId {
     type Error = InvalidId;
 
     fn try_from(value: &str) -> Result<Self, Self::Error> {
-        Self::parse_ulid(value)
-            .or_else(|_| Self::parse_uuid(value))
-            .map_err(|_| InvalidId::NotUlidOrUuid)
+        Self::parse_ulid(value).or_else(|_| Self::parse_uuid(value)).map_err(|_| InvalidId::NotUlidOrUuid)
     }
 }
 
@@ -213,9 +204,7 @@ impl FromStr for SessionId {
         if s.len() != uuid::fmt::Hyphenated::LENGTH {
             return Err(InvalidId::NotUuid);
         }
-        uuid::Uuid::try_parse(s)
-            .map(Self)
-            .map_err(|_| InvalidId::NotUuid)
+        uuid::Uuid::try_parse(s).map(Self).map_err(|_| InvalidId::NotUuid)
     }
 }
 
@@ -237,28 +226,13 @@ mod tests {
 
     #[test]
     fn user_ids_accept_provider_shapes_and_refuse_separators() {
-        for ok in [
-            "01HXKZ3Y8Q4N7W2M5V6B9C0D1E",
-            "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
-            "auth0|abc.def",
-            "a@b_c-d",
-        ] {
-            assert_eq!(
-                UserId::try_from(ok).map(|u| u.to_string()),
-                Ok(ok.to_owned())
-            );
+        for ok in ["01HXKZ3Y8Q4N7W2M5V6B9C0D1E", "3f2504e0-4f89-11d3-9a0c-0305e82c3301", "auth0|abc.def", "a@b_c-d"] {
+            assert_eq!(UserId::try_from(ok).map(|u| u.to_string()), Ok(ok.to_owned()));
         }
         assert_eq!(UserId::try_from(""), Err(InvalidId::Empty));
-        assert_eq!(
-            UserId::try_from("a".repeat(129).as_str()),
-            Err(InvalidId::TooLong { max: 128 })
-        );
+        assert_eq!(UserId::try_from("a".repeat(129).as_str()), Err(InvalidId::TooLong { max: 128 }));
         for bad in ["a:b", "a{b}", "a b", "a\nb", "a/b", "é", "a*"] {
-            assert_eq!(
-                UserId::try_from(bad),
-                Err(InvalidId::BadCharacter),
-                "{bad:?}"
-            );
+            assert_eq!(UserId::try_from(bad), Err(InvalidId::BadCharacter), "{bad:?}");
         }
     }
 
@@ -290,14 +264,8 @@ mod tests {
         ] {
             assert!(MediaId::try_from(bad).is_err(), "{bad:?} was accepted");
         }
-        assert_eq!(
-            MediaId::parse_ulid("3f2504e0-4f89-11d3-9a0c-0305e82c3301"),
-            Err(InvalidId::NotUlid)
-        );
-        assert_eq!(
-            MediaId::parse_uuid("01HXKZ3Y8Q4N7W2M5V6B9C0D1E"),
-            Err(InvalidId::NotUuid)
-        );
+        assert_eq!(MediaId::parse_ulid("3f2504e0-4f89-11d3-9a0c-0305e82c3301"), Err(InvalidId::NotUlid));
+        assert_eq!(MediaId::parse_uuid("01HXKZ3Y8Q4N7W2M5V6B9C0D1E"), Err(InvalidId::NotUuid));
     }
 
     #[test]

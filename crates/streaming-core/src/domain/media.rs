@@ -127,12 +127,7 @@ mod tests {
 
     #[test]
     fn status_names_round_trip() {
-        for status in [
-            MediaStatus::Processing,
-            MediaStatus::Ready,
-            MediaStatus::Failed,
-            MediaStatus::Deleted,
-        ] {
+        for status in [MediaStatus::Processing, MediaStatus::Ready, MediaStatus::Failed, MediaStatus::Deleted] {
             assert_eq!(status.as_str().parse::<MediaStatus>(), Ok(status));
         }
         assert!("gone".parse::<MediaStatus>().is_err());

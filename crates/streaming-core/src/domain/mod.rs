@@ -11,7 +11,7 @@ pub use ids::{IdFormat, InvalidId, MediaId, SessionId, UserId};
 pub use media::{Media, MediaKind, MediaStatus, PlanFeatures, UserStatus, Viewer, Visibility};
 pub use object_key::{InvalidObjectKey, ObjectKey};
 pub use playback::{
-    InvalidPosition, ManifestKind, PlaybackAction, PlaybackEvent, PositionSeconds, StreamSession,
-    UnknownManifestKind, WatchProgress,
+    InvalidPosition, ManifestKind, PlaybackAction, PlaybackEvent, PositionSeconds, StreamSession, UnknownManifestKind,
+    WatchProgress,
 };
 pub use subscription::{Plan, Subscription, SubscriptionStatus};

@@ -64,10 +64,7 @@ impl TryFrom<&str> for ObjectKey {
         if value.chars().any(|c| c.is_control() || c == '\\') {
             return Err(InvalidObjectKey::BadCharacter);
         }
-        if value
-            .split('/')
-            .any(|s| s.is_empty() || s == "." || s == "..")
-        {
+        if value.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
             return Err(InvalidObjectKey::BadSegment);
         }
         Ok(Self(value.into()))
@@ -95,13 +92,7 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_keys() {
-        for ok in [
-            "a",
-            "tracks/01HXK.mp3",
-            "movies/x/720p/seg-001.ts",
-            "dir/file with space.wav",
-            "ünï/cödé",
-        ] {
+        for ok in ["a", "tracks/01HXK.mp3", "movies/x/720p/seg-001.ts", "dir/file with space.wav", "ünï/cödé"] {
             assert_eq!(ObjectKey::try_from(ok).unwrap().as_str(), ok);
         }
         assert!(ObjectKey::try_from("k".repeat(1024).as_str()).is_ok());
@@ -125,10 +116,7 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(ObjectKey::try_from(input), Err(expected), "{input:?}");
         }
-        assert_eq!(
-            ObjectKey::try_from("k".repeat(1025).as_str()),
-            Err(InvalidObjectKey::TooLong)
-        );
+        assert_eq!(ObjectKey::try_from("k".repeat(1025).as_str()), Err(InvalidObjectKey::TooLong));
     }
 
     #[test]

@@ -97,10 +97,7 @@ impl PositionSeconds {
             return Err(InvalidPosition::Negative);
         }
         if seconds > Self::ABSOLUTE_MAX {
-            return Err(InvalidPosition::BeyondEnd {
-                position: seconds,
-                limit: Self::ABSOLUTE_MAX,
-            });
+            return Err(InvalidPosition::BeyondEnd { position: seconds, limit: Self::ABSOLUTE_MAX });
         }
         // Normalise -0.0 so that it serialises as 0.
         Ok(Self(seconds + 0.0))
@@ -112,10 +109,9 @@ impl PositionSeconds {
     /// [`InvalidPosition::BeyondEnd`] when it is past `duration + slack`.
     pub fn within(self, duration: Option<f64>, slack: f64) -> Result<Self, InvalidPosition> {
         match duration {
-            Some(duration) if self.0 > duration + slack => Err(InvalidPosition::BeyondEnd {
-                position: self.0,
-                limit: duration + slack,
-            }),
+            Some(duration) if self.0 > duration + slack => {
+                Err(InvalidPosition::BeyondEnd { position: self.0, limit: duration + slack })
+            }
             _ => Ok(self),
         }
     }
@@ -218,24 +214,12 @@ mod tests {
 
     #[test]
     fn positions_refuse_non_finite_negative_and_huge() {
-        assert_eq!(
-            PositionSeconds::new(f64::NAN),
-            Err(InvalidPosition::NotFinite)
-        );
-        assert_eq!(
-            PositionSeconds::new(f64::INFINITY),
-            Err(InvalidPosition::NotFinite)
-        );
+        assert_eq!(PositionSeconds::new(f64::NAN), Err(InvalidPosition::NotFinite));
+        assert_eq!(PositionSeconds::new(f64::INFINITY), Err(InvalidPosition::NotFinite));
         assert_eq!(PositionSeconds::new(-0.5), Err(InvalidPosition::Negative));
         assert!(PositionSeconds::new(1e12).is_err());
-        assert_eq!(
-            PositionSeconds::new(-0.0).map(|p| p.get().to_bits()),
-            Ok(0.0f64.to_bits())
-        );
-        assert_eq!(
-            PositionSeconds::new(12.5).map(PositionSeconds::get),
-            Ok(12.5)
-        );
+        assert_eq!(PositionSeconds::new(-0.0).map(|p| p.get().to_bits()), Ok(0.0f64.to_bits()));
+        assert_eq!(PositionSeconds::new(12.5).map(PositionSeconds::get), Ok(12.5));
     }
 
     #[test]

@@ -57,23 +57,13 @@ mod tests {
     use time::macros::datetime;
 
     fn plan(hd: bool, uhd: bool) -> Plan {
-        Plan {
-            max_devices: 2,
-            supports_hd: hd,
-            supports_4k: uhd,
-        }
+        Plan { max_devices: 2, supports_hd: hd, supports_4k: uhd }
     }
 
     #[test]
     fn plans_cover_only_what_they_support() {
-        let hd_only = PlanFeatures {
-            hd: true,
-            uhd_4k: false,
-        };
-        let uhd = PlanFeatures {
-            hd: true,
-            uhd_4k: true,
-        };
+        let hd_only = PlanFeatures { hd: true, uhd_4k: false };
+        let uhd = PlanFeatures { hd: true, uhd_4k: true };
         assert!(plan(false, false).covers(PlanFeatures::default()));
         assert!(!plan(false, false).covers(hd_only));
         assert!(plan(true, false).covers(hd_only));
@@ -84,11 +74,7 @@ mod tests {
     #[test]
     fn activity_respects_status_and_end_date() {
         let now = datetime!(2026-01-01 0:00 UTC);
-        let mut sub = Subscription {
-            status: SubscriptionStatus::Active,
-            end_date: None,
-            plan: plan(true, true),
-        };
+        let mut sub = Subscription { status: SubscriptionStatus::Active, end_date: None, plan: plan(true, true) };
         assert!(sub.is_active_at(now));
         sub.end_date = Some(datetime!(2025-12-31 0:00 UTC));
         assert!(!sub.is_active_at(now));

@@ -21,18 +21,12 @@ pub(super) struct Coalescer {
 
 impl Coalescer {
     pub(super) fn new(interval: Duration) -> Self {
-        Self {
-            interval,
-            last: Mutex::default(),
-        }
+        Self { interval, last: Mutex::default() }
     }
 
     /// Whether an event for `key` may go out at `now`; if so, remembers it.
     pub(super) fn admit(&self, key: Key, now: OffsetDateTime) -> bool {
-        let mut last = self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if last.len() > PRUNE_ABOVE {
             let horizon = now - self.interval;
             last.retain(|_, at| *at > horizon);
@@ -48,9 +42,6 @@ impl Coalescer {
 
     /// Forgets `key` (its session stopped).
     pub(super) fn forget(&self, key: &Key) {
-        self.last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(key);
+        self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
     }
 }

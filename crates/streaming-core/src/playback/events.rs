@@ -92,12 +92,7 @@ mod tests {
         );
         assert_eq!(event.key(), "3f2504e0-4f89-11d3-9a0c-0305e82c3301");
         assert_eq!(event.topic_suffix(), "progress");
-        let start = PlaybackEvent {
-            action: PlaybackAction::Start,
-            position: None,
-            session: None,
-            ..event
-        };
+        let start = PlaybackEvent { action: PlaybackAction::Start, position: None, session: None, ..event };
         let json: serde_json::Value = serde_json::from_str(&start.to_json()).unwrap();
         assert_eq!(json["action"], "stream_start");
         assert!(json.get("position_seconds").is_none());

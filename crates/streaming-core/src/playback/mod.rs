@@ -15,14 +15,13 @@ use tracing::warn;
 
 use crate::access::{check_access, existing, AccessError};
 use crate::domain::{
-    InvalidPosition, ManifestKind, Media, MediaId, MediaKind, MediaStatus, ObjectKey,
-    PlaybackAction, PlaybackEvent, PositionSeconds, SessionId, StreamSession, UserId,
-    WatchProgress,
+    InvalidPosition, ManifestKind, Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlaybackAction, PlaybackEvent,
+    PositionSeconds, SessionId, StreamSession, UserId, WatchProgress,
 };
 use crate::policy::Denial;
 use crate::ports::{
-    Clock, CloseOutcome, EventPublisher, MediaCatalog, ObjectStore, ObjectStoreError,
-    ProgressStore, RecordOutcome, SessionStore, SubscriptionDirectory,
+    Clock, CloseOutcome, EventPublisher, MediaCatalog, ObjectStore, ObjectStoreError, ProgressStore, RecordOutcome,
+    SessionStore, SubscriptionDirectory,
 };
 use crate::service::Dependency;
 use coalescer::Coalescer;
@@ -223,12 +222,7 @@ impl PlaybackService {
     /// A service over `ports`.
     pub fn new(ports: PlaybackPorts, settings: PlaybackSettings) -> Self {
         let coalescer = Coalescer::new(settings.progress_event_interval);
-        Self {
-            ports,
-            settings,
-            coalescer,
-            stats: Arc::default(),
-        }
+        Self { ports, settings, coalescer, stats: Arc::default() }
     }
 
     /// The service's counters.
@@ -249,14 +243,10 @@ impl PlaybackService {
         let now = self.ports.clock.now();
         let media = self.authorized(movie, user, now).await?;
         let manifest_key = manifest_key(&media, request.manifest)?;
-        self.ports
-            .objects
-            .head(&manifest_key)
-            .await
-            .map_err(|error| match error {
-                ObjectStoreError::NotFound => PlaybackError::ManifestNotFound,
-                _ => unavailable(Dependency::ObjectStore),
-            })?;
+        self.ports.objects.head(&manifest_key).await.map_err(|error| match error {
+            ObjectStoreError::NotFound => PlaybackError::ManifestNotFound,
+            _ => unavailable(Dependency::ObjectStore),
+        })?;
         let url = self
             .ports
             .objects
@@ -272,17 +262,11 @@ impl PlaybackService {
             started_at: now,
             ended_at: None,
             duration_seconds: None,
-            user_agent: request
-                .user_agent
-                .map(|ua| truncate(ua, self.settings.max_user_agent_len)),
+            user_agent: request.user_agent.map(|ua| truncate(ua, self.settings.max_user_agent_len)),
             client_ip: request.client_ip,
             last_heartbeat_at: now,
         };
-        self.ports
-            .sessions
-            .open(session.clone())
-            .await
-            .map_err(|_| unavailable(Dependency::Sessions))?;
+        self.ports.sessions.open(session.clone()).await.map_err(|_| unavailable(Dependency::Sessions))?;
 
         let resume_position = match self.ports.progress.get(user, movie).await {
             Ok(progress) => progress.map(|p| p.position).unwrap_or_default(),
@@ -292,9 +276,13 @@ impl PlaybackService {
                 PositionSeconds::default()
             }
         };
-        self.publish(PlaybackAction::Start, &session, Some(resume_position), now)
-            .await;
-        let expires_in = Duration::try_from(url.expires_at - now).unwrap_or(Duration::ZERO);
+        self.publish(PlaybackAction::Start, &session, Some(resume_position), now).await;
+        // Stores sign with whole-second expiries; round the remaining life up so
+        // a one-hour URL reports 3600, not 3599.
+        let remaining = url.expires_at - now;
+        let expires_in = Duration::from_secs(
+            remaining.whole_seconds().max(0) as u64 + u64::from(remaining.subsec_nanoseconds() > 0),
+        );
         Ok(PlaybackStarted {
             manifest_url: url.url,
             expires_at: url.expires_at,
@@ -324,31 +312,15 @@ impl PlaybackService {
             None => None,
         };
         if let Some(session) = &session {
-            self.ports
-                .sessions
-                .touch(&session.id, now)
-                .await
-                .map_err(|_| unavailable(Dependency::Sessions))?;
+            self.ports.sessions.touch(&session.id, now).await.map_err(|_| unavailable(Dependency::Sessions))?;
         }
-        let (outcome, stored) = self
-            .store_progress(&media, user, position, report, now)
-            .await?;
+        let (outcome, stored) = self.store_progress(&media, user, position, report, now).await?;
         if outcome == RecordOutcome::Applied {
             let key = (user.clone(), movie.clone(), report.session);
             if self.coalescer.admit(key, now) {
-                self.publish_for(
-                    PlaybackAction::Progress,
-                    user,
-                    movie,
-                    report.session,
-                    Some(position),
-                    now,
-                )
-                .await;
+                self.publish_for(PlaybackAction::Progress, user, movie, report.session, Some(position), now).await;
             } else {
-                self.stats
-                    .progress_events_coalesced
-                    .fetch_add(1, Ordering::Relaxed);
+                self.stats.progress_events_coalesced.fetch_add(1, Ordering::Relaxed);
             }
         }
         Ok(ProgressAck {
@@ -362,17 +334,9 @@ impl PlaybackService {
     ///
     /// # Errors
     /// Not found, or a dependency unavailable.
-    pub async fn progress(
-        &self,
-        movie: &MediaId,
-        user: &UserId,
-    ) -> Result<Option<WatchProgress>, PlaybackError> {
+    pub async fn progress(&self, movie: &MediaId, user: &UserId) -> Result<Option<WatchProgress>, PlaybackError> {
         existing(&*self.ports.catalog, movie, MediaKind::Movie).await?;
-        self.ports
-            .progress
-            .get(user, movie)
-            .await
-            .map_err(|_| unavailable(Dependency::Progress))
+        self.ports.progress.get(user, movie).await.map_err(|_| unavailable(Dependency::Progress))
     }
 
     /// Records the final position and closes the session (the given one, or
@@ -392,9 +356,7 @@ impl PlaybackService {
         let position = self.position(&media, report.position_seconds)?;
         let session = match report.session {
             Some(id) => match self.owned_session(id, user, movie).await? {
-                session if session.ended_at.is_some() => {
-                    return Ok(StopOutcome::AlreadyStopped(session))
-                }
+                session if session.ended_at.is_some() => return Ok(StopOutcome::AlreadyStopped(session)),
                 session => session,
             },
             None => {
@@ -404,34 +366,20 @@ impl PlaybackService {
                     .open_sessions(user, OffsetDateTime::UNIX_EPOCH)
                     .await
                     .map_err(|_| unavailable(Dependency::Sessions))?;
-                match open
-                    .into_iter()
-                    .filter(|s| &s.media == movie)
-                    .max_by_key(|s| s.started_at)
-                {
+                match open.into_iter().filter(|s| &s.media == movie).max_by_key(|s| s.started_at) {
                     Some(session) => session,
                     None => return Ok(StopOutcome::NoOpenSession),
                 }
             }
         };
-        let report = ProgressReport {
-            session: Some(session.id),
-            ..report
-        };
-        self.store_progress(&media, user, position, report, now)
-            .await?;
-        let closed = self
-            .ports
-            .sessions
-            .close(&session.id, now)
-            .await
-            .map_err(|_| unavailable(Dependency::Sessions))?;
+        let report = ProgressReport { session: Some(session.id), ..report };
+        self.store_progress(&media, user, position, report, now).await?;
+        let closed =
+            self.ports.sessions.close(&session.id, now).await.map_err(|_| unavailable(Dependency::Sessions))?;
         match closed {
             CloseOutcome::Closed(session) => {
-                self.coalescer
-                    .forget(&(user.clone(), movie.clone(), Some(session.id)));
-                self.publish(PlaybackAction::Stop, &session, Some(position), now)
-                    .await;
+                self.coalescer.forget(&(user.clone(), movie.clone(), Some(session.id)));
+                self.publish(PlaybackAction::Stop, &session, Some(position), now).await;
                 Ok(StopOutcome::Stopped(session))
             }
             CloseOutcome::AlreadyClosed(session) => Ok(StopOutcome::AlreadyStopped(session)),
@@ -439,22 +387,9 @@ impl PlaybackService {
         }
     }
 
-    async fn authorized(
-        &self,
-        movie: &MediaId,
-        user: &UserId,
-        now: OffsetDateTime,
-    ) -> Result<Media, PlaybackError> {
+    async fn authorized(&self, movie: &MediaId, user: &UserId, now: OffsetDateTime) -> Result<Media, PlaybackError> {
         let ports = &self.ports;
-        Ok(check_access(
-            &*ports.catalog,
-            &*ports.subscriptions,
-            movie,
-            user,
-            MediaKind::Movie,
-            now,
-        )
-        .await?)
+        Ok(check_access(&*ports.catalog, &*ports.subscriptions, movie, user, MediaKind::Movie, now).await?)
     }
 
     fn position(&self, media: &Media, seconds: f64) -> Result<PositionSeconds, PlaybackError> {
@@ -471,12 +406,7 @@ impl PlaybackService {
         user: &UserId,
         movie: &MediaId,
     ) -> Result<StreamSession, PlaybackError> {
-        let session = self
-            .ports
-            .sessions
-            .get(&id)
-            .await
-            .map_err(|_| unavailable(Dependency::Sessions))?;
+        let session = self.ports.sessions.get(&id).await.map_err(|_| unavailable(Dependency::Sessions))?;
         match session {
             Some(session) if &session.user == user && &session.media == movie => Ok(session),
             _ => Err(PlaybackError::SessionNotFound),
@@ -504,42 +434,27 @@ impl PlaybackService {
         report: ProgressReport,
         now: OffsetDateTime,
     ) -> Result<(RecordOutcome, WatchProgress), PlaybackError> {
-        let watched = media.duration_seconds.is_some_and(|duration| {
-            duration > 0.0 && position.get() >= duration * self.settings.watched_fraction
-        });
+        let watched = media
+            .duration_seconds
+            .is_some_and(|duration| duration > 0.0 && position.get() >= duration * self.settings.watched_fraction);
         let progress = WatchProgress {
             user: user.clone(),
             media: media.id.clone(),
-            position: if watched {
-                PositionSeconds::default()
-            } else {
-                position
-            },
+            position: if watched { PositionSeconds::default() } else { position },
             last_watched_at: now,
             watched,
             session: report.session,
             // Without a player sequence, arrival order decides: microseconds
             // since the epoch grow with every later arrival.
-            sequence: report
-                .sequence
-                .unwrap_or_else(|| (now.unix_timestamp_nanos() / 1_000).max(0) as u64),
+            sequence: report.sequence.unwrap_or_else(|| (now.unix_timestamp_nanos() / 1_000).max(0) as u64),
         };
-        let outcome = self
-            .ports
-            .progress
-            .record(progress.clone())
-            .await
-            .map_err(|_| unavailable(Dependency::Progress))?;
+        let outcome =
+            self.ports.progress.record(progress.clone()).await.map_err(|_| unavailable(Dependency::Progress))?;
         if outcome == RecordOutcome::Applied {
             return Ok((outcome, progress));
         }
         self.stats.stale_progress.fetch_add(1, Ordering::Relaxed);
-        let stored = self
-            .ports
-            .progress
-            .get(user, &media.id)
-            .await
-            .map_err(|_| unavailable(Dependency::Progress))?;
+        let stored = self.ports.progress.get(user, &media.id).await.map_err(|_| unavailable(Dependency::Progress))?;
         Ok((outcome, stored.unwrap_or(progress)))
     }
 
@@ -550,15 +465,7 @@ impl PlaybackService {
         position: Option<PositionSeconds>,
         now: OffsetDateTime,
     ) {
-        self.publish_for(
-            action,
-            &session.user,
-            &session.media,
-            Some(session.id),
-            position,
-            now,
-        )
-        .await;
+        self.publish_for(action, &session.user, &session.media, Some(session.id), position, now).await;
     }
 
     async fn publish_for(
@@ -593,12 +500,8 @@ fn unavailable(dependency: Dependency) -> PlaybackError {
 
 /// `{manifest root}/index.m3u8` or `…/index.mpd`.
 fn manifest_key(media: &Media, kind: ManifestKind) -> Result<ObjectKey, PlaybackError> {
-    ObjectKey::try_from(format!(
-        "{}/{}",
-        media.object_key.as_str(),
-        kind.file_name()
-    ))
-    .map_err(|_| PlaybackError::ManifestNotFound)
+    ObjectKey::try_from(format!("{}/{}", media.object_key.as_str(), kind.file_name()))
+        .map_err(|_| PlaybackError::ManifestNotFound)
 }
 
 fn truncate(mut text: String, max: usize) -> String {

@@ -18,8 +18,7 @@ pub use catalog::{CatalogError, MediaCatalog};
 pub use clock::Clock;
 pub use events::{EventPublisher, PublishError};
 pub use object_store::{
-    check_presign_expiry, ObjectInfo, ObjectStore, ObjectStoreError, PresignedUrl,
-    MAX_PRESIGN_EXPIRY,
+    check_presign_expiry, ObjectInfo, ObjectStore, ObjectStoreError, PresignedUrl, MAX_PRESIGN_EXPIRY,
 };
 pub use progress::{ProgressError, ProgressStore, RecordOutcome};
 pub use rate_limiter::{RateDecision, RateLimitError, RateLimitPolicy, RateLimiter};
@@ -29,7 +28,7 @@ pub use url_cache::{CacheError, CacheLookup, StreamCacheKey, UrlCache};
 
 #[cfg(any(test, feature = "mock"))]
 pub use {
-    catalog::MockMediaCatalog, clock::MockClock, events::MockEventPublisher,
-    object_store::MockObjectStore, progress::MockProgressStore, rate_limiter::MockRateLimiter,
-    sessions::MockSessionStore, subscriptions::MockSubscriptionDirectory, url_cache::MockUrlCache,
+    catalog::MockMediaCatalog, clock::MockClock, events::MockEventPublisher, object_store::MockObjectStore,
+    progress::MockProgressStore, rate_limiter::MockRateLimiter, sessions::MockSessionStore,
+    subscriptions::MockSubscriptionDirectory, url_cache::MockUrlCache,
 };

@@ -30,9 +30,7 @@ pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// [`ObjectStoreError::Invalid`] otherwise.
 pub fn check_presign_expiry(expires_in: Duration) -> Result<(), ObjectStoreError> {
     if expires_in.is_zero() || expires_in > MAX_PRESIGN_EXPIRY {
-        return Err(ObjectStoreError::Invalid(
-            "expiry must be between 1 s and 7 days".into(),
-        ));
+        return Err(ObjectStoreError::Invalid("expiry must be between 1 s and 7 days".into()));
     }
     Ok(())
 }
@@ -57,10 +55,7 @@ pub struct PresignedUrl {
 
 impl fmt::Debug for PresignedUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PresignedUrl")
-            .field("url", &"<redacted>")
-            .field("expires_at", &self.expires_at)
-            .finish()
+        f.debug_struct("PresignedUrl").field("url", &"<redacted>").field("expires_at", &self.expires_at).finish()
     }
 }
 
@@ -94,9 +89,5 @@ pub trait ObjectStore: Send + Sync {
     /// # Errors
     /// `NotFound` if there is none, `Invalid` if it is larger than
     /// `max_bytes`, `Unavailable` if the store cannot be reached.
-    async fn read_small(
-        &self,
-        key: &ObjectKey,
-        max_bytes: u64,
-    ) -> Result<Vec<u8>, ObjectStoreError>;
+    async fn read_small(&self, key: &ObjectKey, max_bytes: u64) -> Result<Vec<u8>, ObjectStoreError>;
 }

@@ -27,11 +27,7 @@ pub trait ProgressStore: Send + Sync {
     ///
     /// # Errors
     /// [`ProgressError::Unavailable`].
-    async fn get(
-        &self,
-        user: &UserId,
-        media: &MediaId,
-    ) -> Result<Option<WatchProgress>, ProgressError>;
+    async fn get(&self, user: &UserId, media: &MediaId) -> Result<Option<WatchProgress>, ProgressError>;
 
     /// Stores `progress` unless the stored row belongs to the same session and
     /// has a sequence greater than or equal to `progress.sequence`, so a late,

@@ -56,9 +56,5 @@ pub trait RateLimiter: Send + Sync {
     ///
     /// # Errors
     /// [`RateLimitError::Unavailable`] when the backing store cannot be reached.
-    async fn check(
-        &self,
-        user: &UserId,
-        policy: &RateLimitPolicy,
-    ) -> Result<RateDecision, RateLimitError>;
+    async fn check(&self, user: &UserId, policy: &RateLimitPolicy) -> Result<RateDecision, RateLimitError>;
 }

@@ -52,11 +52,7 @@ pub trait SessionStore: Send + Sync {
     ///
     /// # Errors
     /// [`SessionError::Unavailable`].
-    async fn close(
-        &self,
-        id: &SessionId,
-        ended_at: OffsetDateTime,
-    ) -> Result<CloseOutcome, SessionError>;
+    async fn close(&self, id: &SessionId, ended_at: OffsetDateTime) -> Result<CloseOutcome, SessionError>;
 
     /// The user's open sessions whose last heartbeat is at or after `alive_since`.
     ///

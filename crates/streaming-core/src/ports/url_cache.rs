@@ -27,11 +27,7 @@ impl StreamCacheKey {
     /// `{prefix}stream:{user}:{media}`.
     pub fn new(prefix: &str, user: &UserId, media: &MediaId) -> Self {
         let rendered = format!("{prefix}stream:{user}:{media}");
-        Self {
-            user: user.clone(),
-            media: media.clone(),
-            rendered,
-        }
+        Self { user: user.clone(), media: media.clone(), rendered }
     }
 
     /// The user part.
@@ -78,12 +74,7 @@ pub trait UrlCache: Send + Sync {
     ///
     /// # Errors
     /// [`CacheError::Unavailable`]; the core then serves the URL uncached.
-    async fn set(
-        &self,
-        key: &StreamCacheKey,
-        entry: Vec<u8>,
-        ttl: Duration,
-    ) -> Result<(), CacheError>;
+    async fn set(&self, key: &StreamCacheKey, entry: Vec<u8>, ttl: Duration) -> Result<(), CacheError>;
 
     /// Removes the entry under `key`, if any.
     ///
@@ -99,10 +90,5 @@ pub trait UrlCache: Send + Sync {
     ///
     /// # Errors
     /// [`CacheError::Unavailable`].
-    async fn set_generation(
-        &self,
-        user: &UserId,
-        generation: u64,
-        ttl: Duration,
-    ) -> Result<(), CacheError>;
+    async fn set_generation(&self, user: &UserId, generation: u64, ttl: Duration) -> Result<(), CacheError>;
 }

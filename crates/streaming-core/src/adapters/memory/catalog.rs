@@ -67,14 +67,9 @@ impl MediaCatalog for MemoryCatalog {
 
     async fn viewer(&self, user: &UserId, media: &MediaId) -> Result<Viewer, CatalogError> {
         let state = read(&self.state);
-        let status = if state.suspended.contains(user) {
-            UserStatus::Suspended
-        } else {
-            UserStatus::Active
-        };
+        let status = if state.suspended.contains(user) { UserStatus::Suspended } else { UserStatus::Active };
         // Avoid cloning ids on every lookup: scan grants only when any exist for this user.
-        let granted =
-            !state.grants.is_empty() && state.grants.contains(&(media.clone(), user.clone()));
+        let granted = !state.grants.is_empty() && state.grants.contains(&(media.clone(), user.clone()));
         Ok(Viewer { status, granted })
     }
 }

@@ -10,9 +10,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockW
 
 pub use catalog::MemoryCatalog;
 pub use objects::MemoryObjectStore;
-pub use playback::{
-    MemoryEventPublisher, MemoryProgressStore, MemorySessionStore, MemorySubscriptions,
-};
+pub use playback::{MemoryEventPublisher, MemoryProgressStore, MemorySessionStore, MemorySubscriptions};
 pub use rate_limiter::MemoryRateLimiter;
 pub use url_cache::MemoryUrlCache;
 

@@ -30,13 +30,7 @@ impl MemoryObjectStore {
 
     /// Stores an object.
     pub fn put(&self, key: ObjectKey, bytes: Vec<u8>, content_type: Option<&str>) {
-        write(&self.objects).insert(
-            key,
-            Stored {
-                bytes,
-                content_type: content_type.map(str::to_owned),
-            },
-        );
+        write(&self.objects).insert(key, Stored { bytes, content_type: content_type.map(str::to_owned) });
     }
 }
 
@@ -45,10 +39,7 @@ impl ObjectStore for MemoryObjectStore {
     async fn head(&self, key: &ObjectKey) -> Result<ObjectInfo, ObjectStoreError> {
         let objects = read(&self.objects);
         let stored = objects.get(key).ok_or(ObjectStoreError::NotFound)?;
-        Ok(ObjectInfo {
-            size_bytes: stored.bytes.len() as u64,
-            content_type: stored.content_type.clone(),
-        })
+        Ok(ObjectInfo { size_bytes: stored.bytes.len() as u64, content_type: stored.content_type.clone() })
     }
 
     async fn presign_get(
@@ -60,26 +51,16 @@ impl ObjectStore for MemoryObjectStore {
         check_presign_expiry(expires_in)?;
         let expires_at = signed_at + expires_in;
         Ok(PresignedUrl {
-            url: format!(
-                "memory://{}?expires={}",
-                key.as_str(),
-                expires_at.unix_timestamp()
-            ),
+            url: format!("memory://{}?expires={}", key.as_str(), expires_at.unix_timestamp()),
             expires_at,
         })
     }
 
-    async fn read_small(
-        &self,
-        key: &ObjectKey,
-        max_bytes: u64,
-    ) -> Result<Vec<u8>, ObjectStoreError> {
+    async fn read_small(&self, key: &ObjectKey, max_bytes: u64) -> Result<Vec<u8>, ObjectStoreError> {
         let objects = read(&self.objects);
         let stored = objects.get(key).ok_or(ObjectStoreError::NotFound)?;
         if stored.bytes.len() as u64 > max_bytes {
-            return Err(ObjectStoreError::Invalid(format!(
-                "object is larger than {max_bytes} bytes"
-            )));
+            return Err(ObjectStoreError::Invalid(format!("object is larger than {max_bytes} bytes")));
         }
         Ok(stored.bytes.clone())
     }

@@ -5,12 +5,10 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{lock, read, write};
-use crate::domain::{
-    MediaId, PlaybackEvent, SessionId, StreamSession, Subscription, UserId, WatchProgress,
-};
+use crate::domain::{MediaId, PlaybackEvent, SessionId, StreamSession, Subscription, UserId, WatchProgress};
 use crate::ports::{
-    CloseOutcome, EventPublisher, ProgressError, ProgressStore, PublishError, RecordOutcome,
-    SessionError, SessionStore, SubscriptionDirectory, SubscriptionError,
+    CloseOutcome, EventPublisher, ProgressError, ProgressStore, PublishError, RecordOutcome, SessionError,
+    SessionStore, SubscriptionDirectory, SubscriptionError,
 };
 
 /// A [`SubscriptionDirectory`] in memory.
@@ -57,24 +55,15 @@ impl MemoryProgressStore {
 
 #[async_trait]
 impl ProgressStore for MemoryProgressStore {
-    async fn get(
-        &self,
-        user: &UserId,
-        media: &MediaId,
-    ) -> Result<Option<WatchProgress>, ProgressError> {
-        Ok(lock(&self.rows)
-            .get(&(user.clone(), media.clone()))
-            .cloned())
+    async fn get(&self, user: &UserId, media: &MediaId) -> Result<Option<WatchProgress>, ProgressError> {
+        Ok(lock(&self.rows).get(&(user.clone(), media.clone())).cloned())
     }
 
     async fn record(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
         let mut rows = lock(&self.rows);
         let key = (progress.user.clone(), progress.media.clone());
         if let Some(stored) = rows.get(&key) {
-            if stored.session.is_some()
-                && stored.session == progress.session
-                && stored.sequence >= progress.sequence
-            {
+            if stored.session.is_some() && stored.session == progress.session && stored.sequence >= progress.sequence {
                 return Ok(RecordOutcome::Stale);
             }
         }
@@ -120,11 +109,7 @@ impl SessionStore for MemorySessionStore {
         Ok(())
     }
 
-    async fn close(
-        &self,
-        id: &SessionId,
-        ended_at: OffsetDateTime,
-    ) -> Result<CloseOutcome, SessionError> {
+    async fn close(&self, id: &SessionId, ended_at: OffsetDateTime) -> Result<CloseOutcome, SessionError> {
         let mut sessions = lock(&self.sessions);
         let Some(session) = sessions.get_mut(id) else {
             return Ok(CloseOutcome::NotFound);
@@ -146,9 +131,7 @@ impl SessionStore for MemorySessionStore {
     ) -> Result<Vec<StreamSession>, SessionError> {
         let mut open: Vec<_> = lock(&self.sessions)
             .values()
-            .filter(|s| {
-                &s.user == user && s.ended_at.is_none() && s.last_heartbeat_at >= alive_since
-            })
+            .filter(|s| &s.user == user && s.ended_at.is_none() && s.last_heartbeat_at >= alive_since)
             .cloned()
             .collect();
         open.sort_by_key(|s| s.started_at);

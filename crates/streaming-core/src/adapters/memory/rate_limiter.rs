@@ -29,20 +29,13 @@ impl std::fmt::Debug for MemoryRateLimiter {
 impl MemoryRateLimiter {
     /// A limiter on `clock`.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self {
-            clock,
-            arrivals: Mutex::default(),
-        }
+        Self { clock, arrivals: Mutex::default() }
     }
 }
 
 #[async_trait]
 impl RateLimiter for MemoryRateLimiter {
-    async fn check(
-        &self,
-        user: &UserId,
-        policy: &RateLimitPolicy,
-    ) -> Result<RateDecision, RateLimitError> {
+    async fn check(&self, user: &UserId, policy: &RateLimitPolicy) -> Result<RateDecision, RateLimitError> {
         let now = self.clock.now();
         let interval = policy.emission_interval();
         let mut arrivals = lock(&self.arrivals);
@@ -50,22 +43,15 @@ impl RateLimiter for MemoryRateLimiter {
             arrivals.retain(|_, tat| *tat > now);
         }
         let key = (user.clone(), policy.name.clone());
-        let tat = arrivals
-            .get(&key)
-            .copied()
-            .filter(|tat| *tat > now)
-            .unwrap_or(now);
+        let tat = arrivals.get(&key).copied().filter(|tat| *tat > now).unwrap_or(now);
         let next = tat + interval;
         let ahead = Duration::try_from(next - now).unwrap_or(Duration::ZERO);
         if ahead > policy.period {
-            return Ok(RateDecision::Limited {
-                retry_after: ahead - policy.period,
-            });
+            return Ok(RateDecision::Limited { retry_after: ahead - policy.period });
         }
         arrivals.insert(key, next);
         let spare = policy.period - ahead;
-        let remaining =
-            (spare.as_nanos() / interval.as_nanos().max(1)).min(u128::from(u32::MAX)) as u32;
+        let remaining = (spare.as_nanos() / interval.as_nanos().max(1)).min(u128::from(u32::MAX)) as u32;
         Ok(RateDecision::Allowed { remaining })
     }
 }

@@ -31,10 +31,7 @@ impl std::fmt::Debug for MemoryUrlCache {
 impl MemoryUrlCache {
     /// An empty cache on `clock`.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self {
-            clock,
-            state: Mutex::default(),
-        }
+        Self { clock, state: Mutex::default() }
     }
 
     /// How many entries are stored, expired ones included (tests).
@@ -48,29 +45,14 @@ impl UrlCache for MemoryUrlCache {
     async fn get(&self, key: &StreamCacheKey) -> Result<CacheLookup, CacheError> {
         let now = self.clock.now();
         let state = lock(&self.state);
-        let entry = state
-            .entries
-            .get(key)
-            .filter(|(_, until)| *until > now)
-            .map(|(blob, _)| blob.clone());
-        let generation = state
-            .generations
-            .get(key.user())
-            .filter(|(_, until)| *until > now)
-            .map_or(0, |(g, _)| *g);
+        let entry = state.entries.get(key).filter(|(_, until)| *until > now).map(|(blob, _)| blob.clone());
+        let generation = state.generations.get(key.user()).filter(|(_, until)| *until > now).map_or(0, |(g, _)| *g);
         Ok(CacheLookup { entry, generation })
     }
 
-    async fn set(
-        &self,
-        key: &StreamCacheKey,
-        entry: Vec<u8>,
-        ttl: Duration,
-    ) -> Result<(), CacheError> {
+    async fn set(&self, key: &StreamCacheKey, entry: Vec<u8>, ttl: Duration) -> Result<(), CacheError> {
         let until = self.clock.now() + ttl;
-        lock(&self.state)
-            .entries
-            .insert(key.clone(), (entry, until));
+        lock(&self.state).entries.insert(key.clone(), (entry, until));
         Ok(())
     }
 
@@ -79,16 +61,9 @@ impl UrlCache for MemoryUrlCache {
         Ok(())
     }
 
-    async fn set_generation(
-        &self,
-        user: &UserId,
-        generation: u64,
-        ttl: Duration,
-    ) -> Result<(), CacheError> {
+    async fn set_generation(&self, user: &UserId, generation: u64, ttl: Duration) -> Result<(), CacheError> {
         let until = self.clock.now() + ttl;
-        lock(&self.state)
-            .generations
-            .insert(user.clone(), (generation, until));
+        lock(&self.state).generations.insert(user.clone(), (generation, until));
         Ok(())
     }
 }
