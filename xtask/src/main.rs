@@ -47,6 +47,8 @@ fn test() -> Result<(), String> {
     )?;
     println!("==> tidy");
     tidy::run(&root)?;
+    // ffmpeg decodes the demo movie's renditions in the API tests.
+    tools::ensure_debian_packages(&[("ffmpeg", "ffmpeg")])?;
     // Doc tests first: nextest's summary must be the run's closing line.
     step("doc tests", &mut cargo(&root, &["test", "--workspace", "--all-features", "--doc"]))?;
     let nextest = tools::ensure_nextest()?;

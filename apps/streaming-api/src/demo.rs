@@ -59,7 +59,6 @@ const MOVIE_FILES: &[(&str, &[u8])] = &[
     ("chunk-1-001.m4s", include_bytes!("../demo/movie/chunk-1-001.m4s")),
     ("chunk-1-002.m4s", include_bytes!("../demo/movie/chunk-1-002.m4s")),
     ("chunk-1-003.m4s", include_bytes!("../demo/movie/chunk-1-003.m4s")),
-    ("chunk-1-004.m4s", include_bytes!("../demo/movie/chunk-1-004.m4s")),
 ];
 
 /// Writes the demo movie's files and registers it as a subscriber-only movie.

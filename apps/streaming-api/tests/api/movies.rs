@@ -249,3 +249,56 @@ async fn another_users_session_is_not_found_and_never_written() {
     let theirs = ok_json(app.send(Method::GET, PROGRESS, Some(&stranger), None).await).await;
     assert_eq!(theirs["position_seconds"], 0);
 }
+
+/// The demo renditions are real media: ffmpeg decodes every segment of both.
+#[tokio::test]
+async fn the_demo_movie_decodes_end_to_end_with_ffmpeg() {
+    let app = spawn(|_| {}).await;
+    let root = app.dir.path().join("objects/movies").join(MOVIE);
+    for manifest in ["index.m3u8", "index.mpd"] {
+        let output = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-xerror", "-i"])
+            .arg(root.join(manifest))
+            .args(["-f", "null", "-"])
+            .output()
+            .expect("ffmpeg is required (cargo xtask test installs it)");
+        assert!(output.status.success(), "{manifest}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(output.stderr.is_empty(), "{manifest}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+}
+
+/// Two subscribers: neither can touch the other's session or progress.
+#[tokio::test]
+async fn subscribers_cannot_read_or_write_each_others_sessions() {
+    use std::sync::Arc;
+    use streaming_api::PortOverrides;
+    use streaming_core::adapters::MemorySubscriptions;
+
+    let subscriptions = Arc::new(MemorySubscriptions::new());
+    for user in [streaming_api::demo::DEMO_USER, "second-subscriber"] {
+        subscriptions.set(&user.parse().unwrap(), Some(streaming_api::demo::demo_subscription()));
+    }
+    let overrides = PortOverrides { subscriptions: Some(subscriptions), ..PortOverrides::default() };
+    let app = crate::harness::spawn_with(|_| {}, overrides).await;
+    let second = token_for("second-subscriber");
+
+    let theirs = start(&app, None).await["session_id"].as_str().unwrap().to_owned();
+    app.send(Method::POST, PROGRESS, None, Some(json!({ "position_seconds": 2, "session_id": theirs }))).await;
+
+    let write = app
+        .send(Method::POST, PROGRESS, Some(&second), Some(json!({ "position_seconds": 5, "session_id": theirs })))
+        .await;
+    assert_problem(write, 404, "session-not-found").await;
+    let stop =
+        app.send(Method::POST, STOP, Some(&second), Some(json!({ "position_seconds": 5, "session_id": theirs }))).await;
+    assert_problem(stop, 404, "session-not-found").await;
+
+    let own = ok_json(app.send(Method::GET, PROGRESS, Some(&second), None).await).await;
+    assert_eq!((own["user_id"].as_str(), own["position_seconds"].as_u64()), (Some("second-subscriber"), Some(0)));
+    let demo = ok_json(app.send(Method::GET, PROGRESS, None, None).await).await;
+    assert_eq!(demo["position_seconds"], 2, "the owner's progress is untouched");
+    let closing =
+        ok_json(app.send(Method::POST, STOP, None, Some(json!({ "position_seconds": 3, "session_id": theirs }))).await)
+            .await;
+    assert_eq!(closing["message"], "Streaming stopped", "the owner's session was still open");
+}
