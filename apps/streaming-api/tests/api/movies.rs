@@ -302,3 +302,54 @@ async fn subscribers_cannot_read_or_write_each_others_sessions() {
             .await;
     assert_eq!(closing["message"], "Streaming stopped", "the owner's session was still open");
 }
+
+struct DownDirectory;
+
+#[async_trait::async_trait]
+impl streaming_core::ports::SubscriptionDirectory for DownDirectory {
+    async fn current(
+        &self,
+        _: &streaming_core::domain::UserId,
+    ) -> Result<Option<streaming_core::domain::Subscription>, streaming_core::ports::SubscriptionError> {
+        Err(streaming_core::ports::SubscriptionError::Unavailable("connection refused".into()))
+    }
+}
+
+#[tokio::test]
+async fn a_user_service_outage_is_503_never_403() {
+    let overrides = streaming_api::PortOverrides {
+        subscriptions: Some(std::sync::Arc::new(DownDirectory)),
+        ..streaming_api::PortOverrides::default()
+    };
+    let app = crate::harness::spawn_with(|_| {}, overrides).await;
+    let response = app.send(Method::POST, START, None, None).await;
+    assert!(response.headers().contains_key("retry-after"));
+    assert_problem(response, 503, "service-unavailable").await;
+    let progress = app.send(Method::POST, PROGRESS, None, Some(json!({ "position_seconds": 1 }))).await;
+    assert_problem(progress, 503, "service-unavailable").await;
+}
+
+#[tokio::test]
+async fn a_movie_still_processing_is_409_with_its_status() {
+    use streaming_core::adapters::MemoryCatalog;
+    use streaming_core::domain::{Media, MediaKind, MediaStatus, ObjectKey, PlanFeatures, Visibility};
+
+    let catalog = std::sync::Arc::new(MemoryCatalog::new());
+    catalog.upsert(Media {
+        id: MOVIE.parse().unwrap(),
+        kind: MediaKind::Movie,
+        owner: None,
+        status: MediaStatus::Processing,
+        object_key: ObjectKey::try_from(format!("movies/{MOVIE}").as_str()).unwrap(),
+        content_type: "application/vnd.apple.mpegurl".into(),
+        size_bytes: 0,
+        duration_seconds: Some(6.0),
+        visibility: Visibility::Public,
+        required_features: PlanFeatures::default(),
+    });
+    let overrides = streaming_api::PortOverrides { catalog: Some(catalog), ..streaming_api::PortOverrides::default() };
+    let app = crate::harness::spawn_with(|_| {}, overrides).await;
+    let body = assert_problem(app.send(Method::POST, START, None, None).await, 409, "movie-not-ready").await;
+    assert_eq!(body["movieId"], MOVIE);
+    assert_eq!(body["currentStatus"], "Processing");
+}
