@@ -2,7 +2,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use streaming_core::domain::{ManifestKind, MediaId, UserId};
 use streaming_core::{ProgressReport, StartPlayback, StopOutcome};
 use time::format_description::well_known::Rfc3339;
@@ -24,12 +24,21 @@ fn rfc3339(at: OffsetDateTime) -> Result<String, ApiError> {
     at.format(&Rfc3339).map_err(|_| ApiError::Internal)
 }
 
-fn progress_report(body: &Map<String, Value>) -> Result<ProgressReport, ApiError> {
-    Ok(ProgressReport {
-        position_seconds: required_number(body, "position_seconds")?,
-        session: optional_session(body, "session_id")?,
-        sequence: optional_u64(body, "sequence")?,
-    })
+/// Caller, movie and the `{position_seconds, session_id?, sequence?}` body of progress and stop.
+async fn progress_request(
+    req: &HttpRequest,
+    state: &AppState,
+    movie_id: &str,
+    payload: web::Payload,
+) -> Result<(UserId, MediaId, ProgressReport), ApiError> {
+    let (user, movie) = caller_and_movie(req, state, movie_id)?;
+    let body = json_object(req, payload, state.max_body_bytes, false).await?;
+    let report = ProgressReport {
+        position_seconds: required_number(&body, "position_seconds")?,
+        session: optional_session(&body, "session_id")?,
+        sequence: optional_u64(&body, "sequence")?,
+    };
+    Ok((user, movie, report))
 }
 
 fn no_store(mut response: HttpResponse) -> HttpResponse {
@@ -76,9 +85,7 @@ pub async fn record_progress(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, movie) = caller_and_movie(&req, &state, &movie_id)?;
-    let body = json_object(&req, payload, state.max_body_bytes, false).await?;
-    let report = progress_report(&body)?;
+    let (user, movie, report) = progress_request(&req, &state, &movie_id, payload).await?;
     let ack = state
         .playback
         .record_progress(&movie, &user, report)
@@ -127,30 +134,19 @@ pub async fn stop(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, movie) = caller_and_movie(&req, &state, &movie_id)?;
-    let body = json_object(&req, payload, state.max_body_bytes, false).await?;
-    let report = progress_report(&body)?;
+    let (user, movie, report) = progress_request(&req, &state, &movie_id, payload).await?;
     let outcome =
         state.playback.stop(&movie, &user, report).await.map_err(|e| ApiError::from_playback(e, movie.as_str()))?;
-    let body = match outcome {
-        StopOutcome::Stopped(session) => json!({
-            "success": true,
-            "message": "Streaming stopped",
-            "session_id": session.id.to_string(),
-            "duration_seconds": session.duration_seconds.map(|d| d.floor() as u64),
-        }),
-        StopOutcome::AlreadyStopped(session) => json!({
-            "success": true,
-            "message": "Streaming session was already stopped",
-            "session_id": session.id.to_string(),
-            "duration_seconds": session.duration_seconds.map(|d| d.floor() as u64),
-        }),
-        StopOutcome::NoOpenSession => json!({
-            "success": true,
-            "message": "No open streaming session",
-            "session_id": null,
-            "duration_seconds": null,
-        }),
+    let (message, session) = match &outcome {
+        StopOutcome::Stopped(session) => ("Streaming stopped", Some(session)),
+        StopOutcome::AlreadyStopped(session) => ("Streaming session was already stopped", Some(session)),
+        StopOutcome::NoOpenSession => ("No open streaming session", None),
     };
+    let body = json!({
+        "success": true,
+        "message": message,
+        "session_id": session.map(|s| s.id.to_string()),
+        "duration_seconds": session.and_then(|s| s.duration_seconds).map(|d| d.floor() as u64),
+    });
     Ok(no_store(HttpResponse::Ok().json(body)))
 }
