@@ -28,6 +28,7 @@
 
 mod access;
 pub mod adapters;
+pub mod circuit_breaker;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
 pub mod domain;
