@@ -2,6 +2,7 @@
 //!
 //! * `test`  — format check, clippy (`-D warnings`), tidy, every test of the workspace.
 //! * `tidy`  — architecture checks (the core's dependency list).
+//! * `infra up|down` — the real servers the tests use, on loopback (see `infra`).
 //! * `bench` — the criterion benchmarks.
 
 // A command-line tool: its progress lines on stdout are its interface.
@@ -11,6 +12,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod infra;
 mod tidy;
 mod tools;
 
@@ -20,6 +22,11 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("tidy") => tidy::run(&workspace_root()),
         Some("bench") => bench(&args[1..]),
+        Some("infra") => match args.get(1).map(String::as_str) {
+            Some("up") => infra::up(&workspace_root()).map(drop),
+            Some("down") => infra::down(&workspace_root()),
+            _ => Err(USAGE.to_owned()),
+        },
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -31,7 +38,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <test | tidy | bench [criterion args]>";
+const USAGE: &str = "usage: cargo xtask <test | tidy | infra up | infra down | bench [criterion args]>";
 
 fn workspace_root() -> PathBuf {
     let manifest = env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("xtask"), PathBuf::from);
@@ -52,14 +59,18 @@ fn test() -> Result<(), String> {
     // Doc tests first: nextest's summary must be the run's closing line.
     step("doc tests", &mut cargo(&root, &["test", "--workspace", "--all-features", "--doc"]))?;
     let nextest = tools::ensure_nextest()?;
-    step(
+    println!("==> infrastructure");
+    let env = infra::up(&root)?;
+    let result = step(
         "tests",
         Command::new(nextest.program)
             .args(nextest.prefix_args)
             .args(["run", "--workspace", "--all-features", "--no-fail-fast"])
+            .envs(&env)
             .current_dir(&root),
-    )?;
-    Ok(())
+    );
+    infra::down(&root)?;
+    result
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {

@@ -29,6 +29,27 @@ fn works(program: &PathBuf, args: &[&str]) -> bool {
     Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
+/// The cached binary of a crates.io tool, installed with `cargo install --locked` if missing.
+pub fn ensure_cargo_tool(krate: &str, version: &str, extra: &[&str], binary: &str) -> Result<PathBuf, String> {
+    let root = cache_root();
+    let path = root.join("bin").join(binary);
+    if works(&path, &["--version"]) {
+        return Ok(path);
+    }
+    println!("==> installing {krate} {version} into {} (once)", root.display());
+    let status = Command::new(cargo())
+        .args(["install", "--locked", krate, "--version", version])
+        .args(extra)
+        .arg("--root")
+        .arg(&root)
+        .status()
+        .map_err(|e| format!("cargo install {krate}: {e}"))?;
+    if !status.success() || !works(&path, &["--version"]) {
+        return Err(format!("installing {krate} {version} failed"));
+    }
+    Ok(path)
+}
+
 /// `cargo nextest` if installed, else the cached build, else installs it into the cache.
 pub fn ensure_nextest() -> Result<Invocation, String> {
     if works(&cargo(), &["nextest", "--version"]) {

@@ -3,12 +3,12 @@
 
 use std::f64::consts::TAU;
 
+use crate::storage::Storage;
 use streaming_core::adapters::MemoryCatalog;
 use streaming_core::domain::{
     Media, MediaId, MediaKind, MediaStatus, ObjectKey, Plan, PlanFeatures, Subscription, SubscriptionStatus, UserId,
     Visibility,
 };
-use streaming_localfs::LocalObjectStore;
 
 /// The demo user's id.
 pub const DEMO_USER: &str = "01JG0DEM0VSER00000000000A1";
@@ -65,12 +65,13 @@ const MOVIE_FILES: &[(&str, &[u8])] = &[
 ///
 /// # Errors
 /// An I/O error if the files cannot be written.
-pub async fn seed_movie(catalog: &MemoryCatalog, store: &LocalObjectStore) -> Result<MediaId, String> {
+pub async fn seed_movie(catalog: &MemoryCatalog, store: &Storage) -> Result<MediaId, String> {
     let id = MediaId::parse_uuid(DEMO_MOVIE).map_err(|e| e.to_string())?;
     let root = format!("movies/{DEMO_MOVIE}");
     for (name, bytes) in MOVIE_FILES {
         let key = ObjectKey::try_from(format!("{root}/{name}")).map_err(|e| e.to_string())?;
-        store.put(&key, bytes).await.map_err(|e| format!("writing demo movie: {e}"))?;
+        let content_type = streaming_localfs::content_type_of(name);
+        store.put(&key, bytes, content_type).await.map_err(|e| format!("writing demo movie: {e}"))?;
     }
     catalog.upsert(Media {
         id: id.clone(),
@@ -132,15 +133,15 @@ const SPECS: [Spec; 3] = [
 ///
 /// # Errors
 /// An I/O error if the objects cannot be written, or an invalid built-in id.
-pub async fn seed(catalog: &MemoryCatalog, store: &LocalObjectStore) -> Result<(UserId, Vec<DemoTrack>), String> {
+pub async fn seed(catalog: &MemoryCatalog, store: &Storage) -> Result<(UserId, Vec<DemoTrack>), String> {
     let user = UserId::try_from(DEMO_USER).map_err(|e| e.to_string())?;
     let mut tracks = Vec::new();
     for spec in &SPECS {
         let id = MediaId::parse_ulid(spec.id).map_err(|e| e.to_string())?;
         let key = ObjectKey::try_from(format!("tracks/{}.wav", spec.id)).map_err(|e| e.to_string())?;
         let wav = tone_wav(spec.frequency, spec.seconds);
-        if tokio::fs::metadata(store.root().join("tracks").join(format!("{}.wav", spec.id))).await.is_err() {
-            store.put(&key, &wav).await.map_err(|e| format!("writing demo media: {e}"))?;
+        if store.port().head(&key).await.is_err() {
+            store.put(&key, &wav, "audio/wav").await.map_err(|e| format!("writing demo media: {e}"))?;
         }
         catalog.upsert(Media {
             id: id.clone(),

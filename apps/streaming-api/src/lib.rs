@@ -13,6 +13,7 @@ mod routes;
 pub mod settings;
 mod startup;
 mod state;
+mod storage;
 
 pub use settings::Settings;
 pub use startup::{Application, PortOverrides, StartupError};

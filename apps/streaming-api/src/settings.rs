@@ -203,6 +203,8 @@ pub enum StorageKind {
     /// A local directory served by this service with signed URLs.
     #[default]
     Localfs,
+    /// S3 or an S3-compatible server (MinIO), presigned URLs straight to it.
+    S3,
 }
 
 /// Where media objects live.
@@ -215,11 +217,49 @@ pub struct StorageSettings {
     pub root: PathBuf,
     /// HMAC key of the local store's URLs (at least 32 bytes). Unset: random per process.
     pub signing_key: Option<SecretString>,
+    /// The S3 store (`kind = "s3"`).
+    pub s3: S3Section,
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self { kind: StorageKind::Localfs, root: PathBuf::from("data/objects"), signing_key: None }
+        Self {
+            kind: StorageKind::Localfs,
+            root: PathBuf::from("data/objects"),
+            signing_key: None,
+            s3: S3Section::default(),
+        }
+    }
+}
+
+/// The S3 store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Section {
+    /// `http(s)://host[:port]` of an S3-compatible server; unset for AWS.
+    pub endpoint: Option<String>,
+    /// Signing region (default `us-east-1`).
+    pub region: String,
+    /// The private bucket.
+    pub bucket: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret access key.
+    pub secret_key: Option<SecretString>,
+    /// Timeout of each HEAD/GET to the store, in milliseconds (default 5000).
+    pub request_timeout_ms: u64,
+}
+
+impl Default for S3Section {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: "us-east-1".into(),
+            bucket: String::new(),
+            access_key: String::new(),
+            secret_key: None,
+            request_timeout_ms: 5_000,
+        }
     }
 }
 

@@ -18,17 +18,17 @@ use streaming_core::adapters::{
 use streaming_core::ports::{
     check_presign_expiry, Clock, MediaCatalog, RateLimitPolicy, SubscriptionDirectory, UrlCache,
 };
-use streaming_core::url_signing::UrlSigner;
 use streaming_core::{
     CacheKeyring, PlaybackPorts, PlaybackService, PlaybackSettings, StreamUrlService, StreamingPorts, StreamingSettings,
 };
-use streaming_localfs::{JsonLinesEventPublisher, LocalObjectStore};
+use streaming_localfs::JsonLinesEventPublisher;
 
 use crate::demo::{self, DemoInfo};
 use crate::problem::{enrich_problems, ApiError, ProblemTypeBase};
 use crate::routes;
-use crate::settings::{CacheKind, Settings, StorageKind};
+use crate::settings::{CacheKind, Settings};
 use crate::state::AppState;
+use crate::storage::Storage;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -128,15 +128,7 @@ impl Application {
         )
         .map_err(|e| StartupError::Config(format!("auth.secret: {e}")))?;
 
-        let StorageKind::Localfs = settings.storage.kind;
-        let signing_key = settings.storage.signing_key.clone().unwrap_or_else(random_secret);
-        let signer = UrlSigner::new(signing_key.expose_secret().as_bytes())
-            .map_err(|e| StartupError::Config(format!("storage.signing_key: {e}")))?;
-        let local = Arc::new(
-            LocalObjectStore::open(&settings.storage.root, &base_url, signer)
-                .await
-                .map_err(|e| StartupError::Storage(format!("{}: {e}", settings.storage.root.display())))?,
-        );
+        let storage = Storage::open(&settings, &base_url, random_secret).await?;
 
         let memory_catalog = Arc::new(MemoryCatalog::new());
         let catalog: Arc<dyn MediaCatalog> = overrides.catalog.unwrap_or_else(|| memory_catalog.clone());
@@ -151,7 +143,7 @@ impl Application {
         let streaming = Arc::new(StreamUrlService::new(
             StreamingPorts {
                 catalog: catalog.clone(),
-                objects: local.clone(),
+                objects: storage.port(),
                 cache,
                 subscriptions: subscriptions.clone(),
                 clock: clock.clone(),
@@ -166,7 +158,7 @@ impl Application {
         let playback = Arc::new(PlaybackService::new(
             PlaybackPorts {
                 catalog,
-                objects: local.clone(),
+                objects: storage.port(),
                 subscriptions,
                 progress: Arc::new(MemoryProgressStore::new()),
                 sessions: Arc::new(MemorySessionStore::new()),
@@ -177,8 +169,8 @@ impl Application {
         ));
 
         let demo = if settings.demo.enabled {
-            let (user, tracks) = demo::seed(&memory_catalog, &local).await.map_err(StartupError::Storage)?;
-            let movie = demo::seed_movie(&memory_catalog, &local).await.map_err(StartupError::Storage)?;
+            let (user, tracks) = demo::seed(&memory_catalog, &storage).await.map_err(StartupError::Storage)?;
+            let movie = demo::seed_movie(&memory_catalog, &storage).await.map_err(StartupError::Storage)?;
             memory_subscriptions.set(&user, Some(demo::demo_subscription()));
             let token = TokenSigner::hs256(&auth_secret)
                 .sign(&TokenClaims {
@@ -209,7 +201,7 @@ impl Application {
             limiter: Arc::new(MemoryRateLimiter::new(clock.clone())),
             stream_url_policy,
             clock,
-            local_objects: Some(local),
+            local_objects: storage.local(),
         });
         let problem_base = web::Data::new(ProblemTypeBase(settings.problems.type_base.clone()));
 

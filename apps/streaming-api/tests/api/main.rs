@@ -7,5 +7,6 @@ mod harness;
 mod movies;
 mod objects;
 mod problems;
+mod s3;
 mod startup;
 mod tracks;

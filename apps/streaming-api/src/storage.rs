@@ -1,0 +1,92 @@
+//! The configured object store: the embedded directory or S3.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use streaming_core::domain::ObjectKey;
+use streaming_core::ports::ObjectStore;
+use streaming_core::url_signing::UrlSigner;
+use streaming_localfs::LocalObjectStore;
+use streaming_s3::{S3Config, S3ObjectStore};
+
+use crate::settings::{Settings, StorageKind};
+use crate::startup::StartupError;
+
+/// The object store the settings chose.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// A directory, served by this service's `/objects` route.
+    Local(Arc<LocalObjectStore>),
+    /// S3 or an S3-compatible server.
+    S3(Arc<S3ObjectStore>),
+}
+
+impl Storage {
+    /// Opens the configured store; `base_url` prefixes the local store's URLs.
+    ///
+    /// # Errors
+    /// [`StartupError`] for incomplete settings or an unusable directory.
+    pub async fn open(
+        settings: &Settings,
+        base_url: &str,
+        random_secret: fn() -> SecretString,
+    ) -> Result<Self, StartupError> {
+        let storage = &settings.storage;
+        match storage.kind {
+            StorageKind::Localfs => {
+                let signing_key = storage.signing_key.clone().unwrap_or_else(random_secret);
+                let signer = UrlSigner::new(signing_key.expose_secret().as_bytes())
+                    .map_err(|e| StartupError::Config(format!("storage.signing_key: {e}")))?;
+                let local = LocalObjectStore::open(&storage.root, base_url, signer)
+                    .await
+                    .map_err(|e| StartupError::Storage(format!("{}: {e}", storage.root.display())))?;
+                Ok(Self::Local(Arc::new(local)))
+            }
+            StorageKind::S3 => {
+                let s3 = &storage.s3;
+                let secret_key = s3
+                    .secret_key
+                    .clone()
+                    .ok_or_else(|| StartupError::Config("storage.s3.secret_key is required".into()))?;
+                let store = S3ObjectStore::new(S3Config {
+                    endpoint: s3.endpoint.clone(),
+                    region: s3.region.clone(),
+                    bucket: s3.bucket.clone(),
+                    access_key: s3.access_key.clone(),
+                    secret_key,
+                    request_timeout: Duration::from_millis(s3.request_timeout_ms),
+                })
+                .map_err(|e| StartupError::Config(format!("storage.s3: {e}")))?;
+                Ok(Self::S3(Arc::new(store)))
+            }
+        }
+    }
+
+    /// The store as the core's port.
+    pub fn port(&self) -> Arc<dyn ObjectStore> {
+        match self {
+            Self::Local(local) => local.clone(),
+            Self::S3(s3) => s3.clone(),
+        }
+    }
+
+    /// The embedded store, when it is the configured one (it serves `/objects`).
+    pub fn local(&self) -> Option<Arc<LocalObjectStore>> {
+        match self {
+            Self::Local(local) => Some(local.clone()),
+            Self::S3(_) => None,
+        }
+    }
+
+    /// Writes an object (demo media).
+    ///
+    /// # Errors
+    /// A printable reason.
+    pub async fn put(&self, key: &ObjectKey, bytes: &[u8], content_type: &str) -> Result<(), String> {
+        match self {
+            Self::Local(local) => local.put(key, bytes).await.map_err(|e| e.to_string()),
+            Self::S3(s3) => s3.put(key, bytes.to_vec(), content_type).await.map_err(|e| e.to_string()),
+        }
+    }
+}

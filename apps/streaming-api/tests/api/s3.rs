@@ -1,0 +1,65 @@
+//! The track and movie flows with the S3 store against the real
+//! S3-compatible server of `cargo xtask test`, switched on by settings alone.
+
+use reqwest::Method;
+use secrecy::SecretString;
+use streaming_api::settings::StorageKind;
+
+use crate::harness::{spawn, TestApp, READY};
+
+/// A variable from the environment, or from `target/infra/env` after `cargo xtask infra up`.
+fn infra(name: &str) -> String {
+    if let Ok(value) = std::env::var(name) {
+        return value;
+    }
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/infra/env");
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| text.lines().find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_owned)))
+        .unwrap_or_else(|| {
+            panic!("{name} is not set: run the tests with `cargo xtask test` (or `cargo xtask infra up` first)")
+        })
+}
+
+async fn spawn_on_s3() -> TestApp {
+    spawn(|s| {
+        s.storage.kind = StorageKind::S3;
+        s.storage.s3.endpoint = Some(infra("STREAMGATE_S3_ENDPOINT"));
+        s.storage.s3.bucket = infra("STREAMGATE_S3_BUCKET");
+        s.storage.s3.access_key = infra("STREAMGATE_S3_ACCESS_KEY");
+        s.storage.s3.secret_key = Some(SecretString::from(infra("STREAMGATE_S3_SECRET_KEY")));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_track_flow_runs_against_the_s3_server() {
+    let app = spawn_on_s3().await;
+    let body = app.stream_url(READY).await;
+    let url = body["streamUrl"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&infra("STREAMGATE_S3_ENDPOINT")), "the player goes straight to the store: {url}");
+    assert!(url.contains("X-Amz-Signature="));
+
+    let expected = streaming_api::demo::tone_wav(440.0, 5);
+    assert_eq!(body["fileSizeBytes"], expected.len());
+    let range = app.client.get(&url).header("Range", "bytes=0-99").send().await.unwrap();
+    assert_eq!(range.status(), 206);
+    assert_eq!(range.headers()["content-range"], format!("bytes 0-99/{}", expected.len()));
+    assert_eq!(&range.bytes().await.unwrap()[..], &expected[..100]);
+
+    assert_eq!(app.stream_url(READY).await["streamUrl"], url.as_str(), "the second request is a cache hit");
+    let local = app.client.get(app.url("/objects/tracks/x.wav?exp=1&sig=x")).send().await.unwrap();
+    assert_eq!(local.status(), 404, "the embedded object route is off with S3");
+}
+
+#[tokio::test]
+async fn the_movie_manifest_is_checked_and_signed_on_s3() {
+    let app = spawn_on_s3().await;
+    let response = app.send(Method::POST, "/api/v1/stream/5eed0000-0000-4000-8000-000000000001", None, None).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let url = body["manifest_url"].as_str().unwrap();
+    let manifest = app.client.get(url).send().await.unwrap();
+    assert_eq!(manifest.status(), 200);
+    assert!(manifest.text().await.unwrap().starts_with("#EXTM3U"));
+}

@@ -1,0 +1,155 @@
+//! The S3 adapter against a real S3-compatible server that checks SigV4
+//! signatures (`cargo xtask test` starts it; see `xtask/src/infra`).
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use streaming_core::circuit_breaker::BreakerState;
+use streaming_core::domain::ObjectKey;
+use streaming_core::ports::{ObjectStore, ObjectStoreError};
+use streaming_s3::{S3Config, S3ObjectStore};
+use time::OffsetDateTime;
+
+/// A variable from the environment, or from `target/infra/env` after `cargo xtask infra up`.
+fn infra(name: &str) -> String {
+    if let Ok(value) = std::env::var(name) {
+        return value;
+    }
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/infra/env");
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| text.lines().find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_owned)))
+        .unwrap_or_else(|| {
+            panic!("{name} is not set: run the tests with `cargo xtask test` (or `cargo xtask infra up` first)")
+        })
+}
+
+fn config(endpoint: &str) -> S3Config {
+    S3Config {
+        endpoint: Some(endpoint.to_owned()),
+        region: "us-east-1".into(),
+        bucket: infra("STREAMGATE_S3_BUCKET"),
+        access_key: infra("STREAMGATE_S3_ACCESS_KEY"),
+        secret_key: infra("STREAMGATE_S3_SECRET_KEY").into(),
+        request_timeout: Duration::from_secs(5),
+    }
+}
+
+fn store() -> S3ObjectStore {
+    S3ObjectStore::new(config(&infra("STREAMGATE_S3_ENDPOINT"))).unwrap()
+}
+
+fn unique_key(name: &str) -> ObjectKey {
+    ObjectKey::try_from(format!("tests/{}/{name}", uuid_v4()).as_str()).unwrap()
+}
+
+fn uuid_v4() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn audio(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn keeps_the_object_store_contract() {
+    let store = store();
+    let key = unique_key("track.wav");
+    let bytes = audio(4096);
+    store.put(&key, bytes.clone(), "audio/wav").await.unwrap();
+    streaming_core::contract::object_store(&store, &key, &bytes, &unique_key("missing.wav")).await;
+    assert_eq!(store.head(&key).await.unwrap().content_type.as_deref(), Some("audio/wav"));
+}
+
+#[tokio::test]
+async fn a_presigned_url_serves_the_object_and_its_ranges() {
+    let store = store();
+    let key = unique_key("with space & ünïcode.mp3");
+    let bytes = audio(10_000);
+    store.put(&key, bytes.clone(), "audio/mpeg").await.unwrap();
+    let url = store.presign_get(&key, OffsetDateTime::now_utc(), Duration::from_secs(120)).await.unwrap().url;
+    let client = reqwest::Client::new();
+
+    let whole = client.get(&url).send().await.unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(&whole.bytes().await.unwrap()[..], &bytes[..]);
+
+    let range = client.get(&url).header("Range", "bytes=0-99").send().await.unwrap();
+    assert_eq!(range.status(), 206);
+    assert_eq!(range.headers()["content-range"], format!("bytes 0-99/{}", bytes.len()));
+    assert_eq!(&range.bytes().await.unwrap()[..], &bytes[..100]);
+}
+
+#[tokio::test]
+async fn tampered_expired_and_unsigned_requests_are_refused() {
+    let store = store();
+    let key = unique_key("private.mp3");
+    store.put(&key, audio(100), "audio/mpeg").await.unwrap();
+    let client = reqwest::Client::new();
+
+    let url = store.presign_get(&key, OffsetDateTime::now_utc(), Duration::from_secs(120)).await.unwrap().url;
+    let signature = url.split("X-Amz-Signature=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    let flipped: String = signature.chars().rev().collect();
+    let tampered = url.replace(&signature, &flipped);
+    assert_eq!(client.get(&tampered).send().await.unwrap().status(), 403, "changed signature");
+    let longer = url.replace("X-Amz-Expires=120", "X-Amz-Expires=604800");
+    assert_eq!(client.get(&longer).send().await.unwrap().status(), 403, "changed expiry");
+
+    let long_ago = OffsetDateTime::now_utc() - Duration::from_secs(600);
+    let expired = store.presign_get(&key, long_ago, Duration::from_secs(60)).await.unwrap().url;
+    assert_eq!(client.get(&expired).send().await.unwrap().status(), 403, "expired");
+
+    let unsigned = url.split('?').next().unwrap();
+    assert_eq!(client.get(unsigned).send().await.unwrap().status(), 403, "the bucket is private");
+}
+
+#[tokio::test]
+async fn missing_objects_are_not_found() {
+    let store = store();
+    let missing = unique_key("nothing.mp3");
+    assert_eq!(store.head(&missing).await, Err(ObjectStoreError::NotFound));
+    assert_eq!(store.read_small(&missing, 1024).await, Err(ObjectStoreError::NotFound));
+    assert_eq!(store.breaker_state(), BreakerState::Closed, "not found is an answer, not a failure");
+}
+
+#[tokio::test]
+async fn a_stopped_server_is_unavailable_and_opens_the_breaker() {
+    // A server of our own, so stopping it disturbs no other test.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    std::fs::create_dir_all(data.join(infra("STREAMGATE_S3_BUCKET"))).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = tokio::process::Command::new(infra("STREAMGATE_S3S_FS_BIN"))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", &infra("STREAMGATE_S3_ACCESS_KEY"), "--secret-key", &infra("STREAMGATE_S3_SECRET_KEY")])
+        .arg(&data)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the test server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let store = S3ObjectStore::new(S3Config { request_timeout: Duration::from_secs(1), ..config(&endpoint) }).unwrap();
+    let key = unique_key("a.mp3");
+    store.put(&key, audio(10), "audio/mpeg").await.unwrap();
+    assert!(store.head(&key).await.is_ok());
+
+    server.kill().await.unwrap();
+    let started = Instant::now();
+    for attempt in 0..5 {
+        let result = store.head(&key).await;
+        assert!(matches!(result, Err(ObjectStoreError::Unavailable(_))), "attempt {attempt}: {result:?}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "each failure is bounded by the timeout");
+    assert_eq!(store.breaker_state(), BreakerState::Open);
+    let fast = Instant::now();
+    assert_eq!(store.head(&key).await, Err(ObjectStoreError::Unavailable("circuit breaker open".into())));
+    assert!(fast.elapsed() < Duration::from_millis(50), "an open breaker fails fast");
+    // Presigning needs no server and still works.
+    assert!(store.presign_get(&key, OffsetDateTime::now_utc(), Duration::from_secs(60)).await.is_ok());
+}

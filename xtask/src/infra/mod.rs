@@ -1,0 +1,94 @@
+//! The real infrastructure for tests, on loopback, under `target/infra/`:
+//! each service is installed if missing (into the tool cache outside the
+//! clone), started with a pid file, and stopped by that pid only.
+//!
+//! `infra up` writes `target/infra/env` (`KEY=value` lines); `cargo xtask test`
+//! passes the same variables to the tests, which also read the file when run
+//! on their own after `cargo xtask infra up`.
+
+mod s3;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the infrastructure keeps its data, logs and pid files.
+pub fn dir(root: &Path) -> PathBuf {
+    root.join("target").join("infra")
+}
+
+/// Starts every service (stopping leftovers first) and returns the
+/// variables that tell tests where they are.
+pub fn up(root: &Path) -> Result<BTreeMap<String, String>, String> {
+    down(root)?;
+    let dir = dir(root);
+    fs::create_dir_all(dir.join("logs")).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut env = BTreeMap::new();
+    env.extend(s3::start(&dir)?);
+    let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    fs::write(dir.join("env"), text).map_err(|e| format!("writing the env file: {e}"))?;
+    for (key, value) in &env {
+        println!("  {key}={value}");
+    }
+    Ok(env)
+}
+
+/// Stops every service this tool started (by pid file) and nothing else.
+pub fn down(root: &Path) -> Result<(), String> {
+    let dir = dir(root);
+    let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "pid") {
+            stop_pid_file(&path);
+        }
+    }
+    let _ = fs::remove_file(dir.join("env"));
+    Ok(())
+}
+
+fn stop_pid_file(path: &Path) {
+    if let Some(pid) = fs::read_to_string(path).ok().and_then(|p| p.trim().parse::<u32>().ok()) {
+        let _ = Command::new("kill").arg(pid.to_string()).stderr(Stdio::null()).status();
+        // Give it a moment to exit, then make sure.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).stderr(Stdio::null()).status();
+    }
+    let _ = fs::remove_file(path);
+}
+
+/// A free loopback port (the tiny race until the server binds is acceptable for tests).
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+/// Spawns `command` detached, logging to `logs/{name}.log`, and records its pid.
+fn spawn(dir: &Path, name: &str, command: &mut Command) -> Result<u32, String> {
+    let log = fs::File::create(dir.join("logs").join(format!("{name}.log"))).map_err(|e| e.to_string())?;
+    let err = log.try_clone().map_err(|e| e.to_string())?;
+    let child =
+        command.stdin(Stdio::null()).stdout(log).stderr(err).spawn().map_err(|e| format!("starting {name}: {e}"))?;
+    fs::write(dir.join(format!("{name}.pid")), child.id().to_string()).map_err(|e| e.to_string())?;
+    Ok(child.id())
+}
+
+/// Waits until `port` accepts connections.
+fn wait_for_port(name: &str, port: u16, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!(
+        "{name} did not accept connections on port {port} within {timeout:?} (see target/infra/logs/{name}.log)"
+    ))
+}
