@@ -242,7 +242,7 @@ pub struct S3Section {
     pub region: String,
     /// The private bucket.
     pub bucket: String,
-    /// Access key id.
+    /// Access key id; with `secret_key` unset too, the standard AWS chain is used.
     pub access_key: String,
     /// Secret access key.
     pub secret_key: Option<SecretString>,

@@ -202,6 +202,7 @@ impl Application {
             stream_url_policy,
             clock,
             local_objects: storage.local(),
+            storage,
         });
         let problem_base = web::Data::new(ProblemTypeBase(settings.problems.type_base.clone()));
 

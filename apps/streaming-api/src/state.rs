@@ -7,6 +7,8 @@ use streaming_core::ports::{Clock, RateLimitPolicy, RateLimiter};
 use streaming_core::{PlaybackService, StreamUrlService};
 use streaming_localfs::LocalObjectStore;
 
+use crate::storage::Storage;
+
 /// Shared application state.
 pub struct AppState {
     /// The core's streaming service.
@@ -25,6 +27,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// The embedded object store, when it is the configured store (serves `/objects`).
     pub local_objects: Option<Arc<LocalObjectStore>>,
+    /// The configured object store (readiness).
+    pub storage: Storage,
 }
 
 impl std::fmt::Debug for AppState {

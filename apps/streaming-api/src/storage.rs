@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
+use streaming_core::circuit_breaker::BreakerState;
 use streaming_core::domain::ObjectKey;
 use streaming_core::ports::ObjectStore;
 use streaming_core::url_signing::UrlSigner;
 use streaming_localfs::LocalObjectStore;
-use streaming_s3::{S3Config, S3ObjectStore};
+use streaming_s3::{S3Config, S3Credentials, S3ObjectStore};
 
 use crate::settings::{Settings, StorageKind};
 use crate::startup::StartupError;
@@ -45,16 +46,24 @@ impl Storage {
             }
             StorageKind::S3 => {
                 let s3 = &storage.s3;
-                let secret_key = s3
-                    .secret_key
-                    .clone()
-                    .ok_or_else(|| StartupError::Config("storage.s3.secret_key is required".into()))?;
+                // Both keys, or neither (then the standard AWS chain: environment,
+                // profile, container or instance role).
+                let credentials = match (s3.access_key.is_empty(), &s3.secret_key) {
+                    (false, Some(secret_key)) => {
+                        S3Credentials::Static { access_key: s3.access_key.clone(), secret_key: secret_key.clone() }
+                    }
+                    (true, None) => S3Credentials::Default,
+                    _ => {
+                        return Err(StartupError::Config(
+                            "storage.s3.access_key and storage.s3.secret_key go together".into(),
+                        ))
+                    }
+                };
                 let store = S3ObjectStore::new(S3Config {
                     endpoint: s3.endpoint.clone(),
                     region: s3.region.clone(),
                     bucket: s3.bucket.clone(),
-                    access_key: s3.access_key.clone(),
-                    secret_key,
+                    credentials,
                     request_timeout: Duration::from_millis(s3.request_timeout_ms),
                 })
                 .map_err(|e| StartupError::Config(format!("storage.s3: {e}")))?;
@@ -76,6 +85,17 @@ impl Storage {
         match self {
             Self::Local(local) => Some(local.clone()),
             Self::S3(_) => None,
+        }
+    }
+
+    /// The store's health for `/readyz`: `None` when ready, else why not.
+    pub fn unready_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Local(_) => None,
+            Self::S3(s3) => match s3.breaker_state() {
+                BreakerState::Open => Some("circuit breaker open"),
+                BreakerState::Closed | BreakerState::HalfOpen => None,
+            },
         }
     }
 

@@ -9,25 +9,27 @@ use rusoto_s3::util::{PreSignedRequest, PreSignedRequestOption};
 use rusoto_s3::GetObjectRequest;
 use streaming_core::domain::ObjectKey;
 use streaming_core::ports::ObjectStore;
-use streaming_s3::{QuerySigner, S3Config, S3ObjectStore};
+use streaming_s3::{QuerySigner, ResponseOverrides, S3Config, S3Credentials, S3ObjectStore, SigningCredentials};
 use time::OffsetDateTime;
 
 const KEY: &str = "tracks/01HXKZ3Y8Q4N7W2M5V6B9C0D1E-a1b2c3.mp3";
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
 fn presign(c: &mut Criterion) {
-    let signer = QuerySigner::new("http", "127.0.0.1:9000", "us-east-1", "AKIDEXAMPLE", SECRET.into());
+    let signer = QuerySigner::new("http", "127.0.0.1:9000", "us-east-1");
+    let credentials = SigningCredentials { access_key: "AKIDEXAMPLE", secret_key: SECRET, session_token: None };
     let now = OffsetDateTime::now_utc();
     c.bench_function("presign/query_signer", |b| {
-        b.iter(|| signer.presign_get("audio", std::hint::black_box(KEY), now, 120));
+        b.iter(|| {
+            signer.presign_get(credentials, "audio", std::hint::black_box(KEY), now, 120, ResponseOverrides::default())
+        });
     });
 
     let store = match S3ObjectStore::new(S3Config {
         endpoint: Some("http://127.0.0.1:9000".into()),
         region: "us-east-1".into(),
         bucket: "audio".into(),
-        access_key: "AKIDEXAMPLE".into(),
-        secret_key: SECRET.into(),
+        credentials: S3Credentials::Static { access_key: "AKIDEXAMPLE".into(), secret_key: SECRET.into() },
         request_timeout: Duration::from_secs(5),
     }) {
         Ok(store) => store,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusoto_core::{HttpClient, Region, RusotoError};
-use rusoto_credential::StaticProvider;
+use rusoto_credential::{DefaultCredentialsProvider, ProvideAwsCredentials, StaticProvider};
 use rusoto_s3::{GetObjectRequest, HeadObjectRequest, PutObjectRequest, S3Client, S3};
 use secrecy::{ExposeSecret, SecretString};
 use streaming_core::circuit_breaker::{BreakerState, CircuitBreaker};
@@ -25,7 +25,7 @@ use streaming_core::ports::{check_presign_expiry, ObjectInfo, ObjectStore, Objec
 use time::OffsetDateTime;
 use tokio::io::AsyncReadExt;
 
-pub use sigv4::QuerySigner;
+pub use sigv4::{QuerySigner, ResponseOverrides, SigningCredentials};
 
 /// How to reach the bucket.
 #[derive(Debug, Clone)]
@@ -36,12 +36,32 @@ pub struct S3Config {
     pub region: String,
     /// The private bucket.
     pub bucket: String,
-    /// Access key id.
-    pub access_key: String,
-    /// Secret access key.
-    pub secret_key: SecretString,
+    /// Where credentials come from.
+    pub credentials: S3Credentials,
     /// Timeout of each `head`/`read_small` attempt (default 5 s).
     pub request_timeout: Duration,
+}
+
+/// Where the store's credentials come from.
+#[derive(Debug, Clone)]
+pub enum S3Credentials {
+    /// A fixed access key and secret.
+    Static {
+        /// Access key id.
+        access_key: String,
+        /// Secret access key.
+        secret_key: SecretString,
+    },
+    /// The standard chain: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
+    /// (`AWS_SESSION_TOKEN`), the profile file, then container or instance
+    /// metadata; temporary credentials are refreshed before they expire.
+    Default,
+}
+
+/// The credentials at hand: fixed, or the refreshing chain.
+enum CredentialSource {
+    Static { access_key: String, secret_key: SecretString },
+    Chain(DefaultCredentialsProvider),
 }
 
 /// Why the store could not be built.
@@ -62,6 +82,7 @@ pub enum S3ConfigError {
 pub struct S3ObjectStore {
     client: S3Client,
     bucket: String,
+    credentials: CredentialSource,
     signer: QuerySigner,
     breaker: CircuitBreaker,
     timeout: Duration,
@@ -86,19 +107,28 @@ impl S3ObjectStore {
         if config.bucket.is_empty() {
             return Err(S3ConfigError::Missing("bucket"));
         }
-        if config.access_key.is_empty() || config.secret_key.expose_secret().is_empty() {
-            return Err(S3ConfigError::Missing("credentials"));
-        }
         let endpoint = config.endpoint.clone().unwrap_or_else(|| aws_endpoint(&config.region));
         let (scheme, host) = split_endpoint(&endpoint).ok_or_else(|| S3ConfigError::BadEndpoint(endpoint.clone()))?;
         let region = Region::Custom { name: config.region.clone(), endpoint: format!("{scheme}://{host}") };
         let http = HttpClient::new().map_err(|e| S3ConfigError::Client(e.to_string()))?;
-        let credentials =
-            StaticProvider::new_minimal(config.access_key.clone(), config.secret_key.expose_secret().to_owned());
+        let (client, credentials) = match config.credentials {
+            S3Credentials::Static { access_key, secret_key } => {
+                if access_key.is_empty() || secret_key.expose_secret().is_empty() {
+                    return Err(S3ConfigError::Missing("credentials"));
+                }
+                let provider = StaticProvider::new_minimal(access_key.clone(), secret_key.expose_secret().to_owned());
+                (S3Client::new_with(http, provider, region), CredentialSource::Static { access_key, secret_key })
+            }
+            S3Credentials::Default => {
+                let chain = DefaultCredentialsProvider::new().map_err(|e| S3ConfigError::Client(e.to_string()))?;
+                (S3Client::new_with(http, chain.clone(), region), CredentialSource::Chain(chain))
+            }
+        };
         Ok(Self {
-            client: S3Client::new_with(http, credentials, region),
+            client,
             bucket: config.bucket,
-            signer: QuerySigner::new(scheme, host, &config.region, &config.access_key, config.secret_key),
+            credentials,
+            signer: QuerySigner::new(scheme, host, &config.region),
             breaker: CircuitBreaker::standard(),
             timeout: config.request_timeout,
         })
@@ -107,6 +137,46 @@ impl S3ObjectStore {
     /// The breaker's state, for readiness checks and metrics.
     pub fn breaker_state(&self) -> BreakerState {
         self.breaker.state()
+    }
+
+    /// [`ObjectStore::presign_get`] with response headers the store should send.
+    ///
+    /// # Errors
+    /// `Invalid` for an expiry out of range; `Unavailable` if the credential
+    /// chain has no credentials.
+    pub async fn presign_get_with(
+        &self,
+        key: &ObjectKey,
+        signed_at: OffsetDateTime,
+        expires_in: Duration,
+        overrides: ResponseOverrides<'_>,
+    ) -> Result<PresignedUrl, ObjectStoreError> {
+        check_presign_expiry(expires_in)?;
+        let seconds = expires_in.as_secs().max(1);
+        let url = match &self.credentials {
+            CredentialSource::Static { access_key, secret_key } => {
+                let credentials =
+                    SigningCredentials { access_key, secret_key: secret_key.expose_secret(), session_token: None };
+                self.signer.presign_get(credentials, &self.bucket, key.as_str(), signed_at, seconds, overrides)
+            }
+            CredentialSource::Chain(chain) => {
+                // Cached by the provider and refreshed before expiry: no round trip here.
+                let aws = chain
+                    .credentials()
+                    .await
+                    .map_err(|e| ObjectStoreError::Unavailable(format!("no credentials: {e}")))?;
+                let credentials = SigningCredentials {
+                    access_key: aws.aws_access_key_id(),
+                    secret_key: aws.aws_secret_access_key(),
+                    session_token: aws.token().as_deref(),
+                };
+                self.signer.presign_get(credentials, &self.bucket, key.as_str(), signed_at, seconds, overrides)
+            }
+        }
+        .ok_or_else(|| ObjectStoreError::Invalid("signing failed".into()))?;
+        // SigV4 dates have second resolution: the URL expires `seconds` after the signing second.
+        let signed_second = OffsetDateTime::from_unix_timestamp(signed_at.unix_timestamp()).unwrap_or(signed_at);
+        Ok(PresignedUrl { url, expires_at: signed_second + Duration::from_secs(seconds) })
     }
 
     /// Uploads an object (demo media, tests). Not on any request path.
@@ -226,15 +296,7 @@ impl ObjectStore for S3ObjectStore {
         signed_at: OffsetDateTime,
         expires_in: Duration,
     ) -> Result<PresignedUrl, ObjectStoreError> {
-        check_presign_expiry(expires_in)?;
-        let seconds = expires_in.as_secs().max(1);
-        let url = self
-            .signer
-            .presign_get(&self.bucket, key.as_str(), signed_at, seconds)
-            .ok_or_else(|| ObjectStoreError::Invalid("signing failed".into()))?;
-        // SigV4 dates have second resolution: the URL expires `seconds` after the signing second.
-        let signed_second = OffsetDateTime::from_unix_timestamp(signed_at.unix_timestamp()).unwrap_or(signed_at);
-        Ok(PresignedUrl { url, expires_at: signed_second + Duration::from_secs(seconds) })
+        self.presign_get_with(key, signed_at, expires_in, ResponseOverrides::default()).await
     }
 
     async fn read_small(&self, key: &ObjectKey, max_bytes: u64) -> Result<Vec<u8>, ObjectStoreError> {

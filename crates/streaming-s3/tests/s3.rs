@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use streaming_core::circuit_breaker::BreakerState;
 use streaming_core::domain::ObjectKey;
 use streaming_core::ports::{ObjectStore, ObjectStoreError};
-use streaming_s3::{S3Config, S3ObjectStore};
+use streaming_s3::{ResponseOverrides, S3Config, S3Credentials, S3ObjectStore};
 use time::OffsetDateTime;
 
 /// A variable from the environment, or from `target/infra/env` after `cargo xtask infra up`.
@@ -31,8 +31,10 @@ fn config(endpoint: &str) -> S3Config {
         endpoint: Some(endpoint.to_owned()),
         region: "us-east-1".into(),
         bucket: infra("STREAMGATE_S3_BUCKET"),
-        access_key: infra("STREAMGATE_S3_ACCESS_KEY"),
-        secret_key: infra("STREAMGATE_S3_SECRET_KEY").into(),
+        credentials: S3Credentials::Static {
+            access_key: infra("STREAMGATE_S3_ACCESS_KEY"),
+            secret_key: infra("STREAMGATE_S3_SECRET_KEY").into(),
+        },
         request_timeout: Duration::from_secs(5),
     }
 }
@@ -152,4 +154,42 @@ async fn a_stopped_server_is_unavailable_and_opens_the_breaker() {
     assert!(fast.elapsed() < Duration::from_millis(50), "an open breaker fails fast");
     // Presigning needs no server and still works.
     assert!(store.presign_get(&key, OffsetDateTime::now_utc(), Duration::from_secs(60)).await.is_ok());
+}
+
+#[tokio::test]
+async fn response_overrides_are_signed_and_honoured() {
+    let store = store();
+    let key = unique_key("override.bin");
+    store.put(&key, audio(64), "application/octet-stream").await.unwrap();
+    let overrides = ResponseOverrides {
+        content_type: Some("audio/mpeg"),
+        content_disposition: Some("inline; filename=\"a b.mp3\""),
+    };
+    let url =
+        store.presign_get_with(&key, OffsetDateTime::now_utc(), Duration::from_secs(60), overrides).await.unwrap().url;
+    let client = reqwest::Client::new();
+    let response = client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "audio/mpeg");
+    assert_eq!(response.headers()["content-disposition"], "inline; filename=\"a b.mp3\"");
+    let swapped = url.replace("audio%2Fmpeg", "text%2Fhtml");
+    assert_eq!(client.get(&swapped).send().await.unwrap().status(), 403, "overrides are covered by the signature");
+}
+
+/// The standard credential chain, fed through its first link: the environment.
+#[tokio::test]
+async fn credentials_from_the_standard_chain_sign_and_authenticate() {
+    // nextest runs each test in its own process, so this environment is ours alone.
+    std::env::set_var("AWS_ACCESS_KEY_ID", infra("STREAMGATE_S3_ACCESS_KEY"));
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", infra("STREAMGATE_S3_SECRET_KEY"));
+    let store = S3ObjectStore::new(S3Config {
+        credentials: S3Credentials::Default,
+        ..config(&infra("STREAMGATE_S3_ENDPOINT"))
+    })
+    .unwrap();
+    let key = unique_key("chain.mp3");
+    store.put(&key, audio(32), "audio/mpeg").await.unwrap();
+    assert_eq!(store.head(&key).await.unwrap().size_bytes, 32);
+    let url = store.presign_get(&key, OffsetDateTime::now_utc(), Duration::from_secs(60)).await.unwrap().url;
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
 }

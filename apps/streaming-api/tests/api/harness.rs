@@ -35,7 +35,13 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings), overrides: PortOv
     configure(&mut settings);
     let app = Application::build_with(settings, overrides).await.unwrap();
     let address = app.base_url().to_owned();
-    let demo = app.demo().unwrap().clone();
+    // Without demo mode there is no printed token; mint one for the demo user.
+    let demo = app.demo().cloned().unwrap_or_else(|| DemoInfo {
+        user: streaming_api::demo::DEMO_USER.parse().unwrap(),
+        token: token_for(streaming_api::demo::DEMO_USER),
+        tracks: Vec::new(),
+        movie: MOVIE.parse().unwrap(),
+    });
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     TestApp { address, client, demo, dir }

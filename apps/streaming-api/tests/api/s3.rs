@@ -63,3 +63,49 @@ async fn the_movie_manifest_is_checked_and_signed_on_s3() {
     assert_eq!(manifest.status(), 200);
     assert!(manifest.text().await.unwrap().starts_with("#EXTM3U"));
 }
+
+/// A dead store: every manifest check fails, the breaker opens, `/readyz` says so.
+#[tokio::test]
+async fn an_unreachable_store_opens_the_breaker_and_readyz_reports_it() {
+    use std::sync::Arc;
+    use streaming_core::adapters::MemoryCatalog;
+    use streaming_core::domain::{Media, MediaKind, MediaStatus, ObjectKey, PlanFeatures, Visibility};
+
+    let catalog = Arc::new(MemoryCatalog::new());
+    catalog.upsert(Media {
+        id: crate::harness::MOVIE.parse().unwrap(),
+        kind: MediaKind::Movie,
+        owner: None,
+        status: MediaStatus::Ready,
+        object_key: ObjectKey::try_from("movies/m").unwrap(),
+        content_type: "application/vnd.apple.mpegurl".into(),
+        size_bytes: 0,
+        duration_seconds: Some(6.0),
+        visibility: Visibility::Public,
+        required_features: PlanFeatures::default(),
+    });
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let overrides = streaming_api::PortOverrides { catalog: Some(catalog), ..streaming_api::PortOverrides::default() };
+    let app = crate::harness::spawn_with(
+        |s| {
+            s.demo.enabled = false;
+            s.storage.kind = StorageKind::S3;
+            s.storage.s3.endpoint = Some(format!("http://127.0.0.1:{dead_port}"));
+            s.storage.s3.bucket = "nowhere".into();
+            s.storage.s3.access_key = "key".into();
+            s.storage.s3.secret_key = Some(SecretString::from("secret"));
+            s.storage.s3.request_timeout_ms = 500;
+        },
+        overrides,
+    )
+    .await;
+    assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+    for _ in 0..5 {
+        let response = app.send(Method::POST, "/api/v1/stream/5eed0000-0000-4000-8000-000000000001", None, None).await;
+        crate::harness::assert_problem(response, 503, "service-unavailable").await;
+    }
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["object_store"], "circuit breaker open");
+}
