@@ -61,7 +61,7 @@ pub enum S3Credentials {
 /// The credentials at hand: fixed, or the refreshing chain.
 enum CredentialSource {
     Static { access_key: String, secret_key: SecretString },
-    Chain(DefaultCredentialsProvider),
+    Chain(Box<DefaultCredentialsProvider>),
 }
 
 /// Why the store could not be built.
@@ -121,7 +121,7 @@ impl S3ObjectStore {
             }
             S3Credentials::Default => {
                 let chain = DefaultCredentialsProvider::new().map_err(|e| S3ConfigError::Client(e.to_string()))?;
-                (S3Client::new_with(http, chain.clone(), region), CredentialSource::Chain(chain))
+                (S3Client::new_with(http, chain.clone(), region), CredentialSource::Chain(Box::new(chain)))
             }
         };
         Ok(Self {
