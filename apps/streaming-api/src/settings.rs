@@ -25,6 +25,8 @@ pub struct Settings {
     pub cache: CacheSettings,
     /// Per-user request limits.
     pub rate_limit: RateLimitSettings,
+    /// Redis, shared by every instance (cache, rate limits).
+    pub redis: RedisSection,
     /// Where media objects live.
     pub storage: StorageSettings,
     /// Demo media and the printed demo token.
@@ -159,6 +161,8 @@ pub enum CacheKind {
     Moka,
     /// In-process, unbounded map (tests only).
     Memory,
+    /// Redis (`redis.url`), shared by every instance.
+    Redis,
 }
 
 /// The URL cache.
@@ -179,6 +183,27 @@ pub struct CacheSettings {
 impl Default for CacheSettings {
     fn default() -> Self {
         Self { kind: CacheKind::Moka, max_entries: 100_000, current_key_version: None, encryption_keys: None }
+    }
+}
+
+/// Redis, shared by every instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSection {
+    /// `redis://`, `rediss://`, `redis-cluster://…?node=…` or `redis-sentinel://…`.
+    /// When set, rate limits are shared through Redis.
+    pub url: Option<SecretString>,
+    /// Connections in the pool (default 4).
+    pub pool_size: usize,
+    /// Timeout of every command in milliseconds (default 500).
+    pub command_timeout_ms: u64,
+    /// Prefix of every key (default empty).
+    pub key_prefix: String,
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        Self { url: None, pool_size: 4, command_timeout_ms: 500, key_prefix: String::new() }
     }
 }
 

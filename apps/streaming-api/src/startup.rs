@@ -16,12 +16,13 @@ use streaming_core::adapters::{
     MokaUrlCache, SystemClock,
 };
 use streaming_core::ports::{
-    check_presign_expiry, Clock, MediaCatalog, RateLimitPolicy, SubscriptionDirectory, UrlCache,
+    check_presign_expiry, Clock, MediaCatalog, RateLimitPolicy, RateLimiter, SubscriptionDirectory, UrlCache,
 };
 use streaming_core::{
     CacheKeyring, PlaybackPorts, PlaybackService, PlaybackSettings, StreamUrlService, StreamingPorts, StreamingSettings,
 };
 use streaming_localfs::JsonLinesEventPublisher;
+use streaming_redis::{RedisConfig, RedisConnection, RedisRateLimiter, RedisUrlCache};
 
 use crate::demo::{self, DemoInfo};
 use crate::problem::{enrich_problems, ApiError, ProblemTypeBase};
@@ -132,9 +133,18 @@ impl Application {
 
         let memory_catalog = Arc::new(MemoryCatalog::new());
         let catalog: Arc<dyn MediaCatalog> = overrides.catalog.unwrap_or_else(|| memory_catalog.clone());
-        let cache: Arc<dyn UrlCache> = match settings.cache.kind {
-            CacheKind::Moka => Arc::new(MokaUrlCache::new(settings.cache.max_entries)),
-            CacheKind::Memory => Arc::new(MemoryUrlCache::new(clock.clone())),
+        let redis = redis_connection(&settings)?;
+        let cache: Arc<dyn UrlCache> = match (settings.cache.kind, &redis) {
+            (CacheKind::Moka, _) => Arc::new(MokaUrlCache::new(settings.cache.max_entries)),
+            (CacheKind::Memory, _) => Arc::new(MemoryUrlCache::new(clock.clone())),
+            (CacheKind::Redis, Some(redis)) => Arc::new(RedisUrlCache::new(redis.clone())),
+            (CacheKind::Redis, None) => {
+                return Err(StartupError::Config("cache.kind = \"redis\" needs redis.url".into()))
+            }
+        };
+        let limiter: Arc<dyn RateLimiter> = match &redis {
+            Some(redis) => Arc::new(RedisRateLimiter::new(redis.clone())),
+            None => Arc::new(MemoryRateLimiter::new(clock.clone())),
         };
         let keyring = keyring(&settings)?;
         let memory_subscriptions = Arc::new(MemorySubscriptions::new());
@@ -198,7 +208,7 @@ impl Application {
             playback,
             max_body_bytes: max_body,
             verifier,
-            limiter: Arc::new(MemoryRateLimiter::new(clock.clone())),
+            limiter,
             stream_url_policy,
             clock,
             local_objects: storage.local(),
@@ -272,6 +282,22 @@ fn streaming_settings(settings: &Settings) -> Result<StreamingSettings, StartupE
         cache_buffer: Duration::from_secs(s.cache_buffer_seconds),
         cache_key_prefix: s.cache_key_prefix.clone(),
     })
+}
+
+fn redis_connection(settings: &Settings) -> Result<Option<RedisConnection>, StartupError> {
+    let Some(url) = &settings.redis.url else {
+        return Ok(None);
+    };
+    let config = RedisConfig {
+        url: url.expose_secret().to_owned(),
+        pool_size: settings.redis.pool_size,
+        command_timeout: Duration::from_millis(settings.redis.command_timeout_ms),
+        key_prefix: settings.redis.key_prefix.clone(),
+    };
+    // A URL may carry a password: report the error kind, never the URL.
+    RedisConnection::connect(&config)
+        .map(Some)
+        .map_err(|_| StartupError::Config("redis.url is not a valid Redis URL".into()))
 }
 
 fn playback_settings(settings: &Settings) -> Result<PlaybackSettings, StartupError> {

@@ -19,6 +19,28 @@ use crate::ports::{
     RecordOutcome, SessionError, SessionStore, StreamCacheKey, UrlCache,
 };
 
+/// Where a real test server is: the variable `name` from the environment
+/// (`cargo xtask test` sets it), else from `target/infra/env`, found by
+/// walking up from the current directory (after `cargo xtask infra up`).
+/// Panics with instructions when neither has it: tests that need a server
+/// fail loudly instead of skipping.
+pub fn infra_var(name: &str) -> String {
+    if let Ok(value) = std::env::var(name) {
+        return value;
+    }
+    let mut dir = std::env::current_dir().ok();
+    while let Some(current) = dir {
+        let file = current.join("target").join("infra").join("env");
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            if let Some(value) = text.lines().find_map(|l| l.strip_prefix(&format!("{name}="))) {
+                return value.to_owned();
+            }
+        }
+        dir = current.parent().map(std::path::Path::to_path_buf);
+    }
+    panic!("{name} is not set: run the tests with `cargo xtask test` (or `cargo xtask infra up` first)")
+}
+
 fn user(id: &str) -> UserId {
     UserId::try_from(id).unwrap()
 }

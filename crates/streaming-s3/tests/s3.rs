@@ -12,19 +12,7 @@ use streaming_core::ports::{ObjectStore, ObjectStoreError};
 use streaming_s3::{ResponseOverrides, S3Config, S3Credentials, S3ObjectStore};
 use time::OffsetDateTime;
 
-/// A variable from the environment, or from `target/infra/env` after `cargo xtask infra up`.
-fn infra(name: &str) -> String {
-    if let Ok(value) = std::env::var(name) {
-        return value;
-    }
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/infra/env");
-    std::fs::read_to_string(file)
-        .ok()
-        .and_then(|text| text.lines().find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_owned)))
-        .unwrap_or_else(|| {
-            panic!("{name} is not set: run the tests with `cargo xtask test` (or `cargo xtask infra up` first)")
-        })
-}
+use streaming_core::contract::infra_var as infra;
 
 fn config(endpoint: &str) -> S3Config {
     S3Config {

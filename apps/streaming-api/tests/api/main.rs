@@ -7,6 +7,7 @@ mod harness;
 mod movies;
 mod objects;
 mod problems;
+mod redis;
 mod s3;
 mod startup;
 mod tracks;

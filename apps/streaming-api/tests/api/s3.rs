@@ -7,19 +7,7 @@ use streaming_api::settings::StorageKind;
 
 use crate::harness::{spawn, TestApp, READY};
 
-/// A variable from the environment, or from `target/infra/env` after `cargo xtask infra up`.
-fn infra(name: &str) -> String {
-    if let Ok(value) = std::env::var(name) {
-        return value;
-    }
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/infra/env");
-    std::fs::read_to_string(file)
-        .ok()
-        .and_then(|text| text.lines().find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_owned)))
-        .unwrap_or_else(|| {
-            panic!("{name} is not set: run the tests with `cargo xtask test` (or `cargo xtask infra up` first)")
-        })
-}
+use streaming_core::contract::infra_var as infra;
 
 async fn spawn_on_s3() -> TestApp {
     spawn(|s| {

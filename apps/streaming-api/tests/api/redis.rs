@@ -1,0 +1,67 @@
+//! Two app instances sharing one Redis (cluster): URLs cached by one are hits
+//! on the other, and the rate limit holds across both. A dead Redis costs
+//! cache misses, never failed requests.
+
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use streaming_api::settings::CacheKind;
+use streaming_core::contract::infra_var;
+
+use crate::harness::{spawn, TestApp, READY};
+
+async fn instance(url: &str, per_minute: u32, prefix: &str) -> TestApp {
+    let (url, prefix) = (url.to_owned(), prefix.to_owned());
+    spawn(move |s| {
+        s.cache.kind = CacheKind::Redis;
+        s.redis.url = Some(SecretString::from(url));
+        s.redis.key_prefix = prefix;
+        s.rate_limit.stream_url_per_minute = per_minute;
+        // Both instances must seal and open each other's entries.
+        s.cache.encryption_keys = Some(SecretString::from("1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="));
+    })
+    .await
+}
+
+fn unique_prefix() -> String {
+    format!("api-{}:", streaming_core::domain::SessionId::random())
+}
+
+#[tokio::test]
+async fn a_url_cached_by_one_instance_is_served_by_the_other() {
+    let url = infra_var("STREAMGATE_REDIS_CLUSTER_URL");
+    let prefix = unique_prefix();
+    let (a, b) = (instance(&url, 0, &prefix).await, instance(&url, 0, &prefix).await);
+    let first = a.stream_url(READY).await;
+    let second = b.stream_url(READY).await;
+    assert_eq!(first["streamUrl"], second["streamUrl"], "instance b read instance a's entry");
+    assert_eq!(first["expiresAt"], second["expiresAt"]);
+}
+
+#[tokio::test]
+async fn the_rate_limit_holds_across_instances() {
+    let url = infra_var("STREAMGATE_REDIS_URL");
+    let prefix = unique_prefix();
+    let (a, b) = (instance(&url, 4, &prefix).await, instance(&url, 4, &prefix).await);
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        statuses.push(app.stream(READY, Some(&app.demo.token)).await.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429]);
+}
+
+#[tokio::test]
+async fn a_dead_redis_costs_misses_not_requests() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let app = instance(&format!("redis://127.0.0.1:{port}"), 60, "").await;
+    let started = Instant::now();
+    for _ in 0..10 {
+        let body = app.stream_url(READY).await;
+        assert!(body["streamUrl"].as_str().is_some());
+    }
+    assert!(started.elapsed() < Duration::from_secs(6), "the breaker bounds the cost: {:?}", started.elapsed());
+    let fast = Instant::now();
+    app.stream_url(READY).await;
+    assert!(fast.elapsed() < Duration::from_millis(200), "with the breaker open a request pays no timeout");
+}

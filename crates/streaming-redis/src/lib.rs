@@ -1,0 +1,23 @@
+//! # streaming-redis
+//!
+//! Redis adapters on fred: the encrypted [`UrlCache`](streaming_core::ports::UrlCache)
+//! and the distributed [`RateLimiter`](streaming_core::ports::RateLimiter).
+//!
+//! * Standalone, sentinel and cluster, chosen by the URL: `redis://host:port`,
+//!   `redis-sentinel://host:port?sentinelServiceName=…`,
+//!   `redis-cluster://host:port?node=host:port&…` (`rediss…` for TLS).
+//! * Every command has a 500 ms timeout and no retry on the request path;
+//!   the connection reconnects with backoff in the background.
+//! * A circuit breaker (5 consecutive failures, a trial after 30 s) stops
+//!   paying the timeout on every request while Redis is down.
+//! * All of a user's keys share a cluster slot: the user id is the hash tag
+//!   (`{prefix}stream:{user}:{media}`), so the seed's key stays readable and
+//!   an entry and its user's generation are read with one `MGET`.
+
+mod connection;
+mod rate_limiter;
+mod url_cache;
+
+pub use connection::{RedisConfig, RedisConnection, RedisError};
+pub use rate_limiter::RedisRateLimiter;
+pub use url_cache::RedisUrlCache;

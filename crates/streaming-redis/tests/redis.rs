@@ -1,0 +1,116 @@
+//! The Redis adapters against real servers: a standalone Redis and a
+//! 3-node cluster (`cargo xtask test` starts both; see `xtask/src/infra`).
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use streaming_core::circuit_breaker::BreakerState;
+use streaming_core::contract::{self, infra_var};
+use streaming_core::ports::{CacheError, RateDecision, RateLimitPolicy, RateLimiter, StreamCacheKey, UrlCache};
+use streaming_redis::{RedisConfig, RedisConnection, RedisRateLimiter, RedisUrlCache};
+
+async fn connect(url: &str) -> RedisConnection {
+    let redis = RedisConnection::connect(&RedisConfig { key_prefix: "test:".into(), ..RedisConfig::new(url) }).unwrap();
+    redis.wait_connected(Duration::from_secs(5)).await.unwrap();
+    redis
+}
+
+fn dead_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("redis://127.0.0.1:{port}")
+}
+
+#[tokio::test]
+async fn the_url_cache_keeps_the_contract_on_a_standalone_redis() {
+    let cache = RedisUrlCache::new(connect(&infra_var("STREAMGATE_REDIS_URL")).await);
+    contract::url_cache(&cache, tokio::time::sleep).await;
+}
+
+#[tokio::test]
+async fn the_url_cache_keeps_the_contract_on_a_cluster() {
+    let cache = RedisUrlCache::new(connect(&infra_var("STREAMGATE_REDIS_CLUSTER_URL")).await);
+    contract::url_cache(&cache, tokio::time::sleep).await;
+}
+
+#[tokio::test]
+async fn the_rate_limiter_keeps_the_contract_on_a_standalone_redis() {
+    contract::rate_limiter(&RedisRateLimiter::new(connect(&infra_var("STREAMGATE_REDIS_URL")).await)).await;
+}
+
+#[tokio::test]
+async fn the_rate_limiter_keeps_the_contract_on_a_cluster() {
+    contract::rate_limiter(&RedisRateLimiter::new(connect(&infra_var("STREAMGATE_REDIS_CLUSTER_URL")).await)).await;
+}
+
+#[tokio::test]
+async fn keys_keep_the_seed_layout_with_the_user_as_hash_tag() {
+    let url = infra_var("STREAMGATE_REDIS_URL");
+    let cache = RedisUrlCache::new(connect(&url).await);
+    let user = "layout-user".parse().unwrap();
+    let media = "01HXKZ3Y8Q4N7W2M5V6B9C0D1E".parse().unwrap();
+    let key = StreamCacheKey::new("test:", &user, &media);
+    cache.set(&key, b"sealed".to_vec(), Duration::from_secs(30)).await.unwrap();
+    cache.set_generation(&user, 42, Duration::from_secs(30)).await.unwrap();
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new("redis-cli").args(["-u", &url, "--raw"]).args(args).output().unwrap();
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    assert_eq!(cli(&["GET", "test:stream:{layout-user}:01HXKZ3Y8Q4N7W2M5V6B9C0D1E"]), "sealed");
+    assert_eq!(cli(&["GET", "test:stream-gen:{layout-user}"]), "42");
+    let ttl: i64 = cli(&["PTTL", "test:stream:{layout-user}:01HXKZ3Y8Q4N7W2M5V6B9C0D1E"]).parse().unwrap();
+    assert!((1..=30_000).contains(&ttl), "{ttl}");
+}
+
+#[tokio::test]
+async fn two_instances_share_one_limit() {
+    let url = infra_var("STREAMGATE_REDIS_CLUSTER_URL");
+    let (a, b) = (RedisRateLimiter::new(connect(&url).await), RedisRateLimiter::new(connect(&url).await));
+    let user = format!("shared-{}", streaming_core::domain::SessionId::random()).parse().unwrap();
+    let policy = RateLimitPolicy { name: "shared".into(), limit: 4, period: Duration::from_secs(60) };
+    let mut allowed = 0;
+    for i in 0..8 {
+        let limiter = if i % 2 == 0 { &a } else { &b };
+        if matches!(limiter.check(&user, &policy).await.unwrap(), RateDecision::Allowed { .. }) {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 4, "the limit holds across instances");
+    match a.check(&user, &policy).await.unwrap() {
+        RateDecision::Limited { retry_after } => {
+            assert!(retry_after > Duration::from_secs(10) && retry_after <= Duration::from_secs(15), "{retry_after:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_fails_fast_and_open() {
+    let redis = RedisConnection::connect(&RedisConfig::new(dead_url())).unwrap();
+    let cache = RedisUrlCache::new(redis.clone());
+    let limiter = RedisRateLimiter::new(redis.clone());
+    let key = StreamCacheKey::new("", &"u".parse().unwrap(), &"01HXKZ3Y8Q4N7W2M5V6B9C0D1E".parse().unwrap());
+
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert!(matches!(cache.get(&key).await, Err(CacheError::Unavailable(_))));
+    }
+    assert!(started.elapsed() < Duration::from_secs(4), "each failure is bounded by the 500 ms timeout");
+    assert_eq!(redis.breaker_state(), BreakerState::Open);
+    let fast = Instant::now();
+    assert!(cache.get(&key).await.is_err());
+    assert!(fast.elapsed() < Duration::from_millis(20), "an open breaker fails fast");
+
+    let policy = RateLimitPolicy { name: "p".into(), limit: 2, period: Duration::from_secs(60) };
+    let user = "u".parse().unwrap();
+    let mut allowed = 0;
+    for _ in 0..3 {
+        if matches!(limiter.check(&user, &policy).await.unwrap(), RateDecision::Allowed { .. }) {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 2, "the local fallback still limits");
+    assert_eq!(limiter.fallback_decisions().load(Ordering::Relaxed), 3);
+}

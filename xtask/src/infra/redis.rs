@@ -1,0 +1,103 @@
+//! Redis from Debian's `redis-server`: one standalone server, and a 3-node
+//! cluster (no replicas) for the cluster tests. No persistence.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::tools;
+
+pub fn start(dir: &Path) -> Result<BTreeMap<String, String>, String> {
+    tools::ensure_debian_packages(&[("redis-server", "redis-server"), ("redis-cli", "redis-tools")])?;
+    let standalone = super::free_port()?;
+    let data = dir.join("redis");
+    let _ = fs::remove_dir_all(&data);
+    fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+    spawn_node(dir, "redis", standalone, &data, false)?;
+
+    let ports = cluster_ports(3)?;
+    for port in &ports {
+        let node_dir = dir.join("redis-cluster").join(port.to_string());
+        let _ = fs::remove_dir_all(&node_dir);
+        fs::create_dir_all(&node_dir).map_err(|e| e.to_string())?;
+        spawn_node(dir, &format!("redis-cluster-{port}"), *port, &node_dir, true)?;
+    }
+    super::wait_for_port("redis", standalone, Duration::from_secs(10))?;
+    for port in &ports {
+        super::wait_for_port("redis-cluster", *port, Duration::from_secs(10))?;
+    }
+    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let status = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&nodes)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("redis-cli: {e}"))?;
+    if !status.success() {
+        return Err("creating the redis cluster failed".into());
+    }
+    wait_cluster_ok(ports[0], Duration::from_secs(20))?;
+    println!("==> redis on 127.0.0.1:{standalone}, cluster on {}", nodes.join(", "));
+    let cluster_url = format!(
+        "redis-cluster://{}?{}",
+        nodes[0],
+        nodes[1..].iter().map(|n| format!("node={n}")).collect::<Vec<_>>().join("&")
+    );
+    Ok(BTreeMap::from([
+        ("STREAMGATE_REDIS_URL".to_owned(), format!("redis://127.0.0.1:{standalone}")),
+        ("STREAMGATE_REDIS_CLUSTER_URL".to_owned(), cluster_url),
+    ]))
+}
+
+fn spawn_node(dir: &Path, name: &str, port: u16, data: &Path, cluster: bool) -> Result<(), String> {
+    let mut command = Command::new("redis-server");
+    command
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--protected-mode", "no", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(data);
+    if cluster {
+        command.args([
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+        ]);
+    }
+    super::spawn(dir, name, &mut command).map(drop)
+}
+
+/// Free ports whose cluster bus ports (port + 10000) are free too.
+fn cluster_ports(count: usize) -> Result<Vec<u16>, String> {
+    let mut ports = Vec::new();
+    for _ in 0..100 {
+        let port = super::free_port()?;
+        let bus_free = port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok();
+        if bus_free && !ports.contains(&port) {
+            ports.push(port);
+            if ports.len() == count {
+                return Ok(ports);
+            }
+        }
+    }
+    Err("no free ports for the redis cluster".into())
+}
+
+fn wait_cluster_ok(port: u16, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let output = Command::new("redis-cli").args(["-p", &port.to_string(), "cluster", "info"]).output();
+        if output.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok")) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err("the redis cluster did not become ready".into())
+}
