@@ -171,8 +171,13 @@ pub enum CacheKind {
 pub struct CacheSettings {
     /// Which cache.
     pub kind: CacheKind,
-    /// Largest number of cached URLs (moka; default 100 000).
+    /// Largest number of cached URLs (moka, and the in-process level of `redis`; default 100 000).
     pub max_entries: u64,
+    /// With `kind = "redis"`: how long an in-process copy is served without
+    /// asking Redis, in milliseconds (default 5000; 0 turns the in-process level off).
+    /// Invalidations reach every instance through pub/sub at once; this bounds
+    /// staleness only when such a message is lost.
+    pub local_ttl_ms: u64,
     /// Version of the key that seals new entries.
     pub current_key_version: Option<u16>,
     /// Keys as `version:base64-32-bytes`, comma-separated (e.g. `1:AAAA…,2:BBBB…`).
@@ -182,7 +187,13 @@ pub struct CacheSettings {
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        Self { kind: CacheKind::Moka, max_entries: 100_000, current_key_version: None, encryption_keys: None }
+        Self {
+            kind: CacheKind::Moka,
+            max_entries: 100_000,
+            local_ttl_ms: 5_000,
+            current_key_version: None,
+            encryption_keys: None,
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use streaming_core::{
     CacheKeyring, PlaybackPorts, PlaybackService, PlaybackSettings, StreamUrlService, StreamingPorts, StreamingSettings,
 };
 use streaming_localfs::JsonLinesEventPublisher;
-use streaming_redis::{RedisConfig, RedisConnection, RedisRateLimiter, RedisUrlCache};
+use streaming_redis::{LocalLevel, RedisConfig, RedisConnection, RedisRateLimiter, RedisUrlCache, TwoLevelUrlCache};
 
 use crate::demo::{self, DemoInfo};
 use crate::problem::{enrich_problems, ApiError, ProblemTypeBase};
@@ -137,7 +137,17 @@ impl Application {
         let cache: Arc<dyn UrlCache> = match (settings.cache.kind, &redis) {
             (CacheKind::Moka, _) => Arc::new(MokaUrlCache::new(settings.cache.max_entries)),
             (CacheKind::Memory, _) => Arc::new(MemoryUrlCache::new(clock.clone())),
-            (CacheKind::Redis, Some(redis)) => Arc::new(RedisUrlCache::new(redis.clone())),
+            (CacheKind::Redis, Some(redis)) if settings.cache.local_ttl_ms == 0 => {
+                Arc::new(RedisUrlCache::new(redis.clone()))
+            }
+            (CacheKind::Redis, Some(redis)) => {
+                let level = LocalLevel {
+                    ttl: Duration::from_millis(settings.cache.local_ttl_ms),
+                    max_entries: settings.cache.max_entries,
+                };
+                TwoLevelUrlCache::start(redis.clone(), level)
+                    .map_err(|_| StartupError::Config("redis.url: cannot build the subscriber client".into()))?
+            }
             (CacheKind::Redis, None) => {
                 return Err(StartupError::Config("cache.kind = \"redis\" needs redis.url".into()))
             }

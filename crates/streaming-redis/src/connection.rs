@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fred::clients::SubscriberClient;
 use fred::prelude::{Builder, ClientLike, Config, Pool, ReconnectPolicy};
 use streaming_core::circuit_breaker::{BreakerState, CircuitBreaker};
 use tracing::warn;
@@ -39,12 +40,31 @@ pub enum RedisError {
     Unavailable(String),
 }
 
+/// The fred builder for `config`: command timeout, no retry, background reconnects.
+fn builder(config: &RedisConfig) -> Result<Builder, RedisError> {
+    let fred_config = Config::from_url(&config.url).map_err(|e| RedisError::Config(e.to_string()))?;
+    let timeout = config.command_timeout;
+    let mut builder = Builder::from_config(fred_config);
+    builder
+        .with_performance_config(|performance| performance.default_command_timeout = timeout)
+        .with_connection_config(|connection| {
+            // One attempt: the request path never waits for a retry.
+            connection.max_command_attempts = 1;
+            connection.connection_timeout = Duration::from_secs(2);
+            connection.internal_command_timeout = Duration::from_secs(2);
+        })
+        // Reconnect forever in the background: 100 ms doubling to 5 s.
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2));
+    Ok(builder)
+}
+
 /// A pooled connection, its breaker and the key prefix, shared by the adapters.
 #[derive(Clone)]
 pub struct RedisConnection {
     pool: Pool,
     breaker: Arc<CircuitBreaker>,
     prefix: Arc<str>,
+    config: Arc<RedisConfig>,
 }
 
 impl std::fmt::Debug for RedisConnection {
@@ -63,23 +83,21 @@ impl RedisConnection {
     /// # Errors
     /// [`RedisError::Config`] for a malformed URL or pool size.
     pub fn connect(config: &RedisConfig) -> Result<Self, RedisError> {
-        let fred_config = Config::from_url(&config.url).map_err(|e| RedisError::Config(e.to_string()))?;
-        let timeout = config.command_timeout;
-        let pool = Builder::from_config(fred_config)
-            .with_performance_config(|performance| performance.default_command_timeout = timeout)
-            .with_connection_config(|connection| {
-                // One attempt: the request path never waits for a retry.
-                connection.max_command_attempts = 1;
-                connection.connection_timeout = Duration::from_secs(2);
-                connection.internal_command_timeout = Duration::from_secs(2);
-            })
-            // Reconnect forever in the background: 100 ms doubling to 5 s.
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
-            .build_pool(config.pool_size.max(1))
-            .map_err(|e| RedisError::Config(e.to_string()))?;
+        let pool =
+            builder(config)?.build_pool(config.pool_size.max(1)).map_err(|e| RedisError::Config(e.to_string()))?;
         // The handle is the background connection task; it lives as long as the pool.
         drop(pool.connect());
-        Ok(Self { pool, breaker: Arc::new(CircuitBreaker::standard()), prefix: config.key_prefix.as_str().into() })
+        Ok(Self {
+            pool,
+            breaker: Arc::new(CircuitBreaker::standard()),
+            prefix: config.key_prefix.as_str().into(),
+            config: Arc::new(config.clone()),
+        })
+    }
+
+    /// A client for subscriptions on the same server, resubscribing after reconnects.
+    pub(crate) fn subscriber(&self) -> Result<SubscriberClient, RedisError> {
+        builder(&self.config)?.build_subscriber_client().map_err(|e| RedisError::Config(e.to_string()))
     }
 
     /// Waits until every connection is up, for at most `timeout` (tests, readiness).

@@ -16,8 +16,10 @@
 
 mod connection;
 mod rate_limiter;
+mod two_level;
 mod url_cache;
 
 pub use connection::{RedisConfig, RedisConnection, RedisError};
 pub use rate_limiter::RedisRateLimiter;
+pub use two_level::{LocalLevel, TwoLevelUrlCache};
 pub use url_cache::RedisUrlCache;

@@ -22,11 +22,11 @@ impl RedisUrlCache {
         Self { redis }
     }
 
-    fn entry_key(&self, key: &StreamCacheKey) -> String {
+    pub(crate) fn entry_key(&self, key: &StreamCacheKey) -> String {
         format!("{}stream:{{{}}}:{}", self.redis.prefix(), key.user(), key.media())
     }
 
-    fn generation_key(&self, user: &UserId) -> String {
+    pub(crate) fn generation_key(&self, user: &UserId) -> String {
         format!("{}stream-gen:{{{user}}}", self.redis.prefix())
     }
 }

@@ -11,9 +11,14 @@ use streaming_core::contract::infra_var;
 use crate::harness::{spawn, TestApp, READY};
 
 async fn instance(url: &str, per_minute: u32, prefix: &str) -> TestApp {
+    instance_with_local_ttl(url, per_minute, prefix, 5_000).await
+}
+
+async fn instance_with_local_ttl(url: &str, per_minute: u32, prefix: &str, local_ttl_ms: u64) -> TestApp {
     let (url, prefix) = (url.to_owned(), prefix.to_owned());
     spawn(move |s| {
         s.cache.kind = CacheKind::Redis;
+        s.cache.local_ttl_ms = local_ttl_ms;
         s.redis.url = Some(SecretString::from(url));
         s.redis.key_prefix = prefix;
         s.rate_limit.stream_url_per_minute = per_minute;
@@ -64,4 +69,43 @@ async fn a_dead_redis_costs_misses_not_requests() {
     let fast = Instant::now();
     app.stream_url(READY).await;
     assert!(fast.elapsed() < Duration::from_millis(200), "with the breaker open a request pays no timeout");
+}
+
+/// Redis killed in the middle of a run: every request still succeeds, and
+/// once the breaker is open a request pays no Redis timeout at all.
+#[tokio::test]
+async fn redis_killed_mid_run_costs_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut redis = tokio::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir.path())
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is required (cargo xtask test installs it)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // No in-process level: every request goes to Redis, so the kill is felt.
+    let app = instance_with_local_ttl(&format!("redis://127.0.0.1:{port}"), 60, "", 0).await;
+    let first = app.stream_url(READY).await;
+    assert_eq!(app.stream_url(READY).await["streamUrl"], first["streamUrl"], "cached while redis is up");
+
+    redis.kill().await.unwrap();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..30 {
+        let started = Instant::now();
+        // The rate limiter (also on Redis) falls back to the local limiter: 60 per minute is plenty.
+        let body = app.stream_url(READY).await;
+        assert!(body["streamUrl"].as_str().is_some());
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(slowest < Duration::from_millis(1_500), "a request costs at most about one timeout: {slowest:?}");
+    let started = Instant::now();
+    app.stream_url(READY).await;
+    assert!(started.elapsed() < Duration::from_millis(200), "the open breaker skips redis entirely");
 }
