@@ -210,11 +210,22 @@ pub struct RedisSection {
     pub command_timeout_ms: u64,
     /// Prefix of every key (default empty).
     pub key_prefix: String,
+    /// Life of the watch-progress hot copy in seconds (default 86400, the seed's 24 h).
+    pub progress_ttl_seconds: u64,
+    /// Life of cached subscription answers in seconds (default 300).
+    pub subscription_ttl_seconds: u64,
 }
 
 impl Default for RedisSection {
     fn default() -> Self {
-        Self { url: None, pool_size: 4, command_timeout_ms: 500, key_prefix: String::new() }
+        Self {
+            url: None,
+            pool_size: 4,
+            command_timeout_ms: 500,
+            key_prefix: String::new(),
+            progress_ttl_seconds: 86_400,
+            subscription_ttl_seconds: 300,
+        }
     }
 }
 

@@ -16,13 +16,17 @@ use streaming_core::adapters::{
     MokaUrlCache, SystemClock,
 };
 use streaming_core::ports::{
-    check_presign_expiry, Clock, MediaCatalog, RateLimitPolicy, RateLimiter, SubscriptionDirectory, UrlCache,
+    check_presign_expiry, Clock, MediaCatalog, ProgressStore, RateLimitPolicy, RateLimiter, SubscriptionDirectory,
+    UrlCache,
 };
 use streaming_core::{
     CacheKeyring, PlaybackPorts, PlaybackService, PlaybackSettings, StreamUrlService, StreamingPorts, StreamingSettings,
 };
 use streaming_localfs::JsonLinesEventPublisher;
-use streaming_redis::{LocalLevel, RedisConfig, RedisConnection, RedisRateLimiter, RedisUrlCache, TwoLevelUrlCache};
+use streaming_redis::{
+    LocalLevel, RedisConfig, RedisConnection, RedisProgressCache, RedisRateLimiter, RedisSubscriptionCache,
+    RedisUrlCache, TwoLevelUrlCache,
+};
 
 use crate::demo::{self, DemoInfo};
 use crate::problem::{enrich_problems, ApiError, ProblemTypeBase};
@@ -152,14 +156,30 @@ impl Application {
                 return Err(StartupError::Config("cache.kind = \"redis\" needs redis.url".into()))
             }
         };
+        let memory_subscriptions = Arc::new(MemorySubscriptions::new());
+        let source: Arc<dyn SubscriptionDirectory> =
+            overrides.subscriptions.unwrap_or_else(|| memory_subscriptions.clone());
+        // With Redis: the seed's hot copies in front of the progress store and the directory.
+        let (subscriptions, progress): (Arc<dyn SubscriptionDirectory>, Arc<dyn ProgressStore>) = match &redis {
+            Some(redis) => (
+                Arc::new(RedisSubscriptionCache::new(
+                    redis.clone(),
+                    source,
+                    Duration::from_secs(settings.redis.subscription_ttl_seconds),
+                )),
+                Arc::new(RedisProgressCache::new(
+                    redis.clone(),
+                    MemoryProgressStore::new(),
+                    Duration::from_secs(settings.redis.progress_ttl_seconds),
+                )),
+            ),
+            None => (source, Arc::new(MemoryProgressStore::new())),
+        };
         let limiter: Arc<dyn RateLimiter> = match &redis {
             Some(redis) => Arc::new(RedisRateLimiter::new(redis.clone())),
             None => Arc::new(MemoryRateLimiter::new(clock.clone())),
         };
         let keyring = keyring(&settings)?;
-        let memory_subscriptions = Arc::new(MemorySubscriptions::new());
-        let subscriptions: Arc<dyn SubscriptionDirectory> =
-            overrides.subscriptions.unwrap_or_else(|| memory_subscriptions.clone());
         let streaming = Arc::new(StreamUrlService::new(
             StreamingPorts {
                 catalog: catalog.clone(),
@@ -180,7 +200,7 @@ impl Application {
                 catalog,
                 objects: storage.port(),
                 subscriptions,
-                progress: Arc::new(MemoryProgressStore::new()),
+                progress,
                 sessions: Arc::new(MemorySessionStore::new()),
                 events: Arc::new(events),
                 clock: clock.clone(),

@@ -1,7 +1,9 @@
 //! # streaming-redis
 //!
 //! Redis adapters on fred: the encrypted [`UrlCache`](streaming_core::ports::UrlCache)
-//! and the distributed [`RateLimiter`](streaming_core::ports::RateLimiter).
+//! (alone, or behind an in-process level with pub/sub invalidation), the
+//! distributed [`RateLimiter`](streaming_core::ports::RateLimiter), and the
+//! seed's hot copies of watch progress and subscriptions.
 //!
 //! * Standalone, sentinel and cluster, chosen by the URL: `redis://host:port`,
 //!   `redis-sentinel://host:port?sentinelServiceName=…`,
@@ -15,11 +17,13 @@
 //!   an entry and its user's generation are read with one `MGET`.
 
 mod connection;
+mod hot_copies;
 mod rate_limiter;
 mod two_level;
 mod url_cache;
 
 pub use connection::{RedisConfig, RedisConnection, RedisError};
+pub use hot_copies::{RedisProgressCache, RedisSubscriptionCache};
 pub use rate_limiter::RedisRateLimiter;
 pub use two_level::{LocalLevel, TwoLevelUrlCache};
 pub use url_cache::RedisUrlCache;

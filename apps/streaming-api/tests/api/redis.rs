@@ -109,3 +109,28 @@ async fn redis_killed_mid_run_costs_no_request() {
     app.stream_url(READY).await;
     assert!(started.elapsed() < Duration::from_millis(200), "the open breaker skips redis entirely");
 }
+
+/// The cinema flow with Redis: progress lands in the seed's hot copy.
+#[tokio::test]
+async fn progress_goes_through_the_redis_hot_copy() {
+    use reqwest::Method;
+    use serde_json::json;
+
+    let url = infra_var("STREAMGATE_REDIS_URL");
+    let prefix = unique_prefix();
+    let app = instance(&url, 60, &prefix).await;
+    let movie = "/api/v1/stream/5eed0000-0000-4000-8000-000000000001";
+    let started: serde_json::Value = app.send(Method::POST, movie, None, None).await.json().await.unwrap();
+    let session = started["session_id"].as_str().unwrap();
+    let body = json!({ "position_seconds": 4, "session_id": session });
+    assert_eq!(app.send(Method::POST, &format!("{movie}/progress"), None, Some(body)).await.status(), 200);
+    let read: serde_json::Value =
+        app.send(Method::GET, &format!("{movie}/progress"), None, None).await.json().await.unwrap();
+    assert_eq!(read["position_seconds"], 4);
+
+    let key = format!("{prefix}progress:{{{}}}:5eed0000-0000-4000-8000-000000000001", app.demo.user);
+    let output = std::process::Command::new("redis-cli").args(["-u", &url, "--raw", "GET", &key]).output().unwrap();
+    let copy: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(copy["position_seconds"], 4.0);
+    assert_eq!(copy["session_id"], session);
+}

@@ -37,3 +37,15 @@ pub trait ProgressStore: Send + Sync {
     /// [`ProgressError::Unavailable`].
     async fn record(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError>;
 }
+
+/// Shared stores are stores: lets decorators wrap an `Arc<dyn ProgressStore>`.
+#[async_trait]
+impl<T: ProgressStore + ?Sized> ProgressStore for std::sync::Arc<T> {
+    async fn get(&self, user: &UserId, media: &MediaId) -> Result<Option<WatchProgress>, ProgressError> {
+        (**self).get(user, media).await
+    }
+
+    async fn record(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
+        (**self).record(progress).await
+    }
+}

@@ -21,3 +21,11 @@ pub trait SubscriptionDirectory: Send + Sync {
     /// [`SubscriptionError::Unavailable`] when the answer is not known.
     async fn current(&self, user: &UserId) -> Result<Option<Subscription>, SubscriptionError>;
 }
+
+/// Shared directories are directories: lets decorators wrap an `Arc<dyn SubscriptionDirectory>`.
+#[async_trait]
+impl<T: SubscriptionDirectory + ?Sized> SubscriptionDirectory for std::sync::Arc<T> {
+    async fn current(&self, user: &UserId) -> Result<Option<Subscription>, SubscriptionError> {
+        (**self).current(user).await
+    }
+}

@@ -1,0 +1,233 @@
+//! The seed's two Redis copies in front of slower sources:
+//! * progress `progress:{user}:{movie}` (24 h) in front of a [`ProgressStore`];
+//! * subscriptions `subscription:{user}` (300 s) in front of a [`SubscriptionDirectory`].
+//!
+//! Both fail open: when Redis is down they go straight to the source.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::prelude::{Expiration, KeysInterface};
+use fred::types::scripts::Script;
+use fred::types::Value;
+use serde_json::{json, Value as Json};
+use streaming_core::domain::{
+    MediaId, Plan, PositionSeconds, SessionId, Subscription, SubscriptionStatus, UserId, WatchProgress,
+};
+use streaming_core::ports::{ProgressError, ProgressStore, RecordOutcome, SubscriptionDirectory, SubscriptionError};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tracing::debug;
+
+use crate::connection::RedisConnection;
+
+fn millis(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
+fn text(value: Value) -> Option<String> {
+    value.into_string()
+}
+
+/// A [`ProgressStore`] with a Redis hot copy: reads are served from Redis
+/// when it has the row; writes go to the durable store first (it decides
+/// monotonicity), then to Redis if applied.
+#[derive(Debug)]
+pub struct RedisProgressCache<S> {
+    redis: RedisConnection,
+    inner: S,
+    ttl: Duration,
+    write_script: Script,
+}
+
+impl<S: ProgressStore> RedisProgressCache<S> {
+    /// A hot copy of `inner` kept for `ttl` (the seed's default is 24 h).
+    pub fn new(redis: RedisConnection, inner: S, ttl: Duration) -> Self {
+        Self { redis, inner, ttl, write_script: Script::from_lua(include_str!("progress_write.lua")) }
+    }
+
+    fn key(&self, user: &UserId, media: &MediaId) -> String {
+        format!("{}progress:{{{user}}}:{media}", self.redis.prefix())
+    }
+
+    /// Drops the hot copy of `user` in `media`.
+    ///
+    /// # Errors
+    /// [`ProgressError::Unavailable`] if Redis cannot be reached.
+    pub async fn invalidate(&self, user: &UserId, media: &MediaId) -> Result<(), ProgressError> {
+        let pool = self.redis.pool();
+        let key = self.key(user, media);
+        self.redis
+            .guarded("DEL", || pool.del::<i64, _>(key))
+            .await
+            .map(drop)
+            .map_err(|e| ProgressError::Unavailable(e.to_string()))
+    }
+
+    async fn write_copy(&self, progress: &WatchProgress) {
+        let body = json!({
+            "user_id": progress.user.as_str(),
+            "movie_id": progress.media.as_str(),
+            "position_seconds": progress.position.get(),
+            "last_watched_at": progress.last_watched_at.format(&Rfc3339).unwrap_or_default(),
+            "watched": progress.watched,
+            "session_id": progress.session.map(|s| s.to_string()),
+            "sequence": progress.sequence,
+        });
+        let session = progress.session.map(|s| s.to_string()).unwrap_or_default();
+        let args: Vec<Value> = vec![
+            body.to_string().into(),
+            session.into(),
+            progress.sequence.to_string().into(),
+            millis(self.ttl).to_string().into(),
+        ];
+        let client = self.redis.pool().next();
+        let key = self.key(&progress.user, &progress.media);
+        let written: Result<i64, _> =
+            self.redis.guarded("EVALSHA", || self.write_script.evalsha_with_reload(client, vec![key], args)).await;
+        if let Err(error) = written {
+            debug!(%error, "progress hot copy not written");
+        }
+    }
+}
+
+fn parse_progress(text: &str) -> Option<WatchProgress> {
+    let json: Json = serde_json::from_str(text).ok()?;
+    Some(WatchProgress {
+        user: UserId::try_from(json["user_id"].as_str()?).ok()?,
+        media: MediaId::try_from(json["movie_id"].as_str()?).ok()?,
+        position: PositionSeconds::new(json["position_seconds"].as_f64()?).ok()?,
+        last_watched_at: OffsetDateTime::parse(json["last_watched_at"].as_str()?, &Rfc3339).ok()?,
+        watched: json["watched"].as_bool()?,
+        session: match &json["session_id"] {
+            Json::String(s) => Some(s.parse::<SessionId>().ok()?),
+            _ => None,
+        },
+        sequence: json["sequence"].as_u64()?,
+    })
+}
+
+#[async_trait]
+impl<S: ProgressStore> ProgressStore for RedisProgressCache<S> {
+    async fn get(&self, user: &UserId, media: &MediaId) -> Result<Option<WatchProgress>, ProgressError> {
+        let pool = self.redis.pool();
+        let key = self.key(user, media);
+        if let Ok(value) = self.redis.guarded("GET", || pool.get::<Value, _>(key)).await {
+            if let Some(progress) = text(value).as_deref().and_then(parse_progress) {
+                return Ok(Some(progress));
+            }
+        }
+        let progress = self.inner.get(user, media).await?;
+        if let Some(progress) = &progress {
+            self.write_copy(progress).await;
+        }
+        Ok(progress)
+    }
+
+    async fn record(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
+        let outcome = self.inner.record(progress.clone()).await?;
+        if outcome == RecordOutcome::Applied {
+            self.write_copy(&progress).await;
+        }
+        Ok(outcome)
+    }
+}
+
+/// A [`SubscriptionDirectory`] with answers cached in Redis, "no subscription"
+/// included. An outage of the source is never cached.
+#[derive(Debug)]
+pub struct RedisSubscriptionCache<D> {
+    redis: RedisConnection,
+    inner: D,
+    ttl: Duration,
+}
+
+impl<D: SubscriptionDirectory> RedisSubscriptionCache<D> {
+    /// Answers of `inner` cached for `ttl` (the seed's default is 300 s).
+    pub fn new(redis: RedisConnection, inner: D, ttl: Duration) -> Self {
+        Self { redis, inner, ttl }
+    }
+
+    fn key(&self, user: &UserId) -> String {
+        format!("{}subscription:{{{user}}}", self.redis.prefix())
+    }
+
+    /// Forgets the cached answer for `user` (on `subscription.changed`).
+    ///
+    /// # Errors
+    /// [`SubscriptionError::Unavailable`] if Redis cannot be reached.
+    pub async fn invalidate(&self, user: &UserId) -> Result<(), SubscriptionError> {
+        let pool = self.redis.pool();
+        let key = self.key(user);
+        self.redis
+            .guarded("DEL", || pool.del::<i64, _>(key))
+            .await
+            .map(drop)
+            .map_err(|e| SubscriptionError::Unavailable(e.to_string()))
+    }
+}
+
+fn encode_subscription(subscription: Option<&Subscription>) -> String {
+    match subscription {
+        None => json!({ "subscription": null }).to_string(),
+        Some(s) => json!({ "subscription": {
+            "status": match s.status {
+                SubscriptionStatus::Active => "active",
+                SubscriptionStatus::Cancelled => "cancelled",
+                SubscriptionStatus::Expired => "expired",
+                SubscriptionStatus::Pending => "pending",
+            },
+            "end_date": s.end_date.and_then(|d| d.format(&Rfc3339).ok()),
+            "plan": { "max_devices": s.plan.max_devices, "supports_hd": s.plan.supports_hd, "supports_4k": s.plan.supports_4k },
+        }})
+        .to_string(),
+    }
+}
+
+/// `Some(answer)` for a well-formed cached answer, `None` for anything else.
+fn decode_subscription(text: &str) -> Option<Option<Subscription>> {
+    let json: Json = serde_json::from_str(text).ok()?;
+    let s = json.get("subscription")?;
+    if s.is_null() {
+        return Some(None);
+    }
+    let status = match s["status"].as_str()? {
+        "active" => SubscriptionStatus::Active,
+        "cancelled" => SubscriptionStatus::Cancelled,
+        "expired" => SubscriptionStatus::Expired,
+        "pending" => SubscriptionStatus::Pending,
+        _ => return None,
+    };
+    let end_date = match &s["end_date"] {
+        Json::String(d) => Some(OffsetDateTime::parse(d, &Rfc3339).ok()?),
+        _ => None,
+    };
+    let plan = &s["plan"];
+    Some(Some(Subscription {
+        status,
+        end_date,
+        plan: Plan {
+            max_devices: u32::try_from(plan["max_devices"].as_u64()?).ok()?,
+            supports_hd: plan["supports_hd"].as_bool()?,
+            supports_4k: plan["supports_4k"].as_bool()?,
+        },
+    }))
+}
+
+#[async_trait]
+impl<D: SubscriptionDirectory> SubscriptionDirectory for RedisSubscriptionCache<D> {
+    async fn current(&self, user: &UserId) -> Result<Option<Subscription>, SubscriptionError> {
+        let pool = self.redis.pool();
+        let key = self.key(user);
+        if let Ok(value) = self.redis.guarded("GET", || pool.get::<Value, _>(key.clone())).await {
+            if let Some(answer) = text(value).as_deref().and_then(decode_subscription) {
+                return Ok(answer);
+            }
+        }
+        let answer = self.inner.current(user).await?;
+        let encoded = encode_subscription(answer.as_ref());
+        let ttl = Expiration::PX(millis(self.ttl));
+        let _ = self.redis.guarded("SET", || pool.set::<(), _, _>(key, encoded, Some(ttl), None, false)).await;
+        Ok(answer)
+    }
+}
