@@ -114,3 +114,9 @@ async fn an_unreachable_redis_fails_fast_and_open() {
     assert_eq!(allowed, 2, "the local fallback still limits");
     assert_eq!(limiter.fallback_decisions().load(Ordering::Relaxed), 3);
 }
+
+#[tokio::test]
+async fn the_url_cache_keeps_the_contract_through_a_sentinel() {
+    let cache = RedisUrlCache::new(connect(&infra_var("STREAMGATE_REDIS_SENTINEL_URL")).await);
+    contract::url_cache(&cache, tokio::time::sleep).await;
+}

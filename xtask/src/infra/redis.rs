@@ -42,7 +42,27 @@ pub fn start(dir: &Path) -> Result<BTreeMap<String, String>, String> {
         return Err("creating the redis cluster failed".into());
     }
     wait_cluster_ok(ports[0], Duration::from_secs(20))?;
-    println!("==> redis on 127.0.0.1:{standalone}, cluster on {}", nodes.join(", "));
+
+    // A sentinel watching the standalone server as the primary "streamgate".
+    let sentinel = super::free_port()?;
+    let sentinel_dir = dir.join("redis-sentinel");
+    let _ = fs::remove_dir_all(&sentinel_dir);
+    fs::create_dir_all(&sentinel_dir).map_err(|e| e.to_string())?;
+    let sentinel_conf = sentinel_dir.join("sentinel.conf");
+    fs::write(
+        &sentinel_conf,
+        format!(
+            "port {sentinel}\nbind 127.0.0.1\nprotected-mode no\ndir {}\n\
+             sentinel monitor streamgate 127.0.0.1 {standalone} 1\nsentinel down-after-milliseconds streamgate 5000\n",
+            sentinel_dir.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut command = Command::new("redis-server");
+    command.arg(&sentinel_conf).arg("--sentinel");
+    super::spawn(dir, "redis-sentinel", &mut command)?;
+    super::wait_for_port("redis-sentinel", sentinel, Duration::from_secs(10))?;
+    println!("==> redis on 127.0.0.1:{standalone}, cluster on {}, sentinel on 127.0.0.1:{sentinel}", nodes.join(", "));
     let cluster_url = format!(
         "redis-cluster://{}?{}",
         nodes[0],
@@ -51,6 +71,10 @@ pub fn start(dir: &Path) -> Result<BTreeMap<String, String>, String> {
     Ok(BTreeMap::from([
         ("STREAMGATE_REDIS_URL".to_owned(), format!("redis://127.0.0.1:{standalone}")),
         ("STREAMGATE_REDIS_CLUSTER_URL".to_owned(), cluster_url),
+        (
+            "STREAMGATE_REDIS_SENTINEL_URL".to_owned(),
+            format!("redis-sentinel://127.0.0.1:{sentinel}?sentinelServiceName=streamgate"),
+        ),
     ]))
 }
 
