@@ -75,9 +75,13 @@ fn test() -> Result<(), String> {
 
 fn bench(extra: &[String]) -> Result<(), String> {
     let root = workspace_root();
-    let mut command = cargo(&root, &["bench", "-p", "streaming-core", "--bench", "core", "--"]);
-    command.args(extra);
-    step("criterion benchmarks", &mut command)
+    println!("==> infrastructure");
+    let env = infra::up(&root)?;
+    let mut command = cargo(&root, &["bench", "--workspace", "--"]);
+    command.args(extra).envs(&env);
+    let result = step("criterion benchmarks", &mut command);
+    infra::down(&root)?;
+    result
 }
 
 fn cargo(root: &Path, args: &[&str]) -> Command {
