@@ -210,6 +210,8 @@ pub struct RedisSection {
     pub command_timeout_ms: u64,
     /// Prefix of every key (default empty).
     pub key_prefix: String,
+    /// PEM file of an extra CA to trust for `rediss://` (a private CA).
+    pub tls_ca_file: Option<PathBuf>,
     /// Life of the watch-progress hot copy in seconds (default 86400, the seed's 24 h).
     pub progress_ttl_seconds: u64,
     /// Life of cached subscription answers in seconds (default 300).
@@ -223,6 +225,7 @@ impl Default for RedisSection {
             pool_size: 4,
             command_timeout_ms: 500,
             key_prefix: String::new(),
+            tls_ca_file: None,
             progress_ttl_seconds: 86_400,
             subscription_ttl_seconds: 300,
         }

@@ -318,11 +318,19 @@ fn redis_connection(settings: &Settings) -> Result<Option<RedisConnection>, Star
     let Some(url) = &settings.redis.url else {
         return Ok(None);
     };
+    let tls_ca_certificate = match &settings.redis.tls_ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| StartupError::Config(format!("redis.tls_ca_file {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
     let config = RedisConfig {
         url: url.expose_secret().to_owned(),
         pool_size: settings.redis.pool_size,
         command_timeout: Duration::from_millis(settings.redis.command_timeout_ms),
         key_prefix: settings.redis.key_prefix.clone(),
+        tls_ca_certificate,
     };
     // A URL may carry a password: report the error kind, never the URL.
     RedisConnection::connect(&config)

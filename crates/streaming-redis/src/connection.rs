@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::SubscriberClient;
-use fred::prelude::{Builder, ClientLike, Config, Pool, ReconnectPolicy};
+use fred::prelude::{Builder, ClientLike, Config, Pool, ReconnectPolicy, TlsConnector};
 use streaming_core::circuit_breaker::{BreakerState, CircuitBreaker};
 use tracing::warn;
 
@@ -20,12 +20,21 @@ pub struct RedisConfig {
     pub command_timeout: Duration,
     /// Prefix of every key (default empty).
     pub key_prefix: String,
+    /// PEM of an extra CA to trust for `rediss://` (a private CA); the
+    /// system's roots are trusted either way.
+    pub tls_ca_certificate: Option<Vec<u8>>,
 }
 
 impl RedisConfig {
     /// A config for `url` with the defaults.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), pool_size: 4, command_timeout: Duration::from_millis(500), key_prefix: String::new() }
+        Self {
+            url: url.into(),
+            pool_size: 4,
+            command_timeout: Duration::from_millis(500),
+            key_prefix: String::new(),
+            tls_ca_certificate: None,
+        }
     }
 }
 
@@ -42,7 +51,15 @@ pub enum RedisError {
 
 /// The fred builder for `config`: command timeout, no retry, background reconnects.
 fn builder(config: &RedisConfig) -> Result<Builder, RedisError> {
-    let fred_config = Config::from_url(&config.url).map_err(|e| RedisError::Config(e.to_string()))?;
+    let mut fred_config = Config::from_url(&config.url).map_err(|e| RedisError::Config(e.to_string()))?;
+    if let Some(pem) = &config.tls_ca_certificate {
+        let ca = native_tls::Certificate::from_pem(pem).map_err(|e| RedisError::Config(format!("TLS CA: {e}")))?;
+        let connector = native_tls::TlsConnector::builder()
+            .add_root_certificate(ca)
+            .build()
+            .map_err(|e| RedisError::Config(format!("TLS: {e}")))?;
+        fred_config.tls = Some(TlsConnector::from(connector).into());
+    }
     let timeout = config.command_timeout;
     let mut builder = Builder::from_config(fred_config);
     builder

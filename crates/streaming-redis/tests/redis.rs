@@ -120,3 +120,20 @@ async fn the_url_cache_keeps_the_contract_through_a_sentinel() {
     let cache = RedisUrlCache::new(connect(&infra_var("STREAMGATE_REDIS_SENTINEL_URL")).await);
     contract::url_cache(&cache, tokio::time::sleep).await;
 }
+
+#[tokio::test]
+async fn tls_works_with_a_trusted_ca_and_refuses_an_unknown_one() {
+    let url = infra_var("STREAMGATE_REDIS_TLS_URL");
+    let ca = std::fs::read(infra_var("STREAMGATE_REDIS_TLS_CA")).unwrap();
+    let trusted =
+        RedisConnection::connect(&RedisConfig { tls_ca_certificate: Some(ca), ..RedisConfig::new(url.clone()) })
+            .unwrap();
+    trusted.wait_connected(Duration::from_secs(5)).await.unwrap();
+    contract::url_cache(&RedisUrlCache::new(trusted), tokio::time::sleep).await;
+
+    // The system roots alone do not know the test CA: the handshake must fail.
+    let untrusted = RedisConnection::connect(&RedisConfig::new(url)).unwrap();
+    assert!(untrusted.wait_connected(Duration::from_secs(2)).await.is_err(), "an unverified certificate was accepted");
+    let key = StreamCacheKey::new("", &"u".parse().unwrap(), &"01HXKZ3Y8Q4N7W2M5V6B9C0D1E".parse().unwrap());
+    assert!(RedisUrlCache::new(untrusted).get(&key).await.is_err());
+}

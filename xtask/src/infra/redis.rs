@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 use crate::tools;
 
 pub fn start(dir: &Path) -> Result<BTreeMap<String, String>, String> {
-    tools::ensure_debian_packages(&[("redis-server", "redis-server"), ("redis-cli", "redis-tools")])?;
+    tools::ensure_debian_packages(&[
+        ("redis-server", "redis-server"),
+        ("redis-cli", "redis-tools"),
+        ("openssl", "openssl"),
+    ])?;
     let standalone = super::free_port()?;
     let data = dir.join("redis");
     let _ = fs::remove_dir_all(&data);
@@ -43,6 +47,8 @@ pub fn start(dir: &Path) -> Result<BTreeMap<String, String>, String> {
     }
     wait_cluster_ok(ports[0], Duration::from_secs(20))?;
 
+    let (tls_port, ca) = start_tls(dir)?;
+
     // A sentinel watching the standalone server as the primary "streamgate".
     let sentinel = super::free_port()?;
     let sentinel_dir = dir.join("redis-sentinel");
@@ -71,6 +77,8 @@ pub fn start(dir: &Path) -> Result<BTreeMap<String, String>, String> {
     Ok(BTreeMap::from([
         ("STREAMGATE_REDIS_URL".to_owned(), format!("redis://127.0.0.1:{standalone}")),
         ("STREAMGATE_REDIS_CLUSTER_URL".to_owned(), cluster_url),
+        ("STREAMGATE_REDIS_TLS_URL".to_owned(), format!("rediss://127.0.0.1:{tls_port}")),
+        ("STREAMGATE_REDIS_TLS_CA".to_owned(), ca.display().to_string()),
         (
             "STREAMGATE_REDIS_SENTINEL_URL".to_owned(),
             format!("redis-sentinel://127.0.0.1:{sentinel}?sentinelServiceName=streamgate"),
@@ -124,4 +132,93 @@ fn wait_cluster_ok(port: u16, timeout: Duration) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(100));
     }
     Err("the redis cluster did not become ready".into())
+}
+
+/// A TLS-only Redis with a certificate from a throwaway CA (made with `openssl`).
+fn start_tls(dir: &Path) -> Result<(u16, std::path::PathBuf), String> {
+    let tls = dir.join("redis-tls");
+    let _ = fs::remove_dir_all(&tls);
+    fs::create_dir_all(&tls).map_err(|e| e.to_string())?;
+    let openssl = |args: &[&str]| -> Result<(), String> {
+        let output =
+            Command::new("openssl").args(args).current_dir(&tls).output().map_err(|e| format!("openssl: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!("openssl {}: {}", args[0], String::from_utf8_lossy(&output.stderr)))
+        }
+    };
+    fs::write(tls.join("server.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+        .map_err(|e| e.to_string())?;
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=streamgate test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ])?;
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ])?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ])?;
+    let port = super::free_port()?;
+    let mut command = Command::new("redis-server");
+    command
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--tls-auth-clients", "no", "--daemonize", "no"])
+        .arg("--tls-cert-file")
+        .arg(tls.join("server.crt"))
+        .arg("--tls-key-file")
+        .arg(tls.join("server.key"))
+        .arg("--tls-ca-cert-file")
+        .arg(tls.join("ca.crt"))
+        .arg("--dir")
+        .arg(&tls);
+    super::spawn(dir, "redis-tls", &mut command)?;
+    super::wait_for_port("redis-tls", port, Duration::from_secs(10))?;
+    Ok((port, tls.join("ca.crt")))
 }
