@@ -6,6 +6,7 @@
 //! passes the same variables to the tests, which also read the file when run
 //! on their own after `cargo xtask infra up`.
 
+mod postgres;
 mod redis;
 mod s3;
 
@@ -30,6 +31,7 @@ pub fn up(root: &Path) -> Result<BTreeMap<String, String>, String> {
     let mut env = BTreeMap::new();
     env.extend(s3::start(&dir)?);
     env.extend(redis::start(&dir)?);
+    env.extend(postgres::start(&dir)?);
     let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     fs::write(dir.join("env"), text).map_err(|e| format!("writing the env file: {e}"))?;
     for (key, value) in &env {
