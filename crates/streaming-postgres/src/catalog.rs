@@ -1,0 +1,234 @@
+use async_trait::async_trait;
+use diesel::dsl::exists;
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_async::RunQueryDsl;
+use streaming_core::domain::{
+    Media, MediaId, MediaKind, ObjectKey, PlanFeatures, UserId, UserStatus, Viewer, Visibility,
+};
+use streaming_core::ports::{CatalogError, MediaCatalog};
+
+use crate::database::{DbError, PgDatabase};
+use crate::schema::{media, media_grants, users};
+
+/// [`MediaCatalog`] on PostgreSQL, plus the writes that keep the read model current.
+#[derive(Debug, Clone)]
+pub struct PgCatalog {
+    db: PgDatabase,
+}
+
+#[derive(Queryable, Insertable, AsChangeset)]
+#[diesel(table_name = media)]
+struct MediaRow {
+    id: String,
+    kind: String,
+    owner_id: Option<String>,
+    status: String,
+    object_key: String,
+    content_type: String,
+    size_bytes: i64,
+    duration_seconds: Option<f64>,
+    visibility: String,
+    requires_hd: bool,
+    requires_4k: bool,
+}
+
+fn kind_name(kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Track => "track",
+        MediaKind::Movie => "movie",
+    }
+}
+
+fn visibility_name(visibility: Visibility) -> &'static str {
+    match visibility {
+        Visibility::Private => "private",
+        Visibility::Subscribers => "subscribers",
+        Visibility::Public => "public",
+    }
+}
+
+impl From<&Media> for MediaRow {
+    fn from(media: &Media) -> Self {
+        Self {
+            id: media.id.to_string(),
+            kind: kind_name(media.kind).into(),
+            owner_id: media.owner.as_ref().map(ToString::to_string),
+            status: media.status.as_str().to_ascii_lowercase(),
+            object_key: media.object_key.as_str().into(),
+            content_type: media.content_type.clone(),
+            size_bytes: i64::try_from(media.size_bytes).unwrap_or(i64::MAX),
+            duration_seconds: media.duration_seconds,
+            visibility: visibility_name(media.visibility).into(),
+            requires_hd: media.required_features.hd,
+            requires_4k: media.required_features.uhd_4k,
+        }
+    }
+}
+
+impl TryFrom<MediaRow> for Media {
+    type Error = CatalogError;
+
+    fn try_from(row: MediaRow) -> Result<Self, Self::Error> {
+        let invalid = |what: &str| CatalogError::Invalid(format!("media {}: bad {what}", row.id));
+        Ok(Media {
+            id: MediaId::try_from(row.id.as_str()).map_err(|_| invalid("id"))?,
+            kind: match row.kind.as_str() {
+                "track" => MediaKind::Track,
+                "movie" => MediaKind::Movie,
+                _ => return Err(invalid("kind")),
+            },
+            owner: row.owner_id.as_deref().map(UserId::try_from).transpose().map_err(|_| invalid("owner"))?,
+            status: row.status.parse().map_err(|_| invalid("status"))?,
+            object_key: ObjectKey::try_from(row.object_key.as_str()).map_err(|_| invalid("object key"))?,
+            content_type: row.content_type.clone(),
+            size_bytes: u64::try_from(row.size_bytes).map_err(|_| invalid("size"))?,
+            duration_seconds: row.duration_seconds,
+            visibility: match row.visibility.as_str() {
+                "private" => Visibility::Private,
+                "subscribers" => Visibility::Subscribers,
+                "public" => Visibility::Public,
+                _ => return Err(invalid("visibility")),
+            },
+            required_features: PlanFeatures { hd: row.requires_hd, uhd_4k: row.requires_4k },
+        })
+    }
+}
+
+fn unavailable(error: DbError) -> CatalogError {
+    CatalogError::Unavailable(error.to_string())
+}
+
+impl PgCatalog {
+    /// A catalog on `db`.
+    pub fn new(db: PgDatabase) -> Self {
+        Self { db }
+    }
+
+    /// Inserts or replaces a media item.
+    ///
+    /// # Errors
+    /// [`DbError`] if the write fails.
+    pub async fn upsert_media(&self, item: &Media) -> Result<(), DbError> {
+        let row = MediaRow::from(item);
+        let mut connection = self.db.connection().await?;
+        diesel::insert_into(media::table)
+            .values(&row)
+            .on_conflict(media::id)
+            .do_update()
+            .set((&row, media::updated_at.eq(diesel::dsl::now)))
+            .execute(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    /// Sets a user's status.
+    ///
+    /// # Errors
+    /// [`DbError`] if the write fails.
+    pub async fn set_user_status(&self, user: &UserId, status: UserStatus) -> Result<(), DbError> {
+        let status = match status {
+            UserStatus::Active => "active",
+            UserStatus::Suspended => "suspended",
+        };
+        let mut connection = self.db.connection().await?;
+        diesel::insert_into(users::table)
+            .values((users::id.eq(user.as_str()), users::status.eq(status)))
+            .on_conflict(users::id)
+            .do_update()
+            .set((users::status.eq(excluded(users::status)), users::updated_at.eq(diesel::dsl::now)))
+            .execute(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    /// Grants (or revokes) `user` access to `media`.
+    ///
+    /// # Errors
+    /// [`DbError`] if the write fails (a grant on unknown media is refused by the foreign key).
+    pub async fn set_grant(&self, item: &MediaId, user: &UserId, granted: bool) -> Result<(), DbError> {
+        let mut connection = self.db.connection().await?;
+        if granted {
+            diesel::insert_into(media_grants::table)
+                .values((media_grants::media_id.eq(item.as_str()), media_grants::user_id.eq(user.as_str())))
+                .on_conflict_do_nothing()
+                .execute(&mut connection)
+                .await?;
+        } else {
+            diesel::delete(
+                media_grants::table
+                    .filter(media_grants::media_id.eq(item.as_str()))
+                    .filter(media_grants::user_id.eq(user.as_str())),
+            )
+            .execute(&mut connection)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn load_media(&self, id: &MediaId) -> Result<Option<MediaRow>, DbError> {
+        let mut connection = self.db.connection().await?;
+        Ok(media::table
+            .filter(media::id.eq(id.as_str()))
+            .select((
+                media::id,
+                media::kind,
+                media::owner_id,
+                media::status,
+                media::object_key,
+                media::content_type,
+                media::size_bytes,
+                media::duration_seconds,
+                media::visibility,
+                media::requires_hd,
+                media::requires_4k,
+            ))
+            .first::<MediaRow>(&mut connection)
+            .await
+            .optional()?)
+    }
+
+    async fn load_viewer(&self, user: &UserId, id: &MediaId) -> Result<(Option<String>, bool), DbError> {
+        let mut connection = self.db.connection().await?;
+        // One round trip: the user's status and whether a grant exists.
+        Ok(diesel::select((
+            users::table.filter(users::id.eq(user.as_str())).select(users::status).single_value(),
+            exists(
+                media_grants::table
+                    .filter(media_grants::media_id.eq(id.as_str()))
+                    .filter(media_grants::user_id.eq(user.as_str())),
+            ),
+        ))
+        .get_result::<(Option<String>, bool)>(&mut connection)
+        .await?)
+    }
+}
+
+/// Reads are idempotent: one retry on a failure that may be transient.
+async fn retry_once<T, F, Fut>(call: F) -> Result<T, DbError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DbError>>,
+{
+    match call().await {
+        Err(DbError::Unavailable(_) | DbError::Retryable) => call().await,
+        other => other,
+    }
+}
+
+#[async_trait]
+impl MediaCatalog for PgCatalog {
+    async fn media(&self, id: &MediaId) -> Result<Option<Media>, CatalogError> {
+        let row = retry_once(|| self.load_media(id)).await.map_err(unavailable)?;
+        row.map(Media::try_from).transpose()
+    }
+
+    async fn viewer(&self, user: &UserId, id: &MediaId) -> Result<Viewer, CatalogError> {
+        let (status, granted) = retry_once(|| self.load_viewer(user, id)).await.map_err(unavailable)?;
+        let status = match status.as_deref() {
+            Some("suspended") => UserStatus::Suspended,
+            _ => UserStatus::Active,
+        };
+        Ok(Viewer { status, granted })
+    }
+}

@@ -1,0 +1,171 @@
+//! The pool, migrations and the classification of driver errors.
+
+use std::time::Duration;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+/// The migrations of `migrations/`, compiled in.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+/// How to reach PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// `postgres://user:password@host:port/database`.
+    pub url: String,
+    /// Connections in the pool (default 16).
+    pub pool_size: u32,
+    /// Server-side `statement_timeout` of every connection (default 2 s).
+    pub statement_timeout: Duration,
+    /// How long to wait for a pooled connection (default 2 s).
+    pub acquire_timeout: Duration,
+}
+
+impl PgConfig {
+    /// A config for `url` with the defaults.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 16,
+            statement_timeout: Duration::from_secs(2),
+            acquire_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What went wrong with the database, in terms the adapters act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DbError {
+    /// A unique constraint refused the row.
+    #[error("unique violation")]
+    UniqueViolation,
+    /// A serialization failure or deadlock: the transaction may be retried.
+    #[error("serialization failure")]
+    Retryable,
+    /// Down, unreachable, timed out, or the pool is exhausted.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Migrations failed or the schema is not what this build expects.
+    #[error("schema: {0}")]
+    Schema(String),
+}
+
+impl From<DieselError> for DbError {
+    fn from(error: DieselError) -> Self {
+        match &error {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Self::UniqueViolation,
+            DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => Self::Retryable,
+            DieselError::DatabaseError(_, info) => Self::Unavailable(info.message().to_owned()),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// A connection pool with the adapters' settings.
+#[derive(Clone)]
+pub struct PgDatabase {
+    pool: Pool<AsyncPgConnection>,
+    url: String,
+}
+
+impl std::fmt::Debug for PgDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgDatabase").field("state", &self.pool.state().connections).finish_non_exhaustive()
+    }
+}
+
+impl PgDatabase {
+    /// A pool for `config`. Connections are opened on demand, so a database
+    /// that is down at start makes requests fail with 503, not the process.
+    ///
+    /// # Errors
+    /// [`DbError::Unavailable`] if the pool cannot be built.
+    pub async fn connect(config: &PgConfig) -> Result<Self, DbError> {
+        let timeout_ms = config.statement_timeout.as_millis();
+        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+        manager_config.custom_setup = Box::new(move |url| {
+            let url = url.to_owned();
+            Box::pin(async move {
+                let mut connection = AsyncPgConnection::establish(&url).await?;
+                diesel::sql_query(format!("SET statement_timeout = {timeout_ms}"))
+                    .execute(&mut connection)
+                    .await
+                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                Ok(connection)
+            })
+        });
+        let manager = AsyncDieselConnectionManager::new_with_config(&config.url, manager_config);
+        let pool = Pool::builder()
+            .max_size(config.pool_size.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(config.acquire_timeout)
+            .build_unchecked(manager);
+        Ok(Self { pool, url: config.url.clone() })
+    }
+
+    /// A pooled connection.
+    ///
+    /// # Errors
+    /// [`DbError::Unavailable`] if none can be had within the acquire timeout.
+    pub async fn connection(&self) -> Result<PooledConnection<'_, AsyncPgConnection>, DbError> {
+        self.pool.get().await.map_err(|e| DbError::Unavailable(e.to_string()))
+    }
+
+    /// Applies every pending migration; returns how many ran.
+    ///
+    /// # Errors
+    /// [`DbError::Schema`] if a migration fails, `Unavailable` if the database cannot be reached.
+    pub async fn migrate(&self) -> Result<usize, DbError> {
+        let connection =
+            AsyncPgConnection::establish(&self.url).await.map_err(|e| DbError::Unavailable(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> = AsyncConnectionWrapper::from(connection);
+            wrapper
+                .run_pending_migrations(MIGRATIONS)
+                .map(|applied| applied.len())
+                .map_err(|e| DbError::Schema(e.to_string()))
+        })
+        .await
+        .map_err(|e| DbError::Schema(e.to_string()))?
+    }
+
+    /// Reverts every applied migration (operations and tests); returns how many.
+    ///
+    /// # Errors
+    /// [`DbError::Schema`] if a `down.sql` fails.
+    pub async fn revert_all(&self) -> Result<usize, DbError> {
+        let connection =
+            AsyncPgConnection::establish(&self.url).await.map_err(|e| DbError::Unavailable(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> = AsyncConnectionWrapper::from(connection);
+            wrapper
+                .revert_all_migrations(MIGRATIONS)
+                .map(|reverted| reverted.len())
+                .map_err(|e| DbError::Schema(e.to_string()))
+        })
+        .await
+        .map_err(|e| DbError::Schema(e.to_string()))?
+    }
+
+    /// The names of migrations this build has that the database lacks.
+    ///
+    /// # Errors
+    /// `Unavailable` if the database cannot be reached.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, DbError> {
+        let connection =
+            AsyncPgConnection::establish(&self.url).await.map_err(|e| DbError::Unavailable(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> = AsyncConnectionWrapper::from(connection);
+            wrapper
+                .pending_migrations(MIGRATIONS)
+                .map(|pending| pending.iter().map(|m| m.name().to_string()).collect())
+                .map_err(|e| DbError::Schema(e.to_string()))
+        })
+        .await
+        .map_err(|e| DbError::Schema(e.to_string()))?
+    }
+}

@@ -1,0 +1,20 @@
+//! # streaming-postgres
+//!
+//! The catalog read model, watch progress and stream sessions on PostgreSQL,
+//! with diesel-async on a bb8 pool. diesel is built with `postgres_backend`
+//! only, so no libpq is linked; migrations (`migrations/`) are compiled in and
+//! run through diesel-async's connection wrapper.
+//!
+//! Every connection has a server-side `statement_timeout` (2 s); driver errors
+//! become the ports' `Unavailable` (503), unique violations `Duplicate`.
+
+mod catalog;
+mod database;
+mod progress;
+mod schema;
+mod sessions;
+
+pub use catalog::PgCatalog;
+pub use database::{DbError, PgConfig, PgDatabase, MIGRATIONS};
+pub use progress::PgProgressStore;
+pub use sessions::PgSessionStore;

@@ -1,0 +1,169 @@
+use async_trait::async_trait;
+use diesel::sql_types::{Float8, Nullable, Text, Timestamptz, Uuid as SqlUuid, Varchar};
+use diesel::QueryableByName;
+use diesel_async::RunQueryDsl;
+use streaming_core::domain::{ManifestKind, MediaId, SessionId, StreamSession, UserId};
+use streaming_core::ports::{CloseOutcome, SessionError, SessionStore};
+use time::OffsetDateTime;
+
+use crate::database::{DbError, PgDatabase};
+
+/// [`SessionStore`] on PostgreSQL (`stream_sessions`).
+#[derive(Debug, Clone)]
+pub struct PgSessionStore {
+    db: PgDatabase,
+}
+
+#[derive(QueryableByName)]
+struct SessionRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: uuid::Uuid,
+    #[diesel(sql_type = Text)]
+    user_id: String,
+    #[diesel(sql_type = Text)]
+    movie_id: String,
+    #[diesel(sql_type = Text)]
+    manifest_type: String,
+    #[diesel(sql_type = Timestamptz)]
+    started_at: OffsetDateTime,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    ended_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = Nullable<Float8>)]
+    duration_seconds: Option<f64>,
+    #[diesel(sql_type = Nullable<Varchar>)]
+    user_agent: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    ip_address: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    last_heartbeat_at: OffsetDateTime,
+}
+
+const COLUMNS: &str = "id, user_id, movie_id, manifest_type, started_at, ended_at, duration_seconds, user_agent, \
+                       host(ip_address) AS ip_address, last_heartbeat_at";
+
+impl TryFrom<SessionRow> for StreamSession {
+    type Error = SessionError;
+
+    fn try_from(row: SessionRow) -> Result<Self, Self::Error> {
+        let invalid = |what: &str| SessionError::Unavailable(format!("stored session has a bad {what}"));
+        Ok(StreamSession {
+            id: SessionId::from(row.id),
+            user: UserId::try_from(row.user_id.as_str()).map_err(|_| invalid("user id"))?,
+            media: MediaId::try_from(row.movie_id.as_str()).map_err(|_| invalid("movie id"))?,
+            manifest: row.manifest_type.parse::<ManifestKind>().map_err(|_| invalid("manifest type"))?,
+            started_at: row.started_at,
+            ended_at: row.ended_at,
+            duration_seconds: row.duration_seconds,
+            user_agent: row.user_agent,
+            client_ip: row.ip_address.and_then(|ip| ip.parse().ok()),
+            last_heartbeat_at: row.last_heartbeat_at,
+        })
+    }
+}
+
+fn unavailable(error: DbError) -> SessionError {
+    SessionError::Unavailable(error.to_string())
+}
+
+fn db(error: diesel::result::Error) -> SessionError {
+    unavailable(error.into())
+}
+
+impl PgSessionStore {
+    /// A store on `db`.
+    pub fn new(db: PgDatabase) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl SessionStore for PgSessionStore {
+    async fn open(&self, session: StreamSession) -> Result<(), SessionError> {
+        let mut connection = self.db.connection().await.map_err(unavailable)?;
+        let inserted = diesel::sql_query(
+            "INSERT INTO stream_sessions (id, user_id, movie_id, manifest_type, started_at, user_agent, ip_address, \
+             last_heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, $7::inet, $8)",
+        )
+        .bind::<SqlUuid, _>(session.id.as_uuid())
+        .bind::<Text, _>(session.user.as_str())
+        .bind::<Text, _>(session.media.as_str())
+        .bind::<Text, _>(session.manifest.as_str())
+        .bind::<Timestamptz, _>(session.started_at)
+        .bind::<Nullable<Varchar>, _>(session.user_agent.as_deref())
+        .bind::<Nullable<Text>, _>(session.client_ip.map(|ip| ip.to_string()))
+        .bind::<Timestamptz, _>(session.last_heartbeat_at)
+        .execute(&mut connection)
+        .await;
+        match inserted.map_err(DbError::from) {
+            Ok(_) => Ok(()),
+            Err(DbError::UniqueViolation) => Err(SessionError::Duplicate),
+            Err(other) => Err(unavailable(other)),
+        }
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<Option<StreamSession>, SessionError> {
+        let mut connection = self.db.connection().await.map_err(unavailable)?;
+        let rows: Vec<SessionRow> = diesel::sql_query(format!("SELECT {COLUMNS} FROM stream_sessions WHERE id = $1"))
+            .bind::<SqlUuid, _>(id.as_uuid())
+            .load(&mut connection)
+            .await
+            .map_err(db)?;
+        rows.into_iter().next().map(StreamSession::try_from).transpose()
+    }
+
+    async fn touch(&self, id: &SessionId, at: OffsetDateTime) -> Result<(), SessionError> {
+        let mut connection = self.db.connection().await.map_err(unavailable)?;
+        diesel::sql_query(
+            "UPDATE stream_sessions SET last_heartbeat_at = greatest(last_heartbeat_at, $2) \
+             WHERE id = $1 AND ended_at IS NULL",
+        )
+        .bind::<SqlUuid, _>(id.as_uuid())
+        .bind::<Timestamptz, _>(at)
+        .execute(&mut connection)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn close(&self, id: &SessionId, ended_at: OffsetDateTime) -> Result<CloseOutcome, SessionError> {
+        let mut connection = self.db.connection().await.map_err(unavailable)?;
+        // Only an open session is closed; the RETURNING row says whether this call did it.
+        let closed: Vec<SessionRow> = diesel::sql_query(format!(
+            "UPDATE stream_sessions SET ended_at = greatest($2, started_at), \
+             duration_seconds = extract(epoch FROM greatest($2, started_at) - started_at), \
+             last_heartbeat_at = greatest(last_heartbeat_at, $2) \
+             WHERE id = $1 AND ended_at IS NULL RETURNING {COLUMNS}"
+        ))
+        .bind::<SqlUuid, _>(id.as_uuid())
+        .bind::<Timestamptz, _>(ended_at)
+        .load(&mut connection)
+        .await
+        .map_err(db)?;
+        if let Some(row) = closed.into_iter().next() {
+            return Ok(CloseOutcome::Closed(row.try_into()?));
+        }
+        drop(connection);
+        Ok(match self.get(id).await? {
+            Some(session) => CloseOutcome::AlreadyClosed(session),
+            None => CloseOutcome::NotFound,
+        })
+    }
+
+    async fn open_sessions(
+        &self,
+        user: &UserId,
+        alive_since: OffsetDateTime,
+    ) -> Result<Vec<StreamSession>, SessionError> {
+        let mut connection = self.db.connection().await.map_err(unavailable)?;
+        let rows: Vec<SessionRow> = diesel::sql_query(format!(
+            "SELECT {COLUMNS} FROM stream_sessions WHERE user_id = $1 AND ended_at IS NULL \
+             AND last_heartbeat_at >= $2 ORDER BY started_at"
+        ))
+        .bind::<Text, _>(user.as_str())
+        .bind::<Timestamptz, _>(alive_since)
+        .load(&mut connection)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(StreamSession::try_from).collect()
+    }
+}

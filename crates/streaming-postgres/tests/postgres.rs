@@ -1,0 +1,155 @@
+//! The PostgreSQL adapters against a real server (`cargo xtask test` starts
+//! it). Every test gets a fresh database created from the migrations, so
+//! tests run in parallel without sharing rows.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use streaming_core::contract::{self, infra_var};
+use streaming_core::domain::{
+    Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures, PositionSeconds, SessionId, UserId, UserStatus,
+    Viewer, Visibility, WatchProgress,
+};
+use streaming_core::ports::{CatalogError, MediaCatalog, ProgressStore, RecordOutcome};
+use streaming_postgres::{PgCatalog, PgConfig, PgDatabase, PgProgressStore, PgSessionStore};
+
+/// A new, migrated database of its own.
+async fn fresh_database() -> PgDatabase {
+    let admin_url = infra_var("STREAMGATE_POSTGRES_URL");
+    let name = format!("test_{}", SessionId::random().to_string().replace('-', ""));
+    let mut admin = AsyncPgConnection::establish(&admin_url).await.unwrap();
+    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let db = PgDatabase::connect(&PgConfig { pool_size: 4, ..PgConfig::new(url) }).await.unwrap();
+    assert!(db.migrate().await.unwrap() >= 1);
+    db
+}
+
+fn track(id: &str, owner: &str, status: MediaStatus) -> Media {
+    Media {
+        id: id.parse().unwrap(),
+        kind: MediaKind::Track,
+        owner: Some(owner.parse().unwrap()),
+        status,
+        object_key: ObjectKey::try_from(format!("tracks/{id}.mp3").as_str()).unwrap(),
+        content_type: "audio/mpeg".into(),
+        size_bytes: 15_728_640,
+        duration_seconds: Some(180.5),
+        visibility: Visibility::Subscribers,
+        required_features: PlanFeatures { hd: true, uhd_4k: false },
+    }
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_the_schema_is_then_current() {
+    let db = fresh_database().await;
+    assert!(db.pending_migrations().await.unwrap().is_empty());
+    assert_eq!(db.migrate().await.unwrap(), 0, "a second run applies nothing");
+}
+
+#[tokio::test]
+async fn migrations_are_reversible() {
+    let db = fresh_database().await;
+    let catalog = PgCatalog::new(db.clone());
+    catalog.upsert_media(&track("01HXKZ3Y8Q4N7W2M5V6B9C0D1E", "o", MediaStatus::Ready)).await.unwrap();
+    assert!(db.revert_all().await.unwrap() >= 1);
+    assert!(!db.pending_migrations().await.unwrap().is_empty(), "everything is pending again");
+    assert!(catalog.media(&"01HXKZ3Y8Q4N7W2M5V6B9C0D1E".parse().unwrap()).await.is_err(), "the tables are gone");
+    assert!(db.migrate().await.unwrap() >= 1);
+    assert_eq!(catalog.media(&"01HXKZ3Y8Q4N7W2M5V6B9C0D1E".parse().unwrap()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn the_progress_store_keeps_the_contract() {
+    contract::progress_store(&PgProgressStore::new(fresh_database().await)).await;
+}
+
+#[tokio::test]
+async fn the_session_store_keeps_the_contract() {
+    contract::session_store(&PgSessionStore::new(fresh_database().await)).await;
+}
+
+#[tokio::test]
+async fn the_catalog_reads_what_was_written() {
+    let catalog = PgCatalog::new(fresh_database().await);
+    let item = track("01HXKZ3Y8Q4N7W2M5V6B9C0D1E", "owner-1", MediaStatus::Ready);
+    assert_eq!(catalog.media(&item.id).await.unwrap(), None);
+    catalog.upsert_media(&item).await.unwrap();
+    assert_eq!(catalog.media(&item.id).await.unwrap(), Some(item.clone()));
+
+    let changed = Media { status: MediaStatus::Deleted, visibility: Visibility::Public, ..item.clone() };
+    catalog.upsert_media(&changed).await.unwrap();
+    assert_eq!(catalog.media(&item.id).await.unwrap(), Some(changed), "upsert replaces");
+
+    let fan: UserId = "fan".parse().unwrap();
+    assert_eq!(catalog.viewer(&fan, &item.id).await.unwrap(), Viewer::default(), "unknown users are active, ungranted");
+    catalog.set_grant(&item.id, &fan, true).await.unwrap();
+    catalog.set_grant(&item.id, &fan, true).await.unwrap();
+    catalog.set_user_status(&fan, UserStatus::Suspended).await.unwrap();
+    assert_eq!(catalog.viewer(&fan, &item.id).await.unwrap(), Viewer { status: UserStatus::Suspended, granted: true });
+    catalog.set_grant(&item.id, &fan, false).await.unwrap();
+    catalog.set_user_status(&fan, UserStatus::Active).await.unwrap();
+    assert_eq!(catalog.viewer(&fan, &item.id).await.unwrap(), Viewer::default());
+
+    let unknown: MediaId = "01HXKZ3Y8Q4N7W2M5V6B9C0D2F".parse().unwrap();
+    assert!(catalog.set_grant(&unknown, &fan, true).await.is_err(), "grants need the media to exist");
+}
+
+#[tokio::test]
+async fn concurrent_and_reordered_writers_never_move_progress_backwards() {
+    let store = Arc::new(PgProgressStore::new(fresh_database().await));
+    let (user, movie): (UserId, MediaId) =
+        ("viewer".parse().unwrap(), "7c9e6679-7425-40de-944b-e07fc1f90ae7".parse().unwrap());
+    let session = SessionId::random();
+    let at = time::OffsetDateTime::now_utc();
+    // 40 writers of one session, sequences shuffled: the highest must win.
+    let mut sequences: Vec<u64> = (1..=40).collect();
+    sequences.sort_by_key(|s| (s * 7919) % 41);
+    let writers: Vec<_> = sequences
+        .into_iter()
+        .map(|sequence| {
+            let (store, user, movie) = (store.clone(), user.clone(), movie.clone());
+            tokio::spawn(async move {
+                store
+                    .record(WatchProgress {
+                        user,
+                        media: movie,
+                        position: PositionSeconds::new(sequence as f64 * 10.0).unwrap(),
+                        last_watched_at: at,
+                        watched: false,
+                        session: Some(session),
+                        sequence,
+                    })
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for writer in writers {
+        if writer.await.unwrap() == RecordOutcome::Applied {
+            applied += 1;
+        }
+    }
+    assert!(applied >= 1);
+    let stored = store.get(&user, &movie).await.unwrap().unwrap();
+    assert_eq!((stored.sequence, stored.position.get()), (40, 400.0), "the newest report wins whatever the order");
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_unavailable_quickly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = PgConfig {
+        acquire_timeout: Duration::from_millis(500),
+        ..PgConfig::new(format!("postgres://nobody:nothing@127.0.0.1:{port}/none"))
+    };
+    let catalog = PgCatalog::new(PgDatabase::connect(&config).await.unwrap());
+    let started = std::time::Instant::now();
+    let result = catalog.media(&"01HXKZ3Y8Q4N7W2M5V6B9C0D1E".parse().unwrap()).await;
+    assert!(matches!(result, Err(CatalogError::Unavailable(_))), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(3), "bounded by the acquire timeout and one retry");
+}
