@@ -7,7 +7,8 @@ use tracing_subscriber::EnvFilter;
 use crate::demo::DemoInfo;
 use crate::{Application, Settings};
 
-const USAGE: &str = "usage: streaming-api [serve] [--config FILE]\n\n\
+const USAGE: &str = "usage: streaming-api [serve | migrate] [--config FILE]\n\n\
+serve (the default) runs the service; migrate applies pending database migrations and exits.\n\
 Settings come from built-in defaults, then FILE (or $STREAMING_CONFIG), then\n\
 STREAMING__SECTION__KEY environment variables.";
 
@@ -18,9 +19,11 @@ STREAMING__SECTION__KEY environment variables.";
 pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
     let mut config: Option<PathBuf> = std::env::var_os("STREAMING_CONFIG").map(PathBuf::from);
     let mut args = args.into_iter().skip(1);
+    let mut migrate = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "serve" => {}
+            "migrate" => migrate = true,
             "--config" => config = Some(args.next().ok_or("--config needs a file")?.into()),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
@@ -31,6 +34,9 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
         .or_else(|_| EnvFilter::try_new(&settings.log.filter))
         .map_err(|e| format!("log.filter: {e}"))?;
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    if migrate {
+        return run_migrations(&settings).await;
+    }
 
     let app = Application::build(settings).await.map_err(|e| e.to_string())?;
     tracing::info!(base_url = app.base_url(), "streaming service listening");
@@ -61,4 +67,17 @@ fn print_demo_banner(base_url: &str, demo: &DemoInfo) {
             first.id
         );
     }
+}
+
+/// `streaming-api migrate`: applies the pending migrations to `postgres.url`.
+#[allow(clippy::print_stdout)] // the command's answer
+async fn run_migrations(settings: &Settings) -> Result<(), String> {
+    use secrecy::ExposeSecret;
+    let url = settings.postgres.url.as_ref().ok_or("migrate needs postgres.url (STREAMING__POSTGRES__URL)")?;
+    let db = streaming_postgres::PgDatabase::connect(&streaming_postgres::PgConfig::new(url.expose_secret()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let applied = db.migrate().await.map_err(|e| e.to_string())?;
+    println!("{applied} migration(s) applied; the schema is current");
+    Ok(())
 }

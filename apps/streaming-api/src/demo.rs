@@ -3,8 +3,8 @@
 
 use std::f64::consts::TAU;
 
+use crate::catalog::Catalog;
 use crate::storage::Storage;
-use streaming_core::adapters::MemoryCatalog;
 use streaming_core::domain::{
     Media, MediaId, MediaKind, MediaStatus, ObjectKey, Plan, PlanFeatures, Subscription, SubscriptionStatus, UserId,
     Visibility,
@@ -65,7 +65,7 @@ const MOVIE_FILES: &[(&str, &[u8])] = &[
 ///
 /// # Errors
 /// An I/O error if the files cannot be written.
-pub async fn seed_movie(catalog: &MemoryCatalog, store: &Storage) -> Result<MediaId, String> {
+pub async fn seed_movie(catalog: &Catalog, store: &Storage) -> Result<MediaId, String> {
     let id = MediaId::parse_uuid(DEMO_MOVIE).map_err(|e| e.to_string())?;
     let root = format!("movies/{DEMO_MOVIE}");
     for (name, bytes) in MOVIE_FILES {
@@ -73,18 +73,20 @@ pub async fn seed_movie(catalog: &MemoryCatalog, store: &Storage) -> Result<Medi
         let content_type = streaming_localfs::content_type_of(name);
         store.put(&key, bytes, content_type).await.map_err(|e| format!("writing demo movie: {e}"))?;
     }
-    catalog.upsert(Media {
-        id: id.clone(),
-        kind: MediaKind::Movie,
-        owner: None,
-        status: MediaStatus::Ready,
-        object_key: ObjectKey::try_from(root).map_err(|e| e.to_string())?,
-        content_type: "application/vnd.apple.mpegurl".into(),
-        size_bytes: MOVIE_FILES.iter().map(|(_, b)| b.len() as u64).sum(),
-        duration_seconds: Some(6.0),
-        visibility: Visibility::Subscribers,
-        required_features: PlanFeatures::default(),
-    });
+    catalog
+        .upsert(Media {
+            id: id.clone(),
+            kind: MediaKind::Movie,
+            owner: None,
+            status: MediaStatus::Ready,
+            object_key: ObjectKey::try_from(root).map_err(|e| e.to_string())?,
+            content_type: "application/vnd.apple.mpegurl".into(),
+            size_bytes: MOVIE_FILES.iter().map(|(_, b)| b.len() as u64).sum(),
+            duration_seconds: Some(6.0),
+            visibility: Visibility::Subscribers,
+            required_features: PlanFeatures::default(),
+        })
+        .await?;
     Ok(id)
 }
 
@@ -133,7 +135,7 @@ const SPECS: [Spec; 3] = [
 ///
 /// # Errors
 /// An I/O error if the objects cannot be written, or an invalid built-in id.
-pub async fn seed(catalog: &MemoryCatalog, store: &Storage) -> Result<(UserId, Vec<DemoTrack>), String> {
+pub async fn seed(catalog: &Catalog, store: &Storage) -> Result<(UserId, Vec<DemoTrack>), String> {
     let user = UserId::try_from(DEMO_USER).map_err(|e| e.to_string())?;
     let mut tracks = Vec::new();
     for spec in &SPECS {
@@ -143,18 +145,20 @@ pub async fn seed(catalog: &MemoryCatalog, store: &Storage) -> Result<(UserId, V
         if store.port().head(&key).await.is_err() {
             store.put(&key, &wav, "audio/wav").await.map_err(|e| format!("writing demo media: {e}"))?;
         }
-        catalog.upsert(Media {
-            id: id.clone(),
-            kind: MediaKind::Track,
-            owner: Some(user.clone()),
-            status: spec.status,
-            object_key: key,
-            content_type: "audio/wav".into(),
-            size_bytes: wav.len() as u64,
-            duration_seconds: Some(f64::from(spec.seconds)),
-            visibility: Visibility::Private,
-            required_features: PlanFeatures::default(),
-        });
+        catalog
+            .upsert(Media {
+                id: id.clone(),
+                kind: MediaKind::Track,
+                owner: Some(user.clone()),
+                status: spec.status,
+                object_key: key,
+                content_type: "audio/wav".into(),
+                size_bytes: wav.len() as u64,
+                duration_seconds: Some(f64::from(spec.seconds)),
+                visibility: Visibility::Private,
+                required_features: PlanFeatures::default(),
+            })
+            .await?;
         tracks.push(DemoTrack { id, title: spec.title, status: spec.status });
     }
     Ok((user, tracks))

@@ -6,6 +6,7 @@
 
 mod auth;
 mod body;
+mod catalog;
 pub mod cli;
 pub mod demo;
 pub mod problem;

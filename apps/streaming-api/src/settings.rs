@@ -27,6 +27,8 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     /// Redis, shared by every instance (cache, rate limits).
     pub redis: RedisSection,
+    /// PostgreSQL: catalog, progress, sessions.
+    pub postgres: PostgresSection,
     /// Where media objects live.
     pub storage: StorageSettings,
     /// Demo media and the printed demo token.
@@ -194,6 +196,27 @@ impl Default for CacheSettings {
             current_key_version: None,
             encryption_keys: None,
         }
+    }
+}
+
+/// PostgreSQL: the catalog read model, watch progress and stream sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresSection {
+    /// `postgres://user:password@host:port/database`; unset keeps everything in memory.
+    pub url: Option<SecretString>,
+    /// Connections in the pool (default 16).
+    pub pool_size: u32,
+    /// `statement_timeout` of every connection in milliseconds (default 2000).
+    pub statement_timeout_ms: u64,
+    /// Apply pending migrations at start instead of refusing to start (default false;
+    /// `streaming-api migrate` applies them explicitly).
+    pub migrate_on_start: bool,
+}
+
+impl Default for PostgresSection {
+    fn default() -> Self {
+        Self { url: None, pool_size: 16, statement_timeout_ms: 2_000, migrate_on_start: false }
     }
 }
 

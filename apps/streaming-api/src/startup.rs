@@ -16,18 +16,20 @@ use streaming_core::adapters::{
     MokaUrlCache, SystemClock,
 };
 use streaming_core::ports::{
-    check_presign_expiry, Clock, MediaCatalog, ProgressStore, RateLimitPolicy, RateLimiter, SubscriptionDirectory,
-    UrlCache,
+    check_presign_expiry, Clock, MediaCatalog, ProgressStore, RateLimitPolicy, RateLimiter, SessionStore,
+    SubscriptionDirectory, UrlCache,
 };
 use streaming_core::{
     CacheKeyring, PlaybackPorts, PlaybackService, PlaybackSettings, StreamUrlService, StreamingPorts, StreamingSettings,
 };
 use streaming_localfs::JsonLinesEventPublisher;
+use streaming_postgres::{PgCatalog, PgConfig, PgDatabase, PgProgressStore, PgSessionStore};
 use streaming_redis::{
     LocalLevel, RedisConfig, RedisConnection, RedisProgressCache, RedisRateLimiter, RedisSubscriptionCache,
     RedisUrlCache, TwoLevelUrlCache,
 };
 
+use crate::catalog::Catalog;
 use crate::demo::{self, DemoInfo};
 use crate::problem::{enrich_problems, ApiError, ProblemTypeBase};
 use crate::routes;
@@ -52,6 +54,9 @@ pub enum StartupError {
     /// The object store could not be opened or seeded.
     #[error("object store: {0}")]
     Storage(String),
+    /// The database is unreachable or its schema is not current.
+    #[error("database: {0}")]
+    Database(String),
 }
 
 /// Ports an embedder (or a test) supplies instead of the configured ones.
@@ -135,8 +140,16 @@ impl Application {
 
         let storage = Storage::open(&settings, &base_url, random_secret).await?;
 
-        let memory_catalog = Arc::new(MemoryCatalog::new());
-        let catalog: Arc<dyn MediaCatalog> = overrides.catalog.unwrap_or_else(|| memory_catalog.clone());
+        let postgres = postgres_database(&settings).await?;
+        let owned_catalog = match &postgres {
+            Some(db) => Catalog::Postgres(Arc::new(PgCatalog::new(db.clone()))),
+            None => Catalog::Memory(Arc::new(MemoryCatalog::new())),
+        };
+        let catalog: Arc<dyn MediaCatalog> = overrides.catalog.unwrap_or_else(|| owned_catalog.port());
+        let (durable_progress, sessions): (Arc<dyn ProgressStore>, Arc<dyn SessionStore>) = match &postgres {
+            Some(db) => (Arc::new(PgProgressStore::new(db.clone())), Arc::new(PgSessionStore::new(db.clone()))),
+            None => (Arc::new(MemoryProgressStore::new()), Arc::new(MemorySessionStore::new())),
+        };
         let redis = redis_connection(&settings)?;
         let cache: Arc<dyn UrlCache> = match (settings.cache.kind, &redis) {
             (CacheKind::Moka, _) => Arc::new(MokaUrlCache::new(settings.cache.max_entries)),
@@ -169,11 +182,11 @@ impl Application {
                 )),
                 Arc::new(RedisProgressCache::new(
                     redis.clone(),
-                    MemoryProgressStore::new(),
+                    durable_progress,
                     Duration::from_secs(settings.redis.progress_ttl_seconds),
                 )),
             ),
-            None => (source, Arc::new(MemoryProgressStore::new())),
+            None => (source, durable_progress),
         };
         let limiter: Arc<dyn RateLimiter> = match &redis {
             Some(redis) => Arc::new(RedisRateLimiter::new(redis.clone())),
@@ -201,7 +214,7 @@ impl Application {
                 objects: storage.port(),
                 subscriptions,
                 progress,
-                sessions: Arc::new(MemorySessionStore::new()),
+                sessions,
                 events: Arc::new(events),
                 clock: clock.clone(),
             },
@@ -209,8 +222,8 @@ impl Application {
         ));
 
         let demo = if settings.demo.enabled {
-            let (user, tracks) = demo::seed(&memory_catalog, &storage).await.map_err(StartupError::Storage)?;
-            let movie = demo::seed_movie(&memory_catalog, &storage).await.map_err(StartupError::Storage)?;
+            let (user, tracks) = demo::seed(&owned_catalog, &storage).await.map_err(StartupError::Storage)?;
+            let movie = demo::seed_movie(&owned_catalog, &storage).await.map_err(StartupError::Storage)?;
             memory_subscriptions.set(&user, Some(demo::demo_subscription()));
             let token = TokenSigner::hs256(&auth_secret)
                 .sign(&TokenClaims {
@@ -312,6 +325,36 @@ fn streaming_settings(settings: &Settings) -> Result<StreamingSettings, StartupE
         cache_buffer: Duration::from_secs(s.cache_buffer_seconds),
         cache_key_prefix: s.cache_key_prefix.clone(),
     })
+}
+
+/// The database, with its schema checked: migrated at start when configured
+/// so, otherwise a schema that is behind stops the start with a clear error.
+async fn postgres_database(settings: &Settings) -> Result<Option<PgDatabase>, StartupError> {
+    let Some(url) = &settings.postgres.url else {
+        return Ok(None);
+    };
+    let db = PgDatabase::connect(&PgConfig {
+        url: url.expose_secret().to_owned(),
+        pool_size: settings.postgres.pool_size,
+        statement_timeout: Duration::from_millis(settings.postgres.statement_timeout_ms),
+        acquire_timeout: Duration::from_secs(2),
+    })
+    .await
+    .map_err(|e| StartupError::Database(e.to_string()))?;
+    if settings.postgres.migrate_on_start {
+        let applied = db.migrate().await.map_err(|e| StartupError::Database(e.to_string()))?;
+        tracing::info!(applied, "database migrations applied");
+    } else {
+        let pending = db.pending_migrations().await.map_err(|e| StartupError::Database(e.to_string()))?;
+        if !pending.is_empty() {
+            return Err(StartupError::Database(format!(
+                "the schema is behind by {} migration(s) ({}); run `streaming-api migrate` or set postgres.migrate_on_start",
+                pending.len(),
+                pending.join(", ")
+            )));
+        }
+    }
+    Ok(Some(db))
 }
 
 fn redis_connection(settings: &Settings) -> Result<Option<RedisConnection>, StartupError> {

@@ -13,6 +13,8 @@ mod database;
 mod progress;
 mod schema;
 mod sessions;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use catalog::PgCatalog;
 pub use database::{DbError, PgConfig, PgDatabase, MIGRATIONS};

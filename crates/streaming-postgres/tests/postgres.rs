@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use streaming_core::contract::{self, infra_var};
 use streaming_core::domain::{
     Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures, PositionSeconds, SessionId, UserId, UserStatus,
@@ -19,11 +18,7 @@ use streaming_postgres::{PgCatalog, PgConfig, PgDatabase, PgProgressStore, PgSes
 
 /// A new, migrated database of its own.
 async fn fresh_database() -> PgDatabase {
-    let admin_url = infra_var("STREAMGATE_POSTGRES_URL");
-    let name = format!("test_{}", SessionId::random().to_string().replace('-', ""));
-    let mut admin = AsyncPgConnection::establish(&admin_url).await.unwrap();
-    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let url = streaming_postgres::testing::fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
     let db = PgDatabase::connect(&PgConfig { pool_size: 4, ..PgConfig::new(url) }).await.unwrap();
     assert!(db.migrate().await.unwrap() >= 1);
     db

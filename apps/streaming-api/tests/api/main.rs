@@ -6,6 +6,7 @@
 mod harness;
 mod movies;
 mod objects;
+mod postgres;
 mod problems;
 mod redis;
 mod s3;

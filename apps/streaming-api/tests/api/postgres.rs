@@ -1,0 +1,90 @@
+//! The app on PostgreSQL: schema checks at start, `streaming-api migrate`,
+//! and the track and cinema flows with the catalog, progress and sessions in
+//! the database.
+
+use reqwest::Method;
+use secrecy::SecretString;
+use serde_json::json;
+use streaming_api::{Application, Settings, StartupError};
+use streaming_core::contract::infra_var;
+use streaming_postgres::testing::fresh_database_url;
+
+use crate::harness::{spawn, TestApp, MOVIE, READY};
+
+async fn on_postgres(url: &str) -> TestApp {
+    let url = url.to_owned();
+    spawn(move |s| {
+        s.postgres.url = Some(SecretString::from(url));
+        s.postgres.migrate_on_start = true;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_schema_that_is_behind_stops_the_start() {
+    let url = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::default();
+    settings.server.port = 0;
+    settings.storage.root = dir.path().join("objects");
+    settings.events.path = dir.path().join("events.jsonl");
+    settings.postgres.url = Some(SecretString::from(url));
+    match Application::build(settings).await {
+        Err(StartupError::Database(message)) => {
+            assert!(message.contains("behind") && message.contains("streaming-api migrate"), "{message}")
+        }
+        Err(other) => panic!("expected a schema error, got {other}"),
+        Ok(_) => panic!("the service started on an empty schema"),
+    }
+}
+
+#[tokio::test]
+async fn the_migrate_command_brings_the_schema_up_to_date() {
+    let url = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_streaming-api"))
+            .arg("migrate")
+            .env("STREAMING__POSTGRES__URL", &url)
+            .env("STREAMING__LOG__FILTER", "warn")
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(String::from_utf8_lossy(&first.stdout).starts_with("1 migration(s) applied"));
+    let second = run();
+    assert!(String::from_utf8_lossy(&second.stdout).starts_with("0 migration(s) applied"));
+    assert!(!String::from_utf8_lossy(&first.stderr).contains("password"), "the URL is never printed");
+}
+
+#[tokio::test]
+async fn the_track_and_cinema_flows_run_on_postgres() {
+    let url = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let app = on_postgres(&url).await;
+    let first = app.stream_url(READY).await;
+    assert_eq!(app.stream_url(READY).await["streamUrl"], first["streamUrl"], "demo media live in the database");
+
+    let movie = format!("/api/v1/stream/{MOVIE}");
+    let started: serde_json::Value = app.send(Method::POST, &movie, None, None).await.json().await.unwrap();
+    let session = started["session_id"].as_str().unwrap().to_owned();
+    let progress = json!({ "position_seconds": 3, "session_id": session, "sequence": 2 });
+    assert_eq!(app.send(Method::POST, &format!("{movie}/progress"), None, Some(progress)).await.status(), 200);
+    let late = json!({ "position_seconds": 1, "session_id": session, "sequence": 1 });
+    let ack: serde_json::Value =
+        app.send(Method::POST, &format!("{movie}/progress"), None, Some(late)).await.json().await.unwrap();
+    assert_eq!(ack["applied"], false, "the database refused the older report");
+    let stop = json!({ "position_seconds": 4, "session_id": session });
+    assert_eq!(app.send(Method::POST, &format!("{movie}/stop"), None, Some(stop)).await.status(), 200);
+
+    // A second instance on the same database sees the same state.
+    let other = on_postgres(&url).await;
+    let read: serde_json::Value =
+        other.send(Method::GET, &format!("{movie}/progress"), None, None).await.json().await.unwrap();
+    assert_eq!(read["position_seconds"], 4);
+    let restarted: serde_json::Value = other.send(Method::POST, &movie, None, None).await.json().await.unwrap();
+    assert_eq!(restarted["resume_position_seconds"], 4);
+    let again = json!({ "position_seconds": 5, "session_id": session });
+    let stopped: serde_json::Value =
+        other.send(Method::POST, &format!("{movie}/stop"), None, Some(again)).await.json().await.unwrap();
+    assert_eq!(stopped["message"], "Streaming session was already stopped", "the session was closed in the database");
+}
