@@ -6,7 +6,7 @@
 //! passes the same variables to the tests, which also read the file when run
 //! on their own after `cargo xtask infra up`.
 
-mod postgres;
+pub mod postgres;
 mod redis;
 mod s3;
 
@@ -51,6 +51,7 @@ pub fn down(root: &Path) -> Result<(), String> {
         }
     }
     let _ = fs::remove_file(dir.join("env"));
+    let _ = fs::remove_dir_all(postgres::data_dir(&dir));
     Ok(())
 }
 

@@ -44,17 +44,26 @@ fn run(what: &str, command: &mut Command) -> Result<(), String> {
     }
 }
 
+/// The data directory of the checkout whose infrastructure lives in `dir`.
+pub fn data_dir(dir: &Path) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut hasher);
+    std::env::temp_dir().join(format!("streamgate-postgres-{:016x}", hasher.finish()))
+}
+
 pub fn start(dir: &Path) -> Result<BTreeMap<String, String>, String> {
     if bin_dir().is_err() {
         tools::ensure_debian_packages(&[("/usr/lib/postgresql/15/bin/postgres", "postgresql")])?;
     }
     let bin = bin_dir()?;
-    let data = dir.join("postgres");
+    // The postgres user must reach its data directory, and a checkout may live
+    // under a directory it cannot enter (/root): keep the data in the system's
+    // temporary directory, one per checkout.
+    let data = data_dir(dir);
     let _ = fs::remove_dir_all(&data);
     fs::create_dir_all(&data).map_err(|e| e.to_string())?;
     run("chown", Command::new("chown").args(["-R", "postgres:postgres"]).arg(&data))?;
-    // The postgres user must be able to reach the directory.
-    run("chmod", Command::new("chmod").args(["o+x"]).arg(dir))?;
     let password_file = data.join("password");
     fs::write(&password_file, PASSWORD).map_err(|e| e.to_string())?;
     run("chown", Command::new("chown").arg("postgres:postgres").arg(&password_file))?;
