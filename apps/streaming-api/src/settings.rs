@@ -212,11 +212,24 @@ pub struct PostgresSection {
     /// Apply pending migrations at start instead of refusing to start (default false;
     /// `streaming-api migrate` applies them explicitly).
     pub migrate_on_start: bool,
+    /// Progress is written behind: the pending updates are flushed in one
+    /// batch at least this often, in milliseconds (default 1000).
+    pub progress_flush_interval_ms: u64,
+    /// Most (user, movie) updates waiting to be flushed; beyond it updates are
+    /// written straight through (default 100 000).
+    pub progress_queue_capacity: usize,
 }
 
 impl Default for PostgresSection {
     fn default() -> Self {
-        Self { url: None, pool_size: 16, statement_timeout_ms: 2_000, migrate_on_start: false }
+        Self {
+            url: None,
+            pool_size: 16,
+            statement_timeout_ms: 2_000,
+            migrate_on_start: false,
+            progress_flush_interval_ms: 1_000,
+            progress_queue_capacity: 100_000,
+        }
     }
 }
 

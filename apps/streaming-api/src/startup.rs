@@ -23,7 +23,7 @@ use streaming_core::{
     CacheKeyring, PlaybackPorts, PlaybackService, PlaybackSettings, StreamUrlService, StreamingPorts, StreamingSettings,
 };
 use streaming_localfs::JsonLinesEventPublisher;
-use streaming_postgres::{PgCatalog, PgConfig, PgDatabase, PgProgressStore, PgSessionStore};
+use streaming_postgres::{PgCatalog, PgConfig, PgDatabase, PgProgressStore, PgSessionStore, WriteBehindProgress};
 use streaming_redis::{
     LocalLevel, RedisConfig, RedisConnection, RedisProgressCache, RedisRateLimiter, RedisSubscriptionCache,
     RedisUrlCache, TwoLevelUrlCache,
@@ -84,6 +84,7 @@ pub struct Application {
     server: Server,
     demo: Option<DemoInfo>,
     ephemeral_secret: bool,
+    write_behind: Option<Arc<WriteBehindProgress<PgProgressStore>>>,
 }
 
 impl std::fmt::Debug for Application {
@@ -146,10 +147,19 @@ impl Application {
             None => Catalog::Memory(Arc::new(MemoryCatalog::new())),
         };
         let catalog: Arc<dyn MediaCatalog> = overrides.catalog.unwrap_or_else(|| owned_catalog.port());
-        let (durable_progress, sessions): (Arc<dyn ProgressStore>, Arc<dyn SessionStore>) = match &postgres {
-            Some(db) => (Arc::new(PgProgressStore::new(db.clone())), Arc::new(PgSessionStore::new(db.clone()))),
-            None => (Arc::new(MemoryProgressStore::new()), Arc::new(MemorySessionStore::new())),
-        };
+        // With PostgreSQL, progress is written behind: batched, drained on shutdown.
+        let write_behind = postgres.as_ref().map(|db| {
+            WriteBehindProgress::start(
+                PgProgressStore::new(db.clone()),
+                settings.postgres.progress_queue_capacity,
+                Duration::from_millis(settings.postgres.progress_flush_interval_ms.max(10)),
+            )
+        });
+        let (durable_progress, sessions): (Arc<dyn ProgressStore>, Arc<dyn SessionStore>) =
+            match (&postgres, &write_behind) {
+                (Some(db), Some(queue)) => (queue.clone(), Arc::new(PgSessionStore::new(db.clone()))),
+                _ => (Arc::new(MemoryProgressStore::new()), Arc::new(MemorySessionStore::new())),
+            };
         let redis = redis_connection(&settings)?;
         let cache: Arc<dyn UrlCache> = match (settings.cache.kind, &redis) {
             (CacheKind::Moka, _) => Arc::new(MokaUrlCache::new(settings.cache.max_entries)),
@@ -279,7 +289,7 @@ impl Application {
             .map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?
             .run();
 
-        Ok(Self { port, base_url, server, demo, ephemeral_secret })
+        Ok(Self { port, base_url, server, demo, ephemeral_secret, write_behind })
     }
 
     /// The bound port.
@@ -307,7 +317,15 @@ impl Application {
     /// # Errors
     /// The I/O error that stopped the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        // In-flight requests have drained; now the progress they queued.
+        if let Some(queue) = &self.write_behind {
+            match queue.drain(Duration::from_secs(10)).await {
+                Ok(()) => tracing::info!("pending progress written"),
+                Err(error) => tracing::error!(%error, "pending progress could not be written before exit"),
+            }
+        }
+        served
     }
 }
 

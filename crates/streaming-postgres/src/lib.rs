@@ -15,8 +15,10 @@ mod schema;
 mod sessions;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod write_behind;
 
 pub use catalog::PgCatalog;
 pub use database::{DbError, PgConfig, PgDatabase, MIGRATIONS};
 pub use progress::PgProgressStore;
 pub use sessions::PgSessionStore;
+pub use write_behind::{WriteBehindProgress, WriteBehindStats};

@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Float8, Int8, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, Bool, Float8, Int8, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use streaming_core::domain::{MediaId, PositionSeconds, SessionId, UserId, WatchProgress};
 use streaming_core::ports::{ProgressError, ProgressStore, RecordOutcome};
@@ -38,6 +38,21 @@ WHERE NOT (watch_progress.session_id IS NOT NULL
            AND watch_progress.session_id = EXCLUDED.session_id
            AND watch_progress.sequence >= EXCLUDED.sequence)
 RETURNING id";
+
+/// The same rule as [`UPSERT`] for a whole batch in one statement.
+const UPSERT_MANY: &str = "\
+INSERT INTO watch_progress (user_id, movie_id, position_seconds, last_watched_at, watched, session_id, sequence)
+SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::timestamptz[], $5::bool[], $6::uuid[], $7::int8[])
+ON CONFLICT (user_id, movie_id) DO UPDATE SET
+    position_seconds = EXCLUDED.position_seconds,
+    last_watched_at = EXCLUDED.last_watched_at,
+    watched = EXCLUDED.watched,
+    session_id = EXCLUDED.session_id,
+    sequence = EXCLUDED.sequence,
+    updated_at = now()
+WHERE NOT (watch_progress.session_id IS NOT NULL
+           AND watch_progress.session_id = EXCLUDED.session_id
+           AND watch_progress.sequence >= EXCLUDED.sequence)";
 
 fn unavailable(error: DbError) -> ProgressError {
     ProgressError::Unavailable(error.to_string())
@@ -113,4 +128,45 @@ impl ProgressStore for PgProgressStore {
             .map_err(|e| unavailable(e.into()))?;
         Ok(if inserted.is_empty() { RecordOutcome::Stale } else { RecordOutcome::Applied })
     }
+
+    async fn record_many(&self, batch: Vec<WatchProgress>) -> Result<(), ProgressError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut columns = Columns::default();
+        for p in batch {
+            columns.users.push(p.user.to_string());
+            columns.movies.push(p.media.to_string());
+            columns.positions.push(p.position.get());
+            columns.at.push(p.last_watched_at);
+            columns.watched.push(p.watched);
+            columns.sessions.push(p.session.map(|s| s.as_uuid()));
+            columns.sequences.push(i64::try_from(p.sequence).unwrap_or(i64::MAX));
+        }
+        let mut connection = self.db.connection().await.map_err(unavailable)?;
+        diesel::sql_query(UPSERT_MANY)
+            .bind::<Array<Text>, _>(columns.users)
+            .bind::<Array<Text>, _>(columns.movies)
+            .bind::<Array<Float8>, _>(columns.positions)
+            .bind::<Array<Timestamptz>, _>(columns.at)
+            .bind::<Array<Bool>, _>(columns.watched)
+            .bind::<Array<Nullable<SqlUuid>>, _>(columns.sessions)
+            .bind::<Array<Int8>, _>(columns.sequences)
+            .execute(&mut connection)
+            .await
+            .map_err(|e| unavailable(e.into()))?;
+        Ok(())
+    }
+}
+
+/// A batch as one array per column, for `unnest`.
+#[derive(Default)]
+struct Columns {
+    users: Vec<String>,
+    movies: Vec<String>,
+    positions: Vec<f64>,
+    at: Vec<OffsetDateTime>,
+    watched: Vec<bool>,
+    sessions: Vec<Option<uuid::Uuid>>,
+    sequences: Vec<i64>,
 }

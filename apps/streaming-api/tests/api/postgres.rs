@@ -16,6 +16,7 @@ async fn on_postgres(url: &str) -> TestApp {
     spawn(move |s| {
         s.postgres.url = Some(SecretString::from(url));
         s.postgres.migrate_on_start = true;
+        s.postgres.progress_flush_interval_ms = 100;
     })
     .await
 }

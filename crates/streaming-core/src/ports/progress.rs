@@ -36,6 +36,19 @@ pub trait ProgressStore: Send + Sync {
     /// # Errors
     /// [`ProgressError::Unavailable`].
     async fn record(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError>;
+
+    /// Stores a batch under the same rule as [`ProgressStore::record`], at
+    /// most one update per (user, media). Stores that can do it in one
+    /// statement override this; the default records one by one.
+    ///
+    /// # Errors
+    /// [`ProgressError::Unavailable`]; nothing of the batch may be assumed stored.
+    async fn record_many(&self, batch: Vec<WatchProgress>) -> Result<(), ProgressError> {
+        for progress in batch {
+            self.record(progress).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Shared stores are stores: lets decorators wrap an `Arc<dyn ProgressStore>`.
@@ -47,5 +60,9 @@ impl<T: ProgressStore + ?Sized> ProgressStore for std::sync::Arc<T> {
 
     async fn record(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
         (**self).record(progress).await
+    }
+
+    async fn record_many(&self, batch: Vec<WatchProgress>) -> Result<(), ProgressError> {
+        (**self).record_many(batch).await
     }
 }

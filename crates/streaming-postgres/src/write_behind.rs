@@ -1,0 +1,168 @@
+//! Progress written behind: the request path records into a bounded map of
+//! the latest pending update per (user, movie) and returns; a flusher writes
+//! the whole map to the durable store in one batch at least every
+//! `interval`. So the database sees at most one write per session per
+//! interval however often players report, and requests never wait for it.
+//!
+//! * Staleness is decided at once against the pending update (same rule as
+//!   the store: same session, lower or equal sequence); the store applies the
+//!   rule again when the batch lands.
+//! * A full map sends the update straight to the store (the request waits,
+//!   nothing is dropped).
+//! * A failed flush puts the batch back, unless newer updates replaced it.
+//! * [`WriteBehindProgress::drain`] flushes everything (graceful shutdown).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use streaming_core::domain::{MediaId, UserId, WatchProgress};
+use streaming_core::ports::{ProgressError, ProgressStore, RecordOutcome};
+use tokio::sync::Notify;
+use tracing::warn;
+
+type Key = (UserId, MediaId);
+
+/// Counters of the queue (metrics).
+#[derive(Debug, Default)]
+pub struct WriteBehindStats {
+    /// Updates accepted into the queue.
+    pub queued: AtomicU64,
+    /// Updates that replaced a pending one of the same (user, movie).
+    pub coalesced: AtomicU64,
+    /// Updates written straight through because the queue was full.
+    pub overflowed: AtomicU64,
+    /// Batches written.
+    pub flushes: AtomicU64,
+    /// Flushes that failed (their updates were kept for the next one).
+    pub failed_flushes: AtomicU64,
+}
+
+/// Write-behind in front of a durable [`ProgressStore`].
+#[derive(Debug)]
+pub struct WriteBehindProgress<S> {
+    inner: Arc<S>,
+    pending: Arc<Mutex<HashMap<Key, WatchProgress>>>,
+    capacity: usize,
+    stats: Arc<WriteBehindStats>,
+    wake: Arc<Notify>,
+}
+
+fn stale(stored: &WatchProgress, incoming: &WatchProgress) -> bool {
+    stored.session.is_some() && stored.session == incoming.session && stored.sequence >= incoming.sequence
+}
+
+impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
+    /// Starts the queue (at most `capacity` pending keys) and its flusher,
+    /// which writes at least every `interval` and stops when the queue is dropped.
+    pub fn start(inner: S, capacity: usize, interval: Duration) -> Arc<Self> {
+        let queue = Arc::new(Self {
+            inner: Arc::new(inner),
+            pending: Arc::default(),
+            capacity: capacity.max(1),
+            stats: Arc::default(),
+            wake: Arc::new(Notify::new()),
+        });
+        let weak = Arc::downgrade(&queue);
+        let wake = Arc::clone(&queue.wake);
+        tokio::spawn(async move {
+            loop {
+                let _ = tokio::time::timeout(interval, wake.notified()).await;
+                let Some(queue) = weak.upgrade() else { break };
+                queue.flush().await;
+            }
+        });
+        queue
+    }
+
+    /// The queue's counters.
+    pub fn stats(&self) -> Arc<WriteBehindStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// How many (user, movie) updates are waiting.
+    pub fn depth(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, WatchProgress>> {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes every pending update now; returns whether the queue is empty afterwards.
+    pub async fn flush(&self) -> bool {
+        let batch: Vec<WatchProgress> = std::mem::take(&mut *self.lock()).into_values().collect();
+        if batch.is_empty() {
+            return true;
+        }
+        match self.inner.record_many(batch.clone()).await {
+            Ok(()) => {
+                self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+                self.lock().is_empty()
+            }
+            Err(error) => {
+                self.stats.failed_flushes.fetch_add(1, Ordering::Relaxed);
+                warn!(%error, updates = batch.len(), "progress flush failed; kept for the next one");
+                let mut pending = self.lock();
+                for progress in batch {
+                    let key = (progress.user.clone(), progress.media.clone());
+                    // A newer update that arrived meanwhile wins.
+                    pending.entry(key).or_insert(progress);
+                }
+                false
+            }
+        }
+    }
+
+    /// Flushes until nothing is pending or `timeout` passes (graceful shutdown).
+    ///
+    /// # Errors
+    /// [`ProgressError::Unavailable`] naming how many updates could not be written.
+    pub async fn drain(&self, timeout: Duration) -> Result<(), ProgressError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.flush().await {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ProgressError::Unavailable(format!("{} progress updates not written", self.depth())));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<S: ProgressStore + 'static> ProgressStore for WriteBehindProgress<S> {
+    async fn get(&self, user: &UserId, media: &MediaId) -> Result<Option<WatchProgress>, ProgressError> {
+        // Read your own writes: a pending update is newer than the store.
+        if let Some(pending) = self.lock().get(&(user.clone(), media.clone())) {
+            return Ok(Some(pending.clone()));
+        }
+        self.inner.get(user, media).await
+    }
+
+    async fn record(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
+        {
+            let mut pending = self.lock();
+            let key = (progress.user.clone(), progress.media.clone());
+            if let Some(current) = pending.get(&key) {
+                if stale(current, &progress) {
+                    return Ok(RecordOutcome::Stale);
+                }
+                self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                pending.insert(key, progress);
+                return Ok(RecordOutcome::Applied);
+            }
+            if pending.len() < self.capacity {
+                self.stats.queued.fetch_add(1, Ordering::Relaxed);
+                pending.insert(key, progress);
+                return Ok(RecordOutcome::Applied);
+            }
+        }
+        // Full: write through, and ask the flusher to make room.
+        self.stats.overflowed.fetch_add(1, Ordering::Relaxed);
+        self.wake.notify_one();
+        self.inner.record(progress).await
+    }
+}
