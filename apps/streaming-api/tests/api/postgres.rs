@@ -89,3 +89,74 @@ async fn the_track_and_cinema_flows_run_on_postgres() {
         other.send(Method::POST, &format!("{movie}/stop"), None, Some(again)).await.json().await.unwrap();
     assert_eq!(stopped["message"], "Streaming session was already stopped", "the session was closed in the database");
 }
+
+/// A TCP proxy the test can cut and restore: an outage of the database as the
+/// app sees it (connections dropped, new ones refused), without touching the
+/// shared server.
+struct Proxy {
+    port: u16,
+    upstream: std::net::SocketAddr,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let proxy = Self { port, upstream, tasks: Default::default() };
+        proxy.resume().await;
+        proxy
+    }
+
+    async fn resume(&self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let (upstream, tasks) = (self.upstream, self.tasks.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let pipe = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                tasks.lock().unwrap().push(pipe);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_database_outage_is_503_and_the_service_recovers() {
+    let url = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let (head, tail) = url.split_once('@').unwrap();
+    let (hostport, database) = tail.split_once('/').unwrap();
+    let proxy = Proxy::start(hostport.parse().unwrap()).await;
+    let app = on_postgres(&format!("{head}@127.0.0.1:{}/{database}", proxy.port)).await;
+    let movie = format!("/api/v1/stream/{MOVIE}");
+    assert_eq!(app.send(Method::POST, &movie, None, None).await.status(), 200);
+
+    proxy.cut();
+    let started = std::time::Instant::now();
+    let down = app.send(Method::POST, &movie, None, None).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "bounded by the pool's timeouts: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(down.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
+    crate::harness::assert_problem(down, 503, "service-unavailable").await;
+    let read = app.send(Method::GET, &format!("{movie}/progress"), None, None).await;
+    assert_eq!(read.status(), 503, "never a 500");
+
+    proxy.resume().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.send(Method::POST, &movie, None, None).await.status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "the service did not recover");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
