@@ -60,12 +60,22 @@ fn stop_pid_file(path: &Path) {
         let _ = Command::new("kill").arg(pid.to_string()).stderr(Stdio::null()).status();
         // Give it a moment to exit, then make sure.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
+        while Instant::now() < deadline && running(pid) {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = Command::new("kill").args(["-9", &pid.to_string()]).stderr(Stdio::null()).status();
     }
     let _ = fs::remove_file(path);
+}
+
+/// Whether `pid` is alive. A process that exited but was not reaped yet (a
+/// zombie: our own child during `cargo xtask test`) counts as stopped.
+fn running(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 /// A free loopback port (the tiny race until the server binds is acceptable for tests).
