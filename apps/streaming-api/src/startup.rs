@@ -16,14 +16,16 @@ use streaming_core::adapters::{
     MokaUrlCache, SystemClock,
 };
 use streaming_core::ports::{
-    check_presign_expiry, Clock, MediaCatalog, ProgressStore, RateLimitPolicy, RateLimiter, SessionStore,
-    SubscriptionDirectory, UrlCache,
+    check_presign_expiry, Clock, EventPublisher, MediaCatalog, ProgressStore, RateLimitPolicy, RateLimiter,
+    SessionStore, SubscriptionDirectory, UrlCache,
 };
 use streaming_core::{
     CacheKeyring, PlaybackPorts, PlaybackService, PlaybackSettings, StreamUrlService, StreamingPorts, StreamingSettings,
 };
 use streaming_localfs::JsonLinesEventPublisher;
-use streaming_postgres::{PgCatalog, PgConfig, PgDatabase, PgProgressStore, PgSessionStore, WriteBehindProgress};
+use streaming_postgres::{
+    PgCatalog, PgConfig, PgDatabase, PgOutbox, PgProgressStore, PgSessionStore, WriteBehindProgress,
+};
 use streaming_redis::{
     LocalLevel, RedisConfig, RedisConnection, RedisProgressCache, RedisRateLimiter, RedisSubscriptionCache,
     RedisUrlCache, TwoLevelUrlCache,
@@ -215,9 +217,15 @@ impl Application {
             streaming_settings,
         ));
 
-        let events = JsonLinesEventPublisher::open(&settings.events.path)
-            .await
-            .map_err(|e| StartupError::Storage(format!("events file {}: {e}", settings.events.path.display())))?;
+        // With PostgreSQL every event goes to the outbox (start and stop in
+        // the session's own transaction); otherwise to the JSON-lines file.
+        let events: Arc<dyn EventPublisher> =
+            match &postgres {
+                Some(db) => Arc::new(PgOutbox::new(db.clone())),
+                None => Arc::new(JsonLinesEventPublisher::open(&settings.events.path).await.map_err(|e| {
+                    StartupError::Storage(format!("events file {}: {e}", settings.events.path.display()))
+                })?),
+            };
         let playback = Arc::new(PlaybackService::new(
             PlaybackPorts {
                 catalog,
@@ -225,7 +233,7 @@ impl Application {
                 subscriptions,
                 progress,
                 sessions,
-                events: Arc::new(events),
+                events,
                 clock: clock.clone(),
             },
             playback_settings(&settings)?,

@@ -1,6 +1,6 @@
 //! # streaming-postgres
 //!
-//! The catalog read model, watch progress and stream sessions on PostgreSQL,
+//! The catalog read model, watch progress, stream sessions and the event outbox on PostgreSQL,
 //! with diesel-async on a bb8 pool. diesel is built with `postgres_backend`
 //! only, so no libpq is linked; migrations (`migrations/`) are compiled in and
 //! run through diesel-async's connection wrapper.
@@ -10,6 +10,7 @@
 
 mod catalog;
 mod database;
+mod outbox;
 mod progress;
 mod schema;
 mod sessions;
@@ -19,6 +20,7 @@ mod write_behind;
 
 pub use catalog::PgCatalog;
 pub use database::{DbError, PgConfig, PgDatabase, MIGRATIONS};
+pub use outbox::PgOutbox;
 pub use progress::PgProgressStore;
 pub use sessions::PgSessionStore;
 pub use write_behind::{WriteBehindProgress, WriteBehindStats};

@@ -1,12 +1,13 @@
 use async_trait::async_trait;
 use diesel::sql_types::{Float8, Nullable, Text, Timestamptz, Uuid as SqlUuid, Varchar};
 use diesel::QueryableByName;
-use diesel_async::RunQueryDsl;
-use streaming_core::domain::{ManifestKind, MediaId, SessionId, StreamSession, UserId};
-use streaming_core::ports::{CloseOutcome, SessionError, SessionStore};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use streaming_core::domain::{ManifestKind, MediaId, PlaybackEvent, SessionId, StreamSession, UserId};
+use streaming_core::ports::{CloseOutcome, EventHandling, SessionError, SessionStore};
 use time::OffsetDateTime;
 
 use crate::database::{DbError, PgDatabase};
+use crate::outbox::insert_outbox;
 
 /// [`SessionStore`] on PostgreSQL (`stream_sessions`).
 #[derive(Debug, Clone)]
@@ -74,16 +75,26 @@ impl PgSessionStore {
     pub fn new(db: PgDatabase) -> Self {
         Self { db }
     }
+
+    /// What a close that changed nothing means: closed before, or no such session.
+    async fn close_outcome_of_closed(&self, id: &SessionId) -> Result<CloseOutcome, SessionError> {
+        Ok(match self.get(id).await? {
+            Some(session) => CloseOutcome::AlreadyClosed(session),
+            None => CloseOutcome::NotFound,
+        })
+    }
 }
 
-#[async_trait]
-impl SessionStore for PgSessionStore {
-    async fn open(&self, session: StreamSession) -> Result<(), SessionError> {
-        let mut connection = self.db.connection().await.map_err(unavailable)?;
-        let inserted = diesel::sql_query(
-            "INSERT INTO stream_sessions (id, user_id, movie_id, manifest_type, started_at, user_agent, ip_address, \
-             last_heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, $7::inet, $8)",
-        )
+const INSERT_SESSION: &str = "INSERT INTO stream_sessions (id, user_id, movie_id, manifest_type, started_at, \
+     user_agent, ip_address, last_heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, $7::inet, $8)";
+
+const CLOSE_SESSION: &str = "UPDATE stream_sessions SET ended_at = greatest($2, started_at), \
+     duration_seconds = extract(epoch FROM greatest($2, started_at) - started_at), \
+     last_heartbeat_at = greatest(last_heartbeat_at, $2) \
+     WHERE id = $1 AND ended_at IS NULL RETURNING ";
+
+fn insert_session(session: &StreamSession) -> impl diesel_async::methods::ExecuteDsl<AsyncPgConnection> + '_ {
+    diesel::sql_query(INSERT_SESSION)
         .bind::<SqlUuid, _>(session.id.as_uuid())
         .bind::<Text, _>(session.user.as_str())
         .bind::<Text, _>(session.media.as_str())
@@ -92,13 +103,67 @@ impl SessionStore for PgSessionStore {
         .bind::<Nullable<Varchar>, _>(session.user_agent.as_deref())
         .bind::<Nullable<Text>, _>(session.client_ip.map(|ip| ip.to_string()))
         .bind::<Timestamptz, _>(session.last_heartbeat_at)
-        .execute(&mut connection)
-        .await;
-        match inserted.map_err(DbError::from) {
-            Ok(_) => Ok(()),
-            Err(DbError::UniqueViolation) => Err(SessionError::Duplicate),
-            Err(other) => Err(unavailable(other)),
+}
+
+fn session_error(error: DbError) -> SessionError {
+    match error {
+        DbError::UniqueViolation => SessionError::Duplicate,
+        other => unavailable(other),
+    }
+}
+
+#[async_trait]
+impl SessionStore for PgSessionStore {
+    async fn open_with_event(
+        &self,
+        session: StreamSession,
+        event: &PlaybackEvent,
+    ) -> Result<EventHandling, SessionError> {
+        let mut connection = self.db.connection().await.map_err(unavailable)?;
+        connection
+            .transaction::<_, DbError, _>(async |tx| {
+                insert_session(&session).execute(tx).await?;
+                insert_outbox(tx, event).await
+            })
+            .await
+            .map_err(session_error)?;
+        Ok(EventHandling::Recorded)
+    }
+
+    async fn close_with_event(
+        &self,
+        id: &SessionId,
+        ended_at: OffsetDateTime,
+        event: &PlaybackEvent,
+    ) -> Result<(CloseOutcome, EventHandling), SessionError> {
+        let mut connection = self.db.connection().await.map_err(unavailable)?;
+        let closed: Option<SessionRow> = connection
+            .transaction::<_, DbError, _>(async |tx| {
+                let rows: Vec<SessionRow> = diesel::sql_query(format!("{CLOSE_SESSION}{COLUMNS}"))
+                    .bind::<SqlUuid, _>(id.as_uuid())
+                    .bind::<Timestamptz, _>(ended_at)
+                    .load(tx)
+                    .await?;
+                let row = rows.into_iter().next();
+                // Only the call that closed the session records its stop.
+                if row.is_some() {
+                    insert_outbox(tx, event).await?;
+                }
+                Ok(row)
+            })
+            .await
+            .map_err(unavailable)?;
+        drop(connection);
+        match closed {
+            Some(row) => Ok((CloseOutcome::Closed(row.try_into()?), EventHandling::Recorded)),
+            None => Ok((self.close_outcome_of_closed(id).await?, EventHandling::NotTaken)),
         }
+    }
+
+    async fn open(&self, session: StreamSession) -> Result<(), SessionError> {
+        let mut connection = self.db.connection().await.map_err(unavailable)?;
+        let inserted = insert_session(&session).execute(&mut connection).await;
+        inserted.map(drop).map_err(|e| session_error(e.into()))
     }
 
     async fn get(&self, id: &SessionId) -> Result<Option<StreamSession>, SessionError> {
@@ -128,25 +193,17 @@ impl SessionStore for PgSessionStore {
     async fn close(&self, id: &SessionId, ended_at: OffsetDateTime) -> Result<CloseOutcome, SessionError> {
         let mut connection = self.db.connection().await.map_err(unavailable)?;
         // Only an open session is closed; the RETURNING row says whether this call did it.
-        let closed: Vec<SessionRow> = diesel::sql_query(format!(
-            "UPDATE stream_sessions SET ended_at = greatest($2, started_at), \
-             duration_seconds = extract(epoch FROM greatest($2, started_at) - started_at), \
-             last_heartbeat_at = greatest(last_heartbeat_at, $2) \
-             WHERE id = $1 AND ended_at IS NULL RETURNING {COLUMNS}"
-        ))
-        .bind::<SqlUuid, _>(id.as_uuid())
-        .bind::<Timestamptz, _>(ended_at)
-        .load(&mut connection)
-        .await
-        .map_err(db)?;
+        let closed: Vec<SessionRow> = diesel::sql_query(format!("{CLOSE_SESSION}{COLUMNS}"))
+            .bind::<SqlUuid, _>(id.as_uuid())
+            .bind::<Timestamptz, _>(ended_at)
+            .load(&mut connection)
+            .await
+            .map_err(db)?;
         if let Some(row) = closed.into_iter().next() {
             return Ok(CloseOutcome::Closed(row.try_into()?));
         }
         drop(connection);
-        Ok(match self.get(id).await? {
-            Some(session) => CloseOutcome::AlreadyClosed(session),
-            None => CloseOutcome::NotFound,
-        })
+        self.close_outcome_of_closed(id).await
     }
 
     async fn open_sessions(

@@ -20,8 +20,8 @@ use crate::domain::{
 };
 use crate::policy::Denial;
 use crate::ports::{
-    Clock, CloseOutcome, EventPublisher, MediaCatalog, ObjectStore, ObjectStoreError, ProgressStore, RecordOutcome,
-    SessionStore, SubscriptionDirectory,
+    Clock, CloseOutcome, EventHandling, EventPublisher, MediaCatalog, ObjectStore, ObjectStoreError, ProgressStore,
+    RecordOutcome, SessionStore, SubscriptionDirectory,
 };
 use crate::service::Dependency;
 use coalescer::Coalescer;
@@ -266,8 +266,6 @@ impl PlaybackService {
             client_ip: request.client_ip,
             last_heartbeat_at: now,
         };
-        self.ports.sessions.open(session.clone()).await.map_err(|_| unavailable(Dependency::Sessions))?;
-
         let resume_position = match self.ports.progress.get(user, movie).await {
             Ok(progress) => progress.map(|p| p.position).unwrap_or_default(),
             Err(error) => {
@@ -276,7 +274,17 @@ impl PlaybackService {
                 PositionSeconds::default()
             }
         };
-        self.publish(PlaybackAction::Start, &session, Some(resume_position), now).await;
+        // A store with an outbox records the start event in the session's transaction.
+        let event = playback_event(PlaybackAction::Start, user, movie, Some(session.id), Some(resume_position), now);
+        let handling = self
+            .ports
+            .sessions
+            .open_with_event(session.clone(), &event)
+            .await
+            .map_err(|_| unavailable(Dependency::Sessions))?;
+        if handling == EventHandling::NotTaken {
+            self.hand_over(event).await;
+        }
         // Stores sign with whole-second expiries; round the remaining life up so
         // a one-hour URL reports 3600, not 3599.
         let remaining = url.expires_at - now;
@@ -318,7 +326,15 @@ impl PlaybackService {
         if outcome == RecordOutcome::Applied {
             let key = (user.clone(), movie.clone(), report.session);
             if self.coalescer.admit(key, now) {
-                self.publish_for(PlaybackAction::Progress, user, movie, report.session, Some(position), now).await;
+                self.hand_over(playback_event(
+                    PlaybackAction::Progress,
+                    user,
+                    movie,
+                    report.session,
+                    Some(position),
+                    now,
+                ))
+                .await;
             } else {
                 self.stats.progress_events_coalesced.fetch_add(1, Ordering::Relaxed);
             }
@@ -374,12 +390,19 @@ impl PlaybackService {
         };
         let report = ProgressReport { session: Some(session.id), ..report };
         self.store_progress(&media, user, position, report, now).await?;
-        let closed =
-            self.ports.sessions.close(&session.id, now).await.map_err(|_| unavailable(Dependency::Sessions))?;
+        let event = playback_event(PlaybackAction::Stop, user, movie, Some(session.id), Some(position), now);
+        let (closed, handling) = self
+            .ports
+            .sessions
+            .close_with_event(&session.id, now, &event)
+            .await
+            .map_err(|_| unavailable(Dependency::Sessions))?;
         match closed {
             CloseOutcome::Closed(session) => {
                 self.coalescer.forget(&(user.clone(), movie.clone(), Some(session.id)));
-                self.publish(PlaybackAction::Stop, &session, Some(position), now).await;
+                if handling == EventHandling::NotTaken {
+                    self.hand_over(event).await;
+                }
                 Ok(StopOutcome::Stopped(session))
             }
             CloseOutcome::AlreadyClosed(session) => Ok(StopOutcome::AlreadyStopped(session)),
@@ -458,39 +481,34 @@ impl PlaybackService {
         Ok((outcome, stored.unwrap_or(progress)))
     }
 
-    async fn publish(
-        &self,
-        action: PlaybackAction,
-        session: &StreamSession,
-        position: Option<PositionSeconds>,
-        now: OffsetDateTime,
-    ) {
-        self.publish_for(action, &session.user, &session.media, Some(session.id), position, now).await;
-    }
-
-    async fn publish_for(
-        &self,
-        action: PlaybackAction,
-        user: &UserId,
-        movie: &MediaId,
-        session: Option<SessionId>,
-        position: Option<PositionSeconds>,
-        now: OffsetDateTime,
-    ) {
-        let event = PlaybackEvent {
-            event_id: uuid::Builder::from_random_bytes(rand::random()).into_uuid(),
-            user: user.clone(),
-            media: movie.clone(),
-            session,
-            action,
-            position,
-            timestamp: now,
-        };
-        // Playback goes on when the event sink is down; the failure is counted.
+    /// Hands an event to the publisher. Playback goes on when the sink is
+    /// down; the failure is counted.
+    async fn hand_over(&self, event: PlaybackEvent) {
+        let action = event.action;
         if let Err(error) = self.ports.events.publish(event).await {
             self.stats.events_failed.fetch_add(1, Ordering::Relaxed);
             warn!(%error, action = action.as_str(), "playback event not published");
         }
+    }
+}
+
+/// A new event with a fresh id.
+fn playback_event(
+    action: PlaybackAction,
+    user: &UserId,
+    movie: &MediaId,
+    session: Option<SessionId>,
+    position: Option<PositionSeconds>,
+    now: OffsetDateTime,
+) -> PlaybackEvent {
+    PlaybackEvent {
+        event_id: uuid::Builder::from_random_bytes(rand::random()).into_uuid(),
+        user: user.clone(),
+        media: movie.clone(),
+        session,
+        action,
+        position,
+        timestamp: now,
     }
 }
 

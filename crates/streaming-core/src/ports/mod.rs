@@ -22,7 +22,7 @@ pub use object_store::{
 };
 pub use progress::{ProgressError, ProgressStore, RecordOutcome};
 pub use rate_limiter::{RateDecision, RateLimitError, RateLimitPolicy, RateLimiter};
-pub use sessions::{CloseOutcome, SessionError, SessionStore};
+pub use sessions::{CloseOutcome, EventHandling, SessionError, SessionStore};
 pub use subscriptions::{SubscriptionDirectory, SubscriptionError};
 pub use url_cache::{CacheError, CacheLookup, StreamCacheKey, UrlCache};
 

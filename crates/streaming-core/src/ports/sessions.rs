@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::domain::{SessionId, StreamSession, UserId};
+use crate::domain::{PlaybackEvent, SessionId, StreamSession, UserId};
 
 /// Why the session store failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,6 +23,16 @@ pub enum CloseOutcome {
     AlreadyClosed(StreamSession),
     /// No such session.
     NotFound,
+}
+
+/// Whether a store took an event into the same transaction as the session
+/// change (a transactional outbox), or left it to the event publisher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventHandling {
+    /// Written with the change: publishing it again would duplicate it.
+    Recorded,
+    /// Not taken: the caller publishes it.
+    NotTaken,
 }
 
 /// Stream sessions (who watches what, since when).
@@ -53,6 +63,36 @@ pub trait SessionStore: Send + Sync {
     /// # Errors
     /// [`SessionError::Unavailable`].
     async fn close(&self, id: &SessionId, ended_at: OffsetDateTime) -> Result<CloseOutcome, SessionError>;
+
+    /// [`SessionStore::open`], recording `event` in the same transaction when
+    /// the store has an outbox. The default opens and leaves the event.
+    ///
+    /// # Errors
+    /// As [`SessionStore::open`]; on error neither the session nor the event is stored.
+    async fn open_with_event(
+        &self,
+        session: StreamSession,
+        event: &PlaybackEvent,
+    ) -> Result<EventHandling, SessionError> {
+        let _ = event;
+        self.open(session).await.map(|()| EventHandling::NotTaken)
+    }
+
+    /// [`SessionStore::close`], recording `event` in the same transaction when
+    /// this call closed the session and the store has an outbox. The default
+    /// closes and leaves the event.
+    ///
+    /// # Errors
+    /// As [`SessionStore::close`].
+    async fn close_with_event(
+        &self,
+        id: &SessionId,
+        ended_at: OffsetDateTime,
+        event: &PlaybackEvent,
+    ) -> Result<(CloseOutcome, EventHandling), SessionError> {
+        let _ = event;
+        self.close(id, ended_at).await.map(|outcome| (outcome, EventHandling::NotTaken))
+    }
 
     /// The user's open sessions whose last heartbeat is at or after `alive_since`.
     ///

@@ -1,0 +1,124 @@
+//! Session changes and their outbox rows commit together.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use streaming_core::contract::infra_var;
+use streaming_core::domain::{ManifestKind, PlaybackAction, PlaybackEvent, PositionSeconds, SessionId, StreamSession};
+use streaming_core::ports::{CloseOutcome, EventHandling, EventPublisher, SessionError, SessionStore};
+use streaming_postgres::testing::fresh_database_url;
+use streaming_postgres::{PgConfig, PgDatabase, PgOutbox, PgSessionStore};
+use time::OffsetDateTime;
+
+#[derive(diesel::QueryableByName, Debug, PartialEq)]
+struct Row {
+    #[diesel(sql_type = Text)]
+    topic: String,
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(sql_type = Text)]
+    action: String,
+    #[diesel(sql_type = BigInt)]
+    position: i64,
+}
+
+async fn setup() -> (String, PgDatabase) {
+    let url = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let db = PgDatabase::connect(&PgConfig::new(url.clone())).await.unwrap();
+    db.migrate().await.unwrap();
+    (url, db)
+}
+
+async fn rows(url: &str) -> Vec<Row> {
+    let mut connection = AsyncPgConnection::establish(url).await.unwrap();
+    diesel::sql_query(
+        "SELECT topic, key, payload->>'action' AS action, COALESCE((payload->>'position_seconds')::bigint, -1) AS position \
+         FROM outbox ORDER BY id",
+    )
+    .load(&mut connection)
+    .await
+    .unwrap()
+}
+
+fn session() -> StreamSession {
+    let now = OffsetDateTime::now_utc();
+    StreamSession {
+        id: SessionId::random(),
+        user: "viewer".parse().unwrap(),
+        media: "7c9e6679-7425-40de-944b-e07fc1f90ae7".parse().unwrap(),
+        manifest: ManifestKind::Hls,
+        started_at: now,
+        ended_at: None,
+        duration_seconds: None,
+        user_agent: None,
+        client_ip: None,
+        last_heartbeat_at: now,
+    }
+}
+
+fn event(session: &StreamSession, action: PlaybackAction, position: f64) -> PlaybackEvent {
+    PlaybackEvent {
+        event_id: uuid::Uuid::from_u128(rand_id()),
+        user: session.user.clone(),
+        media: session.media.clone(),
+        session: Some(session.id),
+        action,
+        position: Some(PositionSeconds::new(position).unwrap()),
+        timestamp: OffsetDateTime::now_utc(),
+    }
+}
+
+fn rand_id() -> u128 {
+    SessionId::random().as_uuid().as_u128()
+}
+
+#[tokio::test]
+async fn start_progress_and_stop_land_in_the_outbox_in_order() {
+    let (url, db) = setup().await;
+    let (sessions, outbox) = (PgSessionStore::new(db.clone()), PgOutbox::new(db));
+    let s = session();
+    assert_eq!(
+        sessions.open_with_event(s.clone(), &event(&s, PlaybackAction::Start, 0.0)).await.unwrap(),
+        EventHandling::Recorded
+    );
+    outbox.publish(event(&s, PlaybackAction::Progress, 30.0)).await.unwrap();
+    let stop = event(&s, PlaybackAction::Stop, 42.0);
+    let (closed, handling) = sessions.close_with_event(&s.id, OffsetDateTime::now_utc(), &stop).await.unwrap();
+    assert!(matches!(closed, CloseOutcome::Closed(_)));
+    assert_eq!(handling, EventHandling::Recorded);
+    let (again, handling) = sessions.close_with_event(&s.id, OffsetDateTime::now_utc(), &stop).await.unwrap();
+    assert!(matches!(again, CloseOutcome::AlreadyClosed(_)));
+    assert_eq!(handling, EventHandling::NotTaken, "a second stop records nothing");
+
+    let row = |topic: &str, action: &str, position: i64| Row {
+        topic: topic.into(),
+        key: "viewer".into(),
+        action: action.into(),
+        position,
+    };
+    assert_eq!(
+        rows(&url).await,
+        vec![
+            row("stream.start", "stream_start", 0),
+            row("stream.progress", "stream_progress", 30),
+            row("stream.stop", "stream_stop", 42)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_outbox_write_rolls_the_session_back() {
+    let (url, db) = setup().await;
+    let sessions = PgSessionStore::new(db);
+    let first = session();
+    let start = event(&first, PlaybackAction::Start, 0.0);
+    sessions.open_with_event(first, &start).await.unwrap();
+    // The same event id again: the outbox refuses it, so the session must not exist either.
+    let second = session();
+    let result = sessions.open_with_event(second.clone(), &start).await;
+    assert_eq!(result, Err(SessionError::Duplicate));
+    assert_eq!(sessions.get(&second.id).await.unwrap(), None, "rolled back with its event");
+    assert_eq!(rows(&url).await.len(), 1);
+}
