@@ -4,9 +4,9 @@
 //! `interval`. So the database sees at most one write per session per
 //! interval however often players report, and requests never wait for it.
 //!
-//! * Staleness is decided at once against the pending update (same rule as
-//!   the store: same session, lower or equal sequence); the store applies the
-//!   rule again when the batch lands.
+//! * Staleness is decided at once against the pending update, or the last
+//!   one written (same rule as the store: same session, lower or equal
+//!   sequence); the store applies the rule again when the batch lands.
 //! * A full map sends the update straight to the store (the request waits,
 //!   nothing is dropped).
 //! * A failed flush puts the batch back, unless newer updates replaced it.
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use streaming_core::domain::{MediaId, UserId, WatchProgress};
+use streaming_core::domain::{MediaId, SessionId, UserId, WatchProgress};
 use streaming_core::ports::{ProgressError, ProgressStore, RecordOutcome};
 use tokio::sync::Notify;
 use tracing::warn;
@@ -45,6 +45,10 @@ pub struct WriteBehindStats {
 pub struct WriteBehindProgress<S> {
     inner: Arc<S>,
     pending: Arc<Mutex<HashMap<Key, WatchProgress>>>,
+    /// The session and sequence last written per key, so a late report is
+    /// refused at once even after its newer sibling was flushed (bounded:
+    /// cleared when it outgrows `capacity`; the store still guards then).
+    written: Mutex<HashMap<Key, (SessionId, u64)>>,
     capacity: usize,
     stats: Arc<WriteBehindStats>,
     wake: Arc<Notify>,
@@ -61,6 +65,7 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
         let queue = Arc::new(Self {
             inner: Arc::new(inner),
             pending: Arc::default(),
+            written: Mutex::default(),
             capacity: capacity.max(1),
             stats: Arc::default(),
             wake: Arc::new(Notify::new()),
@@ -100,6 +105,17 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
         match self.inner.record_many(batch.clone()).await {
             Ok(()) => {
                 self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+                let mut written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if written.len() + batch.len() > self.capacity {
+                    written.clear();
+                }
+                for progress in &batch {
+                    if let Some(session) = progress.session {
+                        let key = (progress.user.clone(), progress.media.clone());
+                        written.insert(key, (session, progress.sequence));
+                    }
+                }
+                drop(written);
                 self.lock().is_empty()
             }
             Err(error) => {
@@ -154,6 +170,13 @@ impl<S: ProgressStore + 'static> ProgressStore for WriteBehindProgress<S> {
                 pending.insert(key, progress);
                 return Ok(RecordOutcome::Applied);
             }
+            let written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let (Some((session, sequence)), Some(incoming)) = (written.get(&key), progress.session) {
+                if *session == incoming && *sequence >= progress.sequence {
+                    return Ok(RecordOutcome::Stale);
+                }
+            }
+            drop(written);
             if pending.len() < self.capacity {
                 self.stats.queued.fetch_add(1, Ordering::Relaxed);
                 pending.insert(key, progress);

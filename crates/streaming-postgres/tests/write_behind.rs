@@ -68,7 +68,7 @@ async fn many_reports_become_one_write_per_session_per_flush() {
         assert_eq!(stored.sequence, 20);
     }
     let stale = queue.record(report("viewer-7", sessions[7].1, 19)).await.unwrap();
-    assert_eq!(stale, RecordOutcome::Applied, "the queue is empty, the store will refuse it");
+    assert_eq!(stale, RecordOutcome::Stale, "refused at once: sequence 20 of this session was written");
     queue.flush().await;
     assert_eq!(
         durable.get(&user, &movie()).await.unwrap().unwrap().sequence,
