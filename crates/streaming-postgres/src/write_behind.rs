@@ -98,24 +98,29 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
 
     /// Writes every pending update now; returns whether the queue is empty afterwards.
     pub async fn flush(&self) -> bool {
-        let batch: Vec<WatchProgress> = std::mem::take(&mut *self.lock()).into_values().collect();
+        let batch: Vec<WatchProgress> = {
+            let mut pending = self.lock();
+            let batch: Vec<WatchProgress> = std::mem::take(&mut *pending).into_values().collect();
+            // Marked written while still under the pending lock: a late report
+            // arriving during the write is refused against it. A failed write
+            // puts the batch back in `pending`, so the mark stays truthful.
+            let mut written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if written.len() + batch.len() > self.capacity {
+                written.clear();
+            }
+            for progress in &batch {
+                if let Some(session) = progress.session {
+                    written.insert((progress.user.clone(), progress.media.clone()), (session, progress.sequence));
+                }
+            }
+            batch
+        };
         if batch.is_empty() {
             return true;
         }
         match self.inner.record_many(batch.clone()).await {
             Ok(()) => {
                 self.stats.flushes.fetch_add(1, Ordering::Relaxed);
-                let mut written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if written.len() + batch.len() > self.capacity {
-                    written.clear();
-                }
-                for progress in &batch {
-                    if let Some(session) = progress.session {
-                        let key = (progress.user.clone(), progress.media.clone());
-                        written.insert(key, (session, progress.sequence));
-                    }
-                }
-                drop(written);
                 self.lock().is_empty()
             }
             Err(error) => {
