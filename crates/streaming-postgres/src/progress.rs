@@ -24,9 +24,11 @@ struct Inserted {
     id: uuid::Uuid,
 }
 
-const UPSERT: &str = "\
-INSERT INTO watch_progress (user_id, movie_id, position_seconds, last_watched_at, watched, session_id, sequence)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+/// The monotonic rule, shared by the single and the batched upsert: an
+/// update of the stored session with a lower or equal sequence changes nothing.
+macro_rules! on_conflict_keep_newest {
+    () => {
+        "
 ON CONFLICT (user_id, movie_id) DO UPDATE SET
     position_seconds = EXCLUDED.position_seconds,
     last_watched_at = EXCLUDED.last_watched_at,
@@ -36,23 +38,24 @@ ON CONFLICT (user_id, movie_id) DO UPDATE SET
     updated_at = now()
 WHERE NOT (watch_progress.session_id IS NOT NULL
            AND watch_progress.session_id = EXCLUDED.session_id
-           AND watch_progress.sequence >= EXCLUDED.sequence)
-RETURNING id";
+           AND watch_progress.sequence >= EXCLUDED.sequence)"
+    };
+}
+
+const UPSERT: &str = concat!(
+    "INSERT INTO watch_progress (user_id, movie_id, position_seconds, last_watched_at, watched, session_id, sequence)
+VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    on_conflict_keep_newest!(),
+    "
+RETURNING id"
+);
 
 /// The same rule as [`UPSERT`] for a whole batch in one statement.
-const UPSERT_MANY: &str = "\
-INSERT INTO watch_progress (user_id, movie_id, position_seconds, last_watched_at, watched, session_id, sequence)
-SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::timestamptz[], $5::bool[], $6::uuid[], $7::int8[])
-ON CONFLICT (user_id, movie_id) DO UPDATE SET
-    position_seconds = EXCLUDED.position_seconds,
-    last_watched_at = EXCLUDED.last_watched_at,
-    watched = EXCLUDED.watched,
-    session_id = EXCLUDED.session_id,
-    sequence = EXCLUDED.sequence,
-    updated_at = now()
-WHERE NOT (watch_progress.session_id IS NOT NULL
-           AND watch_progress.session_id = EXCLUDED.session_id
-           AND watch_progress.sequence >= EXCLUDED.sequence)";
+const UPSERT_MANY: &str = concat!(
+    "INSERT INTO watch_progress (user_id, movie_id, position_seconds, last_watched_at, watched, session_id, sequence)
+SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::timestamptz[], $5::bool[], $6::uuid[], $7::int8[])",
+    on_conflict_keep_newest!()
+);
 
 fn unavailable(error: DbError) -> ProgressError {
     ProgressError::Unavailable(error.to_string())
