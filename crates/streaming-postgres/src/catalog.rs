@@ -8,7 +8,7 @@ use streaming_core::domain::{
 };
 use streaming_core::ports::{CatalogError, MediaCatalog};
 
-use crate::database::{DbError, PgDatabase};
+use crate::database::{retry_once, DbError, PgDatabase};
 use crate::schema::{media, media_grants, users};
 
 /// [`MediaCatalog`] on PostgreSQL, plus the writes that keep the read model current.
@@ -201,18 +201,6 @@ impl PgCatalog {
         ))
         .get_result::<(Option<String>, bool)>(&mut connection)
         .await?)
-    }
-}
-
-/// Reads are idempotent: one retry on a failure that may be transient.
-async fn retry_once<T, F, Fut>(call: F) -> Result<T, DbError>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, DbError>>,
-{
-    match call().await {
-        Err(DbError::Unavailable(_) | DbError::Retryable) => call().await,
-        other => other,
     }
 }
 

@@ -169,3 +169,15 @@ impl PgDatabase {
         .map_err(|e| DbError::Schema(e.to_string()))?
     }
 }
+
+/// Runs an idempotent read with one retry on a failure that may be transient.
+pub(crate) async fn retry_once<T, F, Fut>(call: F) -> Result<T, DbError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DbError>>,
+{
+    match call().await {
+        Err(DbError::Unavailable(_) | DbError::Retryable) => call().await,
+        other => other,
+    }
+}

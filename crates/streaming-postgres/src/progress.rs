@@ -6,7 +6,7 @@ use streaming_core::domain::{MediaId, PositionSeconds, SessionId, UserId, WatchP
 use streaming_core::ports::{ProgressError, ProgressStore, RecordOutcome};
 use time::OffsetDateTime;
 
-use crate::database::{DbError, PgDatabase};
+use crate::database::{retry_once, DbError, PgDatabase};
 use crate::schema::watch_progress;
 
 /// [`ProgressStore`] on PostgreSQL. Monotonic per session in SQL: the upsert
@@ -107,12 +107,7 @@ impl ProgressStore for PgProgressStore {
                     .optional()?,
             )
         };
-        // An idempotent read: one retry.
-        let row = match read().await {
-            Err(DbError::Unavailable(_) | DbError::Retryable) => read().await,
-            other => other,
-        }
-        .map_err(unavailable)?;
+        let row = retry_once(read).await.map_err(unavailable)?;
         row.map(to_progress).transpose()
     }
 
