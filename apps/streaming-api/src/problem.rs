@@ -362,15 +362,16 @@ pub async fn enrich_problems<B: MessageBody + 'static>(
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
     let trace = req.headers().get("traceparent").and_then(TraceId::from_traceparent).unwrap_or_else(TraceId::random);
     req.extensions_mut().insert(trace.clone());
-    let type_base = req
-        .app_data::<actix_web::web::Data<ProblemTypeBase>>()
-        .map_or_else(|| ProblemTypeBase::DEFAULT.to_owned(), |base| base.0.clone());
 
     let mut res = next.call(req).await?.map_into_boxed_body();
+    // Only error responses pay for the problem document (and its settings lookup).
     let problem = res.response().error().and_then(|e| e.as_error::<ApiError>()).cloned();
     if let Some(problem) = problem {
-        let instance = res.request().path().to_owned();
-        res = res.into_response(problem.to_problem(&type_base, &instance, &trace.0));
+        let request = res.request();
+        let type_base = request.app_data::<actix_web::web::Data<ProblemTypeBase>>();
+        let type_base = type_base.map_or(ProblemTypeBase::DEFAULT, |base| base.0.as_str());
+        let document = problem.to_problem(type_base, request.path(), &trace.0);
+        res = res.into_response(document);
     }
     if let Ok(value) = HeaderValue::from_str(&trace.0) {
         res.headers_mut().insert(header::HeaderName::from_static("trace-id"), value);
