@@ -38,15 +38,25 @@ impl PgConfig {
 }
 
 /// What went wrong with the database, in terms the adapters act on.
+///
+/// Every variant but `UniqueViolation` and `Schema` becomes a port's
+/// `Unavailable` (503 with `Retry-After`); they differ in whether a retry
+/// may help (see [`DbError::is_transient`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DbError {
     /// A unique constraint refused the row.
     #[error("unique violation")]
     UniqueViolation,
-    /// A serialization failure or deadlock: the transaction may be retried.
-    #[error("serialization failure")]
+    /// A serialization failure or a detected deadlock: the transaction may be retried as a whole.
+    #[error("serialization failure or deadlock")]
     Retryable,
-    /// Down, unreachable, timed out, or the pool is exhausted.
+    /// The statement ran past `statement_timeout`, or no pooled connection came in time.
+    #[error("database timeout: {0}")]
+    Timeout(&'static str),
+    /// The connection broke (server restart, network, terminated backend).
+    #[error("database connection lost: {0}")]
+    ConnectionLost(String),
+    /// Any other failure: down, refused, or an error this build does not expect.
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// Migrations failed or the schema is not what this build expects.
@@ -54,13 +64,54 @@ pub enum DbError {
     Schema(String),
 }
 
+impl DbError {
+    /// Whether running the same idempotent work again at once may succeed:
+    /// serialization failures, deadlocks and broken connections. A timeout
+    /// is not retried: it already took the whole budget.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Retryable | Self::ConnectionLost(_))
+    }
+}
+
+/// PostgreSQL's messages for the failures diesel reports only as `Unknown`
+/// (it keeps the SQLSTATE to itself): `57014` statement timeout, `40P01`
+/// deadlock, `57P01`–`57P03` shutdown and termination of the backend.
+const STATEMENT_TIMEOUT_MESSAGE: &str = "canceling statement due to statement timeout";
+const DEADLOCK_MESSAGE: &str = "deadlock detected";
+const TERMINATED_MESSAGE: &str = "terminating connection";
+
 impl From<DieselError> for DbError {
     fn from(error: DieselError) -> Self {
         match &error {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Self::UniqueViolation,
             DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => Self::Retryable,
-            DieselError::DatabaseError(_, info) => Self::Unavailable(info.message().to_owned()),
+            DieselError::DatabaseError(
+                DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection,
+                info,
+            ) => Self::ConnectionLost(info.message().to_owned()),
+            DieselError::DatabaseError(_, info) => {
+                let message = info.message();
+                if message.starts_with(STATEMENT_TIMEOUT_MESSAGE) {
+                    Self::Timeout("statement timeout")
+                } else if message.starts_with(DEADLOCK_MESSAGE) {
+                    Self::Retryable
+                } else if message.starts_with(TERMINATED_MESSAGE) {
+                    Self::ConnectionLost(message.to_owned())
+                } else {
+                    Self::Unavailable(message.to_owned())
+                }
+            }
+            DieselError::BrokenTransactionManager => Self::ConnectionLost(error.to_string()),
             other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<diesel_async::pooled_connection::bb8::RunError> for DbError {
+    fn from(error: diesel_async::pooled_connection::bb8::RunError) -> Self {
+        match error {
+            bb8::RunError::TimedOut => Self::Timeout("no pooled connection within the acquire timeout"),
+            bb8::RunError::User(error) => Self::Unavailable(error.to_string()),
         }
     }
 }
@@ -112,7 +163,7 @@ impl PgDatabase {
     /// # Errors
     /// [`DbError::Unavailable`] if none can be had within the acquire timeout.
     pub async fn connection(&self) -> Result<PooledConnection<'_, AsyncPgConnection>, DbError> {
-        self.pool.get().await.map_err(|e| DbError::Unavailable(e.to_string()))
+        Ok(self.pool.get().await?)
     }
 
     /// Applies every pending migration; returns how many ran.
@@ -170,14 +221,15 @@ impl PgDatabase {
     }
 }
 
-/// Runs an idempotent read with one retry on a failure that may be transient.
+/// Runs an idempotent read with one retry on a failure that may be transient
+/// (see [`DbError::is_transient`]).
 pub(crate) async fn retry_once<T, F, Fut>(call: F) -> Result<T, DbError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, DbError>>,
 {
     match call().await {
-        Err(DbError::Unavailable(_) | DbError::Retryable) => call().await,
+        Err(error) if error.is_transient() => call().await,
         other => other,
     }
 }
