@@ -1,11 +1,39 @@
 //! Reading the bearer token of a request.
 
+use std::time::Duration;
+
 use actix_web::http::header;
 use actix_web::HttpRequest;
-use streaming_auth::{AuthError, Principal, TokenVerifier};
+use secrecy::SecretString;
+use streaming_auth::{AuthError, Principal, TokenClaims, TokenSigner, TokenVerifier};
 use time::OffsetDateTime;
 
 use crate::problem::ApiError;
+use crate::settings::AuthSettings;
+
+/// An HS256 token for `subject` that a service with `auth` and `secret`
+/// accepts until `now + ttl` (the demo banner and `streaming-api token`).
+///
+/// # Errors
+/// A printable reason if the claims cannot be encoded.
+pub fn mint_token(
+    auth: &AuthSettings,
+    secret: &SecretString,
+    subject: &str,
+    ttl: Duration,
+    now: OffsetDateTime,
+) -> Result<String, String> {
+    TokenSigner::hs256(secret)
+        .sign(&TokenClaims {
+            subject: subject.to_owned(),
+            expires_at: Some(now + ttl),
+            issuer: auth.issuer.clone(),
+            audience: auth.audience.clone(),
+            token_type: auth.token_type.clone(),
+            ..TokenClaims::default()
+        })
+        .map_err(|e| format!("token for {subject:?}: {e}"))
+}
 
 /// The verified caller of `req`.
 ///

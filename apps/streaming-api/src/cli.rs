@@ -1,16 +1,24 @@
-//! The command line: `streaming-api [serve] [--config FILE]`.
+//! The command line: `streaming-api [serve | migrate | token SUBJECT…] [--config FILE]`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
 use crate::demo::DemoInfo;
 use crate::{Application, Settings};
 
-const USAGE: &str = "usage: streaming-api [serve | migrate] [--config FILE]\n\n\
-serve (the default) runs the service; migrate applies pending database migrations and exits.\n\
+const USAGE: &str = "usage: streaming-api [serve | migrate | token [--ttl-seconds N] SUBJECT...] [--config FILE]\n\n\
+serve (the default) runs the service; migrate applies pending database migrations and exits;\n\
+token prints one token per SUBJECT (a user id) signed with auth.secret, valid N seconds (default 3600).\n\
 Settings come from built-in defaults, then FILE (or $STREAMING_CONFIG), then\n\
 STREAMING__SECTION__KEY environment variables.";
+
+enum Command {
+    Serve,
+    Migrate,
+    Token(Vec<String>),
+}
 
 /// Runs the command line.
 ///
@@ -19,13 +27,24 @@ STREAMING__SECTION__KEY environment variables.";
 pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
     let mut config: Option<PathBuf> = std::env::var_os("STREAMING_CONFIG").map(PathBuf::from);
     let mut args = args.into_iter().skip(1);
-    let mut migrate = false;
+    let mut command = Command::Serve;
+    let mut ttl_seconds: u64 = 3600;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "serve" => {}
-            "migrate" => migrate = true,
+            "migrate" => command = Command::Migrate,
+            "token" => command = Command::Token(Vec::new()),
             "--config" => config = Some(args.next().ok_or("--config needs a file")?.into()),
+            "--ttl-seconds" => {
+                let value = args.next().ok_or("--ttl-seconds needs a number")?;
+                ttl_seconds = value.parse().map_err(|_| format!("--ttl-seconds: {value:?} is not a number"))?;
+            }
             "-h" | "--help" => return Err(USAGE.into()),
+            subject if !subject.starts_with('-') && matches!(command, Command::Token(_)) => {
+                if let Command::Token(subjects) = &mut command {
+                    subjects.push(subject.to_owned());
+                }
+            }
             other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
         }
     }
@@ -34,8 +53,10 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
         .or_else(|_| EnvFilter::try_new(&settings.log.filter))
         .map_err(|e| format!("log.filter: {e}"))?;
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
-    if migrate {
-        return run_migrations(&settings).await;
+    match command {
+        Command::Serve => {}
+        Command::Migrate => return run_migrations(&settings).await,
+        Command::Token(subjects) => return print_tokens(&settings, &subjects, Duration::from_secs(ttl_seconds)),
     }
 
     let app = Application::build(settings).await.map_err(|e| e.to_string())?;
@@ -79,5 +100,27 @@ async fn run_migrations(settings: &Settings) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let applied = db.migrate().await.map_err(|e| e.to_string())?;
     println!("{applied} migration(s) applied; the schema is current");
+    Ok(())
+}
+
+/// `streaming-api token SUBJECT...`: one token per line, for load tests,
+/// scripts and local development against a service with the same settings.
+#[allow(clippy::print_stdout)] // the command's answer
+fn print_tokens(settings: &Settings, subjects: &[String], ttl: Duration) -> Result<(), String> {
+    let secret = settings.auth.secret.as_ref().ok_or("token needs auth.secret (STREAMING__AUTH__SECRET)")?;
+    if subjects.is_empty() {
+        return Err(format!("token needs at least one SUBJECT\n\n{USAGE}"));
+    }
+    for subject in subjects {
+        streaming_core::domain::UserId::try_from(subject.as_str())
+            .map_err(|e| format!("subject {subject:?} is not a user id: {e}"))?;
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let mut out = String::with_capacity(subjects.len() * 256);
+    for subject in subjects {
+        out.push_str(&crate::auth::mint_token(&settings.auth, secret, subject, ttl, now)?);
+        out.push('\n');
+    }
+    print!("{out}");
     Ok(())
 }

@@ -10,7 +10,7 @@ use actix_web::{web, App, HttpServer};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
-use streaming_auth::{TokenClaims, TokenSigner, TokenVerifier, VerifierOptions};
+use streaming_auth::{TokenVerifier, VerifierOptions};
 use streaming_core::adapters::{
     MemoryCatalog, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore, MemorySubscriptions, MemoryUrlCache,
     MokaUrlCache, SystemClock,
@@ -243,16 +243,14 @@ impl Application {
             let (user, tracks) = demo::seed(&owned_catalog, &storage).await.map_err(StartupError::Storage)?;
             let movie = demo::seed_movie(&owned_catalog, &storage).await.map_err(StartupError::Storage)?;
             memory_subscriptions.set(&user, Some(demo::demo_subscription()));
-            let token = TokenSigner::hs256(&auth_secret)
-                .sign(&TokenClaims {
-                    subject: user.to_string(),
-                    expires_at: Some(clock.now() + Duration::from_secs(12 * 3600)),
-                    issuer: settings.auth.issuer.clone(),
-                    audience: settings.auth.audience.clone(),
-                    token_type: settings.auth.token_type.clone(),
-                    ..TokenClaims::default()
-                })
-                .map_err(|e| StartupError::Config(format!("demo token: {e}")))?;
+            let token = crate::auth::mint_token(
+                &settings.auth,
+                &auth_secret,
+                user.as_str(),
+                Duration::from_secs(12 * 3600),
+                clock.now(),
+            )
+            .map_err(|e| StartupError::Config(format!("demo token: {e}")))?;
             Some(DemoInfo { user, token, tracks, movie })
         } else {
             None

@@ -1,5 +1,9 @@
+use reqwest::Method;
 use secrecy::SecretString;
+use streaming_api::demo::DEMO_USER;
 use streaming_api::{Application, Settings, StartupError};
+
+use crate::harness::{spawn, MOVIE, SECRET};
 
 async fn build(configure: impl FnOnce(&mut Settings)) -> Result<Application, StartupError> {
     let dir = tempfile::tempdir().unwrap();
@@ -58,4 +62,30 @@ async fn a_busy_port_is_a_clear_error() {
         Err(StartupError::Bind { address, .. }) => assert!(address.ends_with(&port.to_string())),
         other => panic!("expected a bind error, got {:?}", other.map(|a| a.port())),
     }
+}
+
+#[tokio::test]
+async fn the_token_command_mints_tokens_the_service_accepts() {
+    let app = spawn(|_| {}).await;
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_streaming-api"))
+            .args(args)
+            .env("STREAMING__AUTH__SECRET", SECRET)
+            .env("STREAMING__LOG__FILTER", "warn")
+            .output()
+            .unwrap()
+    };
+    let output = run(&["token", "--ttl-seconds", "600", DEMO_USER, "someone-else"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let tokens: Vec<String> = String::from_utf8(output.stdout).unwrap().lines().map(str::to_owned).collect();
+    assert_eq!(tokens.len(), 2, "one line per subject");
+    let response = app.send(Method::GET, &format!("/api/v1/stream/{MOVIE}/progress"), Some(&tokens[0]), None).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["user_id"], DEMO_USER, "the token names its subject");
+
+    let refused = run(&["token", "--ttl-seconds", "soon", DEMO_USER]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--ttl-seconds: \"soon\" is not a number"));
+    let refused = run(&["token"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("token needs at least one SUBJECT"));
 }
