@@ -4,6 +4,7 @@
 //! * `tidy`  — architecture checks (the core's dependency list).
 //! * `infra up|down` — the real servers the tests use, on loopback (see `infra`).
 //! * `bench` — the criterion benchmarks.
+//! * `load`  — the HTTP load harness (wrk against the release build; see `load`).
 
 // A command-line tool: its progress lines on stdout are its interface.
 #![allow(clippy::print_stdout)]
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod infra;
+mod load;
 mod tidy;
 mod tools;
 
@@ -22,6 +24,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("tidy") => tidy::run(&workspace_root()),
         Some("bench") => bench(&args[1..]),
+        Some("load") => load::Options::parse(&args[1..]).and_then(|options| load::run(&workspace_root(), &options)),
         Some("infra") => match args.get(1).map(String::as_str) {
             Some("up") => infra::up(&workspace_root()).map(drop),
             Some("down") => infra::down(&workspace_root()),
@@ -38,7 +41,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <test | tidy | infra up | infra down | bench [criterion args]>";
+const USAGE: &str = "usage: cargo xtask <test | tidy | infra up | infra down | bench [criterion args] | load [--duration S] [--connections N] [--viewers N]>";
 
 fn workspace_root() -> PathBuf {
     let manifest = env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("xtask"), PathBuf::from);

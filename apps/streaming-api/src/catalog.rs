@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use streaming_core::adapters::MemoryCatalog;
+use streaming_core::adapters::{CachedCatalog, MemoryCatalog};
 use streaming_core::domain::Media;
 use streaming_core::ports::MediaCatalog;
 use streaming_postgres::PgCatalog;
@@ -12,8 +12,13 @@ use streaming_postgres::PgCatalog;
 pub enum Catalog {
     /// In memory.
     Memory(Arc<MemoryCatalog>),
-    /// PostgreSQL.
-    Postgres(Arc<PgCatalog>),
+    /// PostgreSQL, behind an in-process TTL cache unless it is switched off.
+    Postgres {
+        /// The database.
+        db: Arc<PgCatalog>,
+        /// The cache the requests read through.
+        cache: Option<Arc<CachedCatalog<Arc<PgCatalog>>>>,
+    },
 }
 
 impl Catalog {
@@ -21,7 +26,8 @@ impl Catalog {
     pub fn port(&self) -> Arc<dyn MediaCatalog> {
         match self {
             Self::Memory(memory) => memory.clone(),
-            Self::Postgres(pg) => pg.clone(),
+            Self::Postgres { cache: Some(cache), .. } => cache.clone(),
+            Self::Postgres { db, cache: None } => db.clone(),
         }
     }
 
@@ -35,7 +41,13 @@ impl Catalog {
                 memory.upsert(media);
                 Ok(())
             }
-            Self::Postgres(pg) => pg.upsert_media(&media).await.map_err(|e| e.to_string()),
+            Self::Postgres { db, cache } => {
+                db.upsert_media(&media).await.map_err(|e| e.to_string())?;
+                if let Some(cache) = cache {
+                    cache.invalidate_media(&media.id);
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -218,6 +218,16 @@ pub struct PostgresSection {
     /// Most (user, movie) updates waiting to be flushed; beyond it updates are
     /// written straight through (default 100 000).
     pub progress_queue_capacity: usize,
+    /// How long an instance keeps catalog answers (media, user status and
+    /// grants) in memory, in milliseconds (default 30 000; 0 reads the database
+    /// on every request). Catalog events invalidate sooner.
+    pub catalog_cache_ttl_ms: u64,
+    /// Most catalog answers kept (default 100 000).
+    pub catalog_cache_max_entries: u64,
+    /// How long an instance keeps a stream session it has seen in memory, in
+    /// milliseconds (default 30 000; 0 reads and writes the database on every
+    /// progress report). Heartbeats are then written behind with progress.
+    pub session_cache_ttl_ms: u64,
 }
 
 impl Default for PostgresSection {
@@ -229,6 +239,9 @@ impl Default for PostgresSection {
             migrate_on_start: false,
             progress_flush_interval_ms: 1_000,
             progress_queue_capacity: 100_000,
+            catalog_cache_ttl_ms: 30_000,
+            catalog_cache_max_entries: 100_000,
+            session_cache_ttl_ms: 30_000,
         }
     }
 }

@@ -12,8 +12,8 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use streaming_auth::{TokenVerifier, VerifierOptions};
 use streaming_core::adapters::{
-    MemoryCatalog, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore, MemorySubscriptions, MemoryUrlCache,
-    MokaUrlCache, SystemClock,
+    CachedCatalog, MemoryCatalog, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore, MemorySubscriptions,
+    MemoryUrlCache, MokaUrlCache, SystemClock,
 };
 use streaming_core::ports::{
     check_presign_expiry, Clock, EventPublisher, MediaCatalog, ProgressStore, RateLimitPolicy, RateLimiter,
@@ -25,6 +25,7 @@ use streaming_core::{
 use streaming_localfs::JsonLinesEventPublisher;
 use streaming_postgres::{
     PgCatalog, PgConfig, PgDatabase, PgOutbox, PgProgressStore, PgSessionStore, WriteBehindProgress,
+    WriteBehindSessions,
 };
 use streaming_redis::{
     LocalLevel, RedisConfig, RedisConnection, RedisProgressCache, RedisRateLimiter, RedisSubscriptionCache,
@@ -87,6 +88,7 @@ pub struct Application {
     demo: Option<DemoInfo>,
     ephemeral_secret: bool,
     write_behind: Option<Arc<WriteBehindProgress<PgProgressStore>>>,
+    session_cache: Option<Arc<WriteBehindSessions<PgSessionStore>>>,
 }
 
 impl std::fmt::Debug for Application {
@@ -145,7 +147,15 @@ impl Application {
 
         let postgres = postgres_database(&settings).await?;
         let owned_catalog = match &postgres {
-            Some(db) => Catalog::Postgres(Arc::new(PgCatalog::new(db.clone()))),
+            Some(db) => {
+                let db = Arc::new(PgCatalog::new(db.clone()));
+                let ttl = settings.postgres.catalog_cache_ttl_ms;
+                let cache = (ttl > 0).then(|| {
+                    let max = settings.postgres.catalog_cache_max_entries;
+                    Arc::new(CachedCatalog::new(db.clone(), Duration::from_millis(ttl), max))
+                });
+                Catalog::Postgres { db, cache }
+            }
             None => Catalog::Memory(Arc::new(MemoryCatalog::new())),
         };
         let catalog: Arc<dyn MediaCatalog> = overrides.catalog.unwrap_or_else(|| owned_catalog.port());
@@ -157,9 +167,19 @@ impl Application {
                 Duration::from_millis(settings.postgres.progress_flush_interval_ms.max(10)),
             )
         });
+        // And sessions are read from memory, their heartbeats written behind.
+        let session_cache = postgres.as_ref().filter(|_| settings.postgres.session_cache_ttl_ms > 0).map(|db| {
+            WriteBehindSessions::start(
+                PgSessionStore::new(db.clone()),
+                settings.postgres.progress_queue_capacity,
+                Duration::from_millis(settings.postgres.session_cache_ttl_ms),
+                Duration::from_millis(settings.postgres.progress_flush_interval_ms.max(10)),
+            )
+        });
         let (durable_progress, sessions): (Arc<dyn ProgressStore>, Arc<dyn SessionStore>) =
-            match (&postgres, &write_behind) {
-                (Some(db), Some(queue)) => (queue.clone(), Arc::new(PgSessionStore::new(db.clone()))),
+            match (&postgres, &write_behind, &session_cache) {
+                (_, Some(queue), Some(cache)) => (queue.clone(), cache.clone()),
+                (Some(db), Some(queue), None) => (queue.clone(), Arc::new(PgSessionStore::new(db.clone()))),
                 _ => (Arc::new(MemoryProgressStore::new()), Arc::new(MemorySessionStore::new())),
             };
         let redis = redis_connection(&settings)?;
@@ -295,7 +315,7 @@ impl Application {
             .map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?
             .run();
 
-        Ok(Self { port, base_url, server, demo, ephemeral_secret, write_behind })
+        Ok(Self { port, base_url, server, demo, ephemeral_secret, write_behind, session_cache })
     }
 
     /// The bound port.
@@ -329,6 +349,11 @@ impl Application {
             match queue.drain(Duration::from_secs(10)).await {
                 Ok(()) => tracing::info!("pending progress written"),
                 Err(error) => tracing::error!(%error, "pending progress could not be written before exit"),
+            }
+        }
+        if let Some(cache) = &self.session_cache {
+            if let Err(error) = cache.drain(Duration::from_secs(5)).await {
+                tracing::error!(%error, "pending session heartbeats could not be written before exit");
             }
         }
         served

@@ -207,6 +207,14 @@ pub async fn session_store<S: SessionStore + ?Sized>(store: &S) {
     store.touch(&second.id, start + Duration::from_secs(100)).await.unwrap();
     let alive = store.open_sessions(&alice, start + Duration::from_secs(50)).await.unwrap();
     assert_eq!(alive.iter().map(|s| s.id).collect::<Vec<_>>(), vec![second.id], "idle sessions do not count");
+    let heartbeat = |id| async move { store.get(&id).await.unwrap().unwrap().last_heartbeat_at };
+    store
+        .touch_many(vec![(second.id, start + Duration::from_secs(80)), (first.id, start + Duration::from_secs(60))])
+        .await
+        .unwrap();
+    assert_eq!(heartbeat(second.id).await, start + Duration::from_secs(100), "a heartbeat never goes back");
+    assert_eq!(heartbeat(first.id).await, start + Duration::from_secs(60), "a batch touches every session in it");
+    store.touch_many(Vec::new()).await.unwrap();
 
     let end = start + Duration::from_secs(90);
     let closed = match store.close(&first.id, end).await.unwrap() {
@@ -223,6 +231,8 @@ pub async fn session_store<S: SessionStore + ?Sized>(store: &S) {
     }
     assert_eq!(store.close(&SessionId::random(), end).await.unwrap(), CloseOutcome::NotFound);
     assert!(store.open_sessions(&alice, start).await.unwrap().iter().all(|s| s.id != first.id));
+    store.touch_many(vec![(first.id, end + Duration::from_secs(60))]).await.unwrap();
+    assert_eq!(heartbeat(first.id).await, closed.last_heartbeat_at, "a closed session is not touched");
 }
 
 /// Everything an [`ObjectStore`] promises. `existing` must hold exactly `bytes`;

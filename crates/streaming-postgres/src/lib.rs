@@ -17,6 +17,7 @@ mod sessions;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod write_behind;
+mod write_behind_sessions;
 
 pub use catalog::PgCatalog;
 pub use database::{DbError, PgConfig, PgDatabase, MIGRATIONS};
@@ -24,3 +25,4 @@ pub use outbox::PgOutbox;
 pub use progress::PgProgressStore;
 pub use sessions::PgSessionStore;
 pub use write_behind::{WriteBehindProgress, WriteBehindStats};
+pub use write_behind_sessions::{WriteBehindSessionStats, WriteBehindSessions, OPEN_SESSIONS_MARGIN};

@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use diesel::sql_types::{Float8, Nullable, Text, Timestamptz, Uuid as SqlUuid, Varchar};
+use diesel::sql_types::{Array, Float8, Nullable, Text, Timestamptz, Uuid as SqlUuid, Varchar};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use streaming_core::domain::{ManifestKind, MediaId, PlaybackEvent, SessionId, StreamSession, UserId};
@@ -184,6 +184,25 @@ impl SessionStore for PgSessionStore {
         )
         .bind::<SqlUuid, _>(id.as_uuid())
         .bind::<Timestamptz, _>(at)
+        .execute(&mut connection)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn touch_many(&self, batch: Vec<(SessionId, OffsetDateTime)>) -> Result<(), SessionError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (ids, at): (Vec<uuid::Uuid>, Vec<OffsetDateTime>) =
+            batch.into_iter().map(|(id, at)| (id.as_uuid(), at)).unzip();
+        let mut connection = self.db.connection().await.map_err(unavailable)?;
+        diesel::sql_query(
+            "UPDATE stream_sessions s SET last_heartbeat_at = greatest(s.last_heartbeat_at, t.at) \
+             FROM unnest($1::uuid[], $2::timestamptz[]) AS t(id, at) WHERE s.id = t.id AND s.ended_at IS NULL",
+        )
+        .bind::<Array<SqlUuid>, _>(ids)
+        .bind::<Array<Timestamptz>, _>(at)
         .execute(&mut connection)
         .await
         .map_err(db)?;

@@ -70,15 +70,7 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
             stats: Arc::default(),
             wake: Arc::new(Notify::new()),
         });
-        let weak = Arc::downgrade(&queue);
-        let wake = Arc::clone(&queue.wake);
-        tokio::spawn(async move {
-            loop {
-                let _ = tokio::time::timeout(interval, wake.notified()).await;
-                let Some(queue) = weak.upgrade() else { break };
-                queue.flush().await;
-            }
-        });
+        spawn_flusher(&queue, Arc::clone(&queue.wake), interval);
         queue
     }
 
@@ -150,6 +142,32 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(())
+    }
+}
+
+/// A queue a flusher task empties.
+#[async_trait]
+pub(crate) trait Flush: Send + Sync + 'static {
+    /// Writes what is queued; whether nothing is left.
+    async fn flush(&self) -> bool;
+}
+
+/// Flushes `queue` every `interval`, or at once when `wake` is notified, until the queue is dropped.
+pub(crate) fn spawn_flusher<Q: Flush>(queue: &Arc<Q>, wake: Arc<Notify>, interval: Duration) {
+    let weak = Arc::downgrade(queue);
+    tokio::spawn(async move {
+        loop {
+            let _ = tokio::time::timeout(interval, wake.notified()).await;
+            let Some(queue) = weak.upgrade() else { break };
+            queue.flush().await;
+        }
+    });
+}
+
+#[async_trait]
+impl<S: ProgressStore + 'static> Flush for WriteBehindProgress<S> {
+    async fn flush(&self) -> bool {
+        WriteBehindProgress::flush(self).await
     }
 }
 

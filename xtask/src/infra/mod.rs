@@ -79,7 +79,7 @@ fn running(pid: u32) -> bool {
 }
 
 /// A free loopback port (the tiny race until the server binds is acceptable for tests).
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
     listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
@@ -95,7 +95,7 @@ fn spawn(dir: &Path, name: &str, command: &mut Command) -> Result<u32, String> {
 }
 
 /// Waits until `port` accepts connections.
-fn wait_for_port(name: &str, port: u16, timeout: Duration) -> Result<(), String> {
+pub(crate) fn wait_for_port(name: &str, port: u16, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {

@@ -1,10 +1,12 @@
 //! Adapters that need no infrastructure: for the embedded mode and for tests.
 //! They pass the same contract suites (`crate::contract`) as the real ones.
 
+mod cached_catalog;
 mod clock;
 mod memory;
 mod moka_cache;
 
+pub use cached_catalog::{CachedCatalog, CachedCatalogStats};
 pub use clock::{ManualClock, SystemClock};
 pub use memory::{
     MemoryCatalog, MemoryEventPublisher, MemoryObjectStore, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore,

@@ -31,3 +31,15 @@ pub trait MediaCatalog: Send + Sync {
     /// [`CatalogError::Unavailable`] when the catalog cannot be reached.
     async fn viewer(&self, user: &UserId, media: &MediaId) -> Result<Viewer, CatalogError>;
 }
+
+/// Shared catalogs are catalogs: lets decorators wrap an `Arc<dyn MediaCatalog>`.
+#[async_trait]
+impl<T: MediaCatalog + ?Sized> MediaCatalog for std::sync::Arc<T> {
+    async fn media(&self, id: &MediaId) -> Result<Option<Media>, CatalogError> {
+        (**self).media(id).await
+    }
+
+    async fn viewer(&self, user: &UserId, media: &MediaId) -> Result<Viewer, CatalogError> {
+        (**self).viewer(user, media).await
+    }
+}

@@ -57,6 +57,20 @@ pub trait SessionStore: Send + Sync {
     /// [`SessionError::Unavailable`].
     async fn touch(&self, id: &SessionId, at: OffsetDateTime) -> Result<(), SessionError>;
 
+    /// [`SessionStore::touch`] for many sessions at once (a write-behind
+    /// flush); stores that can, do it in one round trip. The default touches
+    /// one by one.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`]; any part of the batch may have been applied
+    /// (touches are idempotent: a heartbeat only moves forward).
+    async fn touch_many(&self, batch: Vec<(SessionId, OffsetDateTime)>) -> Result<(), SessionError> {
+        for (id, at) in batch {
+            self.touch(&id, at).await?;
+        }
+        Ok(())
+    }
+
     /// Closes the session at `ended_at`, recording its duration. Idempotent:
     /// closing a closed session changes nothing.
     ///

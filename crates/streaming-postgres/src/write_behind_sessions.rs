@@ -1,0 +1,266 @@
+//! Sessions read from memory and touched behind.
+//!
+//! Every progress report with a session id reads the session (is it this
+//! user's, on this movie, still open?) and moves its heartbeat. Against the
+//! database that is a read and a write per report. This decorator keeps the
+//! sessions it has seen for a TTL and collects heartbeats in a bounded map
+//! that a flusher writes with one `touch_many` per interval:
+//!
+//! * `open` and `close` go straight to the store (its answer is the truth)
+//!   and refresh the cached copy.
+//! * `get` answers from the cache, else reads the store and keeps the
+//!   answer. A session closed through another instance may look open here
+//!   until the TTL runs out; what that admits is progress reports, which the
+//!   progress rules make harmless.
+//! * `touch` moves the cached heartbeat and queues it; a full queue writes
+//!   through. A failed flush keeps the heartbeats for the next one.
+//! * `open_sessions` asks the store with a window widened by
+//!   [`OPEN_SESSIONS_MARGIN`] and applies the queued heartbeats before
+//!   filtering, so a heartbeat not yet flushed still counts.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use moka::sync::Cache;
+use streaming_core::domain::{PlaybackEvent, SessionId, StreamSession, UserId};
+use streaming_core::ports::{CloseOutcome, EventHandling, SessionError, SessionStore};
+use time::OffsetDateTime;
+use tracing::warn;
+
+use crate::write_behind::{spawn_flusher, Flush};
+
+/// How much older than asked `open_sessions` reads from the store, to find
+/// sessions whose newer heartbeat is still queued.
+pub const OPEN_SESSIONS_MARGIN: Duration = Duration::from_secs(60);
+
+/// Counters (metrics).
+#[derive(Debug, Default)]
+pub struct WriteBehindSessionStats {
+    /// Session reads answered from memory.
+    pub hits: AtomicU64,
+    /// Session reads that went to the store.
+    pub misses: AtomicU64,
+    /// Heartbeats queued (a repeated one of the same session replaces it).
+    pub touches: AtomicU64,
+    /// Heartbeats written straight through because the queue was full.
+    pub overflowed: AtomicU64,
+    /// Batches written.
+    pub flushes: AtomicU64,
+    /// Flushes that failed (their heartbeats were kept).
+    pub failed_flushes: AtomicU64,
+}
+
+/// A session cache and heartbeat queue in front of a [`SessionStore`].
+pub struct WriteBehindSessions<S> {
+    inner: S,
+    sessions: Cache<SessionId, StreamSession>,
+    pending: Mutex<HashMap<SessionId, OffsetDateTime>>,
+    capacity: usize,
+    stats: WriteBehindSessionStats,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl<S> std::fmt::Debug for WriteBehindSessions<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteBehindSessions")
+            .field("cached", &self.sessions.entry_count())
+            .field("pending", &self.pending.lock().map(|p| p.len()).unwrap_or_default())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: SessionStore + 'static> WriteBehindSessions<S> {
+    /// Starts the cache (sessions kept for `ttl`, at most `capacity` of them
+    /// and of queued heartbeats) and its flusher, which writes at least every
+    /// `interval` and stops when the decorator is dropped.
+    pub fn start(inner: S, capacity: usize, ttl: Duration, interval: Duration) -> Arc<Self> {
+        let capacity = capacity.max(1);
+        let queue = Arc::new(Self {
+            inner,
+            sessions: Cache::builder().max_capacity(capacity as u64).time_to_live(ttl).build(),
+            pending: Mutex::default(),
+            capacity,
+            stats: WriteBehindSessionStats::default(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        });
+        spawn_flusher(&queue, Arc::clone(&queue.wake), interval);
+        queue
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &WriteBehindSessionStats {
+        &self.stats
+    }
+
+    /// How many heartbeats are waiting.
+    pub fn depth(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, OffsetDateTime>> {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes every queued heartbeat now; returns whether none is left.
+    pub async fn flush(&self) -> bool {
+        let batch: Vec<(SessionId, OffsetDateTime)> = std::mem::take(&mut *self.lock()).into_iter().collect();
+        if batch.is_empty() {
+            return true;
+        }
+        match self.inner.touch_many(batch.clone()).await {
+            Ok(()) => {
+                self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+                self.lock().is_empty()
+            }
+            Err(error) => {
+                self.stats.failed_flushes.fetch_add(1, Ordering::Relaxed);
+                warn!(%error, heartbeats = batch.len(), "session heartbeat flush failed; kept for the next one");
+                let mut pending = self.lock();
+                for (id, at) in batch {
+                    let queued = pending.entry(id).or_insert(at);
+                    *queued = (*queued).max(at);
+                }
+                false
+            }
+        }
+    }
+
+    /// Flushes until nothing is queued or `timeout` passes (graceful shutdown).
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`] naming how many heartbeats could not be written.
+    pub async fn drain(&self, timeout: Duration) -> Result<(), SessionError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.flush().await {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(SessionError::Unavailable(format!("{} session heartbeats not written", self.depth())));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    fn remember(&self, session: StreamSession) {
+        self.sessions.insert(session.id, session);
+    }
+
+    fn remember_outcome(&self, id: &SessionId, outcome: &CloseOutcome) {
+        self.lock().remove(id);
+        match outcome {
+            CloseOutcome::Closed(session) | CloseOutcome::AlreadyClosed(session) => self.remember(session.clone()),
+            CloseOutcome::NotFound => self.sessions.invalidate(id),
+        }
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore + 'static> Flush for WriteBehindSessions<S> {
+    async fn flush(&self) -> bool {
+        WriteBehindSessions::flush(self).await
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
+    async fn open(&self, session: StreamSession) -> Result<(), SessionError> {
+        self.inner.open(session.clone()).await?;
+        self.remember(session);
+        Ok(())
+    }
+
+    async fn open_with_event(
+        &self,
+        session: StreamSession,
+        event: &PlaybackEvent,
+    ) -> Result<EventHandling, SessionError> {
+        let handling = self.inner.open_with_event(session.clone(), event).await?;
+        self.remember(session);
+        Ok(handling)
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<Option<StreamSession>, SessionError> {
+        if let Some(session) = self.sessions.get(id) {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(session));
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let mut session = self.inner.get(id).await?;
+        if let Some(session) = &mut session {
+            if let Some(queued) = self.lock().get(id) {
+                session.last_heartbeat_at = session.last_heartbeat_at.max(*queued);
+            }
+            self.remember(session.clone());
+        }
+        Ok(session)
+    }
+
+    async fn touch(&self, id: &SessionId, at: OffsetDateTime) -> Result<(), SessionError> {
+        if let Some(mut session) = self.sessions.get(id) {
+            if session.ended_at.is_none() && at > session.last_heartbeat_at {
+                session.last_heartbeat_at = at;
+                self.remember(session);
+            }
+        }
+        {
+            let mut pending = self.lock();
+            if let Some(queued) = pending.get_mut(id) {
+                *queued = (*queued).max(at);
+                self.stats.touches.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            if pending.len() < self.capacity {
+                pending.insert(*id, at);
+                self.stats.touches.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+        self.stats.overflowed.fetch_add(1, Ordering::Relaxed);
+        self.wake.notify_one();
+        self.inner.touch(id, at).await
+    }
+
+    async fn touch_many(&self, batch: Vec<(SessionId, OffsetDateTime)>) -> Result<(), SessionError> {
+        for (id, at) in batch {
+            self.touch(&id, at).await?;
+        }
+        Ok(())
+    }
+
+    async fn close(&self, id: &SessionId, ended_at: OffsetDateTime) -> Result<CloseOutcome, SessionError> {
+        let outcome = self.inner.close(id, ended_at).await?;
+        self.remember_outcome(id, &outcome);
+        Ok(outcome)
+    }
+
+    async fn close_with_event(
+        &self,
+        id: &SessionId,
+        ended_at: OffsetDateTime,
+        event: &PlaybackEvent,
+    ) -> Result<(CloseOutcome, EventHandling), SessionError> {
+        let (outcome, handling) = self.inner.close_with_event(id, ended_at, event).await?;
+        self.remember_outcome(id, &outcome);
+        Ok((outcome, handling))
+    }
+
+    async fn open_sessions(
+        &self,
+        user: &UserId,
+        alive_since: OffsetDateTime,
+    ) -> Result<Vec<StreamSession>, SessionError> {
+        let mut sessions = self.inner.open_sessions(user, alive_since - OPEN_SESSIONS_MARGIN).await?;
+        {
+            let pending = self.lock();
+            for session in &mut sessions {
+                if let Some(queued) = pending.get(&session.id) {
+                    session.last_heartbeat_at = session.last_heartbeat_at.max(*queued);
+                }
+            }
+        }
+        sessions.retain(|s| s.last_heartbeat_at >= alive_since);
+        Ok(sessions)
+    }
+}

@@ -1,0 +1,186 @@
+//! Cached sessions and heartbeats written behind, on a real PostgreSQL.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use streaming_core::adapters::MemorySessionStore;
+use streaming_core::contract::{self, infra_var};
+use streaming_core::domain::{ManifestKind, SessionId, StreamSession, UserId};
+use streaming_core::ports::{CloseOutcome, SessionError, SessionStore};
+use streaming_postgres::testing::fresh_database_url;
+use streaming_postgres::{PgConfig, PgDatabase, PgSessionStore, WriteBehindSessions};
+use time::OffsetDateTime;
+
+async fn store() -> PgSessionStore {
+    let url = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let db = PgDatabase::connect(&PgConfig::new(url)).await.unwrap();
+    db.migrate().await.unwrap();
+    PgSessionStore::new(db)
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn session(user: &str, started_at: OffsetDateTime) -> StreamSession {
+    StreamSession {
+        id: SessionId::random(),
+        user: user.parse().unwrap(),
+        media: "7c9e6679-7425-40de-944b-e07fc1f90ae7".parse().unwrap(),
+        manifest: ManifestKind::Hls,
+        started_at,
+        ended_at: None,
+        duration_seconds: None,
+        user_agent: None,
+        client_ip: None,
+        last_heartbeat_at: started_at,
+    }
+}
+
+fn start_time() -> OffsetDateTime {
+    // Whole microseconds, as PostgreSQL stores them.
+    OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap()
+}
+
+#[tokio::test]
+async fn keeps_the_session_store_contract() {
+    let sessions = WriteBehindSessions::start(store().await, 1_000, HOUR, Duration::from_millis(100));
+    contract::session_store(&*sessions).await;
+}
+
+#[tokio::test]
+async fn many_heartbeats_become_one_write_per_session_per_flush() {
+    let durable = store().await;
+    let sessions = WriteBehindSessions::start(durable.clone(), 1_000, HOUR, HOUR);
+    let t0 = start_time();
+    let open: Vec<StreamSession> = (0..40).map(|i| session(&format!("viewer-{i}"), t0)).collect();
+    for s in &open {
+        sessions.open(s.clone()).await.unwrap();
+    }
+    for second in 1..=20 {
+        for s in &open {
+            sessions.touch(&s.id, t0 + Duration::from_secs(second)).await.unwrap();
+            assert!(sessions.get(&s.id).await.unwrap().unwrap().ended_at.is_none());
+        }
+    }
+    assert_eq!(sessions.depth(), 40, "one queued heartbeat per session");
+    assert_eq!(sessions.stats().misses.load(Ordering::Relaxed), 0, "every read was answered from memory");
+    let probe = &open[7];
+    assert_eq!(durable.get(&probe.id).await.unwrap().unwrap().last_heartbeat_at, t0, "nothing written yet");
+    assert_eq!(sessions.get(&probe.id).await.unwrap().unwrap().last_heartbeat_at, t0 + Duration::from_secs(20));
+
+    assert!(sessions.flush().await);
+    assert_eq!(sessions.stats().flushes.load(Ordering::Relaxed), 1, "one statement for the whole batch");
+    for s in &open {
+        assert_eq!(durable.get(&s.id).await.unwrap().unwrap().last_heartbeat_at, t0 + Duration::from_secs(20));
+    }
+}
+
+#[tokio::test]
+async fn a_session_opened_elsewhere_is_read_once_and_a_close_is_seen_at_once() {
+    let durable = store().await;
+    let here = WriteBehindSessions::start(durable.clone(), 1_000, HOUR, HOUR);
+    let elsewhere = WriteBehindSessions::start(durable.clone(), 1_000, HOUR, HOUR);
+    let s = session("viewer", start_time());
+    elsewhere.open(s.clone()).await.unwrap();
+
+    assert_eq!(here.get(&s.id).await.unwrap(), Some(s.clone()));
+    assert_eq!(here.get(&s.id).await.unwrap(), Some(s.clone()));
+    assert_eq!(here.stats().misses.load(Ordering::Relaxed), 1, "read from the database once");
+    assert_eq!(here.get(&SessionId::random()).await.unwrap(), None);
+
+    let ended = start_time() + Duration::from_secs(30);
+    assert!(matches!(here.close(&s.id, ended).await.unwrap(), CloseOutcome::Closed(_)));
+    assert_eq!(here.get(&s.id).await.unwrap().unwrap().ended_at, Some(ended), "the cached copy is closed too");
+    // The other instance learns it from the store once its copy expires; the
+    // store refuses its late heartbeat meanwhile.
+    elsewhere.touch(&s.id, ended + Duration::from_secs(10)).await.unwrap();
+    elsewhere.drain(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(durable.get(&s.id).await.unwrap().unwrap().last_heartbeat_at, ended);
+}
+
+#[tokio::test]
+async fn queued_heartbeats_count_for_open_sessions() {
+    let durable = store().await;
+    let sessions = WriteBehindSessions::start(durable.clone(), 1_000, HOUR, HOUR);
+    let t0 = start_time();
+    let idle = session("viewer", t0);
+    let active = session("viewer", t0);
+    sessions.open(idle.clone()).await.unwrap();
+    sessions.open(active.clone()).await.unwrap();
+    sessions.touch(&active.id, t0 + Duration::from_secs(50)).await.unwrap();
+    let user: UserId = "viewer".parse().unwrap();
+    let alive = sessions.open_sessions(&user, t0 + Duration::from_secs(30)).await.unwrap();
+    assert_eq!(alive.iter().map(|s| s.id).collect::<Vec<_>>(), vec![active.id], "the queued heartbeat counts");
+    assert_eq!(alive[0].last_heartbeat_at, t0 + Duration::from_secs(50));
+    assert!(durable.open_sessions(&user, t0 + Duration::from_secs(30)).await.unwrap().is_empty(), "not flushed yet");
+}
+
+#[tokio::test]
+async fn a_full_queue_writes_through() {
+    let durable = store().await;
+    let sessions = WriteBehindSessions::start(durable.clone(), 2, HOUR, HOUR);
+    let t0 = start_time();
+    let open: Vec<StreamSession> = (0..3).map(|i| session(&format!("viewer-{i}"), t0)).collect();
+    for s in &open {
+        sessions.open(s.clone()).await.unwrap();
+        sessions.touch(&s.id, t0 + Duration::from_secs(5)).await.unwrap();
+    }
+    assert_eq!(sessions.stats().overflowed.load(Ordering::Relaxed), 1);
+    assert_eq!(durable.get(&open[2].id).await.unwrap().unwrap().last_heartbeat_at, t0 + Duration::from_secs(5));
+}
+
+/// A store whose batched touches fail while `down` is set.
+struct Flaky {
+    inner: Arc<MemorySessionStore>,
+    down: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl SessionStore for Flaky {
+    async fn open(&self, session: StreamSession) -> Result<(), SessionError> {
+        self.inner.open(session).await
+    }
+    async fn get(&self, id: &SessionId) -> Result<Option<StreamSession>, SessionError> {
+        self.inner.get(id).await
+    }
+    async fn touch(&self, id: &SessionId, at: OffsetDateTime) -> Result<(), SessionError> {
+        self.inner.touch(id, at).await
+    }
+    async fn touch_many(&self, batch: Vec<(SessionId, OffsetDateTime)>) -> Result<(), SessionError> {
+        if self.down.load(Ordering::Relaxed) {
+            return Err(SessionError::Unavailable("database down".into()));
+        }
+        self.inner.touch_many(batch).await
+    }
+    async fn close(&self, id: &SessionId, ended_at: OffsetDateTime) -> Result<CloseOutcome, SessionError> {
+        self.inner.close(id, ended_at).await
+    }
+    async fn open_sessions(&self, user: &UserId, since: OffsetDateTime) -> Result<Vec<StreamSession>, SessionError> {
+        self.inner.open_sessions(user, since).await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_flush_keeps_the_heartbeats_and_drain_writes_them_later() {
+    let down = Arc::new(AtomicBool::new(true));
+    let memory = Arc::new(MemorySessionStore::new());
+    let sessions = WriteBehindSessions::start(Flaky { inner: memory.clone(), down: down.clone() }, 100, HOUR, HOUR);
+    let t0 = start_time();
+    let s = session("viewer", t0);
+    sessions.open(s.clone()).await.unwrap();
+    sessions.touch(&s.id, t0 + Duration::from_secs(10)).await.unwrap();
+    assert!(!sessions.flush().await);
+    sessions.touch(&s.id, t0 + Duration::from_secs(5)).await.unwrap();
+    assert!(sessions.drain(Duration::from_millis(300)).await.is_err(), "still down");
+    down.store(false, Ordering::Relaxed);
+    sessions.drain(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(
+        memory.get(&s.id).await.unwrap().unwrap().last_heartbeat_at,
+        t0 + Duration::from_secs(10),
+        "the newest won"
+    );
+}
