@@ -6,6 +6,7 @@
 //! passes the same variables to the tests, which also read the file when run
 //! on their own after `cargo xtask infra up`.
 
+mod kafka;
 pub mod postgres;
 mod redis;
 mod s3;
@@ -30,6 +31,8 @@ pub fn up(root: &Path) -> Result<BTreeMap<String, String>, String> {
     fs::create_dir_all(dir.join("logs")).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut env = BTreeMap::new();
     env.extend(s3::start(&dir)?);
+    let broker = kafka::start(&dir, &env)?;
+    env.extend(broker);
     env.extend(redis::start(&dir)?);
     env.extend(postgres::start(&dir)?);
     let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
