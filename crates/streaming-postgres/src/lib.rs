@@ -21,7 +21,7 @@ mod write_behind_sessions;
 
 pub use catalog::PgCatalog;
 pub use database::{DbError, PgConfig, PgDatabase, MIGRATIONS};
-pub use outbox::PgOutbox;
+pub use outbox::{OutboxRow, OutboxSink, PgOutbox, RelayError, RelayOutcome};
 pub use progress::PgProgressStore;
 pub use sessions::PgSessionStore;
 pub use write_behind::{WriteBehindProgress, WriteBehindStats};

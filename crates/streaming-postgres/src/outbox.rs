@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use diesel::sql_types::{Text, Uuid as SqlUuid};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use streaming_core::domain::PlaybackEvent;
 use streaming_core::ports::{EventPublisher, PublishError};
 
@@ -45,5 +45,145 @@ impl EventPublisher for PgOutbox {
         let unavailable = |e: DbError| PublishError::Unavailable(e.to_string());
         let mut connection = self.db.connection().await.map_err(unavailable)?;
         insert_outbox(&mut connection, &event).await.map_err(unavailable)
+    }
+}
+
+/// One outbox row waiting to be published.
+#[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
+pub struct OutboxRow {
+    /// Insertion order.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub id: i64,
+    /// The event's own id (the same on every redelivery).
+    #[diesel(sql_type = SqlUuid)]
+    pub event_id: uuid::Uuid,
+    /// The topic without the relay's prefix, e.g. `stream.start`.
+    #[diesel(sql_type = Text)]
+    pub topic: String,
+    /// The partition key (the user id).
+    #[diesel(sql_type = Text)]
+    pub key: String,
+    /// The event's JSON.
+    #[diesel(sql_type = Text)]
+    pub payload: String,
+    /// When the row was written.
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub created_at: time::OffsetDateTime,
+}
+
+/// Where a relay sends outbox rows (Kafka in the service).
+#[async_trait]
+pub trait OutboxSink: Send + Sync {
+    /// Sends `rows` in order; returns once every one is acknowledged.
+    ///
+    /// # Errors
+    /// A printable reason; the rows stay unpublished and are sent again.
+    async fn send(&self, rows: &[OutboxRow]) -> Result<(), String>;
+}
+
+/// What one relay round did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayOutcome {
+    /// This many rows were sent and marked published (0: nothing was waiting).
+    Relayed(usize),
+    /// Another relay holds the outbox; this one should wait and try again.
+    Busy,
+}
+
+/// Why a relay round failed; nothing was marked published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelayError {
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// The sink refused or could not be reached.
+    #[error("sending outbox rows failed: {0}")]
+    Sink(String),
+}
+
+impl From<diesel::result::Error> for RelayError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Database(error.into())
+    }
+}
+
+/// The advisory lock that makes one relay at a time own the outbox.
+const RELAY_LOCK: i64 = 0x5354_5247_4f42_5831; // "STRGOBX1"
+
+#[derive(diesel::QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    locked: bool,
+}
+
+impl PgOutbox {
+    /// Sends the oldest `limit` unpublished rows to `sink`, in insertion
+    /// order, and marks them published, all in one transaction: if the send
+    /// or the commit fails nothing is marked, and the rows go again (the same
+    /// `event_id`s). One relay at a time holds the outbox (a transaction-level
+    /// advisory lock), so several instances may run relays without sending a
+    /// row twice and without reordering a user's events between them.
+    ///
+    /// # Errors
+    /// [`RelayError`]; nothing was marked published.
+    pub async fn relay_batch(&self, limit: u32, sink: &dyn OutboxSink) -> Result<RelayOutcome, RelayError> {
+        let mut connection = self.db.connection().await?;
+        connection
+            .transaction::<_, RelayError, _>(async |tx| {
+                let lock: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
+                    .bind::<diesel::sql_types::BigInt, _>(RELAY_LOCK)
+                    .get_result(tx)
+                    .await?;
+                if !lock.locked {
+                    return Ok(RelayOutcome::Busy);
+                }
+                let rows: Vec<OutboxRow> = diesel::sql_query(
+                    "SELECT id, event_id, topic, key, payload::text AS payload, created_at FROM outbox \
+                     WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE",
+                )
+                .bind::<diesel::sql_types::BigInt, _>(i64::from(limit))
+                .load(tx)
+                .await?;
+                if rows.is_empty() {
+                    return Ok(RelayOutcome::Relayed(0));
+                }
+                sink.send(&rows).await.map_err(RelayError::Sink)?;
+                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                diesel::sql_query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+                    .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(ids)
+                    .execute(tx)
+                    .await?;
+                Ok(RelayOutcome::Relayed(rows.len()))
+            })
+            .await
+    }
+
+    /// Rows not yet published (a metric; also what a relay has left to do).
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn backlog(&self) -> Result<u64, DbError> {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            count: i64,
+        }
+        let mut connection = self.db.connection().await?;
+        let count: Count = diesel::sql_query("SELECT count(*) AS count FROM outbox WHERE published_at IS NULL")
+            .get_result(&mut connection)
+            .await?;
+        Ok(u64::try_from(count.count).unwrap_or(0))
+    }
+
+    /// Deletes rows published before `before`; returns how many.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn prune_published(&self, before: time::OffsetDateTime) -> Result<usize, DbError> {
+        let mut connection = self.db.connection().await?;
+        Ok(diesel::sql_query("DELETE FROM outbox WHERE published_at < $1")
+            .bind::<diesel::sql_types::Timestamptz, _>(before)
+            .execute(&mut connection)
+            .await?)
     }
 }

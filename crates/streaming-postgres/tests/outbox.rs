@@ -9,7 +9,9 @@ use streaming_core::contract::infra_var;
 use streaming_core::domain::{ManifestKind, PlaybackAction, PlaybackEvent, PositionSeconds, SessionId, StreamSession};
 use streaming_core::ports::{CloseOutcome, EventHandling, EventPublisher, SessionError, SessionStore};
 use streaming_postgres::testing::fresh_database_url;
-use streaming_postgres::{PgConfig, PgDatabase, PgOutbox, PgSessionStore};
+use streaming_postgres::{
+    OutboxRow, OutboxSink, PgConfig, PgDatabase, PgOutbox, PgSessionStore, RelayError, RelayOutcome,
+};
 use time::OffsetDateTime;
 
 #[derive(diesel::QueryableByName, Debug, PartialEq)]
@@ -121,4 +123,92 @@ async fn a_failed_outbox_write_rolls_the_session_back() {
     assert_eq!(result, Err(SessionError::Duplicate));
     assert_eq!(sessions.get(&second.id).await.unwrap(), None, "rolled back with its event");
     assert_eq!(rows(&url).await.len(), 1);
+}
+
+/// A sink that records what it was sent, fails while `failing` is set, and
+/// waits for `gate` before answering when one is given.
+#[derive(Default)]
+struct RecordingSink {
+    sent: std::sync::Mutex<Vec<Vec<uuid::Uuid>>>,
+    failing: std::sync::atomic::AtomicBool,
+    gate: Option<tokio::sync::Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl OutboxSink for RecordingSink {
+    async fn send(&self, rows: &[OutboxRow]) -> Result<(), String> {
+        if let Some(gate) = &self.gate {
+            let _permit = gate.acquire().await.unwrap();
+        }
+        self.sent.lock().unwrap().push(rows.iter().map(|r| r.event_id).collect());
+        if std::sync::atomic::AtomicBool::load(&self.failing, std::sync::atomic::Ordering::Relaxed) {
+            return Err("broker down".into());
+        }
+        Ok(())
+    }
+}
+
+async fn publish_progress(outbox: &PgOutbox, session: &StreamSession, count: u32) -> Vec<uuid::Uuid> {
+    let mut ids = Vec::new();
+    for position in 0..count {
+        let event = event(session, PlaybackAction::Progress, f64::from(position));
+        ids.push(event.event_id);
+        outbox.publish(event).await.unwrap();
+    }
+    ids
+}
+
+#[tokio::test]
+async fn the_relay_sends_rows_in_order_and_marks_them_published() {
+    let (_, db) = setup().await;
+    let outbox = PgOutbox::new(db.clone());
+    let ids = publish_progress(&outbox, &session(), 7).await;
+    assert_eq!(outbox.backlog().await.unwrap(), 7);
+
+    let sink = RecordingSink::default();
+    assert_eq!(outbox.relay_batch(5, &sink).await.unwrap(), RelayOutcome::Relayed(5));
+    assert_eq!(outbox.relay_batch(5, &sink).await.unwrap(), RelayOutcome::Relayed(2));
+    assert_eq!(outbox.relay_batch(5, &sink).await.unwrap(), RelayOutcome::Relayed(0));
+    assert_eq!(sink.sent.lock().unwrap().concat(), ids, "every row once, in insertion order");
+    assert_eq!(outbox.backlog().await.unwrap(), 0);
+
+    assert_eq!(
+        outbox.prune_published(OffsetDateTime::now_utc() - std::time::Duration::from_secs(60)).await.unwrap(),
+        0
+    );
+    assert_eq!(outbox.prune_published(OffsetDateTime::now_utc() + std::time::Duration::from_secs(1)).await.unwrap(), 7);
+}
+
+#[tokio::test]
+async fn a_failed_send_marks_nothing_and_the_same_events_go_again() {
+    let (_, db) = setup().await;
+    let outbox = PgOutbox::new(db.clone());
+    let ids = publish_progress(&outbox, &session(), 3).await;
+    let sink = RecordingSink::default();
+    sink.failing.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(matches!(outbox.relay_batch(10, &sink).await, Err(RelayError::Sink(_))));
+    assert_eq!(outbox.backlog().await.unwrap(), 3, "nothing marked");
+    sink.failing.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(outbox.relay_batch(10, &sink).await.unwrap(), RelayOutcome::Relayed(3));
+    assert_eq!(*sink.sent.lock().unwrap(), vec![ids.clone(), ids], "the redelivery carries the same event ids");
+}
+
+#[tokio::test]
+async fn one_relay_at_a_time_owns_the_outbox() {
+    let (_, db) = setup().await;
+    let outbox = PgOutbox::new(db.clone());
+    publish_progress(&outbox, &session(), 4).await;
+    let slow = std::sync::Arc::new(RecordingSink { gate: Some(tokio::sync::Semaphore::new(0)), ..Default::default() });
+    let first = tokio::spawn({
+        let (outbox, slow) = (outbox.clone(), slow.clone());
+        async move { outbox.relay_batch(10, &*slow).await }
+    });
+    // Wait until the first relay holds the lock and is sending.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let other = RecordingSink::default();
+    assert_eq!(outbox.relay_batch(10, &other).await.unwrap(), RelayOutcome::Busy);
+    slow.gate.as_ref().unwrap().add_permits(1);
+    assert_eq!(first.await.unwrap().unwrap(), RelayOutcome::Relayed(4));
+    assert_eq!(outbox.relay_batch(10, &other).await.unwrap(), RelayOutcome::Relayed(0), "nothing is sent twice");
+    assert!(other.sent.lock().unwrap().is_empty());
 }
