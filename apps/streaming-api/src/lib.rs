@@ -10,6 +10,7 @@ mod catalog;
 pub mod cli;
 pub mod demo;
 pub mod problem;
+mod relay;
 mod routes;
 pub mod settings;
 mod startup;

@@ -29,6 +29,8 @@ pub struct Settings {
     pub redis: RedisSection,
     /// PostgreSQL: catalog, progress, sessions.
     pub postgres: PostgresSection,
+    /// Kafka: where playback events are published.
+    pub kafka: KafkaSection,
     /// Where media objects live.
     pub storage: StorageSettings,
     /// Demo media and the printed demo token.
@@ -151,6 +153,55 @@ pub struct EventsSettings {
 impl Default for EventsSettings {
     fn default() -> Self {
         Self { path: PathBuf::from("data/events.jsonl") }
+    }
+}
+
+/// Kafka: playback events go to `{topic_prefix}stream.{start|progress|stop}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSection {
+    /// Publish to Kafka (default false: without it, events stay in the
+    /// PostgreSQL outbox or go to `events.path`).
+    pub enabled: bool,
+    /// Bootstrap brokers, comma-separated `host:port` (default `127.0.0.1:9092`).
+    pub brokers: String,
+    /// Prepended to every topic name (default empty), e.g. `prod.`.
+    pub topic_prefix: String,
+    /// The client id the brokers see (default `streamgate`).
+    pub client_id: String,
+    /// Bound of every broker call, retries included, in milliseconds (default 5000).
+    pub timeout_ms: u64,
+    /// Without PostgreSQL: events buffered in memory while the broker is slow
+    /// or down (default 10 000); beyond it events are dropped and counted.
+    pub buffer_capacity: usize,
+    /// With PostgreSQL: outbox rows sent per relay round (default 500).
+    pub relay_batch_size: u32,
+    /// With PostgreSQL: how often an idle relay looks for new rows, in milliseconds (default 200).
+    pub relay_poll_interval_ms: u64,
+    /// Published outbox rows are deleted after this many hours (default 24).
+    pub outbox_retention_hours: u64,
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            brokers: "127.0.0.1:9092".into(),
+            topic_prefix: String::new(),
+            client_id: "streamgate".into(),
+            timeout_ms: 5_000,
+            buffer_capacity: 10_000,
+            relay_batch_size: 500,
+            relay_poll_interval_ms: 200,
+            outbox_retention_hours: 24,
+        }
+    }
+}
+
+impl KafkaSection {
+    /// The brokers as a list, blanks dropped.
+    pub fn broker_list(&self) -> Vec<String> {
+        self.brokers.split(',').map(str::trim).filter(|b| !b.is_empty()).map(str::to_owned).collect()
     }
 }
 

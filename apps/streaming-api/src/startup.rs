@@ -22,6 +22,7 @@ use streaming_core::ports::{
 use streaming_core::{
     CacheKeyring, PlaybackPorts, PlaybackService, PlaybackSettings, StreamUrlService, StreamingPorts, StreamingSettings,
 };
+use streaming_kafka::{BufferedKafkaPublisher, KafkaConfig, KafkaProducer};
 use streaming_localfs::JsonLinesEventPublisher;
 use streaming_postgres::{
     PgCatalog, PgConfig, PgDatabase, PgOutbox, PgProgressStore, PgSessionStore, WriteBehindProgress,
@@ -35,6 +36,7 @@ use streaming_redis::{
 use crate::catalog::Catalog;
 use crate::demo::{self, DemoInfo};
 use crate::problem::{enrich_problems, ApiError, ProblemTypeBase};
+use crate::relay::{Relay, RelaySettings};
 use crate::routes;
 use crate::settings::{CacheKind, Settings};
 use crate::state::AppState;
@@ -89,6 +91,8 @@ pub struct Application {
     ephemeral_secret: bool,
     write_behind: Option<Arc<WriteBehindProgress<PgProgressStore>>>,
     session_cache: Option<Arc<WriteBehindSessions<PgSessionStore>>>,
+    relay: Option<Relay>,
+    kafka_buffer: Option<BufferedKafkaPublisher>,
 }
 
 impl std::fmt::Debug for Application {
@@ -238,11 +242,27 @@ impl Application {
         ));
 
         // With PostgreSQL every event goes to the outbox (start and stop in
-        // the session's own transaction); otherwise to the JSON-lines file.
+        // the session's own transaction), and with Kafka a relay publishes
+        // it; with Kafka alone events go through a bounded buffer; with
+        // neither, to the JSON-lines file.
+        let producer = kafka_producer(&settings)?;
+        let mut relay = None;
+        let mut kafka_buffer = None;
         let events: Arc<dyn EventPublisher> =
-            match &postgres {
-                Some(db) => Arc::new(PgOutbox::new(db.clone())),
-                None => Arc::new(JsonLinesEventPublisher::open(&settings.events.path).await.map_err(|e| {
+            match (&postgres, &producer) {
+                (Some(db), producer) => {
+                    let outbox = PgOutbox::new(db.clone());
+                    if let Some(producer) = producer {
+                        relay = Some(Relay::start(outbox.clone(), producer.clone(), relay_settings(&settings)));
+                    }
+                    Arc::new(outbox)
+                }
+                (None, Some(producer)) => {
+                    let buffer = BufferedKafkaPublisher::start(producer.clone(), settings.kafka.buffer_capacity);
+                    kafka_buffer = Some(buffer.clone());
+                    Arc::new(buffer)
+                }
+                (None, None) => Arc::new(JsonLinesEventPublisher::open(&settings.events.path).await.map_err(|e| {
                     StartupError::Storage(format!("events file {}: {e}", settings.events.path.display()))
                 })?),
             };
@@ -315,7 +335,7 @@ impl Application {
             .map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?
             .run();
 
-        Ok(Self { port, base_url, server, demo, ephemeral_secret, write_behind, session_cache })
+        Ok(Self { port, base_url, server, demo, ephemeral_secret, write_behind, session_cache, relay, kafka_buffer })
     }
 
     /// The bound port.
@@ -356,7 +376,43 @@ impl Application {
                 tracing::error!(%error, "pending session heartbeats could not be written before exit");
             }
         }
+        if let Some(relay) = self.relay {
+            relay.finish(Duration::from_secs(5)).await;
+        }
+        if let Some(buffer) = &self.kafka_buffer {
+            if let Err(error) = buffer.flush(Duration::from_secs(5)).await {
+                tracing::error!(%error, "buffered events could not be sent to kafka before exit");
+            }
+        }
         served
+    }
+}
+
+fn kafka_producer(settings: &Settings) -> Result<Option<Arc<KafkaProducer>>, StartupError> {
+    let kafka = &settings.kafka;
+    if !kafka.enabled {
+        return Ok(None);
+    }
+    let brokers = kafka.broker_list();
+    if brokers.is_empty() {
+        return Err(StartupError::Config("kafka.enabled needs kafka.brokers (host:port, comma-separated)".into()));
+    }
+    if kafka.timeout_ms == 0 || kafka.relay_batch_size == 0 {
+        return Err(StartupError::Config("kafka.timeout_ms and kafka.relay_batch_size must be positive".into()));
+    }
+    Ok(Some(Arc::new(KafkaProducer::new(KafkaConfig {
+        brokers,
+        topic_prefix: kafka.topic_prefix.clone(),
+        client_id: kafka.client_id.clone(),
+        timeout: Duration::from_millis(kafka.timeout_ms),
+    }))))
+}
+
+fn relay_settings(settings: &Settings) -> RelaySettings {
+    RelaySettings {
+        batch: settings.kafka.relay_batch_size,
+        poll_interval: Duration::from_millis(settings.kafka.relay_poll_interval_ms.max(10)),
+        retention: Duration::from_secs(settings.kafka.outbox_retention_hours * 3600),
     }
 }
 

@@ -16,6 +16,8 @@
 mod partition;
 mod producer;
 mod publisher;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use partition::{murmur2, partition_for};
 pub use producer::{KafkaConfig, KafkaError, KafkaProducer, OutgoingRecord};

@@ -1,0 +1,187 @@
+//! Playback events reach a real Kafka-protocol broker: through the
+//! PostgreSQL outbox and its relay, or through the buffer without
+//! PostgreSQL; and none is lost while the broker is down.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use streaming_api::demo::DEMO_USER;
+use streaming_api::Settings;
+use streaming_core::contract::infra_var;
+use streaming_kafka::testing::{create_topics, read_all, unique_prefix, BrokerEnv, OwnBroker, PLAYBACK_TOPICS};
+use streaming_postgres::testing::fresh_database_url;
+
+use crate::harness::{spawn, TestApp, MOVIE};
+
+fn with_kafka(settings: &mut Settings, brokers: &str, prefix: &str) {
+    settings.kafka.enabled = true;
+    settings.kafka.brokers = brokers.to_owned();
+    settings.kafka.topic_prefix = prefix.to_owned();
+    settings.kafka.timeout_ms = 1_000;
+    settings.kafka.relay_poll_interval_ms = 50;
+}
+
+async fn with_postgres(settings: &mut Settings) {
+    let url = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    settings.postgres.url = Some(SecretString::from(url));
+    settings.postgres.migrate_on_start = true;
+    settings.postgres.progress_flush_interval_ms = 100;
+}
+
+/// The JSON events of `{prefix}stream.{action}`, once at least `count` arrived (10 s at most).
+async fn events(brokers: &str, prefix: &str, action: &str, count: usize) -> Vec<Value> {
+    let topic = format!("{prefix}stream.{action}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let received = read_all(brokers, &topic).await;
+        if received.len() >= count {
+            for record in &received {
+                assert_eq!(record.key, DEMO_USER, "keyed by user id");
+            }
+            return received.iter().map(|r| serde_json::from_slice(&r.value).unwrap()).collect();
+        }
+        assert!(Instant::now() < deadline, "{topic}: {} of {count} events arrived", received.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Start, two progress reports and stop of one session; its id.
+async fn watch(app: &TestApp, position: u64) -> String {
+    let movie = format!("/api/v1/stream/{MOVIE}");
+    let started: Value = app.send(Method::POST, &movie, None, None).await.json().await.unwrap();
+    let session = started["session_id"].as_str().unwrap().to_owned();
+    for (sequence, at) in [(1, position), (2, position + 1)] {
+        let body = json!({ "position_seconds": at, "session_id": session, "sequence": sequence });
+        assert_eq!(app.send(Method::POST, &format!("{movie}/progress"), None, Some(body)).await.status(), 200);
+    }
+    let stop = json!({ "position_seconds": position + 2, "session_id": session });
+    assert_eq!(app.send(Method::POST, &format!("{movie}/stop"), None, Some(stop)).await.status(), 200);
+    session
+}
+
+fn sessions_of(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["session_id"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_playback_flow_reaches_kafka_through_the_outbox() {
+    let brokers = infra_var("STREAMGATE_KAFKA_BROKERS");
+    let prefix = unique_prefix();
+    create_topics(&brokers, &prefix, &PLAYBACK_TOPICS).await;
+    let mut settings = Settings::default();
+    with_postgres(&mut settings).await;
+    let app = spawn(|s| {
+        s.postgres = settings.postgres.clone();
+        with_kafka(s, &brokers, &prefix);
+    })
+    .await;
+    let session = watch(&app, 3).await;
+
+    let start = events(&brokers, &prefix, "start", 1).await;
+    let progress = events(&brokers, &prefix, "progress", 1).await;
+    let stop = events(&brokers, &prefix, "stop", 1).await;
+    assert_eq!(start[0]["action"], "stream_start");
+    assert_eq!(progress[0]["action"], "stream_progress");
+    assert_eq!(progress[0]["position_seconds"], 3, "one progress event per session per interval: the first");
+    assert_eq!(stop[0]["action"], "stream_stop");
+    assert_eq!(stop[0]["position_seconds"], 5);
+    for event in [&start[0], &progress[0], &stop[0]] {
+        assert_eq!(event["session_id"], session.as_str());
+        assert_eq!(event["user_id"], DEMO_USER);
+        assert_eq!(event["movie_id"], MOVIE);
+    }
+}
+
+#[tokio::test]
+async fn without_postgres_events_go_through_the_buffer() {
+    let brokers = infra_var("STREAMGATE_KAFKA_BROKERS");
+    let prefix = unique_prefix();
+    create_topics(&brokers, &prefix, &PLAYBACK_TOPICS).await;
+    let app = spawn(|s| with_kafka(s, &brokers, &prefix)).await;
+    let session = watch(&app, 1).await;
+    assert_eq!(sessions_of(&events(&brokers, &prefix, "stop", 1).await), vec![session.as_str()]);
+    assert!(app.events().is_empty(), "nothing in the JSON-lines file");
+}
+
+fn broker_env() -> BrokerEnv {
+    BrokerEnv {
+        binary: infra_var("STREAMGATE_TANSU_BIN"),
+        bucket: infra_var("STREAMGATE_TANSU_BUCKET"),
+        s3: (
+            infra_var("STREAMGATE_S3_ENDPOINT"),
+            infra_var("STREAMGATE_S3_ACCESS_KEY"),
+            infra_var("STREAMGATE_S3_SECRET_KEY"),
+        ),
+    }
+}
+
+#[tokio::test]
+async fn events_of_a_broker_outage_arrive_after_it_returns_none_lost_none_reordered() {
+    let mut broker = OwnBroker::start(broker_env());
+    let brokers = broker.address();
+    create_topics(&brokers, "", &PLAYBACK_TOPICS).await;
+    let mut settings = Settings::default();
+    with_postgres(&mut settings).await;
+    let app = spawn(|s| {
+        s.postgres = settings.postgres.clone();
+        with_kafka(s, &brokers, "");
+    })
+    .await;
+    let first = watch(&app, 1).await;
+    assert_eq!(sessions_of(&events(&brokers, "", "stop", 1).await), vec![first.as_str()]);
+
+    broker.stop();
+    let mut sessions = vec![first];
+    for position in [2, 3, 4] {
+        sessions.push(watch(&app, position).await);
+    }
+    // Longer than the relay's timeout: its rounds fail and back off meanwhile.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    broker.resume();
+
+    let expected: Vec<&str> = sessions.iter().map(String::as_str).collect();
+    assert_eq!(sessions_of(&events(&brokers, "", "start", 4).await), expected, "every start, in order");
+    assert_eq!(sessions_of(&events(&brokers, "", "progress", 4).await), expected, "every progress event, in order");
+    assert_eq!(sessions_of(&events(&brokers, "", "stop", 4).await), expected, "every stop, in order");
+}
+
+#[tokio::test]
+async fn rows_left_by_an_instance_without_kafka_are_relayed_later_once_by_several_relays() {
+    let brokers = infra_var("STREAMGATE_KAFKA_BROKERS");
+    let prefix = unique_prefix();
+    create_topics(&brokers, &prefix, &PLAYBACK_TOPICS).await;
+    let mut settings = Settings::default();
+    with_postgres(&mut settings).await;
+    // An instance without Kafka: its events wait in the outbox.
+    let before = spawn(|s| s.postgres = settings.postgres.clone()).await;
+    let mut sessions = vec![watch(&before, 1).await];
+    drop(before);
+
+    // Two instances with relays on the same database.
+    let one = spawn(|s| {
+        s.postgres = settings.postgres.clone();
+        with_kafka(s, &brokers, &prefix);
+    })
+    .await;
+    let two = spawn(|s| {
+        s.postgres = settings.postgres.clone();
+        with_kafka(s, &brokers, &prefix);
+    })
+    .await;
+    sessions.push(watch(&one, 2).await);
+    sessions.push(watch(&two, 3).await);
+
+    let mut expected: Vec<&str> = sessions.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    events(&brokers, &prefix, "stop", 3).await;
+    // Give a duplicate time to show up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for action in ["start", "progress", "stop"] {
+        let arrived = events(&brokers, &prefix, action, 3).await;
+        let mut got = sessions_of(&arrived);
+        got.sort_unstable();
+        assert_eq!(got, expected, "{action}: every event exactly once");
+    }
+}
