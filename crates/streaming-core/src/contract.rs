@@ -12,11 +12,12 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    ManifestKind, MediaId, ObjectKey, PositionSeconds, SessionId, StreamSession, UserId, WatchProgress,
+    CatalogChange, ManifestKind, Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures, PositionSeconds,
+    SessionId, StreamSession, UserId, UserStatus, Visibility, WatchProgress,
 };
 use crate::ports::{
-    CloseOutcome, ObjectStore, ObjectStoreError, ProgressStore, RateDecision, RateLimitPolicy, RateLimiter,
-    RecordOutcome, SessionError, SessionStore, StreamCacheKey, UrlCache,
+    CatalogWriter, CloseOutcome, MediaCatalog, ObjectStore, ObjectStoreError, ProgressStore, RateDecision,
+    RateLimitPolicy, RateLimiter, RecordOutcome, SessionError, SessionStore, StreamCacheKey, UrlCache,
 };
 
 /// Where a real test server is: the variable `name` from the environment
@@ -256,4 +257,59 @@ pub async fn object_store<S: ObjectStore + ?Sized>(store: &S, existing: &ObjectK
         store.presign_get(existing, signed_at, Duration::from_secs(8 * 24 * 3600)).await,
         Err(ObjectStoreError::Invalid(_))
     ));
+}
+
+/// Everything a [`CatalogWriter`] promises, read back through its [`MediaCatalog`].
+pub async fn catalog_writer<C: CatalogWriter + MediaCatalog + ?Sized>(catalog: &C) {
+    let t = |seconds: u64| OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap() + Duration::from_secs(seconds);
+    let id = fresh_media();
+    let owner = fresh_user("owner");
+    let movie = |title: &str, status: MediaStatus| Media {
+        id: id.clone(),
+        kind: MediaKind::Movie,
+        owner: Some(owner.clone()),
+        status,
+        object_key: ObjectKey::try_from(format!("movies/{id}/{title}")).unwrap(),
+        content_type: "application/vnd.apple.mpegurl".into(),
+        size_bytes: 1_000,
+        duration_seconds: Some(5_400.0),
+        visibility: Visibility::Subscribers,
+        required_features: PlanFeatures { hd: true, uhd_4k: false },
+    };
+    let status = |status| CatalogChange::MediaStatusChanged { media: id.clone(), status };
+
+    let v1 = CatalogChange::MediaUpserted(movie("v1", MediaStatus::Processing));
+    assert!(catalog.apply(&v1, t(10)).await.unwrap());
+    assert!(catalog.apply(&v1, t(10)).await.unwrap(), "the same change again is harmless");
+    assert_eq!(catalog.media(&id).await.unwrap(), Some(movie("v1", MediaStatus::Processing)));
+    let v0 = CatalogChange::MediaUpserted(movie("v0", MediaStatus::Ready));
+    assert!(!catalog.apply(&v0, t(5)).await.unwrap(), "an older version is not applied");
+    assert_eq!(catalog.media(&id).await.unwrap().unwrap().object_key.as_str(), format!("movies/{id}/v1"));
+
+    assert!(catalog.apply(&status(MediaStatus::Ready), t(20)).await.unwrap());
+    assert!(!catalog.apply(&status(MediaStatus::Failed), t(15)).await.unwrap(), "a late status is not applied");
+    assert_eq!(catalog.media(&id).await.unwrap().unwrap().status, MediaStatus::Ready);
+
+    assert!(catalog.apply(&CatalogChange::MediaDeleted { media: id.clone() }, t(30)).await.unwrap());
+    let v2 = CatalogChange::MediaUpserted(movie("v2", MediaStatus::Ready));
+    assert!(!catalog.apply(&v2, t(25)).await.unwrap(), "an update older than the deletion does not revive it");
+    assert_eq!(catalog.media(&id).await.unwrap().unwrap().status, MediaStatus::Deleted, "deleted items are kept");
+
+    let unknown = fresh_media();
+    let change = CatalogChange::MediaStatusChanged { media: unknown.clone(), status: MediaStatus::Ready };
+    assert!(!catalog.apply(&change, t(40)).await.unwrap(), "a status of an unknown item has nothing to change");
+    assert_eq!(catalog.media(&unknown).await.unwrap(), None);
+
+    let viewer = fresh_user("viewer");
+    let user_status = |status| CatalogChange::UserStatusChanged { user: viewer.clone(), status };
+    assert!(catalog.apply(&user_status(UserStatus::Suspended), t(10)).await.unwrap());
+    assert_eq!(catalog.viewer(&viewer, &id).await.unwrap().status, UserStatus::Suspended);
+    assert!(!catalog.apply(&user_status(UserStatus::Active), t(5)).await.unwrap());
+    assert_eq!(catalog.viewer(&viewer, &id).await.unwrap().status, UserStatus::Suspended);
+    assert!(catalog.apply(&user_status(UserStatus::Active), t(20)).await.unwrap());
+    assert_eq!(catalog.viewer(&viewer, &id).await.unwrap().status, UserStatus::Active);
+
+    let logout = CatalogChange::UserLoggedOutEverywhere { user: viewer.clone() };
+    assert!(catalog.apply(&logout, t(1)).await.unwrap(), "cache-only changes are accepted");
+    assert!(catalog.apply(&CatalogChange::SubscriptionChanged { user: viewer }, t(1)).await.unwrap());
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streaming_core::adapters::{
-    ManualClock, MemoryObjectStore, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore, MemoryUrlCache,
-    MokaUrlCache, SystemClock,
+    ManualClock, MemoryCatalog, MemoryObjectStore, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore,
+    MemoryUrlCache, MokaUrlCache, SystemClock,
 };
 use streaming_core::contract;
 use streaming_core::domain::ObjectKey;
@@ -75,4 +75,9 @@ async fn memory_rate_limiter_refills_at_the_sustained_rate() {
     assert_eq!(limiter.check(&user, &policy).await.unwrap(), RateDecision::Allowed { remaining: 0 });
     clock.advance(Duration::from_secs(60));
     assert_eq!(limiter.check(&user, &policy).await.unwrap(), RateDecision::Allowed { remaining: 59 }, "fully refilled");
+}
+
+#[tokio::test]
+async fn memory_catalog_keeps_the_writer_contract() {
+    contract::catalog_writer(&MemoryCatalog::new()).await;
 }

@@ -4,9 +4,11 @@ use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 use streaming_core::domain::{
-    Media, MediaId, MediaKind, ObjectKey, PlanFeatures, UserId, UserStatus, Viewer, Visibility,
+    CatalogChange, Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures, UserId, UserStatus, Viewer,
+    Visibility,
 };
-use streaming_core::ports::{CatalogError, MediaCatalog};
+use streaming_core::ports::{CatalogError, CatalogWriter, MediaCatalog};
+use time::OffsetDateTime;
 
 use crate::database::{retry_once, DbError, PgDatabase};
 use crate::schema::{media, media_grants, users};
@@ -166,6 +168,57 @@ impl PgCatalog {
         Ok(())
     }
 
+    /// Upserts `item` as of `at`, unless the row holds a newer change.
+    async fn apply_media(&self, item: &Media, at: OffsetDateTime) -> Result<bool, DbError> {
+        let row = MediaRow::from(item);
+        let mut connection = self.db.connection().await?;
+        let upsert = diesel::insert_into(media::table)
+            .values((&row, media::updated_at.eq(at)))
+            .on_conflict(media::id)
+            .do_update()
+            .set((&row, media::updated_at.eq(excluded(media::updated_at))));
+        // ON CONFLICT … DO UPDATE … WHERE: an older change does not overwrite a newer one.
+        let written =
+            diesel::query_dsl::methods::FilterDsl::filter(upsert, media::updated_at.le(excluded(media::updated_at)))
+                .execute(&mut connection)
+                .await?;
+        Ok(written == 1)
+    }
+
+    /// Sets the status of an existing item as of `at`, unless it holds a newer change.
+    async fn apply_media_status(
+        &self,
+        item: &MediaId,
+        status: MediaStatus,
+        at: OffsetDateTime,
+    ) -> Result<bool, DbError> {
+        let mut connection = self.db.connection().await?;
+        let written = diesel::update(media::table.filter(media::id.eq(item.as_str())).filter(media::updated_at.le(at)))
+            .set((media::status.eq(status.as_str().to_ascii_lowercase()), media::updated_at.eq(at)))
+            .execute(&mut connection)
+            .await?;
+        Ok(written == 1)
+    }
+
+    /// Sets a user's status as of `at`, unless the row holds a newer change.
+    async fn apply_user_status(&self, user: &UserId, status: UserStatus, at: OffsetDateTime) -> Result<bool, DbError> {
+        let status = match status {
+            UserStatus::Active => "active",
+            UserStatus::Suspended => "suspended",
+        };
+        let mut connection = self.db.connection().await?;
+        let upsert = diesel::insert_into(users::table)
+            .values((users::id.eq(user.as_str()), users::status.eq(status), users::updated_at.eq(at)))
+            .on_conflict(users::id)
+            .do_update()
+            .set((users::status.eq(excluded(users::status)), users::updated_at.eq(excluded(users::updated_at))));
+        let written =
+            diesel::query_dsl::methods::FilterDsl::filter(upsert, users::updated_at.le(excluded(users::updated_at)))
+                .execute(&mut connection)
+                .await?;
+        Ok(written == 1)
+    }
+
     async fn load_media(&self, id: &MediaId) -> Result<Option<MediaRow>, DbError> {
         let mut connection = self.db.connection().await?;
         Ok(media::table
@@ -218,5 +271,19 @@ impl MediaCatalog for PgCatalog {
             _ => UserStatus::Active,
         };
         Ok(Viewer { status, granted })
+    }
+}
+
+#[async_trait]
+impl CatalogWriter for PgCatalog {
+    async fn apply(&self, change: &CatalogChange, at: OffsetDateTime) -> Result<bool, CatalogError> {
+        let applied = match change {
+            CatalogChange::MediaUpserted(item) => self.apply_media(item, at).await,
+            CatalogChange::MediaStatusChanged { media, status } => self.apply_media_status(media, *status, at).await,
+            CatalogChange::MediaDeleted { media } => self.apply_media_status(media, MediaStatus::Deleted, at).await,
+            CatalogChange::UserStatusChanged { user, status } => self.apply_user_status(user, *status, at).await,
+            CatalogChange::UserLoggedOutEverywhere { .. } | CatalogChange::SubscriptionChanged { .. } => Ok(true),
+        };
+        applied.map_err(unavailable)
     }
 }

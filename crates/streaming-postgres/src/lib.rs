@@ -10,6 +10,7 @@
 
 mod catalog;
 mod database;
+mod offsets;
 mod outbox;
 mod progress;
 mod schema;
@@ -21,6 +22,7 @@ mod write_behind_sessions;
 
 pub use catalog::PgCatalog;
 pub use database::{DbError, PgConfig, PgDatabase, MIGRATIONS};
+pub use offsets::PgConsumerOffsets;
 pub use outbox::{OutboxRow, OutboxSink, PgOutbox, RelayError, RelayOutcome};
 pub use progress::PgProgressStore;
 pub use sessions::PgSessionStore;

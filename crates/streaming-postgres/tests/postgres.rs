@@ -148,3 +148,22 @@ async fn an_unreachable_database_is_unavailable_quickly() {
     assert!(matches!(result, Err(CatalogError::Unavailable(_))), "{result:?}");
     assert!(started.elapsed() < Duration::from_secs(3), "bounded by the acquire timeout and one retry");
 }
+
+#[tokio::test]
+async fn the_catalog_keeps_the_writer_contract() {
+    contract::catalog_writer(&PgCatalog::new(fresh_database().await)).await;
+}
+
+#[tokio::test]
+async fn consumer_offsets_are_kept_per_consumer_and_never_move_back() {
+    let db = fresh_database().await;
+    let mine = streaming_postgres::PgConsumerOffsets::new(db.clone(), "instance-a");
+    let theirs = streaming_postgres::PgConsumerOffsets::new(db, "instance-b");
+    assert_eq!(mine.load("media.deleted", 0).await.unwrap(), None);
+    mine.store("media.deleted", 0, 42).await.unwrap();
+    mine.store("media.deleted", 0, 40).await.unwrap();
+    mine.store("media.deleted", 1, 7).await.unwrap();
+    assert_eq!(mine.load("media.deleted", 0).await.unwrap(), Some(42), "a late store does not move it back");
+    assert_eq!(mine.load("media.deleted", 1).await.unwrap(), Some(7));
+    assert_eq!(theirs.load("media.deleted", 0).await.unwrap(), None, "each consumer has its own");
+}

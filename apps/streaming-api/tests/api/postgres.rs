@@ -52,7 +52,7 @@ async fn the_migrate_command_brings_the_schema_up_to_date() {
     };
     let first = run();
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
-    assert!(String::from_utf8_lossy(&first.stdout).starts_with("1 migration(s) applied"));
+    assert!(String::from_utf8_lossy(&first.stdout).starts_with("2 migration(s) applied"));
     let second = run();
     assert!(String::from_utf8_lossy(&second.stdout).starts_with("0 migration(s) applied"));
     assert!(!String::from_utf8_lossy(&first.stderr).contains("password"), "the URL is never printed");

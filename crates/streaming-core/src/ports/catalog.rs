@@ -1,6 +1,8 @@
 use async_trait::async_trait;
 
-use crate::domain::{Media, MediaId, UserId, Viewer};
+use time::OffsetDateTime;
+
+use crate::domain::{CatalogChange, Media, MediaId, UserId, Viewer};
 
 /// Why the catalog could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,4 +44,19 @@ impl<T: MediaCatalog + ?Sized> MediaCatalog for std::sync::Arc<T> {
     async fn viewer(&self, user: &UserId, media: &MediaId) -> Result<Viewer, CatalogError> {
         (**self).viewer(user, media).await
     }
+}
+
+/// Writes upstream changes into the catalog read model.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait CatalogWriter: Send + Sync {
+    /// Applies `change`, which happened at `at`, unless the read model already
+    /// holds a newer change of the same item (media or user); returns whether
+    /// it was applied. Applying the same change twice changes nothing more,
+    /// so redeliveries and several appliers are safe. Changes that only
+    /// concern caches (logout, subscription) store nothing and return `true`.
+    ///
+    /// # Errors
+    /// [`CatalogError::Unavailable`] when the catalog cannot be written.
+    async fn apply(&self, change: &CatalogChange, at: OffsetDateTime) -> Result<bool, CatalogError>;
 }

@@ -14,7 +14,7 @@ mod sessions;
 mod subscriptions;
 mod url_cache;
 
-pub use catalog::{CatalogError, MediaCatalog};
+pub use catalog::{CatalogError, CatalogWriter, MediaCatalog};
 pub use clock::Clock;
 pub use events::{EventPublisher, PublishError};
 pub use object_store::{
@@ -28,7 +28,7 @@ pub use url_cache::{CacheError, CacheLookup, StreamCacheKey, UrlCache};
 
 #[cfg(any(test, feature = "mock"))]
 pub use {
-    catalog::MockMediaCatalog, clock::MockClock, events::MockEventPublisher, object_store::MockObjectStore,
-    progress::MockProgressStore, rate_limiter::MockRateLimiter, sessions::MockSessionStore,
-    subscriptions::MockSubscriptionDirectory, url_cache::MockUrlCache,
+    catalog::MockCatalogWriter, catalog::MockMediaCatalog, clock::MockClock, events::MockEventPublisher,
+    object_store::MockObjectStore, progress::MockProgressStore, rate_limiter::MockRateLimiter,
+    sessions::MockSessionStore, subscriptions::MockSubscriptionDirectory, url_cache::MockUrlCache,
 };

@@ -4,14 +4,29 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 
 use super::{read, write};
-use crate::domain::{Media, MediaId, UserId, UserStatus, Viewer};
-use crate::ports::{CatalogError, MediaCatalog};
+use time::OffsetDateTime;
+
+use crate::domain::{CatalogChange, Media, MediaId, MediaStatus, UserId, UserStatus, Viewer};
+use crate::ports::{CatalogError, CatalogWriter, MediaCatalog};
 
 #[derive(Debug, Default)]
 struct State {
     media: HashMap<MediaId, Media>,
     suspended: HashSet<UserId>,
     grants: HashSet<(MediaId, UserId)>,
+    /// When the last applied upstream change of each media item happened.
+    media_changed_at: HashMap<MediaId, OffsetDateTime>,
+    /// The same for users.
+    user_changed_at: HashMap<UserId, OffsetDateTime>,
+}
+
+/// Whether a change at `at` is not older than the last one applied to `key`; records it if so.
+fn newer<K: std::hash::Hash + Eq + Clone>(seen: &mut HashMap<K, OffsetDateTime>, key: &K, at: OffsetDateTime) -> bool {
+    if seen.get(key).is_some_and(|last| *last > at) {
+        return false;
+    }
+    seen.insert(key.clone(), at);
+    true
 }
 
 /// A [`MediaCatalog`] in memory, filled by its inherent methods.
@@ -71,5 +86,44 @@ impl MediaCatalog for MemoryCatalog {
         // Avoid cloning ids on every lookup: scan grants only when any exist for this user.
         let granted = !state.grants.is_empty() && state.grants.contains(&(media.clone(), user.clone()));
         Ok(Viewer { status, granted })
+    }
+}
+
+#[async_trait]
+impl CatalogWriter for MemoryCatalog {
+    async fn apply(&self, change: &CatalogChange, at: OffsetDateTime) -> Result<bool, CatalogError> {
+        let mut guard = write(&self.state);
+        let state = &mut *guard;
+        let set_status = |state: &mut State, media: &MediaId, status: MediaStatus| {
+            if !state.media.contains_key(media) || !newer(&mut state.media_changed_at, media, at) {
+                return false;
+            }
+            if let Some(item) = state.media.get_mut(media) {
+                item.status = status;
+            }
+            true
+        };
+        Ok(match change {
+            CatalogChange::MediaUpserted(media) => {
+                let applied = newer(&mut state.media_changed_at, &media.id, at);
+                if applied {
+                    state.media.insert(media.id.clone(), media.clone());
+                }
+                applied
+            }
+            CatalogChange::MediaStatusChanged { media, status } => set_status(state, media, *status),
+            CatalogChange::MediaDeleted { media } => set_status(state, media, MediaStatus::Deleted),
+            CatalogChange::UserStatusChanged { user, status } => {
+                let applied = newer(&mut state.user_changed_at, user, at);
+                if applied {
+                    match status {
+                        UserStatus::Suspended => state.suspended.insert(user.clone()),
+                        UserStatus::Active => state.suspended.remove(user),
+                    };
+                }
+                applied
+            }
+            CatalogChange::UserLoggedOutEverywhere { .. } | CatalogChange::SubscriptionChanged { .. } => true,
+        })
     }
 }
