@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use streaming_core::adapters::{CachedCatalog, MemoryCatalog};
-use streaming_core::domain::Media;
-use streaming_core::ports::MediaCatalog;
+use streaming_core::domain::{Media, MediaId, UserId};
+use streaming_core::ports::{CatalogWriter, MediaCatalog};
 use streaming_postgres::PgCatalog;
 
 /// The catalog the settings chose, with the writes the demo needs.
@@ -28,6 +28,28 @@ impl Catalog {
             Self::Memory(memory) => memory.clone(),
             Self::Postgres { cache: Some(cache), .. } => cache.clone(),
             Self::Postgres { db, cache: None } => db.clone(),
+        }
+    }
+
+    /// The catalog's writer for upstream changes.
+    pub fn writer(&self) -> &dyn CatalogWriter {
+        match self {
+            Self::Memory(memory) => memory.as_ref(),
+            Self::Postgres { db, .. } => db.as_ref(),
+        }
+    }
+
+    /// Forgets in-process answers about `media` (the memory catalog has none).
+    pub fn invalidate_media(&self, media: &MediaId) {
+        if let Self::Postgres { cache: Some(cache), .. } = self {
+            cache.invalidate_media(media);
+        }
+    }
+
+    /// Forgets in-process answers about `user`.
+    pub fn invalidate_user(&self, user: &UserId) {
+        if let Self::Postgres { cache: Some(cache), .. } = self {
+            cache.invalidate_user(user);
         }
     }
 

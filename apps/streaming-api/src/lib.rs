@@ -7,6 +7,7 @@
 mod auth;
 mod body;
 mod catalog;
+pub mod catalog_events;
 pub mod cli;
 pub mod demo;
 pub mod problem;

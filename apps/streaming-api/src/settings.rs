@@ -180,6 +180,20 @@ pub struct KafkaSection {
     pub relay_poll_interval_ms: u64,
     /// Published outbox rows are deleted after this many hours (default 24).
     pub outbox_retention_hours: u64,
+    /// Consume the upstream catalog events (default true when Kafka is enabled).
+    pub consume: bool,
+    /// The name under which consumer offsets are kept in PostgreSQL (default
+    /// `streamgate`; instances may share it: each reads every event, and
+    /// applying one twice changes nothing).
+    pub consumer_id: String,
+    /// Where a partition with no stored offset starts: `earliest` (default:
+    /// rebuilds the read model from what the broker keeps) or `latest`.
+    pub consume_from: String,
+    /// Topic names of the upstream events, by their default names
+    /// (`media.upserted`, `media.status_changed`, `media.deleted`,
+    /// `user.suspended`, `user.logout_all`, `subscription.changed`); unset ones
+    /// use the default name. The prefix applies to all.
+    pub upstream_topics: std::collections::HashMap<String, String>,
 }
 
 impl Default for KafkaSection {
@@ -194,6 +208,10 @@ impl Default for KafkaSection {
             relay_batch_size: 500,
             relay_poll_interval_ms: 200,
             outbox_retention_hours: 24,
+            consume: true,
+            consumer_id: "streamgate".into(),
+            consume_from: "earliest".into(),
+            upstream_topics: std::collections::HashMap::new(),
         }
     }
 }

@@ -22,10 +22,13 @@ use streaming_core::ports::{
 use streaming_core::{
     CacheKeyring, PlaybackPorts, PlaybackService, PlaybackSettings, StreamUrlService, StreamingPorts, StreamingSettings,
 };
-use streaming_kafka::{BufferedKafkaPublisher, KafkaConfig, KafkaProducer};
+use streaming_kafka::{
+    BufferedKafkaPublisher, KafkaConfig, KafkaProducer, MemoryOffsetStore, OffsetStore, StartFrom, UpstreamConsumer,
+    UpstreamTopic,
+};
 use streaming_localfs::JsonLinesEventPublisher;
 use streaming_postgres::{
-    PgCatalog, PgConfig, PgDatabase, PgOutbox, PgProgressStore, PgSessionStore, WriteBehindProgress,
+    PgCatalog, PgConfig, PgConsumerOffsets, PgDatabase, PgOutbox, PgProgressStore, PgSessionStore, WriteBehindProgress,
     WriteBehindSessions,
 };
 use streaming_redis::{
@@ -34,6 +37,7 @@ use streaming_redis::{
 };
 
 use crate::catalog::Catalog;
+use crate::catalog_events::{CatalogEvents, InvalidationStats, PgOffsets};
 use crate::demo::{self, DemoInfo};
 use crate::problem::{enrich_problems, ApiError, ProblemTypeBase};
 use crate::relay::{Relay, RelaySettings};
@@ -93,6 +97,8 @@ pub struct Application {
     session_cache: Option<Arc<WriteBehindSessions<PgSessionStore>>>,
     relay: Option<Relay>,
     kafka_buffer: Option<BufferedKafkaPublisher>,
+    consumer: Option<UpstreamConsumer>,
+    invalidations: Option<Arc<InvalidationStats>>,
 }
 
 impl std::fmt::Debug for Application {
@@ -209,21 +215,25 @@ impl Application {
         let source: Arc<dyn SubscriptionDirectory> =
             overrides.subscriptions.unwrap_or_else(|| memory_subscriptions.clone());
         // With Redis: the seed's hot copies in front of the progress store and the directory.
-        let (subscriptions, progress): (Arc<dyn SubscriptionDirectory>, Arc<dyn ProgressStore>) = match &redis {
-            Some(redis) => (
-                Arc::new(RedisSubscriptionCache::new(
-                    redis.clone(),
-                    source,
-                    Duration::from_secs(settings.redis.subscription_ttl_seconds),
-                )),
-                Arc::new(RedisProgressCache::new(
-                    redis.clone(),
-                    durable_progress,
-                    Duration::from_secs(settings.redis.progress_ttl_seconds),
-                )),
-            ),
-            None => (source, durable_progress),
-        };
+        let subscription_cache = redis.as_ref().map(|redis| {
+            Arc::new(RedisSubscriptionCache::new(
+                redis.clone(),
+                source.clone(),
+                Duration::from_secs(settings.redis.subscription_ttl_seconds),
+            ))
+        });
+        let (subscriptions, progress): (Arc<dyn SubscriptionDirectory>, Arc<dyn ProgressStore>) =
+            match (&redis, &subscription_cache) {
+                (Some(redis), Some(cache)) => (
+                    cache.clone(),
+                    Arc::new(RedisProgressCache::new(
+                        redis.clone(),
+                        durable_progress,
+                        Duration::from_secs(settings.redis.progress_ttl_seconds),
+                    )),
+                ),
+                _ => (source, durable_progress),
+            };
         let limiter: Arc<dyn RateLimiter> = match &redis {
             Some(redis) => Arc::new(RedisRateLimiter::new(redis.clone())),
             None => Arc::new(MemoryRateLimiter::new(clock.clone())),
@@ -296,6 +306,31 @@ impl Application {
             None
         };
 
+        // Upstream catalog events: every instance reads them all (its
+        // in-process caches need them); offsets in PostgreSQL when there is one.
+        let (consumer, invalidations) = match &producer {
+            Some(producer) if settings.kafka.consume => {
+                let handler =
+                    Arc::new(CatalogEvents::new(owned_catalog.clone(), streaming.clone(), subscription_cache.clone()));
+                let invalidations = handler.stats();
+                let offsets: Arc<dyn OffsetStore> = match &postgres {
+                    Some(db) => {
+                        Arc::new(PgOffsets(PgConsumerOffsets::new(db.clone(), settings.kafka.consumer_id.clone())))
+                    }
+                    None => Arc::new(MemoryOffsetStore::default()),
+                };
+                let consumer = UpstreamConsumer::start(
+                    producer.clone(),
+                    upstream_topics(&settings)?,
+                    offsets,
+                    handler,
+                    start_from(&settings)?,
+                );
+                (Some(consumer), Some(invalidations))
+            }
+            _ => (None, None),
+        };
+
         let stream_url_policy = (settings.rate_limit.stream_url_per_minute > 0).then(|| RateLimitPolicy {
             name: "stream-url".into(),
             limit: settings.rate_limit.stream_url_per_minute,
@@ -335,7 +370,19 @@ impl Application {
             .map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?
             .run();
 
-        Ok(Self { port, base_url, server, demo, ephemeral_secret, write_behind, session_cache, relay, kafka_buffer })
+        Ok(Self {
+            port,
+            base_url,
+            server,
+            demo,
+            ephemeral_secret,
+            write_behind,
+            session_cache,
+            relay,
+            kafka_buffer,
+            consumer,
+            invalidations,
+        })
     }
 
     /// The bound port.
@@ -346,6 +393,11 @@ impl Application {
     /// The base URL players reach the service at.
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// `stream_cache_invalidations_total{reason}`, when upstream events are consumed.
+    pub fn cache_invalidations(&self) -> Option<Arc<InvalidationStats>> {
+        self.invalidations.clone()
     }
 
     /// The demo user, tracks and token, when demo mode is on.
@@ -364,6 +416,7 @@ impl Application {
     /// The I/O error that stopped the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        drop(self.consumer);
         // In-flight requests have drained; now the progress they queued.
         if let Some(queue) = &self.write_behind {
             match queue.drain(Duration::from_secs(10)).await {
@@ -406,6 +459,28 @@ fn kafka_producer(settings: &Settings) -> Result<Option<Arc<KafkaProducer>>, Sta
         client_id: kafka.client_id.clone(),
         timeout: Duration::from_millis(kafka.timeout_ms),
     }))))
+}
+
+fn upstream_topics(settings: &Settings) -> Result<Vec<(UpstreamTopic, String)>, StartupError> {
+    let names = &settings.kafka.upstream_topics;
+    if let Some(unknown) = names.keys().find(|k| UpstreamTopic::ALL.iter().all(|t| t.default_name() != k.as_str())) {
+        return Err(StartupError::Config(format!("kafka.upstream_topics: unknown event {unknown:?}")));
+    }
+    Ok(UpstreamTopic::ALL
+        .iter()
+        .map(|topic| {
+            let name = names.get(topic.default_name()).map_or(topic.default_name(), String::as_str);
+            (*topic, format!("{}{name}", settings.kafka.topic_prefix))
+        })
+        .collect())
+}
+
+fn start_from(settings: &Settings) -> Result<StartFrom, StartupError> {
+    match settings.kafka.consume_from.as_str() {
+        "earliest" => Ok(StartFrom::Earliest),
+        "latest" => Ok(StartFrom::Latest),
+        other => Err(StartupError::Config(format!("kafka.consume_from must be earliest or latest, not {other:?}"))),
+    }
 }
 
 fn relay_settings(settings: &Settings) -> RelaySettings {

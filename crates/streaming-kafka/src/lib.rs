@@ -13,12 +13,16 @@
 //! With PostgreSQL, events wait in the outbox and the service's relay sends
 //! them with [`KafkaProducer::send`] (see the app's `relay` module).
 
+mod consumer;
 mod partition;
 mod producer;
 mod publisher;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod upstream;
 
+pub use consumer::{CatalogEventHandler, ConsumerStats, MemoryOffsetStore, OffsetStore, StartFrom, UpstreamConsumer};
 pub use partition::{murmur2, partition_for};
 pub use producer::{KafkaConfig, KafkaError, KafkaProducer, OutgoingRecord};
 pub use publisher::{playback_record, BufferedKafkaPublisher, PublisherStats};
+pub use upstream::{parse as parse_upstream, InvalidEvent, UpstreamTopic};

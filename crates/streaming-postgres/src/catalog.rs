@@ -4,8 +4,7 @@ use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 use streaming_core::domain::{
-    CatalogChange, Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures, UserId, UserStatus, Viewer,
-    Visibility,
+    CatalogChange, Media, MediaId, MediaStatus, ObjectKey, PlanFeatures, UserId, UserStatus, Viewer,
 };
 use streaming_core::ports::{CatalogError, CatalogWriter, MediaCatalog};
 use time::OffsetDateTime;
@@ -35,33 +34,18 @@ struct MediaRow {
     requires_4k: bool,
 }
 
-fn kind_name(kind: MediaKind) -> &'static str {
-    match kind {
-        MediaKind::Track => "track",
-        MediaKind::Movie => "movie",
-    }
-}
-
-fn visibility_name(visibility: Visibility) -> &'static str {
-    match visibility {
-        Visibility::Private => "private",
-        Visibility::Subscribers => "subscribers",
-        Visibility::Public => "public",
-    }
-}
-
 impl From<&Media> for MediaRow {
     fn from(media: &Media) -> Self {
         Self {
             id: media.id.to_string(),
-            kind: kind_name(media.kind).into(),
+            kind: media.kind.as_str().into(),
             owner_id: media.owner.as_ref().map(ToString::to_string),
             status: media.status.as_str().to_ascii_lowercase(),
             object_key: media.object_key.as_str().into(),
             content_type: media.content_type.clone(),
             size_bytes: i64::try_from(media.size_bytes).unwrap_or(i64::MAX),
             duration_seconds: media.duration_seconds,
-            visibility: visibility_name(media.visibility).into(),
+            visibility: media.visibility.as_str().into(),
             requires_hd: media.required_features.hd,
             requires_4k: media.required_features.uhd_4k,
         }
@@ -75,23 +59,14 @@ impl TryFrom<MediaRow> for Media {
         let invalid = |what: &str| CatalogError::Invalid(format!("media {}: bad {what}", row.id));
         Ok(Media {
             id: MediaId::try_from(row.id.as_str()).map_err(|_| invalid("id"))?,
-            kind: match row.kind.as_str() {
-                "track" => MediaKind::Track,
-                "movie" => MediaKind::Movie,
-                _ => return Err(invalid("kind")),
-            },
+            kind: row.kind.parse().map_err(|_| invalid("kind"))?,
             owner: row.owner_id.as_deref().map(UserId::try_from).transpose().map_err(|_| invalid("owner"))?,
             status: row.status.parse().map_err(|_| invalid("status"))?,
             object_key: ObjectKey::try_from(row.object_key.as_str()).map_err(|_| invalid("object key"))?,
             content_type: row.content_type.clone(),
             size_bytes: u64::try_from(row.size_bytes).map_err(|_| invalid("size"))?,
             duration_seconds: row.duration_seconds,
-            visibility: match row.visibility.as_str() {
-                "private" => Visibility::Private,
-                "subscribers" => Visibility::Subscribers,
-                "public" => Visibility::Public,
-                _ => return Err(invalid("visibility")),
-            },
+            visibility: row.visibility.parse().map_err(|_| invalid("visibility"))?,
             required_features: PlanFeatures { hd: row.requires_hd, uhd_4k: row.requires_4k },
         })
     }

@@ -17,6 +17,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub demo: DemoInfo,
     pub dir: tempfile::TempDir,
+    /// `stream_cache_invalidations_total{reason}`, when the app consumes upstream events.
+    pub invalidations: Option<Arc<streaming_api::catalog_events::InvalidationStats>>,
 }
 
 pub async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
@@ -42,9 +44,10 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings), overrides: PortOv
         tracks: Vec::new(),
         movie: MOVIE.parse().unwrap(),
     });
+    let invalidations = app.cache_invalidations();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    TestApp { address, client, demo, dir }
+    TestApp { address, client, demo, dir, invalidations }
 }
 
 pub fn token_for(subject: &str) -> String {

@@ -11,9 +11,13 @@ use streaming_api::demo::DEMO_USER;
 use streaming_api::Settings;
 use streaming_core::contract::infra_var;
 use streaming_kafka::testing::{create_topics, read_all, unique_prefix, BrokerEnv, OwnBroker, PLAYBACK_TOPICS};
+use streaming_kafka::{KafkaConfig, KafkaProducer, OutgoingRecord};
 use streaming_postgres::testing::fresh_database_url;
 
-use crate::harness::{spawn, TestApp, MOVIE};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::harness::{spawn, TestApp, MOVIE, READY};
 
 fn with_kafka(settings: &mut Settings, brokers: &str, prefix: &str) {
     settings.kafka.enabled = true;
@@ -184,4 +188,115 @@ async fn rows_left_by_an_instance_without_kafka_are_relayed_later_once_by_severa
         got.sort_unstable();
         assert_eq!(got, expected, "{action}: every event exactly once");
     }
+}
+
+const UPSTREAM_TOPICS: [&str; 6] = [
+    "media.upserted",
+    "media.status_changed",
+    "media.deleted",
+    "user.suspended",
+    "user.logout_all",
+    "subscription.changed",
+];
+
+/// Sends one upstream event (`body` without its `event_id` and `occurred_at`).
+async fn announce(producer: &KafkaProducer, topic: &str, key: &str, mut body: Value) {
+    body["event_id"] = json!(streaming_core::domain::SessionId::random().to_string());
+    body["occurred_at"] = json!(OffsetDateTime::now_utc().format(&Rfc3339).unwrap());
+    send_raw(producer, topic, key, body.to_string().into_bytes()).await;
+}
+
+async fn send_raw(producer: &KafkaProducer, topic: &str, key: &str, value: Vec<u8>) {
+    let record = OutgoingRecord {
+        topic: topic.to_owned(),
+        key: key.to_owned(),
+        value,
+        headers: Vec::new(),
+        timestamp: OffsetDateTime::now_utc(),
+    };
+    producer.send(vec![record]).await.unwrap();
+}
+
+/// Waits until `counter` reaches `at_least` (10 s at most).
+async fn counted(counter: &std::sync::atomic::AtomicU64, at_least: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counter.load(std::sync::atomic::Ordering::Relaxed) < at_least {
+        assert!(Instant::now() < deadline, "{what}: the event was not handled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn stream_url(app: &TestApp) -> (u16, Value) {
+    let response = app.send(Method::POST, &format!("/tracks/{READY}/stream"), None, None).await;
+    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn upstream_events_change_what_the_api_answers_and_drop_cached_urls() {
+    let brokers = infra_var("STREAMGATE_KAFKA_BROKERS");
+    let prefix = unique_prefix();
+    create_topics(&brokers, &prefix, &PLAYBACK_TOPICS).await;
+    create_topics(&brokers, &prefix, &UPSTREAM_TOPICS).await;
+    let producer =
+        KafkaProducer::new(KafkaConfig { topic_prefix: prefix.clone(), ..KafkaConfig::new(vec![brokers.clone()]) });
+    let mut settings = Settings::default();
+    with_postgres(&mut settings).await;
+    let app = spawn(|s| {
+        s.postgres = settings.postgres.clone();
+        with_kafka(s, &brokers, &prefix);
+    })
+    .await;
+    let stats = app.invalidations.clone().expect("the app consumes upstream events");
+
+    // A cached URL is served again until something invalidates it.
+    let (status, first) = stream_url(&app).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(stream_url(&app).await.1["streamUrl"], first["streamUrl"], "cached");
+
+    // Logout everywhere: the next URL is a new one.
+    announce(&producer, "user.logout_all", DEMO_USER, json!({ "user_id": DEMO_USER })).await;
+    counted(&stats.logout, 1, "logout").await;
+    let (_, after_logout) = stream_url(&app).await;
+    assert_ne!(after_logout["streamUrl"], first["streamUrl"], "the cached URL is gone");
+
+    // A record that is not an event is skipped; the ones after it still apply.
+    send_raw(&producer, "media.deleted", READY, b"{not json".to_vec()).await;
+    // Deleted: 404, and the owner's cached URL is gone (not merely hidden).
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    announce(&producer, "media.deleted", READY, json!({ "media_id": READY })).await;
+    counted(&stats.deletion, 1, "deletion").await;
+    assert_eq!(stream_url(&app).await.0, 404);
+    announce(&producer, "media.status_changed", READY, json!({ "media_id": READY, "status": "ready" })).await;
+    counted(&stats.status_change, 1, "status change").await;
+    let (status, revived) = stream_url(&app).await;
+    assert_eq!(status, 200, "ready again");
+    assert_ne!(revived["streamUrl"], after_logout["streamUrl"], "a new URL: the deletion removed the cached one");
+
+    // The same deletion again (a redelivery) leaves the same state.
+    let deletion = json!({ "event_id": streaming_core::domain::SessionId::random().to_string(), "occurred_at": "2020-01-01T00:00:00Z", "media_id": READY });
+    send_raw(&producer, "media.deleted", READY, deletion.to_string().into_bytes()).await;
+    counted(&stats.deletion, 2, "old deletion").await;
+    assert_eq!(stream_url(&app).await.0, 200, "a deletion older than the last change is not applied");
+
+    // Suspended: refused.
+    announce(&producer, "user.suspended", DEMO_USER, json!({ "user_id": DEMO_USER })).await;
+    counted(&stats.status_change, 2, "suspension").await;
+    assert_eq!(stream_url(&app).await.0, 403);
+
+    // Subscription changed: counted under its own reason.
+    announce(&producer, "subscription.changed", DEMO_USER, json!({ "user_id": DEMO_USER })).await;
+    counted(&stats.subscription, 1, "subscription").await;
+
+    // Where the consumer stands is kept in PostgreSQL, so a restart resumes there.
+    use secrecy::ExposeSecret;
+    let url = settings.postgres.url.as_ref().unwrap().expose_secret().to_owned();
+    let db = streaming_postgres::PgDatabase::connect(&streaming_postgres::PgConfig::new(url)).await.unwrap();
+    let offsets = streaming_postgres::PgConsumerOffsets::new(db, "streamgate");
+    let topic = format!("{prefix}media.deleted");
+    let mut stored = 0;
+    for partition in 0..3 {
+        stored += offsets.load(&topic, partition).await.unwrap().unwrap_or(0);
+    }
+    assert_eq!(stored, 3, "past the invalid record and both deletions");
 }

@@ -12,6 +12,28 @@ pub enum MediaKind {
     Movie,
 }
 
+impl MediaKind {
+    /// The lowercase name (`track`, `movie`) used in storage and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Track => "track",
+            Self::Movie => "movie",
+        }
+    }
+}
+
+impl FromStr for MediaKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "track" => Ok(Self::Track),
+            "movie" => Ok(Self::Movie),
+            _ => Err(format!("unknown media kind {s:?}")),
+        }
+    }
+}
+
 /// Where a media item is in its lifecycle. Only `Ready` media can be streamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MediaStatus {
@@ -66,6 +88,30 @@ pub enum Visibility {
     Subscribers,
     /// Every authenticated user.
     Public,
+}
+
+impl Visibility {
+    /// The lowercase name (`private`, `subscribers`, `public`) used in storage and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Private => "private",
+            Self::Subscribers => "subscribers",
+            Self::Public => "public",
+        }
+    }
+}
+
+impl FromStr for Visibility {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "private" => Ok(Self::Private),
+            "subscribers" => Ok(Self::Subscribers),
+            "public" => Ok(Self::Public),
+            _ => Err(format!("unknown visibility {s:?}")),
+        }
+    }
 }
 
 /// Plan features a media item requires (e.g. HD or 4K renditions).

@@ -1,0 +1,131 @@
+//! Applying upstream catalog events: the read model first, then every cache
+//! that could still answer from before the change. Each step is idempotent,
+//! so a redelivered event changes nothing more.
+//!
+//! | event | read model | caches invalidated | reason counted |
+//! |---|---|---|---|
+//! | `media.upserted` | upsert (if newer) | catalog answers of the media; the owner's URL | `status_change` |
+//! | `media.status_changed` | status (if newer) | the same | `status_change` |
+//! | `media.deleted` | status `deleted` (if newer) | the same | `deletion` |
+//! | `user.suspended` | user status (if newer) | the user's catalog answers; all the user's URLs | `status_change` |
+//! | `user.logout_all` | — | all the user's URLs | `logout` |
+//! | `subscription.changed` | — | the cached subscription; all the user's URLs | `subscription` |
+//!
+//! Other viewers' URLs of a changed media item are not looked up (the cache
+//! is keyed by user); they cannot be served anyway, because every request
+//! checks access against the catalog before reading the cache, and they
+//! expire with the presign expiry.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use streaming_core::domain::{CatalogChange, CatalogEvent, MediaId, UserId};
+use streaming_core::ports::{CatalogWriter, MediaCatalog, SubscriptionDirectory};
+use streaming_core::{StreamUrlService, StreamingService};
+use streaming_kafka::{CatalogEventHandler, OffsetStore};
+use streaming_postgres::PgConsumerOffsets;
+use streaming_redis::RedisSubscriptionCache;
+
+use crate::catalog::Catalog;
+
+/// `stream_cache_invalidations_total{reason}`.
+#[derive(Debug, Default)]
+pub struct InvalidationStats {
+    /// Media deleted.
+    pub deletion: AtomicU64,
+    /// Media changed or its status changed; user suspended or reinstated.
+    pub status_change: AtomicU64,
+    /// User logged out everywhere.
+    pub logout: AtomicU64,
+    /// Subscription changed.
+    pub subscription: AtomicU64,
+}
+
+/// The handler the consumer calls.
+pub struct CatalogEvents {
+    catalog: Catalog,
+    streaming: Arc<StreamUrlService>,
+    subscriptions: Option<Arc<RedisSubscriptionCache<Arc<dyn SubscriptionDirectory>>>>,
+    stats: Arc<InvalidationStats>,
+}
+
+impl std::fmt::Debug for CatalogEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogEvents").field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
+impl CatalogEvents {
+    /// A handler writing to `catalog` and invalidating `streaming`'s URL cache
+    /// (and the Redis subscription cache, if there is one).
+    pub fn new(
+        catalog: Catalog,
+        streaming: Arc<StreamUrlService>,
+        subscriptions: Option<Arc<RedisSubscriptionCache<Arc<dyn SubscriptionDirectory>>>>,
+    ) -> Self {
+        Self { catalog, streaming, subscriptions, stats: Arc::default() }
+    }
+
+    /// The invalidation counters.
+    pub fn stats(&self) -> Arc<InvalidationStats> {
+        Arc::clone(&self.stats)
+    }
+
+    async fn forget_media(&self, media: &MediaId, reason: &AtomicU64) -> Result<(), String> {
+        self.catalog.invalidate_media(media);
+        // The owner's URL; the catalog read is fresh after the invalidation.
+        let owner = self.catalog.port().media(media).await.map_err(|e| e.to_string())?.and_then(|m| m.owner);
+        if let Some(owner) = owner {
+            self.streaming.invalidate(media, &owner).await.map_err(|e| e.to_string())?;
+        }
+        reason.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn forget_user(&self, user: &UserId, reason: &AtomicU64) -> Result<(), String> {
+        self.streaming.invalidate_user(user).await.map_err(|e| e.to_string())?;
+        reason.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CatalogEventHandler for CatalogEvents {
+    async fn handle(&self, event: &CatalogEvent) -> Result<(), String> {
+        let writer: &dyn CatalogWriter = self.catalog.writer();
+        writer.apply(&event.change, event.occurred_at).await.map_err(|e| e.to_string())?;
+        let stats = &self.stats;
+        match &event.change {
+            CatalogChange::MediaUpserted(media) => self.forget_media(&media.id, &stats.status_change).await,
+            CatalogChange::MediaStatusChanged { media, .. } => self.forget_media(media, &stats.status_change).await,
+            CatalogChange::MediaDeleted { media } => self.forget_media(media, &stats.deletion).await,
+            CatalogChange::UserStatusChanged { user, .. } => {
+                self.catalog.invalidate_user(user);
+                self.forget_user(user, &stats.status_change).await
+            }
+            CatalogChange::UserLoggedOutEverywhere { user } => self.forget_user(user, &stats.logout).await,
+            CatalogChange::SubscriptionChanged { user } => {
+                if let Some(cache) = &self.subscriptions {
+                    cache.invalidate(user).await.map_err(|e| e.to_string())?;
+                }
+                self.forget_user(user, &stats.subscription).await
+            }
+        }
+    }
+}
+
+/// The consumer's offsets in PostgreSQL.
+#[derive(Debug)]
+pub struct PgOffsets(pub PgConsumerOffsets);
+
+#[async_trait]
+impl OffsetStore for PgOffsets {
+    async fn load(&self, topic: &str, partition: i32) -> Result<Option<i64>, String> {
+        self.0.load(topic, partition).await.map_err(|e| e.to_string())
+    }
+
+    async fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), String> {
+        self.0.store(topic, partition, next_offset).await.map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,275 @@
+//! The consumer of upstream catalog events, without broker-side consumer
+//! groups: one task per partition of every upstream topic reads in offset
+//! order, hands each event to the handler, and stores the next offset
+//! through an [`OffsetStore`] (PostgreSQL in the service). Delivery to the
+//! handler is at-least-once: a crash between handling and storing the offset
+//! repeats events, so handlers are idempotent.
+//!
+//! * A handler error (its store is down) retries the same event with
+//!   backoff; nothing is skipped.
+//! * A record that is not a valid event is counted, logged by topic,
+//!   partition and offset (never its content), and skipped.
+//! * A topic that does not exist yet is looked up again every 10 s.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use streaming_core::domain::CatalogEvent;
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+use crate::producer::KafkaProducer;
+use crate::upstream::{parse, UpstreamTopic};
+
+/// Where a consumer keeps its offsets.
+#[async_trait]
+pub trait OffsetStore: Send + Sync {
+    /// The next offset to read, if one was stored.
+    ///
+    /// # Errors
+    /// A printable reason (the consumer retries).
+    async fn load(&self, topic: &str, partition: i32) -> Result<Option<i64>, String>;
+
+    /// Everything before `next_offset` was handled.
+    ///
+    /// # Errors
+    /// A printable reason (the consumer goes on; the events may be handled again after a restart).
+    async fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), String>;
+}
+
+/// What the consumer does with each event.
+#[async_trait]
+pub trait CatalogEventHandler: Send + Sync {
+    /// Applies `event`. Must be idempotent.
+    ///
+    /// # Errors
+    /// A printable reason; the same event is offered again after a backoff.
+    async fn handle(&self, event: &CatalogEvent) -> Result<(), String>;
+}
+
+/// Counters (metrics).
+#[derive(Debug, Default)]
+pub struct ConsumerStats {
+    /// Events handled.
+    pub handled: AtomicU64,
+    /// Records that were not valid events (skipped).
+    pub invalid: AtomicU64,
+    /// Handler failures (retried).
+    pub failed: AtomicU64,
+}
+
+/// Where to start a partition with no stored offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The oldest record the broker keeps (rebuilds the read model).
+    Earliest,
+    /// Only records produced from now on.
+    Latest,
+}
+
+/// The running consumer; dropping it stops its tasks.
+#[derive(Debug)]
+pub struct UpstreamConsumer {
+    tasks: Vec<JoinHandle<()>>,
+    stats: Arc<ConsumerStats>,
+}
+
+impl Drop for UpstreamConsumer {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// How long a fetch waits at the broker for new records.
+const MAX_WAIT_MS: i32 = 500;
+const MAX_BYTES: i32 = 1 << 20;
+const TOPIC_RETRY: Duration = Duration::from_secs(10);
+
+struct Shared {
+    producer: Arc<KafkaProducer>,
+    offsets: Arc<dyn OffsetStore>,
+    handler: Arc<dyn CatalogEventHandler>,
+    stats: Arc<ConsumerStats>,
+    start: StartFrom,
+}
+
+impl UpstreamConsumer {
+    /// Starts consuming `topics` (each with its full name, prefix included).
+    pub fn start(
+        producer: Arc<KafkaProducer>,
+        topics: Vec<(UpstreamTopic, String)>,
+        offsets: Arc<dyn OffsetStore>,
+        handler: Arc<dyn CatalogEventHandler>,
+        start: StartFrom,
+    ) -> Self {
+        let stats = Arc::new(ConsumerStats::default());
+        let shared = Arc::new(Shared { producer, offsets, handler, stats: Arc::clone(&stats), start });
+        let tasks =
+            topics.into_iter().map(|(kind, name)| tokio::spawn(topic_task(Arc::clone(&shared), kind, name))).collect();
+        Self { tasks, stats }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Arc<ConsumerStats> {
+        Arc::clone(&self.stats)
+    }
+}
+
+/// Finds the topic's partitions, then runs one task per partition.
+async fn topic_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String) {
+    let mut warned = false;
+    let partitions = loop {
+        let listed = async {
+            let client = shared.producer.client().await.map_err(|e| e.to_string())?;
+            let topics = client.list_topics().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(topics.into_iter().find(|t| t.name == name).map(|t| t.partitions))
+        };
+        match tokio::time::timeout(shared.producer.config().timeout, listed).await {
+            Ok(Ok(Some(partitions))) if !partitions.is_empty() => break partitions,
+            outcome => {
+                if !warned {
+                    let reason = match outcome {
+                        Ok(Err(error)) => error,
+                        Err(_) => "no answer".into(),
+                        Ok(Ok(_)) => "no such topic".into(),
+                    };
+                    warn!(topic = %name, %reason, "cannot consume the topic yet; retrying every 10 s");
+                    warned = true;
+                }
+                tokio::time::sleep(TOPIC_RETRY).await;
+            }
+        }
+    };
+    let mut tasks = Vec::new();
+    for partition in partitions {
+        tasks.push(tokio::spawn(partition_task(Arc::clone(&shared), kind, name.clone(), partition)));
+    }
+    // Aborting this task must stop the partitions too.
+    struct AbortOnDrop(Vec<JoinHandle<()>>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            for task in &self.0 {
+                task.abort();
+            }
+        }
+    }
+    let mut guard = AbortOnDrop(tasks);
+    for task in &mut guard.0 {
+        let _ = task.await;
+    }
+}
+
+async fn partition_client(shared: &Shared, name: &str, partition: i32) -> Result<PartitionClient, String> {
+    let client = shared.producer.client().await.map_err(|e| e.to_string())?;
+    let bounded = client.partition_client(name.to_owned(), partition, UnknownTopicHandling::Retry);
+    match tokio::time::timeout(shared.producer.config().timeout, bounded).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err("no answer".into()),
+    }
+}
+
+async fn starting_offset(shared: &Shared, pc: &PartitionClient, name: &str, partition: i32) -> Result<i64, String> {
+    if let Some(stored) = shared.offsets.load(name, partition).await? {
+        return Ok(stored);
+    }
+    let at = match shared.start {
+        StartFrom::Earliest => OffsetAt::Earliest,
+        StartFrom::Latest => OffsetAt::Latest,
+    };
+    pc.get_offset(at).await.map_err(|e| e.to_string())
+}
+
+async fn partition_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String, partition: i32) {
+    let mut backoff = Duration::from_millis(100);
+    let pause = |backoff: &mut Duration| {
+        let wait = *backoff;
+        *backoff = (*backoff * 2).min(Duration::from_secs(10));
+        tokio::time::sleep(wait)
+    };
+    // (Re)connects, then reads until an error sends it back here.
+    loop {
+        let setup = async {
+            let pc = partition_client(&shared, &name, partition).await?;
+            let offset = starting_offset(&shared, &pc, &name, partition).await?;
+            Ok::<_, String>((pc, offset))
+        };
+        let (pc, mut offset) = match setup.await {
+            Ok(ready) => ready,
+            Err(error) => {
+                warn!(topic = %name, partition, %error, "consumer cannot start reading; retrying");
+                pause(&mut backoff).await;
+                continue;
+            }
+        };
+        loop {
+            let fetched =
+                tokio::time::timeout(Duration::from_secs(10), pc.fetch_records(offset, 1..MAX_BYTES, MAX_WAIT_MS))
+                    .await;
+            let records = match fetched {
+                Ok(Ok((records, _high_watermark))) => records,
+                Ok(Err(error)) => {
+                    warn!(topic = %name, partition, offset, %error, "fetch failed; reconnecting");
+                    break;
+                }
+                Err(_) => {
+                    warn!(topic = %name, partition, offset, "fetch timed out; reconnecting");
+                    break;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            if records.is_empty() {
+                continue;
+            }
+            for record in records {
+                let value = record.record.value.unwrap_or_default();
+                match parse(kind, &value) {
+                    Ok(event) => {
+                        let mut retry = Duration::from_millis(100);
+                        while let Err(error) = shared.handler.handle(&event).await {
+                            shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+                            warn!(topic = %name, partition, offset = record.offset, %error, "handling an event failed; retrying");
+                            pause(&mut retry).await;
+                        }
+                        shared.stats.handled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        shared.stats.invalid.fetch_add(1, Ordering::Relaxed);
+                        warn!(topic = %name, partition, offset = record.offset, %error, "skipping an invalid event");
+                    }
+                }
+                offset = record.offset + 1;
+            }
+            if let Err(error) = shared.offsets.store(&name, partition, offset).await {
+                warn!(topic = %name, partition, offset, %error, "storing the consumer offset failed");
+            }
+        }
+        pause(&mut backoff).await;
+    }
+}
+
+/// Offsets in memory: every start begins again where [`StartFrom`] says
+/// (for deployments without PostgreSQL, whose read model is rebuilt anyway).
+#[derive(Debug, Default)]
+pub struct MemoryOffsetStore {
+    offsets: std::sync::Mutex<std::collections::HashMap<(String, i32), i64>>,
+}
+
+#[async_trait]
+impl OffsetStore for MemoryOffsetStore {
+    async fn load(&self, topic: &str, partition: i32) -> Result<Option<i64>, String> {
+        let offsets = self.offsets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(offsets.get(&(topic.to_owned(), partition)).copied())
+    }
+
+    async fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), String> {
+        let mut offsets = self.offsets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stored = offsets.entry((topic.to_owned(), partition)).or_insert(next_offset);
+        *stored = (*stored).max(next_offset);
+        Ok(())
+    }
+}
