@@ -89,3 +89,47 @@ async fn the_token_command_mints_tokens_the_service_accepts() {
     let refused = run(&["token"]);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("token needs at least one SUBJECT"));
 }
+
+#[tokio::test]
+async fn kafka_settings_are_checked_at_startup() {
+    let kafka = |s: &mut Settings| {
+        s.kafka.enabled = true;
+        s.kafka.brokers = "127.0.0.1:1".into();
+    };
+    let message = config_error(
+        build(|s| {
+            kafka(s);
+            s.kafka.brokers = " , ".into();
+        })
+        .await,
+    );
+    assert!(message.contains("kafka.brokers"), "{message}");
+    let message = config_error(
+        build(|s| {
+            kafka(s);
+            s.kafka.consume_from = "yesterday".into();
+        })
+        .await,
+    );
+    assert!(message.contains("kafka.consume_from"), "{message}");
+    let message = config_error(
+        build(|s| {
+            kafka(s);
+            s.kafka.upstream_topics.insert("media.renamed".into(), "x".into());
+        })
+        .await,
+    );
+    assert!(message.contains("kafka.upstream_topics") && message.contains("media.renamed"), "{message}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("streaming.toml");
+    std::fs::write(
+        &file,
+        "[kafka]\nenabled = true\n[kafka.upstream_topics]\n\"media.deleted\" = \"catalog.media-deleted\"\n",
+    )
+    .unwrap();
+    let settings = Settings::load(Some(&file), std::iter::empty()).unwrap();
+    assert_eq!(settings.kafka.upstream_topics["media.deleted"], "catalog.media-deleted");
+    // A broker that is down does not stop the start: events wait, the consumer retries.
+    assert!(build(kafka).await.is_ok());
+}
