@@ -81,6 +81,22 @@ pub struct BrokerEnv {
     pub s3: (String, String, String),
 }
 
+impl BrokerEnv {
+    /// From `cargo xtask infra up`'s variables.
+    pub fn from_infra() -> Self {
+        use streaming_core::contract::infra_var;
+        Self {
+            binary: infra_var("STREAMGATE_TANSU_BIN"),
+            bucket: infra_var("STREAMGATE_TANSU_BUCKET"),
+            s3: (
+                infra_var("STREAMGATE_S3_ENDPOINT"),
+                infra_var("STREAMGATE_S3_ACCESS_KEY"),
+                infra_var("STREAMGATE_S3_SECRET_KEY"),
+            ),
+        }
+    }
+}
+
 /// A broker of a test's own, under its own cluster id.
 #[derive(Debug)]
 pub struct OwnBroker {

@@ -26,18 +26,6 @@ fn config(brokers: &str, prefix: &str) -> KafkaConfig {
     }
 }
 
-fn broker_env() -> BrokerEnv {
-    BrokerEnv {
-        binary: infra_var("STREAMGATE_TANSU_BIN"),
-        bucket: infra_var("STREAMGATE_TANSU_BUCKET"),
-        s3: (
-            infra_var("STREAMGATE_S3_ENDPOINT"),
-            infra_var("STREAMGATE_S3_ACCESS_KEY"),
-            infra_var("STREAMGATE_S3_SECRET_KEY"),
-        ),
-    }
-}
-
 fn json(record: &Received) -> serde_json::Value {
     serde_json::from_slice(&record.value).unwrap()
 }
@@ -148,7 +136,7 @@ async fn the_buffered_publisher_delivers_in_order_and_counts_what_it_drops() {
 
 #[tokio::test]
 async fn events_published_while_the_broker_is_down_arrive_after_it_returns_in_order() {
-    let mut broker = OwnBroker::start(broker_env());
+    let mut broker = OwnBroker::start(BrokerEnv::from_infra());
     create_topics(&broker.address(), "", &PLAYBACK_TOPICS).await;
     // A short timeout, so the outage outlasts rskafka's own retries and ours take over.
     let producer =

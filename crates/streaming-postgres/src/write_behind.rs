@@ -134,14 +134,11 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
     /// # Errors
     /// [`ProgressError::Unavailable`] naming how many updates could not be written.
     pub async fn drain(&self, timeout: Duration) -> Result<(), ProgressError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !self.flush().await {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ProgressError::Unavailable(format!("{} progress updates not written", self.depth())));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if drain(self, timeout).await {
+            Ok(())
+        } else {
+            Err(ProgressError::Unavailable(format!("{} progress updates not written", self.depth())))
         }
-        Ok(())
     }
 }
 
@@ -150,6 +147,18 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
 pub(crate) trait Flush: Send + Sync + 'static {
     /// Writes what is queued; whether nothing is left.
     async fn flush(&self) -> bool;
+}
+
+/// Flushes `queue` until it is empty or `timeout` passes; whether it is empty.
+pub(crate) async fn drain<Q: Flush + ?Sized>(queue: &Q, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !queue.flush().await {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
 }
 
 /// Flushes `queue` every `interval`, or at once when `wake` is notified, until the queue is dropped.

@@ -30,7 +30,7 @@ use streaming_core::ports::{CloseOutcome, EventHandling, SessionError, SessionSt
 use time::OffsetDateTime;
 use tracing::warn;
 
-use crate::write_behind::{spawn_flusher, Flush};
+use crate::write_behind::{drain, spawn_flusher, Flush};
 
 /// How much older than asked `open_sessions` reads from the store, to find
 /// sessions whose newer heartbeat is still queued.
@@ -133,14 +133,11 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
     /// # Errors
     /// [`SessionError::Unavailable`] naming how many heartbeats could not be written.
     pub async fn drain(&self, timeout: Duration) -> Result<(), SessionError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !self.flush().await {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(SessionError::Unavailable(format!("{} session heartbeats not written", self.depth())));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if drain(self, timeout).await {
+            Ok(())
+        } else {
+            Err(SessionError::Unavailable(format!("{} session heartbeats not written", self.depth())))
         }
-        Ok(())
     }
 
     fn remember(&self, session: StreamSession) {

@@ -11,7 +11,7 @@ use streaming_api::demo::DEMO_USER;
 use streaming_api::Settings;
 use streaming_core::contract::infra_var;
 use streaming_kafka::testing::{create_topics, read_all, unique_prefix, BrokerEnv, OwnBroker, PLAYBACK_TOPICS};
-use streaming_kafka::{KafkaConfig, KafkaProducer, OutgoingRecord};
+use streaming_kafka::{KafkaConfig, KafkaProducer, OutgoingRecord, UpstreamTopic};
 use streaming_postgres::testing::fresh_database_url;
 
 use time::format_description::well_known::Rfc3339;
@@ -32,6 +32,15 @@ async fn with_postgres(settings: &mut Settings) {
     settings.postgres.url = Some(SecretString::from(url));
     settings.postgres.migrate_on_start = true;
     settings.postgres.progress_flush_interval_ms = 100;
+}
+
+/// The app on PostgreSQL `postgres` (a section with a fresh database) with Kafka.
+async fn spawn_with_kafka(postgres: &streaming_api::settings::PostgresSection, brokers: &str, prefix: &str) -> TestApp {
+    spawn(|s| {
+        s.postgres = postgres.clone();
+        with_kafka(s, brokers, prefix);
+    })
+    .await
 }
 
 /// The JSON events of `{prefix}stream.{action}`, once at least `count` arrived (10 s at most).
@@ -76,11 +85,7 @@ async fn a_playback_flow_reaches_kafka_through_the_outbox() {
     create_topics(&brokers, &prefix, &PLAYBACK_TOPICS).await;
     let mut settings = Settings::default();
     with_postgres(&mut settings).await;
-    let app = spawn(|s| {
-        s.postgres = settings.postgres.clone();
-        with_kafka(s, &brokers, &prefix);
-    })
-    .await;
+    let app = spawn_with_kafka(&settings.postgres, &brokers, &prefix).await;
     let session = watch(&app, 3).await;
 
     let start = events(&brokers, &prefix, "start", 1).await;
@@ -109,30 +114,14 @@ async fn without_postgres_events_go_through_the_buffer() {
     assert!(app.events().is_empty(), "nothing in the JSON-lines file");
 }
 
-fn broker_env() -> BrokerEnv {
-    BrokerEnv {
-        binary: infra_var("STREAMGATE_TANSU_BIN"),
-        bucket: infra_var("STREAMGATE_TANSU_BUCKET"),
-        s3: (
-            infra_var("STREAMGATE_S3_ENDPOINT"),
-            infra_var("STREAMGATE_S3_ACCESS_KEY"),
-            infra_var("STREAMGATE_S3_SECRET_KEY"),
-        ),
-    }
-}
-
 #[tokio::test]
 async fn events_of_a_broker_outage_arrive_after_it_returns_none_lost_none_reordered() {
-    let mut broker = OwnBroker::start(broker_env());
+    let mut broker = OwnBroker::start(BrokerEnv::from_infra());
     let brokers = broker.address();
     create_topics(&brokers, "", &PLAYBACK_TOPICS).await;
     let mut settings = Settings::default();
     with_postgres(&mut settings).await;
-    let app = spawn(|s| {
-        s.postgres = settings.postgres.clone();
-        with_kafka(s, &brokers, "");
-    })
-    .await;
+    let app = spawn_with_kafka(&settings.postgres, &brokers, "").await;
     let first = watch(&app, 1).await;
     assert_eq!(sessions_of(&events(&brokers, "", "stop", 1).await), vec![first.as_str()]);
 
@@ -164,16 +153,8 @@ async fn rows_left_by_an_instance_without_kafka_are_relayed_later_once_by_severa
     drop(before);
 
     // Two instances with relays on the same database.
-    let one = spawn(|s| {
-        s.postgres = settings.postgres.clone();
-        with_kafka(s, &brokers, &prefix);
-    })
-    .await;
-    let two = spawn(|s| {
-        s.postgres = settings.postgres.clone();
-        with_kafka(s, &brokers, &prefix);
-    })
-    .await;
+    let one = spawn_with_kafka(&settings.postgres, &brokers, &prefix).await;
+    let two = spawn_with_kafka(&settings.postgres, &brokers, &prefix).await;
     sessions.push(watch(&one, 2).await);
     sessions.push(watch(&two, 3).await);
 
@@ -189,15 +170,6 @@ async fn rows_left_by_an_instance_without_kafka_are_relayed_later_once_by_severa
         assert_eq!(got, expected, "{action}: every event exactly once");
     }
 }
-
-const UPSTREAM_TOPICS: [&str; 6] = [
-    "media.upserted",
-    "media.status_changed",
-    "media.deleted",
-    "user.suspended",
-    "user.logout_all",
-    "subscription.changed",
-];
 
 /// Sends one upstream event (`body` without its `event_id` and `occurred_at`).
 async fn announce(producer: &KafkaProducer, topic: &str, key: &str, mut body: Value) {
@@ -236,16 +208,12 @@ async fn upstream_events_change_what_the_api_answers_and_drop_cached_urls() {
     let brokers = infra_var("STREAMGATE_KAFKA_BROKERS");
     let prefix = unique_prefix();
     create_topics(&brokers, &prefix, &PLAYBACK_TOPICS).await;
-    create_topics(&brokers, &prefix, &UPSTREAM_TOPICS).await;
+    create_topics(&brokers, &prefix, &UpstreamTopic::ALL.map(UpstreamTopic::default_name)).await;
     let producer =
         KafkaProducer::new(KafkaConfig { topic_prefix: prefix.clone(), ..KafkaConfig::new(vec![brokers.clone()]) });
     let mut settings = Settings::default();
     with_postgres(&mut settings).await;
-    let app = spawn(|s| {
-        s.postgres = settings.postgres.clone();
-        with_kafka(s, &brokers, &prefix);
-    })
-    .await;
+    let app = spawn_with_kafka(&settings.postgres, &brokers, &prefix).await;
     let stats = app.invalidations.clone().expect("the app consumes upstream events");
 
     // A cached URL is served again until something invalidates it.
