@@ -70,3 +70,22 @@ fn describe(error: &AuthError) -> &'static str {
         AuthError::BadSubject => "invalid subject",
     }
 }
+
+/// Middleware body: puts the request's bearer token in scope for the user
+/// service client (`users.credentials = "caller"` forwards it).
+pub async fn caller_token_scope<B: actix_web::body::MessageBody + 'static>(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<actix_web::dev::ServiceResponse<B>, actix_web::Error> {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| SecretString::from(token.trim().to_owned()));
+    match token {
+        Some(token) => streaming_users::with_caller_token(token, next.call(req)).await,
+        None => next.call(req).await,
+    }
+}

@@ -21,13 +21,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use streaming_core::domain::{CatalogChange, CatalogEvent, MediaId, UserId};
-use streaming_core::ports::{CatalogWriter, MediaCatalog, SubscriptionDirectory};
+use streaming_core::ports::{CatalogWriter, MediaCatalog};
 use streaming_core::{StreamUrlService, StreamingService};
 use streaming_kafka::{CatalogEventHandler, OffsetStore};
 use streaming_postgres::PgConsumerOffsets;
-use streaming_redis::RedisSubscriptionCache;
 
 use crate::catalog::Catalog;
+use crate::subscriptions::SubscriptionCache;
 
 /// `stream_cache_invalidations_total{reason}`.
 #[derive(Debug, Default)]
@@ -46,7 +46,7 @@ pub struct InvalidationStats {
 pub struct CatalogEvents {
     catalog: Catalog,
     streaming: Arc<StreamUrlService>,
-    subscriptions: Option<Arc<RedisSubscriptionCache<Arc<dyn SubscriptionDirectory>>>>,
+    subscriptions: Option<SubscriptionCache>,
     stats: Arc<InvalidationStats>,
 }
 
@@ -58,12 +58,8 @@ impl std::fmt::Debug for CatalogEvents {
 
 impl CatalogEvents {
     /// A handler writing to `catalog` and invalidating `streaming`'s URL cache
-    /// (and the Redis subscription cache, if there is one).
-    pub fn new(
-        catalog: Catalog,
-        streaming: Arc<StreamUrlService>,
-        subscriptions: Option<Arc<RedisSubscriptionCache<Arc<dyn SubscriptionDirectory>>>>,
-    ) -> Self {
+    /// (and the subscription cache, if there is one).
+    pub fn new(catalog: Catalog, streaming: Arc<StreamUrlService>, subscriptions: Option<SubscriptionCache>) -> Self {
         Self { catalog, streaming, subscriptions, stats: Arc::default() }
     }
 

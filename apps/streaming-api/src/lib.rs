@@ -17,6 +17,7 @@ pub mod settings;
 mod startup;
 mod state;
 mod storage;
+mod subscriptions;
 
 pub use settings::Settings;
 pub use startup::{Application, PortOverrides, StartupError};

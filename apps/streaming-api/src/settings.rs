@@ -31,6 +31,8 @@ pub struct Settings {
     pub postgres: PostgresSection,
     /// Kafka: where playback events are published.
     pub kafka: KafkaSection,
+    /// The user service: who has which subscription.
+    pub users: UsersSection,
     /// Where media objects live.
     pub storage: StorageSettings,
     /// Demo media and the printed demo token.
@@ -220,6 +222,52 @@ impl KafkaSection {
     /// The brokers as a list, blanks dropped.
     pub fn broker_list(&self) -> Vec<String> {
         self.brokers.split(',').map(str::trim).filter(|b| !b.is_empty()).map(str::to_owned).collect()
+    }
+}
+
+/// The user service (`GET {url}{path}`): subscriptions and plans.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsersSection {
+    /// `https://users.internal`; unset keeps subscriptions in memory (the demo's).
+    pub url: Option<String>,
+    /// The endpoint (default `/api/v1/subscriptions/current`).
+    pub path: String,
+    /// `caller` (default: forward the caller's bearer token) or `service`
+    /// (send `service_token` and name the user in `X-User-Id`).
+    pub credentials: String,
+    /// The token for `credentials = "service"` (a secret).
+    pub service_token: Option<SecretString>,
+    /// Bound of each attempt in milliseconds (default 5000).
+    pub timeout_ms: u64,
+    /// Retries of a failed idempotent call (default 2), jittered exponential backoff.
+    pub retries: u32,
+    /// Without Redis: answers kept in process this long (default 300; with
+    /// Redis, `redis.subscription_ttl_seconds` applies).
+    pub cache_ttl_seconds: u64,
+    /// The plan assumed for the `{"is_active": …}` answer, which names none:
+    /// devices (default 1), HD (default false), 4K (default false).
+    pub default_max_devices: u32,
+    /// See `default_max_devices`.
+    pub default_supports_hd: bool,
+    /// See `default_max_devices`.
+    pub default_supports_4k: bool,
+}
+
+impl Default for UsersSection {
+    fn default() -> Self {
+        Self {
+            url: None,
+            path: "/api/v1/subscriptions/current".into(),
+            credentials: "caller".into(),
+            service_token: None,
+            timeout_ms: 5_000,
+            retries: 2,
+            cache_ttl_seconds: 300,
+            default_max_devices: 1,
+            default_supports_hd: false,
+            default_supports_4k: false,
+        }
     }
 }
 

@@ -12,8 +12,8 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use streaming_auth::{TokenVerifier, VerifierOptions};
 use streaming_core::adapters::{
-    CachedCatalog, MemoryCatalog, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore, MemorySubscriptions,
-    MemoryUrlCache, MokaUrlCache, SystemClock,
+    CachedCatalog, CachedSubscriptions, MemoryCatalog, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore,
+    MemorySubscriptions, MemoryUrlCache, MokaUrlCache, SystemClock,
 };
 use streaming_core::ports::{
     check_presign_expiry, Clock, EventPublisher, MediaCatalog, ProgressStore, RateLimitPolicy, RateLimiter,
@@ -36,6 +36,7 @@ use streaming_redis::{
     RedisUrlCache, TwoLevelUrlCache,
 };
 
+use crate::auth::caller_token_scope;
 use crate::catalog::Catalog;
 use crate::catalog_events::{CatalogEvents, InvalidationStats, PgOffsets};
 use crate::demo::{self, DemoInfo};
@@ -45,6 +46,7 @@ use crate::routes;
 use crate::settings::{CacheKind, Settings};
 use crate::state::AppState;
 use crate::storage::Storage;
+use crate::subscriptions::{user_service, SubscriptionCache};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -212,26 +214,39 @@ impl Application {
             }
         };
         let memory_subscriptions = Arc::new(MemorySubscriptions::new());
-        let source: Arc<dyn SubscriptionDirectory> =
-            overrides.subscriptions.unwrap_or_else(|| memory_subscriptions.clone());
-        // With Redis: the seed's hot copies in front of the progress store and the directory.
-        let subscription_cache = redis.as_ref().map(|redis| {
-            Arc::new(RedisSubscriptionCache::new(
+        let user_service = user_service(&settings)?;
+        let remote = user_service.is_some();
+        let source: Arc<dyn SubscriptionDirectory> = match (overrides.subscriptions, user_service) {
+            (Some(source), _) => source,
+            (None, Some(users)) => users,
+            (None, None) => memory_subscriptions.clone(),
+        };
+        // With Redis: the seed's hot copies in front of the progress store and
+        // the directory; without it, a remote directory gets a cache of its own.
+        let subscription_cache = match &redis {
+            Some(redis) => Some(SubscriptionCache::Redis(Arc::new(RedisSubscriptionCache::new(
                 redis.clone(),
                 source.clone(),
                 Duration::from_secs(settings.redis.subscription_ttl_seconds),
-            ))
-        });
+            )))),
+            None if remote => Some(SubscriptionCache::Local(Arc::new(CachedSubscriptions::new(
+                source.clone(),
+                Duration::from_secs(settings.users.cache_ttl_seconds),
+                settings.cache.max_entries,
+            )))),
+            None => None,
+        };
         let (subscriptions, progress): (Arc<dyn SubscriptionDirectory>, Arc<dyn ProgressStore>) =
             match (&redis, &subscription_cache) {
                 (Some(redis), Some(cache)) => (
-                    cache.clone(),
+                    cache.port(),
                     Arc::new(RedisProgressCache::new(
                         redis.clone(),
                         durable_progress,
                         Duration::from_secs(settings.redis.progress_ttl_seconds),
                     )),
                 ),
+                (None, Some(cache)) => (cache.port(), durable_progress),
                 _ => (source, durable_progress),
             };
         let limiter: Arc<dyn RateLimiter> = match &redis {
@@ -350,12 +365,14 @@ impl Application {
         });
         let problem_base = web::Data::new(ProblemTypeBase(settings.problems.type_base.clone()));
 
+        let forward_caller_token = settings.users.url.is_some() && settings.users.credentials == "caller";
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(problem_base.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
+                .wrap(actix_web::middleware::Condition::new(forward_caller_token, from_fn(caller_token_scope)))
                 .wrap(from_fn(enrich_problems))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))

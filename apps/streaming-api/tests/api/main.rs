@@ -13,3 +13,4 @@ mod redis;
 mod s3;
 mod startup;
 mod tracks;
+mod users;

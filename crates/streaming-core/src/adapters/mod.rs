@@ -2,11 +2,13 @@
 //! They pass the same contract suites (`crate::contract`) as the real ones.
 
 mod cached_catalog;
+mod cached_subscriptions;
 mod clock;
 mod memory;
 mod moka_cache;
 
 pub use cached_catalog::{CachedCatalog, CachedCatalogStats};
+pub use cached_subscriptions::CachedSubscriptions;
 pub use clock::{ManualClock, SystemClock};
 pub use memory::{
     MemoryCatalog, MemoryEventPublisher, MemoryObjectStore, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore,

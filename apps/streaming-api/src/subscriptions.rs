@@ -1,0 +1,94 @@
+//! The configured subscription directory: in memory (embedded, the demo's),
+//! or the user service over HTTP; behind Redis when configured, else behind
+//! an in-process cache when it is remote.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use streaming_core::adapters::CachedSubscriptions;
+use streaming_core::domain::{Plan, UserId};
+use streaming_core::ports::{SubscriptionDirectory, SubscriptionError};
+use streaming_redis::RedisSubscriptionCache;
+use streaming_users::{Credentials, UserServiceConfig, UserServiceDirectory};
+
+use crate::settings::Settings;
+use crate::startup::StartupError;
+
+/// The cache in front of the directory, which `subscription.changed` invalidates.
+#[derive(Clone)]
+pub enum SubscriptionCache {
+    /// Shared by every instance.
+    Redis(Arc<RedisSubscriptionCache<Arc<dyn SubscriptionDirectory>>>),
+    /// This instance's own.
+    Local(Arc<CachedSubscriptions<Arc<dyn SubscriptionDirectory>>>),
+}
+
+impl std::fmt::Debug for SubscriptionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Redis(_) => "SubscriptionCache::Redis",
+            Self::Local(_) => "SubscriptionCache::Local",
+        })
+    }
+}
+
+impl SubscriptionCache {
+    /// The cache as the core's port.
+    pub fn port(&self) -> Arc<dyn SubscriptionDirectory> {
+        match self {
+            Self::Redis(cache) => cache.clone(),
+            Self::Local(cache) => cache.clone(),
+        }
+    }
+
+    /// Forgets `user`'s cached answer.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached.
+    pub async fn invalidate(&self, user: &UserId) -> Result<(), SubscriptionError> {
+        match self {
+            Self::Redis(cache) => cache.invalidate(user).await,
+            Self::Local(cache) => {
+                cache.invalidate(user);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The user service client, when `users.url` is set.
+///
+/// # Errors
+/// [`StartupError::Config`] for inconsistent `users.*` settings.
+pub fn user_service(settings: &Settings) -> Result<Option<Arc<UserServiceDirectory>>, StartupError> {
+    let users = &settings.users;
+    let Some(url) = &users.url else { return Ok(None) };
+    let credentials = match (users.credentials.as_str(), &users.service_token) {
+        ("caller", _) => Credentials::Caller,
+        ("service", Some(token)) if !token.expose_secret().is_empty() => Credentials::Service(token.clone()),
+        ("service", _) => {
+            return Err(StartupError::Config("users.credentials = \"service\" needs users.service_token".into()))
+        }
+        (other, _) => {
+            return Err(StartupError::Config(format!("users.credentials must be caller or service, not {other:?}")))
+        }
+    };
+    if users.timeout_ms == 0 {
+        return Err(StartupError::Config("users.timeout_ms must be positive".into()));
+    }
+    let config = UserServiceConfig {
+        path: users.path.clone(),
+        timeout: Duration::from_millis(users.timeout_ms),
+        retries: users.retries,
+        default_plan: Plan {
+            max_devices: users.default_max_devices,
+            supports_hd: users.default_supports_hd,
+            supports_4k: users.default_supports_4k,
+        },
+        ..UserServiceConfig::new(url.clone(), credentials)
+    };
+    UserServiceDirectory::new(config)
+        .map(|d| Some(Arc::new(d)))
+        .map_err(|e| StartupError::Config(format!("users.url: {e}")))
+}
