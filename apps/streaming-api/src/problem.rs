@@ -73,6 +73,14 @@ pub enum ApiError {
     /// The plan lacks a feature the media needs.
     #[error("plan upgrade required")]
     PlanUpgradeRequired,
+    /// The plan's concurrent streams are all open.
+    #[error("too many streams")]
+    TooManyStreams {
+        /// The plan's `max_devices`.
+        limit: u32,
+        /// The open sessions that count, oldest first.
+        open: Vec<String>,
+    },
     /// No such session of this user on this movie.
     #[error("session not found")]
     SessionNotFound,
@@ -146,6 +154,9 @@ impl ApiError {
             PlaybackError::NotReady { status } => Self::MovieNotReady { movie_id: movie_id.to_owned(), status },
             PlaybackError::Forbidden(Denial::SubscriptionRequired) => Self::SubscriptionRequired,
             PlaybackError::Forbidden(Denial::PlanUpgradeRequired) => Self::PlanUpgradeRequired,
+            PlaybackError::TooManyStreams { limit, open } => {
+                Self::TooManyStreams { limit, open: open.iter().map(ToString::to_string).collect() }
+            }
             PlaybackError::Forbidden(denial) => Self::Forbidden(denial),
             PlaybackError::InvalidPosition(error) => Self::field("position_seconds", error.to_string()),
             PlaybackError::SessionNotFound => Self::SessionNotFound,
@@ -177,6 +188,7 @@ impl ApiError {
             Self::MovieNotReady { .. } => (StatusCode::CONFLICT, "movie-not-ready", "Movie not ready for streaming"),
             Self::SubscriptionRequired => (StatusCode::FORBIDDEN, "subscription-required", "Subscription required"),
             Self::PlanUpgradeRequired => (StatusCode::FORBIDDEN, "plan-upgrade-required", "Plan upgrade required"),
+            Self::TooManyStreams { .. } => (StatusCode::CONFLICT, "too-many-streams", "Too many streams"),
             Self::SessionNotFound => (StatusCode::NOT_FOUND, "session-not-found", "Session not found"),
             Self::SessionClosed => (StatusCode::CONFLICT, "session-closed", "Session already stopped"),
             Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation-error", "Validation error"),
@@ -222,6 +234,9 @@ impl ApiError {
             }
             Self::SubscriptionRequired => "An active subscription is required to watch this movie.".into(),
             Self::PlanUpgradeRequired => "Your plan does not include this movie's quality.".into(),
+            Self::TooManyStreams { limit, .. } => format!(
+                "Your plan allows {limit} stream(s) at once. Stop one of the open sessions (POST .../stop with its session_id) to start another."
+            ),
             Self::SessionNotFound => "No such streaming session for this user and movie.".into(),
             Self::SessionClosed => "The streaming session was stopped. Start a new one.".into(),
             Self::Validation(errors) => {
@@ -244,6 +259,10 @@ impl ApiError {
             Self::TrackNotReady { track_id, status } => {
                 body.insert("trackId".into(), json!(track_id));
                 body.insert("currentStatus".into(), json!(status.as_str()));
+            }
+            Self::TooManyStreams { limit, open } => {
+                body.insert("limit".into(), json!(limit));
+                body.insert("activeSessions".into(), json!(open));
             }
             Self::RateLimited { retry_after } => {
                 body.insert("retryAfterSeconds".into(), json!(retry_after_seconds(*retry_after)));

@@ -131,6 +131,9 @@ pub struct PlaybackSection {
     pub watched_fraction: f64,
     /// At most one progress event per session per this many seconds (default 10).
     pub progress_event_interval_seconds: u64,
+    /// A session without a heartbeat for this many seconds no longer counts
+    /// towards the plan's `max_devices` (default 90).
+    pub session_idle_timeout_seconds: u64,
 }
 
 impl Default for PlaybackSection {
@@ -140,6 +143,7 @@ impl Default for PlaybackSection {
             position_slack_seconds: 10.0,
             watched_fraction: 0.95,
             progress_event_interval_seconds: 10,
+            session_idle_timeout_seconds: 90,
         }
     }
 }

@@ -593,6 +593,7 @@ fn playback_settings(settings: &Settings) -> Result<PlaybackSettings, StartupErr
         position_slack_seconds: p.position_slack_seconds,
         watched_fraction: p.watched_fraction,
         progress_event_interval: Duration::from_secs(p.progress_event_interval_seconds),
+        session_idle_timeout: Duration::from_secs(p.session_idle_timeout_seconds.max(1)),
         ..PlaybackSettings::default()
     })
 }

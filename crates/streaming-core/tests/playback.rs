@@ -331,3 +331,44 @@ async fn stop_without_a_session_id_closes_the_latest_open_session() {
         StopOutcome::NoOpenSession
     );
 }
+
+#[tokio::test]
+async fn a_plan_allows_max_devices_open_streams() {
+    let w = world();
+    let (movie, viewer) = (movie_id(), user("viewer"));
+    let start = || w.service.start(&movie, &viewer, StartPlayback::default());
+    let first = start().await.unwrap().session;
+    w.clock.advance(Duration::from_secs(5));
+    let second = start().await.unwrap().session;
+    assert_eq!(start().await, Err(PlaybackError::TooManyStreams { limit: 2, open: vec![first, second] }), "oldest first");
+    assert!(w.service.start(&movie_id(), &user("other"), StartPlayback::default()).await.is_ok(), "per user");
+
+    // Stopping one makes room.
+    w.service.stop(&movie_id(), &user("viewer"), report(10.0, Some(first), None)).await.unwrap();
+    let third = start().await.unwrap().session;
+    assert!(matches!(start().await, Err(PlaybackError::TooManyStreams { .. })));
+
+    // A session without a heartbeat for the idle timeout no longer counts; progress keeps one alive.
+    w.clock.advance(Duration::from_secs(60));
+    w.service.record_progress(&movie_id(), &user("viewer"), report(20.0, Some(third), Some(1))).await.unwrap();
+    w.clock.advance(Duration::from_secs(40));
+    let fourth = start().await.unwrap().session;
+    assert_eq!(start().await, Err(PlaybackError::TooManyStreams { limit: 2, open: vec![third, fourth] }));
+}
+
+#[tokio::test]
+async fn the_stream_limit_fails_open_when_the_directory_is_down_for_public_movies() {
+    struct Down;
+    #[async_trait]
+    impl SubscriptionDirectory for Down {
+        async fn current(&self, _: &UserId) -> Result<Option<Subscription>, SubscriptionError> {
+            Err(SubscriptionError::Unavailable("down".into()))
+        }
+    }
+    let w = world_with(Some(Arc::new(Down)));
+    w.catalog.upsert(Media { visibility: Visibility::Public, ..movie(MediaStatus::Ready) });
+    for _ in 0..3 {
+        assert!(w.service.start(&movie_id(), &user("viewer"), StartPlayback::default()).await.is_ok());
+    }
+    assert_eq!(w.service.stats().stream_limit_skipped.load(std::sync::atomic::Ordering::Relaxed), 3);
+}

@@ -36,6 +36,9 @@ async fn start_returns_the_contract_fields_and_the_additive_ones() {
 
     let dash = start(&app, Some(json!({ "manifest_type": "dash" }))).await;
     assert!(dash["manifest_url"].as_str().unwrap().contains("/index.mpd?"));
+    // The demo plan allows two streams at once: end the first.
+    let stop = json!({ "position_seconds": 1, "session_id": body["session_id"] });
+    ok_json(app.send(Method::POST, STOP, None, Some(stop)).await).await;
     let default = ok_json(app.client.post(app.url(START)).bearer_auth(&app.demo.token).send().await.unwrap()).await;
     assert_eq!(default["manifest_type"], "hls", "no body means hls");
 }
@@ -352,4 +355,19 @@ async fn a_movie_still_processing_is_409_with_its_status() {
     let body = assert_problem(app.send(Method::POST, START, None, None).await, 409, "movie-not-ready").await;
     assert_eq!(body["movieId"], MOVIE);
     assert_eq!(body["currentStatus"], "Processing");
+}
+
+#[tokio::test]
+async fn starting_more_streams_than_the_plan_allows_is_409_naming_the_open_sessions() {
+    let app = spawn(|_| {}).await;
+    let first = start(&app, None).await["session_id"].as_str().unwrap().to_owned();
+    let second = start(&app, None).await["session_id"].as_str().unwrap().to_owned();
+    let refused = assert_problem(app.send(Method::POST, START, None, None).await, 409, "too-many-streams").await;
+    assert_eq!(refused["limit"], 2);
+    assert_eq!(refused["activeSessions"], json!([first, second]), "oldest first");
+    assert!(refused["detail"].as_str().unwrap().contains("2 stream(s)"));
+
+    let stop = json!({ "position_seconds": 1, "session_id": first });
+    ok_json(app.send(Method::POST, STOP, None, Some(stop)).await).await;
+    start(&app, None).await;
 }

@@ -40,6 +40,9 @@ pub struct PlaybackSettings {
     pub progress_event_interval: Duration,
     /// Longest `User-Agent` kept on a session (default 500 bytes, the cinema column).
     pub max_user_agent_len: usize,
+    /// A session without a heartbeat (start, progress) for this long no longer
+    /// counts towards the plan's `max_devices` (default 90 s).
+    pub session_idle_timeout: Duration,
 }
 
 impl Default for PlaybackSettings {
@@ -50,6 +53,7 @@ impl Default for PlaybackSettings {
             watched_fraction: 0.95,
             progress_event_interval: Duration::from_secs(10),
             max_user_agent_len: 500,
+            session_idle_timeout: Duration::from_secs(90),
         }
     }
 }
@@ -106,6 +110,15 @@ pub enum PlaybackError {
     /// The session was stopped; start a new one.
     #[error("session already stopped")]
     SessionClosed,
+    /// The plan's `max_devices` streams are already open; stopping one of
+    /// `open` (oldest first) makes room.
+    #[error("{limit} streams already open")]
+    TooManyStreams {
+        /// The plan's limit.
+        limit: u32,
+        /// The open sessions that count, oldest first.
+        open: Vec<SessionId>,
+    },
     /// A dependency is down.
     #[error("{} unavailable", dependency.as_str())]
     Unavailable {
@@ -207,6 +220,8 @@ pub struct PlaybackStats {
     pub progress_events_coalesced: AtomicU64,
     /// Reports ignored because a newer one of the same session was stored.
     pub stale_progress: AtomicU64,
+    /// Starts whose stream limit was not enforced because the directory was down.
+    pub stream_limit_skipped: AtomicU64,
 }
 
 /// The cinema contract's operations over the driven ports.
@@ -242,6 +257,7 @@ impl PlaybackService {
     ) -> Result<PlaybackStarted, PlaybackError> {
         let now = self.ports.clock.now();
         let media = self.authorized(movie, user, now).await?;
+        self.check_stream_limit(user, now).await?;
         let manifest_key = manifest_key(&media, request.manifest)?;
         self.ports.objects.head(&manifest_key).await.map_err(|error| match error {
             ObjectStoreError::NotFound => PlaybackError::ManifestNotFound,
@@ -408,6 +424,30 @@ impl PlaybackService {
             CloseOutcome::AlreadyClosed(session) => Ok(StopOutcome::AlreadyStopped(session)),
             CloseOutcome::NotFound => Err(PlaybackError::SessionNotFound),
         }
+    }
+
+    /// Refuses a new stream when the user's active plan allows no more open
+    /// sessions. Users without an active subscription (owners, grantees,
+    /// public media) have no plan limit. The limit fails open when the
+    /// directory is down: access was already decided, and a stream too many
+    /// is better than refusing every viewer of a public movie.
+    async fn check_stream_limit(&self, user: &UserId, now: OffsetDateTime) -> Result<(), PlaybackError> {
+        let limit = match self.ports.subscriptions.current(user).await {
+            Ok(Some(subscription)) if subscription.is_active_at(now) => subscription.plan.max_devices,
+            Ok(_) => return Ok(()),
+            Err(error) => {
+                warn!(%error, "subscription unavailable for the stream limit; not enforced for this start");
+                self.stats.stream_limit_skipped.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        };
+        let alive_since = now - self.settings.session_idle_timeout;
+        let open =
+            self.ports.sessions.open_sessions(user, alive_since).await.map_err(|_| unavailable(Dependency::Sessions))?;
+        if open.len() >= limit as usize {
+            return Err(PlaybackError::TooManyStreams { limit, open: open.into_iter().map(|s| s.id).collect() });
+        }
+        Ok(())
     }
 
     async fn authorized(&self, movie: &MediaId, user: &UserId, now: OffsetDateTime) -> Result<Media, PlaybackError> {
