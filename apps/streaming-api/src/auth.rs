@@ -39,7 +39,11 @@ pub fn mint_token(
 ///
 /// # Errors
 /// [`ApiError::Unauthorized`] for a missing, repeated, malformed or refused token.
-pub fn authenticate(req: &HttpRequest, verifier: &TokenVerifier, now: OffsetDateTime) -> Result<Principal, ApiError> {
+pub async fn authenticate(
+    req: &HttpRequest,
+    verifier: &TokenVerifier,
+    now: OffsetDateTime,
+) -> Result<Principal, ApiError> {
     let mut values = req.headers().get_all(header::AUTHORIZATION);
     let Some(value) = values.next() else {
         return Err(ApiError::Unauthorized { reason: None });
@@ -53,7 +57,10 @@ pub fn authenticate(req: &HttpRequest, verifier: &TokenVerifier, now: OffsetDate
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
         _ => return Err(ApiError::Unauthorized { reason: Some("the Authorization scheme must be Bearer") }),
     };
-    verifier.verify(token, now).map_err(|error| ApiError::Unauthorized { reason: Some(describe(&error)) })
+    verifier
+        .verify_refreshing(token, now)
+        .await
+        .map_err(|error| ApiError::Unauthorized { reason: Some(describe(&error)) })
 }
 
 fn describe(error: &AuthError) -> &'static str {
@@ -68,6 +75,7 @@ fn describe(error: &AuthError) -> &'static str {
         AuthError::WrongAudience => "audience not accepted",
         AuthError::WrongTokenType => "token type not accepted",
         AuthError::BadSubject => "invalid subject",
+        AuthError::UnknownKey => "signed by an unknown key",
     }
 }
 

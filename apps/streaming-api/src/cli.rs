@@ -78,7 +78,11 @@ fn print_demo_banner(base_url: &str, demo: &DemoInfo) {
     for track in &demo.tracks {
         println!("  track {}  {:<18} {}", track.id, track.title, track.status);
     }
-    println!("\nDemo token (valid 12 hours):\n  export TOKEN={}\n", demo.token);
+    if demo.token.is_empty() {
+        println!("\nNo demo token: auth.algorithms does not include HS256; use a token of your issuer.\n");
+    } else {
+        println!("\nDemo token (valid 12 hours):\n  export TOKEN={}\n", demo.token);
+    }
     if let Some(first) = demo.tracks.first() {
         println!("Get a stream URL, then fetch the first 100 bytes from it:");
         println!("  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" {base_url}/tracks/{}/stream", first.id);

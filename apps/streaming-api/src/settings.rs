@@ -93,11 +93,30 @@ pub struct AuthSettings {
     pub token_type: Option<String>,
     /// Clock skew tolerated on `exp`/`nbf`, in seconds (default 30).
     pub leeway_seconds: u64,
+    /// The accepted algorithms, comma-separated: `HS256` (default), `RS256`, `ES256`.
+    pub algorithms: String,
+    /// RS256/ES256 public keys: a JWKS file.
+    pub jwks_file: Option<PathBuf>,
+    /// RS256/ES256 public keys: the issuer's JWKS URL.
+    pub jwks_url: Option<String>,
+    /// A token naming an unknown key id makes the JWKS be read again, at most
+    /// once per this many seconds (default 30); it is also read every 15 minutes.
+    pub jwks_min_refresh_seconds: u64,
 }
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        Self { secret: None, issuer: None, audience: None, token_type: None, leeway_seconds: 30 }
+        Self {
+            secret: None,
+            issuer: None,
+            audience: None,
+            token_type: None,
+            leeway_seconds: 30,
+            algorithms: "HS256".into(),
+            jwks_file: None,
+            jwks_url: None,
+            jwks_min_refresh_seconds: 30,
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use actix_web::{web, App, HttpServer};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
-use streaming_auth::{TokenVerifier, VerifierOptions};
+use streaming_auth::{Algorithm, KeySource, KeyStore, TokenVerifier, VerifierOptions};
 use streaming_core::adapters::{
     CachedCatalog, CachedSubscriptions, MemoryCatalog, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore,
     MemorySubscriptions, MemoryUrlCache, MokaUrlCache, SystemClock,
@@ -142,18 +142,7 @@ impl Application {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let streaming_settings = streaming_settings(&settings)?;
 
-        let ephemeral_secret = settings.auth.secret.is_none();
-        let auth_secret = settings.auth.secret.clone().unwrap_or_else(random_secret);
-        let verifier = TokenVerifier::hs256(
-            &auth_secret,
-            VerifierOptions {
-                issuer: settings.auth.issuer.clone(),
-                audience: settings.auth.audience.clone(),
-                token_type: settings.auth.token_type.clone(),
-                leeway: Duration::from_secs(settings.auth.leeway_seconds),
-            },
-        )
-        .map_err(|e| StartupError::Config(format!("auth.secret: {e}")))?;
+        let (verifier, ephemeral_secret, auth_secret) = verifier(&settings).await?;
 
         let storage = Storage::open(&settings, &base_url, random_secret).await?;
 
@@ -308,14 +297,18 @@ impl Application {
             let (user, tracks) = demo::seed(&owned_catalog, &storage).await.map_err(StartupError::Storage)?;
             let movie = demo::seed_movie(&owned_catalog, &storage).await.map_err(StartupError::Storage)?;
             memory_subscriptions.set(&user, Some(demo::demo_subscription()));
-            let token = crate::auth::mint_token(
-                &settings.auth,
-                &auth_secret,
-                user.as_str(),
-                Duration::from_secs(12 * 3600),
-                clock.now(),
-            )
-            .map_err(|e| StartupError::Config(format!("demo token: {e}")))?;
+            // Only an HS256 token can be minted here; with RS256/ES256 the issuer mints them.
+            let token = match &auth_secret {
+                Some(secret) => crate::auth::mint_token(
+                    &settings.auth,
+                    secret,
+                    user.as_str(),
+                    Duration::from_secs(12 * 3600),
+                    clock.now(),
+                )
+                .map_err(|e| StartupError::Config(format!("demo token: {e}")))?,
+                None => String::new(),
+            };
             Some(DemoInfo { user, token, tracks, movie })
         } else {
             None
@@ -456,6 +449,56 @@ impl Application {
         }
         served
     }
+}
+
+/// The token verifier the settings ask for; whether its HS256 secret was
+/// generated for this process; the HS256 secret, if HS256 is accepted.
+async fn verifier(settings: &Settings) -> Result<(TokenVerifier, bool, Option<SecretString>), StartupError> {
+    let auth = &settings.auth;
+    let config = |message: String| StartupError::Config(message);
+    let algorithms = Algorithm::parse_list(&auth.algorithms).map_err(|e| config(format!("auth.algorithms: {e}")))?;
+    let hs256 = algorithms.contains(&Algorithm::Hs256);
+    let asymmetric = algorithms.iter().any(|a| *a != Algorithm::Hs256);
+    let keys = if asymmetric {
+        // Tokens from an identity provider: say whose and for whom.
+        if auth.issuer.is_none() || auth.audience.is_none() {
+            return Err(config("auth.issuer and auth.audience are required with RS256/ES256".into()));
+        }
+        let source = match (&auth.jwks_file, &auth.jwks_url) {
+            (Some(file), None) => KeySource::File(file.clone()),
+            (None, Some(url)) => KeySource::Url(url.clone()),
+            _ => return Err(config("RS256/ES256 need exactly one of auth.jwks_file and auth.jwks_url".into())),
+        };
+        let min_refresh = Duration::from_secs(auth.jwks_min_refresh_seconds);
+        let keys = Arc::new(KeyStore::load(source, min_refresh).await.map_err(|e| config(format!("auth: {e}")))?);
+        // Keys the issuer withdrew disappear within 15 minutes.
+        let weak = Arc::downgrade(&keys);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(15 * 60)).await;
+                let Some(keys) = weak.upgrade() else { break };
+                if let Err(error) = keys.refresh().await {
+                    tracing::warn!(%error, "refreshing the JWKS failed; the current keys stay");
+                }
+            }
+        });
+        Some(keys)
+    } else {
+        None
+    };
+    let ephemeral = hs256 && auth.secret.is_none();
+    let secret = hs256.then(|| auth.secret.clone().unwrap_or_else(random_secret));
+    let options = VerifierOptions {
+        issuer: auth.issuer.clone(),
+        audience: auth.audience.clone(),
+        token_type: auth.token_type.clone(),
+        leeway: Duration::from_secs(auth.leeway_seconds),
+    };
+    let verifier = TokenVerifier::new(&algorithms, secret.as_ref(), keys, options).map_err(|e| match e {
+        streaming_auth::ConfigError::WeakSecret => config(format!("auth.secret: {e}")),
+        other => config(format!("auth: {other}")),
+    })?;
+    Ok((verifier, ephemeral, secret))
 }
 
 fn kafka_producer(settings: &Settings) -> Result<Option<Arc<KafkaProducer>>, StartupError> {

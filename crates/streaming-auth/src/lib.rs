@@ -1,12 +1,19 @@
 //! # streaming-auth
 //!
-//! Bearer-token verification. HS256 with the algorithm pinned by
-//! configuration: a token whose header names another algorithm (`none`,
-//! `HS384`, `RS256`, ...) is refused even when its signature would verify.
-//! `exp` is required; `exp` and `nbf` are checked with a leeway; `iss` and
-//! `aud` are checked when configured; `sub` must be a valid [`UserId`].
+//! Bearer-token verification. The accepted algorithms are pinned by
+//! configuration (HS256 with a shared secret; RS256 and ES256 with public
+//! keys from a JWKS file or URL): a token whose header names any other
+//! algorithm (`none`, `HS384`, an HS256 token where only RS256 is accepted,
+//! ...) is refused before its signature is looked at, and each algorithm
+//! only ever uses its own kind of key, so a public key can never serve as an
+//! HMAC secret. `exp` is required; `exp` and `nbf` are checked with a
+//! leeway; `iss` and `aud` are checked when configured; the `type` (or
+//! `token_use`) claim when configured; `sub` must be a valid [`UserId`].
+
+mod jwks;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use biscuit::jwa::SignatureAlgorithm;
@@ -19,6 +26,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use streaming_core::domain::UserId;
 use time::OffsetDateTime;
+
+pub use jwks::{JwksError, KeySource, KeyStore};
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -59,6 +68,9 @@ pub enum AuthError {
     /// `sub` is not a valid user id.
     #[error("the token subject is not a valid user id")]
     BadSubject,
+    /// No key of the token's algorithm and `kid` is known.
+    #[error("the token was signed by an unknown key")]
+    UnknownKey,
 }
 
 /// Why a verifier could not be built.
@@ -67,6 +79,50 @@ pub enum ConfigError {
     /// The HS256 secret is too short to be safe.
     #[error("the token secret must be at least {MIN_SECRET_LEN} bytes")]
     WeakSecret,
+    /// An algorithm name this verifier does not support.
+    #[error("unsupported token algorithm {0:?} (HS256, RS256, ES256)")]
+    UnknownAlgorithm(String),
+    /// No algorithm, or an algorithm without its key (HS256 needs a secret, RS256/ES256 a JWKS).
+    #[error("{0}")]
+    MissingKey(&'static str),
+}
+
+/// A signature algorithm a verifier may accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// HMAC-SHA256 with a shared secret.
+    Hs256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256, public keys from a JWKS.
+    Rs256,
+    /// ECDSA P-256 with SHA-256, public keys from a JWKS.
+    Es256,
+}
+
+impl Algorithm {
+    fn signature(self) -> SignatureAlgorithm {
+        match self {
+            Self::Hs256 => SignatureAlgorithm::HS256,
+            Self::Rs256 => SignatureAlgorithm::RS256,
+            Self::Es256 => SignatureAlgorithm::ES256,
+        }
+    }
+
+    /// Parses a comma-separated list (`"RS256,ES256"`).
+    ///
+    /// # Errors
+    /// [`ConfigError::UnknownAlgorithm`] naming the first unknown one.
+    pub fn parse_list(list: &str) -> Result<Vec<Self>, ConfigError> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| match a.to_ascii_uppercase().as_str() {
+                "HS256" => Ok(Self::Hs256),
+                "RS256" => Ok(Self::Rs256),
+                "ES256" => Ok(Self::Es256),
+                _ => Err(ConfigError::UnknownAlgorithm(a.to_owned())),
+            })
+            .collect()
+    }
 }
 
 /// What a verifier checks besides the signature.
@@ -101,21 +157,35 @@ pub struct Principal {
 struct PrivateClaims {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     token_type: Option<String>,
+    /// The same idea under another name (AWS Cognito).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_use: Option<String>,
 }
 
-/// Verifies HS256 bearer tokens.
+/// Verifies bearer tokens.
 pub struct TokenVerifier {
-    secret: Secret,
+    algorithms: Vec<Algorithm>,
+    secret: Option<Secret>,
+    keys: Option<Arc<KeyStore>>,
     options: VerifierOptions,
 }
 
 impl fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenVerifier")
-            .field("algorithm", &"HS256")
+            .field("algorithms", &self.algorithms)
+            .field("keys", &self.keys)
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
+}
+
+fn hs256_secret(secret: &SecretString) -> Result<Secret, ConfigError> {
+    let bytes = secret.expose_secret().as_bytes();
+    if bytes.len() < MIN_SECRET_LEN {
+        return Err(ConfigError::WeakSecret);
+    }
+    Ok(Secret::Bytes(bytes.to_vec()))
 }
 
 impl TokenVerifier {
@@ -124,11 +194,67 @@ impl TokenVerifier {
     /// # Errors
     /// [`ConfigError::WeakSecret`] for a secret shorter than [`MIN_SECRET_LEN`].
     pub fn hs256(secret: &SecretString, options: VerifierOptions) -> Result<Self, ConfigError> {
-        let bytes = secret.expose_secret().as_bytes();
-        if bytes.len() < MIN_SECRET_LEN {
-            return Err(ConfigError::WeakSecret);
+        Self::new(&[Algorithm::Hs256], Some(secret), None, options)
+    }
+
+    /// A verifier accepting exactly `algorithms`: HS256 needs `secret`,
+    /// RS256 and ES256 need `keys`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an empty list, a missing key or a weak secret.
+    pub fn new(
+        algorithms: &[Algorithm],
+        secret: Option<&SecretString>,
+        keys: Option<Arc<KeyStore>>,
+        options: VerifierOptions,
+    ) -> Result<Self, ConfigError> {
+        if algorithms.is_empty() {
+            return Err(ConfigError::MissingKey("at least one token algorithm must be accepted"));
         }
-        Ok(Self { secret: Secret::Bytes(bytes.to_vec()), options })
+        let hs256 = algorithms.contains(&Algorithm::Hs256);
+        let secret = match (hs256, secret) {
+            (true, Some(secret)) => Some(hs256_secret(secret)?),
+            (true, None) => return Err(ConfigError::MissingKey("HS256 needs a secret")),
+            (false, _) => None,
+        };
+        if algorithms.iter().any(|a| *a != Algorithm::Hs256) && keys.is_none() {
+            return Err(ConfigError::MissingKey("RS256 and ES256 need a JWKS (file or URL)"));
+        }
+        Ok(Self { algorithms: algorithms.to_vec(), secret, keys, options })
+    }
+
+    /// [`TokenVerifier::verify`], and when the token names a key the set
+    /// lacks, reads the JWKS again (rate-limited) and tries once more: the
+    /// issuer may have rotated its keys.
+    ///
+    /// # Errors
+    /// As [`TokenVerifier::verify`].
+    pub async fn verify_refreshing(&self, token: &str, now: OffsetDateTime) -> Result<Principal, AuthError> {
+        match self.verify(token, now) {
+            Err(AuthError::UnknownKey) => match &self.keys {
+                Some(keys) if keys.refresh().await.unwrap_or(false) => self.verify(token, now),
+                _ => Err(AuthError::UnknownKey),
+            },
+            other => other,
+        }
+    }
+
+    /// The key for a token's header, if its algorithm is accepted.
+    fn key_for(&self, algorithm: SignatureAlgorithm, kid: Option<&str>) -> Result<Arc<Secret>, AuthError> {
+        let accepted = self.algorithms.iter().any(|a| a.signature() == algorithm);
+        if !accepted {
+            return Err(AuthError::WrongAlgorithm);
+        }
+        match algorithm {
+            SignatureAlgorithm::HS256 => match &self.secret {
+                Some(Secret::Bytes(bytes)) => Ok(Arc::new(Secret::Bytes(bytes.clone()))),
+                _ => Err(AuthError::WrongAlgorithm),
+            },
+            _ => {
+                let keys = self.keys.as_ref().ok_or(AuthError::WrongAlgorithm)?;
+                keys.current().find(kid, algorithm).map(|k| k.secret).ok_or(AuthError::UnknownKey)
+            }
+        }
     }
 
     /// Verifies `token` as of `now`.
@@ -140,7 +266,10 @@ impl TokenVerifier {
             return Err(AuthError::Malformed);
         }
         let encoded: JWT<PrivateClaims, Empty> = JWT::new_encoded(token);
-        let decoded = encoded.decode(&self.secret, SignatureAlgorithm::HS256).map_err(classify)?;
+        let header = encoded.unverified_header().map_err(|_| AuthError::Malformed)?;
+        let algorithm = header.registered.algorithm;
+        let secret = self.key_for(algorithm, header.registered.key_id.as_deref())?;
+        let decoded = encoded.decode(&secret, algorithm).map_err(classify)?;
         let claims = decoded.payload().map_err(|_| AuthError::Malformed)?;
 
         let to_validation = |value: &Option<String>| match value {
@@ -175,7 +304,9 @@ impl TokenVerifier {
         decoded.validate(validation).map_err(classify)?;
 
         if let Some(required) = &self.options.token_type {
-            if claims.private.token_type.as_deref() != Some(required.as_str()) {
+            let private = &claims.private;
+            let named = private.token_type.as_deref().or(private.token_use.as_deref());
+            if named != Some(required.as_str()) {
                 return Err(AuthError::WrongTokenType);
             }
         }
@@ -259,7 +390,7 @@ impl TokenSigner {
         let header = RegisteredHeader { algorithm: SignatureAlgorithm::HS256, ..RegisteredHeader::default() };
         let jwt = JWT::new_decoded(
             header.into(),
-            ClaimsSet { registered, private: PrivateClaims { token_type: claims.token_type.clone() } },
+            ClaimsSet { registered, private: PrivateClaims { token_type: claims.token_type.clone(), token_use: None } },
         );
         let encoded = jwt.into_encoded(&self.secret).map_err(|_| AuthError::Malformed)?;
         encoded.encoded().map(|e| e.to_string()).map_err(|_| AuthError::Malformed)

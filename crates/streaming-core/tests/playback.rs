@@ -340,7 +340,11 @@ async fn a_plan_allows_max_devices_open_streams() {
     let first = start().await.unwrap().session;
     w.clock.advance(Duration::from_secs(5));
     let second = start().await.unwrap().session;
-    assert_eq!(start().await, Err(PlaybackError::TooManyStreams { limit: 2, open: vec![first, second] }), "oldest first");
+    assert_eq!(
+        start().await,
+        Err(PlaybackError::TooManyStreams { limit: 2, open: vec![first, second] }),
+        "oldest first"
+    );
     assert!(w.service.start(&movie_id(), &user("other"), StartPlayback::default()).await.is_ok(), "per user");
 
     // Stopping one makes room.

@@ -14,8 +14,8 @@ use crate::problem::ApiError;
 use crate::state::AppState;
 
 /// Authenticates the caller and parses the movie id: 401 before 400.
-fn caller_and_movie(req: &HttpRequest, state: &AppState, movie_id: &str) -> Result<(UserId, MediaId), ApiError> {
-    let principal = authenticate(req, &state.verifier, state.clock.now())?;
+async fn caller_and_movie(req: &HttpRequest, state: &AppState, movie_id: &str) -> Result<(UserId, MediaId), ApiError> {
+    let principal = authenticate(req, &state.verifier, state.clock.now()).await?;
     let movie = MediaId::parse_uuid(movie_id).map_err(|_| ApiError::InvalidMovieId)?;
     Ok((principal.user, movie))
 }
@@ -31,7 +31,7 @@ async fn progress_request(
     movie_id: &str,
     payload: web::Payload,
 ) -> Result<(UserId, MediaId, ProgressReport), ApiError> {
-    let (user, movie) = caller_and_movie(req, state, movie_id)?;
+    let (user, movie) = caller_and_movie(req, state, movie_id).await?;
     let body = json_object(req, payload, state.max_body_bytes, false).await?;
     let report = ProgressReport {
         position_seconds: required_number(&body, "position_seconds")?,
@@ -53,7 +53,7 @@ pub async fn start(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, movie) = caller_and_movie(&req, &state, &movie_id)?;
+    let (user, movie) = caller_and_movie(&req, &state, &movie_id).await?;
     let body = json_object(&req, payload, state.max_body_bytes, true).await?;
     let manifest = match optional_str(&body, "manifest_type")? {
         None => ManifestKind::default(),
@@ -111,7 +111,7 @@ pub async fn get_progress(
     movie_id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, movie) = caller_and_movie(&req, &state, &movie_id)?;
+    let (user, movie) = caller_and_movie(&req, &state, &movie_id).await?;
     let progress =
         state.playback.progress(&movie, &user).await.map_err(|e| ApiError::from_playback(e, movie.as_str()))?;
     let (position, last_watched_at, watched) = match progress {

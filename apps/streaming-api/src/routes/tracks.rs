@@ -27,7 +27,7 @@ pub async fn stream_url(
     track_id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let principal = authenticate(&req, &state.verifier, state.clock.now())?;
+    let principal = authenticate(&req, &state.verifier, state.clock.now()).await?;
     if let Some(policy) = &state.stream_url_policy {
         match state.limiter.check(&principal.user, policy).await {
             Ok(RateDecision::Allowed { .. }) => {}

@@ -133,3 +133,75 @@ async fn kafka_settings_are_checked_at_startup() {
     // A broker that is down does not stop the start: events wait, the consumer retries.
     assert!(build(kafka).await.is_ok());
 }
+
+/// An ES256 key, its JWKS document, and tokens signed with it.
+struct Issuer {
+    key: ring::signature::EcdsaKeyPair,
+}
+
+impl Issuer {
+    fn new() -> Self {
+        use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        Self { key: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap() }
+    }
+
+    fn jwks(&self) -> String {
+        use ring::signature::KeyPair;
+        let point = self.key.public_key().as_ref();
+        let b64 = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+        serde_json::json!({ "keys": [{ "kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256",
+            "x": b64(&point[1..33]), "y": b64(&point[33..65]) }] })
+        .to_string()
+    }
+
+    fn token(&self, subject: &str) -> String {
+        let b64 = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+        let header = serde_json::json!({ "alg": "ES256", "kid": "k1", "typ": "JWT" });
+        let claims = serde_json::json!({ "sub": subject, "iss": "https://id.example", "aud": "streaming",
+            "exp": time::OffsetDateTime::now_utc().unix_timestamp() + 600 });
+        let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        let signature = self.key.sign(&ring::rand::SystemRandom::new(), input.as_bytes()).unwrap();
+        format!("{input}.{}", b64(signature.as_ref()))
+    }
+}
+
+#[tokio::test]
+async fn tokens_of_an_identity_provider_are_verified_with_its_jwks() {
+    let issuer = Issuer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, issuer.jwks()).unwrap();
+
+    let message = config_error(build(|s| s.auth.algorithms = "ES256".into()).await);
+    assert!(message.contains("auth.issuer and auth.audience"), "{message}");
+    let message = config_error(
+        build(|s| {
+            s.auth.algorithms = "ES256".into();
+            s.auth.issuer = Some("https://id.example".into());
+            s.auth.audience = Some("streaming".into());
+        })
+        .await,
+    );
+    assert!(message.contains("auth.jwks_file"), "{message}");
+    let message = config_error(build(|s| s.auth.algorithms = "RS256,PS512".into()).await);
+    assert!(message.contains("auth.algorithms"), "{message}");
+
+    let jwks_file = jwks.clone();
+    let app = spawn(move |s| {
+        s.auth.algorithms = "ES256".into();
+        s.auth.issuer = Some("https://id.example".into());
+        s.auth.audience = Some("streaming".into());
+        s.auth.jwks_file = Some(jwks_file);
+    })
+    .await;
+    let progress = format!("/api/v1/stream/{MOVIE}/progress");
+    let ok = app.send(Method::GET, &progress, Some(&issuer.token(DEMO_USER)), None).await;
+    assert_eq!(ok.status(), 200);
+    let hs256 = crate::harness::token_for(DEMO_USER);
+    let refused = app.send(Method::GET, &progress, Some(&hs256), None).await;
+    assert_eq!(refused.status(), 401, "HS256 is not accepted when only ES256 is");
+    let stranger = Issuer::new().token(DEMO_USER);
+    assert_eq!(app.send(Method::GET, &progress, Some(&stranger), None).await.status(), 401);
+}

@@ -442,8 +442,12 @@ impl PlaybackService {
             }
         };
         let alive_since = now - self.settings.session_idle_timeout;
-        let open =
-            self.ports.sessions.open_sessions(user, alive_since).await.map_err(|_| unavailable(Dependency::Sessions))?;
+        let open = self
+            .ports
+            .sessions
+            .open_sessions(user, alive_since)
+            .await
+            .map_err(|_| unavailable(Dependency::Sessions))?;
         if open.len() >= limit as usize {
             return Err(PlaybackError::TooManyStreams { limit, open: open.into_iter().map(|s| s.id).collect() });
         }
