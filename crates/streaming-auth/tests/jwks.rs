@@ -224,3 +224,20 @@ async fn a_rotated_key_is_fetched_on_its_first_token_and_unknown_ids_cannot_hamm
     }
     assert!(fetches.load(Ordering::Relaxed) <= 3, "{} fetches", fetches.load(Ordering::Relaxed));
 }
+
+#[tokio::test]
+async fn the_token_use_claim_counts_as_the_token_type() {
+    let rsa = rsa();
+    let (_dir, keys) = file_store(&json!({ "keys": [rsa_jwk(&rsa, "r1")] })).await;
+    let options = VerifierOptions { token_type: Some("access".into()), ..options() };
+    let verifier = TokenVerifier::new(&[Algorithm::Rs256], None, Some(keys), options).unwrap();
+    let with = |claim: &str, value: &str| {
+        let mut claims = claims();
+        claims[claim] = json!(value);
+        rs256(&rsa, Some("r1"), &claims)
+    };
+    assert!(verifier.verify(&with("token_use", "access"), now()).is_ok());
+    assert!(verifier.verify(&with("type", "access"), now()).is_ok());
+    assert_eq!(verifier.verify(&with("token_use", "id"), now()), Err(AuthError::WrongTokenType));
+    assert_eq!(verifier.verify(&rs256(&rsa, Some("r1"), &claims()), now()), Err(AuthError::WrongTokenType));
+}
