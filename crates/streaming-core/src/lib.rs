@@ -32,6 +32,7 @@ pub mod circuit_breaker;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
 pub mod domain;
+pub mod manifest;
 mod playback;
 pub mod policy;
 pub mod ports;
