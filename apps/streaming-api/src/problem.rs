@@ -81,6 +81,15 @@ pub enum ApiError {
         /// The open sessions that count, oldest first.
         open: Vec<String>,
     },
+    /// The manifest grant is invalid, expired or revoked.
+    #[error("manifest grant refused")]
+    GrantRefused {
+        /// Why, for the detail.
+        reason: &'static str,
+    },
+    /// The stored manifest cannot be served.
+    #[error("manifest invalid")]
+    ManifestInvalid,
     /// No such session of this user on this movie.
     #[error("session not found")]
     SessionNotFound,
@@ -151,6 +160,18 @@ impl ApiError {
         match error {
             PlaybackError::NotFound => Self::MovieNotFound,
             PlaybackError::ManifestNotFound => Self::ManifestNotFound,
+            PlaybackError::GrantRefused(streaming_core::manifest::GrantError::Expired) => {
+                Self::GrantRefused { reason: "The manifest grant has expired; start the stream again." }
+            }
+            PlaybackError::GrantRefused(_) => Self::GrantRefused { reason: "The manifest grant is not valid." },
+            PlaybackError::GrantRevoked => Self::GrantRefused {
+                reason: "The manifest grant was revoked: the session is stopped or the movie may no longer be played.",
+            },
+            // The reason names manifest URIs (object keys): not logged.
+            PlaybackError::ManifestInvalid(_) => {
+                tracing::error!(movie_id = %movie_id, "a stored manifest is malformed, too large, or refers outside the movie");
+                Self::ManifestInvalid
+            }
             PlaybackError::NotReady { status } => Self::MovieNotReady { movie_id: movie_id.to_owned(), status },
             PlaybackError::Forbidden(Denial::SubscriptionRequired) => Self::SubscriptionRequired,
             PlaybackError::Forbidden(Denial::PlanUpgradeRequired) => Self::PlanUpgradeRequired,
@@ -185,6 +206,8 @@ impl ApiError {
             Self::InvalidMovieId => (StatusCode::BAD_REQUEST, "invalid-movie-id", "Invalid movie ID"),
             Self::MovieNotFound => (StatusCode::NOT_FOUND, "movie-not-found", "Movie not found"),
             Self::ManifestNotFound => (StatusCode::NOT_FOUND, "manifest-not-found", "Manifest not found"),
+            Self::GrantRefused { .. } => (StatusCode::FORBIDDEN, "manifest-grant-refused", "Manifest grant refused"),
+            Self::ManifestInvalid => (StatusCode::BAD_GATEWAY, "manifest-invalid", "Manifest cannot be served"),
             Self::MovieNotReady { .. } => (StatusCode::CONFLICT, "movie-not-ready", "Movie not ready for streaming"),
             Self::SubscriptionRequired => (StatusCode::FORBIDDEN, "subscription-required", "Subscription required"),
             Self::PlanUpgradeRequired => (StatusCode::FORBIDDEN, "plan-upgrade-required", "Plan upgrade required"),
@@ -229,6 +252,8 @@ impl ApiError {
             Self::InvalidMovieId => "Movie ID must be a valid UUID.".into(),
             Self::MovieNotFound => "The movie does not exist.".into(),
             Self::ManifestNotFound => "The movie has no manifest of that type.".into(),
+            Self::GrantRefused { reason } => (*reason).into(),
+            Self::ManifestInvalid => "The movie's stored manifest is malformed, too large, or refers outside the movie.".into(),
             Self::MovieNotReady { status, .. } => {
                 format!("Movie is currently {status}. Please wait until processing completes.")
             }

@@ -153,6 +153,14 @@ pub struct PlaybackSection {
     /// A session without a heartbeat for this many seconds no longer counts
     /// towards the plan's `max_devices` (default 90).
     pub session_idle_timeout_seconds: u64,
+    /// Signs manifest grants (at least 32 bytes; a secret). Unset: a random
+    /// key per process, so grants only work on the instance that issued them.
+    pub grant_secret: Option<SecretString>,
+    /// Object URLs in a served manifest are signed at the start of a window
+    /// of this many seconds, so fetches within it get identical URLs (default 60).
+    pub url_window_seconds: u64,
+    /// Lifetime of the object URLs in a served manifest, from the window's start (default 3600).
+    pub object_url_expiry_seconds: u64,
 }
 
 impl Default for PlaybackSection {
@@ -163,6 +171,9 @@ impl Default for PlaybackSection {
             watched_fraction: 0.95,
             progress_event_interval_seconds: 10,
             session_idle_timeout_seconds: 90,
+            grant_secret: None,
+            url_window_seconds: 60,
+            object_url_expiry_seconds: 3600,
         }
     }
 }

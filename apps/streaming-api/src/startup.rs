@@ -19,8 +19,10 @@ use streaming_core::ports::{
     check_presign_expiry, Clock, EventPublisher, MediaCatalog, ProgressStore, RateLimitPolicy, RateLimiter,
     SessionStore, SubscriptionDirectory, UrlCache,
 };
+use streaming_core::url_signing::UrlSigner;
 use streaming_core::{
-    CacheKeyring, PlaybackPorts, PlaybackService, PlaybackSettings, StreamUrlService, StreamingPorts, StreamingSettings,
+    CacheKeyring, ManifestGrants, PlaybackPorts, PlaybackService, PlaybackSettings, StreamUrlService, StreamingPorts,
+    StreamingSettings,
 };
 use streaming_kafka::{
     BufferedKafkaPublisher, KafkaConfig, KafkaProducer, MemoryOffsetStore, OffsetStore, StartFrom, UpstreamConsumer,
@@ -280,18 +282,21 @@ impl Application {
                     StartupError::Storage(format!("events file {}: {e}", settings.events.path.display()))
                 })?),
             };
-        let playback = Arc::new(PlaybackService::new(
-            PlaybackPorts {
-                catalog,
-                objects: storage.port(),
-                subscriptions,
-                progress,
-                sessions,
-                events,
-                clock: clock.clone(),
-            },
-            playback_settings(&settings)?,
-        ));
+        let playback = Arc::new(
+            PlaybackService::new(
+                PlaybackPorts {
+                    catalog,
+                    objects: storage.port(),
+                    subscriptions,
+                    progress,
+                    sessions,
+                    events,
+                    clock: clock.clone(),
+                },
+                playback_settings(&settings)?,
+            )
+            .with_manifest_grants(manifest_grants(&settings, &base_url)?),
+        );
 
         let demo = if settings.demo.enabled {
             let (user, tracks) = demo::seed(&owned_catalog, &storage).await.map_err(StartupError::Storage)?;
@@ -499,6 +504,26 @@ async fn verifier(settings: &Settings) -> Result<(TokenVerifier, bool, Option<Se
         other => config(format!("auth: {other}")),
     })?;
     Ok((verifier, ephemeral, secret))
+}
+
+fn manifest_grants(settings: &Settings, base_url: &str) -> Result<ManifestGrants, StartupError> {
+    let p = &settings.playback;
+    let secret = p.grant_secret.clone().unwrap_or_else(random_secret);
+    let signer = UrlSigner::new(secret.expose_secret().as_bytes())
+        .map_err(|_| StartupError::Config("playback.grant_secret must be at least 32 bytes".into()))?;
+    check_presign_expiry(Duration::from_secs(p.object_url_expiry_seconds))
+        .map_err(|_| StartupError::Config("playback.object_url_expiry_seconds must be between 1 and 604800".into()))?;
+    if p.url_window_seconds == 0 || p.url_window_seconds >= p.object_url_expiry_seconds {
+        return Err(StartupError::Config(
+            "playback.url_window_seconds must be positive and shorter than playback.object_url_expiry_seconds".into(),
+        ));
+    }
+    Ok(ManifestGrants {
+        signer,
+        endpoint: format!("{}/api/v1/stream", base_url.trim_end_matches('/')),
+        url_window: Duration::from_secs(p.url_window_seconds),
+        object_url_expiry: Duration::from_secs(p.object_url_expiry_seconds),
+    })
 }
 
 fn kafka_producer(settings: &Settings) -> Result<Option<Arc<KafkaProducer>>, StartupError> {

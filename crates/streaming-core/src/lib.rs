@@ -41,8 +41,8 @@ mod service;
 pub mod url_signing;
 
 pub use playback::{
-    PlaybackError, PlaybackPorts, PlaybackService, PlaybackSettings, PlaybackStarted, PlaybackStats, ProgressAck,
-    ProgressReport, StartPlayback, StopOutcome,
+    ManifestGrants, PlaybackError, PlaybackPorts, PlaybackService, PlaybackSettings, PlaybackStarted, PlaybackStats,
+    ProgressAck, ProgressReport, ServedManifest, StartPlayback, StopOutcome, MAX_MANIFEST_BYTES,
 };
 pub use sealed_entry::{CacheKeyring, CachedStreamUrl, KeyringError, OpenError, SealError};
 pub use service::{

@@ -23,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(movies::get_progress)),
         )
         .service(resource("/api/v1/stream/{movie_id}/stop").route(web::post().to(movies::stop)))
+        .service(resource("/api/v1/stream/{movie_id}/manifest/{path:.+}").route(web::get().to(movies::manifest)))
         .service(resource("/healthz").route(web::get().to(health::live)))
         .service(resource("/readyz").route(web::get().to(health::ready)));
 }

@@ -150,3 +150,33 @@ pub async fn stop(
     });
     Ok(no_store(HttpResponse::Ok().json(body)))
 }
+
+/// `GET /api/v1/stream/{movie_id}/manifest/{path}?grant=…`: a playlist of the
+/// movie with every URI signed. The grant stands in for the bearer token
+/// (players fetch manifests without one); it is never logged.
+pub async fn manifest(
+    path: web::Path<(String, String)>,
+    query: web::Query<GrantQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (movie_id, manifest_path) = path.into_inner();
+    let movie = MediaId::parse_uuid(&movie_id).map_err(|_| ApiError::InvalidMovieId)?;
+    let served = state
+        .playback
+        .manifest(&movie, &manifest_path, &query.grant)
+        .await
+        .map_err(|e| ApiError::from_playback(e, movie.as_str()))?;
+    let expires = served.urls_expire_at.format(&Rfc3339).map_err(|_| ApiError::Internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type(served.content_type)
+        // Identical within the signing window: players and caches may reuse it, privately.
+        .insert_header((header::CACHE_CONTROL, format!("private, max-age={}", served.fresh_for.as_secs())))
+        .insert_header(("X-Urls-Expire-At", expires))
+        .body(served.body))
+}
+
+/// The `grant` query parameter.
+#[derive(Debug, serde::Deserialize)]
+pub struct GrantQuery {
+    grant: String,
+}

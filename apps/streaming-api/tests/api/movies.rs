@@ -29,10 +29,13 @@ async fn start_returns_the_contract_fields_and_the_additive_ones() {
     assert!(body["session_id"].as_str().unwrap().parse::<uuid_like::Id>().is_ok());
     assert!(body["expires_at"].as_str().is_some());
     let url = body["manifest_url"].as_str().unwrap();
-    assert!(url.contains(&format!("/objects/movies/{MOVIE}/index.m3u8?")), "{url}");
+    assert!(url.contains(&format!("/api/v1/stream/{MOVIE}/manifest/index.m3u8?grant=")), "{url}");
     let manifest = app.client.get(url).send().await.unwrap();
     assert_eq!(manifest.status(), 200);
-    assert!(manifest.text().await.unwrap().starts_with("#EXTM3U"));
+    assert_eq!(manifest.headers()["content-type"], "application/vnd.apple.mpegurl");
+    let text = manifest.text().await.unwrap();
+    assert!(text.starts_with("#EXTM3U"));
+    assert_eq!(text.matches(&format!("/objects/movies/{MOVIE}/segment-")).count(), 3, "segments signed: {text}");
 
     let dash = start(&app, Some(json!({ "manifest_type": "dash" }))).await;
     assert!(dash["manifest_url"].as_str().unwrap().contains("/index.mpd?"));
@@ -370,4 +373,68 @@ async fn starting_more_streams_than_the_plan_allows_is_409_naming_the_open_sessi
     let stop = json!({ "position_seconds": 1, "session_id": first });
     ok_json(app.send(Method::POST, STOP, None, Some(stop)).await).await;
     start(&app, None).await;
+}
+
+/// ffmpeg plays `url` to the end: every segment fetched and decoded.
+pub fn ffmpeg_plays(url: &str) -> Result<(), String> {
+    let output = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-xerror", "-i", url, "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg is required (cargo xtask test installs it)");
+    if output.status.success() && output.stderr.is_empty() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn a_player_plays_the_hls_rendition_through_the_signed_manifest() {
+    let app = spawn(|_| {}).await;
+    let started = start(&app, None).await;
+    let url = started["manifest_url"].as_str().unwrap().to_owned();
+    let played = tokio::task::spawn_blocking(move || ffmpeg_plays(&url)).await.unwrap();
+    assert_eq!(played, Ok(()));
+}
+
+#[tokio::test]
+async fn urls_are_stable_within_a_window_and_a_grant_dies_with_its_session() {
+    let app = spawn(|_| {}).await;
+    let started = start(&app, None).await;
+    let url = started["manifest_url"].as_str().unwrap();
+    let first = app.client.get(url).send().await.unwrap();
+    let max_age: u64 =
+        first.headers()["cache-control"].to_str().unwrap().trim_start_matches("private, max-age=").parse().unwrap();
+    assert!(max_age <= 60);
+    assert!(first.headers().contains_key("x-urls-expire-at"));
+    let first = first.text().await.unwrap();
+    let second = app.client.get(url).send().await.unwrap().text().await.unwrap();
+    if max_age > 1 {
+        assert_eq!(first, second, "byte-identical within the window");
+    }
+
+    // Tampered and foreign grants.
+    let tampered = url.replace("grant=", "grant=x");
+    assert_problem(app.client.get(&tampered).send().await.unwrap(), 403, "manifest-grant-refused").await;
+    let other_movie = url.replace(MOVIE, "5eed0000-0000-4000-8000-000000000002");
+    assert_problem(app.client.get(&other_movie).send().await.unwrap(), 403, "manifest-grant-refused").await;
+    let escape = url.replace("/manifest/index.m3u8", "/manifest/..%2F..%2Fetc%2Fpasswd.m3u8");
+    assert_eq!(app.client.get(&escape).send().await.unwrap().status(), 404);
+
+    // Stopping the session revokes the grant.
+    let stop = json!({ "position_seconds": 1, "session_id": started["session_id"] });
+    ok_json(app.send(Method::POST, STOP, None, Some(stop)).await).await;
+    assert_problem(app.client.get(url).send().await.unwrap(), 403, "manifest-grant-refused").await;
+    let url = url.to_owned();
+    assert!(tokio::task::spawn_blocking(move || ffmpeg_plays(&url)).await.unwrap().is_err(), "a player fails too");
+}
+
+#[tokio::test]
+async fn an_expired_grant_is_refused() {
+    let app = spawn(|s| s.playback.manifest_expiry_seconds = 1).await;
+    let url = start(&app, None).await["manifest_url"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let refused = assert_problem(app.client.get(&url).send().await.unwrap(), 403, "manifest-grant-refused").await;
+    assert!(refused["detail"].as_str().unwrap().contains("expired"));
+    assert!(tokio::task::spawn_blocking(move || ffmpeg_plays(&url)).await.unwrap().is_err());
 }

@@ -46,10 +46,15 @@ async fn the_movie_manifest_is_checked_and_signed_on_s3() {
     let response = app.send(Method::POST, "/api/v1/stream/5eed0000-0000-4000-8000-000000000001", None, None).await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
-    let url = body["manifest_url"].as_str().unwrap();
-    let manifest = app.client.get(url).send().await.unwrap();
+    let url = body["manifest_url"].as_str().unwrap().to_owned();
+    let manifest = app.client.get(&url).send().await.unwrap();
     assert_eq!(manifest.status(), 200);
-    assert!(manifest.text().await.unwrap().starts_with("#EXTM3U"));
+    let text = manifest.text().await.unwrap();
+    assert!(text.starts_with("#EXTM3U"));
+    assert_eq!(text.matches("X-Amz-Signature=").count(), 3, "every segment presigned for the private bucket: {text}");
+    // A real player fetches every segment from the S3 server, which checks each signature.
+    let played = tokio::task::spawn_blocking(move || crate::movies::ffmpeg_plays(&url)).await.unwrap();
+    assert_eq!(played, Ok(()));
 }
 
 /// A dead store: every manifest check fails, the breaker opens, `/readyz` says so.

@@ -18,12 +18,14 @@ use crate::domain::{
     InvalidPosition, ManifestKind, Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlaybackAction, PlaybackEvent,
     PositionSeconds, SessionId, StreamSession, UserId, WatchProgress,
 };
+use crate::manifest::{resolve, rewrite_hls, GrantError, ManifestError, ManifestGrant, UriTarget};
 use crate::policy::Denial;
 use crate::ports::{
     Clock, CloseOutcome, EventHandling, EventPublisher, MediaCatalog, ObjectStore, ObjectStoreError, ProgressStore,
     RecordOutcome, SessionStore, SubscriptionDirectory,
 };
 use crate::service::Dependency;
+use crate::url_signing::UrlSigner;
 use coalescer::Coalescer;
 
 /// Settings of the playback operations.
@@ -57,6 +59,37 @@ impl Default for PlaybackSettings {
         }
     }
 }
+
+/// How manifests are served through the service (see [`crate::manifest`]).
+#[derive(Debug, Clone)]
+pub struct ManifestGrants {
+    /// Signs and checks grants.
+    pub signer: UrlSigner,
+    /// The public base of the manifest route: `{endpoint}/{movie_id}/manifest/{path}?grant=…`
+    /// (e.g. `https://stream.example/api/v1/stream`).
+    pub endpoint: String,
+    /// Object URLs in a manifest are signed at the start of the current
+    /// window, so every fetch within it returns byte-identical URLs (default 60 s).
+    pub url_window: Duration,
+    /// Lifetime of the object URLs in a manifest, from the window's start (default 1 h).
+    pub object_url_expiry: Duration,
+}
+
+/// A manifest ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedManifest {
+    /// The rewritten playlist.
+    pub body: Vec<u8>,
+    /// Its media type.
+    pub content_type: &'static str,
+    /// How long the body stays byte-identical (the rest of the signing window).
+    pub fresh_for: Duration,
+    /// When its object URLs expire.
+    pub urls_expire_at: OffsetDateTime,
+}
+
+/// Manifests larger than this are refused (502), not read.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
 /// The driven ports playback needs.
 #[derive(Clone)]
@@ -119,6 +152,15 @@ pub enum PlaybackError {
         /// The open sessions that count, oldest first.
         open: Vec<SessionId>,
     },
+    /// The manifest grant is not valid (forged, malformed, for another movie) or has expired.
+    #[error("manifest grant refused: {0}")]
+    GrantRefused(GrantError),
+    /// The grant's session was stopped (or the user may no longer play the movie).
+    #[error("manifest grant revoked")]
+    GrantRevoked,
+    /// The stored manifest cannot be served (malformed, too large, refers outside the movie).
+    #[error("{0}")]
+    ManifestInvalid(String),
     /// A dependency is down.
     #[error("{} unavailable", dependency.as_str())]
     Unavailable {
@@ -231,13 +273,25 @@ pub struct PlaybackService {
     settings: PlaybackSettings,
     coalescer: Coalescer,
     stats: Arc<PlaybackStats>,
+    grants: Option<ManifestGrants>,
+    /// Stored manifests, briefly (they are small and every player asks).
+    manifests: moka::sync::Cache<ObjectKey, Arc<[u8]>>,
 }
 
 impl PlaybackService {
     /// A service over `ports`.
     pub fn new(ports: PlaybackPorts, settings: PlaybackSettings) -> Self {
         let coalescer = Coalescer::new(settings.progress_event_interval);
-        Self { ports, settings, coalescer, stats: Arc::default() }
+        let manifests = moka::sync::Cache::builder().max_capacity(1_000).time_to_live(Duration::from_secs(60)).build();
+        Self { ports, settings, coalescer, stats: Arc::default(), grants: None, manifests }
+    }
+
+    /// Serves HLS through the manifest endpoint: `start` returns a grant URL
+    /// of the service instead of a presigned playlist, and
+    /// [`PlaybackService::manifest`] rewrites every playlist it serves.
+    pub fn with_manifest_grants(mut self, grants: ManifestGrants) -> Self {
+        self.grants = Some(grants);
+        self
     }
 
     /// The service's counters.
@@ -263,15 +317,31 @@ impl PlaybackService {
             ObjectStoreError::NotFound => PlaybackError::ManifestNotFound,
             _ => unavailable(Dependency::ObjectStore),
         })?;
-        let url = self
-            .ports
-            .objects
-            .presign_get(&manifest_key, now, self.settings.manifest_expiry)
-            .await
-            .map_err(|_| unavailable(Dependency::ObjectStore))?;
+        let session_id = SessionId::random();
+        let (manifest_url, expires_at) = match (&self.grants, request.manifest) {
+            (Some(grants), ManifestKind::Hls) => {
+                let grant = ManifestGrant {
+                    user: user.clone(),
+                    movie: movie.clone(),
+                    session: session_id,
+                    expires_at: now + self.settings.manifest_expiry,
+                };
+                let url = playlist_url(grants, movie, request.manifest.file_name(), &grant.encode(&grants.signer));
+                (url, grant.expires_at)
+            }
+            _ => {
+                let url = self
+                    .ports
+                    .objects
+                    .presign_get(&manifest_key, now, self.settings.manifest_expiry)
+                    .await
+                    .map_err(|_| unavailable(Dependency::ObjectStore))?;
+                (url.url, url.expires_at)
+            }
+        };
 
         let session = StreamSession {
-            id: SessionId::random(),
+            id: session_id,
             user: user.clone(),
             media: movie.clone(),
             manifest: request.manifest,
@@ -303,18 +373,117 @@ impl PlaybackService {
         }
         // Stores sign with whole-second expiries; round the remaining life up so
         // a one-hour URL reports 3600, not 3599.
-        let remaining = url.expires_at - now;
+        let remaining = expires_at - now;
         let expires_in = Duration::from_secs(
             remaining.whole_seconds().max(0) as u64 + u64::from(remaining.subsec_nanoseconds() > 0),
         );
         Ok(PlaybackStarted {
-            manifest_url: url.url,
-            expires_at: url.expires_at,
+            manifest_url,
+            expires_at,
             expires_in,
             manifest: request.manifest,
             session: session.id,
             resume_position,
         })
+    }
+
+    /// The playlist at `path` (relative to the movie's root) for the holder
+    /// of `grant`, every URI rewritten: nested playlists to this endpoint
+    /// with the same grant, media to presigned object URLs signed at the
+    /// start of the current window. Refused when the grant is invalid or
+    /// expired, its session is stopped, or its user may no longer play the movie.
+    ///
+    /// # Errors
+    /// [`PlaybackError::GrantRefused`] / [`PlaybackError::GrantRevoked`] (403),
+    /// not found, [`PlaybackError::ManifestInvalid`] (502), or a dependency unavailable.
+    pub async fn manifest(
+        &self,
+        movie: &MediaId,
+        path: &str,
+        grant_text: &str,
+    ) -> Result<ServedManifest, PlaybackError> {
+        let grants = self.grants.as_ref().ok_or(PlaybackError::ManifestNotFound)?;
+        let now = self.ports.clock.now();
+        let grant = ManifestGrant::decode(grant_text, &grants.signer, now).map_err(PlaybackError::GrantRefused)?;
+        if grant.movie != *movie {
+            return Err(PlaybackError::GrantRefused(GrantError::Invalid));
+        }
+        let session = match self.owned_session(grant.session, &grant.user, movie).await {
+            Err(PlaybackError::SessionNotFound) => return Err(PlaybackError::GrantRevoked),
+            other => other?,
+        };
+        if session.ended_at.is_some() {
+            return Err(PlaybackError::GrantRevoked);
+        }
+        let media = match self.authorized(movie, &grant.user, now).await {
+            Err(PlaybackError::Forbidden(_)) => return Err(PlaybackError::GrantRevoked),
+            other => other?,
+        };
+        if !path.ends_with(".m3u8") {
+            return Err(PlaybackError::ManifestNotFound);
+        }
+        let root = &media.object_key;
+        let base = ObjectKey::try_from(format!("{}/index.m3u8", root.as_str())).map_err(|_| PlaybackError::NotFound)?;
+        let key = resolve(&base, root, path).map_err(|_| PlaybackError::ManifestNotFound)?;
+        let bytes = self.stored_manifest(&key).await?;
+
+        // Pass 1: which objects the playlist names. Pass 2: the playlist with signed URLs.
+        let mut objects = Vec::new();
+        rewrite_hls(&bytes, &key, root, &mut |target, key| {
+            if target == UriTarget::Object {
+                objects.push(key.clone());
+            }
+            Ok(String::new())
+        })
+        .map_err(|e| PlaybackError::ManifestInvalid(e.to_string()))?;
+        let window = grants.url_window.as_secs().max(1) as i64;
+        let signed_at =
+            OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(window))
+                .map_err(|_| unavailable(Dependency::ObjectStore))?;
+        let mut signed = std::collections::HashMap::with_capacity(objects.len());
+        let mut urls_expire_at = signed_at + grants.object_url_expiry;
+        for object in objects {
+            if signed.contains_key(&object) {
+                continue;
+            }
+            let url = self
+                .ports
+                .objects
+                .presign_get(&object, signed_at, grants.object_url_expiry)
+                .await
+                .map_err(|_| unavailable(Dependency::ObjectStore))?;
+            urls_expire_at = url.expires_at;
+            signed.insert(object, url.url);
+        }
+        let root_prefix = format!("{}/", root.as_str());
+        let body = rewrite_hls(&bytes, &key, root, &mut |target, key| match target {
+            UriTarget::Object => {
+                signed.get(key).cloned().ok_or_else(|| ManifestError::Signing("an object was not signed".into()))
+            }
+            UriTarget::Playlist => {
+                let relative = key.as_str().strip_prefix(&root_prefix).unwrap_or_default();
+                Ok(playlist_url(grants, movie, relative, grant_text))
+            }
+        })
+        .map_err(|e| PlaybackError::ManifestInvalid(e.to_string()))?;
+        let fresh_for = Duration::from_secs((signed_at.unix_timestamp() + window - now.unix_timestamp()).max(0) as u64);
+        Ok(ServedManifest { body, content_type: "application/vnd.apple.mpegurl", fresh_for, urls_expire_at })
+    }
+
+    async fn stored_manifest(&self, key: &ObjectKey) -> Result<Arc<[u8]>, PlaybackError> {
+        if let Some(bytes) = self.manifests.get(key) {
+            return Ok(bytes);
+        }
+        let bytes: Arc<[u8]> = match self.ports.objects.read_small(key, MAX_MANIFEST_BYTES).await {
+            Ok(bytes) => bytes.into(),
+            Err(ObjectStoreError::NotFound) => return Err(PlaybackError::ManifestNotFound),
+            Err(ObjectStoreError::Invalid(_)) => {
+                return Err(PlaybackError::ManifestInvalid("the manifest is larger than 1 MiB".into()))
+            }
+            Err(_) => return Err(unavailable(Dependency::ObjectStore)),
+        };
+        self.manifests.insert(key.clone(), Arc::clone(&bytes));
+        Ok(bytes)
     }
 
     /// Records a progress report of `user` in `movie`.
@@ -561,6 +730,24 @@ fn unavailable(dependency: Dependency) -> PlaybackError {
 }
 
 /// `{manifest root}/index.m3u8` or `…/index.mpd`.
+/// `{endpoint}/{movie}/manifest/{path}?grant={grant}`, the path percent-encoded per segment.
+fn playlist_url(grants: &ManifestGrants, movie: &MediaId, path: &str, grant: &str) -> String {
+    let mut url = format!("{}/{movie}/manifest", grants.endpoint.trim_end_matches('/'));
+    for segment in path.split('/') {
+        url.push('/');
+        for byte in segment.bytes() {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                url.push(char::from(byte));
+            } else {
+                url.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    url.push_str("?grant=");
+    url.push_str(grant);
+    url
+}
+
 fn manifest_key(media: &Media, kind: ManifestKind) -> Result<ObjectKey, PlaybackError> {
     ObjectKey::try_from(format!("{}/{}", media.object_key.as_str(), kind.file_name()))
         .map_err(|_| PlaybackError::ManifestNotFound)
