@@ -8,7 +8,7 @@
 //! | `media.status_changed` | status (if newer) | the same | `status_change` |
 //! | `media.deleted` | status `deleted` (if newer) | the same | `deletion` |
 //! | `user.suspended` | user status (if newer) | the user's catalog answers; all the user's URLs | `status_change` |
-//! | `user.logout_all` | — | all the user's URLs | `logout` |
+//! | `user.logout_all` | the user's open sessions closed (manifest grants die with them) | all the user's URLs | `logout` |
 //! | `subscription.changed` | — | the cached subscription; all the user's URLs | `subscription` |
 //!
 //! Other viewers' URLs of a changed media item are not looked up (the cache
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use streaming_core::domain::{CatalogChange, CatalogEvent, MediaId, UserId};
 use streaming_core::ports::{CatalogWriter, MediaCatalog};
-use streaming_core::{StreamUrlService, StreamingService};
+use streaming_core::{PlaybackService, StreamUrlService, StreamingService};
 use streaming_kafka::{CatalogEventHandler, OffsetStore};
 use streaming_postgres::PgConsumerOffsets;
 
@@ -46,6 +46,7 @@ pub struct InvalidationStats {
 pub struct CatalogEvents {
     catalog: Catalog,
     streaming: Arc<StreamUrlService>,
+    playback: Arc<PlaybackService>,
     subscriptions: Option<SubscriptionCache>,
     stats: Arc<InvalidationStats>,
 }
@@ -59,8 +60,13 @@ impl std::fmt::Debug for CatalogEvents {
 impl CatalogEvents {
     /// A handler writing to `catalog` and invalidating `streaming`'s URL cache
     /// (and the subscription cache, if there is one).
-    pub fn new(catalog: Catalog, streaming: Arc<StreamUrlService>, subscriptions: Option<SubscriptionCache>) -> Self {
-        Self { catalog, streaming, subscriptions, stats: Arc::default() }
+    pub fn new(
+        catalog: Catalog,
+        streaming: Arc<StreamUrlService>,
+        playback: Arc<PlaybackService>,
+        subscriptions: Option<SubscriptionCache>,
+    ) -> Self {
+        Self { catalog, streaming, playback, subscriptions, stats: Arc::default() }
     }
 
     /// The invalidation counters.
@@ -100,7 +106,11 @@ impl CatalogEventHandler for CatalogEvents {
                 self.catalog.invalidate_user(user);
                 self.forget_user(user, &stats.status_change).await
             }
-            CatalogChange::UserLoggedOutEverywhere { user } => self.forget_user(user, &stats.logout).await,
+            CatalogChange::UserLoggedOutEverywhere { user } => {
+                // Their streams end too: manifest grants die with their sessions.
+                self.playback.end_sessions_of(user).await.map_err(|e| e.to_string())?;
+                self.forget_user(user, &stats.logout).await
+            }
             CatalogChange::SubscriptionChanged { user } => {
                 if let Some(cache) = &self.subscriptions {
                     cache.invalidate(user).await.map_err(|e| e.to_string())?;

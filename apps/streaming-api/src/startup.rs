@@ -323,8 +323,12 @@ impl Application {
         // in-process caches need them); offsets in PostgreSQL when there is one.
         let (consumer, invalidations) = match &producer {
             Some(producer) if settings.kafka.consume => {
-                let handler =
-                    Arc::new(CatalogEvents::new(owned_catalog.clone(), streaming.clone(), subscription_cache.clone()));
+                let handler = Arc::new(CatalogEvents::new(
+                    owned_catalog.clone(),
+                    streaming.clone(),
+                    playback.clone(),
+                    subscription_cache.clone(),
+                ));
                 let invalidations = handler.stats();
                 let offsets: Arc<dyn OffsetStore> = match &postgres {
                     Some(db) => {

@@ -222,9 +222,16 @@ async fn upstream_events_change_what_the_api_answers_and_drop_cached_urls() {
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert_eq!(stream_url(&app).await.1["streamUrl"], first["streamUrl"], "cached");
 
-    // Logout everywhere: the next URL is a new one.
+    // A movie playing before the logout.
+    let movie = format!("/api/v1/stream/{MOVIE}");
+    let started: Value = app.send(Method::POST, &movie, None, None).await.json().await.unwrap();
+    let manifest = started["manifest_url"].as_str().unwrap().to_owned();
+    assert_eq!(app.client.get(&manifest).send().await.unwrap().status(), 200);
+
+    // Logout everywhere: the next URL is a new one, and the movie's grant is dead.
     announce(&producer, "user.logout_all", DEMO_USER, json!({ "user_id": DEMO_USER })).await;
     counted(&stats.logout, 1, "logout").await;
+    assert_eq!(app.client.get(&manifest).send().await.unwrap().status(), 403, "sessions ended by the logout");
     let (_, after_logout) = stream_url(&app).await;
     assert_ne!(after_logout["streamUrl"], first["streamUrl"], "the cached URL is gone");
 

@@ -595,6 +595,41 @@ impl PlaybackService {
         }
     }
 
+    /// Closes every open session of `user` (a logout everywhere): their
+    /// manifest grants stop working at the next playlist fetch. Each closed
+    /// session gets its stop event, without a position. Returns how many
+    /// were closed.
+    ///
+    /// # Errors
+    /// The session store unavailable (some sessions may already be closed; calling again is safe).
+    pub async fn end_sessions_of(&self, user: &UserId) -> Result<usize, PlaybackError> {
+        let now = self.ports.clock.now();
+        let open = self
+            .ports
+            .sessions
+            .open_sessions(user, OffsetDateTime::UNIX_EPOCH)
+            .await
+            .map_err(|_| unavailable(Dependency::Sessions))?;
+        let mut closed = 0;
+        for session in open {
+            let event = playback_event(PlaybackAction::Stop, user, &session.media, Some(session.id), None, now);
+            let (outcome, handling) = self
+                .ports
+                .sessions
+                .close_with_event(&session.id, now, &event)
+                .await
+                .map_err(|_| unavailable(Dependency::Sessions))?;
+            if let CloseOutcome::Closed(_) = outcome {
+                closed += 1;
+                self.coalescer.forget(&(user.clone(), session.media.clone(), Some(session.id)));
+                if handling == EventHandling::NotTaken {
+                    self.hand_over(event).await;
+                }
+            }
+        }
+        Ok(closed)
+    }
+
     /// Refuses a new stream when the user's active plan allows no more open
     /// sessions. Users without an active subscription (owners, grantees,
     /// public media) have no plan limit. The limit fails open when the
