@@ -21,21 +21,7 @@ pub fn encode_path(key: &str) -> String {
 /// Undoes [`encode_path`] (and any other valid escaping); `None` for a
 /// malformed escape or a result that is not UTF-8.
 pub fn decode_path(path: &str) -> Option<String> {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let value = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
-            out.push(value);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    streaming_core::domain::percent_decode(path)
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ pub fn resolve(manifest: &ObjectKey, root: &ObjectKey, uri: &str) -> Result<Obje
         return Err(outside());
     }
     let path = uri.split(['?', '#']).next().unwrap_or_default();
-    let path = percent_decode(path).ok_or_else(outside)?;
+    let path = crate::domain::percent_decode(path).ok_or_else(outside)?;
     let mut segments: Vec<&str> = manifest.as_str().split('/').collect();
     segments.pop(); // the manifest's own file name
     for part in path.split('/') {
@@ -69,23 +69,6 @@ pub fn resolve(manifest: &ObjectKey, root: &ObjectKey, uri: &str) -> Result<Obje
 /// The first 100 characters (URIs in errors are for operators, bounded).
 fn truncated(uri: &str) -> String {
     uri.chars().take(100).collect()
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -575,24 +575,36 @@ impl PlaybackService {
         };
         let report = ProgressReport { session: Some(session.id), ..report };
         self.store_progress(&media, user, position, report, now).await?;
-        let event = playback_event(PlaybackAction::Stop, user, movie, Some(session.id), Some(position), now);
-        let (closed, handling) = self
+        match self.close_session(&session, Some(position), now).await? {
+            CloseOutcome::Closed(session) => Ok(StopOutcome::Stopped(session)),
+            CloseOutcome::AlreadyClosed(session) => Ok(StopOutcome::AlreadyStopped(session)),
+            CloseOutcome::NotFound => Err(PlaybackError::SessionNotFound),
+        }
+    }
+
+    /// Closes `session` with its stop event (in the store's transaction when
+    /// it has an outbox, else handed to the publisher).
+    async fn close_session(
+        &self,
+        session: &StreamSession,
+        position: Option<PositionSeconds>,
+        now: OffsetDateTime,
+    ) -> Result<CloseOutcome, PlaybackError> {
+        let (user, movie) = (&session.user, &session.media);
+        let event = playback_event(PlaybackAction::Stop, user, movie, Some(session.id), position, now);
+        let (outcome, handling) = self
             .ports
             .sessions
             .close_with_event(&session.id, now, &event)
             .await
             .map_err(|_| unavailable(Dependency::Sessions))?;
-        match closed {
-            CloseOutcome::Closed(session) => {
-                self.coalescer.forget(&(user.clone(), movie.clone(), Some(session.id)));
-                if handling == EventHandling::NotTaken {
-                    self.hand_over(event).await;
-                }
-                Ok(StopOutcome::Stopped(session))
+        if let CloseOutcome::Closed(closed) = &outcome {
+            self.coalescer.forget(&(user.clone(), movie.clone(), Some(closed.id)));
+            if handling == EventHandling::NotTaken {
+                self.hand_over(event).await;
             }
-            CloseOutcome::AlreadyClosed(session) => Ok(StopOutcome::AlreadyStopped(session)),
-            CloseOutcome::NotFound => Err(PlaybackError::SessionNotFound),
         }
+        Ok(outcome)
     }
 
     /// Closes every open session of `user` (a logout everywhere): their
@@ -612,19 +624,8 @@ impl PlaybackService {
             .map_err(|_| unavailable(Dependency::Sessions))?;
         let mut closed = 0;
         for session in open {
-            let event = playback_event(PlaybackAction::Stop, user, &session.media, Some(session.id), None, now);
-            let (outcome, handling) = self
-                .ports
-                .sessions
-                .close_with_event(&session.id, now, &event)
-                .await
-                .map_err(|_| unavailable(Dependency::Sessions))?;
-            if let CloseOutcome::Closed(_) = outcome {
+            if let CloseOutcome::Closed(_) = self.close_session(&session, None, now).await? {
                 closed += 1;
-                self.coalescer.forget(&(user.clone(), session.media.clone(), Some(session.id)));
-                if handling == EventHandling::NotTaken {
-                    self.hand_over(event).await;
-                }
             }
         }
         Ok(closed)
