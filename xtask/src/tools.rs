@@ -29,7 +29,7 @@ fn works(program: &PathBuf, args: &[&str]) -> bool {
     Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
-/// The cached binary of a crates.io tool, installed with `cargo install --locked` if missing.
+/// The cached binary of a published Rust tool, installed with `cargo install --locked` if missing.
 pub fn ensure_cargo_tool(krate: &str, version: &str, extra: &[&str], binary: &str) -> Result<PathBuf, String> {
     let root = cache_root();
     let path = root.join("bin").join(binary);

@@ -1,4 +1,4 @@
-//! A Kafka-protocol broker: `tansu`, built from crates.io into the tool cache
+//! A Kafka-protocol broker: `tansu`, built with `cargo install` into the tool cache
 //! with its object-store engine (`dynostore`; a long build, once). It keeps
 //! its log in the S3 server started before it (bucket `tansu`), so it
 //! survives a restart, which the no-lost-events tests need.

@@ -1,5 +1,5 @@
-//! An S3-compatible server that checks SigV4 signatures: `s3s-fs`, built from
-//! crates.io into the tool cache (about 2 minutes on 2 cores, once).
+//! An S3-compatible server that checks SigV4 signatures: `s3s-fs`, built with
+//! `cargo install` into the tool cache (about 2 minutes on 2 cores, once).
 
 use std::collections::BTreeMap;
 use std::fs;
