@@ -635,7 +635,9 @@ impl PlaybackService {
     /// sessions. Users without an active subscription (owners, grantees,
     /// public media) have no plan limit. The limit fails open when the
     /// directory is down: access was already decided, and a stream too many
-    /// is better than refusing every viewer of a public movie.
+    /// is better than refusing every viewer of a public movie. The count is
+    /// read before the new session is opened, so two starts at the same
+    /// instant can both pass: a soft limit (a per-user lock would make it exact).
     async fn check_stream_limit(&self, user: &UserId, now: OffsetDateTime) -> Result<(), PlaybackError> {
         let limit = match self.ports.subscriptions.current(user).await {
             Ok(Some(subscription)) if subscription.is_active_at(now) => subscription.plan.max_devices,
