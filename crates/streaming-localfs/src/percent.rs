@@ -1,21 +1,9 @@
 //! Percent-encoding of object keys in URL paths: every byte outside the
 //! RFC 3986 unreserved set is escaped, `/` separates segments.
 
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
-
 /// Escapes `key` for use as a URL path, keeping `/` as the segment separator.
 pub fn encode_path(key: &str) -> String {
-    let mut out = String::with_capacity(key.len() + key.len() / 2);
-    for &byte in key.as_bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(char::from(byte));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-        }
-    }
-    out
+    streaming_core::domain::percent_encode_path(key)
 }
 
 /// Undoes [`encode_path`] (and any other valid escaping); `None` for a

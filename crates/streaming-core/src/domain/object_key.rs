@@ -86,6 +86,23 @@ impl fmt::Debug for ObjectKey {
     }
 }
 
+/// Escapes `path` for a URL path: every byte outside the RFC 3986
+/// unreserved set is percent-encoded, `/` stays the segment separator.
+pub fn percent_encode_path(path: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(path.len() + path.len() / 2);
+    for &byte in path.as_bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        }
+    }
+    out
+}
+
 /// Undoes URL percent-escaping (`%2F` → `/`); `None` for a malformed escape
 /// or a result that is not UTF-8.
 pub fn percent_decode(text: &str) -> Option<String> {

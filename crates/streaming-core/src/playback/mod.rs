@@ -408,13 +408,12 @@ impl PlaybackService {
         if grant.movie != *movie {
             return Err(PlaybackError::GrantRefused(GrantError::Invalid));
         }
-        let session = match self.owned_session(grant.session, &grant.user, movie).await {
-            Err(PlaybackError::SessionNotFound) => return Err(PlaybackError::GrantRevoked),
+        match self.open_session_of(grant.session, &grant.user, movie).await {
+            Err(PlaybackError::SessionNotFound | PlaybackError::SessionClosed) => {
+                return Err(PlaybackError::GrantRevoked)
+            }
             other => other?,
         };
-        if session.ended_at.is_some() {
-            return Err(PlaybackError::GrantRevoked);
-        }
         let media = match self.authorized(movie, &grant.user, now).await {
             Err(PlaybackError::Forbidden(_)) => return Err(PlaybackError::GrantRevoked),
             other => other?,
@@ -770,20 +769,8 @@ fn unavailable(dependency: Dependency) -> PlaybackError {
 /// `{manifest root}/index.m3u8` or `…/index.mpd`.
 /// `{endpoint}/{movie}/manifest/{path}?grant={grant}`, the path percent-encoded per segment.
 fn playlist_url(grants: &ManifestGrants, movie: &MediaId, path: &str, grant: &str) -> String {
-    let mut url = format!("{}/{movie}/manifest", grants.endpoint.trim_end_matches('/'));
-    for segment in path.split('/') {
-        url.push('/');
-        for byte in segment.bytes() {
-            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-                url.push(char::from(byte));
-            } else {
-                url.push_str(&format!("%{byte:02X}"));
-            }
-        }
-    }
-    url.push_str("?grant=");
-    url.push_str(grant);
-    url
+    let endpoint = grants.endpoint.trim_end_matches('/');
+    format!("{endpoint}/{movie}/manifest/{}?grant={grant}", crate::domain::percent_encode_path(path))
 }
 
 fn manifest_key(media: &Media, kind: ManifestKind) -> Result<ObjectKey, PlaybackError> {
