@@ -21,7 +21,7 @@ use streaming_core::domain::CatalogEvent;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use crate::producer::KafkaProducer;
+use crate::producer::{KafkaError, KafkaProducer};
 use crate::upstream::{parse, UpstreamTopic};
 
 /// Where a consumer keeps its offsets.
@@ -125,18 +125,17 @@ async fn topic_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String) {
     let mut warned = false;
     let partitions = loop {
         let listed = async {
-            let client = shared.producer.client().await.map_err(|e| e.to_string())?;
-            let topics = client.list_topics().await.map_err(|e| e.to_string())?;
-            Ok::<_, String>(topics.into_iter().find(|t| t.name == name).map(|t| t.partitions))
+            let client = shared.producer.client().await?;
+            let topics = shared.producer.bounded(client.list_topics()).await?;
+            Ok::<_, KafkaError>(topics.into_iter().find(|t| t.name == name).map(|t| t.partitions))
         };
-        match tokio::time::timeout(shared.producer.config().timeout, listed).await {
-            Ok(Ok(Some(partitions))) if !partitions.is_empty() => break partitions,
+        match listed.await {
+            Ok(Some(partitions)) if !partitions.is_empty() => break partitions,
             outcome => {
                 if !warned {
                     let reason = match outcome {
-                        Ok(Err(error)) => error,
-                        Err(_) => "no answer".into(),
-                        Ok(Ok(_)) => "no such topic".into(),
+                        Err(error) => error.to_string(),
+                        Ok(_) => "no such topic".into(),
                     };
                     warn!(topic = %name, %reason, "cannot consume the topic yet; retrying every 10 s");
                     warned = true;
@@ -166,11 +165,8 @@ async fn topic_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String) {
 
 async fn partition_client(shared: &Shared, name: &str, partition: i32) -> Result<PartitionClient, String> {
     let client = shared.producer.client().await.map_err(|e| e.to_string())?;
-    let bounded = client.partition_client(name.to_owned(), partition, UnknownTopicHandling::Retry);
-    match tokio::time::timeout(shared.producer.config().timeout, bounded).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(_) => Err("no answer".into()),
-    }
+    let partition_client = client.partition_client(name.to_owned(), partition, UnknownTopicHandling::Retry);
+    shared.producer.bounded(partition_client).await.map_err(|e| e.to_string())
 }
 
 async fn starting_offset(shared: &Shared, pc: &PartitionClient, name: &str, partition: i32) -> Result<i64, String> {
@@ -181,7 +177,7 @@ async fn starting_offset(shared: &Shared, pc: &PartitionClient, name: &str, part
         StartFrom::Earliest => OffsetAt::Earliest,
         StartFrom::Latest => OffsetAt::Latest,
     };
-    pc.get_offset(at).await.map_err(|e| e.to_string())
+    shared.producer.bounded(pc.get_offset(at)).await.map_err(|e| e.to_string())
 }
 
 async fn partition_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String, partition: i32) {

@@ -94,7 +94,8 @@ impl KafkaProducer {
         format!("{}{topic}", self.config.topic_prefix)
     }
 
-    async fn bounded<T, E: std::fmt::Display>(
+    /// `call` bounded by the configured timeout, its error made a [`KafkaError`].
+    pub(crate) async fn bounded<T, E: std::fmt::Display>(
         &self,
         call: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, KafkaError> {
