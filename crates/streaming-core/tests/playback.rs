@@ -376,3 +376,92 @@ async fn the_stream_limit_fails_open_when_the_directory_is_down_for_public_movie
     }
     assert_eq!(w.service.stats().stream_limit_skipped.load(std::sync::atomic::Ordering::Relaxed), 3);
 }
+
+/// Counts presignatures, otherwise the memory store.
+#[derive(Debug)]
+struct CountingObjects {
+    inner: Arc<MemoryObjectStore>,
+    presigned: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl streaming_core::ports::ObjectStore for CountingObjects {
+    async fn head(
+        &self,
+        key: &ObjectKey,
+    ) -> Result<streaming_core::ports::ObjectInfo, streaming_core::ports::ObjectStoreError> {
+        self.inner.head(key).await
+    }
+
+    async fn presign_get(
+        &self,
+        key: &ObjectKey,
+        signed_at: time::OffsetDateTime,
+        expires_in: Duration,
+    ) -> Result<streaming_core::ports::PresignedUrl, streaming_core::ports::ObjectStoreError> {
+        self.presigned.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.presign_get(key, signed_at, expires_in).await
+    }
+
+    async fn read_small(
+        &self,
+        key: &ObjectKey,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, streaming_core::ports::ObjectStoreError> {
+        self.inner.read_small(key, max_bytes).await
+    }
+}
+
+#[tokio::test]
+async fn an_mpd_is_expanded_signed_once_per_window_and_refused_once_its_session_stops() {
+    use std::sync::atomic::Ordering;
+    let w = world();
+    let mpd = include_bytes!("../../../apps/streaming-api/demo/movie/index.mpd");
+    w.objects.put(ObjectKey::try_from(format!("movies/{MOVIE}/index.mpd").as_str()).unwrap(), mpd.to_vec(), None);
+    let objects = Arc::new(CountingObjects { inner: w.objects.clone(), presigned: Default::default() });
+    let service = PlaybackService::new(
+        PlaybackPorts {
+            catalog: w.catalog.clone(),
+            objects: objects.clone(),
+            subscriptions: w.subscriptions.clone(),
+            progress: Arc::new(MemoryProgressStore::new()),
+            sessions: w.sessions.clone(),
+            events: w.events.clone(),
+            clock: w.clock.clone(),
+        },
+        PlaybackSettings::default(),
+    )
+    .with_manifest_grants(streaming_core::ManifestGrants {
+        signer: streaming_core::url_signing::UrlSigner::new(&[7; 32]).unwrap(),
+        endpoint: "https://svc.example/api/v1/stream".into(),
+        url_window: Duration::from_secs(60),
+        object_url_expiry: Duration::from_secs(600),
+    });
+    let dash = StartPlayback { manifest: ManifestKind::Dash, ..StartPlayback::default() };
+    let started = service.start(&movie_id(), &user("viewer"), dash).await.unwrap();
+    let prefix = format!("https://svc.example/api/v1/stream/{MOVIE}/manifest/index.mpd?grant=");
+    let grant = started.manifest_url.strip_prefix(&prefix).unwrap().to_owned();
+
+    let first = service.manifest(&movie_id(), "index.mpd", &grant).await.unwrap();
+    assert_eq!(first.content_type, "application/dash+xml");
+    let text = std::str::from_utf8(&first.body).unwrap();
+    assert_eq!(text.matches(&format!("memory://movies/{MOVIE}/")).count(), 8, "{text}");
+    assert_eq!(objects.presigned.load(Ordering::SeqCst), 8);
+
+    w.clock.advance(Duration::from_secs(20));
+    let again = service.manifest(&movie_id(), "index.mpd", &grant).await.unwrap();
+    assert_eq!(again.body, first.body, "byte-identical within the window");
+    assert!(again.fresh_for < first.fresh_for || first.fresh_for.is_zero());
+    assert_eq!(objects.presigned.load(Ordering::SeqCst), 8, "rendered once per window");
+
+    w.clock.advance(Duration::from_secs(60));
+    let next = service.manifest(&movie_id(), "index.mpd", &grant).await.unwrap();
+    assert_ne!(next.body, first.body, "the next window signs afresh");
+    assert_eq!(objects.presigned.load(Ordering::SeqCst), 16);
+
+    service.stop(&movie_id(), &user("viewer"), report(6.0, Some(started.session), None)).await.unwrap();
+    let refused = service.manifest(&movie_id(), "index.mpd", &grant).await;
+    assert_eq!(refused.map(|_| ()), Err(PlaybackError::GrantRevoked), "even with the rendering cached");
+    let other = service.manifest(&movie_id(), "index.m4s", &grant).await;
+    assert!(other.is_err());
+}

@@ -38,7 +38,14 @@ async fn start_returns_the_contract_fields_and_the_additive_ones() {
     assert_eq!(text.matches(&format!("/objects/movies/{MOVIE}/segment-")).count(), 3, "segments signed: {text}");
 
     let dash = start(&app, Some(json!({ "manifest_type": "dash" }))).await;
-    assert!(dash["manifest_url"].as_str().unwrap().contains("/index.mpd?"));
+    let url = dash["manifest_url"].as_str().unwrap();
+    assert!(url.contains(&format!("/api/v1/stream/{MOVIE}/manifest/index.mpd?grant=")), "{url}");
+    let mpd = app.client.get(url).send().await.unwrap();
+    assert_eq!(mpd.status(), 200);
+    assert_eq!(mpd.headers()["content-type"], "application/dash+xml");
+    let text = mpd.text().await.unwrap();
+    assert!(!text.contains("SegmentTemplate"), "templates expanded: {text}");
+    assert_eq!(text.matches(&format!("/objects/movies/{MOVIE}/")).count(), 8, "2 inits + 6 segments signed: {text}");
     // The demo plan allows two streams at once: end the first.
     let stop = json!({ "position_seconds": 1, "session_id": body["session_id"] });
     ok_json(app.send(Method::POST, STOP, None, Some(stop)).await).await;
@@ -375,26 +382,39 @@ async fn starting_more_streams_than_the_plan_allows_is_409_naming_the_open_sessi
     start(&app, None).await;
 }
 
-/// ffmpeg plays `url` to the end: every segment fetched and decoded.
-pub fn ffmpeg_plays(url: &str) -> Result<(), String> {
-    let output = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-xerror", "-i", url, "-f", "null", "-"])
-        .output()
-        .expect("ffmpeg is required (cargo xtask test installs it)");
-    if output.status.success() && output.stderr.is_empty() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+/// Video frames in the demo movie: 6 s at 24 frames per second.
+pub const DEMO_FRAMES: u64 = 144;
+
+/// ffmpeg plays `url` to the end without an error; the video frames it decoded.
+pub async fn ffmpeg_plays(url: &str) -> Result<u64, String> {
+    let url = url.to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-xerror", "-i", &url, "-progress", "pipe:1", "-f", "null", "-"])
+            .output()
+            .expect("ffmpeg is required (cargo xtask test installs it)")
+    })
+    .await
+    .unwrap();
+    if !output.status.success() || !output.stderr.is_empty() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
     }
+    let progress = String::from_utf8_lossy(&output.stdout);
+    let frames = progress.lines().rev().find_map(|line| line.strip_prefix("frame="));
+    frames.and_then(|n| n.trim().parse().ok()).ok_or_else(|| format!("no frame count in {progress}"))
 }
 
 #[tokio::test]
-async fn a_player_plays_the_hls_rendition_through_the_signed_manifest() {
+async fn a_player_plays_both_renditions_through_the_signed_manifests() {
     let app = spawn(|_| {}).await;
-    let started = start(&app, None).await;
-    let url = started["manifest_url"].as_str().unwrap().to_owned();
-    let played = tokio::task::spawn_blocking(move || ffmpeg_plays(&url)).await.unwrap();
-    assert_eq!(played, Ok(()));
+    for kind in ["hls", "dash"] {
+        let started = start(&app, Some(json!({ "manifest_type": kind }))).await;
+        let url = started["manifest_url"].as_str().unwrap();
+        assert_eq!(ffmpeg_plays(url).await, Ok(DEMO_FRAMES), "{kind}: every segment fetched and decoded");
+        let stop = json!({ "position_seconds": 6, "session_id": started["session_id"] });
+        ok_json(app.send(Method::POST, STOP, None, Some(stop)).await).await;
+        assert!(ffmpeg_plays(url).await.is_err(), "{kind}: a stopped session's manifest no longer plays");
+    }
 }
 
 #[tokio::test]
@@ -425,16 +445,18 @@ async fn urls_are_stable_within_a_window_and_a_grant_dies_with_its_session() {
     let stop = json!({ "position_seconds": 1, "session_id": started["session_id"] });
     ok_json(app.send(Method::POST, STOP, None, Some(stop)).await).await;
     assert_problem(app.client.get(url).send().await.unwrap(), 403, "manifest-grant-refused").await;
-    let url = url.to_owned();
-    assert!(tokio::task::spawn_blocking(move || ffmpeg_plays(&url)).await.unwrap().is_err(), "a player fails too");
+    assert!(ffmpeg_plays(url).await.is_err(), "a player fails too");
 }
 
 #[tokio::test]
 async fn an_expired_grant_is_refused() {
     let app = spawn(|s| s.playback.manifest_expiry_seconds = 1).await;
-    let url = start(&app, None).await["manifest_url"].as_str().unwrap().to_owned();
+    let hls = start(&app, None).await["manifest_url"].as_str().unwrap().to_owned();
+    let dash = start(&app, Some(json!({ "manifest_type": "dash" }))).await["manifest_url"].as_str().unwrap().to_owned();
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
-    let refused = assert_problem(app.client.get(&url).send().await.unwrap(), 403, "manifest-grant-refused").await;
-    assert!(refused["detail"].as_str().unwrap().contains("expired"));
-    assert!(tokio::task::spawn_blocking(move || ffmpeg_plays(&url)).await.unwrap().is_err());
+    for url in [hls, dash] {
+        let refused = assert_problem(app.client.get(&url).send().await.unwrap(), 403, "manifest-grant-refused").await;
+        assert!(refused["detail"].as_str().unwrap().contains("expired"));
+        assert!(ffmpeg_plays(&url).await.is_err(), "{url}");
+    }
 }

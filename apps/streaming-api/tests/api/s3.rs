@@ -41,20 +41,30 @@ async fn the_track_flow_runs_against_the_s3_server() {
 }
 
 #[tokio::test]
-async fn the_movie_manifest_is_checked_and_signed_on_s3() {
+async fn both_movie_renditions_play_from_the_private_bucket_through_signed_manifests() {
+    use crate::movies::{ffmpeg_plays, DEMO_FRAMES};
     let app = spawn_on_s3().await;
-    let response = app.send(Method::POST, "/api/v1/stream/5eed0000-0000-4000-8000-000000000001", None, None).await;
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.unwrap();
-    let url = body["manifest_url"].as_str().unwrap().to_owned();
-    let manifest = app.client.get(&url).send().await.unwrap();
-    assert_eq!(manifest.status(), 200);
-    let text = manifest.text().await.unwrap();
-    assert!(text.starts_with("#EXTM3U"));
-    assert_eq!(text.matches("X-Amz-Signature=").count(), 3, "every segment presigned for the private bucket: {text}");
-    // A real player fetches every segment from the S3 server, which checks each signature.
-    let played = tokio::task::spawn_blocking(move || crate::movies::ffmpeg_plays(&url)).await.unwrap();
-    assert_eq!(played, Ok(()));
+    // HLS: three segments; DASH: two init sections and six segments.
+    for (kind, signed) in [("hls", 3), ("dash", 8)] {
+        let body = serde_json::json!({ "manifest_type": kind });
+        let response =
+            app.send(Method::POST, "/api/v1/stream/5eed0000-0000-4000-8000-000000000001", None, Some(body)).await;
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        let url = body["manifest_url"].as_str().unwrap().to_owned();
+        let manifest = app.client.get(&url).send().await.unwrap();
+        assert_eq!(manifest.status(), 200);
+        let text = manifest.text().await.unwrap();
+        assert_eq!(text.matches("X-Amz-Signature=").count(), signed, "every object presigned: {text}");
+        let unsigned = app.client.get(format!(
+            "{}/{}/movies/5eed0000-0000-4000-8000-000000000001/index.mpd",
+            infra("STREAMGATE_S3_ENDPOINT"),
+            infra("STREAMGATE_S3_BUCKET")
+        ));
+        assert_eq!(unsigned.send().await.unwrap().status(), 403, "the bucket is private");
+        // A real player fetches every segment from the S3 server, which checks each signature.
+        assert_eq!(ffmpeg_plays(&url).await, Ok(DEMO_FRAMES), "{kind}");
+    }
 }
 
 /// A dead store: every manifest check fails, the breaker opens, `/readyz` says so.

@@ -1,14 +1,18 @@
 //! Manifests that play from a private bucket: every URI of an HLS playlist
-//! is rewritten to a signed URL — nested playlists to the service's own
-//! manifest endpoint (with the same grant), everything else (segments,
-//! `EXT-X-MAP`, `EXT-X-KEY`) to a presigned object-store URL. URIs are
-//! resolved against the manifest's own location and must stay inside the
-//! movie's root; an absolute URI, a `..` escape or a malformed playlist is a
-//! [`ManifestError`], never a partly rewritten manifest.
+//! or a DASH MPD is rewritten to a signed URL — nested HLS playlists to the
+//! service's own manifest endpoint (with the same grant), everything else
+//! (segments, `EXT-X-MAP`, `EXT-X-KEY`, DASH `BaseURL`s, `SegmentList`s and
+//! `SegmentTemplate`s expanded to lists) to a presigned object-store URL.
+//! URIs are resolved against the manifest's own location and must stay
+//! inside the movie's root; an absolute URI, a `..` escape or a malformed
+//! manifest is a [`ManifestError`], never a partly rewritten manifest.
 
+mod dash;
 mod grant;
 mod hls;
+mod xml;
 
+pub use dash::{rewrite_dash, MAX_SEGMENT_URLS};
 pub use grant::{GrantError, ManifestGrant};
 pub use hls::rewrite_hls;
 

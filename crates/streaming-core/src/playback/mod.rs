@@ -18,7 +18,7 @@ use crate::domain::{
     InvalidPosition, ManifestKind, Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlaybackAction, PlaybackEvent,
     PositionSeconds, SessionId, StreamSession, UserId, WatchProgress,
 };
-use crate::manifest::{resolve, rewrite_hls, GrantError, ManifestError, ManifestGrant, UriTarget};
+use crate::manifest::{resolve, rewrite_dash, rewrite_hls, GrantError, ManifestError, ManifestGrant, UriTarget};
 use crate::policy::Denial;
 use crate::ports::{
     Clock, CloseOutcome, EventHandling, EventPublisher, MediaCatalog, ObjectStore, ObjectStoreError, ProgressStore,
@@ -78,8 +78,8 @@ pub struct ManifestGrants {
 /// A manifest ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServedManifest {
-    /// The rewritten playlist.
-    pub body: Vec<u8>,
+    /// The rewritten playlist or MPD (shared with the rendering cache).
+    pub body: Arc<[u8]>,
     /// Its media type.
     pub content_type: &'static str,
     /// How long the body stays byte-identical (the rest of the signing window).
@@ -276,20 +276,39 @@ pub struct PlaybackService {
     grants: Option<ManifestGrants>,
     /// Stored manifests, briefly (they are small and every player asks).
     manifests: moka::sync::Cache<ObjectKey, Arc<[u8]>>,
+    /// Rewritten manifests that name no nested playlist (so carry no
+    /// grant): the same for every player within a signing window.
+    rendered: moka::sync::Cache<(ObjectKey, i64), Rendered>,
 }
+
+/// A rewritten manifest and when its object URLs expire.
+type Rendered = (Arc<[u8]>, OffsetDateTime);
+
+/// A manifest rewriter ([`rewrite_hls`], [`rewrite_dash`]).
+type Rewrite = fn(
+    &[u8],
+    &ObjectKey,
+    &ObjectKey,
+    &mut dyn FnMut(UriTarget, &ObjectKey) -> Result<String, ManifestError>,
+) -> Result<Vec<u8>, ManifestError>;
+
+/// Rendered manifests kept at most (a long DASH movie expands to megabytes).
+const MAX_RENDERED_BYTES: u64 = 64 << 20;
 
 impl PlaybackService {
     /// A service over `ports`.
     pub fn new(ports: PlaybackPorts, settings: PlaybackSettings) -> Self {
         let coalescer = Coalescer::new(settings.progress_event_interval);
         let manifests = moka::sync::Cache::builder().max_capacity(1_000).time_to_live(Duration::from_secs(60)).build();
-        Self { ports, settings, coalescer, stats: Arc::default(), grants: None, manifests }
+        let rendered = rendered_cache(Duration::from_secs(60));
+        Self { ports, settings, coalescer, stats: Arc::default(), grants: None, manifests, rendered }
     }
 
-    /// Serves HLS through the manifest endpoint: `start` returns a grant URL
-    /// of the service instead of a presigned playlist, and
-    /// [`PlaybackService::manifest`] rewrites every playlist it serves.
+    /// Serves manifests (HLS and DASH) through the manifest endpoint: `start`
+    /// returns a grant URL of the service instead of a presigned manifest,
+    /// and [`PlaybackService::manifest`] rewrites every manifest it serves.
     pub fn with_manifest_grants(mut self, grants: ManifestGrants) -> Self {
+        self.rendered = rendered_cache(grants.url_window.max(Duration::from_secs(1)));
         self.grants = Some(grants);
         self
     }
@@ -319,7 +338,7 @@ impl PlaybackService {
         })?;
         let session_id = SessionId::random();
         let (manifest_url, expires_at) = match (&self.grants, request.manifest) {
-            (Some(grants), ManifestKind::Hls) => {
+            (Some(grants), _) => {
                 let grant = ManifestGrant {
                     user: user.clone(),
                     movie: movie.clone(),
@@ -387,10 +406,12 @@ impl PlaybackService {
         })
     }
 
-    /// The playlist at `path` (relative to the movie's root) for the holder
-    /// of `grant`, every URI rewritten: nested playlists to this endpoint
-    /// with the same grant, media to presigned object URLs signed at the
-    /// start of the current window. Refused when the grant is invalid or
+    /// The HLS playlist (`.m3u8`) or DASH MPD (`.mpd`) at `path` (relative
+    /// to the movie's root) for the holder of `grant`, every URI rewritten:
+    /// nested playlists to this endpoint with the same grant, media to
+    /// presigned object URLs signed at the start of the current window
+    /// (a manifest without nested playlists is rendered once per window and
+    /// shared by every player). Refused when the grant is invalid or
     /// expired, its session is stopped, or its user may no longer play the movie.
     ///
     /// # Errors
@@ -418,27 +439,36 @@ impl PlaybackService {
             Err(PlaybackError::Forbidden(_)) => return Err(PlaybackError::GrantRevoked),
             other => other?,
         };
-        if !path.ends_with(".m3u8") {
-            return Err(PlaybackError::ManifestNotFound);
-        }
+        let (rewrite, content_type): (Rewrite, &'static str) = match path.rsplit_once('.') {
+            Some((_, "m3u8")) => (rewrite_hls, "application/vnd.apple.mpegurl"),
+            Some((_, "mpd")) => (rewrite_dash, "application/dash+xml"),
+            _ => return Err(PlaybackError::ManifestNotFound),
+        };
         let root = &media.object_key;
         let base = ObjectKey::try_from(format!("{}/index.m3u8", root.as_str())).map_err(|_| PlaybackError::NotFound)?;
         let key = resolve(&base, root, path).map_err(|_| PlaybackError::ManifestNotFound)?;
-        let bytes = self.stored_manifest(&key).await?;
-
-        // Pass 1: which objects the playlist names. Pass 2: the playlist with signed URLs.
-        let mut objects = Vec::new();
-        rewrite_hls(&bytes, &key, root, &mut |target, key| {
-            if target == UriTarget::Object {
-                objects.push(key.clone());
-            }
-            Ok(String::new())
-        })
-        .map_err(|e| PlaybackError::ManifestInvalid(e.to_string()))?;
         let window = grants.url_window.as_secs().max(1) as i64;
         let signed_at =
             OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(window))
                 .map_err(|_| unavailable(Dependency::ObjectStore))?;
+        let fresh_for = Duration::from_secs((signed_at.unix_timestamp() + window - now.unix_timestamp()).max(0) as u64);
+        let cache_key = (key.clone(), signed_at.unix_timestamp());
+        if let Some((body, urls_expire_at)) = self.rendered.get(&cache_key) {
+            return Ok(ServedManifest { body, content_type, fresh_for, urls_expire_at });
+        }
+        let bytes = self.stored_manifest(&key).await?;
+
+        // Pass 1: which objects the manifest names. Pass 2: the manifest with signed URLs.
+        let mut objects = Vec::new();
+        let mut names_playlists = false;
+        rewrite(&bytes, &key, root, &mut |target, key| {
+            match target {
+                UriTarget::Object => objects.push(key.clone()),
+                UriTarget::Playlist => names_playlists = true,
+            }
+            Ok(String::new())
+        })
+        .map_err(|e| PlaybackError::ManifestInvalid(e.to_string()))?;
         let mut signed = std::collections::HashMap::with_capacity(objects.len());
         let mut urls_expire_at = signed_at + grants.object_url_expiry;
         for object in objects {
@@ -455,7 +485,7 @@ impl PlaybackService {
             signed.insert(object, url.url);
         }
         let root_prefix = format!("{}/", root.as_str());
-        let body = rewrite_hls(&bytes, &key, root, &mut |target, key| match target {
+        let body: Arc<[u8]> = rewrite(&bytes, &key, root, &mut |target, key| match target {
             UriTarget::Object => {
                 signed.get(key).cloned().ok_or_else(|| ManifestError::Signing("an object was not signed".into()))
             }
@@ -464,9 +494,12 @@ impl PlaybackService {
                 Ok(playlist_url(grants, movie, relative, grant_text))
             }
         })
-        .map_err(|e| PlaybackError::ManifestInvalid(e.to_string()))?;
-        let fresh_for = Duration::from_secs((signed_at.unix_timestamp() + window - now.unix_timestamp()).max(0) as u64);
-        Ok(ServedManifest { body, content_type: "application/vnd.apple.mpegurl", fresh_for, urls_expire_at })
+        .map_err(|e| PlaybackError::ManifestInvalid(e.to_string()))?
+        .into();
+        if !names_playlists {
+            self.rendered.insert(cache_key, (Arc::clone(&body), urls_expire_at));
+        }
+        Ok(ServedManifest { body, content_type, fresh_for, urls_expire_at })
     }
 
     async fn stored_manifest(&self, key: &ObjectKey) -> Result<Arc<[u8]>, PlaybackError> {
@@ -766,13 +799,23 @@ fn unavailable(dependency: Dependency) -> PlaybackError {
     PlaybackError::Unavailable { dependency }
 }
 
-/// `{manifest root}/index.m3u8` or `…/index.mpd`.
+/// The cache of rendered manifests: each lives for one signing window, at
+/// most [`MAX_RENDERED_BYTES`] in all.
+fn rendered_cache(window: Duration) -> moka::sync::Cache<(ObjectKey, i64), Rendered> {
+    moka::sync::Cache::builder()
+        .weigher(|_, (body, _): &Rendered| u32::try_from(body.len()).unwrap_or(u32::MAX))
+        .max_capacity(MAX_RENDERED_BYTES)
+        .time_to_live(window)
+        .build()
+}
+
 /// `{endpoint}/{movie}/manifest/{path}?grant={grant}`, the path percent-encoded per segment.
 fn playlist_url(grants: &ManifestGrants, movie: &MediaId, path: &str, grant: &str) -> String {
     let endpoint = grants.endpoint.trim_end_matches('/');
     format!("{endpoint}/{movie}/manifest/{}?grant={grant}", crate::domain::percent_encode_path(path))
 }
 
+/// `{manifest root}/index.m3u8` or `…/index.mpd`.
 fn manifest_key(media: &Media, kind: ManifestKind) -> Result<ObjectKey, PlaybackError> {
     ObjectKey::try_from(format!("{}/{}", media.object_key.as_str(), kind.file_name()))
         .map_err(|_| PlaybackError::ManifestNotFound)
