@@ -18,6 +18,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use streaming_core::telemetry::{self, InvalidationReason};
 
 use async_trait::async_trait;
 use streaming_core::domain::{CatalogChange, CatalogEvent, MediaId, UserId};
@@ -74,20 +75,31 @@ impl CatalogEvents {
         Arc::clone(&self.stats)
     }
 
-    async fn forget_media(&self, media: &MediaId, reason: &AtomicU64) -> Result<(), String> {
+    fn count(&self, reason: InvalidationReason) {
+        let counter = match reason {
+            InvalidationReason::Deletion => &self.stats.deletion,
+            InvalidationReason::StatusChange => &self.stats.status_change,
+            InvalidationReason::Logout => &self.stats.logout,
+            InvalidationReason::Subscription => &self.stats.subscription,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        telemetry::invalidated(reason);
+    }
+
+    async fn forget_media(&self, media: &MediaId, reason: InvalidationReason) -> Result<(), String> {
         self.catalog.invalidate_media(media);
         // The owner's URL; the catalog read is fresh after the invalidation.
         let owner = self.catalog.port().media(media).await.map_err(|e| e.to_string())?.and_then(|m| m.owner);
         if let Some(owner) = owner {
             self.streaming.invalidate(media, &owner).await.map_err(|e| e.to_string())?;
         }
-        reason.fetch_add(1, Ordering::Relaxed);
+        self.count(reason);
         Ok(())
     }
 
-    async fn forget_user(&self, user: &UserId, reason: &AtomicU64) -> Result<(), String> {
+    async fn forget_user(&self, user: &UserId, reason: InvalidationReason) -> Result<(), String> {
         self.streaming.invalidate_user(user).await.map_err(|e| e.to_string())?;
-        reason.fetch_add(1, Ordering::Relaxed);
+        self.count(reason);
         Ok(())
     }
 }
@@ -97,25 +109,26 @@ impl CatalogEventHandler for CatalogEvents {
     async fn handle(&self, event: &CatalogEvent) -> Result<(), String> {
         let writer: &dyn CatalogWriter = self.catalog.writer();
         writer.apply(&event.change, event.occurred_at).await.map_err(|e| e.to_string())?;
-        let stats = &self.stats;
         match &event.change {
-            CatalogChange::MediaUpserted(media) => self.forget_media(&media.id, &stats.status_change).await,
-            CatalogChange::MediaStatusChanged { media, .. } => self.forget_media(media, &stats.status_change).await,
-            CatalogChange::MediaDeleted { media } => self.forget_media(media, &stats.deletion).await,
+            CatalogChange::MediaUpserted(media) => self.forget_media(&media.id, InvalidationReason::StatusChange).await,
+            CatalogChange::MediaStatusChanged { media, .. } => {
+                self.forget_media(media, InvalidationReason::StatusChange).await
+            }
+            CatalogChange::MediaDeleted { media } => self.forget_media(media, InvalidationReason::Deletion).await,
             CatalogChange::UserStatusChanged { user, .. } => {
                 self.catalog.invalidate_user(user);
-                self.forget_user(user, &stats.status_change).await
+                self.forget_user(user, InvalidationReason::StatusChange).await
             }
             CatalogChange::UserLoggedOutEverywhere { user } => {
                 // Their streams end too: manifest grants die with their sessions.
                 self.playback.end_sessions_of(user).await.map_err(|e| e.to_string())?;
-                self.forget_user(user, &stats.logout).await
+                self.forget_user(user, InvalidationReason::Logout).await
             }
             CatalogChange::SubscriptionChanged { user } => {
                 if let Some(cache) = &self.subscriptions {
                     cache.invalidate(user).await.map_err(|e| e.to_string())?;
                 }
-                self.forget_user(user, &stats.subscription).await
+                self.forget_user(user, InvalidationReason::Subscription).await
             }
         }
     }

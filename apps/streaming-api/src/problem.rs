@@ -369,7 +369,7 @@ impl ProblemTypeBase {
 /// else a fresh random one. Returned in the `trace-id` response header and in
 /// problem documents.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceId(String);
+pub struct TraceId(pub(crate) String);
 
 impl fmt::Display for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -378,7 +378,7 @@ impl fmt::Display for TraceId {
 }
 
 impl TraceId {
-    fn from_traceparent(value: &HeaderValue) -> Option<Self> {
+    pub(crate) fn from_traceparent(value: &HeaderValue) -> Option<Self> {
         // version "-" trace-id(32 hex) "-" parent-id(16 hex) "-" flags(2 hex)
         let value = value.to_str().ok()?;
         let mut parts = value.split('-');
@@ -393,19 +393,18 @@ impl TraceId {
         valid.then(|| Self(trace.to_owned()))
     }
 
-    fn random() -> Self {
+    pub(crate) fn random() -> Self {
         Self(format!("{:032x}", rand::random::<u128>()))
     }
 }
 
-/// Middleware body: assigns the trace id, and turns any [`ApiError`] response
-/// into the full problem document with `instance` and `traceId`.
+/// Middleware body: turns any [`ApiError`] response into the full problem
+/// document with `instance` and `traceId` (the id `telemetry::observe` assigned).
 pub async fn enrich_problems<B: MessageBody + 'static>(
     req: ServiceRequest,
     next: actix_web::middleware::Next<B>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    let trace = req.headers().get("traceparent").and_then(TraceId::from_traceparent).unwrap_or_else(TraceId::random);
-    req.extensions_mut().insert(trace.clone());
+    let trace = req.extensions().get::<TraceId>().cloned().unwrap_or_else(TraceId::random);
 
     let mut res = next.call(req).await?.map_into_boxed_body();
     // Only error responses pay for the problem document (and its settings lookup).
@@ -416,9 +415,6 @@ pub async fn enrich_problems<B: MessageBody + 'static>(
         let type_base = type_base.map_or(ProblemTypeBase::DEFAULT, |base| base.0.as_str());
         let document = problem.to_problem(type_base, request.path(), &trace.0);
         res = res.into_response(document);
-    }
-    if let Ok(value) = HeaderValue::from_str(&trace.0) {
-        res.headers_mut().insert(header::HeaderName::from_static("trace-id"), value);
     }
     Ok(res)
 }

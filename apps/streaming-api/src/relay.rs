@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use streaming_core::telemetry;
 use streaming_kafka::{KafkaProducer, OutgoingRecord};
 use streaming_postgres::{OutboxRow, OutboxSink, PgOutbox, RelayOutcome};
 use tokio::task::JoinHandle;
@@ -69,6 +70,19 @@ pub struct Relay {
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// How often the backlog gauges (`outbox_backlog`, `outbox_lag_seconds`) are refreshed.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+async fn report_backlog(outbox: &PgOutbox) {
+    match outbox.backlog_age().await {
+        Ok((count, oldest)) => {
+            metrics::gauge!(telemetry::OUTBOX_BACKLOG).set(count as f64);
+            let lag = oldest.map_or(0.0, |oldest| (time::OffsetDateTime::now_utc() - oldest).as_seconds_f64().max(0.0));
+            metrics::gauge!(telemetry::OUTBOX_LAG_SECONDS).set(lag);
+        }
+        Err(error) => warn!(%error, "reading the outbox backlog failed"),
+    }
+}
 
 impl Relay {
     /// Starts the relay task.
@@ -106,10 +120,16 @@ async fn run(outbox: PgOutbox, producer: Arc<KafkaProducer>, settings: RelaySett
     let sink = KafkaSink(producer);
     let mut backoff = Duration::from_millis(100);
     let mut next_prune = tokio::time::Instant::now();
+    let mut next_report = tokio::time::Instant::now();
     loop {
+        if tokio::time::Instant::now() >= next_report {
+            next_report = tokio::time::Instant::now() + REPORT_EVERY;
+            report_backlog(&outbox).await;
+        }
         let pause = match outbox.relay_batch(settings.batch, &sink).await {
             Ok(RelayOutcome::Relayed(n)) => {
                 stats.relayed.fetch_add(n as u64, Ordering::Relaxed);
+                metrics::counter!(telemetry::EVENTS_PUBLISHED, "path" => "outbox").increment(n as u64);
                 backoff = Duration::from_millis(100);
                 // A full batch: more may be waiting.
                 if n == settings.batch as usize {

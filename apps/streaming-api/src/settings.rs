@@ -39,6 +39,8 @@ pub struct Settings {
     pub demo: DemoSettings,
     /// Logging.
     pub log: LogSettings,
+    /// `/metrics`.
+    pub metrics: MetricsSettings,
     /// Problem documents.
     pub problems: ProblemSettings,
 }
@@ -538,6 +540,21 @@ pub struct LogSettings {
 impl Default for LogSettings {
     fn default() -> Self {
         Self { filter: "info".into() }
+    }
+}
+
+/// Prometheus metrics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Serve `/metrics` (default true). Off, or when the embedding program
+    /// installed its own `metrics` recorder first, the route is 404.
+    pub enabled: bool,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self { enabled: true }
     }
 }
 

@@ -364,6 +364,7 @@ impl Application {
             clock,
             local_objects: storage.local(),
             storage,
+            metrics: if settings.metrics.enabled { crate::telemetry::prometheus() } else { None },
         });
         let problem_base = web::Data::new(ProblemTypeBase(settings.problems.type_base.clone()));
 
@@ -376,6 +377,7 @@ impl Application {
                 .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
                 .wrap(actix_web::middleware::Condition::new(forward_caller_token, from_fn(caller_token_scope)))
                 .wrap(from_fn(enrich_problems))
+                .wrap(from_fn(crate::telemetry::observe))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })

@@ -27,6 +27,8 @@ struct Inner {
 /// A consecutive-failure circuit breaker.
 #[derive(Debug)]
 pub struct CircuitBreaker {
+    /// The dependency it guards, for `circuit_breaker_state{dependency}`; unnamed breakers are not reported.
+    name: Option<&'static str>,
     threshold: u32,
     cool_down: Duration,
     inner: Mutex<Inner>,
@@ -41,9 +43,28 @@ impl CircuitBreaker {
     /// Opens after `threshold` consecutive failures; tries again after `cool_down`.
     pub fn new(threshold: u32, cool_down: Duration) -> Self {
         Self {
+            name: None,
             threshold: threshold.max(1),
             cool_down,
             inner: Mutex::new(Inner { consecutive_failures: 0, opened_at: None, trial_in_flight: false }),
+        }
+    }
+
+    /// Reports the breaker's state as `circuit_breaker_state{dependency=name}`
+    /// (and each opening in `circuit_breaker_opened_total`).
+    pub fn named(mut self, name: &'static str) -> Self {
+        self.name = Some(name);
+        crate::telemetry::breaker_state(name, BreakerState::Closed);
+        self
+    }
+
+    /// Publishes `state` if it differs from `before`.
+    fn report(&self, before: BreakerState, state: BreakerState) {
+        if let Some(name) = self.name.filter(|_| before != state) {
+            crate::telemetry::breaker_state(name, state);
+            if state == BreakerState::Open {
+                metrics::counter!(crate::telemetry::BREAKER_OPENED, "dependency" => name).increment(1);
+            }
         }
     }
 
@@ -64,6 +85,8 @@ impl CircuitBreaker {
             None => true,
             Some(opened) if now.duration_since(opened) >= self.cool_down && !inner.trial_in_flight => {
                 inner.trial_in_flight = true;
+                drop(inner);
+                self.report(BreakerState::Open, BreakerState::HalfOpen);
                 true
             }
             Some(_) => false,
@@ -73,9 +96,12 @@ impl CircuitBreaker {
     /// Records a successful call: the breaker closes.
     pub fn record_success(&self) {
         let mut inner = self.lock();
+        let before = Self::state_of(&inner);
         inner.consecutive_failures = 0;
         inner.opened_at = None;
         inner.trial_in_flight = false;
+        drop(inner);
+        self.report(before, BreakerState::Closed);
     }
 
     /// Records a failed call: counts towards opening, or reopens after a failed trial.
@@ -86,16 +112,23 @@ impl CircuitBreaker {
     /// [`CircuitBreaker::record_failure`] at a given instant (tests).
     pub fn record_failure_at(&self, now: Instant) {
         let mut inner = self.lock();
+        let before = Self::state_of(&inner);
         inner.consecutive_failures = inner.consecutive_failures.saturating_add(1);
         if inner.trial_in_flight || inner.consecutive_failures >= self.threshold {
             inner.opened_at = Some(now);
         }
         inner.trial_in_flight = false;
+        let after = Self::state_of(&inner);
+        drop(inner);
+        self.report(before, after);
     }
 
     /// The current state.
     pub fn state(&self) -> BreakerState {
-        let inner = self.lock();
+        Self::state_of(&self.lock())
+    }
+
+    fn state_of(inner: &Inner) -> BreakerState {
         match (inner.opened_at, inner.trial_in_flight) {
             (None, _) => BreakerState::Closed,
             (Some(_), true) => BreakerState::HalfOpen,

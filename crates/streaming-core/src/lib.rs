@@ -38,6 +38,7 @@ pub mod policy;
 pub mod ports;
 mod sealed_entry;
 mod service;
+pub mod telemetry;
 pub mod url_signing;
 
 pub use playback::{

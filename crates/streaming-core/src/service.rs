@@ -1,5 +1,6 @@
 //! The driving port `StreamingService` and its implementation.
 
+use crate::telemetry;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -232,6 +233,7 @@ impl StreamUrlService {
             Ok(lookup) => lookup,
             Err(error) => {
                 bump(&self.stats.cache_errors);
+                metrics::counter!(telemetry::STREAM_CACHE_ERRORS, "op" => "get").increment(1);
                 warn!(%error, "cache read failed; serving without cache");
                 return (None, None);
             }
@@ -243,6 +245,7 @@ impl StreamUrlService {
             Ok(entry) => entry,
             Err(error) => {
                 bump(&self.stats.cache_decrypt_failures);
+                metrics::counter!(telemetry::STREAM_CACHE_DECRYPT_FAILURES).increment(1);
                 debug!(%error, "cached entry did not open; treating as a miss");
                 return (None, Some(lookup.generation));
             }
@@ -270,6 +273,7 @@ impl StreamUrlService {
         let written = self.ports.cache.set(key, sealed, ttl).instrument(tracing::debug_span!("cache.set")).await;
         if let Err(error) = written {
             bump(&self.stats.cache_errors);
+            metrics::counter!(telemetry::STREAM_CACHE_ERRORS, "op" => "set").increment(1);
             warn!(%error, "cache write failed; URL served uncached");
         } else {
             debug!(key_version = self.keyring.current_version(), "stream URL cached");
@@ -281,7 +285,8 @@ impl StreamUrlService {
 impl StreamingService for StreamUrlService {
     async fn get_stream_url(&self, media_id: &MediaId, user: &UserId) -> Result<StreamUrl, StreamError> {
         let span = tracing::debug_span!("stream.get_url", track_id = %media_id, cache_hit = tracing::field::Empty);
-        async {
+        let started = std::time::Instant::now();
+        let result = async {
             let now = self.ports.clock.now();
             let media = self.authorize(media_id, user, now).await?;
             let key = self.cache_key(user, media_id);
@@ -289,6 +294,7 @@ impl StreamingService for StreamUrlService {
             let (cached, generation) = self.cached(&key, now).await;
             if let Some(entry) = cached {
                 bump(&self.stats.cache_hits);
+                metrics::counter!(telemetry::STREAM_URL_CACHE_HITS).increment(1);
                 tracing::Span::current().record("cache_hit", true);
                 return Ok(StreamUrl {
                     url: entry.url,
@@ -300,6 +306,7 @@ impl StreamingService for StreamUrlService {
                 });
             }
             bump(&self.stats.cache_misses);
+            metrics::counter!(telemetry::STREAM_URL_CACHE_MISSES).increment(1);
             tracing::Span::current().record("cache_hit", false);
 
             let presigned = self
@@ -315,6 +322,7 @@ impl StreamingService for StreamUrlService {
                     }
                 })?;
             bump(&self.stats.presigns);
+            metrics::counter!(telemetry::STREAM_URL_PRESIGNS).increment(1);
 
             let entry = CachedStreamUrl {
                 url: presigned.url,
@@ -339,7 +347,14 @@ impl StreamingService for StreamUrlService {
             })
         }
         .instrument(span)
-        .await
+        .await;
+        let (status, cache_hit) = match &result {
+            Ok(url) => ("success", if url.cache_hit { "true" } else { "false" }),
+            Err(_) => ("error", "false"),
+        };
+        metrics::counter!(telemetry::STREAM_URL_REQUESTS, "status" => status, "cache_hit" => cache_hit).increment(1);
+        metrics::histogram!(telemetry::STREAM_URL_DURATION_MS).record(started.elapsed().as_secs_f64() * 1_000.0);
+        result
     }
 
     async fn invalidate(&self, media: &MediaId, user: &UserId) -> Result<(), StreamError> {

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use streaming_core::telemetry;
 
 use async_trait::async_trait;
 use streaming_core::domain::PlaybackEvent;
@@ -72,6 +73,8 @@ impl BufferedKafkaPublisher {
                     match producer.send(batch.clone()).await {
                         Ok(()) => {
                             counters.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                            metrics::counter!(telemetry::EVENTS_PUBLISHED, "path" => "direct")
+                                .increment(batch.len() as u64);
                             break;
                         }
                         Err(error) => {
@@ -125,10 +128,12 @@ impl EventPublisher for BufferedKafkaPublisher {
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(telemetry::EVENTS_DROPPED, "reason" => "buffer_full").increment(1);
                 Err(PublishError::Unavailable("the kafka event buffer is full; event dropped".into()))
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(telemetry::EVENTS_DROPPED, "reason" => "sender_stopped").increment(1);
                 Err(PublishError::Unavailable("the kafka sender has stopped; event dropped".into()))
             }
         }

@@ -175,6 +175,27 @@ impl PgOutbox {
         Ok(u64::try_from(count.count).unwrap_or(0))
     }
 
+    /// The unpublished rows: how many, and when the oldest was written.
+    ///
+    /// # Errors
+    /// [`DbError`].
+    pub async fn backlog_age(&self) -> Result<(u64, Option<time::OffsetDateTime>), DbError> {
+        #[derive(diesel::QueryableByName)]
+        struct Backlog {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            count: i64,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+            oldest: Option<time::OffsetDateTime>,
+        }
+        let mut connection = self.db.connection().await?;
+        let backlog: Backlog = diesel::sql_query(
+            "SELECT count(*) AS count, min(created_at) AS oldest FROM outbox WHERE published_at IS NULL",
+        )
+        .get_result(&mut connection)
+        .await?;
+        Ok((u64::try_from(backlog.count).unwrap_or(0), backlog.oldest))
+    }
+
     /// Deletes rows published before `before`; returns how many.
     ///
     /// # Errors

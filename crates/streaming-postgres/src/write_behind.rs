@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use streaming_core::domain::{MediaId, SessionId, UserId, WatchProgress};
 use streaming_core::ports::{ProgressError, ProgressStore, RecordOutcome};
+use streaming_core::telemetry;
 use tokio::sync::Notify;
 use tracing::warn;
 
@@ -117,6 +118,7 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
             }
             Err(error) => {
                 self.stats.failed_flushes.fetch_add(1, Ordering::Relaxed);
+                flush_failed("progress");
                 warn!(%error, updates = batch.len(), "progress flush failed; kept for the next one");
                 let mut pending = self.lock();
                 for progress in batch {
@@ -145,14 +147,40 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
 /// A queue a flusher task empties.
 #[async_trait]
 pub(crate) trait Flush: Send + Sync + 'static {
+    /// The queue's name in metrics (`write_behind_*{queue}`).
+    const QUEUE: &'static str;
+
     /// Writes what is queued; whether nothing is left.
     async fn flush(&self) -> bool;
+
+    /// How many updates wait.
+    fn depth(&self) -> usize;
+}
+
+/// One timed flush, reported as `write_behind_flush_duration_seconds` and
+/// `write_behind_queue_depth`.
+async fn timed_flush<Q: Flush + ?Sized>(queue: &Q) -> bool {
+    let started = std::time::Instant::now();
+    let empty = queue.flush().await;
+    metrics::histogram!(telemetry::FLUSH_SECONDS, "queue" => Q::QUEUE).record(started.elapsed().as_secs_f64());
+    metrics::gauge!(telemetry::QUEUE_DEPTH, "queue" => Q::QUEUE).set(queue.depth() as f64);
+    empty
+}
+
+/// Counts a failed flush of queue `queue`.
+pub(crate) fn flush_failed(queue: &'static str) {
+    metrics::counter!(telemetry::FLUSH_FAILURES, "queue" => queue).increment(1);
+}
+
+/// Counts an update written through a full queue `queue`.
+pub(crate) fn overflowed(queue: &'static str) {
+    metrics::counter!(telemetry::QUEUE_OVERFLOWS, "queue" => queue).increment(1);
 }
 
 /// Flushes `queue` until it is empty or `timeout` passes; whether it is empty.
 pub(crate) async fn drain<Q: Flush + ?Sized>(queue: &Q, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
-    while !queue.flush().await {
+    while !timed_flush(queue).await {
         if tokio::time::Instant::now() >= deadline {
             return false;
         }
@@ -168,15 +196,21 @@ pub(crate) fn spawn_flusher<Q: Flush>(queue: &Arc<Q>, wake: Arc<Notify>, interva
         loop {
             let _ = tokio::time::timeout(interval, wake.notified()).await;
             let Some(queue) = weak.upgrade() else { break };
-            queue.flush().await;
+            timed_flush(queue.as_ref()).await;
         }
     });
 }
 
 #[async_trait]
 impl<S: ProgressStore + 'static> Flush for WriteBehindProgress<S> {
+    const QUEUE: &'static str = "progress";
+
     async fn flush(&self) -> bool {
         WriteBehindProgress::flush(self).await
+    }
+
+    fn depth(&self) -> usize {
+        WriteBehindProgress::depth(self)
     }
 }
 
@@ -217,6 +251,7 @@ impl<S: ProgressStore + 'static> ProgressStore for WriteBehindProgress<S> {
         }
         // Full: write through, and ask the flusher to make room.
         self.stats.overflowed.fetch_add(1, Ordering::Relaxed);
+        overflowed("progress");
         self.wake.notify_one();
         self.inner.record(progress).await
     }

@@ -117,6 +117,7 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
             }
             Err(error) => {
                 self.stats.failed_flushes.fetch_add(1, Ordering::Relaxed);
+                crate::write_behind::flush_failed("sessions");
                 warn!(%error, heartbeats = batch.len(), "session heartbeat flush failed; kept for the next one");
                 let mut pending = self.lock();
                 for (id, at) in batch {
@@ -155,8 +156,14 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
 
 #[async_trait]
 impl<S: SessionStore + 'static> Flush for WriteBehindSessions<S> {
+    const QUEUE: &'static str = "sessions";
+
     async fn flush(&self) -> bool {
         WriteBehindSessions::flush(self).await
+    }
+
+    fn depth(&self) -> usize {
+        WriteBehindSessions::depth(self)
     }
 }
 
@@ -215,6 +222,7 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
             }
         }
         self.stats.overflowed.fetch_add(1, Ordering::Relaxed);
+        crate::write_behind::overflowed("sessions");
         self.wake.notify_one();
         self.inner.touch(id, at).await
     }

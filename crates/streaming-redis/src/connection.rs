@@ -106,7 +106,7 @@ impl RedisConnection {
         drop(pool.connect());
         Ok(Self {
             pool,
-            breaker: Arc::new(CircuitBreaker::standard()),
+            breaker: Arc::new(CircuitBreaker::standard().named("redis")),
             prefix: config.key_prefix.as_str().into(),
             config: Arc::new(config.clone()),
         })

@@ -129,7 +129,7 @@ impl S3ObjectStore {
             bucket: config.bucket,
             credentials,
             signer: QuerySigner::new(scheme, host, &config.region),
-            breaker: CircuitBreaker::standard(),
+            breaker: CircuitBreaker::standard().named("object_store"),
             timeout: config.request_timeout,
         })
     }

@@ -126,7 +126,7 @@ impl UserServiceDirectory {
             .build()
             .map_err(|e| ConfigError(e.to_string()))?;
         let url = format!("{base}{}", config.path);
-        Ok(Self { client, url, config, breaker: CircuitBreaker::standard() })
+        Ok(Self { client, url, config, breaker: CircuitBreaker::standard().named("user_service") })
     }
 
     /// With a breaker of its own (tests, tuning).

@@ -25,7 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/v1/stream/{movie_id}/stop").route(web::post().to(movies::stop)))
         .service(resource("/api/v1/stream/{movie_id}/manifest/{path:.+}").route(web::get().to(movies::manifest)))
         .service(resource("/healthz").route(web::get().to(health::live)))
-        .service(resource("/readyz").route(web::get().to(health::ready)));
+        .service(resource("/readyz").route(web::get().to(health::ready)))
+        .service(resource("/metrics").route(web::get().to(crate::telemetry::scrape)));
 }
 
 async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {

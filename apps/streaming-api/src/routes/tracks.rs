@@ -31,7 +31,10 @@ pub async fn stream_url(
     if let Some(policy) = &state.stream_url_policy {
         match state.limiter.check(&principal.user, policy).await {
             Ok(RateDecision::Allowed { .. }) => {}
-            Ok(RateDecision::Limited { retry_after }) => return Err(ApiError::RateLimited { retry_after }),
+            Ok(RateDecision::Limited { retry_after }) => {
+                crate::telemetry::rate_limited(&policy.name);
+                return Err(ApiError::RateLimited { retry_after });
+            }
             // Fail open: a limiter outage must not take streaming down with it.
             Err(error) => warn!(%error, "rate limiter unavailable; request allowed"),
         }

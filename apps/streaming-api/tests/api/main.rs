@@ -7,6 +7,7 @@ mod harness;
 mod kafka;
 mod movies;
 mod objects;
+mod observability;
 mod postgres;
 mod problems;
 mod redis;

@@ -4,6 +4,7 @@
 mod coalescer;
 mod events;
 
+use crate::telemetry;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -396,6 +397,7 @@ impl PlaybackService {
         let expires_in = Duration::from_secs(
             remaining.whole_seconds().max(0) as u64 + u64::from(remaining.subsec_nanoseconds() > 0),
         );
+        metrics::counter!(telemetry::SESSIONS_STARTED, "manifest" => request.manifest.as_str()).increment(1);
         Ok(PlaybackStarted {
             manifest_url,
             expires_at,
@@ -418,6 +420,31 @@ impl PlaybackService {
     /// [`PlaybackError::GrantRefused`] / [`PlaybackError::GrantRevoked`] (403),
     /// not found, [`PlaybackError::ManifestInvalid`] (502), or a dependency unavailable.
     pub async fn manifest(
+        &self,
+        movie: &MediaId,
+        path: &str,
+        grant_text: &str,
+    ) -> Result<ServedManifest, PlaybackError> {
+        let result = self.serve_manifest(movie, path, grant_text).await;
+        let kind = match path.rsplit_once('.') {
+            Some((_, "m3u8")) => "hls",
+            Some((_, "mpd")) => "dash",
+            _ => "other",
+        };
+        let outcome = match &result {
+            Ok(_) => "served",
+            Err(PlaybackError::GrantRefused(_) | PlaybackError::GrantRevoked | PlaybackError::Forbidden(_)) => {
+                "refused"
+            }
+            Err(PlaybackError::ManifestInvalid(_)) => "invalid",
+            Err(PlaybackError::Unavailable { .. }) => "unavailable",
+            Err(_) => "not_found",
+        };
+        metrics::counter!(telemetry::MANIFEST_REQUESTS, "kind" => kind, "outcome" => outcome).increment(1);
+        result
+    }
+
+    async fn serve_manifest(
         &self,
         movie: &MediaId,
         path: &str,
@@ -457,6 +484,7 @@ impl PlaybackService {
             return Ok(ServedManifest { body, content_type, fresh_for, urls_expire_at });
         }
         let bytes = self.stored_manifest(&key).await?;
+        let rendering = std::time::Instant::now();
 
         // Pass 1: which objects the manifest names. Pass 2: the manifest with signed URLs.
         let mut objects = Vec::new();
@@ -499,6 +527,7 @@ impl PlaybackService {
         if !names_playlists {
             self.rendered.insert(cache_key, (Arc::clone(&body), urls_expire_at));
         }
+        metrics::histogram!(telemetry::MANIFEST_RENDER_MS).record(rendering.elapsed().as_secs_f64() * 1_000.0);
         Ok(ServedManifest { body, content_type, fresh_for, urls_expire_at })
     }
 
@@ -756,6 +785,8 @@ impl PlaybackService {
         };
         let outcome =
             self.ports.progress.record(progress.clone()).await.map_err(|_| unavailable(Dependency::Progress))?;
+        let label = if outcome == RecordOutcome::Applied { "applied" } else { "stale" };
+        metrics::counter!(telemetry::PROGRESS_REPORTS, "outcome" => label).increment(1);
         if outcome == RecordOutcome::Applied {
             return Ok((outcome, progress));
         }
@@ -770,6 +801,7 @@ impl PlaybackService {
         let action = event.action;
         if let Err(error) = self.ports.events.publish(event).await {
             self.stats.events_failed.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(telemetry::EVENTS_DROPPED, "reason" => "publish_failed").increment(1);
             warn!(%error, action = action.as_str(), "playback event not published");
         }
     }

@@ -1,0 +1,161 @@
+//! The metrics the core and its adapters emit, through the `metrics`
+//! facade: the names live here, the exporter (Prometheus in the app, or
+//! whatever recorder an embedder installs) lives outside the core. Without a
+//! recorder every emission is a no-op.
+//!
+//! Labels are small closed sets (`status`, `cache_hit`, `reason`,
+//! `dependency`, `queue`, …); ids, paths and keys never become labels.
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, Unit};
+
+use crate::circuit_breaker::BreakerState;
+
+/// `stream_url_requests_total{status="success"|"error", cache_hit="true"|"false"}`.
+pub const STREAM_URL_REQUESTS: &str = "stream_url_requests_total";
+/// `stream_url_request_duration_ms`: the whole track URL operation (histogram).
+pub const STREAM_URL_DURATION_MS: &str = "stream_url_request_duration_ms";
+/// `stream_url_cache_hits_total`.
+pub const STREAM_URL_CACHE_HITS: &str = "stream_url_cache_hits_total";
+/// `stream_url_cache_misses_total`.
+pub const STREAM_URL_CACHE_MISSES: &str = "stream_url_cache_misses_total";
+/// `stream_url_presign_generated_total`.
+pub const STREAM_URL_PRESIGNS: &str = "stream_url_presign_generated_total";
+/// `stream_cache_invalidations_total{reason}` (see [`InvalidationReason`]).
+pub const STREAM_CACHE_INVALIDATIONS: &str = "stream_cache_invalidations_total";
+/// `stream_cache_decrypt_failures_total`: cached entries that did not open.
+pub const STREAM_CACHE_DECRYPT_FAILURES: &str = "stream_cache_decrypt_failures_total";
+/// `stream_cache_errors_total{op="get"|"set"}`: cache calls that failed (served without cache).
+pub const STREAM_CACHE_ERRORS: &str = "stream_cache_errors_total";
+/// `circuit_breaker_state{dependency}`: 0 closed, 1 half-open, 2 open.
+pub const BREAKER_STATE: &str = "circuit_breaker_state";
+/// `circuit_breaker_opened_total{dependency}`.
+pub const BREAKER_OPENED: &str = "circuit_breaker_opened_total";
+/// `playback_sessions_started_total{manifest="hls"|"dash"}`.
+pub const SESSIONS_STARTED: &str = "playback_sessions_started_total";
+/// `playback_progress_reports_total{outcome="applied"|"stale"}`.
+pub const PROGRESS_REPORTS: &str = "playback_progress_reports_total";
+/// `manifest_requests_total{kind="hls"|"dash", outcome="served"|"refused"|"invalid"|"error"}`.
+pub const MANIFEST_REQUESTS: &str = "manifest_requests_total";
+/// `manifest_render_duration_ms`: rewriting and signing one manifest (histogram; cache hits excluded).
+pub const MANIFEST_RENDER_MS: &str = "manifest_render_duration_ms";
+/// `write_behind_queue_depth{queue="progress"|"sessions"}`: updates waiting.
+pub const QUEUE_DEPTH: &str = "write_behind_queue_depth";
+/// `write_behind_flush_duration_seconds{queue}` (histogram).
+pub const FLUSH_SECONDS: &str = "write_behind_flush_duration_seconds";
+/// `write_behind_flush_failures_total{queue}`.
+pub const FLUSH_FAILURES: &str = "write_behind_flush_failures_total";
+/// `write_behind_overflows_total{queue}`: updates written through because the queue was full.
+pub const QUEUE_OVERFLOWS: &str = "write_behind_overflows_total";
+/// `events_published_total{path="outbox"|"direct"}`: playback events handed to the broker.
+pub const EVENTS_PUBLISHED: &str = "events_published_total";
+/// `events_dropped_total{reason}`: playback events given up on.
+pub const EVENTS_DROPPED: &str = "events_dropped_total";
+/// `outbox_backlog`: events written to the outbox and not yet published.
+pub const OUTBOX_BACKLOG: &str = "outbox_backlog";
+/// `outbox_lag_seconds`: age of the oldest unpublished outbox event.
+pub const OUTBOX_LAG_SECONDS: &str = "outbox_lag_seconds";
+/// `rate_limit_rejections_total{policy}`.
+pub const RATE_LIMIT_REJECTIONS: &str = "rate_limit_rejections_total";
+/// `http_requests_total{method, route, status}`: `route` is the route template.
+pub const HTTP_REQUESTS: &str = "http_requests_total";
+/// `http_request_duration_seconds{method, route}` (histogram).
+pub const HTTP_DURATION_SECONDS: &str = "http_request_duration_seconds";
+
+/// Why cached URLs were dropped (`stream_cache_invalidations_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidationReason {
+    /// The media was deleted.
+    Deletion,
+    /// The media changed (status, owner, rules) or its user was suspended or reinstated.
+    StatusChange,
+    /// The user logged out everywhere.
+    Logout,
+    /// The user's subscription changed.
+    Subscription,
+}
+
+impl InvalidationReason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deletion => "deletion",
+            Self::StatusChange => "status_change",
+            Self::Logout => "logout",
+            Self::Subscription => "subscription",
+        }
+    }
+}
+
+/// Counts one invalidation.
+pub fn invalidated(reason: InvalidationReason) {
+    counter!(STREAM_CACHE_INVALIDATIONS, "reason" => reason.as_str()).increment(1);
+}
+
+/// Publishes a breaker's state.
+pub(crate) fn breaker_state(dependency: &'static str, state: BreakerState) {
+    let value = match state {
+        BreakerState::Closed => 0.0,
+        BreakerState::HalfOpen => 1.0,
+        BreakerState::Open => 2.0,
+    };
+    gauge!(BREAKER_STATE, "dependency" => dependency).set(value);
+}
+
+/// Registers the help text and unit of every metric above with the
+/// installed recorder (call once, after installing it).
+pub fn describe() {
+    describe_counter!(STREAM_URL_REQUESTS, "Track URL requests by outcome and cache use.");
+    describe_histogram!(STREAM_URL_DURATION_MS, Unit::Milliseconds, "Time to answer a track URL request.");
+    describe_counter!(STREAM_URL_CACHE_HITS, "Track URLs served from the encrypted cache.");
+    describe_counter!(STREAM_URL_CACHE_MISSES, "Track URL requests the cache could not answer.");
+    describe_counter!(STREAM_URL_PRESIGNS, "Presigned track URLs generated.");
+    describe_counter!(STREAM_CACHE_INVALIDATIONS, "Cached URLs dropped, by reason.");
+    describe_counter!(STREAM_CACHE_DECRYPT_FAILURES, "Cached entries that did not decrypt (treated as misses).");
+    describe_counter!(STREAM_CACHE_ERRORS, "URL cache calls that failed (served without the cache).");
+    describe_gauge!(BREAKER_STATE, "Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open.");
+    describe_counter!(BREAKER_OPENED, "Times a dependency's circuit breaker opened.");
+    describe_counter!(SESSIONS_STARTED, "Playback sessions started, by manifest type.");
+    describe_counter!(PROGRESS_REPORTS, "Progress reports, by outcome.");
+    describe_counter!(MANIFEST_REQUESTS, "Manifest fetches through the manifest endpoint, by outcome.");
+    describe_histogram!(MANIFEST_RENDER_MS, Unit::Milliseconds, "Time to rewrite and sign a manifest.");
+    describe_gauge!(QUEUE_DEPTH, "Updates waiting in a write-behind queue.");
+    describe_histogram!(FLUSH_SECONDS, Unit::Seconds, "Time to write one write-behind batch.");
+    describe_counter!(FLUSH_FAILURES, "Write-behind batches that failed (kept for the next flush).");
+    describe_counter!(QUEUE_OVERFLOWS, "Updates written straight through because a write-behind queue was full.");
+    describe_counter!(EVENTS_PUBLISHED, "Playback events handed to the broker.");
+    describe_counter!(EVENTS_DROPPED, "Playback events given up on, by reason.");
+    describe_gauge!(OUTBOX_BACKLOG, "Outbox events not yet published.");
+    describe_gauge!(OUTBOX_LAG_SECONDS, Unit::Seconds, "Age of the oldest unpublished outbox event.");
+    describe_counter!(RATE_LIMIT_REJECTIONS, "Requests refused by a rate-limit policy.");
+    describe_counter!(HTTP_REQUESTS, "HTTP requests by method, route template and status.");
+    describe_histogram!(HTTP_DURATION_SECONDS, Unit::Seconds, "HTTP request latency by method and route template.");
+}
+
+/// Every metric name above (dashboards and alert rules are checked against it).
+pub const ALL: [&str; 25] = [
+    STREAM_URL_REQUESTS,
+    STREAM_URL_DURATION_MS,
+    STREAM_URL_CACHE_HITS,
+    STREAM_URL_CACHE_MISSES,
+    STREAM_URL_PRESIGNS,
+    STREAM_CACHE_INVALIDATIONS,
+    STREAM_CACHE_DECRYPT_FAILURES,
+    STREAM_CACHE_ERRORS,
+    BREAKER_STATE,
+    BREAKER_OPENED,
+    SESSIONS_STARTED,
+    PROGRESS_REPORTS,
+    MANIFEST_REQUESTS,
+    MANIFEST_RENDER_MS,
+    QUEUE_DEPTH,
+    FLUSH_SECONDS,
+    FLUSH_FAILURES,
+    QUEUE_OVERFLOWS,
+    EVENTS_PUBLISHED,
+    EVENTS_DROPPED,
+    OUTBOX_BACKLOG,
+    OUTBOX_LAG_SECONDS,
+    RATE_LIMIT_REJECTIONS,
+    HTTP_REQUESTS,
+    HTTP_DURATION_SECONDS,
+];
