@@ -52,7 +52,7 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log.filter))
         .map_err(|e| format!("log.filter: {e}"))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    crate::telemetry::install_logging(&settings.log, filter, std::io::stdout).map_err(|e| format!("logging: {e}"))?;
     match command {
         Command::Serve => {}
         Command::Migrate => return run_migrations(&settings).await,

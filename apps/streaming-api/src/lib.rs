@@ -18,7 +18,7 @@ mod startup;
 mod state;
 mod storage;
 mod subscriptions;
-mod telemetry;
+pub mod telemetry;
 
 pub use settings::Settings;
 pub use startup::{Application, PortOverrides, StartupError};

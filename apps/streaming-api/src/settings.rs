@@ -535,12 +535,27 @@ impl Default for DemoSettings {
 pub struct LogSettings {
     /// A `tracing` filter (default `info`); `RUST_LOG` overrides it.
     pub filter: String,
+    /// `text` (human-readable, the default) or `json` (one object per line,
+    /// with the fields of the enclosing spans: `trace_id`, `route`, `TrackId`, …).
+    pub format: LogFormat,
+    /// Whether log lines may carry user ids (`UserId`; default true).
+    pub user_ids: bool,
 }
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { filter: "info".into() }
+        Self { filter: "info".into(), format: LogFormat::Text, user_ids: true }
     }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people.
+    Text,
+    /// JSON lines, for collectors.
+    Json,
 }
 
 /// Prometheus metrics.

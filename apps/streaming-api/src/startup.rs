@@ -595,6 +595,7 @@ fn streaming_settings(settings: &Settings) -> Result<StreamingSettings, StartupE
         presign_expiry: Duration::from_secs(s.presign_expiry_seconds),
         cache_buffer: Duration::from_secs(s.cache_buffer_seconds),
         cache_key_prefix: s.cache_key_prefix.clone(),
+        log_user_ids: settings.log.user_ids,
     })
 }
 

@@ -141,6 +141,46 @@ pub async fn observe<B: MessageBody + 'static>(
     Ok(res)
 }
 
+/// Dependencies that print object keys or signing material at debug level
+/// (rusoto logs every request's URI and its signer the canonical request):
+/// held at `info` whatever the configured filter says.
+const LEAKY_TARGETS: [&str; 3] = ["rusoto_core", "rusoto_signature", "rusoto_credential"];
+
+/// Installs the process's logging: `filter` applied (leaky dependencies
+/// capped), lines in `log.format` written to `writer` (stdout in the
+/// binary; a buffer in tests), and records of crates that use the `log`
+/// facade brought in too.
+///
+/// # Errors
+/// When logging was installed already.
+pub fn install_logging<W>(
+    log: &crate::settings::LogSettings,
+    mut filter: tracing_subscriber::EnvFilter,
+    writer: W,
+) -> Result<(), String>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    for target in LEAKY_TARGETS {
+        if let Ok(directive) = format!("{target}=info").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let subscriber: Box<dyn tracing::Subscriber + Send + Sync> = match log.format {
+        crate::settings::LogFormat::Text => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            Box::new(builder.with_target(false).with_ansi(ansi).finish())
+        }
+        // Every enclosing span's fields: `trace_id` of the request, `TrackId` of the operation.
+        crate::settings::LogFormat::Json => {
+            Box::new(builder.json().flatten_event(true).with_current_span(false).with_span_list(true).finish())
+        }
+    };
+    // Also routes the `log` facade's records into the subscriber.
+    tracing_subscriber::util::SubscriberInitExt::try_init(subscriber).map_err(|e| e.to_string())
+}
+
 /// Counts a request refused by rate-limit policy `policy`.
 pub fn rate_limited(policy: &str) {
     metrics::counter!(names::RATE_LIMIT_REJECTIONS, "policy" => policy.to_owned()).increment(1);

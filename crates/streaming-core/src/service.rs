@@ -134,6 +134,8 @@ pub struct StreamingSettings {
     pub cache_buffer: Duration,
     /// Prepended to every cache key (default empty).
     pub cache_key_prefix: String,
+    /// Whether log lines may carry user ids (`UserId`; default true).
+    pub log_user_ids: bool,
 }
 
 impl Default for StreamingSettings {
@@ -142,6 +144,7 @@ impl Default for StreamingSettings {
             presign_expiry: Duration::from_secs(120),
             cache_buffer: Duration::from_secs(30),
             cache_key_prefix: String::new(),
+            log_user_ids: true,
         }
     }
 }
@@ -218,8 +221,14 @@ impl StreamUrlService {
         check_access(&*ports.catalog, &*ports.subscriptions, media_id, user, MediaKind::Track, now).await.map_err(
             |error| match error {
                 AccessError::Denied(Denial::NotFound | Denial::Deleted) => StreamError::NotFound,
-                AccessError::Denied(Denial::NotReady(status)) => StreamError::NotReady { status },
-                AccessError::Denied(denial) => StreamError::Forbidden(denial),
+                AccessError::Denied(Denial::NotReady(status)) => {
+                    warn!(Status = status.as_str(), "track not ready");
+                    StreamError::NotReady { status }
+                }
+                AccessError::Denied(denial) => {
+                    warn!(reason = ?denial, "access denied");
+                    StreamError::Forbidden(denial)
+                }
                 AccessError::Unavailable(dependency) => StreamError::Unavailable { dependency },
             },
         )
@@ -276,7 +285,7 @@ impl StreamUrlService {
             metrics::counter!(telemetry::STREAM_CACHE_ERRORS, "op" => "set").increment(1);
             warn!(%error, "cache write failed; URL served uncached");
         } else {
-            debug!(key_version = self.keyring.current_version(), "stream URL cached");
+            debug!(KeyVersion = self.keyring.current_version(), "cache entry encrypted and stored");
         }
     }
 }
@@ -284,9 +293,19 @@ impl StreamUrlService {
 #[async_trait]
 impl StreamingService for StreamUrlService {
     async fn get_stream_url(&self, media_id: &MediaId, user: &UserId) -> Result<StreamUrl, StreamError> {
-        let span = tracing::debug_span!("stream.get_url", track_id = %media_id, cache_hit = tracing::field::Empty);
+        // The spec's field names; the user id only where the operator allows it.
+        let span = tracing::info_span!(
+            "stream.get_url",
+            TrackId = %media_id,
+            UserId = tracing::field::Empty,
+            CacheHit = tracing::field::Empty,
+        );
+        if self.settings.log_user_ids {
+            span.record("UserId", tracing::field::display(user));
+        }
         let started = std::time::Instant::now();
         let result = async {
+            tracing::info!("stream URL requested");
             let now = self.ports.clock.now();
             let media = self.authorize(media_id, user, now).await?;
             let key = self.cache_key(user, media_id);
@@ -295,7 +314,8 @@ impl StreamingService for StreamUrlService {
             if let Some(entry) = cached {
                 bump(&self.stats.cache_hits);
                 metrics::counter!(telemetry::STREAM_URL_CACHE_HITS).increment(1);
-                tracing::Span::current().record("cache_hit", true);
+                tracing::Span::current().record("CacheHit", true);
+                debug!(ExpiresAt = %entry.expires_at, "cache hit");
                 return Ok(StreamUrl {
                     url: entry.url,
                     expires_at: entry.expires_at,
@@ -307,7 +327,8 @@ impl StreamingService for StreamUrlService {
             }
             bump(&self.stats.cache_misses);
             metrics::counter!(telemetry::STREAM_URL_CACHE_MISSES).increment(1);
-            tracing::Span::current().record("cache_hit", false);
+            tracing::Span::current().record("CacheHit", false);
+            debug!("cache miss; generating URL");
 
             let presigned = self
                 .ports
@@ -323,6 +344,7 @@ impl StreamingService for StreamUrlService {
                 })?;
             bump(&self.stats.presigns);
             metrics::counter!(telemetry::STREAM_URL_PRESIGNS).increment(1);
+            debug!(ExpiresAt = %presigned.expires_at, "presigned URL generated");
 
             let entry = CachedStreamUrl {
                 url: presigned.url,
@@ -361,7 +383,11 @@ impl StreamingService for StreamUrlService {
         let key = self.cache_key(user, media);
         self.ports.cache.delete(&key).await.map_err(|_| StreamError::Unavailable { dependency: Dependency::Cache })?;
         bump(&self.stats.invalidations);
-        debug!(track_id = %media, "stream URL cache invalidated");
+        if self.settings.log_user_ids {
+            debug!(TrackId = %media, UserId = %user, "cache invalidated");
+        } else {
+            debug!(TrackId = %media, "cache invalidated");
+        }
         Ok(())
     }
 
