@@ -19,7 +19,7 @@ use harness::{spawn, TestApp, MOVIE, READY, SECRET, SIGNING_KEY};
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{json, Value};
-use streaming_api::settings::{CacheKind, LogFormat, LogSettings, StorageKind};
+use streaming_api::settings::{CacheKind, LogFormat, LogSettings};
 use streaming_core::contract::infra_var as infra;
 
 /// Every log line, in memory.
@@ -132,14 +132,7 @@ async fn no_url_signature_key_token_or_secret_reaches_the_logs_at_trace_level() 
     flow(&embedded, &mut secrets).await;
 
     secrets.add(infra("STREAMGATE_S3_SECRET_KEY"));
-    let on_s3 = spawn(|s| {
-        s.storage.kind = StorageKind::S3;
-        s.storage.s3.endpoint = Some(infra("STREAMGATE_S3_ENDPOINT"));
-        s.storage.s3.bucket = infra("STREAMGATE_S3_BUCKET");
-        s.storage.s3.access_key = infra("STREAMGATE_S3_ACCESS_KEY");
-        s.storage.s3.secret_key = Some(SecretString::from(infra("STREAMGATE_S3_SECRET_KEY")));
-    })
-    .await;
+    let on_s3 = spawn(harness::use_s3).await;
     flow(&on_s3, &mut secrets).await;
 
     // Everything real: S3, the Redis cache, PostgreSQL with its outbox, Kafka.
@@ -149,11 +142,7 @@ async fn no_url_signature_key_token_or_secret_reaches_the_logs_at_trace_level() 
     let database = streaming_postgres::testing::fresh_database_url(&infra("STREAMGATE_POSTGRES_URL")).await;
     secrets.add(database.rsplit_once('@').map_or(database.as_str(), |(credentials, _)| credentials));
     let everything = spawn(|s| {
-        s.storage.kind = StorageKind::S3;
-        s.storage.s3.endpoint = Some(infra("STREAMGATE_S3_ENDPOINT"));
-        s.storage.s3.bucket = infra("STREAMGATE_S3_BUCKET");
-        s.storage.s3.access_key = infra("STREAMGATE_S3_ACCESS_KEY");
-        s.storage.s3.secret_key = Some(SecretString::from(infra("STREAMGATE_S3_SECRET_KEY")));
+        harness::use_s3(s);
         s.cache.kind = CacheKind::Redis;
         s.redis.url = Some(SecretString::from(infra("STREAMGATE_REDIS_URL")));
         s.redis.key_prefix = prefix.clone();

@@ -50,6 +50,16 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings), overrides: PortOv
     TestApp { address, client, demo, dir, invalidations }
 }
 
+/// Switches `settings` to the S3 server of `cargo xtask infra up`.
+pub fn use_s3(settings: &mut Settings) {
+    use streaming_core::contract::infra_var as infra;
+    settings.storage.kind = streaming_api::settings::StorageKind::S3;
+    settings.storage.s3.endpoint = Some(infra("STREAMGATE_S3_ENDPOINT"));
+    settings.storage.s3.bucket = infra("STREAMGATE_S3_BUCKET");
+    settings.storage.s3.access_key = infra("STREAMGATE_S3_ACCESS_KEY");
+    settings.storage.s3.secret_key = Some(SecretString::from(infra("STREAMGATE_S3_SECRET_KEY")));
+}
+
 pub fn token_for(subject: &str) -> String {
     token(TokenClaims {
         subject: subject.into(),

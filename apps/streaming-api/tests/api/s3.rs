@@ -10,14 +10,7 @@ use crate::harness::{spawn, TestApp, READY};
 use streaming_core::contract::infra_var as infra;
 
 async fn spawn_on_s3() -> TestApp {
-    spawn(|s| {
-        s.storage.kind = StorageKind::S3;
-        s.storage.s3.endpoint = Some(infra("STREAMGATE_S3_ENDPOINT"));
-        s.storage.s3.bucket = infra("STREAMGATE_S3_BUCKET");
-        s.storage.s3.access_key = infra("STREAMGATE_S3_ACCESS_KEY");
-        s.storage.s3.secret_key = Some(SecretString::from(infra("STREAMGATE_S3_SECRET_KEY")));
-    })
-    .await
+    spawn(crate::harness::use_s3).await
 }
 
 #[tokio::test]
