@@ -622,13 +622,13 @@ impl PlaybackService {
                 session => session,
             },
             None => {
-                let open = self
-                    .ports
-                    .sessions
-                    .open_sessions(user, OffsetDateTime::UNIX_EPOCH)
-                    .await
-                    .map_err(|_| unavailable(Dependency::Sessions))?;
-                match open.into_iter().filter(|s| &s.media == movie).max_by_key(|s| s.started_at) {
+                match self
+                    .every_open_session(user)
+                    .await?
+                    .into_iter()
+                    .filter(|s| &s.media == movie)
+                    .max_by_key(|s| s.started_at)
+                {
                     Some(session) => session,
                     None => return Ok(StopOutcome::NoOpenSession),
                 }
@@ -668,6 +668,15 @@ impl PlaybackService {
         Ok(outcome)
     }
 
+    /// Every open session of `user`, however long idle.
+    async fn every_open_session(&self, user: &UserId) -> Result<Vec<StreamSession>, PlaybackError> {
+        self.ports
+            .sessions
+            .open_sessions(user, OffsetDateTime::UNIX_EPOCH)
+            .await
+            .map_err(|_| unavailable(Dependency::Sessions))
+    }
+
     /// Closes every open session of `user` (a logout everywhere): their
     /// manifest grants stop working at the next playlist fetch. Each closed
     /// session gets its stop event, without a position. Returns how many
@@ -677,12 +686,7 @@ impl PlaybackService {
     /// The session store unavailable (some sessions may already be closed; calling again is safe).
     pub async fn end_sessions_of(&self, user: &UserId) -> Result<usize, PlaybackError> {
         let now = self.ports.clock.now();
-        let open = self
-            .ports
-            .sessions
-            .open_sessions(user, OffsetDateTime::UNIX_EPOCH)
-            .await
-            .map_err(|_| unavailable(Dependency::Sessions))?;
+        let open = self.every_open_session(user).await?;
         let mut closed = 0;
         for session in open {
             if let CloseOutcome::Closed(_) = self.close_session(&session, None, now).await? {
