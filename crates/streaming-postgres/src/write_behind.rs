@@ -157,12 +157,16 @@ pub(crate) trait Flush: Send + Sync + 'static {
     fn depth(&self) -> usize;
 }
 
-/// One timed flush, reported as `write_behind_flush_duration_seconds` and
-/// `write_behind_queue_depth`.
+/// One flush, reported as `write_behind_queue_depth` and, when it had
+/// something to write, `write_behind_flush_duration_seconds` (the idle
+/// ticks of the flusher would otherwise drown the real batches).
 async fn timed_flush<Q: Flush + ?Sized>(queue: &Q) -> bool {
+    let waiting = queue.depth();
     let started = std::time::Instant::now();
     let empty = queue.flush().await;
-    metrics::histogram!(telemetry::FLUSH_SECONDS, "queue" => Q::QUEUE).record(started.elapsed().as_secs_f64());
+    if waiting > 0 {
+        metrics::histogram!(telemetry::FLUSH_SECONDS, "queue" => Q::QUEUE).record(started.elapsed().as_secs_f64());
+    }
     metrics::gauge!(telemetry::QUEUE_DEPTH, "queue" => Q::QUEUE).set(queue.depth() as f64);
     empty
 }

@@ -37,6 +37,15 @@ impl ManifestKind {
             Self::Dash => "index.mpd",
         }
     }
+
+    /// The kind of manifest a path names, by its extension (`.m3u8`, `.mpd`).
+    pub fn of_path(path: &str) -> Option<Self> {
+        match path.rsplit_once('.') {
+            Some((_, "m3u8")) => Some(Self::Hls),
+            Some((_, "mpd")) => Some(Self::Dash),
+            _ => None,
+        }
+    }
 }
 
 impl FromStr for ManifestKind {
@@ -237,5 +246,10 @@ mod tests {
         assert!("HLS".parse::<ManifestKind>().is_err());
         assert!("smooth".parse::<ManifestKind>().is_err());
         assert_eq!(ManifestKind::Dash.file_name(), "index.mpd");
+        for kind in [ManifestKind::Hls, ManifestKind::Dash] {
+            assert_eq!(ManifestKind::of_path(&format!("720p/{}", kind.file_name())), Some(kind));
+        }
+        assert_eq!(ManifestKind::of_path("seg.ts"), None);
+        assert_eq!(ManifestKind::of_path("mpd"), None);
     }
 }

@@ -68,7 +68,7 @@ impl Signer<'_> {
     fn object(&mut self, base: &str, uri: &str) -> Result<String, ManifestError> {
         self.urls += 1;
         if self.urls > MAX_SEGMENT_URLS {
-            return Err(malformed(format_args!("the MPD names more than {MAX_SEGMENT_URLS} segments")));
+            return Err(too_many_segments());
         }
         let key = resolve(self.manifest, self.root, &merge(base, uri)?)?;
         (self.sign)(UriTarget::Object, &key)
@@ -236,6 +236,10 @@ impl Signer<'_> {
     }
 }
 
+fn too_many_segments() -> ManifestError {
+    malformed(format_args!("the MPD names more than {MAX_SEGMENT_URLS} segments"))
+}
+
 /// A `SegmentTemplate` with what it inherits from the levels above.
 #[derive(Debug, Clone, Default)]
 struct Template {
@@ -301,7 +305,6 @@ impl Template {
         let offset = self.presentation_time_offset.unwrap_or(0);
         // The period's end on the media timeline, when the MPD says how long the period is.
         let period_end = period_duration.map(|seconds| offset as f64 + seconds * timescale as f64);
-        let too_many = || malformed(format_args!("the MPD names more than {MAX_SEGMENT_URLS} segments"));
         let overflow = || malformed("segment times overflow");
         let mut segments = Vec::new();
         if let Some(timeline) = &self.timeline {
@@ -322,7 +325,7 @@ impl Template {
                     _ => return Err(malformed("a SegmentTimeline @r below -1")),
                 };
                 if count > (MAX_SEGMENT_URLS - segments.len().min(MAX_SEGMENT_URLS)) as u64 {
-                    return Err(too_many());
+                    return Err(too_many_segments());
                 }
                 for _ in 0..count {
                     segments.push(Segment { number, time, duration: entry.d });
@@ -339,7 +342,7 @@ impl Template {
                 .ok_or_else(|| malformed("a SegmentTemplate @duration without a known period length"))?;
             let count = (seconds * timescale as f64 / duration as f64 - 1e-9).ceil();
             if !(0.0..=MAX_SEGMENT_URLS as f64).contains(&count) {
-                return Err(too_many());
+                return Err(too_many_segments());
             }
             for i in 0..count as u64 {
                 let number = start_number.checked_add(i).ok_or_else(overflow)?;

@@ -426,11 +426,7 @@ impl PlaybackService {
         grant_text: &str,
     ) -> Result<ServedManifest, PlaybackError> {
         let result = self.serve_manifest(movie, path, grant_text).await;
-        let kind = match path.rsplit_once('.') {
-            Some((_, "m3u8")) => "hls",
-            Some((_, "mpd")) => "dash",
-            _ => "other",
-        };
+        let kind = ManifestKind::of_path(path).map_or("other", ManifestKind::as_str);
         let outcome = match &result {
             Ok(_) => "served",
             Err(PlaybackError::GrantRefused(_) | PlaybackError::GrantRevoked | PlaybackError::Forbidden(_)) => {
@@ -466,11 +462,11 @@ impl PlaybackService {
             Err(PlaybackError::Forbidden(_)) => return Err(PlaybackError::GrantRevoked),
             other => other?,
         };
-        let (rewrite, content_type): (Rewrite, &'static str) = match path.rsplit_once('.') {
-            Some((_, "m3u8")) => (rewrite_hls, "application/vnd.apple.mpegurl"),
-            Some((_, "mpd")) => (rewrite_dash, "application/dash+xml"),
-            _ => return Err(PlaybackError::ManifestNotFound),
-        };
+        let (rewrite, content_type): (Rewrite, &'static str) =
+            match ManifestKind::of_path(path).ok_or(PlaybackError::ManifestNotFound)? {
+                ManifestKind::Hls => (rewrite_hls, "application/vnd.apple.mpegurl"),
+                ManifestKind::Dash => (rewrite_dash, "application/dash+xml"),
+            };
         let root = &media.object_key;
         let base = ObjectKey::try_from(format!("{}/index.m3u8", root.as_str())).map_err(|_| PlaybackError::NotFound)?;
         let key = resolve(&base, root, path).map_err(|_| PlaybackError::ManifestNotFound)?;
