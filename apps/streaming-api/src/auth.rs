@@ -7,6 +7,7 @@ use actix_web::HttpRequest;
 use secrecy::SecretString;
 use streaming_auth::{AuthError, Principal, TokenClaims, TokenSigner, TokenVerifier};
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 use crate::problem::ApiError;
 use crate::settings::AuthSettings;
@@ -59,6 +60,7 @@ pub async fn authenticate(
     };
     verifier
         .verify_refreshing(token, now)
+        .instrument(tracing::debug_span!("auth.verify"))
         .await
         .map_err(|error| ApiError::Unauthorized { reason: Some(describe(&error)) })
 }

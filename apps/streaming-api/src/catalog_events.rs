@@ -19,6 +19,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use streaming_core::telemetry::{self, InvalidationReason};
+use tracing::Instrument;
 
 use async_trait::async_trait;
 use streaming_core::domain::{CatalogChange, CatalogEvent, MediaId, UserId};
@@ -108,7 +109,11 @@ impl CatalogEvents {
 impl CatalogEventHandler for CatalogEvents {
     async fn handle(&self, event: &CatalogEvent) -> Result<(), String> {
         let writer: &dyn CatalogWriter = self.catalog.writer();
-        writer.apply(&event.change, event.occurred_at).await.map_err(|e| e.to_string())?;
+        writer
+            .apply(&event.change, event.occurred_at)
+            .instrument(tracing::debug_span!("catalog.apply"))
+            .await
+            .map_err(|e| e.to_string())?;
         match &event.change {
             CatalogChange::MediaUpserted(media) => self.forget_media(&media.id, InvalidationReason::StatusChange).await,
             CatalogChange::MediaStatusChanged { media, .. } => {

@@ -52,7 +52,15 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log.filter))
         .map_err(|e| format!("log.filter: {e}"))?;
-    crate::telemetry::install_logging(&settings.log, filter, std::io::stdout).map_err(|e| format!("logging: {e}"))?;
+    let telemetry = crate::telemetry::install_logging(&settings.log, &settings.otlp, filter, std::io::stdout)
+        .map_err(|e| format!("logging: {e}"))?;
+    let outcome = run_command(command, settings, ttl_seconds).await;
+    // Buffered spans go out before the process ends (the exporter blocks).
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    outcome
+}
+
+async fn run_command(command: Command, settings: Settings, ttl_seconds: u64) -> Result<(), String> {
     match command {
         Command::Serve => {}
         Command::Migrate => return run_migrations(&settings).await,

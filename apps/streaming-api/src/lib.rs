@@ -10,6 +10,8 @@ mod catalog;
 pub mod catalog_events;
 pub mod cli;
 pub mod demo;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod problem;
 mod relay;
 mod routes;

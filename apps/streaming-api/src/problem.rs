@@ -378,7 +378,8 @@ impl fmt::Display for TraceId {
 }
 
 impl TraceId {
-    pub(crate) fn from_traceparent(value: &HeaderValue) -> Option<Self> {
+    /// The trace id, parent span id and flags of a valid W3C `traceparent`.
+    pub(crate) fn parse_traceparent(value: &HeaderValue) -> Option<(&str, &str, &str)> {
         // version "-" trace-id(32 hex) "-" parent-id(16 hex) "-" flags(2 hex)
         let value = value.to_str().ok()?;
         let mut parts = value.split('-');
@@ -389,8 +390,9 @@ impl TraceId {
             && hex(trace, 32)
             && trace != "0".repeat(32)
             && hex(parent, 16)
+            && parent != "0".repeat(16)
             && hex(flags, 2);
-        valid.then(|| Self(trace.to_owned()))
+        valid.then_some((trace, parent, flags))
     }
 
     pub(crate) fn random() -> Self {
@@ -426,16 +428,20 @@ mod tests {
     #[test]
     fn traceparent_is_honoured_only_when_valid() {
         let valid = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        assert_eq!(TraceId::from_traceparent(&valid).map(|t| t.0), Some("4bf92f3577b34da6a3ce929d0e0e4736".into()));
+        assert_eq!(
+            TraceId::parse_traceparent(&valid),
+            Some(("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "01"))
+        );
         for bad in [
             "",
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "00-<script>-00f067aa0ba902b7-01",
         ] {
-            assert!(TraceId::from_traceparent(&HeaderValue::from_static(bad)).is_none(), "{bad}");
+            assert!(TraceId::parse_traceparent(&HeaderValue::from_static(bad)).is_none(), "{bad}");
         }
         assert_eq!(TraceId::random().0.len(), 32);
     }

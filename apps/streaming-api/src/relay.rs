@@ -16,7 +16,7 @@ use streaming_core::telemetry;
 use streaming_kafka::{KafkaProducer, OutgoingRecord};
 use streaming_postgres::{OutboxRow, OutboxSink, PgOutbox, RelayOutcome};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 /// Sends outbox rows as Kafka records (topic prefix added by the producer).
 struct KafkaSink(Arc<KafkaProducer>);
@@ -34,7 +34,11 @@ impl OutboxSink for KafkaSink {
                 timestamp: row.created_at,
             })
             .collect();
-        self.0.send(records).await.map_err(|e| e.to_string())
+        self.0
+            .send(records)
+            .instrument(tracing::debug_span!("events.send", records = rows.len()))
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -126,26 +130,27 @@ async fn run(outbox: PgOutbox, producer: Arc<KafkaProducer>, settings: RelaySett
             next_report = tokio::time::Instant::now() + REPORT_EVERY;
             report_backlog(&outbox).await;
         }
-        let pause = match outbox.relay_batch(settings.batch, &sink).await {
-            Ok(RelayOutcome::Relayed(n)) => {
-                stats.relayed.fetch_add(n as u64, Ordering::Relaxed);
-                metrics::counter!(telemetry::EVENTS_PUBLISHED, "path" => "outbox").increment(n as u64);
-                backoff = Duration::from_millis(100);
-                // A full batch: more may be waiting.
-                if n == settings.batch as usize {
-                    continue;
+        let pause =
+            match outbox.relay_batch(settings.batch, &sink).instrument(tracing::debug_span!("outbox.relay")).await {
+                Ok(RelayOutcome::Relayed(n)) => {
+                    stats.relayed.fetch_add(n as u64, Ordering::Relaxed);
+                    metrics::counter!(telemetry::EVENTS_PUBLISHED, "path" => "outbox").increment(n as u64);
+                    backoff = Duration::from_millis(100);
+                    // A full batch: more may be waiting.
+                    if n == settings.batch as usize {
+                        continue;
+                    }
+                    settings.poll_interval
                 }
-                settings.poll_interval
-            }
-            Ok(RelayOutcome::Busy) => settings.poll_interval,
-            Err(error) => {
-                stats.failed_rounds.fetch_add(1, Ordering::Relaxed);
-                warn!(%error, retry_in = ?backoff, "outbox relay round failed; rows kept");
-                let pause = backoff;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                pause
-            }
-        };
+                Ok(RelayOutcome::Busy) => settings.poll_interval,
+                Err(error) => {
+                    stats.failed_rounds.fetch_add(1, Ordering::Relaxed);
+                    warn!(%error, retry_in = ?backoff, "outbox relay round failed; rows kept");
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    pause
+                }
+            };
         if tokio::time::Instant::now() >= next_prune {
             next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
             let before = time::OffsetDateTime::now_utc() - settings.retention;

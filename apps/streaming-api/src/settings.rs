@@ -41,6 +41,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// `/metrics`.
     pub metrics: MetricsSettings,
+    /// Trace export over OTLP (builds with the `otlp` feature).
+    pub otlp: OtlpSettings,
     /// Problem documents.
     pub problems: ProblemSettings,
 }
@@ -573,6 +575,58 @@ impl Default for MetricsSettings {
     }
 }
 
+/// Trace export over OTLP/HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpSettings {
+    /// The collector's OTLP/HTTP base URL (`http://collector:4318`; spans go
+    /// to `{endpoint}/v1/traces`). Unset (the default): no export. Set on a
+    /// build without the `otlp` feature, the service refuses to start.
+    pub endpoint: Option<String>,
+    /// `service.name` of the exported spans (default `streaming-api`).
+    pub service_name: String,
+    /// Fraction of new traces exported, 0 to 1 (default 1). A request that
+    /// arrives with a `traceparent` follows its caller's sampling decision.
+    pub sample_ratio: f64,
+    /// Which spans are exported, as a `tracing` filter (default
+    /// `info,streaming_core=debug,streaming_api=debug`: requests, operations
+    /// and every port call).
+    pub filter: String,
+}
+
+impl Default for OtlpSettings {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            service_name: "streaming-api".into(),
+            sample_ratio: 1.0,
+            filter: "info,streaming_core=debug,streaming_api=debug".into(),
+        }
+    }
+}
+
+impl OtlpSettings {
+    /// Where spans are posted: `endpoint` with `/v1/traces` appended unless present.
+    ///
+    /// # Errors
+    /// A message naming the key when the endpoint is not an http(s) URL or
+    /// the ratio is outside 0..=1.
+    pub fn traces_url(&self) -> Result<Option<String>, String> {
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(format!("otlp.sample_ratio must be within 0 and 1, not {}", self.sample_ratio));
+        }
+        let Some(endpoint) = self.endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()) else {
+            return Ok(None);
+        };
+        let scheme_ok = ["http://", "https://"].iter().any(|s| endpoint.starts_with(s) && endpoint.len() > s.len());
+        if !scheme_ok || endpoint.contains(char::is_whitespace) {
+            return Err("otlp.endpoint must be an http:// or https:// URL".into());
+        }
+        let base = endpoint.trim_end_matches('/');
+        Ok(Some(if base.ends_with("/v1/traces") { base.to_owned() } else { format!("{base}/v1/traces") }))
+    }
+}
+
 /// Problem documents.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -670,6 +724,28 @@ mod tests {
         let debug = format!("{settings:?}");
         assert!(!debug.contains("visible-if-leaked"));
         assert!(!debug.contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn otlp_endpoint_is_checked_and_completed() {
+        let otlp = |endpoint: &str, ratio: f64| OtlpSettings {
+            endpoint: Some(endpoint.into()),
+            sample_ratio: ratio,
+            ..OtlpSettings::default()
+        };
+        assert_eq!(OtlpSettings::default().traces_url(), Ok(None));
+        assert_eq!(otlp("", 1.0).traces_url(), Ok(None));
+        assert_eq!(
+            otlp("http://collector:4318", 1.0).traces_url().unwrap().unwrap(),
+            "http://collector:4318/v1/traces"
+        );
+        assert_eq!(otlp("https://c/v1/traces/", 0.5).traces_url().unwrap().unwrap(), "https://c/v1/traces");
+        for bad in ["collector:4318", "ftp://c", "http://", "http://a b"] {
+            assert!(otlp(bad, 1.0).traces_url().is_err(), "{bad}");
+        }
+        for ratio in [-0.1, 1.5, f64::NAN] {
+            assert!(otlp("http://c", ratio).traces_url().unwrap_err().contains("sample_ratio"));
+        }
     }
 
     #[test]

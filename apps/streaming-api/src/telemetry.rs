@@ -100,17 +100,29 @@ pub async fn observe<B: MessageBody + 'static>(
     next: actix_web::middleware::Next<B>,
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
     let started = Instant::now();
-    let trace = req.headers().get("traceparent").and_then(TraceId::from_traceparent).unwrap_or_else(TraceId::random);
-    let span_id = format!("{:016x}", rand::random::<u64>().max(1));
-    req.extensions_mut().insert(trace.clone());
     let method = req.method().as_str().to_owned();
     let span = tracing::info_span!(
         "http.request",
-        trace_id = %trace.0,
+        trace_id = tracing::field::Empty,
         method = %method,
         route = tracing::field::Empty,
         status = tracing::field::Empty,
     );
+    let incoming = req.headers().get("traceparent").and_then(TraceId::parse_traceparent);
+    // With trace export on, the exported span's ids are the ones to report.
+    #[cfg(feature = "otlp")]
+    let exported = crate::otlp::join(&span, incoming);
+    #[cfg(not(feature = "otlp"))]
+    let exported: Option<(String, String)> = None;
+    let (trace, span_id) = match exported {
+        Some((trace, span_id)) => (TraceId(trace), span_id),
+        None => (
+            incoming.map_or_else(TraceId::random, |(trace, _, _)| TraceId(trace.to_owned())),
+            format!("{:016x}", rand::random::<u64>().max(1)),
+        ),
+    };
+    span.record("trace_id", trace.0.as_str());
+    req.extensions_mut().insert(trace.clone());
     let mut res = next.call(req).instrument(span.clone()).await?;
 
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
@@ -146,39 +158,94 @@ pub async fn observe<B: MessageBody + 'static>(
 /// held at `info` whatever the configured filter says.
 const LEAKY_TARGETS: [&str; 3] = ["rusoto_core", "rusoto_signature", "rusoto_credential"];
 
-/// Installs the process's logging: `filter` applied (leaky dependencies
-/// capped), lines in `log.format` written to `writer` (stdout in the
-/// binary; a buffer in tests), and records of crates that use the `log`
-/// facade brought in too.
+/// What [`install_logging`] leaves running: the trace exporter, when one is
+/// configured. [`Telemetry::shutdown`] sends its buffered spans.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    #[cfg(feature = "otlp")]
+    exporter: Option<crate::otlp::Exporter>,
+}
+
+impl Telemetry {
+    /// Flushes and stops trace export (blocking; a no-op without it).
+    pub fn shutdown(self) {
+        #[cfg(feature = "otlp")]
+        if let Some(exporter) = self.exporter {
+            exporter.shutdown();
+        }
+    }
+}
+
+/// Installs the process's logging and tracing: `filter` applied (leaky
+/// dependencies capped), lines in `log.format` written to `writer` (stdout in
+/// the binary; a buffer in tests), records of crates that use the `log`
+/// facade brought in too, and, with `otlp.endpoint` set (and the `otlp`
+/// feature), spans exported under `otlp.filter`.
 ///
 /// # Errors
-/// When logging was installed already.
+/// When logging was installed already, or trace export is misconfigured
+/// (or configured in a build without it).
 pub fn install_logging<W>(
     log: &crate::settings::LogSettings,
+    otlp: &crate::settings::OtlpSettings,
     mut filter: tracing_subscriber::EnvFilter,
     writer: W,
-) -> Result<(), String>
+) -> Result<Telemetry, String>
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::Layer as _;
+
     for target in LEAKY_TARGETS {
         if let Ok(directive) = format!("{target}=info").parse() {
             filter = filter.add_directive(directive);
         }
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
-    let subscriber: Box<dyn tracing::Subscriber + Send + Sync> = match log.format {
+    let lines = tracing_subscriber::fmt::layer().with_writer(writer);
+    let lines = match log.format {
         crate::settings::LogFormat::Text => {
             let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-            Box::new(builder.with_target(false).with_ansi(ansi).finish())
+            lines.with_target(false).with_ansi(ansi).boxed()
         }
         // Every enclosing span's fields: `trace_id` of the request, `TrackId` of the operation.
         crate::settings::LogFormat::Json => {
-            Box::new(builder.json().flatten_event(true).with_current_span(false).with_span_list(true).finish())
+            lines.json().flatten_event(true).with_current_span(false).with_span_list(true).boxed()
         }
     };
+    let registry = tracing_subscriber::registry().with(lines.with_filter(filter));
+
+    #[cfg(feature = "otlp")]
+    let (registry, telemetry) = {
+        let exporter = crate::otlp::exporter(otlp)?;
+        let spans = match &exporter {
+            Some(exporter) => {
+                let mut filter =
+                    tracing_subscriber::EnvFilter::try_new(&otlp.filter).map_err(|e| format!("otlp.filter: {e}"))?;
+                for target in LEAKY_TARGETS {
+                    if let Ok(directive) = format!("{target}=info").parse() {
+                        filter = filter.add_directive(directive);
+                    }
+                }
+                Some(crate::otlp::layer(exporter).with_filter(filter))
+            }
+            None => None,
+        };
+        (registry.with(spans), Telemetry { exporter })
+    };
+    #[cfg(not(feature = "otlp"))]
+    let telemetry = match otlp.traces_url()? {
+        Some(_) => {
+            return Err(
+                "otlp.endpoint is set, but this build has no trace export (build with the `otlp` feature)".into()
+            )
+        }
+        None => Telemetry::default(),
+    };
+
     // Also routes the `log` facade's records into the subscriber.
-    tracing_subscriber::util::SubscriberInitExt::try_init(subscriber).map_err(|e| e.to_string())
+    tracing_subscriber::util::SubscriberInitExt::try_init(registry).map_err(|e| e.to_string())?;
+    Ok(telemetry)
 }
 
 /// Counts a request refused by rate-limit policy `policy`.

@@ -117,8 +117,13 @@ async fn flow(app: &TestApp, secrets: &mut Secrets) {
 async fn no_url_signature_key_token_or_secret_reaches_the_logs_at_trace_level() {
     let captured = Captured::default();
     let log = LogSettings { filter: "trace".into(), format: LogFormat::Json, user_ids: true };
-    streaming_api::telemetry::install_logging(&log, tracing_subscriber::EnvFilter::new("trace"), captured.clone())
-        .unwrap();
+    streaming_api::telemetry::install_logging(
+        &log,
+        &Default::default(),
+        tracing_subscriber::EnvFilter::new("trace"),
+        captured.clone(),
+    )
+    .unwrap();
 
     let mut secrets = Secrets::default();
     for secret in [SECRET, SIGNING_KEY] {

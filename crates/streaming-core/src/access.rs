@@ -2,6 +2,7 @@
 //! the subscription directory only when the policy needs it.
 
 use time::OffsetDateTime;
+use tracing::{debug_span, Instrument};
 
 use crate::domain::{Media, MediaId, MediaKind, UserId};
 use crate::policy::{decide, Decision, Denial, SubscriptionFact};
@@ -27,11 +28,18 @@ pub(crate) async fn check_access(
     now: OffsetDateTime,
 ) -> Result<Media, AccessError> {
     let media = existing(catalog, media_id, kind).await?;
-    let viewer = catalog.viewer(user, media_id).await.map_err(|_| AccessError::Unavailable(Dependency::Catalog))?;
+    let viewer = catalog
+        .viewer(user, media_id)
+        .instrument(debug_span!("catalog.viewer"))
+        .await
+        .map_err(|_| AccessError::Unavailable(Dependency::Catalog))?;
     let mut decision = decide(Some(&media), user, viewer, SubscriptionFact::NotLooked, now);
     if decision == Decision::NeedsSubscription {
-        let subscription =
-            subscriptions.current(user).await.map_err(|_| AccessError::Unavailable(Dependency::Subscriptions))?;
+        let subscription = subscriptions
+            .current(user)
+            .instrument(debug_span!("subscriptions.current"))
+            .await
+            .map_err(|_| AccessError::Unavailable(Dependency::Subscriptions))?;
         decision = decide(Some(&media), user, viewer, SubscriptionFact::Known(subscription.as_ref()), now);
     }
     match decision {
@@ -48,7 +56,11 @@ pub(crate) async fn existing(
     media_id: &MediaId,
     kind: MediaKind,
 ) -> Result<Media, AccessError> {
-    let media = catalog.media(media_id).await.map_err(|_| AccessError::Unavailable(Dependency::Catalog))?;
+    let media = catalog
+        .media(media_id)
+        .instrument(debug_span!("catalog.media"))
+        .await
+        .map_err(|_| AccessError::Unavailable(Dependency::Catalog))?;
     match media {
         Some(media) if media.kind == kind && media.status != crate::domain::MediaStatus::Deleted => Ok(media),
         Some(media) if media.kind == kind => Err(AccessError::Denied(Denial::Deleted)),

@@ -381,7 +381,12 @@ impl StreamingService for StreamUrlService {
 
     async fn invalidate(&self, media: &MediaId, user: &UserId) -> Result<(), StreamError> {
         let key = self.cache_key(user, media);
-        self.ports.cache.delete(&key).await.map_err(|_| StreamError::Unavailable { dependency: Dependency::Cache })?;
+        self.ports
+            .cache
+            .delete(&key)
+            .instrument(tracing::debug_span!("cache.delete"))
+            .await
+            .map_err(|_| StreamError::Unavailable { dependency: Dependency::Cache })?;
         bump(&self.stats.invalidations);
         if self.settings.log_user_ids {
             debug!(TrackId = %media, UserId = %user, "cache invalidated");
@@ -401,6 +406,7 @@ impl StreamingService for StreamUrlService {
         self.ports
             .cache
             .set_generation(user, generation, ttl)
+            .instrument(tracing::debug_span!("cache.set_generation"))
             .await
             .map_err(|_| StreamError::Unavailable { dependency: Dependency::Cache })?;
         bump(&self.stats.invalidations);

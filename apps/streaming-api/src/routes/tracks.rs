@@ -4,7 +4,7 @@ use streaming_core::domain::MediaId;
 use streaming_core::ports::RateDecision;
 use streaming_core::StreamingService as _;
 use time::format_description::well_known::Rfc3339;
-use tracing::warn;
+use tracing::{warn, Instrument};
 
 use crate::auth::authenticate;
 use crate::problem::ApiError;
@@ -29,7 +29,7 @@ pub async fn stream_url(
 ) -> Result<HttpResponse, ApiError> {
     let principal = authenticate(&req, &state.verifier, state.clock.now()).await?;
     if let Some(policy) = &state.stream_url_policy {
-        match state.limiter.check(&principal.user, policy).await {
+        match state.limiter.check(&principal.user, policy).instrument(tracing::debug_span!("ratelimit.check")).await {
             Ok(RateDecision::Allowed { .. }) => {}
             Ok(RateDecision::Limited { retry_after }) => {
                 crate::telemetry::rate_limited(&policy.name);

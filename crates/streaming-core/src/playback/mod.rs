@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tracing::warn;
+use tracing::{debug_span, warn, Instrument};
 
 use crate::access::{check_access, existing, AccessError};
 use crate::domain::{
@@ -333,9 +333,11 @@ impl PlaybackService {
         let media = self.authorized(movie, user, now).await?;
         self.check_stream_limit(user, now).await?;
         let manifest_key = manifest_key(&media, request.manifest)?;
-        self.ports.objects.head(&manifest_key).await.map_err(|error| match error {
-            ObjectStoreError::NotFound => PlaybackError::ManifestNotFound,
-            _ => unavailable(Dependency::ObjectStore),
+        self.ports.objects.head(&manifest_key).instrument(debug_span!("storage.head")).await.map_err(|error| {
+            match error {
+                ObjectStoreError::NotFound => PlaybackError::ManifestNotFound,
+                _ => unavailable(Dependency::ObjectStore),
+            }
         })?;
         let session_id = SessionId::random();
         let (manifest_url, expires_at) = match (&self.grants, request.manifest) {
@@ -354,6 +356,7 @@ impl PlaybackService {
                     .ports
                     .objects
                     .presign_get(&manifest_key, now, self.settings.manifest_expiry)
+                    .instrument(debug_span!("storage.presign"))
                     .await
                     .map_err(|_| unavailable(Dependency::ObjectStore))?;
                 (url.url, url.expires_at)
@@ -372,7 +375,7 @@ impl PlaybackService {
             client_ip: request.client_ip,
             last_heartbeat_at: now,
         };
-        let resume_position = match self.ports.progress.get(user, movie).await {
+        let resume_position = match self.ports.progress.get(user, movie).instrument(debug_span!("progress.get")).await {
             Ok(progress) => progress.map(|p| p.position).unwrap_or_default(),
             Err(error) => {
                 // Resuming from 0 beats refusing to play.
@@ -386,6 +389,7 @@ impl PlaybackService {
             .ports
             .sessions
             .open_with_event(session.clone(), &event)
+            .instrument(debug_span!("sessions.open"))
             .await
             .map_err(|_| unavailable(Dependency::Sessions))?;
         if handling == EventHandling::NotTaken {
@@ -503,6 +507,7 @@ impl PlaybackService {
                 .ports
                 .objects
                 .presign_get(&object, signed_at, grants.object_url_expiry)
+                .instrument(debug_span!("storage.presign"))
                 .await
                 .map_err(|_| unavailable(Dependency::ObjectStore))?;
             urls_expire_at = url.expires_at;
@@ -531,7 +536,13 @@ impl PlaybackService {
         if let Some(bytes) = self.manifests.get(key) {
             return Ok(bytes);
         }
-        let bytes: Arc<[u8]> = match self.ports.objects.read_small(key, MAX_MANIFEST_BYTES).await {
+        let bytes: Arc<[u8]> = match self
+            .ports
+            .objects
+            .read_small(key, MAX_MANIFEST_BYTES)
+            .instrument(debug_span!("storage.read"))
+            .await
+        {
             Ok(bytes) => bytes.into(),
             Err(ObjectStoreError::NotFound) => return Err(PlaybackError::ManifestNotFound),
             Err(ObjectStoreError::Invalid(_)) => {
@@ -562,7 +573,12 @@ impl PlaybackService {
             None => None,
         };
         if let Some(session) = &session {
-            self.ports.sessions.touch(&session.id, now).await.map_err(|_| unavailable(Dependency::Sessions))?;
+            self.ports
+                .sessions
+                .touch(&session.id, now)
+                .instrument(debug_span!("sessions.touch"))
+                .await
+                .map_err(|_| unavailable(Dependency::Sessions))?;
         }
         let (outcome, stored) = self.store_progress(&media, user, position, report, now).await?;
         if outcome == RecordOutcome::Applied {
@@ -594,7 +610,12 @@ impl PlaybackService {
     /// Not found, or a dependency unavailable.
     pub async fn progress(&self, movie: &MediaId, user: &UserId) -> Result<Option<WatchProgress>, PlaybackError> {
         existing(&*self.ports.catalog, movie, MediaKind::Movie).await?;
-        self.ports.progress.get(user, movie).await.map_err(|_| unavailable(Dependency::Progress))
+        self.ports
+            .progress
+            .get(user, movie)
+            .instrument(debug_span!("progress.get"))
+            .await
+            .map_err(|_| unavailable(Dependency::Progress))
     }
 
     /// Records the final position and closes the session (the given one, or
@@ -653,6 +674,7 @@ impl PlaybackService {
             .ports
             .sessions
             .close_with_event(&session.id, now, &event)
+            .instrument(debug_span!("sessions.close"))
             .await
             .map_err(|_| unavailable(Dependency::Sessions))?;
         if let CloseOutcome::Closed(closed) = &outcome {
@@ -669,6 +691,7 @@ impl PlaybackService {
         self.ports
             .sessions
             .open_sessions(user, OffsetDateTime::UNIX_EPOCH)
+            .instrument(debug_span!("sessions.list_open"))
             .await
             .map_err(|_| unavailable(Dependency::Sessions))
     }
@@ -700,7 +723,8 @@ impl PlaybackService {
     /// read before the new session is opened, so two starts at the same
     /// instant can both pass: a soft limit (a per-user lock would make it exact).
     async fn check_stream_limit(&self, user: &UserId, now: OffsetDateTime) -> Result<(), PlaybackError> {
-        let limit = match self.ports.subscriptions.current(user).await {
+        let limit = match self.ports.subscriptions.current(user).instrument(debug_span!("subscriptions.current")).await
+        {
             Ok(Some(subscription)) if subscription.is_active_at(now) => subscription.plan.max_devices,
             Ok(_) => return Ok(()),
             Err(error) => {
@@ -714,6 +738,7 @@ impl PlaybackService {
             .ports
             .sessions
             .open_sessions(user, alive_since)
+            .instrument(debug_span!("sessions.list_open"))
             .await
             .map_err(|_| unavailable(Dependency::Sessions))?;
         if open.len() >= limit as usize {
@@ -741,7 +766,13 @@ impl PlaybackService {
         user: &UserId,
         movie: &MediaId,
     ) -> Result<StreamSession, PlaybackError> {
-        let session = self.ports.sessions.get(&id).await.map_err(|_| unavailable(Dependency::Sessions))?;
+        let session = self
+            .ports
+            .sessions
+            .get(&id)
+            .instrument(debug_span!("sessions.get"))
+            .await
+            .map_err(|_| unavailable(Dependency::Sessions))?;
         match session {
             Some(session) if &session.user == user && &session.media == movie => Ok(session),
             _ => Err(PlaybackError::SessionNotFound),
@@ -783,15 +814,26 @@ impl PlaybackService {
             // since the epoch grow with every later arrival.
             sequence: report.sequence.unwrap_or_else(|| (now.unix_timestamp_nanos() / 1_000).max(0) as u64),
         };
-        let outcome =
-            self.ports.progress.record(progress.clone()).await.map_err(|_| unavailable(Dependency::Progress))?;
+        let outcome = self
+            .ports
+            .progress
+            .record(progress.clone())
+            .instrument(debug_span!("progress.record"))
+            .await
+            .map_err(|_| unavailable(Dependency::Progress))?;
         let label = if outcome == RecordOutcome::Applied { "applied" } else { "stale" };
         metrics::counter!(telemetry::PROGRESS_REPORTS, "outcome" => label).increment(1);
         if outcome == RecordOutcome::Applied {
             return Ok((outcome, progress));
         }
         self.stats.stale_progress.fetch_add(1, Ordering::Relaxed);
-        let stored = self.ports.progress.get(user, &media.id).await.map_err(|_| unavailable(Dependency::Progress))?;
+        let stored = self
+            .ports
+            .progress
+            .get(user, &media.id)
+            .instrument(debug_span!("progress.get"))
+            .await
+            .map_err(|_| unavailable(Dependency::Progress))?;
         Ok((outcome, stored.unwrap_or(progress)))
     }
 
@@ -799,7 +841,7 @@ impl PlaybackService {
     /// down; the failure is counted.
     async fn hand_over(&self, event: PlaybackEvent) {
         let action = event.action;
-        if let Err(error) = self.ports.events.publish(event).await {
+        if let Err(error) = self.ports.events.publish(event).instrument(debug_span!("events.publish")).await {
             self.stats.events_failed.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(telemetry::EVENTS_DROPPED, "reason" => "publish_failed").increment(1);
             warn!(%error, action = action.as_str(), "playback event not published");
