@@ -105,3 +105,34 @@ pub fn ensure_debian_packages(needed: &[(&str, &str)]) -> Result<(), String> {
     install.extend(&missing);
     run(&install)
 }
+
+/// A directory holding a Python package from the package index (and its
+/// dependencies), for `PYTHONPATH`: `<cache>/python/<requirement>`,
+/// installed with pip once. `module` is what proves it is there.
+pub fn ensure_python_package(requirement: &str, module: &str) -> Result<PathBuf, String> {
+    ensure_debian_packages(&[("python3", "python3"), ("pip3", "python3-pip")])?;
+    let dir = cache_root().join("python").join(requirement.replace(['=', '<', '>'], "-"));
+    let imports = |dir: &PathBuf| {
+        Command::new("python3")
+            .args(["-S", "-c", &format!("import {module}")])
+            .env("PYTHONPATH", dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if imports(&dir) {
+        return Ok(dir);
+    }
+    println!("==> installing {requirement} into {} (once)", dir.display());
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", "--upgrade", "--target"])
+        .arg(&dir)
+        .arg(requirement)
+        .status()
+        .map_err(|e| format!("pip install {requirement}: {e}"))?;
+    if !status.success() || !imports(&dir) {
+        return Err(format!("installing {requirement} failed"));
+    }
+    Ok(dir)
+}

@@ -22,5 +22,7 @@ mod storage;
 mod subscriptions;
 pub mod telemetry;
 
+pub use routes::openapi::{document as openapi_document, ApiDoc};
+pub use routes::served_routes;
 pub use settings::Settings;
 pub use startup::{Application, PortOverrides, StartupError};

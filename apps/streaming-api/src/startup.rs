@@ -375,6 +375,7 @@ impl Application {
                 .app_data(problem_base.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
+                .app_data(web::QueryConfig::default().error_handler(query_error))
                 .wrap(actix_web::middleware::Condition::new(forward_caller_token, from_fn(caller_token_scope)))
                 .wrap(from_fn(enrich_problems))
                 .wrap(from_fn(crate::telemetry::observe))
@@ -707,4 +708,13 @@ fn json_error(error: actix_web::error::JsonPayloadError, _req: &actix_web::HttpR
         other => ApiError::BadRequest(format!("The request body is not valid JSON: {other}")),
     };
     api.into()
+}
+
+fn query_error(error: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    // Names the missing or malformed parameter, never its value.
+    let detail = match error {
+        actix_web::error::QueryPayloadError::Deserialize(error) => error.to_string(),
+        other => other.to_string(),
+    };
+    ApiError::BadRequest(format!("The query string is not valid: {detail}.")).into()
 }

@@ -75,7 +75,18 @@ fn resident_bytes() -> Option<f64> {
     Some(pages * 4096.0)
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// Prometheus metrics (text exposition format 0.0.4).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every metric of the process.", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 404, description = "`metrics.enabled = false`, or the embedding program installed its own recorder.",
+            body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, response = crate::routes::openapi::InternalError),
+    ),
+)]
 pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let handle = state.metrics.ok_or(ApiError::RouteNotFound)?;
     if let Some(rss) = resident_bytes() {

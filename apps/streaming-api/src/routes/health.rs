@@ -1,24 +1,52 @@
+use std::collections::BTreeMap;
+
 use actix_web::{web, HttpResponse};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::state::AppState;
 
+/// Liveness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// Readiness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    status: &'static str,
+    /// Each dependency: `ok`, or why it cannot serve.
+    checks: BTreeMap<&'static str, &'static str>,
+}
+
 /// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Liveness)))]
 pub async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Liveness { status: "ok" })
 }
 
 /// Readiness: 200 while every dependency can serve, 503 naming the ones that
 /// cannot (an open circuit breaker means requests to it fail fast).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "Not ready (`Retry-After: 5`); `checks` names why.", body = Readiness),
+    ),
+)]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let mut checks = Map::new();
     let object_store = state.storage.unready_reason();
-    checks.insert("object_store".into(), Value::from(object_store.unwrap_or("ok")));
+    let checks = BTreeMap::from([("object_store", object_store.unwrap_or("ok"))]);
     if object_store.is_none() {
-        HttpResponse::Ok().json(json!({ "status": "ready", "checks": checks }))
+        HttpResponse::Ok().json(Readiness { status: "ready", checks })
     } else {
         HttpResponse::ServiceUnavailable()
             .insert_header(("Retry-After", "5"))
-            .json(json!({ "status": "unavailable", "checks": checks }))
+            .json(Readiness { status: "unavailable", checks })
     }
 }

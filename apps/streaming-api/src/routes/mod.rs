@@ -3,30 +3,65 @@
 mod health;
 mod movies;
 mod objects;
+pub mod openapi;
 mod tracks;
 
-use actix_web::web;
+use actix_web::http::Method;
+use actix_web::{web, Route};
 
 use crate::problem::ApiError;
 
-/// Registers every route.
+/// Every route: its path (actix syntax) and its method handlers. One
+/// table serves both [`configure`] and [`served_routes`], which the
+/// OpenAPI test compares with the document.
+fn table() -> Vec<(&'static str, Vec<(Method, Route)>)> {
+    let to = |method: Method, route: Route| (method.clone(), route.method(method));
+    vec![
+        ("/tracks/{track_id}/stream", vec![to(Method::POST, web::to(tracks::stream_url))]),
+        ("/objects/{key:.+}", vec![to(Method::GET, web::to(objects::serve)), to(Method::HEAD, web::to(objects::head))]),
+        ("/api/v1/stream/{movie_id}", vec![to(Method::POST, web::to(movies::start))]),
+        (
+            "/api/v1/stream/{movie_id}/progress",
+            vec![to(Method::POST, web::to(movies::record_progress)), to(Method::GET, web::to(movies::get_progress))],
+        ),
+        ("/api/v1/stream/{movie_id}/stop", vec![to(Method::POST, web::to(movies::stop))]),
+        ("/api/v1/stream/{movie_id}/manifest/{path:.+}", vec![to(Method::GET, web::to(movies::manifest))]),
+        ("/healthz", vec![to(Method::GET, web::to(health::live))]),
+        ("/readyz", vec![to(Method::GET, web::to(health::ready))]),
+        ("/metrics", vec![to(Method::GET, web::to(crate::telemetry::scrape))]),
+        ("/openapi.json", vec![to(Method::GET, web::to(openapi::serve))]),
+    ]
+}
+
+/// Registers every route; other methods on a known path are 405.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
-    cfg.service(resource("/tracks/{track_id}/stream").route(web::post().to(tracks::stream_url)))
-        .service(
-            resource("/objects/{key:.+}").route(web::get().to(objects::serve)).route(web::head().to(objects::serve)),
-        )
-        .service(resource("/api/v1/stream/{movie_id}").route(web::post().to(movies::start)))
-        .service(
-            resource("/api/v1/stream/{movie_id}/progress")
-                .route(web::post().to(movies::record_progress))
-                .route(web::get().to(movies::get_progress)),
-        )
-        .service(resource("/api/v1/stream/{movie_id}/stop").route(web::post().to(movies::stop)))
-        .service(resource("/api/v1/stream/{movie_id}/manifest/{path:.+}").route(web::get().to(movies::manifest)))
-        .service(resource("/healthz").route(web::get().to(health::live)))
-        .service(resource("/readyz").route(web::get().to(health::ready)))
-        .service(resource("/metrics").route(web::get().to(crate::telemetry::scrape)));
+    for (path, routes) in table() {
+        let resource = routes
+            .into_iter()
+            .fold(web::resource(path), |resource, (_, route)| resource.route(route))
+            .default_service(web::to(method_not_allowed));
+        cfg.service(resource);
+    }
+}
+
+/// `(method, path)` of every route served, paths in OpenAPI form
+/// (`{key:.+}` written `{key}`).
+pub fn served_routes() -> Vec<(String, String)> {
+    let openapi_path = |path: &str| {
+        path.split('/')
+            .map(|segment| match segment.split_once(':') {
+                Some((name, _)) if segment.starts_with('{') => format!("{name}}}"),
+                _ => segment.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    table()
+        .into_iter()
+        .flat_map(|(path, routes)| {
+            routes.into_iter().map(move |(method, _)| (method.as_str().to_owned(), openapi_path(path)))
+        })
+        .collect()
 }
 
 async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {

@@ -2,12 +2,17 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
 use streaming_core::domain::{ManifestKind, MediaId, UserId};
 use streaming_core::{ProgressReport, StartPlayback, StopOutcome};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
+use super::openapi::{
+    BadGateway, BadRequest, Conflict, Forbidden, GrantRefused, InternalError, NotFound, PayloadTooLarge,
+    ServiceUnavailable, Unauthorized, UnsupportedMediaType, ValidationFailed,
+};
 use crate::auth::authenticate;
 use crate::body::{json_object, optional_session, optional_str, optional_u64, required_number};
 use crate::problem::ApiError;
@@ -41,12 +46,143 @@ async fn progress_request(
     Ok((user, movie, report))
 }
 
-fn no_store(mut response: HttpResponse) -> HttpResponse {
-    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-    response
+/// A JSON body with `Cache-Control: no-store` (positions and URLs are per user).
+fn no_store(body: &impl Serialize) -> HttpResponse {
+    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body)
 }
 
-/// `POST /api/v1/stream/{movie_id}` `{"manifest_type": "hls"|"dash"}` (body optional).
+/// A manifest format.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ManifestType {
+    /// HTTP Live Streaming (`.m3u8`).
+    Hls,
+    /// MPEG-DASH (`.mpd`).
+    Dash,
+}
+
+impl From<ManifestKind> for ManifestType {
+    fn from(kind: ManifestKind) -> Self {
+        match kind {
+            ManifestKind::Hls => Self::Hls,
+            ManifestKind::Dash => Self::Dash,
+        }
+    }
+}
+
+/// The start body (optional; read field by field so each error names its field).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documents the body the handler parses
+pub struct StartRequest {
+    /// The format to play (default `hls`).
+    manifest_type: Option<ManifestType>,
+}
+
+/// A started stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StartResponse {
+    /// The manifest to give the player: this service's signed-manifest
+    /// endpoint with a grant, or a presigned store URL.
+    manifest_url: String,
+    /// Seconds the URL stays valid.
+    expires_in: u64,
+    /// The format of `manifest_url`.
+    manifest_type: ManifestType,
+    /// The new session (send it with progress and stop).
+    #[schema(format = "uuid")]
+    session_id: String,
+    /// Where the viewer stopped last time (whole seconds; 0 when watched or new).
+    resume_position_seconds: u64,
+    /// When the URL stops working (RFC 3339).
+    expires_at: String,
+    /// Ask for a fresh URL after this many seconds (4/5 of `expires_in`).
+    refresh_after_seconds: u64,
+}
+
+/// The progress and stop body.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documents the body the handler parses
+pub struct ProgressRequest {
+    /// The position in seconds: finite, ≥ 0, and within the movie's duration when known.
+    #[schema(example = 42.5)]
+    position_seconds: f64,
+    /// The session `start` returned; reports of a stopped session are refused.
+    #[schema(format = "uuid")]
+    session_id: Option<String>,
+    /// The player's own counter: a report with a lower one than stored is ignored.
+    sequence: Option<u64>,
+}
+
+/// A progress report's outcome.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressAck {
+    /// Always true on 200 (the cinema contract's field).
+    success: bool,
+    /// The stored position (whole seconds; 0 once the movie is watched).
+    position_seconds: u64,
+    /// What happened, for people.
+    message: &'static str,
+    /// False when a newer report of the same session was already stored.
+    applied: bool,
+    /// The position passed the watched fraction of the movie.
+    watched: bool,
+}
+
+/// The caller's progress in a movie.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressView {
+    /// The caller.
+    user_id: String,
+    /// The movie.
+    #[schema(format = "uuid")]
+    movie_id: String,
+    /// Whole seconds (0 when never watched or watched to the end).
+    position_seconds: u64,
+    /// When the last report arrived (RFC 3339), null when never.
+    last_watched_at: Option<String>,
+    /// Watched to the end.
+    watched: bool,
+}
+
+/// A stop's outcome.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StopResponse {
+    /// Always true on 200.
+    success: bool,
+    /// What happened, for people.
+    message: &'static str,
+    /// The stopped session, null when there was none open.
+    #[schema(format = "uuid")]
+    session_id: Option<String>,
+    /// How long it lasted (whole seconds), null when there was none.
+    duration_seconds: Option<u64>,
+}
+
+/// Starts streaming a movie.
+///
+/// Opens a session (counted against the plan's concurrent streams) and
+/// returns the manifest URL. The body is optional.
+#[utoipa::path(
+    post,
+    path = "/api/v1/stream/{movie_id}",
+    tag = "movies",
+    params(("movie_id" = String, Path, format = "uuid", description = "The movie's UUID.")),
+    request_body(content = Option<StartRequest>, description = "Optional; default `{\"manifest_type\": \"hls\"}`."),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Started (`Cache-Control: no-store`).", body = StartResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn start(
     req: HttpRequest,
     movie_id: web::Path<String>,
@@ -66,19 +202,43 @@ pub async fn start(
     let started =
         state.playback.start(&movie, &user, request).await.map_err(|e| ApiError::from_playback(e, movie.as_str()))?;
     let expires_in = started.expires_in.as_secs();
-    Ok(no_store(HttpResponse::Ok().json(json!({
-        "manifest_url": started.manifest_url,
-        "expires_in": expires_in,
-        "manifest_type": started.manifest.as_str(),
-        "session_id": started.session.to_string(),
-        "resume_position_seconds": started.resume_position.get().floor() as u64,
-        "expires_at": rfc3339(started.expires_at)?,
+    Ok(no_store(&StartResponse {
+        manifest_url: started.manifest_url,
+        expires_in,
+        manifest_type: started.manifest.into(),
+        session_id: started.session.to_string(),
+        resume_position_seconds: started.resume_position.get().floor() as u64,
+        expires_at: rfc3339(started.expires_at)?,
         // Ask for a fresh URL well before this one expires.
-        "refresh_after_seconds": expires_in * 4 / 5,
-    }))))
+        refresh_after_seconds: expires_in * 4 / 5,
+    }))
 }
 
-/// `POST /api/v1/stream/{movie_id}/progress` `{"position_seconds": n, "session_id"?, "sequence"?}`.
+/// Records the playback position.
+///
+/// Reports of one session apply in `sequence` order (arrival order without
+/// one); a stale report is acknowledged with `applied: false`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/stream/{movie_id}/progress",
+    tag = "movies",
+    params(("movie_id" = String, Path, format = "uuid", description = "The movie's UUID.")),
+    request_body = ProgressRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Recorded or ignored as stale (`Cache-Control: no-store`).", body = ProgressAck),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn record_progress(
     req: HttpRequest,
     movie_id: web::Path<String>,
@@ -96,16 +256,32 @@ pub async fn record_progress(
         (true, true) => "Progress updated successfully; the movie is watched",
         (true, false) => "Progress updated successfully",
     };
-    Ok(no_store(HttpResponse::Ok().json(json!({
-        "success": true,
-        "position_seconds": ack.position.get().floor() as u64,
-        "message": message,
-        "applied": ack.applied,
-        "watched": ack.watched,
-    }))))
+    Ok(no_store(&ProgressAck {
+        success: true,
+        position_seconds: ack.position.get().floor() as u64,
+        message,
+        applied: ack.applied,
+        watched: ack.watched,
+    }))
 }
 
-/// `GET /api/v1/stream/{movie_id}/progress`.
+/// The caller's progress in a movie.
+#[utoipa::path(
+    get,
+    path = "/api/v1/stream/{movie_id}/progress",
+    tag = "movies",
+    params(("movie_id" = String, Path, format = "uuid", description = "The movie's UUID.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The stored position, or 0 (`Cache-Control: no-store`).", body = ProgressView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn get_progress(
     req: HttpRequest,
     movie_id: web::Path<String>,
@@ -118,16 +294,40 @@ pub async fn get_progress(
         Some(p) => (p.position.get().floor() as u64, Some(rfc3339(p.last_watched_at)?), p.watched),
         None => (0, None, false),
     };
-    Ok(no_store(HttpResponse::Ok().json(json!({
-        "user_id": user.as_str(),
-        "movie_id": movie.as_str(),
-        "position_seconds": position,
-        "last_watched_at": last_watched_at,
-        "watched": watched,
-    }))))
+    Ok(no_store(&ProgressView {
+        user_id: user.as_str().to_owned(),
+        movie_id: movie.as_str().to_owned(),
+        position_seconds: position,
+        last_watched_at,
+        watched,
+    }))
 }
 
-/// `POST /api/v1/stream/{movie_id}/stop` `{"position_seconds": n, "session_id"?}`. Idempotent.
+/// Stops streaming: records the final position and closes the session.
+///
+/// Idempotent: stopping a stopped session answers 200 again. Without a
+/// `session_id`, the caller's open sessions of this movie are stopped.
+#[utoipa::path(
+    post,
+    path = "/api/v1/stream/{movie_id}/stop",
+    tag = "movies",
+    params(("movie_id" = String, Path, format = "uuid", description = "The movie's UUID.")),
+    request_body = ProgressRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Stopped, already stopped, or nothing open (`Cache-Control: no-store`).", body = StopResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = ValidationFailed),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn stop(
     req: HttpRequest,
     movie_id: web::Path<String>,
@@ -142,18 +342,44 @@ pub async fn stop(
         StopOutcome::AlreadyStopped(session) => ("Streaming session was already stopped", Some(session)),
         StopOutcome::NoOpenSession => ("No open streaming session", None),
     };
-    let body = json!({
-        "success": true,
-        "message": message,
-        "session_id": session.map(|s| s.id.to_string()),
-        "duration_seconds": session.and_then(|s| s.duration_seconds).map(|d| d.floor() as u64),
-    });
-    Ok(no_store(HttpResponse::Ok().json(body)))
+    Ok(no_store(&StopResponse {
+        success: true,
+        message,
+        session_id: session.map(|s| s.id.to_string()),
+        duration_seconds: session.and_then(|s| s.duration_seconds).map(|d| d.floor() as u64),
+    }))
 }
 
-/// `GET /api/v1/stream/{movie_id}/manifest/{path}?grant=…`: a playlist of the
-/// movie with every URI signed. The grant stands in for the bearer token
-/// (players fetch manifests without one); it is never logged.
+/// A playlist of the movie with every URI signed.
+///
+/// The `manifest_url` of a start points here. The grant stands in for the
+/// bearer token (players fetch manifests without one) and is never logged.
+/// Nested playlists point back here with the same grant; segments, keys and
+/// init sections are presigned store URLs, all signed at the start of the
+/// current window so the body is identical within it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/stream/{movie_id}/manifest/{path}",
+    tag = "movies",
+    params(
+        ("movie_id" = String, Path, format = "uuid", description = "The movie's UUID."),
+        ("path" = String, Path, description = "The playlist's path under the movie's root (`master.m3u8`, `720p/index.m3u8`, `manifest.mpd`)."),
+        ("grant" = String, Query, description = "The grant `start` put in `manifest_url`."),
+    ),
+    responses(
+        (status = 200, description = "The signed playlist (`Cache-Control: private, max-age` = the rest of the window; `X-Urls-Expire-At`).",
+            content(
+                (String = "application/vnd.apple.mpegurl"),
+                (String = "application/dash+xml"),
+            )),
+        (status = 400, response = BadRequest),
+        (status = 403, response = GrantRefused),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+        (status = 502, response = BadGateway),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn manifest(
     path: web::Path<(String, String)>,
     query: web::Query<GrantQuery>,

@@ -3,12 +3,34 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use streaming_localfs::{AccessError, OBJECTS_ROUTE};
 
+use super::openapi::{InternalError, NotFound, SignatureRefused};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
-/// `GET|HEAD /objects/{key}?exp=…&sig=…`: the embedded store's presigned
-/// URLs. Verifies the signature, then serves the file with `Range` support
-/// (206, `Content-Range`, 416 for unsatisfiable ranges).
+/// An object of the embedded store, by presigned URL.
+///
+/// Only in embedded mode (with S3 the URLs point at the store itself).
+/// Verifies the signature, then serves the file with `Range` support.
+/// `HEAD` answers the same without the body.
+#[utoipa::path(
+    get,
+    path = "/objects/{key}",
+    operation_id = "get_object",
+    tag = "objects",
+    params(
+        ("key" = String, Path, description = "The object key, percent-encoded; it may contain `/`."),
+        ("exp" = i64, Query, description = "Expiry, Unix seconds."),
+        ("sig" = String, Query, description = "The URL's signature."),
+    ),
+    responses(
+        (status = 200, description = "The whole object (`ETag`, `Last-Modified`, `Accept-Ranges: bytes`).", body = [u8], content_type = "application/octet-stream"),
+        (status = 206, description = "The requested range (`Content-Range`).", body = [u8], content_type = "application/octet-stream"),
+        (status = 403, response = SignatureRefused),
+        (status = 404, response = NotFound),
+        (status = 416, description = "The range cannot be satisfied (`Content-Range: bytes */size`)."),
+        (status = 500, response = InternalError),
+    ),
+)]
 pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let Some(store) = &state.local_objects else {
         return Err(ApiError::RouteNotFound);
@@ -40,4 +62,29 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     // The URL is a credential: keep shared caches from storing the response.
     response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("private, max-age=60"));
     Ok(response)
+}
+
+/// The headers of an object of the embedded store, by presigned URL: the
+/// same checks and headers as `GET`, no body.
+#[utoipa::path(
+    head,
+    path = "/objects/{key}",
+    operation_id = "head_object",
+    tag = "objects",
+    params(
+        ("key" = String, Path, description = "The object key, percent-encoded; it may contain `/`."),
+        ("exp" = i64, Query, description = "Expiry, Unix seconds."),
+        ("sig" = String, Query, description = "The URL's signature."),
+    ),
+    responses(
+        (status = 200, description = "The object's headers (`Content-Length`, `ETag`, `Accept-Ranges: bytes`)."),
+        (status = 206, description = "The headers of the requested range."),
+        (status = 403, description = "`invalid-signature` or `expired-signature` (no body)."),
+        (status = 404, description = "`object-not-found` (no body)."),
+        (status = 416, description = "The range cannot be satisfied."),
+        (status = 500, description = "`internal-error` (no body)."),
+    ),
+)]
+pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    serve(req, state).await
 }

@@ -6,22 +6,54 @@ use streaming_core::StreamingService as _;
 use time::format_description::well_known::Rfc3339;
 use tracing::{warn, Instrument};
 
+use utoipa::ToSchema;
+
+use super::openapi::{
+    BadRequest, Conflict, Forbidden, InternalError, NotFound, ServiceUnavailable, TooManyRequests, Unauthorized,
+};
 use crate::auth::authenticate;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
 /// The track contract's success body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct StreamResponse {
+pub struct StreamResponse {
+    /// A presigned GET URL of the track's object (Range requests work).
     stream_url: String,
+    /// When the URL stops working (RFC 3339).
     expires_at: String,
+    /// The object's media type.
     content_type: String,
+    /// The object's size.
     file_size_bytes: u64,
+    /// Always true: the store answers `Range` with 206.
     supports_range_requests: bool,
 }
 
-/// `POST /tracks/{trackId}/stream`: 401 → 429 → 400 → the core's answer.
+/// A stream URL for a track.
+///
+/// The order of checks: 401 (token) → 429 (rate limit) → 400 (id) → the
+/// core's answer. Identical requests within a URL's cache life get the
+/// same URL (served from the encrypted cache).
+#[utoipa::path(
+    post,
+    path = "/tracks/{track_id}/stream",
+    tag = "tracks",
+    params(("track_id" = String, Path, description = "The track's ULID (26 Crockford base-32 characters).")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A presigned URL (`Cache-Control: no-store`).", body = StreamResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalError),
+        (status = 503, response = ServiceUnavailable),
+    ),
+)]
 pub async fn stream_url(
     req: HttpRequest,
     track_id: web::Path<String>,

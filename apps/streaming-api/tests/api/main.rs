@@ -8,6 +8,7 @@ mod kafka;
 mod movies;
 mod objects;
 mod observability;
+mod openapi;
 mod postgres;
 mod problems;
 mod redis;
