@@ -136,3 +136,52 @@ pub fn ensure_python_package(requirement: &str, module: &str) -> Result<PathBuf,
     }
     Ok(dir)
 }
+
+/// A program shipped in a Debian package, unpacked into the cache's `bin`
+/// without installing the package (so no service of it is started):
+/// `apt-get download`, then `dpkg-deb -x`, keeping only `path_in_package`.
+pub fn ensure_debian_binary(package: &str, path_in_package: &str) -> Result<PathBuf, String> {
+    let root = cache_root();
+    let name = path_in_package.rsplit('/').next().unwrap_or(path_in_package);
+    let binary = root.join("bin").join(name);
+    if works(&binary, &["--version"]) {
+        return Ok(binary);
+    }
+    println!("==> unpacking {name} from Debian's {package} into {} (once)", root.display());
+    let work = root.join("deb").join(package);
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let run = |program: &str, args: &[&str]| -> Result<(), String> {
+        let status = Command::new(program)
+            .args(args)
+            .current_dir(&work)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| format!("{program}: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("{program} {} failed ({status})", args.join(" ")))
+        }
+    };
+    // The package lists may be missing on a fresh machine.
+    if run("apt-get", &["download", "-qq", package]).is_err() {
+        run("apt-get", &["update", "-qq"])?;
+        run("apt-get", &["download", "-qq", package])?;
+    }
+    let deb = std::fs::read_dir(&work)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| path.extension().is_some_and(|e| e == "deb"))
+        .ok_or_else(|| format!("apt-get download {package} left no .deb"))?;
+    run("dpkg-deb", &["-x", &deb.display().to_string(), "unpacked"])?;
+    std::fs::create_dir_all(root.join("bin")).map_err(|e| e.to_string())?;
+    std::fs::copy(work.join("unpacked").join(path_in_package.trim_start_matches('/')), &binary)
+        .map_err(|e| format!("{path_in_package} not in {package}: {e}"))?;
+    let _ = std::fs::remove_dir_all(&work);
+    if !works(&binary, &["--version"]) {
+        return Err(format!("{} does not run", binary.display()));
+    }
+    Ok(binary)
+}

@@ -35,9 +35,12 @@ pub fn up(root: &Path) -> Result<BTreeMap<String, String>, String> {
     env.extend(broker);
     env.extend(redis::start(&dir)?);
     env.extend(postgres::start(&dir)?);
-    // Checkers the tests run: the OpenAPI validator (a Python package).
+    // Checkers the tests run: the OpenAPI validator (a Python package)…
     let validator = crate::tools::ensure_python_package("openapi-spec-validator==0.8.5", "openapi_spec_validator")?;
     env.insert("STREAMGATE_OPENAPI_VALIDATOR".into(), validator.display().to_string());
+    // …and promtool, for the alert rules and their unit tests in deploy/.
+    let promtool = crate::tools::ensure_debian_binary("prometheus", "usr/bin/promtool")?;
+    env.insert("STREAMGATE_PROMTOOL".into(), promtool.display().to_string());
     let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     fs::write(dir.join("env"), text).map_err(|e| format!("writing the env file: {e}"))?;
     for (key, value) in &env {

@@ -124,3 +124,148 @@ async fn metrics_can_be_switched_off() {
     let app = spawn(|s| s.metrics.enabled = false).await;
     assert_eq!(app.client.get(app.url("/metrics")).send().await.unwrap().status(), 404);
 }
+
+/// The dashboard and the alert rules in `deploy/`.
+fn deploy_file(path: &str) -> (std::path::PathBuf, String) {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy").join(path);
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    (file, text)
+}
+
+/// The metric names a PromQL expression selects: identifiers that are not
+/// functions or aggregations (followed by `(`), label names (before a
+/// matcher, or listed in `by (…)`), keywords, or `$variables`.
+fn metric_names(expr: &str) -> Vec<String> {
+    const KEYWORDS: [&str; 10] =
+        ["by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless"];
+    let bytes = expr.as_bytes();
+    let (mut names, mut i, mut in_quotes, mut label_list) = (Vec::new(), 0, false, false);
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == b'"' {
+            in_quotes = !in_quotes;
+        }
+        // Numbers (`0.99`, `1e6`) and ranges (`[5m]`) hold no names.
+        if !in_quotes && (c.is_ascii_digit() || c == b'[') {
+            let end = if c == b'[' { b']' } else { b' ' };
+            while i < bytes.len()
+                && bytes[i] != end
+                && (c == b'[' || bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.')
+            {
+                i += 1;
+            }
+            continue;
+        }
+        if in_quotes || !(c.is_ascii_alphabetic() || c == b'_' || c == b':' || c == b'$') {
+            if c == b')' {
+                label_list = false;
+            }
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'_' | b':' | b'$')) {
+            i += 1;
+        }
+        let word = &expr[start..i];
+        let next = expr[i..].trim_start();
+        if matches!(word, "by" | "without") {
+            label_list = true;
+        } else if word.starts_with('$')
+            || KEYWORDS.contains(&word)
+            || label_list
+            || next.starts_with('(')
+            || next.starts_with("by")
+            || next.starts_with("without")
+        {
+        } else if ["=", "!="].iter().any(|m| next.starts_with(m)) {
+            // a label matcher (`=`, `!=`, `=~`, `!~`); `==` would be a comparison
+            if next.starts_with("==") {
+                names.push(word.to_owned());
+            }
+        } else {
+            names.push(word.to_owned());
+        }
+    }
+    names
+}
+
+#[test]
+fn dashboard_and_alert_rules_use_only_metrics_the_service_exports() {
+    let known: Vec<&str> = streaming_core::telemetry::ALL.to_vec();
+    let exported = |name: &str| {
+        let base = ["_bucket", "_sum", "_count"].iter().fold(name, |n, suffix| n.strip_suffix(suffix).unwrap_or(n));
+        known.contains(&base) || ["up", "process_resident_memory_bytes"].contains(&base)
+    };
+    assert_eq!(
+        metric_names(r#"sum by (le, route) (rate(x_bucket{a="b", c=~"d"}[5m])) / y == 2 and $v"#),
+        ["x_bucket", "y"]
+    );
+
+    let (_, dashboard) = deploy_file("grafana/streamgate.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut on_dashboard = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in metric_names(expr) {
+                assert!(exported(&name), "the dashboard's {expr} uses {name}, which the service does not export");
+                on_dashboard.insert(name.trim_end_matches("_bucket").to_owned());
+            }
+        }
+    }
+    for name in &known {
+        assert!(on_dashboard.contains(*name), "{name} is not on the dashboard");
+    }
+
+    let (_, rules) = deploy_file("prometheus/alerts.yml");
+    // `expr:` values, single-line or `|` blocks (the more-indented lines after).
+    let lines: Vec<&str> = rules.lines().collect();
+    let mut expressions = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        if let Some(value) = line.trim_start().strip_prefix("expr:") {
+            let indent = line.len() - line.trim_start().len();
+            let mut expr = value.trim().trim_start_matches('|').to_owned();
+            for next in &lines[n + 1..] {
+                if next.len() - next.trim_start().len() <= indent {
+                    break;
+                }
+                expr.push_str(next);
+            }
+            expressions.push(expr);
+        }
+    }
+    assert!(expressions.len() >= 4, "{expressions:?}");
+    for expr in &expressions {
+        for name in metric_names(expr) {
+            assert!(exported(&name), "alert rule {expr} uses {name}, which the service does not export");
+        }
+    }
+    let alerting = |needle: &str| expressions.iter().any(|e| e.contains(needle));
+    for needle in
+        ["status=~\"5..\"", "http_request_duration_seconds_bucket", "circuit_breaker_state", "outbox_lag_seconds"]
+    {
+        assert!(alerting(needle), "no alert rule on {needle}");
+    }
+}
+
+#[test]
+fn alert_rules_pass_promtool_and_their_unit_tests() {
+    let promtool = streaming_core::contract::infra_var("STREAMGATE_PROMTOOL");
+    let (rules, _) = deploy_file("prometheus/alerts.yml");
+    let dir = rules.parent().unwrap().to_owned();
+    for args in [
+        vec!["check", "rules", "alerts.yml"],
+        vec!["check", "config", "prometheus.yml"],
+        vec!["test", "rules", "alerts.test.yml"],
+    ] {
+        let output = std::process::Command::new(&promtool).args(&args).current_dir(&dir).output().unwrap();
+        assert!(
+            output.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
