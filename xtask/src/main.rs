@@ -15,6 +15,7 @@ use std::process::{Command, ExitCode};
 
 mod infra;
 mod load;
+mod supply_chain;
 mod tidy;
 mod tools;
 
@@ -57,6 +58,8 @@ fn test() -> Result<(), String> {
     )?;
     println!("==> tidy");
     tidy::run(&root)?;
+    println!("==> supply chain (cargo deny)");
+    supply_chain::check(&root)?;
     // ffmpeg decodes the demo movie's renditions in the API tests.
     tools::ensure_debian_packages(&[("ffmpeg", "ffmpeg")])?;
     // Doc tests first: nextest's summary must be the run's closing line.

@@ -281,17 +281,25 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// `text` with every byte but ASCII alphanumerics and `keep` percent-encoded.
+fn percent_encoded(text: &str, keep: &[u8]) -> String {
+    text.bytes()
+        .map(
+            |b| {
+                if b.is_ascii_alphanumeric() || keep.contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            },
+        )
+        .collect()
+}
+
 /// Any character, percent-encoded where a path needs it.
 fn path_segment() -> impl Strategy<Value = String> {
     prop_oneof![
-        "\\PC{0,40}".prop_map(|s| s
-            .bytes()
-            .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            })
-            .collect()),
+        "\\PC{0,40}".prop_map(|s| percent_encoded(&s, b"-._~")),
         Just(READY.to_owned()),
         Just(MOVIE.to_owned()),
         Just("01JG0DEM0TRACK00000000000Z".to_owned()),
@@ -327,8 +335,7 @@ fn arbitrary_requests_are_answered_with_2xx_or_4xx_problems() {
         let (method, template) = &routes[route];
         let mut path = template.replace("{}", &id);
         if let Some(query) = &query {
-            let encoded: String = query.bytes().map(|b| if b.is_ascii_alphanumeric() || b == b'=' { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
-            path = format!("{path}?{encoded}");
+            path = format!("{path}?{}", percent_encoded(query, b"="));
         }
         let (status, content) = runtime.block_on(async {
             let mut request = app.client.request(method.clone(), app.url(&path));
