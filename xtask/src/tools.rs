@@ -3,7 +3,7 @@
 //! clone does not rebuild them.
 
 use std::env;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// How to invoke a tool.
@@ -88,18 +88,7 @@ pub fn ensure_debian_packages(needed: &[(&str, &str)]) -> Result<(), String> {
         return Ok(());
     }
     println!("==> installing Debian packages: {}", missing.join(" "));
-    let run = |args: &[&str]| -> Result<(), String> {
-        let status = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .map_err(|e| format!("apt-get: {e}"))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("apt-get {} failed ({status})", args.join(" ")))
-        }
-    };
+    let run = |args: &[&str]| run_debian_tool("apt-get", args, Path::new("."));
     run(&["update", "-qq"])?;
     let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
     install.extend(&missing);
@@ -151,19 +140,7 @@ pub fn ensure_debian_binary(package: &str, path_in_package: &str) -> Result<Path
     let work = root.join("deb").join(package);
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-    let run = |program: &str, args: &[&str]| -> Result<(), String> {
-        let status = Command::new(program)
-            .args(args)
-            .current_dir(&work)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .map_err(|e| format!("{program}: {e}"))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("{program} {} failed ({status})", args.join(" ")))
-        }
-    };
+    let run = |program: &str, args: &[&str]| run_debian_tool(program, args, &work);
     // The package lists may be missing on a fresh machine.
     if run("apt-get", &["download", "-qq", package]).is_err() {
         run("apt-get", &["update", "-qq"])?;
@@ -184,4 +161,19 @@ pub fn ensure_debian_binary(package: &str, path_in_package: &str) -> Result<Path
         return Err(format!("{} does not run", binary.display()));
     }
     Ok(binary)
+}
+
+/// Runs `apt-get` or `dpkg-deb` non-interactively in `dir`.
+fn run_debian_tool(program: &str, args: &[&str], dir: &Path) -> Result<(), String> {
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{program} {} failed ({status})", args.join(" ")))
+    }
 }

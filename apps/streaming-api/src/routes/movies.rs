@@ -10,8 +10,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::openapi::{
-    BadGateway, BadRequest, Conflict, Forbidden, GrantRefused, InternalError, NotFound, PayloadTooLarge,
-    ServiceUnavailable, Unauthorized, UnsupportedMediaType, ValidationFailed,
+    BadGateway, BadRequest, BodyProblems, GrantRefused, InternalError, NotFound, ServiceUnavailable, UserRouteProblems,
 };
 use crate::auth::authenticate;
 use crate::body::{json_object, optional_session, optional_str, optional_u64, required_number};
@@ -171,16 +170,8 @@ pub struct StopResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Started (`Cache-Control: no-store`).", body = StartResponse),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
-        (status = 500, response = InternalError),
-        (status = 503, response = ServiceUnavailable),
+        UserRouteProblems,
+        BodyProblems,
     ),
 )]
 pub async fn start(
@@ -227,16 +218,8 @@ pub async fn start(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Recorded or ignored as stale (`Cache-Control: no-store`).", body = ProgressAck),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
-        (status = 500, response = InternalError),
-        (status = 503, response = ServiceUnavailable),
+        UserRouteProblems,
+        BodyProblems,
     ),
 )]
 pub async fn record_progress(
@@ -274,12 +257,7 @@ pub async fn record_progress(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The stored position, or 0 (`Cache-Control: no-store`).", body = ProgressView),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 500, response = InternalError),
-        (status = 503, response = ServiceUnavailable),
+        UserRouteProblems,
     ),
 )]
 pub async fn get_progress(
@@ -316,16 +294,8 @@ pub async fn get_progress(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Stopped, already stopped, or nothing open (`Cache-Control: no-store`).", body = StopResponse),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 409, response = Conflict),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = ValidationFailed),
-        (status = 500, response = InternalError),
-        (status = 503, response = ServiceUnavailable),
+        UserRouteProblems,
+        BodyProblems,
     ),
 )]
 pub async fn stop(

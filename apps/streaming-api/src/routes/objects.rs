@@ -7,6 +7,18 @@ use super::openapi::{InternalError, NotFound, SignatureRefused};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
+/// A presigned URL's query (read by hand in [`serve`]: a duplicated or
+/// missing parameter is a signature failure, not a parse error).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the query the handler parses
+pub struct SignedQuery {
+    /// Expiry, Unix seconds.
+    exp: i64,
+    /// The URL's signature.
+    sig: String,
+}
+
 /// An object of the embedded store, by presigned URL.
 ///
 /// Only in embedded mode (with S3 the URLs point at the store itself).
@@ -17,11 +29,7 @@ use crate::state::AppState;
     path = "/objects/{key}",
     operation_id = "get_object",
     tag = "objects",
-    params(
-        ("key" = String, Path, description = "The object key, percent-encoded; it may contain `/`."),
-        ("exp" = i64, Query, description = "Expiry, Unix seconds."),
-        ("sig" = String, Query, description = "The URL's signature."),
-    ),
+    params(("key" = String, Path, description = "The object key, percent-encoded; it may contain `/`."), SignedQuery),
     responses(
         (status = 200, description = "The whole object (`ETag`, `Last-Modified`, `Accept-Ranges: bytes`).", body = [u8], content_type = "application/octet-stream"),
         (status = 206, description = "The requested range (`Content-Range`).", body = [u8], content_type = "application/octet-stream"),
@@ -71,11 +79,7 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     path = "/objects/{key}",
     operation_id = "head_object",
     tag = "objects",
-    params(
-        ("key" = String, Path, description = "The object key, percent-encoded; it may contain `/`."),
-        ("exp" = i64, Query, description = "Expiry, Unix seconds."),
-        ("sig" = String, Query, description = "The URL's signature."),
-    ),
+    params(("key" = String, Path, description = "The object key, percent-encoded; it may contain `/`."), SignedQuery),
     responses(
         (status = 200, description = "The object's headers (`Content-Length`, `ETag`, `Accept-Ranges: bytes`)."),
         (status = 206, description = "The headers of the requested range."),

@@ -9,7 +9,7 @@ use actix_web::http::header;
 use actix_web::HttpResponse;
 use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
+use utoipa::{IntoResponses, Modify, OpenApi, ToResponse, ToSchema};
 
 use super::{health, movies, objects, tracks};
 
@@ -110,6 +110,40 @@ problem_responses! {
     BadGateway;
     /// `service-unavailable`: a dependency is down (`Retry-After: 5`); `detail` names it.
     ServiceUnavailable;
+}
+
+/// The problems every user route can answer: a bad id, no or a refused
+/// token, access refused, nothing there, a bug, a dependency down.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a documentation type: never built
+pub enum UserRouteProblems {
+    #[response(status = 400)]
+    BadRequest(#[ref_response] BadRequest),
+    #[response(status = 401)]
+    Unauthorized(#[ref_response] Unauthorized),
+    #[response(status = 403)]
+    Forbidden(#[ref_response] Forbidden),
+    #[response(status = 404)]
+    NotFound(#[ref_response] NotFound),
+    #[response(status = 500)]
+    InternalError(#[ref_response] InternalError),
+    #[response(status = 503)]
+    ServiceUnavailable(#[ref_response] ServiceUnavailable),
+}
+
+/// What a user route with a JSON body (start, progress, stop) can answer
+/// besides [`UserRouteProblems`]: a state conflict and the body's problems.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // a documentation type: never built
+pub enum BodyProblems {
+    #[response(status = 409)]
+    Conflict(#[ref_response] Conflict),
+    #[response(status = 413)]
+    PayloadTooLarge(#[ref_response] PayloadTooLarge),
+    #[response(status = 415)]
+    UnsupportedMediaType(#[ref_response] UnsupportedMediaType),
+    #[response(status = 422)]
+    ValidationFailed(#[ref_response] ValidationFailed),
 }
 
 /// The bearer scheme the user routes require.

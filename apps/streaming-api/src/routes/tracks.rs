@@ -8,9 +8,7 @@ use tracing::{warn, Instrument};
 
 use utoipa::ToSchema;
 
-use super::openapi::{
-    BadRequest, Conflict, Forbidden, InternalError, NotFound, ServiceUnavailable, TooManyRequests, Unauthorized,
-};
+use super::openapi::{Conflict, TooManyRequests, UserRouteProblems};
 use crate::auth::authenticate;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -44,14 +42,9 @@ pub struct StreamResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A presigned URL (`Cache-Control: no-store`).", body = StreamResponse),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthorized),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
+        UserRouteProblems,
         (status = 409, response = Conflict),
         (status = 429, response = TooManyRequests),
-        (status = 500, response = InternalError),
-        (status = 503, response = ServiceUnavailable),
     ),
 )]
 pub async fn stream_url(
