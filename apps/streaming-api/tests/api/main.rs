@@ -3,7 +3,6 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod faults;
 mod harness;
 mod hostile;
 mod kafka;

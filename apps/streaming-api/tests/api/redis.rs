@@ -1,6 +1,6 @@
 //! Two app instances sharing one Redis (cluster): URLs cached by one are hits
 //! on the other, and the rate limit holds across both. A dead Redis costs
-//! cache misses, never failed requests.
+//! cache misses, never failed requests, also under load and across a restart.
 
 use std::time::{Duration, Instant};
 
@@ -71,16 +71,13 @@ async fn a_dead_redis_costs_misses_not_requests() {
     assert!(fast.elapsed() < Duration::from_millis(200), "with the breaker open a request pays no timeout");
 }
 
-/// Redis killed in the middle of a run: every request still succeeds, and
-/// once the breaker is open a request pays no Redis timeout at all.
-#[tokio::test]
-async fn redis_killed_mid_run_costs_no_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut redis = tokio::process::Command::new("redis-server")
+/// A Redis server of the test's own on `port` (no persistence; working files
+/// in `dir`), accepting connections; killed when dropped.
+async fn own_redis(dir: &std::path::Path, port: u16) -> tokio::process::Child {
+    let redis = tokio::process::Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .arg("--dir")
-        .arg(dir.path())
+        .arg(dir)
         .kill_on_drop(true)
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -90,6 +87,22 @@ async fn redis_killed_mid_run_costs_no_request() {
         assert!(Instant::now() < deadline, "redis did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    redis
+}
+
+/// How many keys the Redis on `port` holds.
+fn keys_in(port: u16) -> u64 {
+    let output = std::process::Command::new("redis-cli").args(["-p", &port.to_string(), "dbsize"]).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().parse().unwrap()
+}
+
+/// Redis killed in the middle of a run: every request still succeeds, and
+/// once the breaker is open a request pays no Redis timeout at all.
+#[tokio::test]
+async fn redis_killed_mid_run_costs_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut redis = own_redis(dir.path(), port).await;
     // No in-process level: every request goes to Redis, so the kill is felt.
     let app = instance_with_local_ttl(&format!("redis://127.0.0.1:{port}"), 60, "", 0).await;
     let first = app.stream_url(READY).await;
@@ -108,6 +121,68 @@ async fn redis_killed_mid_run_costs_no_request() {
     let started = Instant::now();
     app.stream_url(READY).await;
     assert!(started.elapsed() < Duration::from_millis(200), "the open breaker skips redis entirely");
+}
+
+/// Redis killed (SIGKILL) under concurrent load and started again on the
+/// same port: no request fails, during the outage or after, and the cache
+/// fills the new (empty) Redis again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_under_load_fails_no_request() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut redis = own_redis(dir.path(), port).await;
+    // No in-process level, so every request reaches Redis (or its breaker).
+    let app = Arc::new(instance_with_local_ttl(&format!("redis://127.0.0.1:{port}"), 1_000_000, "", 0).await);
+    let (stop, ok, failed) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (app, stop, ok, failed) = (Arc::clone(&app), Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let status = app.stream(READY, Some(&app.demo.token)).await.status();
+                    let counter = if status == 200 { &ok } else { &failed };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(keys_in(port) > 0, "the app keeps its cache and limits in this Redis");
+    let before_outage = ok.load(Ordering::Relaxed);
+    redis.kill().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let during_outage = ok.load(Ordering::Relaxed) - before_outage;
+    redis = own_redis(dir.path(), port).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    println!(
+        "redis outage: {} requests, {ok} ok, {failed} failed; {during_outage} ok while Redis was down",
+        ok + failed
+    );
+    assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
+    assert!(
+        before_outage > 0 && during_outage > 0,
+        "the load ran before ({before_outage}) and during ({during_outage})"
+    );
+    // The breaker skips Redis for its 30 s cool-down, then a trial request
+    // finds it back and the cache fills the new, empty server.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while keys_in(port) == 0 {
+        assert!(Instant::now() < deadline, "the restarted Redis was not used again");
+        app.stream_url(READY).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(redis);
 }
 
 /// The cinema flow with Redis: progress lands in the seed's hot copy.
