@@ -169,6 +169,16 @@ pub async fn observe<B: MessageBody + 'static>(
 /// held at `info` whatever the configured filter says.
 const LEAKY_TARGETS: [&str; 3] = ["rusoto_core", "rusoto_signature", "rusoto_credential"];
 
+/// `filter` with the [`LEAKY_TARGETS`] held at `info`.
+fn capped(mut filter: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
+    for target in LEAKY_TARGETS {
+        if let Ok(directive) = format!("{target}=info").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
+}
+
 /// What [`install_logging`] leaves running: the trace exporter, when one is
 /// configured. [`Telemetry::shutdown`] sends its buffered spans.
 #[derive(Debug, Default)]
@@ -199,7 +209,7 @@ impl Telemetry {
 pub fn install_logging<W>(
     log: &crate::settings::LogSettings,
     otlp: &crate::settings::OtlpSettings,
-    mut filter: tracing_subscriber::EnvFilter,
+    filter: tracing_subscriber::EnvFilter,
     writer: W,
 ) -> Result<Telemetry, String>
 where
@@ -208,11 +218,6 @@ where
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::Layer as _;
 
-    for target in LEAKY_TARGETS {
-        if let Ok(directive) = format!("{target}=info").parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
     let lines = tracing_subscriber::fmt::layer().with_writer(writer);
     let lines = match log.format {
         crate::settings::LogFormat::Text => {
@@ -224,21 +229,16 @@ where
             lines.json().flatten_event(true).with_current_span(false).with_span_list(true).boxed()
         }
     };
-    let registry = tracing_subscriber::registry().with(lines.with_filter(filter));
+    let registry = tracing_subscriber::registry().with(lines.with_filter(capped(filter)));
 
     #[cfg(feature = "otlp")]
     let (registry, telemetry) = {
         let exporter = crate::otlp::exporter(otlp)?;
         let spans = match &exporter {
             Some(exporter) => {
-                let mut filter =
+                let filter =
                     tracing_subscriber::EnvFilter::try_new(&otlp.filter).map_err(|e| format!("otlp.filter: {e}"))?;
-                for target in LEAKY_TARGETS {
-                    if let Ok(directive) = format!("{target}=info").parse() {
-                        filter = filter.add_directive(directive);
-                    }
-                }
-                Some(crate::otlp::layer(exporter).with_filter(filter))
+                Some(crate::otlp::layer(exporter).with_filter(capped(filter)))
             }
             None => None,
         };
