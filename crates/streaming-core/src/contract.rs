@@ -176,6 +176,12 @@ pub async fn progress_store<S: ProgressStore + ?Sized>(store: &S) {
     );
     assert_eq!(store.get(&alice, &movie).await.unwrap().unwrap().position.get(), 5.0);
     assert_eq!(store.get(&fresh_user("bob"), &movie).await.unwrap(), None, "progress is per user");
+
+    // A durable record (a stop) obeys the same rule and is read back at once.
+    assert_eq!(store.record_durably(progress(7.0, 2, Some(next))).await.unwrap(), RecordOutcome::Applied);
+    assert_eq!(store.record_durably(progress(6.0, 2, Some(next))).await.unwrap(), RecordOutcome::Stale);
+    assert_eq!(store.record(progress(6.0, 1, Some(next))).await.unwrap(), RecordOutcome::Stale);
+    assert_eq!(store.get(&alice, &movie).await.unwrap().unwrap().position.get(), 7.0);
 }
 
 /// Everything a [`SessionStore`] promises.

@@ -13,10 +13,12 @@ use streaming_core::adapters::{
 };
 use streaming_core::domain::{
     ManifestKind, Media, MediaId, MediaKind, MediaStatus, ObjectKey, Plan, PlanFeatures, PlaybackAction, SessionId,
-    Subscription, SubscriptionStatus, UserId, Visibility,
+    Subscription, SubscriptionStatus, UserId, Visibility, WatchProgress,
 };
 use streaming_core::policy::Denial;
-use streaming_core::ports::{SessionStore, SubscriptionDirectory, SubscriptionError};
+use streaming_core::ports::{
+    ProgressError, ProgressStore, RecordOutcome, SessionStore, SubscriptionDirectory, SubscriptionError,
+};
 use streaming_core::{
     Dependency, PlaybackError, PlaybackPorts, PlaybackService, PlaybackSettings, ProgressReport, StartPlayback,
     StopOutcome,
@@ -67,6 +69,10 @@ fn active() -> Subscription {
 }
 
 fn world_with(subscriptions_port: Option<Arc<dyn SubscriptionDirectory>>) -> World {
+    world_on(subscriptions_port, Arc::new(MemoryProgressStore::new()))
+}
+
+fn world_on(subscriptions_port: Option<Arc<dyn SubscriptionDirectory>>, progress: Arc<dyn ProgressStore>) -> World {
     let clock = Arc::new(ManualClock::new(datetime!(2026-03-01 20:00 UTC)));
     let catalog = Arc::new(MemoryCatalog::new());
     catalog.upsert(movie(MediaStatus::Ready));
@@ -86,7 +92,7 @@ fn world_with(subscriptions_port: Option<Arc<dyn SubscriptionDirectory>>) -> Wor
             catalog: catalog.clone(),
             objects: objects.clone(),
             subscriptions: subscriptions_port.unwrap_or_else(|| subscriptions.clone()),
-            progress: Arc::new(MemoryProgressStore::new()),
+            progress,
             sessions: sessions.clone(),
             events: events.clone(),
             clock: clock.clone(),
@@ -312,6 +318,38 @@ async fn stop_closes_the_session_once() {
         w.service.record_progress(&movie_id(), &user("viewer"), report(70.0, Some(session), None)).await,
         Err(PlaybackError::SessionClosed)
     );
+}
+
+/// A progress store that tells write-behind records from durable ones.
+#[derive(Default)]
+struct Durabilities {
+    inner: MemoryProgressStore,
+    calls: std::sync::Mutex<Vec<(&'static str, u64)>>,
+}
+
+#[async_trait]
+impl ProgressStore for Durabilities {
+    async fn get(&self, user: &UserId, media: &MediaId) -> Result<Option<WatchProgress>, ProgressError> {
+        self.inner.get(user, media).await
+    }
+    async fn record(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
+        self.calls.lock().unwrap().push(("behind", progress.position.get() as u64));
+        self.inner.record(progress).await
+    }
+    async fn record_durably(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
+        self.calls.lock().unwrap().push(("durably", progress.position.get() as u64));
+        self.inner.record_durably(progress).await
+    }
+}
+
+#[tokio::test]
+async fn reports_may_be_written_behind_but_a_stop_is_written_before_it_is_acknowledged() {
+    let progress = Arc::new(Durabilities::default());
+    let w = world_on(None, progress.clone());
+    let session = w.service.start(&movie_id(), &user("viewer"), StartPlayback::default()).await.unwrap().session;
+    w.service.record_progress(&movie_id(), &user("viewer"), report(10.0, Some(session), Some(1))).await.unwrap();
+    w.service.stop(&movie_id(), &user("viewer"), report(12.0, Some(session), None)).await.unwrap();
+    assert_eq!(*progress.calls.lock().unwrap(), [("behind", 10), ("durably", 12)]);
 }
 
 #[tokio::test]

@@ -10,6 +10,8 @@
 //! * A full map sends the update straight to the store (the request waits,
 //!   nothing is dropped).
 //! * A failed flush puts the batch back, unless newer updates replaced it.
+//! * [`ProgressStore::record_durably`] (a stop) writes through, replacing
+//!   the pending update of its key: acknowledged means in the store.
 //! * [`WriteBehindProgress::drain`] flushes everything (graceful shutdown).
 
 use std::collections::HashMap;
@@ -97,15 +99,7 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
             // Marked written while still under the pending lock: a late report
             // arriving during the write is refused against it. A failed write
             // puts the batch back in `pending`, so the mark stays truthful.
-            let mut written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if written.len() + batch.len() > self.capacity {
-                written.clear();
-            }
-            for progress in &batch {
-                if let Some(session) = progress.session {
-                    written.insert((progress.user.clone(), progress.media.clone()), (session, progress.sequence));
-                }
-            }
+            self.mark_written(&batch);
             batch
         };
         if batch.is_empty() {
@@ -120,14 +114,46 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
                 self.stats.failed_flushes.fetch_add(1, Ordering::Relaxed);
                 flush_failed("progress");
                 warn!(%error, updates = batch.len(), "progress flush failed; kept for the next one");
-                let mut pending = self.lock();
-                for progress in batch {
-                    let key = (progress.user.clone(), progress.media.clone());
-                    // A newer update that arrived meanwhile wins.
-                    pending.entry(key).or_insert(progress);
-                }
+                self.requeue(batch);
                 false
             }
+        }
+    }
+
+    /// Remembers the session and sequence of `batch` as written (call it
+    /// under the pending lock, before the write: a failed write puts the
+    /// batch back in `pending`, so the mark stays truthful).
+    fn mark_written(&self, batch: &[WatchProgress]) {
+        let mut written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if written.len() + batch.len() > self.capacity {
+            written.clear();
+        }
+        for progress in batch {
+            if let Some(session) = progress.session {
+                written.insert((progress.user.clone(), progress.media.clone()), (session, progress.sequence));
+            }
+        }
+    }
+
+    /// Whether `progress` is older than the pending update of its key, or,
+    /// with none pending, than the last one written.
+    fn is_stale(&self, pending: &HashMap<Key, WatchProgress>, key: &Key, progress: &WatchProgress) -> bool {
+        if let Some(current) = pending.get(key) {
+            return stale(current, progress);
+        }
+        let written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (written.get(key), progress.session) {
+            (Some((session, sequence)), Some(incoming)) => *session == incoming && *sequence >= progress.sequence,
+            _ => false,
+        }
+    }
+
+    /// Puts updates whose write failed back in the queue, unless newer ones replaced them meanwhile.
+    fn requeue(&self, batch: Vec<WatchProgress>) {
+        let mut pending = self.lock();
+        for progress in batch {
+            let key = (progress.user.clone(), progress.media.clone());
+            pending.entry(key).or_insert(progress);
         }
     }
 
@@ -232,21 +258,14 @@ impl<S: ProgressStore + 'static> ProgressStore for WriteBehindProgress<S> {
         {
             let mut pending = self.lock();
             let key = (progress.user.clone(), progress.media.clone());
-            if let Some(current) = pending.get(&key) {
-                if stale(current, &progress) {
-                    return Ok(RecordOutcome::Stale);
-                }
+            if self.is_stale(&pending, &key, &progress) {
+                return Ok(RecordOutcome::Stale);
+            }
+            if pending.contains_key(&key) {
                 self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
                 pending.insert(key, progress);
                 return Ok(RecordOutcome::Applied);
             }
-            let written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let (Some((session, sequence)), Some(incoming)) = (written.get(&key), progress.session) {
-                if *session == incoming && *sequence >= progress.sequence {
-                    return Ok(RecordOutcome::Stale);
-                }
-            }
-            drop(written);
             if pending.len() < self.capacity {
                 self.stats.queued.fetch_add(1, Ordering::Relaxed);
                 pending.insert(key, progress);
@@ -258,5 +277,28 @@ impl<S: ProgressStore + 'static> ProgressStore for WriteBehindProgress<S> {
         overflowed("progress");
         self.wake.notify_one();
         self.inner.record(progress).await
+    }
+
+    /// Writes through: the pending update of the same key (older, or it
+    /// would make this one stale) is replaced by this one, which goes to
+    /// the store now. A failed write leaves it queued for the flusher, and
+    /// the caller gets the error, so it never acknowledges what may be lost.
+    async fn record_durably(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
+        {
+            let mut pending = self.lock();
+            let key = (progress.user.clone(), progress.media.clone());
+            if self.is_stale(&pending, &key, &progress) {
+                return Ok(RecordOutcome::Stale);
+            }
+            pending.remove(&key);
+            self.mark_written(std::slice::from_ref(&progress));
+        }
+        match self.inner.record(progress.clone()).await {
+            Ok(outcome) => Ok(outcome),
+            Err(error) => {
+                self.requeue(vec![progress]);
+                Err(error)
+            }
+        }
     }
 }

@@ -110,7 +110,7 @@ async fn a_full_queue_writes_through() {
     assert_eq!(queue.stats().overflowed.load(Ordering::Relaxed), 1);
 }
 
-/// A store whose batch writes fail while `down` is set.
+/// A store whose writes fail while `down` is set.
 struct Flaky {
     inner: MemoryProgressStore,
     down: Arc<AtomicBool>,
@@ -122,6 +122,9 @@ impl ProgressStore for Flaky {
         self.inner.get(user, media).await
     }
     async fn record(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
+        if self.down.load(Ordering::Relaxed) {
+            return Err(ProgressError::Unavailable("database down".into()));
+        }
         self.inner.record(progress).await
     }
     async fn record_many(&self, batch: Vec<WatchProgress>) -> Result<(), ProgressError> {
@@ -150,4 +153,36 @@ async fn a_failed_flush_loses_nothing_and_newer_updates_win() {
     down.store(false, Ordering::Relaxed);
     queue.drain(Duration::from_secs(1)).await.unwrap();
     assert_eq!(queue.get(&"kept".parse().unwrap(), &movie()).await.unwrap().unwrap().sequence, 2);
+}
+
+#[tokio::test]
+async fn a_durable_record_is_in_the_store_when_it_returns_and_replaces_the_pending_one() {
+    let durable = store().await;
+    let queue = WriteBehindProgress::start(durable.clone(), 100, Duration::from_secs(3600));
+    let (session, user) = (SessionId::random(), "stopping".parse::<UserId>().unwrap());
+    assert_eq!(queue.record(report("stopping", session, 1)).await.unwrap(), RecordOutcome::Applied);
+    assert_eq!(queue.record_durably(report("stopping", session, 2)).await.unwrap(), RecordOutcome::Applied);
+    assert_eq!(durable.get(&user, &movie()).await.unwrap().map(|p| p.sequence), Some(2), "written through");
+    assert_eq!(queue.depth(), 0, "the older pending update went with it");
+    assert_eq!(queue.record_durably(report("stopping", session, 2)).await.unwrap(), RecordOutcome::Stale);
+    assert_eq!(queue.record(report("stopping", session, 1)).await.unwrap(), RecordOutcome::Stale);
+    queue.flush().await;
+    assert_eq!(durable.get(&user, &movie()).await.unwrap().map(|p| p.sequence), Some(2));
+}
+
+#[tokio::test]
+async fn a_failed_durable_record_is_an_error_and_stays_queued() {
+    let down = Arc::new(AtomicBool::new(true));
+    let queue = WriteBehindProgress::start(
+        Flaky { inner: MemoryProgressStore::new(), down: down.clone() },
+        100,
+        Duration::from_secs(3600),
+    );
+    let session = SessionId::random();
+    queue.record(report("stopping", session, 1)).await.unwrap();
+    assert!(queue.record_durably(report("stopping", session, 2)).await.is_err(), "not acknowledged");
+    assert_eq!(queue.depth(), 1, "kept for the flusher");
+    down.store(false, Ordering::Relaxed);
+    queue.drain(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(queue.get(&"stopping".parse().unwrap(), &movie()).await.unwrap().unwrap().sequence, 2);
 }

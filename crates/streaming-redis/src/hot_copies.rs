@@ -64,6 +64,18 @@ impl<S: ProgressStore> RedisProgressCache<S> {
             .map_err(|e| ProgressError::Unavailable(e.to_string()))
     }
 
+    /// Refreshes the hot copy when the durable store took `progress`.
+    async fn copy_if_applied(
+        &self,
+        outcome: RecordOutcome,
+        progress: &WatchProgress,
+    ) -> Result<RecordOutcome, ProgressError> {
+        if outcome == RecordOutcome::Applied {
+            self.write_copy(progress).await;
+        }
+        Ok(outcome)
+    }
+
     async fn write_copy(&self, progress: &WatchProgress) {
         let body = json!({
             "user_id": progress.user.as_str(),
@@ -126,10 +138,12 @@ impl<S: ProgressStore> ProgressStore for RedisProgressCache<S> {
 
     async fn record(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
         let outcome = self.inner.record(progress.clone()).await?;
-        if outcome == RecordOutcome::Applied {
-            self.write_copy(&progress).await;
-        }
-        Ok(outcome)
+        self.copy_if_applied(outcome, &progress).await
+    }
+
+    async fn record_durably(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
+        let outcome = self.inner.record_durably(progress.clone()).await?;
+        self.copy_if_applied(outcome, &progress).await
     }
 }
 

@@ -255,6 +255,15 @@ pub enum StopOutcome {
 }
 
 /// Counters of the playback operations.
+/// How soon a progress update must reach the durable store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Whenever the store writes (a progress report; may be batched).
+    Behind,
+    /// Before the call returns (a stop).
+    Now,
+}
+
 #[derive(Debug, Default)]
 pub struct PlaybackStats {
     /// Events that could not be handed to the publisher.
@@ -580,7 +589,7 @@ impl PlaybackService {
                 .await
                 .map_err(|_| unavailable(Dependency::Sessions))?;
         }
-        let (outcome, stored) = self.store_progress(&media, user, position, report, now).await?;
+        let (outcome, stored) = self.store_progress(&media, user, position, report, now, Durability::Behind).await?;
         if outcome == RecordOutcome::Applied {
             let key = (user.clone(), movie.clone(), report.session);
             if self.coalescer.admit(key, now) {
@@ -652,7 +661,8 @@ impl PlaybackService {
             }
         };
         let report = ProgressReport { session: Some(session.id), ..report };
-        self.store_progress(&media, user, position, report, now).await?;
+        // The last position is acknowledged with the stop: written through, not behind.
+        self.store_progress(&media, user, position, report, now, Durability::Now).await?;
         match self.close_session(&session, Some(position), now).await? {
             CloseOutcome::Closed(session) => Ok(StopOutcome::Stopped(session)),
             CloseOutcome::AlreadyClosed(session) => Ok(StopOutcome::AlreadyStopped(session)),
@@ -799,6 +809,7 @@ impl PlaybackService {
         position: PositionSeconds,
         report: ProgressReport,
         now: OffsetDateTime,
+        durability: Durability,
     ) -> Result<(RecordOutcome, WatchProgress), PlaybackError> {
         let watched = media
             .duration_seconds
@@ -814,13 +825,12 @@ impl PlaybackService {
             // since the epoch grow with every later arrival.
             sequence: report.sequence.unwrap_or_else(|| (now.unix_timestamp_nanos() / 1_000).max(0) as u64),
         };
-        let outcome = self
-            .ports
-            .progress
-            .record(progress.clone())
-            .instrument(debug_span!("progress.record"))
-            .await
-            .map_err(|_| unavailable(Dependency::Progress))?;
+        let store = &self.ports.progress;
+        let recorded = match durability {
+            Durability::Behind => store.record(progress.clone()).instrument(debug_span!("progress.record")).await,
+            Durability::Now => store.record_durably(progress.clone()).instrument(debug_span!("progress.record")).await,
+        };
+        let outcome = recorded.map_err(|_| unavailable(Dependency::Progress))?;
         let label = if outcome == RecordOutcome::Applied { "applied" } else { "stale" };
         metrics::counter!(telemetry::PROGRESS_REPORTS, "outcome" => label).increment(1);
         if outcome == RecordOutcome::Applied {

@@ -37,6 +37,17 @@ pub trait ProgressStore: Send + Sync {
     /// [`ProgressError::Unavailable`].
     async fn record(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError>;
 
+    /// Like [`ProgressStore::record`], but returns only once the update is
+    /// in the durable store: a stop's last position, acknowledged to the
+    /// player, survives a crash of the process. Stores that write behind
+    /// override this to write through; for the rest it is `record`.
+    ///
+    /// # Errors
+    /// [`ProgressError::Unavailable`]; the update may then not be stored.
+    async fn record_durably(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
+        self.record(progress).await
+    }
+
     /// Stores a batch under the same rule as [`ProgressStore::record`], at
     /// most one update per (user, media). Stores that can do it in one
     /// statement override this; the default records one by one.
@@ -60,6 +71,10 @@ impl<T: ProgressStore + ?Sized> ProgressStore for std::sync::Arc<T> {
 
     async fn record(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
         (**self).record(progress).await
+    }
+
+    async fn record_durably(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
+        (**self).record_durably(progress).await
     }
 
     async fn record_many(&self, batch: Vec<WatchProgress>) -> Result<(), ProgressError> {
