@@ -261,9 +261,9 @@ impl<S: ProgressStore + 'static> ProgressStore for WriteBehindProgress<S> {
             if self.is_stale(&pending, &key, &progress) {
                 return Ok(RecordOutcome::Stale);
             }
-            if pending.contains_key(&key) {
+            if let Some(current) = pending.get_mut(&key) {
                 self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-                pending.insert(key, progress);
+                *current = progress;
                 return Ok(RecordOutcome::Applied);
             }
             if pending.len() < self.capacity {
