@@ -6,6 +6,7 @@
 mod harness;
 mod hostile;
 mod kafka;
+mod lifecycle;
 mod movies;
 mod objects;
 mod observability;

@@ -10,10 +10,10 @@ use secrecy::SecretString;
 
 use crate::harness::{assert_problem, spawn, TestApp, MOVIE};
 
-/// Answers every request with `status` (200: an active HD plan for two
+/// The user service: answers every request with `status` (200: an active HD plan for two
 /// devices) and records the `Authorization` and `X-User-Id` headers.
 #[derive(Default)]
-struct Stand {
+pub(crate) struct Stand {
     status: AtomicU16,
     seen: Mutex<Vec<(String, String)>>,
 }
@@ -31,7 +31,7 @@ async fn answer(req: HttpRequest, stand: web::Data<Stand>) -> HttpResponse {
     }
 }
 
-async fn stand_in(status: u16) -> (String, Arc<Stand>) {
+pub(crate) async fn stand_in(status: u16) -> (String, Arc<Stand>) {
     let stand = web::Data::new(Stand { status: AtomicU16::new(status), ..Stand::default() });
     let state = stand.clone();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

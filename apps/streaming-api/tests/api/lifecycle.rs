@@ -1,0 +1,307 @@
+//! The service binary as a child process on PostgreSQL, configured through
+//! the environment, killed with SIGKILL in the middle of playback (nothing
+//! acknowledged as a start or a stop is lost) and stopped with SIGTERM under
+//! load (in-flight requests finish, queued progress is written).
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use streaming_core::contract::infra_var;
+use streaming_postgres::testing::fresh_database_url;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{token_for, MOVIE, SECRET, SIGNING_KEY};
+
+const MOVIE_PATH: &str = "/api/v1/stream/5eed0000-0000-4000-8000-000000000001";
+
+/// `streaming-api serve` as a child process.
+struct Service {
+    child: tokio::process::Child,
+    address: String,
+    log: std::path::PathBuf,
+}
+
+impl Service {
+    /// Starts the binary on a free port with the database at `database`,
+    /// subscriptions from the user service at `users`, progress flushed every
+    /// `flush_ms`, and waits until it answers `/healthz`.
+    async fn start(dir: &std::path::Path, database: &str, users: &str, flush_ms: u64) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = dir.join(format!("service-{port}.log"));
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_streaming-api"))
+            .env("STREAMING__SERVER__PORT", port.to_string())
+            .env("STREAMING__SERVER__WORKERS", "2")
+            .env("STREAMING__AUTH__SECRET", SECRET)
+            .env("STREAMING__STORAGE__ROOT", dir.join("objects"))
+            .env("STREAMING__STORAGE__SIGNING_KEY", SIGNING_KEY)
+            .env("STREAMING__POSTGRES__URL", database)
+            .env("STREAMING__POSTGRES__MIGRATE_ON_START", "true")
+            .env("STREAMING__POSTGRES__PROGRESS_FLUSH_INTERVAL_MS", flush_ms.to_string())
+            .env("STREAMING__USERS__URL", users)
+            .env("STREAMING__LOG__FORMAT", "text")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let service = Self { child, address: format!("http://127.0.0.1:{port}"), log };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client.get(format!("{}/healthz", service.address)).send().await.is_err() {
+            assert!(Instant::now() < deadline, "the service did not start:\n{}", service.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        service
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    }
+
+    /// Waits for the process to end (at most `within`); its exit status.
+    async fn exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(within, self.child.wait()).await.expect("the service did not exit").unwrap()
+    }
+}
+
+/// One viewer's requests to a service: JSON in and out, `None` when the
+/// service could not be reached (it is gone).
+struct Viewer {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Viewer {
+    fn new(base: &str, user: &str) -> Self {
+        Self { client: reqwest::Client::new(), base: base.to_owned(), token: token_for(user) }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Option<(u16, Value)> {
+        let request = self.client.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body);
+        let response = request.send().await.ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.json().await.ok()?))
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let response = self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+}
+
+/// `psql -At -c sql` against `database`: the rows, one per line.
+fn psql(database: &str, sql: &str) -> String {
+    let output = std::process::Command::new("psql").args([database, "-At", "-c", sql]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// What one viewer had acknowledged.
+#[derive(Debug, Default, Clone)]
+struct Acknowledged {
+    /// Sessions whose start was answered 200.
+    started: Vec<String>,
+    /// Sessions whose stop was answered "stopped", with its position.
+    stopped: Vec<(String, u64)>,
+    /// Progress reports answered 200 and applied.
+    reports: u64,
+}
+
+/// Position `n` in seconds: hundredths, so thousands of requests stay
+/// within the 16 s demo movie (near its end it counts as watched).
+fn at(n: u64) -> f64 {
+    n as f64 / 100.0
+}
+
+/// Watches the movie over and over (start, two progress reports, stop) until
+/// the service is gone; positions grow with every request.
+async fn watch_until_gone(viewer: Viewer, acknowledged: Arc<Mutex<Acknowledged>>) {
+    let mut position = 0;
+    loop {
+        let Some((200, started)) = viewer.post(MOVIE_PATH, json!({})).await else { return };
+        let session = started["session_id"].as_str().unwrap().to_owned();
+        acknowledged.lock().unwrap().started.push(session.clone());
+        for sequence in 1..=2 {
+            position += 1;
+            let body = json!({ "position_seconds": at(position), "session_id": session, "sequence": sequence });
+            let Some((200, _)) = viewer.post(&format!("{MOVIE_PATH}/progress"), body).await else { return };
+            acknowledged.lock().unwrap().reports += 1;
+        }
+        position += 1;
+        let body = json!({ "position_seconds": at(position), "session_id": session });
+        let Some((200, stopped)) = viewer.post(&format!("{MOVIE_PATH}/stop"), body).await else { return };
+        assert_eq!(stopped["message"], "Streaming stopped");
+        acknowledged.lock().unwrap().stopped.push((session, position));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_service_loses_no_acknowledged_start_or_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let (users, _stand) = crate::users::stand_in(200).await;
+    // Reports wait a minute in the write-behind queue: only starts and stops
+    // are written before they are acknowledged.
+    let mut service = Service::start(dir.path(), &database, &users, 60_000).await;
+
+    let viewers: Vec<String> = (0..4).map(|i| format!("killed-viewer-{i}")).collect();
+    let acknowledged: Vec<Arc<Mutex<Acknowledged>>> = viewers.iter().map(|_| Arc::default()).collect();
+    let workers: Vec<_> = viewers
+        .iter()
+        .zip(&acknowledged)
+        .map(|(user, acks)| tokio::spawn(watch_until_gone(Viewer::new(&service.address, user), acks.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    service.signal("-KILL");
+    assert!(!service.exit(Duration::from_secs(10)).await.success());
+    for worker in workers {
+        worker.await.unwrap();
+    }
+
+    // In the database: every acknowledged start and stop, with its event in the outbox for the relay.
+    let acknowledged: Vec<Acknowledged> = acknowledged.iter().map(|a| a.lock().unwrap().clone()).collect();
+    let count = |sql: String| -> usize { psql(&database, &sql).trim().parse().unwrap() };
+    let quoted =
+        |sessions: &mut dyn Iterator<Item = &String>| sessions.map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+    for (user, acks) in viewers.iter().zip(&acknowledged) {
+        assert!(!acks.stopped.is_empty(), "{user} finished a round before the kill");
+        let started = quoted(&mut acks.started.iter());
+        let stopped = quoted(&mut acks.stopped.iter().map(|(s, _)| s));
+        let sessions = count(format!("SELECT count(*) FROM stream_sessions WHERE id::text IN ({started})"));
+        assert_eq!(sessions, acks.started.len(), "{user}: sessions acknowledged as started");
+        let closed = count(format!(
+            "SELECT count(*) FROM stream_sessions WHERE ended_at IS NOT NULL AND id::text IN ({stopped})"
+        ));
+        assert_eq!(closed, acks.stopped.len(), "{user}: sessions acknowledged as stopped");
+        let outbox = |topic: &str, sessions: &str| {
+            count(format!(
+                "SELECT count(*) FROM outbox WHERE topic = '{topic}' AND payload->>'session_id' IN ({sessions})"
+            ))
+        };
+        assert_eq!(outbox("stream.start", &started), acks.started.len(), "{user}: start events");
+        assert_eq!(outbox("stream.stop", &stopped), acks.stopped.len(), "{user}: stop events");
+        // The last acknowledged stop's position, or a later one whose answer the kill cut off.
+        let (_, last_stop) = acks.stopped.last().unwrap();
+        let sql = format!("SELECT round(position_seconds * 100)::bigint FROM watch_progress WHERE user_id = '{user}'");
+        let stored: u64 = psql(&database, &sql).trim().parse().unwrap_or_else(|_| panic!("{user}: no progress stored"));
+        assert!(stored >= *last_stop, "{user}: position {stored} stored, {last_stop} acknowledged");
+    }
+
+    // Restarted on the same database, the service resumes each viewer there
+    // (the cinema contract answers whole seconds).
+    let restarted = Service::start(dir.path(), &database, &users, 100).await;
+    for (user, acks) in viewers.iter().zip(&acknowledged) {
+        let (_, last_stop) = acks.stopped.last().unwrap();
+        let resumed: Value = Viewer::new(&restarted.address, user).post(MOVIE_PATH, json!({})).await.unwrap().1;
+        let position = resumed["resume_position_seconds"].as_f64().unwrap();
+        assert!(position >= at(*last_stop).floor(), "{user}: resumed at {position}, {last_stop} acknowledged");
+    }
+    let total = |f: fn(&Acknowledged) -> u64| acknowledged.iter().map(f).sum::<u64>();
+    println!(
+        "service killed: {} starts, {} stops and {} progress reports acknowledged by 4 viewers; \
+         every start and stop found in the database and its outbox",
+        total(|a| a.started.len() as u64),
+        total(|a| a.stopped.len() as u64),
+        total(|a| a.reports),
+    );
+}
+
+/// Sends the head and half the body of a progress report, waits for
+/// `release`, sends the rest; the status answered.
+async fn slow_report(address: &str, token: &str, body: String, release: tokio::sync::oneshot::Receiver<()>) -> u16 {
+    let host = address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "POST {MOVIE_PATH}/progress HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let (first, rest) = body.split_at(body.len() / 2);
+    stream.write_all(format!("{head}{first}").as_bytes()).await.unwrap();
+    release.await.unwrap();
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_and_writes_queued_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let (users, _stand) = crate::users::stand_in(200).await;
+    // Nothing is flushed by the timer: what reaches the database, the drain wrote.
+    let mut service = Service::start(dir.path(), &database, &users, 3_600_000).await;
+
+    // Viewers reporting progress as fast as they can until the service is gone.
+    let mut workers = Vec::new();
+    for i in 0..4 {
+        let viewer = Viewer::new(&service.address, &format!("draining-viewer-{i}"));
+        let (200, started) = viewer.post(MOVIE_PATH, json!({})).await.unwrap() else { panic!("start refused") };
+        let session = started["session_id"].as_str().unwrap().to_owned();
+        workers.push(tokio::spawn(async move {
+            let (mut acknowledged, mut sent) = (0u64, 0u64);
+            for position in 1.. {
+                let body =
+                    json!({ "position_seconds": at(position) / 100.0, "session_id": session, "sequence": position });
+                sent = position;
+                match viewer.post(&format!("{MOVIE_PATH}/progress"), body).await {
+                    Some((200, ack)) if ack["applied"] == true => acknowledged = position,
+                    Some((status, answer)) => panic!("{status}: {answer}"),
+                    None => break,
+                }
+            }
+            (viewer.token, acknowledged, sent)
+        }));
+    }
+    // And one report whose body is still on its way when SIGTERM arrives.
+    let slow_viewer = Viewer::new(&service.address, "draining-slow-viewer");
+    let (_, started) = slow_viewer.post(MOVIE_PATH, json!({})).await.unwrap();
+    let body = json!({ "position_seconds": 4.2, "session_id": started["session_id"], "sequence": 1 }).to_string();
+    let (release, released) = tokio::sync::oneshot::channel();
+    let slow = tokio::spawn({
+        let (address, token) = (service.address.clone(), slow_viewer.token.clone());
+        async move { slow_report(&address, &token, body, released).await }
+    });
+
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(psql(&database, "SELECT count(*) FROM watch_progress").trim(), "0", "all of it still queued");
+    service.signal("-TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release.send(()).unwrap();
+    assert_eq!(slow.await.unwrap(), 200, "the in-flight request was answered");
+    let status = service.exit(Duration::from_secs(40)).await;
+    assert!(status.success(), "{status}\n{}", service.log());
+    assert!(service.log().contains("pending progress written"), "{}", service.log());
+
+    let mut total = 0;
+    for (i, worker) in workers.into_iter().enumerate() {
+        let (_, acknowledged, sent) = worker.await.unwrap();
+        let stored: u64 = psql(
+            &database,
+            &format!(
+                "SELECT round(position_seconds * 10000)::bigint FROM watch_progress \
+                 WHERE user_id = 'draining-viewer-{i}' \
+                 AND movie_id = '{MOVIE}'"
+            ),
+        )
+        .trim()
+        .parse()
+        .unwrap();
+        assert!(acknowledged > 0 && (acknowledged..=sent).contains(&stored), "{i}: {stored} for {acknowledged}");
+        total += acknowledged;
+    }
+    let slow_stored =
+        psql(&database, "SELECT position_seconds FROM watch_progress WHERE user_id = 'draining-slow-viewer'");
+    assert_eq!(slow_stored.trim(), "4.2", "the in-flight report was written too");
+    println!("SIGTERM under load: {total} progress reports acknowledged by 4 viewers, each viewer's last one written");
+}
