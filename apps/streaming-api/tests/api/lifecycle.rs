@@ -90,11 +90,6 @@ impl Viewer {
         let status = response.status().as_u16();
         Some((status, response.json().await.ok()?))
     }
-
-    async fn get(&self, path: &str) -> Value {
-        let response = self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();
-        response.json().await.unwrap()
-    }
 }
 
 /// `psql -At -c sql` against `database`: the rows, one per line.
