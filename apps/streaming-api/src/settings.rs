@@ -364,6 +364,10 @@ pub struct PostgresSection {
     pub pool_size: u32,
     /// `statement_timeout` of every connection in milliseconds (default 2000).
     pub statement_timeout_ms: u64,
+    /// After 5 failed connection attempts in a row, requests that need the
+    /// database are 503 at once for this many milliseconds, then one tries
+    /// again (default 5000, the `Retry-After` of those 503s).
+    pub breaker_cool_down_ms: u64,
     /// Apply pending migrations at start instead of refusing to start (default false;
     /// `streaming-api migrate` applies them explicitly).
     pub migrate_on_start: bool,
@@ -391,6 +395,7 @@ impl Default for PostgresSection {
             url: None,
             pool_size: 16,
             statement_timeout_ms: 2_000,
+            breaker_cool_down_ms: 5_000,
             migrate_on_start: false,
             progress_flush_interval_ms: 1_000,
             progress_queue_capacity: 100_000,

@@ -364,6 +364,7 @@ impl Application {
             clock,
             local_objects: storage.local(),
             storage,
+            database: postgres.clone(),
             metrics: if settings.metrics.enabled { crate::telemetry::prometheus() } else { None },
         });
         let problem_base = web::Data::new(ProblemTypeBase(settings.problems.type_base.clone()));
@@ -611,6 +612,7 @@ async fn postgres_database(settings: &Settings) -> Result<Option<PgDatabase>, St
         pool_size: settings.postgres.pool_size,
         statement_timeout: Duration::from_millis(settings.postgres.statement_timeout_ms),
         acquire_timeout: Duration::from_secs(2),
+        breaker_cool_down: Duration::from_millis(settings.postgres.breaker_cool_down_ms),
     })
     .await
     .map_err(|e| StartupError::Database(e.to_string()))?;

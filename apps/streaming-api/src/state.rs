@@ -29,6 +29,8 @@ pub struct AppState {
     pub local_objects: Option<Arc<LocalObjectStore>>,
     /// The configured object store (readiness).
     pub storage: Storage,
+    /// PostgreSQL, when configured (readiness).
+    pub database: Option<streaming_postgres::PgDatabase>,
     /// The Prometheus recorder, when `/metrics` is served.
     pub metrics: Option<&'static metrics_exporter_prometheus::PrometheusHandle>,
 }

@@ -1,5 +1,6 @@
 //! The pool, migrations and the classification of driver errors.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -8,6 +9,7 @@ use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use streaming_core::circuit_breaker::{BreakerState, CircuitBreaker};
 
 /// The migrations of `migrations/`, compiled in.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
@@ -23,6 +25,10 @@ pub struct PgConfig {
     pub statement_timeout: Duration,
     /// How long to wait for a pooled connection (default 2 s).
     pub acquire_timeout: Duration,
+    /// After 5 connection attempts in a row fail, requests fail at once
+    /// (503) for this long, then one tries again (default 5 s, the
+    /// `Retry-After` the API answers).
+    pub breaker_cool_down: Duration,
 }
 
 impl PgConfig {
@@ -33,6 +39,7 @@ impl PgConfig {
             pool_size: 16,
             statement_timeout: Duration::from_secs(2),
             acquire_timeout: Duration::from_secs(2),
+            breaker_cool_down: Duration::from_secs(5),
         }
     }
 }
@@ -121,6 +128,9 @@ impl From<diesel_async::pooled_connection::bb8::RunError> for DbError {
 pub struct PgDatabase {
     pool: Pool<AsyncPgConnection>,
     url: String,
+    /// Opened by failed connection attempts: while the database is down a
+    /// request fails at once instead of waiting out the acquire timeout.
+    breaker: Arc<CircuitBreaker>,
 }
 
 impl std::fmt::Debug for PgDatabase {
@@ -155,15 +165,34 @@ impl PgDatabase {
             .min_idle(Some(0))
             .connection_timeout(config.acquire_timeout)
             .build_unchecked(manager);
-        Ok(Self { pool, url: config.url.clone() })
+        let breaker = Arc::new(CircuitBreaker::new(5, config.breaker_cool_down).named("postgres"));
+        Ok(Self { pool, url: config.url.clone(), breaker })
     }
 
     /// A pooled connection.
     ///
     /// # Errors
-    /// [`DbError::Unavailable`] if none can be had within the acquire timeout.
+    /// [`DbError::Timeout`] if none can be had within the acquire timeout,
+    /// [`DbError::Unavailable`] at once while the breaker is open.
     pub async fn connection(&self) -> Result<PooledConnection<'_, AsyncPgConnection>, DbError> {
-        Ok(self.pool.get().await?)
+        if !self.breaker.allow() {
+            return Err(DbError::Unavailable("circuit breaker open".into()));
+        }
+        match self.pool.get().await {
+            Ok(connection) => {
+                self.breaker.record_success();
+                Ok(connection)
+            }
+            Err(error) => {
+                self.breaker.record_failure();
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Whether the breaker lets requests try the database.
+    pub fn reachable(&self) -> bool {
+        self.breaker.state() != BreakerState::Open
     }
 
     /// Applies every pending migration; returns how many ran.

@@ -13,3 +13,102 @@ pub async fn fresh_database_url(admin_url: &str) -> String {
     let base = admin_url.rsplit_once('/').map_or(admin_url, |(base, _)| base);
     format!("{base}/{name}")
 }
+
+/// A PostgreSQL server of a test's own, to stop and start again in the
+/// middle of a run: `initdb` in a directory of the system's temporary
+/// directory, run as the `postgres` user (initdb refuses root), on a free
+/// loopback port, trusting local connections. Stopped and removed when dropped.
+#[derive(Debug)]
+pub struct OwnPostgres {
+    bin: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+/// `program` of `bin`, to run as the `postgres` user.
+fn as_postgres(bin: &std::path::Path, program: &str) -> std::process::Command {
+    let mut command = std::process::Command::new("runuser");
+    command.args(["-u", "postgres", "--"]).arg(bin.join(program));
+    command
+}
+
+/// Runs `command`; panics with its output if it fails.
+fn run(what: &str, command: &mut std::process::Command) {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl OwnPostgres {
+    /// Creates and starts it with the server binaries in `bin`
+    /// (`STREAMGATE_POSTGRES_BIN` of `cargo xtask infra up`).
+    pub fn start(bin: &str) -> Self {
+        let id = streaming_core::domain::SessionId::random().as_uuid().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("streamgate-own-postgres-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let chown = std::process::Command::new("chown").arg("postgres:postgres").arg(&dir).status().unwrap();
+        assert!(chown.success(), "chown of {}", dir.display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let server = Self { bin: bin.into(), dir, port };
+        run(
+            "initdb",
+            as_postgres(&server.bin, "initdb").arg("-D").arg(server.dir.join("cluster")).args([
+                "-U",
+                "streamgate",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ]),
+        );
+        server.resume();
+        server
+    }
+
+    /// Its URL (database `postgres`).
+    pub fn url(&self) -> String {
+        format!("postgres://streamgate@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts it again on the same port and data; returns once it accepts connections.
+    pub fn resume(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        run(
+            "pg_ctl start",
+            as_postgres(&self.bin, "pg_ctl")
+                .arg("-D")
+                .arg(self.dir.join("cluster"))
+                .args(["-o", &options, "-l"])
+                .arg(self.dir.join("postgres.log"))
+                .args(["-w", "start"]),
+        );
+    }
+
+    /// Stops it the abrupt way (`pg_ctl stop -m immediate`: no checkpoint,
+    /// connections cut, crash recovery at the next start).
+    pub fn stop(&self) {
+        run("pg_ctl stop", &mut self.stop_command());
+    }
+
+    fn stop_command(&self) -> std::process::Command {
+        let mut command = as_postgres(&self.bin, "pg_ctl");
+        command.arg("-D").arg(self.dir.join("cluster")).args(["-m", "immediate", "-w", "stop"]);
+        command
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = self.stop_command().output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -101,8 +101,9 @@ pub fn start(dir: &Path) -> Result<BTreeMap<String, String>, String> {
     fs::write(dir.join("postgres.pid"), pid).map_err(|e| e.to_string())?;
     super::wait_for_port("postgres", port, Duration::from_secs(10))?;
     println!("==> postgres on 127.0.0.1:{port}");
-    Ok(BTreeMap::from([(
-        "STREAMGATE_POSTGRES_URL".to_owned(),
-        format!("postgres://{USER}:{PASSWORD}@127.0.0.1:{port}/postgres"),
-    )]))
+    Ok(BTreeMap::from([
+        ("STREAMGATE_POSTGRES_URL".to_owned(), format!("postgres://{USER}:{PASSWORD}@127.0.0.1:{port}/postgres")),
+        // For tests that run a server of their own (to stop and start it).
+        ("STREAMGATE_POSTGRES_BIN".to_owned(), bin.display().to_string()),
+    ]))
 }

@@ -40,9 +40,11 @@ pub async fn live() -> HttpResponse {
     ),
 )]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let object_store = state.storage.unready_reason();
-    let checks = BTreeMap::from([("object_store", object_store.unwrap_or("ok"))]);
-    if object_store.is_none() {
+    let mut checks = BTreeMap::from([("object_store", state.storage.unready_reason().unwrap_or("ok"))]);
+    if let Some(database) = &state.database {
+        checks.insert("database", if database.reachable() { "ok" } else { "circuit breaker open" });
+    }
+    if checks.values().all(|check| *check == "ok") {
         HttpResponse::Ok().json(Readiness { status: "ready", checks })
     } else {
         HttpResponse::ServiceUnavailable()

@@ -7,6 +7,7 @@ mod harness;
 mod hostile;
 mod kafka;
 mod lifecycle;
+mod load;
 mod movies;
 mod objects;
 mod observability;

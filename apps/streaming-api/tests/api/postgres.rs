@@ -160,3 +160,116 @@ async fn a_database_outage_is_503_and_the_service_recovers() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// PostgreSQL stopped (immediate shutdown) and started again while four
+/// viewers report progress and look up movies: reports keep being
+/// acknowledged (they wait in the write-behind queue), what needs the
+/// database is 503 with `Retry-After` and never 500, and every acknowledged
+/// report is in the database afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_and_started_under_load_loses_no_acknowledged_progress() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use crate::load::{Load, Phase};
+    use streaming_core::adapters::MemorySubscriptions;
+    use streaming_postgres::testing::OwnPostgres;
+
+    let server = OwnPostgres::start(&infra_var("STREAMGATE_POSTGRES_BIN"));
+    let viewers: Vec<String> = (0..4).map(|i| format!("pg-viewer-{i}")).collect();
+    let subscriptions = Arc::new(MemorySubscriptions::new());
+    for viewer in &viewers {
+        subscriptions.set(&viewer.parse().unwrap(), Some(streaming_api::demo::demo_subscription()));
+    }
+    let overrides = streaming_api::PortOverrides { subscriptions: Some(subscriptions), ..Default::default() };
+    let url = server.url();
+    let app = crate::harness::spawn_with(
+        move |s| {
+            s.postgres.url = Some(SecretString::from(url));
+            s.postgres.migrate_on_start = true;
+            s.postgres.progress_flush_interval_ms = 100;
+            s.postgres.breaker_cool_down_ms = 1_000;
+        },
+        overrides,
+    )
+    .await;
+    let movie = format!("/api/v1/stream/{MOVIE}");
+    let mut clients = Vec::new();
+    for viewer in &viewers {
+        let token = crate::harness::token_for(viewer);
+        let started: serde_json::Value = app.send(Method::POST, &movie, Some(&token), None).await.json().await.unwrap();
+        clients.push((token, started["session_id"].as_str().unwrap().to_owned()));
+    }
+    // The last report each viewer had acknowledged (positions in thousandths
+    // of a second: the 16 s demo movie counts as watched near its end).
+    let acknowledged: Arc<Vec<AtomicU64>> = Arc::new(viewers.iter().map(|_| AtomicU64::new(0)).collect());
+    let (app, clients) = (Arc::new(app), Arc::new(clients));
+    let (shared, acks) = (app.clone(), acknowledged.clone());
+    let load = Load::start(viewers.len(), move |i, n| {
+        let (app, clients, acks) = (shared.clone(), clients.clone(), acks.clone());
+        async move {
+            let (token, session) = &clients[i];
+            let response = if n % 8 == 0 {
+                // A movie nobody has seen: the catalog must ask the database.
+                let unknown = streaming_core::domain::SessionId::random();
+                app.send(Method::GET, &format!("/api/v1/stream/{unknown}/progress"), Some(token), None).await
+            } else {
+                let body = json!({ "position_seconds": n as f64 / 1000.0, "session_id": session, "sequence": n });
+                let response =
+                    app.send(Method::POST, &format!("/api/v1/stream/{MOVIE}/progress"), Some(token), Some(body)).await;
+                if response.status() == 200 {
+                    acks[i].store(n, Ordering::Relaxed);
+                }
+                response
+            };
+            let status = response.status().as_u16();
+            if status == 503 {
+                assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
+                crate::harness::assert_problem(response, 503, "service-unavailable").await;
+            }
+            status
+        }
+    });
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    load.enter(Phase::During);
+    server.stop();
+    // The first requests that need the database wait out the 2 s acquire
+    // timeout; once 5 failed, the breaker answers 503 at once, and /readyz says so.
+    let (outage, mut unready) = (Instant::now(), false);
+    while outage.elapsed() < Duration::from_millis(3_000) {
+        let ready: serde_json::Value = app.client.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
+        unready |= ready["checks"]["database"] == "circuit breaker open";
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(unready, "/readyz reported the open breaker");
+    load.enter(Phase::After);
+    server.resume();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let outcomes = load.finish().await;
+    println!("postgres outage: {} requests; {}", outcomes.total(), outcomes.summary());
+    assert_eq!(outcomes.other_than(&[200, 404, 503]), 0, "only answers or 503: {}", outcomes.summary());
+    assert_eq!(outcomes.of(Phase::Before, 503), 0, "{}", outcomes.summary());
+    assert!(outcomes.of(Phase::During, 503) > 0, "the outage was felt: {}", outcomes.summary());
+    assert!(outcomes.of(Phase::During, 200) > 0, "reports were still acknowledged: {}", outcomes.summary());
+    assert!(outcomes.of(Phase::After, 404) > 0, "the catalog answers again: {}", outcomes.summary());
+
+    // Every acknowledged report reaches the database once the queue is flushed.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for (viewer, acknowledged) in viewers.iter().zip(acknowledged.iter()) {
+        let acknowledged = acknowledged.load(Ordering::Relaxed);
+        let sql =
+            format!("SELECT round(position_seconds * 1000)::bigint FROM watch_progress WHERE user_id = '{viewer}'");
+        loop {
+            let output = std::process::Command::new("psql").args([&server.url(), "-At", "-c", &sql]).output().unwrap();
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            let stored: u64 = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0);
+            if stored >= acknowledged {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{viewer}: {stored} stored, {acknowledged} acknowledged");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

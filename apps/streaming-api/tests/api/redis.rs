@@ -128,51 +128,36 @@ async fn redis_killed_mid_run_costs_no_request() {
 /// fills the new (empty) Redis again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_and_restarted_under_load_fails_no_request() {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::Arc;
+    use crate::load::{Load, Phase};
 
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut redis = own_redis(dir.path(), port).await;
     // No in-process level, so every request reaches Redis (or its breaker).
-    let app = Arc::new(instance_with_local_ttl(&format!("redis://127.0.0.1:{port}"), 1_000_000, "", 0).await);
-    let (stop, ok, failed) =
-        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let workers: Vec<_> = (0..4)
-        .map(|_| {
-            let (app, stop, ok, failed) = (Arc::clone(&app), Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let status = app.stream(READY, Some(&app.demo.token)).await.status();
-                    let counter = if status == 200 { &ok } else { &failed };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
+    let app =
+        std::sync::Arc::new(instance_with_local_ttl(&format!("redis://127.0.0.1:{port}"), 1_000_000, "", 0).await);
+    let client = app.clone();
+    let load = Load::start(4, move |_, _| {
+        let app = client.clone();
+        async move { app.stream(READY, Some(&app.demo.token)).await.status().as_u16() }
+    });
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(keys_in(port) > 0, "the app keeps its cache and limits in this Redis");
-    let before_outage = ok.load(Ordering::Relaxed);
+    load.enter(Phase::During);
     redis.kill().await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let during_outage = ok.load(Ordering::Relaxed) - before_outage;
+    load.enter(Phase::After);
     redis = own_redis(dir.path(), port).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    stop.store(true, Ordering::Relaxed);
-    for worker in workers {
-        worker.await.unwrap();
-    }
+    let outcomes = load.finish().await;
 
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    println!(
-        "redis outage: {} requests, {ok} ok, {failed} failed; {during_outage} ok while Redis was down",
-        ok + failed
-    );
-    assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
+    println!("redis outage: {} requests; {}", outcomes.total(), outcomes.summary());
+    assert_eq!(outcomes.other_than(&[200]), 0, "{}", outcomes.summary());
     assert!(
-        before_outage > 0 && during_outage > 0,
-        "the load ran before ({before_outage}) and during ({during_outage})"
+        outcomes.of(Phase::Before, 200) > 0 && outcomes.of(Phase::During, 200) > 0,
+        "the load ran before and during the outage: {}",
+        outcomes.summary()
     );
     // The breaker skips Redis for its 30 s cool-down, then a trial request
     // finds it back and the cache fills the new, empty server.

@@ -1,0 +1,118 @@
+//! A bounded load loop for fault tests: a few concurrent clients send
+//! requests until told to stop, and every answer is counted by status and
+//! by phase of the run (before, during and after an outage).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::task::JoinHandle;
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Before,
+    During,
+    After,
+}
+
+/// Answers counted by phase and status (0: no answer at all).
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    counts: Mutex<BTreeMap<(Phase, u16), u64>>,
+}
+
+impl Outcomes {
+    /// How many answers of `status` came in `phase`.
+    pub fn of(&self, phase: Phase, status: u16) -> u64 {
+        self.counts.lock().unwrap().get(&(phase, status)).copied().unwrap_or(0)
+    }
+
+    /// How many requests were answered with anything but one of `statuses`.
+    pub fn other_than(&self, statuses: &[u16]) -> u64 {
+        self.counts.lock().unwrap().iter().filter(|((_, s), _)| !statuses.contains(s)).map(|(_, n)| n).sum()
+    }
+
+    /// How many requests were sent.
+    pub fn total(&self) -> u64 {
+        self.counts.lock().unwrap().values().sum()
+    }
+
+    /// `before: 200×N; during: 200×N, 503×M; after: …`
+    pub fn summary(&self) -> String {
+        let counts = self.counts.lock().unwrap();
+        [Phase::Before, Phase::During, Phase::After]
+            .iter()
+            .map(|phase| {
+                let answers: Vec<String> = counts
+                    .iter()
+                    .filter(|((p, _), _)| p == phase)
+                    .map(|((_, status), n)| format!("{status}×{n}"))
+                    .collect();
+                format!("{}: {}", format!("{phase:?}").to_lowercase(), answers.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Clients in a loop until [`Load::finish`].
+pub struct Load {
+    pub outcomes: Arc<Outcomes>,
+    phase: Arc<AtomicU8>,
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts `clients` loops; client `i` sends its `n`-th request
+    /// (from 1) as `request(i, n)`, which returns the status answered.
+    pub fn start<F, Fut>(clients: usize, request: F) -> Self
+    where
+        F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = u16> + Send,
+    {
+        let request = Arc::new(request);
+        let (outcomes, phase, stop) =
+            (Arc::new(Outcomes::default()), Arc::new(AtomicU8::new(0)), Arc::new(AtomicBool::new(false)));
+        let workers = (0..clients)
+            .map(|client| {
+                let (request, outcomes, phase, stop) = (request.clone(), outcomes.clone(), phase.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        // The phase the request was sent in.
+                        let sent_in = phase_of(phase.load(Ordering::Relaxed));
+                        let status = request(client, n).await;
+                        *outcomes.counts.lock().unwrap().entry((sent_in, status)).or_default() += 1;
+                    }
+                })
+            })
+            .collect();
+        Self { outcomes, phase, stop, workers }
+    }
+
+    /// Requests sent from now on count in `phase`.
+    pub fn enter(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Relaxed);
+    }
+
+    /// Stops the clients (a panic in one fails the test here) and returns the outcomes.
+    pub async fn finish(self) -> Arc<Outcomes> {
+        self.stop.store(true, Ordering::Relaxed);
+        for worker in self.workers {
+            worker.await.unwrap();
+        }
+        self.outcomes
+    }
+}
+
+fn phase_of(value: u8) -> Phase {
+    match value {
+        0 => Phase::Before,
+        1 => Phase::During,
+        _ => Phase::After,
+    }
+}
