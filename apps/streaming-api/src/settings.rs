@@ -417,6 +417,10 @@ pub struct RedisSection {
     pub pool_size: usize,
     /// Timeout of every command in milliseconds (default 500).
     pub command_timeout_ms: u64,
+    /// After 5 failed commands in a row, Redis is skipped (cache misses,
+    /// local rate limits) for this many milliseconds, then one command
+    /// tries again (default 30000).
+    pub breaker_cool_down_ms: u64,
     /// Prefix of every key (default empty).
     pub key_prefix: String,
     /// PEM file of an extra CA to trust for `rediss://` (a private CA).
@@ -433,6 +437,7 @@ impl Default for RedisSection {
             url: None,
             pool_size: 4,
             command_timeout_ms: 500,
+            breaker_cool_down_ms: 30_000,
             key_prefix: String::new(),
             tls_ca_file: None,
             progress_ttl_seconds: 86_400,
@@ -507,6 +512,9 @@ pub struct S3Section {
     pub secret_key: Option<SecretString>,
     /// Timeout of each HEAD/GET to the store, in milliseconds (default 5000).
     pub request_timeout_ms: u64,
+    /// After 5 failed requests to the store in a row, what needs it is 503
+    /// at once for this many milliseconds, then one tries again (default 30000).
+    pub breaker_cool_down_ms: u64,
 }
 
 impl Default for S3Section {
@@ -518,6 +526,7 @@ impl Default for S3Section {
             access_key: String::new(),
             secret_key: None,
             request_timeout_ms: 5_000,
+            breaker_cool_down_ms: 30_000,
         }
     }
 }

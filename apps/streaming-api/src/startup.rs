@@ -647,6 +647,7 @@ fn redis_connection(settings: &Settings) -> Result<Option<RedisConnection>, Star
         url: url.expose_secret().to_owned(),
         pool_size: settings.redis.pool_size,
         command_timeout: Duration::from_millis(settings.redis.command_timeout_ms),
+        breaker_cool_down: Duration::from_millis(settings.redis.breaker_cool_down_ms),
         key_prefix: settings.redis.key_prefix.clone(),
         tls_ca_certificate,
     };

@@ -65,6 +65,7 @@ impl Storage {
                     bucket: s3.bucket.clone(),
                     credentials,
                     request_timeout: Duration::from_millis(s3.request_timeout_ms),
+                    breaker_cool_down: Duration::from_millis(s3.breaker_cool_down_ms),
                 })
                 .map_err(|e| StartupError::Config(format!("storage.s3: {e}")))?;
                 Ok(Self::S3(Arc::new(store)))

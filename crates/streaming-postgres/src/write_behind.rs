@@ -24,7 +24,7 @@ use streaming_core::domain::{MediaId, SessionId, UserId, WatchProgress};
 use streaming_core::ports::{ProgressError, ProgressStore, RecordOutcome};
 use streaming_core::telemetry;
 use tokio::sync::Notify;
-use tracing::warn;
+use tracing::{info, warn};
 
 type Key = (UserId, MediaId);
 
@@ -54,6 +54,7 @@ pub struct WriteBehindProgress<S> {
     written: Mutex<HashMap<Key, (SessionId, u64)>>,
     capacity: usize,
     stats: Arc<WriteBehindStats>,
+    streak: FailureStreak,
     wake: Arc<Notify>,
 }
 
@@ -71,6 +72,7 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
             written: Mutex::default(),
             capacity: capacity.max(1),
             stats: Arc::default(),
+            streak: FailureStreak::default(),
             wake: Arc::new(Notify::new()),
         });
         spawn_flusher(&queue, Arc::clone(&queue.wake), interval);
@@ -108,12 +110,14 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
         match self.inner.record_many(batch.clone()).await {
             Ok(()) => {
                 self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+                self.streak.succeeded(Self::QUEUE);
                 self.lock().is_empty()
             }
             Err(error) => {
                 self.stats.failed_flushes.fetch_add(1, Ordering::Relaxed);
-                flush_failed("progress");
-                warn!(%error, updates = batch.len(), "progress flush failed; kept for the next one");
+                if let Some(streak) = self.streak.failed(Self::QUEUE) {
+                    warn!(%error, updates = batch.len(), streak, "progress flush failed; kept for the next one");
+                }
                 self.requeue(batch);
                 false
             }
@@ -197,9 +201,27 @@ async fn timed_flush<Q: Flush + ?Sized>(queue: &Q) -> bool {
     empty
 }
 
-/// Counts a failed flush of queue `queue`.
-pub(crate) fn flush_failed(queue: &'static str) {
-    metrics::counter!(telemetry::FLUSH_FAILURES, "queue" => queue).increment(1);
+/// Flushes of a queue failing in a row (the database is down): the first
+/// failure of a streak and every 100th are logged, and the recovery, so an
+/// outage does not write a warning per flush interval.
+#[derive(Debug, Default)]
+pub(crate) struct FailureStreak(AtomicU64);
+
+impl FailureStreak {
+    /// Counts a failed flush of queue `queue` (`write_behind_flush_failures_total`); whether to log it.
+    pub(crate) fn failed(&self, queue: &'static str) -> Option<u64> {
+        metrics::counter!(telemetry::FLUSH_FAILURES, "queue" => queue).increment(1);
+        let streak = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+        (streak == 1 || streak % 100 == 0).then_some(streak)
+    }
+
+    /// A flush succeeded: logs the end of a streak.
+    pub(crate) fn succeeded(&self, queue: &'static str) {
+        let streak = self.0.swap(0, Ordering::Relaxed);
+        if streak > 0 {
+            info!(queue, failed_flushes = streak, "write-behind flushes succeed again");
+        }
+    }
 }
 
 /// Counts an update written through a full queue `queue`.
@@ -300,5 +322,19 @@ impl<S: ProgressStore + 'static> ProgressStore for WriteBehindProgress<S> {
                 Err(error)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureStreak;
+
+    #[test]
+    fn a_failure_streak_is_logged_at_its_start_and_every_hundredth() {
+        let streak = FailureStreak::default();
+        let logged: Vec<u64> = (0..250).filter_map(|_| streak.failed("progress")).collect();
+        assert_eq!(logged, [1, 100, 200]);
+        streak.succeeded("progress");
+        assert_eq!(streak.failed("progress"), Some(1), "a new streak");
     }
 }

@@ -30,7 +30,7 @@ use streaming_core::ports::{CloseOutcome, EventHandling, SessionError, SessionSt
 use time::OffsetDateTime;
 use tracing::warn;
 
-use crate::write_behind::{drain, spawn_flusher, Flush};
+use crate::write_behind::{drain, spawn_flusher, FailureStreak, Flush};
 
 /// How much older than asked `open_sessions` reads from the store, to find
 /// sessions whose newer heartbeat is still queued.
@@ -60,6 +60,7 @@ pub struct WriteBehindSessions<S> {
     pending: Mutex<HashMap<SessionId, OffsetDateTime>>,
     capacity: usize,
     stats: WriteBehindSessionStats,
+    streak: FailureStreak,
     wake: Arc<tokio::sync::Notify>,
 }
 
@@ -84,6 +85,7 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
             pending: Mutex::default(),
             capacity,
             stats: WriteBehindSessionStats::default(),
+            streak: FailureStreak::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
         });
         spawn_flusher(&queue, Arc::clone(&queue.wake), interval);
@@ -113,12 +115,14 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
         match self.inner.touch_many(batch.clone()).await {
             Ok(()) => {
                 self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+                self.streak.succeeded(Self::QUEUE);
                 self.lock().is_empty()
             }
             Err(error) => {
                 self.stats.failed_flushes.fetch_add(1, Ordering::Relaxed);
-                crate::write_behind::flush_failed("sessions");
-                warn!(%error, heartbeats = batch.len(), "session heartbeat flush failed; kept for the next one");
+                if let Some(streak) = self.streak.failed(Self::QUEUE) {
+                    warn!(%error, heartbeats = batch.len(), streak, "session heartbeat flush failed; kept for the next one");
+                }
                 let mut pending = self.lock();
                 for (id, at) in batch {
                     let queued = pending.entry(id).or_insert(at);

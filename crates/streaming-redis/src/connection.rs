@@ -18,6 +18,9 @@ pub struct RedisConfig {
     pub pool_size: usize,
     /// Timeout of every command (default 500 ms).
     pub command_timeout: Duration,
+    /// After 5 failed commands in a row, commands fail at once for this
+    /// long, then one tries again (default 30 s, the design's).
+    pub breaker_cool_down: Duration,
     /// Prefix of every key (default empty).
     pub key_prefix: String,
     /// PEM of an extra CA to trust for `rediss://` (a private CA); the
@@ -32,6 +35,7 @@ impl RedisConfig {
             url: url.into(),
             pool_size: 4,
             command_timeout: Duration::from_millis(500),
+            breaker_cool_down: Duration::from_secs(30),
             key_prefix: String::new(),
             tls_ca_certificate: None,
         }
@@ -106,7 +110,7 @@ impl RedisConnection {
         drop(pool.connect());
         Ok(Self {
             pool,
-            breaker: Arc::new(CircuitBreaker::standard().named("redis")),
+            breaker: Arc::new(CircuitBreaker::new(5, config.breaker_cool_down).named("redis")),
             prefix: config.key_prefix.as_str().into(),
             config: Arc::new(config.clone()),
         })

@@ -31,6 +31,7 @@ fn presign(c: &mut Criterion) {
         bucket: "audio".into(),
         credentials: S3Credentials::Static { access_key: "AKIDEXAMPLE".into(), secret_key: SECRET.into() },
         request_timeout: Duration::from_secs(5),
+        breaker_cool_down: Duration::from_secs(30),
     }) {
         Ok(store) => store,
         Err(e) => panic!("{e}"),

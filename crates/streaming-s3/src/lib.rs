@@ -40,6 +40,9 @@ pub struct S3Config {
     pub credentials: S3Credentials,
     /// Timeout of each `head`/`read_small` attempt (default 5 s).
     pub request_timeout: Duration,
+    /// After 5 failed requests in a row, requests fail at once for this
+    /// long, then one tries again (the design's 30 s).
+    pub breaker_cool_down: Duration,
 }
 
 /// Where the store's credentials come from.
@@ -129,7 +132,7 @@ impl S3ObjectStore {
             bucket: config.bucket,
             credentials,
             signer: QuerySigner::new(scheme, host, &config.region),
-            breaker: CircuitBreaker::standard().named("object_store"),
+            breaker: CircuitBreaker::new(5, config.breaker_cool_down).named("object_store"),
             timeout: config.request_timeout,
         })
     }

@@ -24,6 +24,7 @@ fn config(endpoint: &str) -> S3Config {
             secret_key: infra("STREAMGATE_S3_SECRET_KEY").into(),
         },
         request_timeout: Duration::from_secs(5),
+        breaker_cool_down: Duration::from_secs(30),
     }
 }
 

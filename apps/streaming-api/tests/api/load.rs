@@ -1,6 +1,6 @@
 //! A bounded load loop for fault tests: a few concurrent clients send
 //! requests until told to stop, and every answer is counted by status and
-//! by phase of the run (before, during and after an outage).
+//! by the phase of the run it came in (before, during and after an outage).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -83,10 +83,12 @@ impl Load {
                     let mut n = 0;
                     while !stop.load(Ordering::Relaxed) {
                         n += 1;
-                        // The phase the request was sent in.
-                        let sent_in = phase_of(phase.load(Ordering::Relaxed));
                         let status = request(client, n).await;
-                        *outcomes.counts.lock().unwrap().entry((sent_in, status)).or_default() += 1;
+                        // The phase the answer came in: the test enters a
+                        // phase before it breaks or mends anything, so an
+                        // answer counted before an outage preceded it.
+                        let answered_in = phase_of(phase.load(Ordering::Relaxed));
+                        *outcomes.counts.lock().unwrap().entry((answered_in, status)).or_default() += 1;
                     }
                 })
             })
@@ -94,7 +96,7 @@ impl Load {
         Self { outcomes, phase, stop, workers }
     }
 
-    /// Requests sent from now on count in `phase`.
+    /// Requests answered from now on count in `phase`.
     pub fn enter(&self, phase: Phase) {
         self.phase.store(phase as u8, Ordering::Relaxed);
     }

@@ -11,14 +11,17 @@ use streaming_core::contract::infra_var;
 use crate::harness::{spawn, TestApp, READY};
 
 async fn instance(url: &str, per_minute: u32, prefix: &str) -> TestApp {
-    instance_with_local_ttl(url, per_minute, prefix, 5_000).await
+    instance_with(url, per_minute, prefix, 5_000, 30_000).await
 }
 
-async fn instance_with_local_ttl(url: &str, per_minute: u32, prefix: &str, local_ttl_ms: u64) -> TestApp {
+/// An instance on Redis `url` with an in-process level of `local_ttl_ms`
+/// (0: none) and a breaker cool-down of `breaker_ms`.
+async fn instance_with(url: &str, per_minute: u32, prefix: &str, local_ttl_ms: u64, breaker_ms: u64) -> TestApp {
     let (url, prefix) = (url.to_owned(), prefix.to_owned());
     spawn(move |s| {
         s.cache.kind = CacheKind::Redis;
         s.cache.local_ttl_ms = local_ttl_ms;
+        s.redis.breaker_cool_down_ms = breaker_ms;
         s.redis.url = Some(SecretString::from(url));
         s.redis.key_prefix = prefix;
         s.rate_limit.stream_url_per_minute = per_minute;
@@ -104,7 +107,7 @@ async fn redis_killed_mid_run_costs_no_request() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut redis = own_redis(dir.path(), port).await;
     // No in-process level: every request goes to Redis, so the kill is felt.
-    let app = instance_with_local_ttl(&format!("redis://127.0.0.1:{port}"), 60, "", 0).await;
+    let app = instance_with(&format!("redis://127.0.0.1:{port}"), 60, "", 0, 30_000).await;
     let first = app.stream_url(READY).await;
     assert_eq!(app.stream_url(READY).await["streamUrl"], first["streamUrl"], "cached while redis is up");
 
@@ -134,8 +137,7 @@ async fn redis_killed_and_restarted_under_load_fails_no_request() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut redis = own_redis(dir.path(), port).await;
     // No in-process level, so every request reaches Redis (or its breaker).
-    let app =
-        std::sync::Arc::new(instance_with_local_ttl(&format!("redis://127.0.0.1:{port}"), 1_000_000, "", 0).await);
+    let app = std::sync::Arc::new(instance_with(&format!("redis://127.0.0.1:{port}"), 1_000_000, "", 0, 2_000).await);
     let client = app.clone();
     let load = Load::start(4, move |_, _| {
         let app = client.clone();
@@ -159,9 +161,9 @@ async fn redis_killed_and_restarted_under_load_fails_no_request() {
         "the load ran before and during the outage: {}",
         outcomes.summary()
     );
-    // The breaker skips Redis for its 30 s cool-down, then a trial request
-    // finds it back and the cache fills the new, empty server.
-    let deadline = Instant::now() + Duration::from_secs(40);
+    // The breaker skips Redis for its cool-down (2 s here), then a trial
+    // request finds it back and the cache fills the new, empty server.
+    let deadline = Instant::now() + Duration::from_secs(10);
     while keys_in(port) == 0 {
         assert!(Instant::now() < deadline, "the restarted Redis was not used again");
         app.stream_url(READY).await;

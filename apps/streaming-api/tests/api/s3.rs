@@ -105,3 +105,98 @@ async fn an_unreachable_store_opens_the_breaker_and_readyz_reports_it() {
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["object_store"], "circuit breaker open");
 }
+
+/// An S3 server of the test's own on `port` (`s3s-fs`, as `cargo xtask
+/// infra up` installs it, with the same credentials) serving the buckets
+/// under `dir`; killed when dropped.
+async fn own_s3(dir: &std::path::Path, port: u16) -> tokio::process::Child {
+    let child = tokio::process::Command::new(infra("STREAMGATE_S3S_FS_BIN"))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", &infra("STREAMGATE_S3_ACCESS_KEY"), "--secret-key", &infra("STREAMGATE_S3_SECRET_KEY")])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "s3s-fs did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child
+}
+
+/// The S3 server killed and started again while three clients ask for a
+/// track's URL and one starts and stops the movie: the cached URL is served
+/// throughout, movie starts (which check the manifest in the store) are 503
+/// with `Retry-After` while it is down and never 500, and they work again
+/// once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_server_killed_and_restarted_under_load_costs_only_what_needs_it() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::load::{Load, Phase};
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("faults")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = own_s3(dir.path(), port).await;
+    let app = Arc::new(
+        spawn(|s| {
+            crate::harness::use_s3(s);
+            s.storage.s3.endpoint = Some(format!("http://127.0.0.1:{port}"));
+            s.storage.s3.bucket = "faults".into();
+            s.storage.s3.request_timeout_ms = 500;
+            s.storage.s3.breaker_cool_down_ms = 1_000;
+            s.rate_limit.stream_url_per_minute = 0;
+        })
+        .await,
+    );
+    let shared = app.clone();
+    let tracks = Load::start(3, move |_, _| {
+        let app = shared.clone();
+        async move { app.stream(READY, Some(&app.demo.token)).await.status().as_u16() }
+    });
+    let shared = app.clone();
+    let starts = Load::start(1, move |_, _| {
+        let app = shared.clone();
+        async move {
+            let movie = format!("/api/v1/stream/{}", crate::harness::MOVIE);
+            let response = app.send(Method::POST, &movie, None, None).await;
+            let status = response.status().as_u16();
+            if status == 200 {
+                let started: serde_json::Value = response.json().await.unwrap();
+                let stop = serde_json::json!({ "position_seconds": 1, "session_id": started["session_id"] });
+                assert_eq!(app.send(Method::POST, &format!("{movie}/stop"), None, Some(stop)).await.status(), 200);
+            } else if status == 503 {
+                assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
+                crate::harness::assert_problem(response, 503, "service-unavailable").await;
+            }
+            status
+        }
+    });
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    tracks.enter(Phase::During);
+    starts.enter(Phase::During);
+    server.kill().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    server = own_s3(dir.path(), port).await;
+    tracks.enter(Phase::After);
+    starts.enter(Phase::After);
+    // Longer than the breaker's cool-down: a trial finds the store back.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (tracks, starts) = (tracks.finish().await, starts.finish().await);
+    drop(server);
+
+    println!("s3 outage, track URLs: {} requests; {}", tracks.total(), tracks.summary());
+    println!("s3 outage, movie starts: {} requests; {}", starts.total(), starts.summary());
+    assert_eq!(tracks.other_than(&[200]), 0, "cached URLs are served throughout: {}", tracks.summary());
+    assert!(tracks.of(Phase::During, 200) > 0, "{}", tracks.summary());
+    assert_eq!(starts.other_than(&[200, 503]), 0, "{}", starts.summary());
+    assert_eq!(starts.of(Phase::Before, 503), 0, "{}", starts.summary());
+    assert!(starts.of(Phase::During, 503) > 0, "the outage was felt: {}", starts.summary());
+    assert!(starts.of(Phase::After, 200) > 0, "movies start again: {}", starts.summary());
+}
