@@ -275,3 +275,128 @@ async fn upstream_events_change_what_the_api_answers_and_drop_cached_urls() {
     }
     assert_eq!(stored, 3, "past the invalid record and both deletions");
 }
+
+/// The broker killed and started again while four viewers (each a user of
+/// its own) watch the movie over and over: no request fails, and every
+/// acknowledged start and stop arrives on the broker afterwards, each
+/// viewer's in the order they happened.
+async fn broker_outage_under_load(through_postgres: bool) {
+    use std::collections::{HashMap, HashSet};
+    use std::sync::{Arc, Mutex};
+
+    use crate::load::{Load, Phase};
+    use streaming_core::adapters::MemorySubscriptions;
+
+    let mut broker = OwnBroker::start(BrokerEnv::from_infra());
+    let brokers = broker.address();
+    create_topics(&brokers, "", &PLAYBACK_TOPICS).await;
+    let viewers: Vec<String> = (0..4).map(|i| format!("kafka-viewer-{i}")).collect();
+    let subscriptions = Arc::new(MemorySubscriptions::new());
+    for viewer in &viewers {
+        subscriptions.set(&viewer.parse().unwrap(), Some(streaming_api::demo::demo_subscription()));
+    }
+    let mut settings = Settings::default();
+    if through_postgres {
+        with_postgres(&mut settings).await;
+    }
+    let overrides = streaming_api::PortOverrides { subscriptions: Some(subscriptions), ..Default::default() };
+    let app = crate::harness::spawn_with(
+        |s| {
+            s.postgres = settings.postgres.clone();
+            with_kafka(s, &brokers, "");
+        },
+        overrides,
+    )
+    .await;
+
+    // Per viewer, the sessions whose start and whose stop were acknowledged, in order.
+    type Acks = Vec<Mutex<(Vec<String>, Vec<String>)>>;
+    let acknowledged: Arc<Acks> = Arc::new(viewers.iter().map(|_| Mutex::default()).collect());
+    let tokens: Arc<Vec<String>> = Arc::new(viewers.iter().map(|v| crate::harness::token_for(v)).collect());
+    let (client, acks) = (Arc::new(app), acknowledged.clone());
+    let load = Load::start(viewers.len(), move |i, n| {
+        let (app, tokens, acks) = (client.clone(), tokens.clone(), acks.clone());
+        async move {
+            let (token, movie) = (&tokens[i], format!("/api/v1/stream/{MOVIE}"));
+            let response = app.send(Method::POST, &movie, Some(token), None).await;
+            if response.status() != 200 {
+                return response.status().as_u16();
+            }
+            let session = response.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_owned();
+            acks[i].lock().unwrap().0.push(session.clone());
+            let position = (n % 10) as f64;
+            let report = json!({ "position_seconds": position, "session_id": session, "sequence": 1 });
+            let progress = app.send(Method::POST, &format!("{movie}/progress"), Some(token), Some(report)).await;
+            if progress.status() != 200 {
+                return progress.status().as_u16();
+            }
+            let stop = json!({ "position_seconds": position + 1.0, "session_id": session });
+            let stopped = app.send(Method::POST, &format!("{movie}/stop"), Some(token), Some(stop)).await;
+            if stopped.status() == 200 {
+                acks[i].lock().unwrap().1.push(session);
+            }
+            stopped.status().as_u16()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    load.enter(Phase::During);
+    broker.stop();
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    load.enter(Phase::After);
+    broker.resume();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let outcomes = load.finish().await;
+    let mode = if through_postgres { "outbox" } else { "buffer" };
+    println!("broker outage ({mode}): {} rounds of start, progress, stop; {}", outcomes.total(), outcomes.summary());
+    assert_eq!(outcomes.other_than(&[200]), 0, "no request fails: {}", outcomes.summary());
+    assert!(outcomes.of(Phase::During, 200) > 0, "{}", outcomes.summary());
+
+    // Every acknowledged start and stop arrives, each viewer's in order.
+    let acknowledged: Vec<(Vec<String>, Vec<String>)> =
+        acknowledged.iter().map(|a| a.lock().unwrap().clone()).collect();
+    let expected = |pick: fn(&(Vec<String>, Vec<String>)) -> &Vec<String>| -> usize {
+        acknowledged.iter().map(|a| pick(a).len()).sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (action, wanted) in [("start", expected(|a| &a.0)), ("stop", expected(|a| &a.1))] {
+        let received = loop {
+            let received = read_all(&brokers, &format!("stream.{action}")).await;
+            if received.len() >= wanted || Instant::now() > deadline {
+                break received;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        // A batch resent after a lost acknowledgement arrives twice (same
+        // `event_id`, for consumers to skip): first arrivals count.
+        let (mut arrived, mut seen) = (HashMap::<String, Vec<String>>::new(), HashSet::new());
+        for record in &received {
+            if seen.insert(record.event_id.clone()) {
+                let event: Value = serde_json::from_slice(&record.value).unwrap();
+                let session = event["session_id"].as_str().unwrap().to_owned();
+                arrived.entry(record.key.clone()).or_default().push(session);
+            }
+        }
+        for (viewer, acks) in viewers.iter().zip(&acknowledged) {
+            let acked = if action == "start" { &acks.0 } else { &acks.1 };
+            let got = arrived.get(viewer).cloned().unwrap_or_default();
+            // Events of a round the test stopped before its answer may follow.
+            assert_eq!(&got[..acked.len().min(got.len())], &acked[..], "{mode}: {viewer}'s {action} events");
+            assert!(got.len() >= acked.len(), "{mode}: {viewer}: {} of {} {action} events", got.len(), acked.len());
+        }
+        println!(
+            "broker outage ({mode}): {wanted} {action}s acknowledged, {} records on the broker, {} of them repeats",
+            received.len(),
+            received.len() - seen.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_under_load_through_the_outbox_loses_no_event() {
+    broker_outage_under_load(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_under_load_through_the_buffer_loses_no_event() {
+    broker_outage_under_load(false).await;
+}
