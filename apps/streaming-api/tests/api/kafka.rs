@@ -310,8 +310,12 @@ async fn broker_outage_under_load(through_postgres: bool) {
     .await;
 
     // Per viewer, the sessions whose start and whose stop were acknowledged, in order.
-    type Acks = Vec<Mutex<(Vec<String>, Vec<String>)>>;
-    let acknowledged: Arc<Acks> = Arc::new(viewers.iter().map(|_| Mutex::default()).collect());
+    #[derive(Debug, Default, Clone)]
+    struct Acks {
+        started: Vec<String>,
+        stopped: Vec<String>,
+    }
+    let acknowledged: Arc<Vec<Mutex<Acks>>> = Arc::new(viewers.iter().map(|_| Mutex::default()).collect());
     let tokens: Arc<Vec<String>> = Arc::new(viewers.iter().map(|v| crate::harness::token_for(v)).collect());
     let (client, acks) = (Arc::new(app), acknowledged.clone());
     let load = Load::start(viewers.len(), move |i, n| {
@@ -323,7 +327,7 @@ async fn broker_outage_under_load(through_postgres: bool) {
                 return response.status().as_u16();
             }
             let session = response.json::<Value>().await.unwrap()["session_id"].as_str().unwrap().to_owned();
-            acks[i].lock().unwrap().0.push(session.clone());
+            acks[i].lock().unwrap().started.push(session.clone());
             let position = (n % 10) as f64;
             let report = json!({ "position_seconds": position, "session_id": session, "sequence": 1 });
             let progress = app.send(Method::POST, &format!("{movie}/progress"), Some(token), Some(report)).await;
@@ -333,7 +337,7 @@ async fn broker_outage_under_load(through_postgres: bool) {
             let stop = json!({ "position_seconds": position + 1.0, "session_id": session });
             let stopped = app.send(Method::POST, &format!("{movie}/stop"), Some(token), Some(stop)).await;
             if stopped.status() == 200 {
-                acks[i].lock().unwrap().1.push(session);
+                acks[i].lock().unwrap().stopped.push(session);
             }
             stopped.status().as_u16()
         }
@@ -352,13 +356,10 @@ async fn broker_outage_under_load(through_postgres: bool) {
     assert!(outcomes.of(Phase::During, 200) > 0, "{}", outcomes.summary());
 
     // Every acknowledged start and stop arrives, each viewer's in order.
-    let acknowledged: Vec<(Vec<String>, Vec<String>)> =
-        acknowledged.iter().map(|a| a.lock().unwrap().clone()).collect();
-    let expected = |pick: fn(&(Vec<String>, Vec<String>)) -> &Vec<String>| -> usize {
-        acknowledged.iter().map(|a| pick(a).len()).sum()
-    };
+    let acknowledged: Vec<Acks> = acknowledged.iter().map(|a| a.lock().unwrap().clone()).collect();
+    let expected = |pick: fn(&Acks) -> &Vec<String>| -> usize { acknowledged.iter().map(|a| pick(a).len()).sum() };
     let deadline = Instant::now() + Duration::from_secs(30);
-    for (action, wanted) in [("start", expected(|a| &a.0)), ("stop", expected(|a| &a.1))] {
+    for (action, wanted) in [("start", expected(|a| &a.started)), ("stop", expected(|a| &a.stopped))] {
         let received = loop {
             let received = read_all(&brokers, &format!("stream.{action}")).await;
             if received.len() >= wanted || Instant::now() > deadline {
@@ -377,7 +378,7 @@ async fn broker_outage_under_load(through_postgres: bool) {
             }
         }
         for (viewer, acks) in viewers.iter().zip(&acknowledged) {
-            let acked = if action == "start" { &acks.0 } else { &acks.1 };
+            let acked = if action == "start" { &acks.started } else { &acks.stopped };
             let got = arrived.get(viewer).cloned().unwrap_or_default();
             // Events of a round the test stopped before its answer may follow.
             assert_eq!(&got[..acked.len().min(got.len())], &acked[..], "{mode}: {viewer}'s {action} events");

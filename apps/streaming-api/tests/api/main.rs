@@ -2,6 +2,8 @@
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// The fault tests print what they measured (docs/reliability.md; `--no-capture` shows it).
+#![allow(clippy::print_stdout)]
 
 mod harness;
 mod hostile;
