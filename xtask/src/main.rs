@@ -5,6 +5,7 @@
 //! * `infra up|down` — the real servers the tests use, on loopback (see `infra`).
 //! * `bench` — the criterion benchmarks.
 //! * `load`  — the HTTP load harness (wrk against the release build; see `load`).
+//! * `fuzz`  — the cargo-fuzz targets for a bounded time each (not in CI; see `fuzz`).
 
 // A command-line tool: its progress lines on stdout are its interface.
 #![allow(clippy::print_stdout)]
@@ -13,6 +14,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod fuzz;
 mod infra;
 mod load;
 mod supply_chain;
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("tidy") => tidy::run(&workspace_root()),
         Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz::Options::parse(&args[1..]).and_then(|options| fuzz::run(&workspace_root(), &options)),
         Some("load") => load::Options::parse(&args[1..]).and_then(|options| load::run(&workspace_root(), &options)),
         Some("infra") => match args.get(1).map(String::as_str) {
             Some("up") => infra::up(&workspace_root()).map(drop),
@@ -42,7 +45,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <test | tidy | infra up | infra down | bench [criterion args] | load [--duration S] [--connections N] [--viewers N]>";
+const USAGE: &str = "usage: cargo xtask <test | tidy | infra up | infra down | bench [criterion args] | load [--duration S] [--connections N] [--viewers N] | fuzz [--seconds N] [TARGET...]>";
 
 fn workspace_root() -> PathBuf {
     let manifest = env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("xtask"), PathBuf::from);

@@ -146,6 +146,19 @@ fn subjects_must_be_user_ids() {
 }
 
 #[test]
+fn times_beyond_what_a_date_can_hold_are_malformed_not_a_panic() {
+    let v = verifier(VerifierOptions::default());
+    for claim in ["exp", "nbf", "iat"] {
+        for seconds in ["17673000300000", "-17673000300000", "9223372036854775807"] {
+            let mut payload: serde_json::Value = serde_json::from_str(&payload()).unwrap();
+            payload[claim] = serde_json::Value::Number(seconds.parse().unwrap());
+            let token = forge(r#"{"alg":"HS256"}"#, &payload.to_string(), Some(SignatureAlgorithm::HS256));
+            assert_eq!(v.verify(&token, NOW), Err(AuthError::Malformed), "{claim} = {seconds}");
+        }
+    }
+}
+
+#[test]
 fn garbage_is_malformed() {
     let v = verifier(VerifierOptions::default());
     let long = "a".repeat(MAX_TOKEN_LEN + 1);
