@@ -22,12 +22,25 @@ fn rand_u128() -> u128 {
     streaming_core::domain::SessionId::random().as_uuid().as_u128()
 }
 
-/// Creates `{prefix}{topic}` with 3 partitions for each topic.
+/// Creates `{prefix}{topic}` with 3 partitions for each topic, and waits
+/// until the broker's metadata lists them all (a producer asking sooner may
+/// be told the topic is unknown).
 pub async fn create_topics(brokers: &str, prefix: &str, topics: &[&str]) {
     let client = ClientBuilder::new(vec![brokers.to_owned()]).build().await.unwrap();
     let controller = client.controller_client().unwrap();
-    for topic in topics {
-        controller.create_topic(format!("{prefix}{topic}"), 3, 1, 5_000).await.unwrap();
+    let names: Vec<String> = topics.iter().map(|topic| format!("{prefix}{topic}")).collect();
+    for name in &names {
+        controller.create_topic(name.clone(), 3, 1, 5_000).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = client.list_topics().await.unwrap();
+        let complete = |name: &String| listed.iter().any(|t| &t.name == name && t.partitions.len() == 3);
+        if names.iter().all(complete) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the broker did not list {names:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -135,14 +135,16 @@ impl ProgressStore for Flaky {
     }
 }
 
+/// A queue (no timer flushes) in front of a [`Flaky`] store that starts down.
+fn flaky_queue() -> (Arc<WriteBehindProgress<Flaky>>, Arc<AtomicBool>) {
+    let down = Arc::new(AtomicBool::new(true));
+    let store = Flaky { inner: MemoryProgressStore::new(), down: down.clone() };
+    (WriteBehindProgress::start(store, 100, Duration::from_secs(3600)), down)
+}
+
 #[tokio::test]
 async fn a_failed_flush_loses_nothing_and_newer_updates_win() {
-    let down = Arc::new(AtomicBool::new(true));
-    let queue = WriteBehindProgress::start(
-        Flaky { inner: MemoryProgressStore::new(), down: down.clone() },
-        100,
-        Duration::from_secs(3600),
-    );
+    let (queue, down) = flaky_queue();
     let session = SessionId::random();
     queue.record(report("kept", session, 1)).await.unwrap();
     assert!(!queue.flush().await, "the flush failed");
@@ -172,12 +174,7 @@ async fn a_durable_record_is_in_the_store_when_it_returns_and_replaces_the_pendi
 
 #[tokio::test]
 async fn a_failed_durable_record_is_an_error_and_stays_queued() {
-    let down = Arc::new(AtomicBool::new(true));
-    let queue = WriteBehindProgress::start(
-        Flaky { inner: MemoryProgressStore::new(), down: down.clone() },
-        100,
-        Duration::from_secs(3600),
-    );
+    let (queue, down) = flaky_queue();
     let session = SessionId::random();
     queue.record(report("stopping", session, 1)).await.unwrap();
     assert!(queue.record_durably(report("stopping", session, 2)).await.is_err(), "not acknowledged");
