@@ -315,13 +315,11 @@ impl<S: ProgressStore + 'static> ProgressStore for WriteBehindProgress<S> {
             pending.remove(&key);
             self.mark_written(std::slice::from_ref(&progress));
         }
-        match self.inner.record(progress.clone()).await {
-            Ok(outcome) => Ok(outcome),
-            Err(error) => {
-                self.requeue(vec![progress]);
-                Err(error)
-            }
+        let written = self.inner.record(progress.clone()).await;
+        if written.is_err() {
+            self.requeue(vec![progress]);
         }
+        written
     }
 }
 

@@ -254,7 +254,6 @@ pub enum StopOutcome {
     NoOpenSession,
 }
 
-/// Counters of the playback operations.
 /// How soon a progress update must reach the durable store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Durability {
@@ -264,6 +263,7 @@ enum Durability {
     Now,
 }
 
+/// Counters of the playback operations.
 #[derive(Debug, Default)]
 pub struct PlaybackStats {
     /// Events that could not be handed to the publisher.
