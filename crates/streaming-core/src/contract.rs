@@ -20,6 +20,11 @@ use crate::ports::{
     RateLimitPolicy, RateLimiter, RecordOutcome, SessionError, SessionStore, StreamCacheKey, UrlCache,
 };
 
+/// A loopback port free at the time of asking, for a server a test starts itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// Where a real test server is: the variable `name` from the environment
 /// (`cargo xtask test` sets it), else from `target/infra/env`, found by
 /// walking up from the current directory (after `cargo xtask infra up`).

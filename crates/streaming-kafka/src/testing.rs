@@ -122,7 +122,7 @@ pub struct OwnBroker {
 impl OwnBroker {
     /// Starts it on a free loopback port.
     pub fn start(env: BrokerEnv) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = streaming_core::contract::free_port();
         let cluster = format!("test-{:032x}", rand_u128());
         let mut broker = Self { port, cluster, env, child: None };
         broker.resume();

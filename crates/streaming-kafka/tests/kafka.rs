@@ -89,7 +89,7 @@ async fn a_missing_topic_and_an_unreachable_broker_are_errors_not_hangs() {
     let missing = producer.send(vec![playback_record(&event("alice", PlaybackAction::Start, 0.0))]).await;
     assert!(matches!(missing, Err(KafkaError::UnknownTopic(_))), "{missing:?}");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = streaming_core::contract::free_port();
     let nowhere = KafkaProducer::new(KafkaConfig {
         timeout: Duration::from_millis(500),
         ..KafkaConfig::new(vec![format!("127.0.0.1:{port}")])
@@ -114,7 +114,7 @@ async fn the_buffered_publisher_delivers_in_order_and_counts_what_it_drops() {
     assert_eq!(positions_of(&progress, "alice"), (0..50).collect::<Vec<u64>>());
 
     // Nowhere to send: the buffer fills and the rest is dropped, counted.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = streaming_core::contract::free_port();
     let stuck = BufferedKafkaPublisher::start(
         Arc::new(KafkaProducer::new(KafkaConfig {
             timeout: Duration::from_millis(200),

@@ -52,7 +52,7 @@ impl OwnPostgres {
         std::fs::create_dir_all(&dir).unwrap();
         let chown = std::process::Command::new("chown").arg("postgres:postgres").arg(&dir).status().unwrap();
         assert!(chown.success(), "chown of {}", dir.display());
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = streaming_core::contract::free_port();
         let server = Self { bin: bin.into(), dir, port };
         run(
             "initdb",

@@ -137,7 +137,7 @@ async fn concurrent_and_reordered_writers_never_move_progress_backwards() {
 
 #[tokio::test]
 async fn an_unreachable_database_is_unavailable_quickly() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = streaming_core::contract::free_port();
     let config = PgConfig {
         acquire_timeout: Duration::from_millis(500),
         ..PgConfig::new(format!("postgres://nobody:nothing@127.0.0.1:{port}/none"))

@@ -86,7 +86,7 @@ async fn a_racing_older_write_never_replaces_a_newer_hot_copy() {
 
 #[tokio::test]
 async fn a_dead_redis_leaves_progress_to_the_durable_store() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = streaming_core::contract::free_port();
     let redis = RedisConnection::connect(&RedisConfig::new(format!("redis://127.0.0.1:{port}"))).unwrap();
     let cache = RedisProgressCache::new(redis, MemoryProgressStore::new(), Duration::from_secs(60));
     contract::progress_store(&cache).await;

@@ -19,7 +19,7 @@ async fn connect(url: &str) -> RedisConnection {
 }
 
 fn dead_url() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = streaming_core::contract::free_port();
     format!("redis://127.0.0.1:{port}")
 }
 

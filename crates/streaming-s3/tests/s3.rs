@@ -111,7 +111,7 @@ async fn a_stopped_server_is_unavailable_and_opens_the_breaker() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
     std::fs::create_dir_all(data.join(infra("STREAMGATE_S3_BUCKET"))).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = streaming_core::contract::free_port();
     let mut server = tokio::process::Command::new(infra("STREAMGATE_S3S_FS_BIN"))
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--access-key", &infra("STREAMGATE_S3_ACCESS_KEY"), "--secret-key", &infra("STREAMGATE_S3_SECRET_KEY")])

@@ -50,6 +50,15 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings), overrides: PortOv
     TestApp { address, client, demo, dir, invalidations }
 }
 
+/// Waits (10 s at most) until a server the test started, `what`, accepts connections on `port`.
+pub async fn until_listening(port: u16, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Switches `settings` to the S3 server of `cargo xtask infra up`.
 pub fn use_s3(settings: &mut Settings) {
     use streaming_core::contract::infra_var as infra;
@@ -94,7 +103,7 @@ impl TestApp {
     /// Sends `request_line` verbatim (no client-side path normalisation) and
     /// returns the status code.
     pub async fn raw_status(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> u16 {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let host = self.address.trim_start_matches("http://");
         let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
         let mut request =
@@ -104,10 +113,7 @@ impl TestApp {
         }
         request.push_str("\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.unwrap();
-        let text = String::from_utf8_lossy(&response);
-        text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
+        status_of(&mut stream).await
     }
 
     /// A JSON request to `path` with the demo token (or `token`).
@@ -134,6 +140,15 @@ impl TestApp {
     pub fn object_bytes(&self, track: &str) -> Vec<u8> {
         std::fs::read(self.dir.path().join("objects").join("tracks").join(format!("{track}.wav"))).unwrap()
     }
+}
+
+/// Reads a raw HTTP/1.1 response to its end; its status code.
+pub async fn status_of(stream: &mut tokio::net::TcpStream) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
 }
 
 /// Asserts a problem document and returns it.

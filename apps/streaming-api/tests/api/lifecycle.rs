@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use streaming_core::contract::infra_var;
 use streaming_postgres::testing::fresh_database_url;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::harness::{token_for, MOVIE, SECRET, SIGNING_KEY};
 
@@ -28,7 +28,7 @@ impl Service {
     /// subscriptions from the user service at `users`, progress flushed every
     /// `flush_ms`, and waits until it answers `/healthz`.
     async fn start(dir: &std::path::Path, database: &str, users: &str, flush_ms: u64) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = streaming_core::contract::free_port();
         let log = dir.join(format!("service-{port}.log"));
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_streaming-api"))
             .env("STREAMING__SERVER__PORT", port.to_string())
@@ -223,10 +223,7 @@ async fn slow_report(address: &str, token: &str, body: String, release: tokio::s
     stream.write_all(format!("{head}{first}").as_bytes()).await.unwrap();
     release.await.unwrap();
     stream.write_all(rest.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let text = String::from_utf8_lossy(&response);
-    text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"))
+    crate::harness::status_of(&mut stream).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

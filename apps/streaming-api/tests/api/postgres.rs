@@ -101,7 +101,7 @@ struct Proxy {
 
 impl Proxy {
     async fn start(upstream: std::net::SocketAddr) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = streaming_core::contract::free_port();
         let proxy = Self { port, upstream, tasks: Default::default() };
         proxy.resume().await;
         proxy

@@ -61,7 +61,7 @@ async fn the_rate_limit_holds_across_instances() {
 
 #[tokio::test]
 async fn a_dead_redis_costs_misses_not_requests() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = streaming_core::contract::free_port();
     let app = instance(&format!("redis://127.0.0.1:{port}"), 60, "").await;
     let started = Instant::now();
     for _ in 0..10 {
@@ -85,11 +85,7 @@ async fn own_redis(dir: &std::path::Path, port: u16) -> tokio::process::Child {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("redis-server is required (cargo xtask test installs it)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::harness::until_listening(port, "redis-server").await;
     redis
 }
 
@@ -104,7 +100,7 @@ fn keys_in(port: u16) -> u64 {
 #[tokio::test]
 async fn redis_killed_mid_run_costs_no_request() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = streaming_core::contract::free_port();
     let mut redis = own_redis(dir.path(), port).await;
     // No in-process level: every request goes to Redis, so the kill is felt.
     let app = instance_with(&format!("redis://127.0.0.1:{port}"), 60, "", 0, 30_000).await;
@@ -134,7 +130,7 @@ async fn redis_killed_and_restarted_under_load_fails_no_request() {
     use crate::load::{Load, Phase};
 
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = streaming_core::contract::free_port();
     let mut redis = own_redis(dir.path(), port).await;
     // No in-process level, so every request reaches Redis (or its breaker).
     let app = std::sync::Arc::new(instance_with(&format!("redis://127.0.0.1:{port}"), 1_000_000, "", 0, 2_000).await);

@@ -80,7 +80,7 @@ async fn an_unreachable_store_opens_the_breaker_and_readyz_reports_it() {
         visibility: Visibility::Public,
         required_features: PlanFeatures::default(),
     });
-    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead_port = streaming_core::contract::free_port();
     let overrides = streaming_api::PortOverrides { catalog: Some(catalog), ..streaming_api::PortOverrides::default() };
     let app = crate::harness::spawn_with(
         |s| {
@@ -119,11 +119,7 @@ async fn own_s3(dir: &std::path::Path, port: u16) -> tokio::process::Child {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "s3s-fs did not start");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    crate::harness::until_listening(port, "s3s-fs").await;
     child
 }
 
@@ -141,7 +137,7 @@ async fn the_s3_server_killed_and_restarted_under_load_costs_only_what_needs_it(
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("faults")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = streaming_core::contract::free_port();
     let mut server = own_s3(dir.path(), port).await;
     let app = Arc::new(
         spawn(|s| {
