@@ -142,6 +142,30 @@ impl TestApp {
     }
 }
 
+/// Ports in which each of `users` has the demo subscription (the demo user
+/// alone has one otherwise).
+pub fn subscribers<S: AsRef<str>>(users: &[S]) -> PortOverrides {
+    let subscriptions = Arc::new(streaming_core::adapters::MemorySubscriptions::new());
+    for user in users {
+        subscriptions.set(&user.as_ref().parse().unwrap(), Some(streaming_api::demo::demo_subscription()));
+    }
+    PortOverrides { subscriptions: Some(subscriptions), ..PortOverrides::default() }
+}
+
+/// Asserts the answer of an outage: 503 with `Retry-After: 5` and a
+/// `service-unavailable` problem document; returns the document.
+pub async fn assert_unavailable(response: reqwest::Response) -> serde_json::Value {
+    assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
+    assert_problem(response, 503, "service-unavailable").await
+}
+
+/// `psql -At -c sql` against `database`: the rows, one per line.
+pub fn psql(database: &str, sql: &str) -> String {
+    let output = std::process::Command::new("psql").args([database, "-At", "-c", sql]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// Reads a raw HTTP/1.1 response to its end; its status code.
 pub async fn status_of(stream: &mut tokio::net::TcpStream) -> u16 {
     use tokio::io::AsyncReadExt;

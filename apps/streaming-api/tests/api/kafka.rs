@@ -285,21 +285,16 @@ async fn broker_outage_under_load(through_postgres: bool) {
     use std::sync::{Arc, Mutex};
 
     use crate::load::{Load, Phase};
-    use streaming_core::adapters::MemorySubscriptions;
 
     let mut broker = OwnBroker::start(BrokerEnv::from_infra());
     let brokers = broker.address();
     create_topics(&brokers, "", &PLAYBACK_TOPICS).await;
     let viewers: Vec<String> = (0..4).map(|i| format!("kafka-viewer-{i}")).collect();
-    let subscriptions = Arc::new(MemorySubscriptions::new());
-    for viewer in &viewers {
-        subscriptions.set(&viewer.parse().unwrap(), Some(streaming_api::demo::demo_subscription()));
-    }
     let mut settings = Settings::default();
     if through_postgres {
         with_postgres(&mut settings).await;
     }
-    let overrides = streaming_api::PortOverrides { subscriptions: Some(subscriptions), ..Default::default() };
+    let overrides = crate::harness::subscribers(&viewers);
     let app = crate::harness::spawn_with(
         |s| {
             s.postgres = settings.postgres.clone();

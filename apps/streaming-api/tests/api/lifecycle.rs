@@ -12,7 +12,7 @@ use streaming_core::contract::infra_var;
 use streaming_postgres::testing::fresh_database_url;
 use tokio::io::AsyncWriteExt;
 
-use crate::harness::{token_for, MOVIE, SECRET, SIGNING_KEY};
+use crate::harness::{psql, token_for, MOVIE, SECRET, SIGNING_KEY};
 
 const MOVIE_PATH: &str = "/api/v1/stream/5eed0000-0000-4000-8000-000000000001";
 
@@ -90,13 +90,6 @@ impl Viewer {
         let status = response.status().as_u16();
         Some((status, response.json().await.ok()?))
     }
-}
-
-/// `psql -At -c sql` against `database`: the rows, one per line.
-fn psql(database: &str, sql: &str) -> String {
-    let output = std::process::Command::new("psql").args([database, "-At", "-c", sql]).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
 }
 
 /// What one viewer had acknowledged.

@@ -283,15 +283,7 @@ async fn the_demo_movie_decodes_end_to_end_with_ffmpeg() {
 /// Two subscribers: neither can touch the other's session or progress.
 #[tokio::test]
 async fn subscribers_cannot_read_or_write_each_others_sessions() {
-    use std::sync::Arc;
-    use streaming_api::PortOverrides;
-    use streaming_core::adapters::MemorySubscriptions;
-
-    let subscriptions = Arc::new(MemorySubscriptions::new());
-    for user in [streaming_api::demo::DEMO_USER, "second-subscriber"] {
-        subscriptions.set(&user.parse().unwrap(), Some(streaming_api::demo::demo_subscription()));
-    }
-    let overrides = PortOverrides { subscriptions: Some(subscriptions), ..PortOverrides::default() };
+    let overrides = crate::harness::subscribers(&[streaming_api::demo::DEMO_USER, "second-subscriber"]);
     let app = crate::harness::spawn_with(|_| {}, overrides).await;
     let second = token_for("second-subscriber");
 

@@ -148,8 +148,7 @@ async fn a_database_outage_is_503_and_the_service_recovers() {
         "bounded by the pool's timeouts: {:?}",
         started.elapsed()
     );
-    assert_eq!(down.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
-    crate::harness::assert_problem(down, 503, "service-unavailable").await;
+    crate::harness::assert_unavailable(down).await;
     let read = app.send(Method::GET, &format!("{movie}/progress"), None, None).await;
     assert_eq!(read.status(), 503, "never a 500");
 
@@ -173,16 +172,11 @@ async fn postgres_stopped_and_started_under_load_loses_no_acknowledged_progress(
     use std::time::{Duration, Instant};
 
     use crate::load::{Load, Phase};
-    use streaming_core::adapters::MemorySubscriptions;
     use streaming_postgres::testing::OwnPostgres;
 
     let server = OwnPostgres::start(&infra_var("STREAMGATE_POSTGRES_BIN"));
     let viewers: Vec<String> = (0..4).map(|i| format!("pg-viewer-{i}")).collect();
-    let subscriptions = Arc::new(MemorySubscriptions::new());
-    for viewer in &viewers {
-        subscriptions.set(&viewer.parse().unwrap(), Some(streaming_api::demo::demo_subscription()));
-    }
-    let overrides = streaming_api::PortOverrides { subscriptions: Some(subscriptions), ..Default::default() };
+    let overrides = crate::harness::subscribers(&viewers);
     let url = server.url();
     let app = crate::harness::spawn_with(
         move |s| {
@@ -225,8 +219,7 @@ async fn postgres_stopped_and_started_under_load_loses_no_acknowledged_progress(
             };
             let status = response.status().as_u16();
             if status == 503 {
-                assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
-                crate::harness::assert_problem(response, 503, "service-unavailable").await;
+                crate::harness::assert_unavailable(response).await;
             }
             status
         }
@@ -262,9 +255,7 @@ async fn postgres_stopped_and_started_under_load_loses_no_acknowledged_progress(
         let sql =
             format!("SELECT round(position_seconds * 1000)::bigint FROM watch_progress WHERE user_id = '{viewer}'");
         loop {
-            let output = std::process::Command::new("psql").args([&server.url(), "-At", "-c", &sql]).output().unwrap();
-            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-            let stored: u64 = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0);
+            let stored: u64 = crate::harness::psql(&server.url(), &sql).trim().parse().unwrap_or(0);
             if stored >= acknowledged {
                 break;
             }

@@ -167,8 +167,7 @@ async fn the_s3_server_killed_and_restarted_under_load_costs_only_what_needs_it(
                 let stop = serde_json::json!({ "position_seconds": 1, "session_id": started["session_id"] });
                 assert_eq!(app.send(Method::POST, &format!("{movie}/stop"), None, Some(stop)).await.status(), 200);
             } else if status == 503 {
-                assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
-                crate::harness::assert_problem(response, 503, "service-unavailable").await;
+                crate::harness::assert_unavailable(response).await;
             }
             status
         }
