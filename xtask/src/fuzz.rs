@@ -14,7 +14,18 @@ use std::process::Command;
 use crate::tools;
 
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
-const TARGETS: [&str; 4] = ["ids", "token", "manifest", "object_url"];
+
+/// The targets: one file each in `crates/streaming-fuzz/fuzz/fuzz_targets/`.
+fn targets(root: &Path) -> Result<Vec<String>, String> {
+    let dir = root.join("crates/streaming-fuzz/fuzz/fuzz_targets");
+    let entries = fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut targets: Vec<String> = entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.strip_suffix(".rs").map(str::to_owned))
+        .collect();
+    targets.sort();
+    Ok(targets)
+}
 
 /// What to run.
 pub struct Options {
@@ -23,7 +34,8 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn parse(args: &[String]) -> Result<Self, String> {
+    pub fn parse(root: &Path, args: &[String]) -> Result<Self, String> {
+        let known = targets(root)?;
         let mut options = Self { seconds: 60, targets: Vec::new() };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -32,12 +44,12 @@ impl Options {
                     let value = args.next().ok_or("--seconds needs a number")?;
                     options.seconds = value.parse().map_err(|_| format!("--seconds: {value:?} is not a number"))?;
                 }
-                target if TARGETS.contains(&target) => options.targets.push(target.to_owned()),
-                other => return Err(format!("fuzz: unknown argument {other:?} (targets: {})", TARGETS.join(", "))),
+                target if known.iter().any(|t| t == target) => options.targets.push(target.to_owned()),
+                other => return Err(format!("fuzz: unknown argument {other:?} (targets: {})", known.join(", "))),
             }
         }
         if options.targets.is_empty() {
-            options.targets = TARGETS.iter().map(|t| (*t).to_owned()).collect();
+            options.targets = known;
         }
         Ok(options)
     }

@@ -27,7 +27,8 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("tidy") => tidy::run(&workspace_root()),
         Some("bench") => bench(&args[1..]),
-        Some("fuzz") => fuzz::Options::parse(&args[1..]).and_then(|options| fuzz::run(&workspace_root(), &options)),
+        Some("fuzz") => fuzz::Options::parse(&workspace_root(), &args[1..])
+            .and_then(|options| fuzz::run(&workspace_root(), &options)),
         Some("load") => load::Options::parse(&args[1..]).and_then(|options| load::run(&workspace_root(), &options)),
         Some("infra") => match args.get(1).map(String::as_str) {
             Some("up") => infra::up(&workspace_root()).map(drop),

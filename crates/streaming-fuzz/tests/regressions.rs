@@ -21,3 +21,16 @@ fn every_saved_input_passes_its_check() {
     }
     assert!(checked >= streaming_fuzz::TARGETS.len(), "the seeds are missing: {checked} inputs");
 }
+
+#[test]
+fn every_check_has_its_fuzz_target_and_no_target_lacks_a_check() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join("fuzz_targets");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .expect("the fuzz targets")
+        .map(|entry| entry.expect("a directory entry").file_name().to_string_lossy().replace(".rs", ""))
+        .collect();
+    files.sort();
+    let mut checks = streaming_fuzz::TARGETS.to_vec();
+    checks.sort_unstable();
+    assert_eq!(files, checks);
+}
