@@ -3,8 +3,8 @@
 //! * `test`  — format check, clippy (`-D warnings`), tidy, every test of the workspace.
 //! * `tidy`  — architecture checks (the core's dependency list).
 //! * `infra up|down` — the real servers the tests use, on loopback (see `infra`).
-//! * `bench` — the criterion benchmarks.
-//! * `load`  — the HTTP load harness (wrk against the release build; see `load`).
+//! * `bench` — the criterion benchmarks, then the load harness; writes `docs/benchmarks.md`.
+//! * `load`  — the load harness alone (wrk against the release build; see `load`).
 //! * `fuzz`  — the cargo-fuzz targets for a bounded time each (not in CI; see `fuzz`).
 
 // A command-line tool: its progress lines on stdout are its interface.
@@ -26,10 +26,13 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("tidy") => tidy::run(&workspace_root()),
-        Some("bench") => bench(&args[1..]),
+        Some("bench") => {
+            load::Options::parse(&args[1..], true).and_then(|options| bench(&options, &command_line(&args)))
+        }
         Some("fuzz") => fuzz::Options::parse(&workspace_root(), &args[1..])
             .and_then(|options| fuzz::run(&workspace_root(), &options)),
-        Some("load") => load::Options::parse(&args[1..]).and_then(|options| load::run(&workspace_root(), &options)),
+        Some("load") => load::Options::parse(&args[1..], false)
+            .and_then(|options| load::run(&workspace_root(), &options, &command_line(&args))),
         Some("infra") => match args.get(1).map(String::as_str) {
             Some("up") => infra::up(&workspace_root()).map(drop),
             Some("down") => infra::down(&workspace_root()),
@@ -46,7 +49,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <test | tidy | infra up | infra down | bench [criterion args] | load [--duration S] [--connections N] [--viewers N] | fuzz [--seconds N] [TARGET...]>";
+const USAGE: &str = "usage: cargo xtask <test | tidy | infra up | infra down | bench [--no-criterion] [--duration S] [--connections N] [--viewers N] | load [--duration S] [--connections N] [--viewers N] | fuzz [--seconds N] [TARGET...]>";
 
 fn workspace_root() -> PathBuf {
     let manifest = env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("xtask"), PathBuf::from);
@@ -83,15 +86,22 @@ fn test() -> Result<(), String> {
     result
 }
 
-fn bench(extra: &[String]) -> Result<(), String> {
+/// The criterion benchmarks (with the infrastructure up: some need Redis),
+/// then the load harness.
+fn bench(options: &load::Options, command_line: &str) -> Result<(), String> {
     let root = workspace_root();
-    println!("==> infrastructure");
-    let env = infra::up(&root)?;
-    let mut command = cargo(&root, &["bench", "--workspace", "--"]);
-    command.args(extra).envs(&env);
-    let result = step("criterion benchmarks", &mut command);
-    infra::down(&root)?;
-    result
+    if options.criterion {
+        println!("==> infrastructure");
+        let env = infra::up(&root)?;
+        let result = step("criterion benchmarks", cargo(&root, &["bench", "--workspace"]).envs(&env));
+        infra::down(&root)?;
+        result?;
+    }
+    load::run(&root, options, command_line)
+}
+
+fn command_line(args: &[String]) -> String {
+    format!("cargo xtask {}", args.join(" "))
 }
 
 fn cargo(root: &Path, args: &[&str]) -> Command {

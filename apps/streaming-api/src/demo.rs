@@ -42,6 +42,10 @@ pub struct DemoInfo {
 /// The demo movie's id.
 pub const DEMO_MOVIE: &str = "5eed0000-0000-4000-8000-000000000001";
 
+/// The demo trailer's id: the demo movie's files again, public, so that any
+/// signed-in user may play it (no subscription, no stream limit).
+pub const DEMO_TRAILER: &str = "5eed0000-0000-4000-8000-000000000002";
+
 /// The demo movie's files: a 6-second test pattern with a tone, as HLS
 /// (MPEG-TS segments) and DASH (fMP4 segments). See `demo/README.md` for how
 /// they were made.
@@ -61,7 +65,8 @@ const MOVIE_FILES: &[(&str, &[u8])] = &[
     ("chunk-1-003.m4s", include_bytes!("../demo/movie/chunk-1-003.m4s")),
 ];
 
-/// Writes the demo movie's files and registers it as a subscriber-only movie.
+/// Writes the demo movie's files and registers them twice: as the
+/// subscriber-only demo movie and as the public demo trailer.
 ///
 /// # Errors
 /// An I/O error if the files cannot be written.
@@ -73,20 +78,25 @@ pub async fn seed_movie(catalog: &Catalog, store: &Storage) -> Result<MediaId, S
         let content_type = streaming_localfs::content_type_of(name);
         store.put(&key, bytes, content_type).await.map_err(|e| format!("writing demo movie: {e}"))?;
     }
-    catalog
-        .upsert(Media {
-            id: id.clone(),
-            kind: MediaKind::Movie,
-            owner: None,
-            status: MediaStatus::Ready,
-            object_key: ObjectKey::try_from(root).map_err(|e| e.to_string())?,
-            content_type: "application/vnd.apple.mpegurl".into(),
-            size_bytes: MOVIE_FILES.iter().map(|(_, b)| b.len() as u64).sum(),
-            duration_seconds: Some(6.0),
-            visibility: Visibility::Subscribers,
-            required_features: PlanFeatures::default(),
-        })
-        .await?;
+    let movie = Media {
+        id: id.clone(),
+        kind: MediaKind::Movie,
+        owner: None,
+        status: MediaStatus::Ready,
+        object_key: ObjectKey::try_from(root).map_err(|e| e.to_string())?,
+        content_type: "application/vnd.apple.mpegurl".into(),
+        size_bytes: MOVIE_FILES.iter().map(|(_, b)| b.len() as u64).sum(),
+        duration_seconds: Some(6.0),
+        visibility: Visibility::Subscribers,
+        required_features: PlanFeatures::default(),
+    };
+    let trailer = Media {
+        id: MediaId::parse_uuid(DEMO_TRAILER).map_err(|e| e.to_string())?,
+        visibility: Visibility::Public,
+        ..movie.clone()
+    };
+    catalog.upsert(movie).await?;
+    catalog.upsert(trailer).await?;
     Ok(id)
 }
 

@@ -320,6 +320,8 @@ pub enum CacheKind {
     Memory,
     /// Redis (`redis.url`), shared by every instance.
     Redis,
+    /// No cache: every request presigns, and the URL differs each time.
+    Off,
 }
 
 /// The URL cache.

@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use streaming_auth::{Algorithm, KeySource, KeyStore, TokenVerifier, VerifierOptions};
 use streaming_core::adapters::{
     CachedCatalog, CachedSubscriptions, MemoryCatalog, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore,
-    MemorySubscriptions, MemoryUrlCache, MokaUrlCache, SystemClock,
+    MemorySubscriptions, MemoryUrlCache, MokaUrlCache, NoUrlCache, SystemClock,
 };
 use streaming_core::ports::{
     check_presign_expiry, Clock, EventPublisher, MediaCatalog, ProgressStore, RateLimitPolicy, RateLimiter,
@@ -189,6 +189,7 @@ impl Application {
         let cache: Arc<dyn UrlCache> = match (settings.cache.kind, &redis) {
             (CacheKind::Moka, _) => Arc::new(MokaUrlCache::new(settings.cache.max_entries)),
             (CacheKind::Memory, _) => Arc::new(MemoryUrlCache::new(clock.clone())),
+            (CacheKind::Off, _) => Arc::new(NoUrlCache),
             (CacheKind::Redis, Some(redis)) if settings.cache.local_ttl_ms == 0 => {
                 Arc::new(RedisUrlCache::new(redis.clone()))
             }

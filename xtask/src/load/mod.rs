@@ -1,38 +1,57 @@
-//! `cargo xtask load`: the HTTP load harness. It builds the release binary,
-//! starts it on loopback on a given setup (embedded defaults, or PostgreSQL
-//! from `infra up`), prepares viewers (tokens minted by `streaming-api
-//! token`, sessions started over HTTP), drives it with `wrk` for a bounded
-//! time, and reports throughput, latency percentiles, memory and — with
-//! PostgreSQL — the rows the database actually wrote.
+//! The HTTP load harness behind `cargo xtask bench` and `cargo xtask load`.
+//!
+//! It builds the release binary and the `ceiling` example, then drives each
+//! path with `wrk` (one thread, loopback, bounded time): first on the
+//! embedded defaults, then on the real infrastructure of `infra up`
+//! (PostgreSQL, Redis, the S3 server, the Kafka-protocol broker). In the same
+//! run it measures the ceilings (the bare framework, `redis-benchmark`,
+//! `pgbench`), the memory, the scaling with workers, and what 10 000 viewers
+//! reporting every 10 s cost Redis and PostgreSQL. The report is printed,
+//! written to `target/load/report.md`, and put into `docs/benchmarks.md`
+//! between its generated-section markers.
 
+mod ceilings;
+mod cpu;
 mod http;
+mod report;
+mod server;
+mod wrk;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::{infra, tools};
+use server::Server;
+use wrk::{Figures, Requests};
 
-const SECRET: &str = "load-harness-secret-0123456789abcdef";
-/// A public movie of two hours (its manifests are the demo movie's), so any
-/// authenticated viewer may start it and report progress.
+/// A public movie of two hours, inserted on PostgreSQL (its manifests are
+/// the demo movie's), so any viewer may start it and report progress.
 const BENCH_MOVIE: &str = "b0000000-0000-4000-8000-00000000000b";
 const DEMO_MOVIE: &str = "5eed0000-0000-4000-8000-000000000001";
+const DEMO_TRAILER: &str = "5eed0000-0000-4000-8000-000000000002";
 const DEMO_USER: &str = "01JG0DEM0VSER00000000000A1";
+const DEMO_TRACK: &str = "01JG0DEM0TRACK000000000001";
+/// Public tracks inserted on PostgreSQL for the cache-miss path.
+const BENCH_TRACKS: u32 = 200;
+/// Viewers of the cache-miss path: with `BENCH_TRACKS`, 200 000 distinct
+/// (viewer, track) pairs, more than a run sends, so every request misses.
+const MISS_VIEWERS: u32 = 1_000;
 
 /// What the harness was asked to do.
 pub struct Options {
     pub duration: Duration,
     pub connections: u32,
     pub viewers: u32,
+    /// Run the criterion benchmarks first (`cargo xtask bench`).
+    pub criterion: bool,
 }
 
 impl Options {
-    pub fn parse(args: &[String]) -> Result<Self, String> {
-        let mut options = Self { duration: Duration::from_secs(10), connections: 64, viewers: 10_000 };
+    pub fn parse(args: &[String], criterion: bool) -> Result<Self, String> {
+        let mut options = Self { duration: Duration::from_secs(10), connections: 64, viewers: 10_000, criterion };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let mut value = |name: &str| -> Result<u64, String> {
@@ -43,175 +62,478 @@ impl Options {
                 "--duration" => options.duration = Duration::from_secs(value("--duration")?.max(1)),
                 "--connections" => options.connections = u32::try_from(value("--connections")?.max(1)).unwrap_or(64),
                 "--viewers" => options.viewers = u32::try_from(value("--viewers")?.max(1)).unwrap_or(10_000),
-                other => return Err(format!("load: unknown argument {other:?}")),
+                "--no-criterion" => options.criterion = false,
+                other => return Err(format!("unknown argument {other:?}")),
             }
         }
         Ok(options)
     }
 }
 
-/// One measured run.
-pub struct Measurement {
-    pub scenario: String,
-    pub requests_per_second: f64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-    pub p999_us: u64,
-    pub errors: u64,
-    pub idle_rss_kib: u64,
-    pub peak_rss_kib: u64,
+/// One path measured on one setup.
+pub struct Measured {
+    pub setup: &'static str,
+    pub path: &'static str,
+    pub figures: Figures,
+    /// Which ceiling it is compared with, and that ceiling's throughput.
+    pub ceiling: Option<(&'static str, f64)>,
+    /// The issue's throughput target and p99 bound, where it sets one.
+    pub target: Option<(f64, Option<u64>)>,
+    pub note: String,
+}
+
+/// Memory of one server: idle after start, and the most under load.
+pub struct Memory {
+    pub setup: &'static str,
+    pub idle_kib: u64,
+    pub peak_kib: u64,
+}
+
+/// Everything one run measured.
+#[derive(Default)]
+pub struct Results {
+    pub paths: Vec<Measured>,
+    pub memory: Vec<Memory>,
+    pub framework: Option<(usize, Figures)>,
+    pub redis: Vec<(String, f64)>,
+    pub pgbench_tps: Option<f64>,
+    pub workers: Vec<(usize, Figures)>,
+    pub viewers: Vec<String>,
     pub notes: Vec<String>,
 }
 
-/// Runs every scenario and prints the report (also written to `target/load/report.md`).
-pub fn run(root: &Path, options: &Options) -> Result<(), String> {
-    tools::ensure_debian_packages(&[("wrk", "wrk"), ("psql", "postgresql-client")])?;
-    crate::step("release build", &mut crate::cargo(root, &["build", "--release", "-p", "streaming-api"]))?;
+/// Runs every measurement and writes the report.
+pub fn run(root: &Path, options: &Options, command_line: &str) -> Result<(), String> {
+    tools::ensure_debian_packages(&[
+        ("wrk", "wrk"),
+        ("psql", "postgresql-client"),
+        ("redis-benchmark", "redis-tools"),
+    ])?;
+    crate::step(
+        "release build",
+        &mut crate::cargo(
+            root,
+            &["build", "--release", "-p", "streaming-api", "--bin", "streaming-api", "--example", "ceiling"],
+        ),
+    )?;
     let dir = root.join("target").join("load");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
 
-    let mut results = vec![progress_embedded(root, &dir, options)?];
+    let mut results = Results::default();
+    embedded(root, &dir, options, &mut results)?;
     println!("==> infrastructure");
     let env = infra::up(root)?;
-    let on_postgres = progress_postgres(root, &dir, options, &env);
+    let real = real_infrastructure(root, &dir, options, &env, &mut results);
     infra::down(root)?;
-    results.extend(on_postgres?);
+    real?;
 
-    let report = report(options, &results);
-    print!("{report}");
-    fs::write(dir.join("report.md"), &report).map_err(|e| e.to_string())?;
+    let text = report::render(options, command_line, &results);
+    print!("{text}");
+    fs::write(dir.join("report.md"), &text).map_err(|e| e.to_string())?;
+    report::into_docs(&root.join("docs").join("benchmarks.md"), &text)
+}
+
+/// The release binary's settings shared by every setup: rate limiting stays
+/// on (every request is checked) with a limit no run reaches.
+fn base_settings() -> BTreeMap<String, String> {
+    BTreeMap::from([("STREAMING__RATE_LIMIT__STREAM_URL_PER_MINUTE".to_owned(), "1000000000".to_owned())])
+}
+
+fn with(mut settings: BTreeMap<String, String>, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    settings.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    settings
+}
+
+fn embedded(root: &Path, dir: &Path, options: &Options, results: &mut Results) -> Result<(), String> {
+    const SETUP: &str = "embedded";
+    let server = Server::start(root, dir, "embedded", &base_settings())?;
+    let idle = server.rss_kib();
+    let token = server.mint_tokens(&[DEMO_USER.to_owned()])?.remove(0);
+    let track = format!("/tracks/{DEMO_TRACK}/stream");
+    let body_bytes = server.post_ok(&track, &token, "")?.len();
+
+    let hit = cache_path(&server, dir, options, &track, &token)?;
+    results.framework = Some((body_bytes, ceilings::framework(root, dir, options, body_bytes)?));
+    let framework = results.framework.as_ref().map(|(_, f)| ("bare actix-web", f.requests_per_second));
+    results.paths.push(Measured {
+        setup: SETUP,
+        path: "track URL, cache hit",
+        ceiling: framework,
+        target: Some((30_000.0, Some(5_000))),
+        note: hit.1,
+        figures: hit.0,
+    });
+
+    let viewers: Vec<String> = (0..options.viewers).map(|i| format!("load-viewer-{i:06}")).collect();
+    let tokens_file = write_lines(dir, "embedded-tokens", &server.mint_tokens(&viewers)?)?;
+    let starts = write_lines(dir, "embedded-start-paths", &[format!("/api/v1/stream/{DEMO_TRAILER}")])?;
+    let figures =
+        measure(&server, dir, options, &Requests::Pairs { tokens: &tokens_file, paths: &starts, body: "{}" })?;
+    results.paths.push(Measured {
+        setup: SETUP,
+        path: "video start",
+        figures,
+        ceiling: framework,
+        target: None,
+        note: format!("public trailer, {} viewers round-robin, a new session each", options.viewers),
+    });
+
+    let single = write_lines(dir, "embedded-demo-token", std::slice::from_ref(&token))?;
+    let figures = measure(
+        &server,
+        dir,
+        options,
+        &Requests::Progress { tokens: &single, movie: DEMO_MOVIE, sessions: None, fixed_position: true },
+    )?;
+    results.paths.push(Measured {
+        setup: SETUP,
+        path: "progress update",
+        figures,
+        ceiling: framework,
+        target: Some((20_000.0, None)),
+        note: "the demo user, memory stores".into(),
+    });
+
+    let manifest = manifest_path(&server, &token, DEMO_MOVIE)?;
+    let figures =
+        measure(&server, dir, options, &Requests::Fixed { method: "GET", path: &manifest, token: None, body: None })?;
+    results.paths.push(Measured {
+        setup: SETUP,
+        path: "manifest (HLS playlist, signed segment URLs)",
+        figures,
+        ceiling: framework,
+        target: None,
+        note: "the demo movie's playlist through its grant".into(),
+    });
+    results.memory.push(Memory { setup: "embedded", idle_kib: idle, peak_kib: server.peak_rss_kib() });
+    server.stop()?;
+
+    // Every request a miss: no URL cache, so each one presigns and seals.
+    let server =
+        Server::start(root, dir, "embedded-uncached", &with(base_settings(), &[("STREAMING__CACHE__KIND", "off")]))?;
+    let figures = measure(
+        &server,
+        dir,
+        options,
+        &Requests::Fixed { method: "POST", path: &track, token: Some(&token), body: None },
+    )?;
+    results.paths.push(Measured {
+        setup: SETUP,
+        path: "track URL, cache miss (sign each time)",
+        figures,
+        ceiling: framework,
+        target: Some((10_000.0, None)),
+        note: "`cache.kind = \"off\"`: every request signs a new URL (localfs HMAC) and seals the entry".into(),
+    });
+    server.stop()?;
+
+    // Scaling with workers: the cache-hit path on one worker.
+    let server = Server::start(
+        root,
+        dir,
+        "embedded-one-worker",
+        &with(base_settings(), &[("STREAMING__SERVER__WORKERS", "1")]),
+    )?;
+    server.post_ok(&track, &token, "")?;
+    let one = measure(
+        &server,
+        dir,
+        options,
+        &Requests::Fixed { method: "POST", path: &track, token: Some(&token), body: None },
+    )?;
+    server.stop()?;
+    results.workers = vec![(1, one), (2, results.paths[0].figures.clone())];
     Ok(())
 }
 
-fn report(options: &Options, results: &[Measurement]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\nwrk: 1 thread, {} connections, {} s per scenario, on the same machine as the server\n",
-        options.connections,
-        options.duration.as_secs()
+/// The cache-hit path: warm the entry, run, and check from the server's
+/// own counters that the run was served from the cache.
+fn cache_path(
+    server: &Server,
+    dir: &Path,
+    options: &Options,
+    path: &str,
+    token: &str,
+) -> Result<(Figures, String), String> {
+    server.post_ok(path, token, "")?;
+    let hits_before = server.counter("stream_url_cache_hits_total")?;
+    let misses_before = server.counter("stream_url_cache_misses_total")?;
+    let figures =
+        measure(server, dir, options, &Requests::Fixed { method: "POST", path, token: Some(token), body: None })?;
+    let hits = server.counter("stream_url_cache_hits_total")? - hits_before;
+    let misses = server.counter("stream_url_cache_misses_total")? - misses_before;
+    let share = if hits + misses > 0.0 { 100.0 * hits / (hits + misses) } else { 0.0 };
+    Ok((figures, format!("one user, one track; {share:.2} % of {:.0} answers were cache hits", hits + misses)))
+}
+
+/// A run with `wrk` whose result counts only without errors.
+fn measure(server: &Server, dir: &Path, options: &Options, requests: &Requests<'_>) -> Result<Figures, String> {
+    println!("==> wrk {} s, {} connections", options.duration.as_secs(), options.connections);
+    let before = cpu::snapshot();
+    let mut figures = wrk::run(dir, server.port, requests, options.connections, options.duration, None)?;
+    figures.cpu = cpu::since(&before);
+    println!(
+        "    {:.0} req/s, p99 {} µs; CPU cores: {}",
+        figures.requests_per_second,
+        figures.p99_us,
+        cpu::describe(&figures.cpu)
     );
-    let _ = writeln!(out, "| scenario | req/s | p50 | p99 | p99.9 | errors | RSS idle → peak |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
-    for m in results {
-        let _ = writeln!(
-            out,
-            "| {} | {:.0} | {} | {} | {} | {} | {:.1} → {:.1} MB |",
-            m.scenario,
-            m.requests_per_second,
-            micros(m.p50_us),
-            micros(m.p99_us),
-            micros(m.p999_us),
-            m.errors,
-            m.idle_rss_kib as f64 / 1024.0,
-            m.peak_rss_kib as f64 / 1024.0,
-        );
+    if figures.errors > 0 {
+        return Err(format!(
+            "{} of {} requests failed; a run with errors is not a result",
+            figures.errors, figures.requests
+        ));
     }
-    for m in results {
-        for note in &m.notes {
-            let _ = writeln!(out, "- {}: {note}", m.scenario);
-        }
-    }
-    out
+    Ok(figures)
 }
 
-fn micros(us: u64) -> String {
-    if us >= 1000 {
-        format!("{:.2} ms", us as f64 / 1000.0)
-    } else {
-        format!("{us} µs")
-    }
+/// Starts a session of `movie` and returns its playlist's path and grant.
+fn manifest_path(server: &Server, token: &str, movie: &str) -> Result<String, String> {
+    let started = server.post_ok(&format!("/api/v1/stream/{movie}"), token, "{}")?;
+    let url = json_string(&started, "manifest_url").ok_or("no manifest_url in the start answer")?;
+    let start = url.find("/api/").ok_or("the manifest URL has no /api/ path")?;
+    Ok(url[start..].to_owned())
 }
 
-/// Progress reports of the demo user on the embedded defaults (memory stores).
-fn progress_embedded(root: &Path, dir: &Path, options: &Options) -> Result<Measurement, String> {
-    let server = Server::start(root, dir, "embedded", &BTreeMap::new())?;
-    let tokens = server.mint_tokens(&[DEMO_USER.to_owned()])?;
-    let tokens_file = write_lines(dir, "embedded-tokens", &tokens)?;
-    // The demo movie is 6 s long: the script's positions stay inside its slack
-    // only with a short modulus, so report a fixed position through a tiny script.
-    let script = dir.join("progress-fixed.lua");
-    fs::write(&script, include_str!("progress.lua").replace("sequence % 3000", "3")).map_err(|e| e.to_string())?;
-    let idle = server.rss_kib();
-    let mut m = wrk(&server, &script, &[&tokens_file.display().to_string(), DEMO_MOVIE], options)?;
-    m.scenario = "progress update, embedded (memory stores), one viewer".into();
-    m.idle_rss_kib = idle;
-    m.peak_rss_kib = server.peak_rss_kib();
-    server.stop()?;
-    Ok(m)
-}
-
-/// Progress reports of many viewers with sessions, on PostgreSQL with the
-/// write-behind flusher; counts the rows PostgreSQL wrote during the load.
-fn progress_postgres(
+fn real_infrastructure(
     root: &Path,
     dir: &Path,
     options: &Options,
     env: &BTreeMap<String, String>,
-) -> Result<Vec<Measurement>, String> {
-    let admin_url = env.get("STREAMGATE_POSTGRES_URL").ok_or("infra up gave no PostgreSQL URL")?;
+    results: &mut Results,
+) -> Result<(), String> {
+    const SETUP: &str = "real infrastructure";
+    let get = |key: &str| env.get(key).cloned().ok_or(format!("infra up gave no {key}"));
+    let admin_url = get("STREAMGATE_POSTGRES_URL")?;
     let url = admin_url.rsplit_once('/').map(|(base, _)| format!("{base}/streamgate_load")).ok_or("bad URL")?;
-    psql(admin_url, "DROP DATABASE IF EXISTS streamgate_load")?;
-    psql(admin_url, "CREATE DATABASE streamgate_load")?;
-    let settings = BTreeMap::from([
-        ("STREAMING__POSTGRES__URL".to_owned(), url.clone()),
-        ("STREAMING__POSTGRES__MIGRATE_ON_START".to_owned(), "true".to_owned()),
-    ]);
-    let server = Server::start(root, dir, "postgres", &settings)?;
+    psql(&admin_url, "DROP DATABASE IF EXISTS streamgate_load")?;
+    psql(&admin_url, "CREATE DATABASE streamgate_load")?;
+    let redis_url = get("STREAMGATE_REDIS_URL")?;
+    let settings = with(
+        base_settings(),
+        &[
+            ("STREAMING__POSTGRES__URL", &url),
+            ("STREAMING__POSTGRES__MIGRATE_ON_START", "true"),
+            ("STREAMING__REDIS__URL", &redis_url),
+            ("STREAMING__CACHE__KIND", "redis"),
+            ("STREAMING__STORAGE__KIND", "s3"),
+            ("STREAMING__STORAGE__S3__ENDPOINT", &get("STREAMGATE_S3_ENDPOINT")?),
+            ("STREAMING__STORAGE__S3__ACCESS_KEY", &get("STREAMGATE_S3_ACCESS_KEY")?),
+            ("STREAMING__STORAGE__S3__SECRET_KEY", &get("STREAMGATE_S3_SECRET_KEY")?),
+            ("STREAMING__STORAGE__S3__BUCKET", &get("STREAMGATE_S3_BUCKET")?),
+            ("STREAMING__KAFKA__ENABLED", "true"),
+            ("STREAMING__KAFKA__BROKERS", &get("STREAMGATE_KAFKA_BROKERS")?),
+            ("STREAMING__KAFKA__CONSUME_FROM", "latest"),
+        ],
+    );
+    let server = Server::start(root, dir, "real", &settings)?;
+    let idle = server.rss_kib();
     psql(
         &url,
         &format!(
             "INSERT INTO media (id, kind, status, object_key, content_type, size_bytes, duration_seconds, visibility) \
              VALUES ('{BENCH_MOVIE}', 'movie', 'ready', 'movies/{DEMO_MOVIE}', 'application/vnd.apple.mpegurl', 0, \
-             7200, 'public')"
+             7200, 'public'); \
+             INSERT INTO media (id, kind, status, object_key, content_type, size_bytes, duration_seconds, visibility) \
+             SELECT '01JG0BENCHTRACK' || lpad(n::text, 11, '0'), 'track', 'ready', 'tracks/{DEMO_TRACK}.wav', \
+             'audio/wav', 220544, 5, 'public' FROM generate_series(1, {BENCH_TRACKS}) AS n"
         ),
     )?;
+    let token = server.mint_tokens(&[DEMO_USER.to_owned()])?.remove(0);
+    let track = format!("/tracks/{DEMO_TRACK}/stream");
+    let (hit, note) = cache_path(&server, dir, options, &track, &token)?;
+    let framework = results.framework.as_ref().map(|(_, f)| ("bare actix-web", f.requests_per_second));
+    results.paths.push(Measured {
+        setup: SETUP,
+        path: "track URL, cache hit",
+        figures: hit,
+        ceiling: framework,
+        target: Some((30_000.0, Some(5_000))),
+        note: format!("{note}; Redis behind the in-process level, rate limit in Redis"),
+    });
+
+    let miss_viewers: Vec<String> = (0..MISS_VIEWERS).map(|i| format!("miss-viewer-{i:05}")).collect();
+    let miss_tokens = write_lines(dir, "miss-tokens", &server.mint_tokens(&miss_viewers)?)?;
+    let track_paths: Vec<String> =
+        (1..=BENCH_TRACKS).map(|n| format!("/tracks/01JG0BENCHTRACK{n:011}/stream")).collect();
+    let miss_paths = write_lines(dir, "miss-paths", &track_paths)?;
+    let hits_before = server.counter("stream_url_cache_hits_total")?;
+    let figures =
+        measure(&server, dir, options, &Requests::Pairs { tokens: &miss_tokens, paths: &miss_paths, body: "" })?;
+    let hits = server.counter("stream_url_cache_hits_total")? - hits_before;
+    results.paths.push(Measured {
+        setup: SETUP,
+        path: "track URL, cache miss (sign each time)",
+        figures,
+        ceiling: framework,
+        target: Some((10_000.0, None)),
+        note: format!(
+            "{MISS_VIEWERS} viewers × {BENCH_TRACKS} public tracks in order, no pair twice ({hits:.0} cache hits): \
+             Redis read, SigV4 presign, seal, Redis write"
+        ),
+    });
+
     let viewers: Vec<String> = (0..options.viewers).map(|i| format!("load-viewer-{i:06}")).collect();
     let tokens = server.mint_tokens(&viewers)?;
+    let tokens_file = write_lines(dir, "real-tokens", &tokens)?;
+    let starts = write_lines(dir, "real-start-paths", &[format!("/api/v1/stream/{DEMO_TRAILER}")])?;
+    let figures =
+        measure(&server, dir, options, &Requests::Pairs { tokens: &tokens_file, paths: &starts, body: "{}" })?;
+    results.paths.push(Measured {
+        setup: SETUP,
+        path: "video start",
+        figures,
+        ceiling: framework,
+        target: None,
+        note: format!(
+            "public trailer, {} viewers round-robin: S3 HEAD of the manifest, session row and outbox event \
+             committed in PostgreSQL before the answer",
+            options.viewers
+        ),
+    });
+
     println!("==> starting {} sessions", tokens.len());
     let mut sessions = Vec::with_capacity(tokens.len());
     for token in &tokens {
-        let (status, body) = http::post(server.port, &format!("/api/v1/stream/{BENCH_MOVIE}"), token, "{}")?;
-        if status != 200 {
-            return Err(format!("starting a session answered {status}: {body}"));
-        }
+        let body = server.post_ok(&format!("/api/v1/stream/{BENCH_MOVIE}"), token, "{}")?;
         sessions.push(json_string(&body, "session_id").ok_or("no session_id in the start answer")?);
     }
-    let tokens_file = write_lines(dir, "postgres-tokens", &tokens)?;
-    let sessions_file = write_lines(dir, "postgres-sessions", &sessions)?;
-    let script = dir.join("progress.lua");
-    fs::write(&script, include_str!("progress.lua")).map_err(|e| e.to_string())?;
-
+    let sessions_file = write_lines(dir, "real-sessions", &sessions)?;
+    results.pgbench_tps =
+        Some(ceilings::postgres(&get("STREAMGATE_POSTGRES_BIN")?, &url, dir, options.duration, BENCH_MOVIE)?);
+    let progress = Requests::Progress {
+        tokens: &tokens_file,
+        movie: BENCH_MOVIE,
+        sessions: Some(&sessions_file),
+        fixed_position: false,
+    };
     let before = table_writes(&url)?;
-    let idle = server.rss_kib();
     let started = Instant::now();
-    let args = [tokens_file.display().to_string(), BENCH_MOVIE.to_owned(), sessions_file.display().to_string()];
-    let mut m = wrk(&server, &script, &args.iter().map(String::as_str).collect::<Vec<_>>(), options)?;
-    let peak = server.peak_rss_kib();
-    // Stopping drains the write-behind queue, and the server's backends
-    // exit, which flushes their statistics.
-    server.stop()?;
+    let figures = measure(&server, dir, options, &progress)?;
     let elapsed = started.elapsed();
-    std::thread::sleep(Duration::from_millis(1500));
+    // The write-behind queue drains within a flush interval or two.
+    std::thread::sleep(Duration::from_secs(2));
     let after = table_writes(&url)?;
-    m.scenario = format!("progress update with session, PostgreSQL write-behind, {} viewers", options.viewers);
-    m.idle_rss_kib = idle;
-    m.peak_rss_kib = peak;
-    let flushes = elapsed.as_secs_f64().ceil();
-    for (table, rows_before) in &before {
-        let written = after.get(table).copied().unwrap_or(0).saturating_sub(*rows_before);
-        m.notes.push(format!(
-            "`{table}`: {written} rows written during {:.1} s of load and the drain = {:.2} per viewer per second",
-            elapsed.as_secs_f64(),
-            written as f64 / f64::from(options.viewers) / flushes
-        ));
+    let written: Vec<String> = before
+        .iter()
+        .map(|(table, rows)| {
+            let rows = after.get(table).copied().unwrap_or(0).saturating_sub(*rows);
+            format!(
+                "`{table}` {rows} rows ({:.2} per viewer per second)",
+                rows as f64 / f64::from(options.viewers) / (elapsed.as_secs_f64() + 2.0)
+            )
+        })
+        .collect();
+    results.paths.push(Measured {
+        setup: SETUP,
+        path: "progress update",
+        figures,
+        ceiling: results.pgbench_tps.map(|tps| ("pgbench single-row upsert", tps)),
+        target: Some((20_000.0, None)),
+        note: format!(
+            "{} viewers with sessions round-robin, Redis hot copy, PostgreSQL write-behind; written during the run: {}",
+            options.viewers,
+            written.join(", ")
+        ),
+    });
+
+    let manifest = manifest_path(&server, &token, DEMO_MOVIE)?;
+    let figures =
+        measure(&server, dir, options, &Requests::Fixed { method: "GET", path: &manifest, token: None, body: None })?;
+    results.paths.push(Measured {
+        setup: SETUP,
+        path: "manifest (HLS playlist, signed segment URLs)",
+        figures,
+        ceiling: framework,
+        target: None,
+        note: "the demo movie's playlist from S3 through its grant, segment URLs presigned".into(),
+    });
+
+    results.viewers = paced_viewers(&server, dir, options, &progress, &url, &redis_url)?;
+    results.memory.push(Memory { setup: "real infrastructure", idle_kib: idle, peak_kib: server.peak_rss_kib() });
+    server.stop()?;
+    results.redis = ceilings::redis(&redis_url, 200_000)?;
+    Ok(())
+}
+
+/// 10 000 viewers (or `--viewers`) reporting once every 10 s: what Redis and
+/// PostgreSQL carry, counted on their side.
+fn paced_viewers(
+    server: &Server,
+    dir: &Path,
+    options: &Options,
+    progress: &Requests<'_>,
+    pg_url: &str,
+    redis_url: &str,
+) -> Result<Vec<String>, String> {
+    let rate = f64::from(options.viewers) / 10.0;
+    let pace = Duration::from_secs_f64(f64::from(options.connections) / rate);
+    let duration = options.duration.max(Duration::from_secs(20));
+    println!("==> {} viewers at one report per 10 s ({rate:.0}/s) for {} s", options.viewers, duration.as_secs());
+    let redis_before = redis_commands(redis_url)?;
+    let pg_before = pg_activity(pg_url)?;
+    let rows_before = table_writes(pg_url)?;
+    let started = Instant::now();
+    let figures = wrk::run(dir, server.port, progress, options.connections, duration, Some(pace))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let redis = redis_commands(redis_url)? - redis_before;
+    let (commits, statements) = pg_activity(pg_url)?;
+    let rows_after = table_writes(pg_url)?;
+    let mut lines = vec![
+        format!(
+            "sent {:.0} reports/s for {seconds:.0} s (p50 {}, p99 {}, {} errors)",
+            figures.requests_per_second,
+            report::micros(figures.p50_us),
+            report::micros(figures.p99_us),
+            figures.errors
+        ),
+        format!("Redis: {:.0} commands/s", redis as f64 / seconds),
+        format!(
+            "PostgreSQL: {:.1} transactions/s, {:.1} statements/s",
+            (commits - pg_before.0) as f64 / seconds,
+            (statements - pg_before.1) as f64 / seconds
+        ),
+    ];
+    for (table, before) in &rows_before {
+        let rows = rows_after.get(table).copied().unwrap_or(0).saturating_sub(*before);
+        lines.push(format!("PostgreSQL `{table}`: {:.0} rows written/s", rows as f64 / seconds));
     }
-    Ok(vec![m])
+    Ok(lines)
+}
+
+/// Redis's `total_commands_processed`.
+fn redis_commands(url: &str) -> Result<u64, String> {
+    let address = url.trim_start_matches("redis://").trim_end_matches('/');
+    let (host, port) = address.rsplit_once(':').ok_or("no port in the Redis URL")?;
+    let output = Command::new("redis-cli")
+        .args(["-h", host, "-p", port, "INFO", "stats"])
+        .output()
+        .map_err(|e| format!("redis-cli: {e}"))?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or("no total_commands_processed in INFO stats".into())
+}
+
+/// Committed transactions of the database and statements run, from its
+/// statistics (the statement count from `pg_stat_statements` is not
+/// installed here; `tup_inserted + tup_updated` stands in for writes).
+fn pg_activity(url: &str) -> Result<(u64, u64), String> {
+    let text = psql(
+        url,
+        "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted FROM pg_stat_database \
+         WHERE datname = current_database()",
+    )?;
+    let (commits, writes) = text.trim().split_once('|').ok_or("no pg_stat_database row")?;
+    Ok((commits.parse().map_err(|_| "xact_commit")?, writes.parse().map_err(|_| "tuples")?))
 }
 
 /// Rows inserted plus updated per table, from PostgreSQL's statistics.
 fn table_writes(url: &str) -> Result<BTreeMap<String, u64>, String> {
+    // The server's backends report their statistics at most every second.
+    std::thread::sleep(Duration::from_millis(1_100));
     let text = psql(
         url,
         "SELECT relname, n_tup_ins + n_tup_upd FROM pg_stat_user_tables \
@@ -249,137 +571,4 @@ fn json_string(body: &str, key: &str) -> Option<String> {
     let start = body.find(&format!("\"{key}\":\""))? + key.len() + 4;
     let end = body[start..].find('"')? + start;
     Some(body[start..end].to_owned())
-}
-
-fn wrk(server: &Server, script: &Path, args: &[&str], options: &Options) -> Result<Measurement, String> {
-    println!("==> wrk {} s, {} connections", options.duration.as_secs(), options.connections);
-    let output = Command::new("wrk")
-        .args(["-t1", "-c", &options.connections.to_string(), "-d", &format!("{}s", options.duration.as_secs())])
-        .arg("-s")
-        .arg(script)
-        .arg(format!("http://127.0.0.1:{}", server.port))
-        .arg("--")
-        .args(args)
-        .output()
-        .map_err(|e| format!("wrk: {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        return Err(format!("wrk failed: {text}{}", String::from_utf8_lossy(&output.stderr)));
-    }
-    let field = |line_start: &str, key: &str| -> Option<u64> {
-        let line = text.lines().find(|l| l.trim_start().starts_with(line_start))?;
-        let value = line.split_whitespace().find_map(|w| w.strip_prefix(key))?;
-        value.parse().ok()
-    };
-    let requests_per_second = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| format!("no throughput in wrk's output:\n{text}"))?;
-    let errors = text
-        .lines()
-        .find_map(|l| l.trim_start().strip_prefix("Non-2xx or 3xx responses:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-        + text
-            .lines()
-            .find_map(|l| l.trim_start().strip_prefix("Socket errors:"))
-            .map_or(0, |v| v.split(',').filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok()).sum());
-    Ok(Measurement {
-        scenario: String::new(),
-        requests_per_second,
-        p50_us: field("streamgate-latency-us", "p50=").unwrap_or(0),
-        p99_us: field("streamgate-latency-us", "p99=").unwrap_or(0),
-        p999_us: field("streamgate-latency-us", "p999=").unwrap_or(0),
-        errors,
-        idle_rss_kib: 0,
-        peak_rss_kib: 0,
-        notes: Vec::new(),
-    })
-}
-
-/// The release binary, running on loopback for one setup.
-struct Server {
-    child: Child,
-    port: u16,
-    binary: PathBuf,
-    env: Vec<(String, String)>,
-}
-
-impl Server {
-    fn start(root: &Path, dir: &Path, name: &str, settings: &BTreeMap<String, String>) -> Result<Self, String> {
-        let binary = root.join("target").join("release").join("streaming-api");
-        let port = infra::free_port()?;
-        let data = dir.join(name);
-        let mut env = vec![
-            ("STREAMING__SERVER__PORT".to_owned(), port.to_string()),
-            ("STREAMING__AUTH__SECRET".to_owned(), SECRET.to_owned()),
-            ("STREAMING__STORAGE__ROOT".to_owned(), data.join("objects").display().to_string()),
-            ("STREAMING__EVENTS__PATH".to_owned(), data.join("events.jsonl").display().to_string()),
-        ];
-        env.extend(settings.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let log = fs::File::create(dir.join(format!("{name}.log"))).map_err(|e| e.to_string())?;
-        let child = Command::new(&binary)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-        let server = Self { child, port, binary, env };
-        infra::wait_for_port("streaming-api", port, Duration::from_secs(30))
-            .map_err(|e| format!("{e} (see target/load/{name}.log)"))?;
-        Ok(server)
-    }
-
-    /// Tokens for `subjects`, minted by the binary itself with the same settings.
-    fn mint_tokens(&self, subjects: &[String]) -> Result<Vec<String>, String> {
-        let mut tokens = Vec::with_capacity(subjects.len());
-        for chunk in subjects.chunks(2_000) {
-            let output = Command::new(&self.binary)
-                .arg("token")
-                .args(chunk)
-                .envs(self.env.iter().map(|(k, v)| (k, v)))
-                .env("STREAMING__LOG__FILTER", "warn")
-                .output()
-                .map_err(|e| format!("streaming-api token: {e}"))?;
-            if !output.status.success() {
-                return Err(format!("streaming-api token: {}", String::from_utf8_lossy(&output.stderr)));
-            }
-            tokens.extend(String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned));
-        }
-        Ok(tokens)
-    }
-
-    fn status_field(&self, field: &str) -> u64 {
-        fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|status| {
-                let line = status.lines().find(|l| l.starts_with(field))?;
-                line.split_whitespace().nth(1)?.parse().ok()
-            })
-            .unwrap_or(0)
-    }
-
-    fn rss_kib(&self) -> u64 {
-        self.status_field("VmRSS:")
-    }
-
-    fn peak_rss_kib(&self) -> u64 {
-        self.status_field("VmHWM:")
-    }
-
-    /// SIGTERM, then waits for the graceful shutdown (the write-behind drain).
-    fn stop(mut self) -> Result<(), String> {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(40);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return if status.success() { Ok(()) } else { Err(format!("streaming-api exited with {status}")) };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        Err("streaming-api did not stop within 40 s".into())
-    }
 }

@@ -6,6 +6,7 @@ mod cached_subscriptions;
 mod clock;
 mod memory;
 mod moka_cache;
+mod no_cache;
 
 pub use cached_catalog::{CachedCatalog, CachedCatalogStats};
 pub use cached_subscriptions::CachedSubscriptions;
@@ -15,3 +16,4 @@ pub use memory::{
     MemorySubscriptions, MemoryUrlCache,
 };
 pub use moka_cache::MokaUrlCache;
+pub use no_cache::NoUrlCache;
