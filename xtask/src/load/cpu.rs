@@ -1,7 +1,8 @@
 //! Where the machine's CPU went during a run: every process's user + system
 //! time from `/proc`, grouped by program name. On a 2-core machine shared by
 //! the load generator, the service and its dependencies, this says what
-//! bounds a path.
+//! bounds a path. Processes that end during the run (the load generator
+//! itself) are not seen; their share is what the others leave.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,8 +11,9 @@ use std::time::Instant;
 /// Clock ticks per second of `/proc/*/stat` (`getconf CLK_TCK`, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
 
+/// Ticks used so far and the name, per process id.
 pub struct Snapshot {
-    ticks: BTreeMap<String, u64>,
+    ticks: BTreeMap<u32, (String, u64)>,
     at: Instant,
 }
 
@@ -19,17 +21,16 @@ pub fn snapshot() -> Snapshot {
     let mut ticks = BTreeMap::new();
     if let Ok(entries) = fs::read_dir("/proc") {
         for entry in entries.flatten() {
-            let Some(stat) = entry
-                .file_name()
-                .to_str()
-                .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|pid| fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Some((name, used)) = fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| parse(&s))
             else {
                 continue;
             };
-            if let Some((name, used)) = parse(&stat) {
-                *ticks.entry(name).or_insert(0) += used;
-            }
+            // Kernel threads rename themselves after their current work item.
+            let name = if name.starts_with("kworker") { "kernel workers".to_owned() } else { name };
+            ticks.insert(pid, (name, used));
         }
     }
     Snapshot { ticks, at: Instant::now() }
@@ -52,13 +53,15 @@ fn parse(stat: &str) -> Option<(String, u64)> {
 pub fn since(before: &Snapshot) -> Vec<(String, f64)> {
     let now = snapshot();
     let seconds = now.at.duration_since(before.at).as_secs_f64().max(0.001);
-    let mut used: Vec<(String, f64)> = now
-        .ticks
-        .iter()
-        .map(|(name, ticks)| {
-            let delta = ticks.saturating_sub(before.ticks.get(name).copied().unwrap_or(0));
-            (name.clone(), delta as f64 / TICKS_PER_SECOND / seconds)
-        })
+    let mut by_name: BTreeMap<&str, u64> = BTreeMap::new();
+    for (pid, (name, ticks)) in &now.ticks {
+        // A process born during the run counts from zero.
+        let earlier = before.ticks.get(pid).map_or(0, |(_, ticks)| *ticks);
+        *by_name.entry(name).or_insert(0) += ticks.saturating_sub(earlier);
+    }
+    let mut used: Vec<(String, f64)> = by_name
+        .into_iter()
+        .map(|(name, ticks)| (name.to_owned(), ticks as f64 / TICKS_PER_SECOND / seconds))
         .filter(|(_, cores)| *cores >= 0.05)
         .collect();
     used.sort_by(|a, b| b.1.total_cmp(&a.1));

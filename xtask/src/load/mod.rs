@@ -490,7 +490,7 @@ fn paced_viewers(
         ),
         format!("Redis: {:.0} commands/s", redis as f64 / seconds),
         format!(
-            "PostgreSQL: {:.1} transactions/s, {:.1} statements/s",
+            "PostgreSQL: {:.1} transactions/s, {:.1} rows written/s over all tables",
             (commits - pg_before.0) as f64 / seconds,
             (statements - pg_before.1) as f64 / seconds
         ),
@@ -517,9 +517,8 @@ fn redis_commands(url: &str) -> Result<u64, String> {
         .ok_or("no total_commands_processed in INFO stats".into())
 }
 
-/// Committed transactions of the database and statements run, from its
-/// statistics (the statement count from `pg_stat_statements` is not
-/// installed here; `tup_inserted + tup_updated` stands in for writes).
+/// Committed transactions of the database and rows it wrote (inserted,
+/// updated, deleted), from its statistics.
 fn pg_activity(url: &str) -> Result<(u64, u64), String> {
     let text = psql(
         url,

@@ -14,7 +14,7 @@ function init(args)
   path = "/api/v1/stream/" .. args[2] .. "/progress"
   -- Threads start at different viewers.
   next_viewer = math.random(#tokens) - 1
-  sequence = os.time() * 1000 + math.random(999)
+  sequence = os.time() * 100000 + math.random(999)
 end
 
 function request()
