@@ -70,7 +70,8 @@ pub fn redis(url: &str, requests: u32) -> Result<Vec<(String, f64)>, String> {
 fn parse_redis_csv(text: &str) -> Vec<(String, f64)> {
     text.lines()
         .filter_map(|line| {
-            let mut fields = line.split(',').map(|f| f.trim_matches('"'));
+            // Fields are quoted; a command's name may hold commas itself.
+            let mut fields = line.trim().trim_matches('"').split("\",\"");
             let test = fields.next()?;
             let rps = fields.next()?.parse().ok()?;
             Some((test.to_owned(), rps))
@@ -121,9 +122,15 @@ mod tests {
 
     #[test]
     fn reads_redis_benchmark_csv() {
-        let text =
-            "\"test\",\"rps\",\"avg_latency_ms\"\n\"SET\",\"81234.56\",\"0.700\"\n\"GET\",\"90000.00\",\"0.6\"\n";
+        let text = concat!(
+            "\"test\",\"rps\",\"avg_latency_ms\"\n",
+            "\"SET\",\"81234.56\",\"0.700\"\n",
+            "\"GET\",\"90000.00\",\"0.6\"\n",
+            "\"EVAL return redis.call('INCR', KEYS[1]) 1 k\",\"65000.50\",\"0.9\"\n",
+        );
         let rows = parse_redis_csv(text);
-        assert_eq!(rows, vec![("SET".to_owned(), 81_234.56), ("GET".to_owned(), 90_000.0)]);
+        assert_eq!(rows[..2], [("SET".to_owned(), 81_234.56), ("GET".to_owned(), 90_000.0)]);
+        assert_eq!(rows[2], ("EVAL return redis.call('INCR', KEYS[1]) 1 k".to_owned(), 65_000.5));
+        assert_eq!(rows.len(), 3);
     }
 }
