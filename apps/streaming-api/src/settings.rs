@@ -97,6 +97,9 @@ pub struct AuthSettings {
     pub token_type: Option<String>,
     /// Clock skew tolerated on `exp`/`nbf`, in seconds (default 30).
     pub leeway_seconds: u64,
+    /// Verified tokens remembered for up to 30 s, so a repeated token skips
+    /// its signature check (default 10 000; 0 checks every request in full).
+    pub remembered_tokens: u64,
     /// The accepted algorithms, comma-separated: `HS256` (default), `RS256`, `ES256`.
     pub algorithms: String,
     /// RS256/ES256 public keys: a JWKS file.
@@ -116,6 +119,7 @@ impl Default for AuthSettings {
             audience: None,
             token_type: None,
             leeway_seconds: 30,
+            remembered_tokens: 10_000,
             algorithms: "HS256".into(),
             jwks_file: None,
             jwks_url: None,

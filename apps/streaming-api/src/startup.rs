@@ -507,6 +507,7 @@ async fn verifier(settings: &Settings) -> Result<(TokenVerifier, bool, Option<Se
         audience: auth.audience.clone(),
         token_type: auth.token_type.clone(),
         leeway: Duration::from_secs(auth.leeway_seconds),
+        remembered_tokens: auth.remembered_tokens,
     };
     let verifier = TokenVerifier::new(&algorithms, secret.as_ref(), keys, options).map_err(|e| match e {
         streaming_auth::ConfigError::WeakSecret => config(format!("auth.secret: {e}")),

@@ -136,11 +136,26 @@ pub struct VerifierOptions {
     pub token_type: Option<String>,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: Duration,
+    /// How many verified tokens to remember (default 10 000; 0 remembers
+    /// none). A remembered token is accepted again without its signature
+    /// being checked for at most [`REMEMBER_FOR`], and only while its `exp`
+    /// and `nbf` still allow it; a key removed from the JWKS therefore stops
+    /// working for tokens seen before within that time.
+    pub remembered_tokens: u64,
 }
+
+/// How long a verified token is remembered (see [`VerifierOptions::remembered_tokens`]).
+pub const REMEMBER_FOR: Duration = Duration::from_secs(30);
 
 impl Default for VerifierOptions {
     fn default() -> Self {
-        Self { issuer: None, audience: None, token_type: None, leeway: Duration::from_secs(30) }
+        Self {
+            issuer: None,
+            audience: None,
+            token_type: None,
+            leeway: Duration::from_secs(30),
+            remembered_tokens: 10_000,
+        }
     }
 }
 
@@ -168,6 +183,34 @@ pub struct TokenVerifier {
     secret: Option<Secret>,
     keys: Option<Arc<KeyStore>>,
     options: VerifierOptions,
+    /// Verified tokens by their SHA-256 (the token itself is not kept).
+    remembered: Option<moka::sync::Cache<[u8; 32], Verified>>,
+}
+
+/// A verified token's caller and the instants (Unix seconds, leeway
+/// applied) between which its claims accept it.
+#[derive(Debug, Clone)]
+struct Verified {
+    principal: Principal,
+    valid_from: i64,
+    valid_until: i64,
+}
+
+impl Verified {
+    /// Whether `now` is inside the window with a second to spare on each
+    /// side, so a remembered answer never accepts what a full check would
+    /// refuse (sub-second instants included); at the edges the full check decides.
+    fn covers(&self, now: OffsetDateTime) -> bool {
+        let now = now.unix_timestamp();
+        self.valid_from < now.saturating_sub(1) && now.saturating_add(1) < self.valid_until
+    }
+}
+
+fn fingerprint(token: &str) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut out = [0; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
 }
 
 impl fmt::Debug for TokenVerifier {
@@ -220,7 +263,10 @@ impl TokenVerifier {
         if algorithms.iter().any(|a| *a != Algorithm::Hs256) && keys.is_none() {
             return Err(ConfigError::MissingKey("RS256 and ES256 need a JWKS (file or URL)"));
         }
-        Ok(Self { algorithms: algorithms.to_vec(), secret, keys, options })
+        let remembered = (options.remembered_tokens > 0).then(|| {
+            moka::sync::Cache::builder().max_capacity(options.remembered_tokens).time_to_live(REMEMBER_FOR).build()
+        });
+        Ok(Self { algorithms: algorithms.to_vec(), secret, keys, options, remembered })
     }
 
     /// [`TokenVerifier::verify`], and when the token names a key the set
@@ -262,6 +308,23 @@ impl TokenVerifier {
     /// # Errors
     /// [`AuthError`] says which check failed.
     pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<Principal, AuthError> {
+        let Some(remembered) = &self.remembered else {
+            return self.verify_fully(token, now).map(|verified| verified.principal);
+        };
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(AuthError::Malformed);
+        }
+        let key = fingerprint(token);
+        if let Some(verified) = remembered.get(&key).filter(|verified| verified.covers(now)) {
+            return Ok(verified.principal);
+        }
+        let verified = self.verify_fully(token, now)?;
+        remembered.insert(key, verified.clone());
+        Ok(verified.principal)
+    }
+
+    /// Every check, and the window the token's claims allow.
+    fn verify_fully(&self, token: &str, now: OffsetDateTime) -> Result<Verified, AuthError> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN || token.split('.').count() != 3 {
             return Err(AuthError::Malformed);
         }
@@ -317,7 +380,14 @@ impl TokenVerifier {
         let user = UserId::try_from(subject).map_err(|_| AuthError::BadSubject)?;
         let expiry = claims.registered.expiry.as_ref().ok_or(AuthError::MissingClaim)?;
         let expires_at = OffsetDateTime::from_unix_timestamp(expiry.timestamp()).map_err(|_| AuthError::Malformed)?;
-        Ok(Principal { user, expires_at })
+        let leeway = i64::try_from(self.options.leeway.as_secs()).unwrap_or(i64::MAX);
+        let valid_from =
+            claims.registered.not_before.as_ref().map_or(i64::MIN, |nbf| nbf.timestamp().saturating_sub(leeway));
+        Ok(Verified {
+            principal: Principal { user, expires_at },
+            valid_from,
+            valid_until: expiry.timestamp().saturating_add(leeway),
+        })
     }
 }
 

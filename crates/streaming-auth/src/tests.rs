@@ -179,3 +179,42 @@ fn short_secrets_are_refused() {
     );
     assert!(!format!("{:?}", verifier(VerifierOptions::default())).contains(SECRET));
 }
+
+#[test]
+fn a_remembered_token_still_expires_and_waits_for_not_before() {
+    let v = verifier(VerifierOptions::default());
+    let token = sign(&TokenClaims { not_before: Some(NOW), ..claims() });
+    let later = |seconds: i64| NOW + time::Duration::seconds(seconds);
+    assert!(v.verify(&token, later(60)).is_ok());
+    assert!(v.verify(&token, later(61)).is_ok(), "remembered");
+    // Expiry at +3600 with 30 s of leeway: each edge is decided in full.
+    assert!(v.verify(&token, later(3628)).is_ok());
+    assert_eq!(v.verify(&token, later(3631)), Err(AuthError::Expired));
+    assert_eq!(v.verify(&token, later(-31)), Err(AuthError::NotYetValid), "a clock moved back");
+    assert!(v.verify(&token, later(-29)).is_ok());
+}
+
+#[test]
+fn remembering_changes_no_answer() {
+    let remembering = verifier(VerifierOptions::default());
+    let checking = verifier(VerifierOptions { remembered_tokens: 0, ..VerifierOptions::default() });
+    let good = sign(&claims());
+    let mut tampered = good.clone();
+    tampered.pop();
+    tampered.push(if good.ends_with('A') { 'B' } else { 'A' });
+    let refresh = sign(&TokenClaims { token_type: Some("refresh".into()), ..claims() });
+    let strict = |remembered_tokens| {
+        verifier(VerifierOptions { token_type: Some("access".into()), remembered_tokens, ..VerifierOptions::default() })
+    };
+    let (strict_remembering, strict_checking) = (strict(10), strict(0));
+    let access = sign(&TokenClaims { token_type: Some("access".into()), ..claims() });
+    for _ in 0..3 {
+        for token in [&good, &tampered, &"x.y.z".to_owned(), &"a".repeat(MAX_TOKEN_LEN + 1)] {
+            assert_eq!(remembering.verify(token, NOW), checking.verify(token, NOW), "{token:.20}");
+        }
+        assert_eq!(strict_remembering.verify(&refresh, NOW), Err(AuthError::WrongTokenType));
+        assert_eq!(strict_checking.verify(&refresh, NOW), Err(AuthError::WrongTokenType));
+        assert!(strict_remembering.verify(&access, NOW).is_ok());
+    }
+    assert_eq!(remembering.verify(&tampered, NOW), Err(AuthError::BadSignature));
+}
