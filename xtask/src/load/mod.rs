@@ -165,11 +165,7 @@ fn embedded(root: &Path, dir: &Path, options: &Options, results: &mut Results) -
         figures: hit.0,
     });
 
-    let viewers: Vec<String> = (0..options.viewers).map(|i| format!("load-viewer-{i:06}")).collect();
-    let tokens_file = write_lines(dir, "embedded-tokens", &server.mint_tokens(&viewers)?)?;
-    let starts = write_lines(dir, "embedded-start-paths", &[format!("/api/v1/stream/{DEMO_TRAILER}")])?;
-    let figures =
-        measure(&server, dir, options, &Requests::Pairs { tokens: &tokens_file, paths: &starts, body: "{}" })?;
+    let (figures, _) = video_starts(&server, dir, options, "embedded")?;
     results.paths.push(Measured {
         setup: SETUP,
         path: "video start",
@@ -195,9 +191,7 @@ fn embedded(root: &Path, dir: &Path, options: &Options, results: &mut Results) -
         note: "the demo user, memory stores".into(),
     });
 
-    let manifest = manifest_path(&server, &token, DEMO_MOVIE)?;
-    let figures =
-        measure(&server, dir, options, &Requests::Fixed { method: "GET", path: &manifest, token: None, body: None })?;
+    let figures = manifest(&server, dir, options, &token)?;
     results.paths.push(Measured {
         setup: SETUP,
         path: "manifest (HLS playlist, signed segment URLs)",
@@ -288,12 +282,24 @@ fn measure(server: &Server, dir: &Path, options: &Options, requests: &Requests<'
     Ok(figures)
 }
 
-/// Starts a session of `movie` and returns its playlist's path and grant.
-fn manifest_path(server: &Server, token: &str, movie: &str) -> Result<String, String> {
-    let started = server.post_ok(&format!("/api/v1/stream/{movie}"), token, "{}")?;
+/// The demo movie's playlist, fetched through the grant of a session the
+/// demo user starts first.
+fn manifest(server: &Server, dir: &Path, options: &Options, token: &str) -> Result<Figures, String> {
+    let started = server.post_ok(&format!("/api/v1/stream/{DEMO_MOVIE}"), token, "{}")?;
     let url = json_string(&started, "manifest_url").ok_or("no manifest_url in the start answer")?;
-    let start = url.find("/api/").ok_or("the manifest URL has no /api/ path")?;
-    Ok(url[start..].to_owned())
+    let path = &url[url.find("/api/").ok_or("the manifest URL has no /api/ path")?..];
+    measure(server, dir, options, &Requests::Fixed { method: "GET", path, token: None, body: None })
+}
+
+/// `--viewers` viewers starting the public trailer round-robin, each start a
+/// new session; the viewers' tokens (also in `{name}-tokens`).
+fn video_starts(server: &Server, dir: &Path, options: &Options, name: &str) -> Result<(Figures, Vec<String>), String> {
+    let viewers: Vec<String> = (0..options.viewers).map(|i| format!("load-viewer-{i:06}")).collect();
+    let tokens = server.mint_tokens(&viewers)?;
+    let tokens_file = write_lines(dir, &format!("{name}-tokens"), &tokens)?;
+    let starts = write_lines(dir, &format!("{name}-start-paths"), &[format!("/api/v1/stream/{DEMO_TRAILER}")])?;
+    let figures = measure(server, dir, options, &Requests::Pairs { tokens: &tokens_file, paths: &starts, body: "{}" })?;
+    Ok((figures, tokens))
 }
 
 fn real_infrastructure(
@@ -374,12 +380,8 @@ fn real_infrastructure(
         ),
     });
 
-    let viewers: Vec<String> = (0..options.viewers).map(|i| format!("load-viewer-{i:06}")).collect();
-    let tokens = server.mint_tokens(&viewers)?;
-    let tokens_file = write_lines(dir, "real-tokens", &tokens)?;
-    let starts = write_lines(dir, "real-start-paths", &[format!("/api/v1/stream/{DEMO_TRAILER}")])?;
-    let figures =
-        measure(&server, dir, options, &Requests::Pairs { tokens: &tokens_file, paths: &starts, body: "{}" })?;
+    let (figures, tokens) = video_starts(&server, dir, options, "real")?;
+    let tokens_file = dir.join("real-tokens");
     results.paths.push(Measured {
         setup: SETUP,
         path: "video start",
@@ -438,9 +440,7 @@ fn real_infrastructure(
         ),
     });
 
-    let manifest = manifest_path(&server, &token, DEMO_MOVIE)?;
-    let figures =
-        measure(&server, dir, options, &Requests::Fixed { method: "GET", path: &manifest, token: None, body: None })?;
+    let figures = manifest(&server, dir, options, &token)?;
     results.paths.push(Measured {
         setup: SETUP,
         path: "manifest (HLS playlist, signed segment URLs)",
