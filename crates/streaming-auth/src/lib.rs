@@ -308,12 +308,13 @@ impl TokenVerifier {
     /// # Errors
     /// [`AuthError`] says which check failed.
     pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<Principal, AuthError> {
+        // The shape first: nothing malformed is hashed or remembered.
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN || token.split('.').count() != 3 {
+            return Err(AuthError::Malformed);
+        }
         let Some(remembered) = &self.remembered else {
             return self.verify_fully(token, now).map(|verified| verified.principal);
         };
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(AuthError::Malformed);
-        }
         let key = fingerprint(token);
         if let Some(verified) = remembered.get(&key).filter(|verified| verified.covers(now)) {
             return Ok(verified.principal);
@@ -323,11 +324,8 @@ impl TokenVerifier {
         Ok(verified.principal)
     }
 
-    /// Every check, and the window the token's claims allow.
+    /// Every check after the shape's, and the window the token's claims allow.
     fn verify_fully(&self, token: &str, now: OffsetDateTime) -> Result<Verified, AuthError> {
-        if token.is_empty() || token.len() > MAX_TOKEN_LEN || token.split('.').count() != 3 {
-            return Err(AuthError::Malformed);
-        }
         if !times_in_range(token) {
             return Err(AuthError::Malformed);
         }

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::wrk::{self, Figures, Requests};
-use super::Options;
+use super::{captured, redis_address, Options};
 
 /// The `ceiling` example (actix-web, no middleware, a fixed JSON body of
 /// `body_bytes`) under the same `wrk` load as our routes.
@@ -24,10 +24,7 @@ pub fn framework(root: &Path, dir: &Path, options: &Options, body_bytes: usize) 
         // A POST without a body, like the track route's: a body the handler
         // left unread would cost the connection its keep-alive.
         let request = Requests::Fixed { method: "POST", path: "/", token: None, body: None };
-        let before = super::cpu::snapshot();
-        let mut figures = wrk::run(dir, port, &request, options.connections, options.duration, None)?;
-        figures.cpu = super::cpu::since(&before);
-        Ok(figures)
+        wrk::run(dir, port, &request, options.connections, options.duration, None)
     });
     let _ = child.kill();
     let _ = child.wait();
@@ -46,8 +43,7 @@ fn listening_port(child: &mut Child) -> Result<u16, String> {
 /// of a value the size of a sealed S3 URL entry, and the rate limiter's
 /// shape (one Lua script call per request), 64 connections, no pipelining.
 pub fn redis(url: &str, requests: u32) -> Result<Vec<(String, f64)>, String> {
-    let address = url.strip_prefix("redis://").ok_or(format!("not a plain redis:// URL: {url}"))?;
-    let (host, port) = address.trim_end_matches('/').rsplit_once(':').ok_or("no port in the Redis URL")?;
+    let (host, port) = redis_address(url)?;
     let base = |command: &mut Command| {
         command.args(["-h", host, "-p", port, "-c", "64", "-n", &requests.to_string(), "-d", "600", "--csv"]);
     };
@@ -57,9 +53,9 @@ pub fn redis(url: &str, requests: u32) -> Result<Vec<(String, f64)>, String> {
     let mut script = Command::new("redis-benchmark");
     base(&mut script);
     script.args(["-r", "10000", "EVAL", "return redis.call('INCR', KEYS[1])", "1", "bench:rate:__rand_int__"]);
-    let mut rows = parse_redis_csv(&run(&mut get, "redis-benchmark")?);
+    let mut rows = parse_redis_csv(&captured(&mut get, "redis-benchmark")?);
     rows.extend(
-        parse_redis_csv(&run(&mut script, "redis-benchmark")?)
+        parse_redis_csv(&captured(&mut script, "redis-benchmark")?)
             .into_iter()
             .map(|(_, rps)| ("EVAL (one INCR in Lua, the rate limiter's shape)".to_owned(), rps)),
     );
@@ -94,7 +90,7 @@ pub fn postgres(bin: &str, url: &str, dir: &Path, duration: Duration, movie: &st
         ),
     )
     .map_err(|e| e.to_string())?;
-    let text = run(
+    let text = captured(
         Command::new(Path::new(bin).join("pgbench"))
             .args(["-n", "-M", "prepared", "-c", "8", "-j", "2", "-T", &duration.as_secs().to_string(), "-f"])
             .arg(&script)
@@ -105,15 +101,6 @@ pub fn postgres(bin: &str, url: &str, dir: &Path, duration: Duration, movie: &st
         .find_map(|line| line.strip_prefix("tps = "))
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
         .ok_or_else(|| format!("no tps in pgbench's output:\n{text}"))
-}
-
-fn run(command: &mut Command, name: &str) -> Result<String, String> {
-    let output = command.output().map_err(|e| format!("{name}: {e}"))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(format!("{name} failed: {}", String::from_utf8_lossy(&output.stderr)))
-    }
 }
 
 #[cfg(test)]

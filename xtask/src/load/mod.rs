@@ -99,7 +99,6 @@ pub struct Results {
     pub pgbench_tps: Option<f64>,
     pub workers: Vec<(usize, Figures)>,
     pub viewers: Vec<String>,
-    pub notes: Vec<String>,
 }
 
 /// Runs every measurement and writes the report.
@@ -165,7 +164,7 @@ fn embedded(root: &Path, dir: &Path, options: &Options, results: &mut Results) -
         figures: hit.0,
     });
 
-    let (figures, _) = video_starts(&server, dir, options, "embedded")?;
+    let (figures, _, _) = video_starts(&server, dir, options, "embedded")?;
     results.paths.push(Measured {
         setup: SETUP,
         path: "video start",
@@ -229,13 +228,7 @@ fn embedded(root: &Path, dir: &Path, options: &Options, results: &mut Results) -
         "embedded-one-worker",
         &with(base_settings(), &[("STREAMING__SERVER__WORKERS", "1")]),
     )?;
-    server.post_ok(&track, &token, "")?;
-    let one = measure(
-        &server,
-        dir,
-        options,
-        &Requests::Fixed { method: "POST", path: &track, token: Some(&token), body: None },
-    )?;
+    let (one, _) = cache_path(&server, dir, options, &track, &token)?;
     server.stop()?;
     results.workers = vec![(1, one), (2, results.paths[0].figures.clone())];
     Ok(())
@@ -264,9 +257,7 @@ fn cache_path(
 /// A run with `wrk` whose result counts only without errors.
 fn measure(server: &Server, dir: &Path, options: &Options, requests: &Requests<'_>) -> Result<Figures, String> {
     println!("==> wrk {} s, {} connections", options.duration.as_secs(), options.connections);
-    let before = cpu::snapshot();
-    let mut figures = wrk::run(dir, server.port, requests, options.connections, options.duration, None)?;
-    figures.cpu = cpu::since(&before);
+    let figures = wrk::run(dir, server.port, requests, options.connections, options.duration, None)?;
     println!(
         "    {:.0} req/s, p99 {} µs; CPU cores: {}",
         figures.requests_per_second,
@@ -292,14 +283,19 @@ fn manifest(server: &Server, dir: &Path, options: &Options, token: &str) -> Resu
 }
 
 /// `--viewers` viewers starting the public trailer round-robin, each start a
-/// new session; the viewers' tokens (also in `{name}-tokens`).
-fn video_starts(server: &Server, dir: &Path, options: &Options, name: &str) -> Result<(Figures, Vec<String>), String> {
+/// new session; the viewers' tokens and the file that holds them.
+fn video_starts(
+    server: &Server,
+    dir: &Path,
+    options: &Options,
+    name: &str,
+) -> Result<(Figures, Vec<String>, PathBuf), String> {
     let viewers: Vec<String> = (0..options.viewers).map(|i| format!("load-viewer-{i:06}")).collect();
     let tokens = server.mint_tokens(&viewers)?;
     let tokens_file = write_lines(dir, &format!("{name}-tokens"), &tokens)?;
     let starts = write_lines(dir, &format!("{name}-start-paths"), &[format!("/api/v1/stream/{DEMO_TRAILER}")])?;
     let figures = measure(server, dir, options, &Requests::Pairs { tokens: &tokens_file, paths: &starts, body: "{}" })?;
-    Ok((figures, tokens))
+    Ok((figures, tokens, tokens_file))
 }
 
 fn real_infrastructure(
@@ -380,8 +376,7 @@ fn real_infrastructure(
         ),
     });
 
-    let (figures, tokens) = video_starts(&server, dir, options, "real")?;
-    let tokens_file = dir.join("real-tokens");
+    let (figures, tokens, tokens_file) = video_starts(&server, dir, options, "real")?;
     results.paths.push(Measured {
         setup: SETUP,
         path: "video start",
@@ -417,10 +412,9 @@ fn real_infrastructure(
     // The write-behind queue drains within a flush interval or two.
     std::thread::sleep(Duration::from_secs(2));
     let after = table_writes(&url)?;
-    let written: Vec<String> = before
-        .iter()
+    let written: Vec<String> = rows_written(&before, &after)
+        .into_iter()
         .map(|(table, rows)| {
-            let rows = after.get(table).copied().unwrap_or(0).saturating_sub(*rows);
             format!(
                 "`{table}` {rows} rows ({:.2} per viewer per second)",
                 rows as f64 / f64::from(options.viewers) / (elapsed.as_secs_f64() + 2.0)
@@ -478,7 +472,7 @@ fn paced_viewers(
     let figures = wrk::run(dir, server.port, progress, options.connections, duration, Some(pace))?;
     let seconds = started.elapsed().as_secs_f64();
     let redis = redis_commands(redis_url)? - redis_before;
-    let (commits, statements) = pg_activity(pg_url)?;
+    let (commits, writes) = pg_activity(pg_url)?;
     let rows_after = table_writes(pg_url)?;
     let mut lines = vec![
         format!(
@@ -492,11 +486,10 @@ fn paced_viewers(
         format!(
             "PostgreSQL: {:.1} transactions/s, {:.1} rows written/s over all tables",
             (commits - pg_before.0) as f64 / seconds,
-            (statements - pg_before.1) as f64 / seconds
+            (writes - pg_before.1) as f64 / seconds
         ),
     ];
-    for (table, before) in &rows_before {
-        let rows = rows_after.get(table).copied().unwrap_or(0).saturating_sub(*before);
+    for (table, rows) in rows_written(&rows_before, &rows_after) {
         lines.push(format!("PostgreSQL `{table}`: {:.0} rows written/s", rows as f64 / seconds));
     }
     Ok(lines)
@@ -504,13 +497,8 @@ fn paced_viewers(
 
 /// Redis's `total_commands_processed`.
 fn redis_commands(url: &str) -> Result<u64, String> {
-    let address = url.trim_start_matches("redis://").trim_end_matches('/');
-    let (host, port) = address.rsplit_once(':').ok_or("no port in the Redis URL")?;
-    let output = Command::new("redis-cli")
-        .args(["-h", host, "-p", port, "INFO", "stats"])
-        .output()
-        .map_err(|e| format!("redis-cli: {e}"))?;
-    String::from_utf8_lossy(&output.stdout)
+    let (host, port) = redis_address(url)?;
+    captured(Command::new("redis-cli").args(["-h", host, "-p", port, "INFO", "stats"]), "redis-cli")?
         .lines()
         .find_map(|l| l.strip_prefix("total_commands_processed:"))
         .and_then(|v| v.trim().parse().ok())
@@ -527,6 +515,20 @@ fn pg_activity(url: &str) -> Result<(u64, u64), String> {
     )?;
     let (commits, writes) = text.trim().split_once('|').ok_or("no pg_stat_database row")?;
     Ok((commits.parse().map_err(|_| "xact_commit")?, writes.parse().map_err(|_| "tuples")?))
+}
+
+/// `(table, rows)` written between two [`table_writes`] readings.
+fn rows_written(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Vec<(String, u64)> {
+    before
+        .iter()
+        .map(|(table, rows)| (table.clone(), after.get(table).copied().unwrap_or(0).saturating_sub(*rows)))
+        .collect()
+}
+
+/// `host` and `port` of a plain `redis://host:port` URL.
+fn redis_address(url: &str) -> Result<(&str, &str), String> {
+    let address = url.strip_prefix("redis://").ok_or(format!("not a plain redis:// URL: {url}"))?;
+    address.trim_end_matches('/').rsplit_once(':').ok_or("no port in the Redis URL".into())
 }
 
 /// Rows inserted plus updated per table, from PostgreSQL's statistics.
@@ -548,14 +550,16 @@ fn table_writes(url: &str) -> Result<BTreeMap<String, u64>, String> {
 }
 
 fn psql(url: &str, sql: &str) -> Result<String, String> {
-    let output = Command::new("psql")
-        .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
-        .output()
-        .map_err(|e| format!("psql: {e}"))?;
+    captured(Command::new("psql").args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql]), "psql")
+}
+
+/// What `command` printed, if it succeeded; otherwise what it said on stderr.
+fn captured(command: &mut Command, name: &str) -> Result<String, String> {
+    let output = command.output().map_err(|e| format!("{name}: {e}"))?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
-        Err(format!("psql failed: {}", String::from_utf8_lossy(&output.stderr)))
+        Err(format!("{name} failed: {}", String::from_utf8_lossy(&output.stderr)))
     }
 }
 

@@ -116,9 +116,6 @@ pub fn render(options: &Options, command_line: &str, results: &Results) -> Strin
             let _ = writeln!(out, "- {line}");
         }
     }
-    for note in &results.notes {
-        let _ = writeln!(out, "- {note}");
-    }
     out
 }
 

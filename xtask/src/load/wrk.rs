@@ -26,12 +26,13 @@ pub struct Figures {
     pub p999_us: u64,
     /// Non-2xx answers and socket errors.
     pub errors: u64,
-    /// Cores each program used during the run (filled in by the caller).
+    /// Cores each program used during the run.
     pub cpu: Vec<(String, f64)>,
 }
 
 /// Runs `wrk` against `port` for `duration` over `connections`; with
-/// `pace`, every connection waits that long between its requests.
+/// `pace`, every connection waits that long between its requests. The
+/// figures include the CPU each program used meanwhile.
 pub fn run(
     dir: &Path,
     port: u16,
@@ -67,6 +68,7 @@ pub fn run(
     }
     let script_file = dir.join("wrk-script.lua");
     fs::write(&script_file, script).map_err(|e| format!("{}: {e}", script_file.display()))?;
+    let before = super::cpu::snapshot();
     let output = Command::new("wrk")
         .args(["-t1", "-c", &connections.to_string(), "-d", &format!("{}s", duration.as_secs())])
         .arg("-s")
@@ -76,11 +78,12 @@ pub fn run(
         .args(&args)
         .output()
         .map_err(|e| format!("wrk: {e}"))?;
+    let cpu = super::cpu::since(&before);
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         return Err(format!("wrk failed: {text}{}", String::from_utf8_lossy(&output.stderr)));
     }
-    parse(&text)
+    Ok(Figures { cpu, ..parse(&text)? })
 }
 
 /// Reads wrk's summary and the percentiles line of `report.lua`.
