@@ -242,7 +242,7 @@ impl Application {
                 _ => (source, durable_progress),
             };
         let limiter: Arc<dyn RateLimiter> = match &redis {
-            Some(redis) => Arc::new(RedisRateLimiter::new(redis.clone())),
+            Some(redis) => Arc::new(RedisRateLimiter::new(redis.clone()).with_max_lease(settings.rate_limit.max_lease)),
             None => Arc::new(MemoryRateLimiter::new(clock.clone())),
         };
         let keyring = keyring(&settings)?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use streaming_core::circuit_breaker::BreakerState;
 use streaming_core::contract::{self, infra_var};
 use streaming_core::ports::{CacheError, RateDecision, RateLimitPolicy, RateLimiter, StreamCacheKey, UrlCache};
-use streaming_redis::{RedisConfig, RedisConnection, RedisRateLimiter, RedisUrlCache};
+use streaming_redis::{RedisConfig, RedisConnection, RedisRateLimiter, RedisUrlCache, LEASE_FOR};
 
 async fn connect(url: &str) -> RedisConnection {
     let redis = RedisConnection::connect(&RedisConfig { key_prefix: "test:".into(), ..RedisConfig::new(url) }).unwrap();
@@ -136,4 +136,50 @@ async fn tls_works_with_a_trusted_ca_and_refuses_an_unknown_one() {
     assert!(untrusted.wait_connected(Duration::from_secs(2)).await.is_err(), "an unverified certificate was accepted");
     let key = StreamCacheKey::new("", &"u".parse().unwrap(), &"01HXKZ3Y8Q4N7W2M5V6B9C0D1E".parse().unwrap());
     assert!(RedisUrlCache::new(untrusted).get(&key).await.is_err());
+}
+
+#[tokio::test]
+async fn a_busy_user_spends_reservations_without_asking_redis_each_time() {
+    let limiter = RedisRateLimiter::new(connect(&infra_var("STREAMGATE_REDIS_URL")).await);
+    let user = format!("busy-{}", streaming_core::domain::SessionId::random()).parse().unwrap();
+    let policy = RateLimitPolicy { name: "busy".into(), limit: 1_000_000, period: Duration::from_secs(60) };
+    for _ in 0..2_000 {
+        assert!(matches!(limiter.check(&user, &policy).await.unwrap(), RateDecision::Allowed { .. }));
+    }
+    let asked = limiter.redis_decisions().load(Ordering::Relaxed);
+    assert!(asked <= 20, "1, 2, 4 … 256, then 256 at a time: {asked} round trips for 2 000 requests");
+}
+
+#[tokio::test]
+async fn reservations_never_let_two_instances_past_the_limit() {
+    let url = infra_var("STREAMGATE_REDIS_CLUSTER_URL");
+    let (a, b) = (RedisRateLimiter::new(connect(&url).await), RedisRateLimiter::new(connect(&url).await));
+    let user = format!("leased-{}", streaming_core::domain::SessionId::random()).parse().unwrap();
+    let policy = RateLimitPolicy { name: "leased".into(), limit: 40, period: Duration::from_secs(60) };
+    let mut allowed = 0;
+    for i in 0..120 {
+        let limiter = if (i / 3) % 2 == 0 { &a } else { &b };
+        if matches!(limiter.check(&user, &policy).await.unwrap(), RateDecision::Allowed { .. }) {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 40, "every reserved request was spent, none beyond the limit");
+    assert!(a.redis_decisions().load(Ordering::Relaxed) + b.redis_decisions().load(Ordering::Relaxed) < 120);
+}
+
+#[tokio::test]
+async fn what_a_reservation_leaves_unspent_is_given_back() {
+    let limiter = RedisRateLimiter::new(connect(&infra_var("STREAMGATE_REDIS_URL")).await);
+    let user = format!("refund-{}", streaming_core::domain::SessionId::random()).parse().unwrap();
+    let policy = RateLimitPolicy { name: "refund".into(), limit: 100, period: Duration::from_secs(60) };
+    // Reservations of 1, 2, 4 and 8 spent in full, then one of 10 (the cap) with one spent.
+    for _ in 0..16 {
+        limiter.check(&user, &policy).await.unwrap();
+    }
+    tokio::time::sleep(LEASE_FOR + Duration::from_millis(50)).await;
+    match limiter.check(&user, &policy).await.unwrap() {
+        // 17 spent of 100; what regenerated in the pause (under one) is not a whole request.
+        RateDecision::Allowed { remaining } => assert!((83..=84).contains(&remaining), "{remaining}"),
+        other => panic!("{other:?}"),
+    }
 }
