@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 use tracing::{debug_span, Instrument};
 
-use crate::domain::{Media, MediaId, MediaKind, UserId};
+use crate::domain::{Media, MediaId, MediaKind, UserId, Visibility};
 use crate::policy::{decide, Decision, Denial, SubscriptionFact};
 use crate::ports::{MediaCatalog, SubscriptionDirectory};
 use crate::service::Dependency;
@@ -28,8 +28,10 @@ pub(crate) async fn check_access(
     now: OffsetDateTime,
 ) -> Result<Media, AccessError> {
     let media = existing(catalog, media_id, kind).await?;
+    // A grant decides only for private media the user does not own.
+    let grant_on = (media.visibility != Visibility::Public && media.owner.as_ref() != Some(user)).then_some(media_id);
     let viewer = catalog
-        .viewer(user, media_id)
+        .viewer(user, grant_on)
         .instrument(debug_span!("catalog.viewer"))
         .await
         .map_err(|_| AccessError::Unavailable(Dependency::Catalog))?;

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use crate::domain::{
     CatalogChange, ManifestKind, Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures, PositionSeconds,
-    SessionId, StreamSession, UserId, UserStatus, Visibility, WatchProgress,
+    SessionId, StreamSession, UserId, UserStatus, Viewer, Visibility, WatchProgress,
 };
 use crate::ports::{
     CatalogWriter, CloseOutcome, MediaCatalog, ObjectStore, ObjectStoreError, ProgressStore, RateDecision,
@@ -314,11 +314,13 @@ pub async fn catalog_writer<C: CatalogWriter + MediaCatalog + ?Sized>(catalog: &
     let viewer = fresh_user("viewer");
     let user_status = |status| CatalogChange::UserStatusChanged { user: viewer.clone(), status };
     assert!(catalog.apply(&user_status(UserStatus::Suspended), t(10)).await.unwrap());
-    assert_eq!(catalog.viewer(&viewer, &id).await.unwrap().status, UserStatus::Suspended);
+    assert_eq!(catalog.viewer(&viewer, Some(&id)).await.unwrap().status, UserStatus::Suspended);
+    assert_eq!(catalog.viewer(&viewer, None).await.unwrap().status, UserStatus::Suspended, "status alone");
     assert!(!catalog.apply(&user_status(UserStatus::Active), t(5)).await.unwrap());
-    assert_eq!(catalog.viewer(&viewer, &id).await.unwrap().status, UserStatus::Suspended);
+    assert_eq!(catalog.viewer(&viewer, Some(&id)).await.unwrap().status, UserStatus::Suspended);
     assert!(catalog.apply(&user_status(UserStatus::Active), t(20)).await.unwrap());
-    assert_eq!(catalog.viewer(&viewer, &id).await.unwrap().status, UserStatus::Active);
+    assert_eq!(catalog.viewer(&viewer, Some(&id)).await.unwrap(), Viewer::default());
+    assert_eq!(catalog.viewer(&viewer, None).await.unwrap(), Viewer::default());
 
     let logout = CatalogChange::UserLoggedOutEverywhere { user: viewer.clone() };
     assert!(catalog.apply(&logout, t(1)).await.unwrap(), "cache-only changes are accepted");

@@ -216,8 +216,12 @@ impl PgCatalog {
             .optional()?)
     }
 
-    async fn load_viewer(&self, user: &UserId, id: &MediaId) -> Result<(Option<String>, bool), DbError> {
+    async fn load_viewer(&self, user: &UserId, grant_on: Option<&MediaId>) -> Result<(Option<String>, bool), DbError> {
         let mut connection = self.db.connection().await?;
+        let status = users::table.filter(users::id.eq(user.as_str())).select(users::status);
+        let Some(id) = grant_on else {
+            return Ok((status.first::<String>(&mut connection).await.optional()?, false));
+        };
         // One round trip: the user's status and whether a grant exists.
         Ok(diesel::select((
             users::table.filter(users::id.eq(user.as_str())).select(users::status).single_value(),
@@ -239,8 +243,8 @@ impl MediaCatalog for PgCatalog {
         row.map(Media::try_from).transpose()
     }
 
-    async fn viewer(&self, user: &UserId, id: &MediaId) -> Result<Viewer, CatalogError> {
-        let (status, granted) = retry_once(|| self.load_viewer(user, id)).await.map_err(unavailable)?;
+    async fn viewer<'a>(&self, user: &UserId, grant_on: Option<&'a MediaId>) -> Result<Viewer, CatalogError> {
+        let (status, granted) = retry_once(|| self.load_viewer(user, grant_on)).await.map_err(unavailable)?;
         let status = match status.as_deref() {
             Some("suspended") => UserStatus::Suspended,
             _ => UserStatus::Active,

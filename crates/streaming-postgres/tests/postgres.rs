@@ -81,14 +81,24 @@ async fn the_catalog_reads_what_was_written() {
     assert_eq!(catalog.media(&item.id).await.unwrap(), Some(changed), "upsert replaces");
 
     let fan: UserId = "fan".parse().unwrap();
-    assert_eq!(catalog.viewer(&fan, &item.id).await.unwrap(), Viewer::default(), "unknown users are active, ungranted");
+    assert_eq!(
+        catalog.viewer(&fan, Some(&item.id)).await.unwrap(),
+        Viewer::default(),
+        "unknown users: active, ungranted"
+    );
+    assert_eq!(catalog.viewer(&fan, None).await.unwrap(), Viewer::default());
     catalog.set_grant(&item.id, &fan, true).await.unwrap();
     catalog.set_grant(&item.id, &fan, true).await.unwrap();
     catalog.set_user_status(&fan, UserStatus::Suspended).await.unwrap();
-    assert_eq!(catalog.viewer(&fan, &item.id).await.unwrap(), Viewer { status: UserStatus::Suspended, granted: true });
+    assert_eq!(
+        catalog.viewer(&fan, Some(&item.id)).await.unwrap(),
+        Viewer { status: UserStatus::Suspended, granted: true }
+    );
+    let status_alone = Viewer { status: UserStatus::Suspended, granted: false };
+    assert_eq!(catalog.viewer(&fan, None).await.unwrap(), status_alone, "the grant is not looked up");
     catalog.set_grant(&item.id, &fan, false).await.unwrap();
     catalog.set_user_status(&fan, UserStatus::Active).await.unwrap();
-    assert_eq!(catalog.viewer(&fan, &item.id).await.unwrap(), Viewer::default());
+    assert_eq!(catalog.viewer(&fan, Some(&item.id)).await.unwrap(), Viewer::default());
 
     let unknown: MediaId = "01HXKZ3Y8Q4N7W2M5V6B9C0D2F".parse().unwrap();
     assert!(catalog.set_grant(&unknown, &fan, true).await.is_err(), "grants need the media to exist");

@@ -121,7 +121,7 @@ impl MediaCatalog for DownCatalog {
     async fn media(&self, _: &MediaId) -> Result<Option<Media>, CatalogError> {
         Err(CatalogError::Unavailable("connection refused".into()))
     }
-    async fn viewer(&self, _: &UserId, _: &MediaId) -> Result<Viewer, CatalogError> {
+    async fn viewer<'a>(&self, _: &UserId, _: Option<&'a MediaId>) -> Result<Viewer, CatalogError> {
         Err(CatalogError::Unavailable("connection refused".into()))
     }
 }

@@ -34,7 +34,9 @@ pub struct CachedCatalogStats {
 pub struct CachedCatalog<C> {
     inner: C,
     media: Cache<MediaId, Option<Media>>,
-    viewers: Cache<(UserId, MediaId), Viewer>,
+    /// By user and, where a grant was asked for, the media: one entry per
+    /// user serves every public or owned item.
+    viewers: Cache<(UserId, Option<MediaId>), Viewer>,
     /// Bumped by every invalidation; a read that saw it change is not cached.
     epoch: AtomicU64,
     stats: CachedCatalogStats,
@@ -81,7 +83,7 @@ impl<C: MediaCatalog> CachedCatalog<C> {
         self.media.invalidate(media);
         let media = media.clone();
         // Grants on the media live in the viewer answers.
-        let _ = self.viewers.invalidate_entries_if(move |(_, m), _| *m == media);
+        let _ = self.viewers.invalidate_entries_if(move |(_, m), _| m.as_ref() == Some(&media));
     }
 
     /// Forgets what is cached about `user` (status or grants changed).
@@ -115,15 +117,15 @@ impl<C: MediaCatalog> MediaCatalog for CachedCatalog<C> {
         Ok(media)
     }
 
-    async fn viewer(&self, user: &UserId, media: &MediaId) -> Result<Viewer, CatalogError> {
-        let key = (user.clone(), media.clone());
+    async fn viewer<'a>(&self, user: &UserId, grant_on: Option<&'a MediaId>) -> Result<Viewer, CatalogError> {
+        let key = (user.clone(), grant_on.cloned());
         if let Some(cached) = self.viewers.get(&key) {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(cached);
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let epoch = self.epoch.load(Ordering::Acquire);
-        let viewer = self.inner.viewer(user, media).await?;
+        let viewer = self.inner.viewer(user, grant_on).await?;
         if self.epoch.load(Ordering::Acquire) == epoch {
             self.viewers.insert(key, viewer);
         }
@@ -172,13 +174,30 @@ mod tests {
         cached.invalidate_media(&id);
         assert_eq!(cached.media(&id).await.unwrap().unwrap().status, MediaStatus::Deleted);
 
-        assert_eq!(cached.viewer(&user, &id).await.unwrap().status, UserStatus::Active);
+        assert_eq!(cached.viewer(&user, Some(&id)).await.unwrap().status, UserStatus::Active);
+        assert_eq!(cached.viewer(&user, None).await.unwrap().status, UserStatus::Active);
         memory.set_user_status(&user, UserStatus::Suspended);
-        assert_eq!(cached.viewer(&user, &id).await.unwrap().status, UserStatus::Active, "served from the cache");
+        assert_eq!(cached.viewer(&user, Some(&id)).await.unwrap().status, UserStatus::Active, "served from the cache");
+        assert_eq!(cached.viewer(&user, None).await.unwrap().status, UserStatus::Active, "both answers");
         cached.invalidate_user(&user);
-        assert_eq!(cached.viewer(&user, &id).await.unwrap().status, UserStatus::Suspended);
-        assert_eq!(cached.stats().hits.load(Ordering::Relaxed), 2);
-        assert_eq!(cached.stats().misses.load(Ordering::Relaxed), 4);
+        assert_eq!(cached.viewer(&user, Some(&id)).await.unwrap().status, UserStatus::Suspended);
+        assert_eq!(cached.viewer(&user, None).await.unwrap().status, UserStatus::Suspended);
+        assert_eq!(cached.stats().hits.load(Ordering::Relaxed), 3);
+        assert_eq!(cached.stats().misses.load(Ordering::Relaxed), 6);
+    }
+
+    #[tokio::test]
+    async fn a_changed_media_forgets_its_grants_but_not_the_users_status() {
+        let (id, user) = ids();
+        let memory = Arc::new(MemoryCatalog::new());
+        memory.upsert(movie(&id, MediaStatus::Ready));
+        let cached = CachedCatalog::new(Arc::clone(&memory), Duration::from_secs(60), 100);
+        cached.viewer(&user, Some(&id)).await.unwrap();
+        cached.viewer(&user, None).await.unwrap();
+        cached.invalidate_media(&id);
+        cached.viewer(&user, Some(&id)).await.unwrap();
+        cached.viewer(&user, None).await.unwrap();
+        assert_eq!(cached.stats().misses.load(Ordering::Relaxed), 3, "only the grant was asked again");
     }
 
     #[tokio::test]
@@ -226,8 +245,8 @@ mod tests {
             answer
         }
 
-        async fn viewer(&self, user: &UserId, media: &MediaId) -> Result<Viewer, CatalogError> {
-            self.memory.viewer(user, media).await
+        async fn viewer<'a>(&self, user: &UserId, grant_on: Option<&'a MediaId>) -> Result<Viewer, CatalogError> {
+            self.memory.viewer(user, grant_on).await
         }
     }
 

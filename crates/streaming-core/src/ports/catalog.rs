@@ -26,12 +26,15 @@ pub trait MediaCatalog: Send + Sync {
     /// [`CatalogError::Unavailable`] when the catalog cannot be reached.
     async fn media(&self, id: &MediaId) -> Result<Option<Media>, CatalogError>;
 
-    /// The user's status and whether they hold a grant on `media`. Users the
-    /// catalog has never seen are `Active` without grants.
+    /// The user's status and, when `grant_on` is given, whether they hold a
+    /// grant on that media (`granted` is false without it: the core asks
+    /// only for private media the user does not own, so one answer per user
+    /// serves every public or owned item). Users the catalog has never seen
+    /// are `Active` without grants.
     ///
     /// # Errors
     /// [`CatalogError::Unavailable`] when the catalog cannot be reached.
-    async fn viewer(&self, user: &UserId, media: &MediaId) -> Result<Viewer, CatalogError>;
+    async fn viewer<'a>(&self, user: &UserId, grant_on: Option<&'a MediaId>) -> Result<Viewer, CatalogError>;
 }
 
 /// Shared catalogs are catalogs: lets decorators wrap an `Arc<dyn MediaCatalog>`.
@@ -41,8 +44,8 @@ impl<T: MediaCatalog + ?Sized> MediaCatalog for std::sync::Arc<T> {
         (**self).media(id).await
     }
 
-    async fn viewer(&self, user: &UserId, media: &MediaId) -> Result<Viewer, CatalogError> {
-        (**self).viewer(user, media).await
+    async fn viewer<'a>(&self, user: &UserId, grant_on: Option<&'a MediaId>) -> Result<Viewer, CatalogError> {
+        (**self).viewer(user, grant_on).await
     }
 }
 

@@ -80,11 +80,12 @@ impl MediaCatalog for MemoryCatalog {
         Ok(read(&self.state).media.get(id).cloned())
     }
 
-    async fn viewer(&self, user: &UserId, media: &MediaId) -> Result<Viewer, CatalogError> {
+    async fn viewer<'a>(&self, user: &UserId, grant_on: Option<&'a MediaId>) -> Result<Viewer, CatalogError> {
         let state = read(&self.state);
         let status = if state.suspended.contains(user) { UserStatus::Suspended } else { UserStatus::Active };
-        // Avoid cloning ids on every lookup: scan grants only when any exist for this user.
-        let granted = !state.grants.is_empty() && state.grants.contains(&(media.clone(), user.clone()));
+        // Avoid cloning ids on every lookup: look only when any grant exists.
+        let granted = grant_on
+            .is_some_and(|media| !state.grants.is_empty() && state.grants.contains(&(media.clone(), user.clone())));
         Ok(Viewer { status, granted })
     }
 }
