@@ -30,8 +30,8 @@ use streaming_kafka::{
 };
 use streaming_localfs::JsonLinesEventPublisher;
 use streaming_postgres::{
-    PgCatalog, PgConfig, PgConsumerOffsets, PgDatabase, PgOutbox, PgProgressStore, PgSessionStore, WriteBehindProgress,
-    WriteBehindSessions,
+    PgCatalog, PgConfig, PgConsumerOffsets, PgDatabase, PgOutbox, PgProgressStore, PgSessionStore, WriteBehindOutbox,
+    WriteBehindProgress, WriteBehindSessions,
 };
 use streaming_redis::{
     LocalLevel, RedisConfig, RedisConnection, RedisProgressCache, RedisRateLimiter, RedisSubscriptionCache,
@@ -99,6 +99,7 @@ pub struct Application {
     ephemeral_secret: bool,
     write_behind: Option<Arc<WriteBehindProgress<PgProgressStore>>>,
     session_cache: Option<Arc<WriteBehindSessions<PgSessionStore>>>,
+    outbox_queue: Option<Arc<WriteBehindOutbox>>,
     relay: Option<Relay>,
     kafka_buffer: Option<BufferedKafkaPublisher>,
     consumer: Option<UpstreamConsumer>,
@@ -265,6 +266,7 @@ impl Application {
         let producer = kafka_producer(&settings)?;
         let mut relay = None;
         let mut kafka_buffer = None;
+        let mut outbox_queue = None;
         let events: Arc<dyn EventPublisher> =
             match (&postgres, &producer) {
                 (Some(db), producer) => {
@@ -272,7 +274,14 @@ impl Application {
                     if let Some(producer) = producer {
                         relay = Some(Relay::start(outbox.clone(), producer.clone(), relay_settings(&settings)));
                     }
-                    Arc::new(outbox)
+                    // Progress events are written behind, batched like the progress itself.
+                    let queue = WriteBehindOutbox::start(
+                        outbox,
+                        settings.postgres.progress_queue_capacity,
+                        Duration::from_millis(settings.postgres.progress_flush_interval_ms.max(10)),
+                    );
+                    outbox_queue = Some(queue.clone());
+                    queue
                 }
                 (None, Some(producer)) => {
                     let buffer = BufferedKafkaPublisher::start(producer.clone(), settings.kafka.buffer_capacity);
@@ -402,6 +411,7 @@ impl Application {
             ephemeral_secret,
             write_behind,
             session_cache,
+            outbox_queue,
             relay,
             kafka_buffer,
             consumer,
@@ -451,6 +461,11 @@ impl Application {
         if let Some(cache) = &self.session_cache {
             if let Err(error) = cache.drain(Duration::from_secs(5)).await {
                 tracing::error!(%error, "pending session heartbeats could not be written before exit");
+            }
+        }
+        if let Some(queue) = &self.outbox_queue {
+            if let Err(error) = queue.drain(Duration::from_secs(5)).await {
+                tracing::error!(%error, "queued progress events could not be written before exit");
             }
         }
         if let Some(relay) = self.relay {

@@ -18,6 +18,7 @@ mod sessions;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod write_behind;
+mod write_behind_outbox;
 mod write_behind_sessions;
 
 pub use catalog::PgCatalog;
@@ -27,4 +28,5 @@ pub use outbox::{OutboxRow, OutboxSink, PgOutbox, RelayError, RelayOutcome};
 pub use progress::PgProgressStore;
 pub use sessions::PgSessionStore;
 pub use write_behind::{WriteBehindProgress, WriteBehindStats};
+pub use write_behind_outbox::{WriteBehindOutbox, WriteBehindOutboxStats};
 pub use write_behind_sessions::{WriteBehindSessionStats, WriteBehindSessions, OPEN_SESSIONS_MARGIN};

@@ -25,8 +25,29 @@ pub(crate) async fn insert_outbox(connection: &mut AsyncPgConnection, event: &Pl
     Ok(())
 }
 
+/// Writes the outbox rows of `events`, in order, with one statement.
+pub(crate) async fn insert_outbox_many(
+    connection: &mut AsyncPgConnection,
+    events: &[PlaybackEvent],
+) -> Result<(), DbError> {
+    use diesel::sql_types::Array;
+    diesel::sql_query(
+        "INSERT INTO outbox (event_id, topic, key, payload) \
+         SELECT e, t, k, p::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) \
+         WITH ORDINALITY AS u(e, t, k, p, n) ORDER BY n",
+    )
+    .bind::<Array<SqlUuid>, _>(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(events.iter().map(|e| format!("stream.{}", e.topic_suffix())).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(events.iter().map(|e| e.key().to_owned()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(events.iter().map(PlaybackEvent::to_json).collect::<Vec<_>>())
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
 /// [`EventPublisher`] into the outbox, for events with no state change to
-/// share a transaction with (progress).
+/// share a transaction with (progress). Each event is its own insert; see
+/// [`WriteBehindOutbox`](crate::WriteBehindOutbox) for batches.
 #[derive(Debug, Clone)]
 pub struct PgOutbox {
     db: PgDatabase,
@@ -36,6 +57,20 @@ impl PgOutbox {
     /// An outbox on `db`.
     pub fn new(db: PgDatabase) -> Self {
         Self { db }
+    }
+}
+
+impl PgOutbox {
+    /// Writes `events` to the outbox in one statement, in order.
+    ///
+    /// # Errors
+    /// When the database cannot be reached or refuses the rows.
+    pub async fn insert_many(&self, events: &[PlaybackEvent]) -> Result<(), DbError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut connection = self.db.connection().await?;
+        insert_outbox_many(&mut connection, events).await
     }
 }
 

@@ -10,7 +10,7 @@ use streaming_core::domain::{ManifestKind, PlaybackAction, PlaybackEvent, Positi
 use streaming_core::ports::{CloseOutcome, EventHandling, EventPublisher, SessionError, SessionStore};
 use streaming_postgres::testing::fresh_database_url;
 use streaming_postgres::{
-    OutboxRow, OutboxSink, PgConfig, PgDatabase, PgOutbox, PgSessionStore, RelayError, RelayOutcome,
+    OutboxRow, OutboxSink, PgConfig, PgDatabase, PgOutbox, PgSessionStore, RelayError, RelayOutcome, WriteBehindOutbox,
 };
 use time::OffsetDateTime;
 
@@ -211,4 +211,74 @@ async fn one_relay_at_a_time_owns_the_outbox() {
     assert_eq!(first.await.unwrap().unwrap(), RelayOutcome::Relayed(4));
     assert_eq!(outbox.relay_batch(10, &other).await.unwrap(), RelayOutcome::Relayed(0), "nothing is sent twice");
     assert!(other.sent.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn queued_progress_events_land_in_one_batch_in_order_before_the_stop() {
+    let (url, db) = setup().await;
+    let sessions = PgSessionStore::new(db.clone());
+    // An interval no test waits for: only the explicit flushes write.
+    let queue = WriteBehindOutbox::start(PgOutbox::new(db), 100, std::time::Duration::from_secs(3600));
+    let s = session();
+    sessions.open_with_event(s.clone(), &event(&s, PlaybackAction::Start, 0.0)).await.unwrap();
+    for position in [10.0, 20.0, 30.0] {
+        queue.publish(event(&s, PlaybackAction::Progress, position)).await.unwrap();
+    }
+    assert_eq!(rows(&url).await.len(), 1, "progress events wait in the queue");
+    assert_eq!(queue.depth(), 3);
+
+    // What a stop does: the queue first, then its own event in the session's transaction.
+    EventPublisher::flush(&*queue).await.unwrap();
+    let stop = event(&s, PlaybackAction::Stop, 42.0);
+    sessions.close_with_event(&s.id, OffsetDateTime::now_utc(), &stop).await.unwrap();
+    let seen: Vec<(String, i64)> = rows(&url).await.into_iter().map(|r| (r.action, r.position)).collect();
+    let expected = [("stream_start", 0), ("stream_progress", 10), ("stream_progress", 20), ("stream_progress", 30)];
+    let mut expected: Vec<(String, i64)> = expected.iter().map(|(a, p)| ((*a).to_owned(), *p)).collect();
+    expected.push(("stream_stop".into(), 42));
+    assert_eq!(seen, expected);
+    assert_eq!(counted(&queue.stats().flushes), 1, "one batch");
+}
+
+#[tokio::test]
+async fn a_full_outbox_queue_is_written_by_the_next_event_and_drain_empties_it() {
+    let (url, db) = setup().await;
+    let queue = WriteBehindOutbox::start(PgOutbox::new(db), 2, std::time::Duration::from_secs(3600));
+    let s = session();
+    for position in [1.0, 2.0, 3.0] {
+        queue.publish(event(&s, PlaybackAction::Progress, position)).await.unwrap();
+    }
+    let positions = |rows: Vec<Row>| rows.into_iter().map(|r| r.position).collect::<Vec<_>>();
+    assert_eq!(positions(rows(&url).await), vec![1, 2], "the third found the queue full and wrote it");
+    assert_eq!(queue.depth(), 1);
+    queue.drain(std::time::Duration::from_secs(5)).await.unwrap();
+    assert_eq!(positions(rows(&url).await), vec![1, 2, 3]);
+    assert_eq!(counted(&queue.stats().overflowed), 1);
+}
+
+#[tokio::test]
+async fn a_failed_outbox_flush_keeps_the_events() {
+    let port = streaming_core::contract::free_port();
+    let config = PgConfig {
+        acquire_timeout: std::time::Duration::from_millis(200),
+        ..PgConfig::new(format!("postgres://nobody:nothing@127.0.0.1:{port}/none"))
+    };
+    let queue = WriteBehindOutbox::start(
+        PgOutbox::new(PgDatabase::connect(&config).await.unwrap()),
+        10,
+        std::time::Duration::from_secs(3600),
+    );
+    let s = session();
+    let first = event(&s, PlaybackAction::Progress, 1.0);
+    queue.publish(first.clone()).await.unwrap();
+    assert!(!queue.flush().await, "nothing written");
+    queue.publish(event(&s, PlaybackAction::Progress, 2.0)).await.unwrap();
+    assert_eq!(queue.depth(), 2, "the failed batch is kept");
+    assert!(EventPublisher::flush(&*queue).await.is_err(), "a stop learns that the queue could not be written");
+    assert!(queue.drain(std::time::Duration::from_millis(300)).await.is_err());
+    assert!(counted(&queue.stats().failed_flushes) >= 2);
+}
+
+/// A counter's value (`load` alone would be diesel's).
+fn counted(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    std::sync::atomic::AtomicU64::load(counter, std::sync::atomic::Ordering::Relaxed)
 }

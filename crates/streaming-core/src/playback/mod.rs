@@ -680,6 +680,10 @@ impl PlaybackService {
     ) -> Result<CloseOutcome, PlaybackError> {
         let (user, movie) = (&session.user, &session.media);
         let event = playback_event(PlaybackAction::Stop, user, movie, Some(session.id), position, now);
+        // Progress events still queued go first: no consumer sees progress after the stop.
+        if let Err(error) = self.ports.events.flush().instrument(debug_span!("events.flush")).await {
+            warn!(%error, "queued playback events not written before a stop");
+        }
         let (outcome, handling) = self
             .ports
             .sessions

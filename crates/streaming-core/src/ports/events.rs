@@ -19,4 +19,16 @@ pub trait EventPublisher: Send + Sync {
     /// # Errors
     /// [`PublishError::Unavailable`] when it could be neither sent nor buffered.
     async fn publish(&self, event: PlaybackEvent) -> Result<(), PublishError>;
+
+    /// Returns once every event published so far is as safe as this
+    /// publisher makes events (a publisher that queues writes its queue).
+    /// Called before an event that goes out another way (a stop, written in
+    /// its session's transaction), so that order holds. By default there is
+    /// nothing to wait for.
+    ///
+    /// # Errors
+    /// [`PublishError::Unavailable`] when queued events could not be written.
+    async fn flush(&self) -> Result<(), PublishError> {
+        Ok(())
+    }
 }
