@@ -334,7 +334,11 @@ pub enum CacheKind {
 pub struct CacheSettings {
     /// Which cache.
     pub kind: CacheKind,
-    /// Largest number of cached URLs (moka, and the in-process level of `redis`; default 100 000).
+    /// Most bytes of cached URLs in process (moka, and the in-process level
+    /// of `redis`; keys, sealed entries and a fixed overhead each; default 32 MiB).
+    pub max_bytes: u64,
+    /// Largest number of subscription answers cached in process (with a
+    /// remote user service and no Redis; default 100 000).
     pub max_entries: u64,
     /// With `kind = "redis"`: how long an in-process copy is served without
     /// asking Redis, in milliseconds (default 5000; 0 turns the in-process level off).
@@ -352,6 +356,7 @@ impl Default for CacheSettings {
     fn default() -> Self {
         Self {
             kind: CacheKind::Moka,
+            max_bytes: 32 << 20,
             max_entries: 100_000,
             local_ttl_ms: 5_000,
             current_key_version: None,

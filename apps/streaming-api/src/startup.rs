@@ -188,7 +188,7 @@ impl Application {
             };
         let redis = redis_connection(&settings)?;
         let cache: Arc<dyn UrlCache> = match (settings.cache.kind, &redis) {
-            (CacheKind::Moka, _) => Arc::new(MokaUrlCache::new(settings.cache.max_entries)),
+            (CacheKind::Moka, _) => Arc::new(MokaUrlCache::new(settings.cache.max_bytes)),
             (CacheKind::Memory, _) => Arc::new(MemoryUrlCache::new(clock.clone())),
             (CacheKind::Off, _) => Arc::new(NoUrlCache),
             (CacheKind::Redis, Some(redis)) if settings.cache.local_ttl_ms == 0 => {
@@ -197,7 +197,7 @@ impl Application {
             (CacheKind::Redis, Some(redis)) => {
                 let level = LocalLevel {
                     ttl: Duration::from_millis(settings.cache.local_ttl_ms),
-                    max_entries: settings.cache.max_entries,
+                    max_bytes: settings.cache.max_bytes,
                 };
                 TwoLevelUrlCache::start(redis.clone(), level)
                     .map_err(|_| StartupError::Config("redis.url: cannot build the subscriber client".into()))?

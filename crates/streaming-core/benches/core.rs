@@ -89,7 +89,7 @@ fn cache_hit(c: &mut Criterion) {
         StreamingPorts {
             catalog,
             objects: Arc::new(S3LengthUrls),
-            cache: Arc::new(MokaUrlCache::new(100_000)),
+            cache: Arc::new(MokaUrlCache::new(32 << 20)),
             subscriptions: Arc::new(MemorySubscriptions::new()),
             clock: Arc::new(SystemClock),
         },

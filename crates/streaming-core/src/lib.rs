@@ -16,7 +16,7 @@
 //!     StreamingPorts {
 //!         catalog: Arc::new(MemoryCatalog::new()),
 //!         objects: Arc::new(MemoryObjectStore::new()),
-//!         cache: Arc::new(MokaUrlCache::new(10_000)),
+//!         cache: Arc::new(MokaUrlCache::new(16 << 20)),
 //!         subscriptions: Arc::new(MemorySubscriptions::new()),
 //!         clock: Arc::new(SystemClock),
 //!     },

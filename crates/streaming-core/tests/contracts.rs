@@ -27,7 +27,7 @@ async fn memory_url_cache_keeps_the_contract() {
 
 #[tokio::test]
 async fn moka_url_cache_keeps_the_contract() {
-    let cache = MokaUrlCache::new(1_000);
+    let cache = MokaUrlCache::new(1 << 20);
     contract::url_cache(&cache, tokio::time::sleep).await;
 }
 

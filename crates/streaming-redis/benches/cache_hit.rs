@@ -77,7 +77,7 @@ fn cache_hit(c: &mut Criterion) {
 
     let remote_only = service(Arc::new(RedisUrlCache::new(redis.clone())), &track);
     let two_level = runtime.block_on(async {
-        match TwoLevelUrlCache::start(redis, LocalLevel { ttl: Duration::from_secs(60), max_entries: 10_000 }) {
+        match TwoLevelUrlCache::start(redis, LocalLevel { ttl: Duration::from_secs(60), max_bytes: 16 << 20 }) {
             Ok(cache) => service(cache, &track),
             Err(e) => panic!("{e}"),
         }

@@ -25,13 +25,14 @@ pub struct LocalLevel {
     /// Longest time an in-process copy is served without asking Redis (default 5 s):
     /// the bound on staleness when an invalidation message is lost.
     pub ttl: Duration,
-    /// Largest number of entries kept in process (default 100 000).
-    pub max_entries: u64,
+    /// Most bytes of entries kept in process (keys, sealed entries and a
+    /// fixed overhead each; default 32 MiB).
+    pub max_bytes: u64,
 }
 
 impl Default for LocalLevel {
     fn default() -> Self {
-        Self { ttl: Duration::from_secs(5), max_entries: 100_000 }
+        Self { ttl: Duration::from_secs(5), max_bytes: 32 << 20 }
     }
 }
 
@@ -76,7 +77,14 @@ impl TwoLevelUrlCache {
         let cache = Arc::new(Self {
             remote: RedisUrlCache::new(redis.clone()),
             read_script: Script::from_lua(include_str!("read_entry.lua")),
-            entries: Cache::builder().max_capacity(level.max_entries).expire_after(LocalTtl).build(),
+            entries: Cache::builder()
+                .max_capacity(level.max_bytes)
+                .weigher(|key: &String, local: &Local| {
+                    let bytes = u32::try_from(key.len() + local.blob.len()).unwrap_or(u32::MAX);
+                    bytes.saturating_add(streaming_core::adapters::ENTRY_OVERHEAD_BYTES)
+                })
+                .expire_after(LocalTtl)
+                .build(),
             generations: Cache::builder().time_to_live(level.ttl).build(),
             level,
             channel: channel.clone(),

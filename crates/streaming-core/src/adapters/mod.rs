@@ -15,5 +15,5 @@ pub use memory::{
     MemoryCatalog, MemoryEventPublisher, MemoryObjectStore, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore,
     MemorySubscriptions, MemoryUrlCache,
 };
-pub use moka_cache::MokaUrlCache;
+pub use moka_cache::{MokaUrlCache, ENTRY_OVERHEAD_BYTES};
 pub use no_cache::NoUrlCache;
