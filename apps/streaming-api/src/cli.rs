@@ -6,6 +6,7 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 use crate::demo::DemoInfo;
+use crate::log_writer::BatchedWriter;
 use crate::{Application, Settings};
 
 const USAGE: &str = "usage: streaming-api [serve | migrate | token [--ttl-seconds N] SUBJECT...] [--config FILE]\n\n\
@@ -52,15 +53,23 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.log.filter))
         .map_err(|e| format!("log.filter: {e}"))?;
-    let telemetry = crate::telemetry::install_logging(&settings.log, &settings.otlp, filter, std::io::stdout)
+    // Lines go to stdout in batches, at least every 50 ms.
+    let lines = BatchedWriter::start(std::io::stdout(), Duration::from_millis(50))?;
+    let telemetry = crate::telemetry::install_logging(&settings.log, &settings.otlp, filter, lines.clone())
         .map_err(|e| format!("logging: {e}"))?;
-    let outcome = run_command(command, settings, ttl_seconds).await;
+    let outcome = run_command(command, settings, ttl_seconds, &lines).await;
     // Buffered spans go out before the process ends (the exporter blocks).
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    lines.flush();
     outcome
 }
 
-async fn run_command(command: Command, settings: Settings, ttl_seconds: u64) -> Result<(), String> {
+async fn run_command(
+    command: Command,
+    settings: Settings,
+    ttl_seconds: u64,
+    lines: &BatchedWriter<std::io::Stdout>,
+) -> Result<(), String> {
     match command {
         Command::Serve => {}
         Command::Migrate => return run_migrations(&settings).await,
@@ -73,6 +82,8 @@ async fn run_command(command: Command, settings: Settings, ttl_seconds: u64) -> 
         tracing::warn!("auth.secret is not set: a random secret was generated; only the printed demo token works");
     }
     if let Some(demo) = app.demo() {
+        // The log lines so far come first.
+        lines.flush();
         print_demo_banner(app.base_url(), demo);
     }
     app.run_until_stopped().await.map_err(|e| e.to_string())

@@ -10,6 +10,7 @@ mod catalog;
 pub mod catalog_events;
 pub mod cli;
 pub mod demo;
+pub mod log_writer;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 pub mod problem;

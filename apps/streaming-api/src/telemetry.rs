@@ -111,11 +111,11 @@ pub async fn observe<B: MessageBody + 'static>(
     next: actix_web::middleware::Next<B>,
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let span = tracing::info_span!(
         "http.request",
         trace_id = tracing::field::Empty,
-        method = %method,
+        method,
         route = tracing::field::Empty,
         status = tracing::field::Empty,
     );
@@ -136,16 +136,14 @@ pub async fn observe<B: MessageBody + 'static>(
     req.extensions_mut().insert(trace.clone());
     let mut res = next.call(req).instrument(span.clone()).await?;
 
-    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = res.request().match_name().and_then(crate::routes::template).unwrap_or("unmatched");
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
-    span.record("route", route.as_str());
+    span.record("route", route);
     span.record("status", status);
-    let status_label = status.to_string();
-    metrics::counter!(names::HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status_label)
-        .increment(1);
-    metrics::histogram!(names::HTTP_DURATION_SECONDS, "method" => method, "route" => route)
-        .record(elapsed.as_secs_f64());
+    let (requests, duration) = http_metrics(method, route, status);
+    requests.increment(1);
+    duration.record(elapsed.as_secs_f64());
     // Successes at debug (one line per request costs throughput); failures louder.
     let duration_ms = elapsed.as_secs_f64() * 1_000.0;
     span.in_scope(|| match status {
@@ -162,6 +160,51 @@ pub async fn observe<B: MessageBody + 'static>(
         headers.insert(HeaderName::from_static("trace-id"), value);
     }
     Ok(res)
+}
+
+/// The method as a label: the standard ones by name, any other `OTHER`
+/// (a client must not be able to mint label values).
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+/// The handles of `http_requests_total` and `http_request_duration_seconds`
+/// for one (method, route, status), registered once per worker thread:
+/// looking a labelled metric up in the registry on every request would
+/// build and hash its key each time.
+fn http_metrics(method: &'static str, route: &'static str, status: u16) -> (metrics::Counter, metrics::Histogram) {
+    type Handles = std::collections::HashMap<(&'static str, &'static str, u16), (metrics::Counter, metrics::Histogram)>;
+    thread_local! {
+        static HANDLES: std::cell::RefCell<Handles> = std::cell::RefCell::default();
+    }
+    HANDLES.with(|handles| {
+        handles
+            .borrow_mut()
+            .entry((method, route, status))
+            .or_insert_with(|| {
+                let requests = metrics::counter!(
+                    names::HTTP_REQUESTS,
+                    "method" => method,
+                    "route" => route,
+                    "status" => status.to_string()
+                );
+                let duration = metrics::histogram!(names::HTTP_DURATION_SECONDS, "method" => method, "route" => route);
+                (requests, duration)
+            })
+            .clone()
+    })
 }
 
 /// Dependencies that print object keys or signing material at debug level

@@ -38,10 +38,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     for (path, routes) in table() {
         let resource = routes
             .into_iter()
-            .fold(web::resource(path), |resource, (_, route)| resource.route(route))
+            .fold(web::resource(path).name(path), |resource, (_, route)| resource.route(route))
             .default_service(web::to(method_not_allowed));
         cfg.service(resource);
     }
+}
+
+/// The route template a request matched (the resource's name, which
+/// [`configure`] sets to its path), as a `'static` metric label.
+pub fn template(name: &str) -> Option<&'static str> {
+    static TEMPLATES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    TEMPLATES.get_or_init(|| table().into_iter().map(|(path, _)| path).collect()).iter().copied().find(|t| *t == name)
 }
 
 /// `(method, path)` of every route served, paths in OpenAPI form
