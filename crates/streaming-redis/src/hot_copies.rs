@@ -4,6 +4,8 @@
 //!
 //! Both fail open: when Redis is down they go straight to the source.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,25 +31,68 @@ fn text(value: Value) -> Option<String> {
     value.into_string()
 }
 
+/// How often queued progress hot copies are written to Redis.
+pub const HOT_COPY_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Most hot copies waiting; beyond it the oldest-queued are not kept (the
+/// durable store still has every update).
+const MAX_PENDING_COPIES: usize = 100_000;
+
 /// A [`ProgressStore`] with a Redis hot copy: reads are served from Redis
 /// when it has the row; writes go to the durable store first (it decides
-/// monotonicity), then to Redis if applied.
+/// monotonicity), then, if applied, to Redis.
+///
+/// Reports write their copy behind: the latest per (user, movie) waits in
+/// memory and a flusher sends every waiting copy at once each
+/// [`HOT_COPY_INTERVAL`] (the commands go out together, not a round trip
+/// per report). So another instance reads a position at most that much
+/// older; this instance reads its own waiting copy. A stop
+/// (`record_durably`) writes its copy at once. Copies that fail to go out
+/// wait for the next flush unless a newer one replaced them.
 #[derive(Debug)]
 pub struct RedisProgressCache<S> {
-    redis: RedisConnection,
+    copies: Arc<HotCopies>,
     inner: S,
+}
+
+#[derive(Debug)]
+struct HotCopies {
+    redis: RedisConnection,
     ttl: Duration,
     write_script: Script,
+    /// Copies waiting for the flusher, by key.
+    pending: Mutex<HashMap<String, WatchProgress>>,
 }
 
 impl<S: ProgressStore> RedisProgressCache<S> {
-    /// A hot copy of `inner` kept for `ttl` (the seed's default is 24 h).
+    /// A hot copy of `inner` kept for `ttl` (the seed's default is 24 h),
+    /// with its flusher (which ends when the cache is dropped).
     pub fn new(redis: RedisConnection, inner: S, ttl: Duration) -> Self {
-        Self { redis, inner, ttl, write_script: Script::from_lua(include_str!("progress_write.lua")) }
+        let copies = Arc::new(HotCopies {
+            redis,
+            ttl,
+            write_script: Script::from_lua(include_str!("progress_write.lua")),
+            pending: Mutex::default(),
+        });
+        let weak = Arc::downgrade(&copies);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HOT_COPY_INTERVAL).await;
+                let Some(copies) = weak.upgrade() else { break };
+                copies.flush().await;
+            }
+        });
+        Self { copies, inner }
     }
 
-    fn key(&self, user: &UserId, media: &MediaId) -> String {
-        format!("{}progress:{{{user}}}:{media}", self.redis.prefix())
+    /// Writes every waiting hot copy now.
+    pub async fn flush(&self) {
+        self.copies.flush().await;
+    }
+
+    /// How many hot copies wait for the flusher.
+    pub fn pending(&self) -> usize {
+        self.copies.lock().len()
     }
 
     /// Drops the hot copy of `user` in `media`.
@@ -55,28 +100,60 @@ impl<S: ProgressStore> RedisProgressCache<S> {
     /// # Errors
     /// [`ProgressError::Unavailable`] if Redis cannot be reached.
     pub async fn invalidate(&self, user: &UserId, media: &MediaId) -> Result<(), ProgressError> {
-        let pool = self.redis.pool();
-        let key = self.key(user, media);
-        self.redis
+        let copies = &self.copies;
+        let key = copies.key(user, media);
+        copies.lock().remove(&key);
+        let pool = copies.redis.pool();
+        copies
+            .redis
             .guarded("DEL", || pool.del::<i64, _>(key))
             .await
             .map(drop)
             .map_err(|e| ProgressError::Unavailable(e.to_string()))
     }
+}
 
-    /// Refreshes the hot copy when the durable store took `progress`.
-    async fn copy_if_applied(
-        &self,
-        outcome: RecordOutcome,
-        progress: &WatchProgress,
-    ) -> Result<RecordOutcome, ProgressError> {
-        if outcome == RecordOutcome::Applied {
-            self.write_copy(progress).await;
-        }
-        Ok(outcome)
+impl HotCopies {
+    fn key(&self, user: &UserId, media: &MediaId) -> String {
+        format!("{}progress:{{{user}}}:{media}", self.redis.prefix())
     }
 
-    async fn write_copy(&self, progress: &WatchProgress) {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, WatchProgress>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues the copy of `progress` for the flusher.
+    fn queue(&self, progress: &WatchProgress) {
+        let key = self.key(&progress.user, &progress.media);
+        let mut pending = self.lock();
+        if pending.len() < MAX_PENDING_COPIES || pending.contains_key(&key) {
+            pending.insert(key, progress.clone());
+        }
+    }
+
+    /// Sends every waiting copy, all at once (the client pipelines them).
+    async fn flush(&self) {
+        let batch: Vec<(String, WatchProgress)> = self.lock().drain().collect();
+        if batch.is_empty() {
+            return;
+        }
+        let writes = batch.iter().map(|(key, progress)| self.write(key.clone(), progress));
+        let written = futures_util::future::join_all(writes).await;
+        let failed: Vec<(String, WatchProgress)> =
+            batch.into_iter().zip(written).filter(|(_, ok)| !ok).map(|(copy, _)| copy).collect();
+        if !failed.is_empty() {
+            debug!(copies = failed.len(), "progress hot copies not written; kept for the next flush");
+            let mut pending = self.lock();
+            for (key, progress) in failed {
+                if pending.len() < MAX_PENDING_COPIES {
+                    pending.entry(key).or_insert(progress);
+                }
+            }
+        }
+    }
+
+    /// Writes one copy now; whether Redis took it (or refused it as older).
+    async fn write(&self, key: String, progress: &WatchProgress) -> bool {
         let body = json!({
             "user_id": progress.user.as_str(),
             "movie_id": progress.media.as_str(),
@@ -94,11 +171,17 @@ impl<S: ProgressStore> RedisProgressCache<S> {
             millis(self.ttl).to_string().into(),
         ];
         let client = self.redis.pool().next();
-        let key = self.key(&progress.user, &progress.media);
         let written: Result<i64, _> =
             self.redis.guarded("EVALSHA", || self.write_script.evalsha_with_reload(client, vec![key], args)).await;
-        if let Err(error) = written {
-            debug!(%error, "progress hot copy not written");
+        written.is_ok()
+    }
+
+    /// Writes the copy of `progress` at once, replacing a waiting one.
+    async fn write_now(&self, progress: &WatchProgress) {
+        let key = self.key(&progress.user, &progress.media);
+        self.lock().remove(&key);
+        if !self.write(key, progress).await {
+            debug!("progress hot copy not written");
         }
     }
 }
@@ -122,28 +205,39 @@ fn parse_progress(text: &str) -> Option<WatchProgress> {
 #[async_trait]
 impl<S: ProgressStore> ProgressStore for RedisProgressCache<S> {
     async fn get(&self, user: &UserId, media: &MediaId) -> Result<Option<WatchProgress>, ProgressError> {
-        let pool = self.redis.pool();
-        let key = self.key(user, media);
-        if let Ok(value) = self.redis.guarded("GET", || pool.get::<Value, _>(key)).await {
+        let copies = &self.copies;
+        let key = copies.key(user, media);
+        // This instance's own newest report may still be waiting.
+        if let Some(waiting) = copies.lock().get(&key) {
+            return Ok(Some(waiting.clone()));
+        }
+        let pool = copies.redis.pool();
+        if let Ok(value) = copies.redis.guarded("GET", || pool.get::<Value, _>(key)).await {
             if let Some(progress) = text(value).as_deref().and_then(parse_progress) {
                 return Ok(Some(progress));
             }
         }
         let progress = self.inner.get(user, media).await?;
         if let Some(progress) = &progress {
-            self.write_copy(progress).await;
+            copies.queue(progress);
         }
         Ok(progress)
     }
 
     async fn record(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
         let outcome = self.inner.record(progress.clone()).await?;
-        self.copy_if_applied(outcome, &progress).await
+        if outcome == RecordOutcome::Applied {
+            self.copies.queue(&progress);
+        }
+        Ok(outcome)
     }
 
     async fn record_durably(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
         let outcome = self.inner.record_durably(progress.clone()).await?;
-        self.copy_if_applied(outcome, &progress).await
+        if outcome == RecordOutcome::Applied {
+            self.copies.write_now(&progress).await;
+        }
+        Ok(outcome)
     }
 }
 

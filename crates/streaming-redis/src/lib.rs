@@ -23,7 +23,7 @@ mod two_level;
 mod url_cache;
 
 pub use connection::{RedisConfig, RedisConnection, RedisError};
-pub use hot_copies::{RedisProgressCache, RedisSubscriptionCache};
+pub use hot_copies::{RedisProgressCache, RedisSubscriptionCache, HOT_COPY_INTERVAL};
 pub use rate_limiter::{RedisRateLimiter, DEFAULT_MAX_LEASE, LEASE_FOR};
 pub use two_level::{LocalLevel, TwoLevelUrlCache};
 pub use url_cache::RedisUrlCache;

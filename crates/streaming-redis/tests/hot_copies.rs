@@ -54,6 +54,7 @@ async fn reads_come_from_the_hot_copy_and_invalidation_drops_it() {
     let (user, session) = (fresh_user(), SessionId::random());
     let writer = RedisProgressCache::new(redis.clone(), MemoryProgressStore::new(), Duration::from_secs(60));
     writer.record(progress(&user, 42.0, session, 1)).await.unwrap();
+    writer.flush().await;
 
     // Another instance with an empty durable store still reads the hot copy.
     let reader = RedisProgressCache::new(redis, MemoryProgressStore::new(), Duration::from_secs(60));
@@ -79,9 +80,35 @@ async fn a_racing_older_write_never_replaces_a_newer_hot_copy() {
     let b = RedisProgressCache::new(redis.clone(), MemoryProgressStore::new(), Duration::from_secs(60));
     assert_eq!(a.record(progress(&user, 50.0, session, 5)).await.unwrap(), RecordOutcome::Applied);
     assert_eq!(b.record(progress(&user, 30.0, session, 3)).await.unwrap(), RecordOutcome::Applied);
+    a.flush().await;
+    b.flush().await;
     let fresh = RedisProgressCache::new(redis, MemoryProgressStore::new(), Duration::from_secs(60));
     let media = "7c9e6679-7425-40de-944b-e07fc1f90ae7".parse().unwrap();
     assert_eq!(fresh.get(&user, &media).await.unwrap().map(|p| p.sequence), Some(5));
+}
+
+#[tokio::test]
+async fn a_report_s_copy_goes_out_within_the_interval_and_a_stop_s_at_once() {
+    let redis = connect(&infra_var("STREAMGATE_REDIS_URL")).await;
+    let (user, session) = (fresh_user(), SessionId::random());
+    let media = "7c9e6679-7425-40de-944b-e07fc1f90ae7".parse().unwrap();
+    let writer = RedisProgressCache::new(redis.clone(), MemoryProgressStore::new(), Duration::from_secs(60));
+    let reader = RedisProgressCache::new(redis, MemoryProgressStore::new(), Duration::from_secs(60));
+
+    writer.record(progress(&user, 10.0, session, 1)).await.unwrap();
+    writer.record(progress(&user, 20.0, session, 2)).await.unwrap();
+    assert_eq!(writer.pending(), 1, "one waiting copy per (user, movie): the newest");
+    assert_eq!(writer.get(&user, &media).await.unwrap().map(|p| p.sequence), Some(2), "read your own writes");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while reader.get(&user, &media).await.unwrap().is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(streaming_redis::HOT_COPY_INTERVAL / 5).await;
+    }
+    assert_eq!(reader.get(&user, &media).await.unwrap().map(|p| p.sequence), Some(2), "out by the flusher");
+    assert_eq!(writer.pending(), 0);
+
+    writer.record_durably(progress(&user, 30.0, session, 3)).await.unwrap();
+    assert_eq!(writer.pending(), 0);
+    assert_eq!(reader.get(&user, &media).await.unwrap().map(|p| p.sequence), Some(3), "a stop's copy at once");
 }
 
 #[tokio::test]

@@ -186,9 +186,19 @@ async fn progress_goes_through_the_redis_hot_copy() {
         app.send(Method::GET, &format!("{movie}/progress"), None, None).await.json().await.unwrap();
     assert_eq!(read["position_seconds"], 4);
 
+    // The copy is written behind, within the hot-copy interval.
     let key = format!("{prefix}progress:{{{}}}:5eed0000-0000-4000-8000-000000000001", app.demo.user);
-    let output = std::process::Command::new("redis-cli").args(["-u", &url, "--raw", "GET", &key]).output().unwrap();
-    let copy: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let read_copy = || {
+        let output = std::process::Command::new("redis-cli").args(["-u", &url, "--raw", "GET", &key]).output().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut copy = read_copy();
+    while copy.is_none() && Instant::now() < deadline {
+        tokio::time::sleep(streaming_redis::HOT_COPY_INTERVAL).await;
+        copy = read_copy();
+    }
+    let copy = copy.expect("the hot copy reaches Redis");
     assert_eq!(copy["position_seconds"], 4.0);
     assert_eq!(copy["session_id"], session);
 }
