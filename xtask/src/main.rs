@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <test | tidy | infra up | infra down | bench [--no-criterion] [--duration S] [--connections N] [--viewers N] | load [--duration S] [--connections N] [--viewers N] | fuzz [--seconds N] [TARGET...]>";
+const USAGE: &str = "usage: cargo xtask <test | tidy | infra up | infra down | bench [--no-criterion] [--duration S] [--connections N] [--viewers N] [--setup embedded|real] | load [--duration S] [--connections N] [--viewers N] [--setup embedded|real] | fuzz [--seconds N] [TARGET...]>";
 
 fn workspace_root() -> PathBuf {
     let manifest = env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("xtask"), PathBuf::from);

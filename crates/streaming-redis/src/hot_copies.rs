@@ -34,6 +34,11 @@ fn text(value: Value) -> Option<String> {
 /// How often queued progress hot copies are written to Redis.
 pub const HOT_COPY_INTERVAL: Duration = Duration::from_millis(50);
 
+/// Most hot copies in flight at once during a flush: each command holds
+/// its arguments and the client's bookkeeping until answered, so the first
+/// flush after thousands of viewers joined must not send them all at once.
+const FLUSH_CONCURRENCY: usize = 256;
+
 /// Most hot copies waiting; beyond it the oldest-queued are not kept (the
 /// durable store still has every update).
 const MAX_PENDING_COPIES: usize = 100_000;
@@ -131,16 +136,23 @@ impl HotCopies {
         }
     }
 
-    /// Sends every waiting copy, all at once (the client pipelines them).
+    /// Sends every waiting copy, [`FLUSH_CONCURRENCY`] at a time (the
+    /// client pipelines them).
     async fn flush(&self) {
+        use futures_util::StreamExt as _;
         let batch: Vec<(String, WatchProgress)> = self.lock().drain().collect();
         if batch.is_empty() {
             return;
         }
-        let writes = batch.iter().map(|(key, progress)| self.write(key.clone(), progress));
-        let written = futures_util::future::join_all(writes).await;
-        let failed: Vec<(String, WatchProgress)> =
-            batch.into_iter().zip(written).filter(|(_, ok)| !ok).map(|(copy, _)| copy).collect();
+        let failed: Vec<(String, WatchProgress)> = futures_util::stream::iter(batch)
+            .map(|(key, progress)| async move {
+                let written = self.write(key.clone(), &progress).await;
+                (!written).then_some((key, progress))
+            })
+            .buffer_unordered(FLUSH_CONCURRENCY)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
         if !failed.is_empty() {
             debug!(copies = failed.len(), "progress hot copies not written; kept for the next flush");
             let mut pending = self.lock();

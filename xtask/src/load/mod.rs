@@ -47,17 +47,28 @@ pub struct Options {
     pub viewers: u32,
     /// Run the criterion benchmarks first (`cargo xtask bench`).
     pub criterion: bool,
+    /// Only this setup (`embedded` or `real`); the report is then printed
+    /// and saved under `target/load/` but not written into the docs.
+    pub setup: Option<String>,
 }
 
 impl Options {
     pub fn parse(args: &[String], criterion: bool) -> Result<Self, String> {
-        let mut options = Self { duration: Duration::from_secs(10), connections: 64, viewers: 10_000, criterion };
+        let mut options =
+            Self { duration: Duration::from_secs(10), connections: 64, viewers: 10_000, criterion, setup: None };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let mut value = |name: &str| -> Result<u64, String> {
                 let value = args.next().ok_or(format!("{name} needs a number"))?;
                 value.parse().map_err(|_| format!("{name}: {value:?} is not a number"))
             };
+            if arg == "--setup" {
+                match args.next().map(String::as_str) {
+                    Some(setup @ ("embedded" | "real")) => options.setup = Some(setup.to_owned()),
+                    other => return Err(format!("--setup needs embedded or real, not {other:?}")),
+                }
+                continue;
+            }
             match arg.as_str() {
                 "--duration" => options.duration = Duration::from_secs(value("--duration")?.max(1)),
                 "--connections" => options.connections = u32::try_from(value("--connections")?.max(1)).unwrap_or(64),
@@ -120,16 +131,25 @@ pub fn run(root: &Path, options: &Options, command_line: &str) -> Result<(), Str
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
 
     let mut results = Results::default();
-    embedded(root, &dir, options, &mut results)?;
-    println!("==> infrastructure");
-    let env = infra::up(root)?;
-    let real = real_infrastructure(root, &dir, options, &env, &mut results);
-    infra::down(root)?;
-    real?;
+    let wants = |setup: &str| options.setup.as_deref().is_none_or(|only| only == setup);
+    if wants("embedded") {
+        embedded(root, &dir, options, &mut results)?;
+    }
+    if wants("real") {
+        println!("==> infrastructure");
+        let env = infra::up(root)?;
+        let real = real_infrastructure(root, &dir, options, &env, &mut results);
+        infra::down(root)?;
+        real?;
+    }
 
     let text = report::render(options, command_line, &results);
     print!("{text}");
     fs::write(dir.join("report.md"), &text).map_err(|e| e.to_string())?;
+    if options.setup.is_some() {
+        println!("==> one setup only: docs/benchmarks.md left as it is");
+        return Ok(());
+    }
     report::into_docs(&root.join("docs").join("benchmarks.md"), &text)
 }
 
