@@ -24,7 +24,7 @@ mod write_behind_sessions;
 pub use catalog::PgCatalog;
 pub use database::{DbError, PgConfig, PgDatabase, MIGRATIONS};
 pub use offsets::PgConsumerOffsets;
-pub use outbox::{OutboxRow, OutboxSink, PgOutbox, RelayError, RelayOutcome};
+pub use outbox::{OutboxRow, OutboxSink, PgOutbox, RelayError, RelayOutcome, INSERT_CHUNK};
 pub use progress::PgProgressStore;
 pub use sessions::PgSessionStore;
 pub use write_behind::{WriteBehindProgress, WriteBehindStats};

@@ -53,15 +53,18 @@ pub struct PgOutbox {
     db: PgDatabase,
 }
 
+/// Most events one statement carries: a flush after thousands of viewers
+/// joined at once would otherwise build megabytes of arrays in one go.
+pub const INSERT_CHUNK: usize = 1_000;
+
 impl PgOutbox {
     /// An outbox on `db`.
     pub fn new(db: PgDatabase) -> Self {
         Self { db }
     }
-}
 
-impl PgOutbox {
-    /// Writes `events` to the outbox in one statement, in order.
+    /// Writes `events` to the outbox, in order, all or none: one statement
+    /// per [`INSERT_CHUNK`] events, in one transaction when there are more.
     ///
     /// # Errors
     /// When the database cannot be reached or refuses the rows.
@@ -70,7 +73,17 @@ impl PgOutbox {
             return Ok(());
         }
         let mut connection = self.db.connection().await?;
-        insert_outbox_many(&mut connection, events).await
+        if events.len() <= INSERT_CHUNK {
+            return insert_outbox_many(&mut connection, events).await;
+        }
+        connection
+            .transaction::<_, DbError, _>(async |tx| {
+                for chunk in events.chunks(INSERT_CHUNK) {
+                    insert_outbox_many(tx, chunk).await?;
+                }
+                Ok(())
+            })
+            .await
     }
 }
 

@@ -282,3 +282,29 @@ async fn a_failed_outbox_flush_keeps_the_events() {
 fn counted(counter: &std::sync::atomic::AtomicU64) -> u64 {
     std::sync::atomic::AtomicU64::load(counter, std::sync::atomic::Ordering::Relaxed)
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_one_statement_lands_whole_and_in_order() {
+    let (url, db) = setup().await;
+    let outbox = PgOutbox::new(db);
+    let s = session();
+    let count = streaming_postgres::INSERT_CHUNK * 2 + 500;
+    let events: Vec<PlaybackEvent> = (0..count).map(|i| event(&s, PlaybackAction::Progress, i as f64)).collect();
+    outbox.insert_many(&events).await.unwrap();
+    let positions: Vec<i64> = rows(&url).await.into_iter().map(|r| r.position).collect();
+    assert_eq!(positions, (0..count as i64).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_refused_row_in_a_later_statement_writes_none_of_the_batch() {
+    let (url, db) = setup().await;
+    let outbox = PgOutbox::new(db);
+    let s = session();
+    let mut events: Vec<PlaybackEvent> =
+        (0..streaming_postgres::INSERT_CHUNK + 10).map(|i| event(&s, PlaybackAction::Progress, i as f64)).collect();
+    // The last event repeats the first one's id: the second statement is refused.
+    let first = events[0].event_id;
+    events.last_mut().unwrap().event_id = first;
+    assert!(outbox.insert_many(&events).await.is_err());
+    assert!(rows(&url).await.is_empty(), "the first statement was rolled back with it");
+}
