@@ -28,7 +28,7 @@ pub trait MediaCatalog: Send + Sync {
 
     /// The user's status and, when `grant_on` is given, whether they hold a
     /// grant on that media (`granted` is false without it: the core asks
-    /// only for private media the user does not own, so one answer per user
+    /// only for non-public media the user does not own, so one answer per user
     /// serves every public or owned item). Users the catalog has never seen
     /// are `Active` without grants.
     ///
