@@ -107,18 +107,18 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
         if batch.is_empty() {
             return true;
         }
-        match self.inner.record_many(batch.clone()).await {
+        match write_in_chunks(batch, |chunk| self.inner.record_many(chunk)).await {
             Ok(()) => {
                 self.stats.flushes.fetch_add(1, Ordering::Relaxed);
                 self.streak.succeeded(Self::QUEUE);
                 self.lock().is_empty()
             }
-            Err(error) => {
+            Err((unwritten, error)) => {
                 self.stats.failed_flushes.fetch_add(1, Ordering::Relaxed);
                 if let Some(streak) = self.streak.failed(Self::QUEUE) {
-                    warn!(%error, updates = batch.len(), streak, "progress flush failed; kept for the next one");
+                    warn!(%error, updates = unwritten.len(), streak, "progress flush failed; kept for the next one");
                 }
-                self.requeue(batch);
+                self.requeue(unwritten);
                 false
             }
         }
@@ -172,6 +172,32 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
             Err(ProgressError::Unavailable(format!("{} progress updates not written", self.depth())))
         }
     }
+}
+
+/// Most rows one flush statement carries: a flush after thousands of
+/// viewers joined at once would otherwise build megabytes of arrays in one go.
+pub(crate) const FLUSH_CHUNK: usize = 1_000;
+
+/// Writes `batch` with `write`, [`FLUSH_CHUNK`] rows at a time. On the first
+/// failure, hands back what was not written (that chunk and the rest) with
+/// the error; the chunks before it stay written.
+pub(crate) async fn write_in_chunks<T, E, F, Fut>(batch: Vec<T>, mut write: F) -> Result<(), (Vec<T>, E)>
+where
+    T: Clone,
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+{
+    let mut rest = batch;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(FLUSH_CHUNK));
+        let chunk = std::mem::replace(&mut rest, tail);
+        if let Err(error) = write(chunk.clone()).await {
+            let mut unwritten = chunk;
+            unwritten.append(&mut rest);
+            return Err((unwritten, error));
+        }
+    }
+    Ok(())
 }
 
 /// A queue a flusher task empties.
@@ -325,7 +351,42 @@ impl<S: ProgressStore + 'static> ProgressStore for WriteBehindProgress<S> {
 
 #[cfg(test)]
 mod tests {
-    use super::FailureStreak;
+    use super::*;
+
+    #[tokio::test]
+    async fn a_large_batch_is_written_in_chunks_in_order() {
+        let mut sizes = Vec::new();
+        let batch: Vec<usize> = (0..FLUSH_CHUNK * 2 + 500).collect();
+        let written = write_in_chunks(batch, |chunk| {
+            sizes.push((chunk[0], chunk.len()));
+            async { Ok::<(), ()>(()) }
+        })
+        .await;
+        assert!(written.is_ok());
+        assert_eq!(sizes, vec![(0, FLUSH_CHUNK), (FLUSH_CHUNK, FLUSH_CHUNK), (2 * FLUSH_CHUNK, 500)]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_chunk_hands_back_itself_and_the_rest() {
+        let mut calls = 0;
+        let batch: Vec<usize> = (0..FLUSH_CHUNK * 3).collect();
+        let written = write_in_chunks(batch, |_| {
+            calls += 1;
+            let fail = calls == 2;
+            async move {
+                if fail {
+                    Err("refused")
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        let (unwritten, error) = written.unwrap_err();
+        assert_eq!(error, "refused");
+        assert_eq!(unwritten, (FLUSH_CHUNK..FLUSH_CHUNK * 3).collect::<Vec<_>>(), "the first chunk stays written");
+        assert_eq!(calls, 2, "nothing after the failure is tried");
+    }
 
     #[test]
     fn a_failure_streak_is_logged_at_its_start_and_every_hundredth() {

@@ -30,7 +30,7 @@ use streaming_core::ports::{CloseOutcome, EventHandling, SessionError, SessionSt
 use time::OffsetDateTime;
 use tracing::warn;
 
-use crate::write_behind::{drain, spawn_flusher, FailureStreak, Flush};
+use crate::write_behind::{drain, spawn_flusher, write_in_chunks, FailureStreak, Flush};
 
 /// How much older than asked `open_sessions` reads from the store, to find
 /// sessions whose newer heartbeat is still queued.
@@ -112,19 +112,19 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
         if batch.is_empty() {
             return true;
         }
-        match self.inner.touch_many(batch.clone()).await {
+        match write_in_chunks(batch, |chunk| self.inner.touch_many(chunk)).await {
             Ok(()) => {
                 self.stats.flushes.fetch_add(1, Ordering::Relaxed);
                 self.streak.succeeded(Self::QUEUE);
                 self.lock().is_empty()
             }
-            Err(error) => {
+            Err((unwritten, error)) => {
                 self.stats.failed_flushes.fetch_add(1, Ordering::Relaxed);
                 if let Some(streak) = self.streak.failed(Self::QUEUE) {
-                    warn!(%error, heartbeats = batch.len(), streak, "session heartbeat flush failed; kept for the next one");
+                    warn!(%error, heartbeats = unwritten.len(), streak, "session heartbeat flush failed; kept for the next one");
                 }
                 let mut pending = self.lock();
-                for (id, at) in batch {
+                for (id, at) in unwritten {
                     let queued = pending.entry(id).or_insert(at);
                     *queued = (*queued).max(at);
                 }
