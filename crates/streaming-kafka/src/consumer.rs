@@ -9,7 +9,8 @@
 //!   backoff; nothing is skipped.
 //! * A record that is not a valid event is counted, logged by topic,
 //!   partition and offset (never its content), and skipped.
-//! * A topic that does not exist yet is looked up again every 10 s.
+//! * A topic that does not exist yet is looked up again after 100 ms, then at
+//!   doubling intervals up to every 10 s.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -88,7 +89,16 @@ impl Drop for UpstreamConsumer {
 /// How long a fetch waits at the broker for new records.
 const MAX_WAIT_MS: i32 = 500;
 const MAX_BYTES: i32 = 1 << 20;
-const TOPIC_RETRY: Duration = Duration::from_secs(10);
+/// Longest wait between two attempts (to find a topic, to start reading a
+/// partition); the first is 100 ms and each failure doubles it.
+const MAX_RETRY: Duration = Duration::from_secs(10);
+
+/// Sleeps `backoff`, then doubles it up to [`MAX_RETRY`].
+async fn pause(backoff: &mut Duration) {
+    let wait = *backoff;
+    *backoff = (*backoff * 2).min(MAX_RETRY);
+    tokio::time::sleep(wait).await;
+}
 
 struct Shared {
     producer: Arc<KafkaProducer>,
@@ -123,6 +133,7 @@ impl UpstreamConsumer {
 /// Finds the topic's partitions, then runs one task per partition.
 async fn topic_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String) {
     let mut warned = false;
+    let mut backoff = Duration::from_millis(100);
     let partitions = loop {
         let listed = async {
             let client = shared.producer.client().await?;
@@ -137,10 +148,10 @@ async fn topic_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String) {
                         Err(error) => error.to_string(),
                         Ok(_) => "no such topic".into(),
                     };
-                    warn!(topic = %name, %reason, "cannot consume the topic yet; retrying every 10 s");
+                    warn!(topic = %name, %reason, "cannot consume the topic yet; retrying");
                     warned = true;
                 }
-                tokio::time::sleep(TOPIC_RETRY).await;
+                pause(&mut backoff).await;
             }
         }
     };
@@ -182,11 +193,6 @@ async fn starting_offset(shared: &Shared, pc: &PartitionClient, name: &str, part
 
 async fn partition_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String, partition: i32) {
     let mut backoff = Duration::from_millis(100);
-    let pause = |backoff: &mut Duration| {
-        let wait = *backoff;
-        *backoff = (*backoff * 2).min(Duration::from_secs(10));
-        tokio::time::sleep(wait)
-    };
     // (Re)connects, then reads until an error sends it back here.
     loop {
         let setup = async {
