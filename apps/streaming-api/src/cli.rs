@@ -1,4 +1,4 @@
-//! The command line: `streaming-api [serve | migrate | token SUBJECT…] [--config FILE]`.
+//! The command line: `streaming-api [serve | migrate | healthcheck | token SUBJECT…] [--config FILE]`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,8 +9,10 @@ use crate::demo::DemoInfo;
 use crate::log_writer::BatchedWriter;
 use crate::{Application, Settings};
 
-const USAGE: &str = "usage: streaming-api [serve | migrate | token [--ttl-seconds N] SUBJECT...] [--config FILE]\n\n\
+const USAGE: &str =
+    "usage: streaming-api [serve | migrate | healthcheck | token [--ttl-seconds N] SUBJECT...] [--config FILE]\n\n\
 serve (the default) runs the service; migrate applies pending database migrations and exits;\n\
+healthcheck asks the service on server.host:server.port for /healthz and exits 0 if it answers 200;\n\
 token prints one token per SUBJECT (a user id) signed with auth.secret, valid N seconds (default 3600).\n\
 Settings come from built-in defaults, then FILE (or $STREAMING_CONFIG), then\n\
 STREAMING__SECTION__KEY environment variables.";
@@ -18,6 +20,7 @@ STREAMING__SECTION__KEY environment variables.";
 enum Command {
     Serve,
     Migrate,
+    Healthcheck,
     Token(Vec<String>),
 }
 
@@ -34,6 +37,7 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
         match arg.as_str() {
             "serve" => {}
             "migrate" => command = Command::Migrate,
+            "healthcheck" => command = Command::Healthcheck,
             "token" => command = Command::Token(Vec::new()),
             "--config" => config = Some(args.next().ok_or("--config needs a file")?.into()),
             "--ttl-seconds" => {
@@ -73,6 +77,7 @@ async fn run_command(
     match command {
         Command::Serve => {}
         Command::Migrate => return run_migrations(&settings).await,
+        Command::Healthcheck => return healthcheck(&settings).await,
         Command::Token(subjects) => return print_tokens(&settings, &subjects, Duration::from_secs(ttl_seconds)),
     }
 
@@ -124,6 +129,45 @@ async fn run_migrations(settings: &Settings) -> Result<(), String> {
     let applied = db.migrate().await.map_err(|e| e.to_string())?;
     println!("{applied} migration(s) applied; the schema is current");
     Ok(())
+}
+
+/// `streaming-api healthcheck`: `GET /healthz` on the configured address
+/// (the loopback address when the service binds every interface), 3 s at
+/// most. For container health checks in images without a shell or curl.
+#[allow(clippy::print_stdout)] // the command's answer
+async fn healthcheck(settings: &Settings) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = match settings.server.host.as_str() {
+        "0.0.0.0" | "" => "127.0.0.1",
+        "::" | "[::]" => "::1",
+        other => other.trim_start_matches('[').trim_end_matches(']'),
+    };
+    let address = (host, settings.server.port);
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await?;
+        let mut head = Vec::with_capacity(64);
+        let mut buffer = [0_u8; 64];
+        while !head.contains(&b'\n') && head.len() < 1024 {
+            let read = stream.read(&mut buffer).await?;
+            if read == 0 {
+                break;
+            }
+            head.extend_from_slice(&buffer[..read]);
+        }
+        Ok::<_, std::io::Error>(head)
+    };
+    let head = tokio::time::timeout(Duration::from_secs(3), ask)
+        .await
+        .map_err(|_| format!("healthcheck: no answer from {host}:{} within 3 s", settings.server.port))?
+        .map_err(|e| format!("healthcheck: {host}:{}: {e}", settings.server.port))?;
+    let status_line = String::from_utf8_lossy(head.split(|b| *b == b'\n').next().unwrap_or_default());
+    if status_line.split_whitespace().nth(1) == Some("200") {
+        println!("healthy");
+        Ok(())
+    } else {
+        Err(format!("healthcheck: /healthz answered {:?}", status_line.trim()))
+    }
 }
 
 /// `streaming-api token SUBJECT...`: one token per line, for load tests,

@@ -26,6 +26,8 @@
 //! # let _ = service;
 //! ```
 
+#![deny(missing_docs)]
+
 mod access;
 pub mod adapters;
 pub mod circuit_breaker;

@@ -91,6 +91,30 @@ async fn the_token_command_mints_tokens_the_service_accepts() {
 }
 
 #[tokio::test]
+async fn the_healthcheck_command_asks_the_running_service() {
+    let app = spawn(|_| {}).await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    // The service runs on this test's runtime: the command must not block it.
+    let healthcheck = |host: &str, port: &str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_streaming-api"))
+            .arg("healthcheck")
+            .env("STREAMING__SERVER__HOST", host)
+            .env("STREAMING__SERVER__PORT", port)
+            .env("STREAMING__LOG__FILTER", "warn")
+            .output()
+    };
+    // The container's setting: bound to every interface, asked on loopback.
+    let healthy = healthcheck("0.0.0.0", &port).await.unwrap();
+    assert!(healthy.status.success(), "{}", String::from_utf8_lossy(&healthy.stderr));
+    assert_eq!(String::from_utf8_lossy(&healthy.stdout).trim(), "healthy");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let down = healthcheck("127.0.0.1", &closed.to_string()).await.unwrap();
+    assert!(!down.status.success(), "nothing listens there");
+    assert!(String::from_utf8_lossy(&down.stderr).contains("healthcheck: 127.0.0.1:"), "{down:?}");
+}
+
+#[tokio::test]
 async fn kafka_settings_are_checked_at_startup() {
     let kafka = |s: &mut Settings| {
         s.kafka.enabled = true;
