@@ -14,6 +14,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod deploy;
 mod fuzz;
 mod infra;
 mod load;
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("tidy") => tidy::run(&workspace_root()),
+        Some("deploy") => deploy::check(&workspace_root()),
         Some("bench") => {
             load::Options::parse(&args[1..], true).and_then(|options| bench(&options, &command_line(&args)))
         }
@@ -49,7 +51,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <test | tidy | infra up | infra down | bench [--no-criterion] [--duration S] [--connections N] [--viewers N] [--setup embedded|real] | load [--duration S] [--connections N] [--viewers N] [--setup embedded|real] | fuzz [--seconds N] [TARGET...]>";
+const USAGE: &str = "usage: cargo xtask <test | tidy | deploy | infra up | infra down | bench [--no-criterion] [--duration S] [--connections N] [--viewers N] [--setup embedded|real] | load [--duration S] [--connections N] [--viewers N] [--setup embedded|real] | fuzz [--seconds N] [TARGET...]>";
 
 fn workspace_root() -> PathBuf {
     let manifest = env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("xtask"), PathBuf::from);
@@ -67,6 +69,10 @@ fn test() -> Result<(), String> {
     tidy::run(&root)?;
     println!("==> supply chain (cargo deny)");
     supply_chain::check(&root)?;
+    println!("==> deployment files");
+    deploy::check(&root)?;
+    println!("==> streaming-core as a published crate");
+    publishable_core(&root)?;
     // ffmpeg decodes the demo movie's renditions in the API tests.
     tools::ensure_debian_packages(&[("ffmpeg", "ffmpeg")])?;
     // Doc tests first: nextest's summary must be the run's closing line.
@@ -84,6 +90,30 @@ fn test() -> Result<(), String> {
     );
     infra::down(&root)?;
     result
+}
+
+/// `streaming-core` packages without warnings, and its package holds only
+/// what a user of the crate needs (manifest, sources, tests, benchmarks,
+/// examples, README).
+fn publishable_core(root: &Path) -> Result<(), String> {
+    let output = cargo(root, &["package", "-p", "streaming-core", "--list", "--allow-dirty", "--offline"])
+        .output()
+        .map_err(|e| format!("cargo package: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("cargo package --list: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    let listed = String::from_utf8_lossy(&output.stdout);
+    let allowed = ["Cargo.toml", "Cargo.toml.orig", "Cargo.lock", ".cargo_vcs_info.json", "README.md"];
+    let folders = ["src/", "tests/", "benches/", "examples/"];
+    for file in listed.lines() {
+        if !allowed.contains(&file) && !folders.iter().any(|f| file.starts_with(f)) {
+            return Err(format!("streaming-core's package would ship {file}"));
+        }
+    }
+    step(
+        "cargo package (no verify build)",
+        &mut cargo(root, &["package", "-p", "streaming-core", "--no-verify", "--allow-dirty", "--offline"]),
+    )
 }
 
 /// The criterion benchmarks (with the infrastructure up: some need Redis),

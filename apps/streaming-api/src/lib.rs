@@ -9,6 +9,7 @@ mod body;
 mod catalog;
 pub mod catalog_events;
 pub mod cli;
+pub mod config_keys;
 pub mod demo;
 pub mod log_writer;
 #[cfg(feature = "otlp")]

