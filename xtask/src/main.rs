@@ -73,8 +73,9 @@ fn test() -> Result<(), String> {
     deploy::check(&root)?;
     println!("==> streaming-core as a published crate");
     publishable_core(&root)?;
-    // ffmpeg decodes the demo movie's renditions in the API tests.
-    tools::ensure_debian_packages(&[("ffmpeg", "ffmpeg")])?;
+    // ffmpeg decodes the demo movie's renditions in the API tests; curl runs
+    // the API guide's walk-through.
+    tools::ensure_debian_packages(&[("ffmpeg", "ffmpeg"), ("curl", "curl")])?;
     // Doc tests first: nextest's summary must be the run's closing line.
     step("doc tests", &mut cargo(&root, &["test", "--workspace", "--all-features", "--doc"]))?;
     let nextest = tools::ensure_nextest()?;

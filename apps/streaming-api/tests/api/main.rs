@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout)]
 
 mod deploy;
+mod guide;
 mod harness;
 mod hostile;
 mod kafka;
