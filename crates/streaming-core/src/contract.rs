@@ -16,8 +16,9 @@ use crate::domain::{
     SessionId, StreamSession, UserId, UserStatus, Viewer, Visibility, WatchProgress,
 };
 use crate::ports::{
-    CatalogWriter, CloseOutcome, MediaCatalog, ObjectStore, ObjectStoreError, ProgressStore, RateDecision,
-    RateLimitPolicy, RateLimiter, RecordOutcome, SessionError, SessionStore, StreamCacheKey, UrlCache,
+    CatalogWriter, CloseOutcome, MediaCandidate, MediaCatalog, MediaListing, ObjectStore, ObjectStoreError,
+    ProgressStore, RateDecision, RateLimitPolicy, RateLimiter, RecordOutcome, SessionError, SessionStore,
+    StreamCacheKey, UrlCache,
 };
 
 /// A loopback port free at the time of asking, for a server a test starts itself.
@@ -325,4 +326,80 @@ pub async fn catalog_writer<C: CatalogWriter + MediaCatalog + ?Sized>(catalog: &
     let logout = CatalogChange::UserLoggedOutEverywhere { user: viewer.clone() };
     assert!(catalog.apply(&logout, t(1)).await.unwrap(), "cache-only changes are accepted");
     assert!(catalog.apply(&CatalogChange::SubscriptionChanged { user: viewer }, t(1)).await.unwrap());
+}
+
+/// Everything a [`MediaListing`] promises. Items go in through its
+/// [`CatalogWriter`]; `grant(media, user)` gives a user a grant the adapter's
+/// own way.
+pub async fn media_listing<C, G, Fut>(catalog: &C, grant: G)
+where
+    C: MediaListing + CatalogWriter + ?Sized,
+    G: Fn(MediaId, UserId) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let at = OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
+    let viewer = fresh_user("viewer");
+    let other = fresh_user("other");
+    let item = |owner: Option<&UserId>, status: MediaStatus, visibility: Visibility| {
+        let id = fresh_media();
+        Media {
+            object_key: ObjectKey::try_from(format!("movies/{id}")).unwrap(),
+            id,
+            kind: MediaKind::Movie,
+            owner: owner.cloned(),
+            status,
+            content_type: "application/vnd.apple.mpegurl".into(),
+            size_bytes: 1_000,
+            duration_seconds: Some(60.0),
+            visibility,
+            required_features: PlanFeatures::default(),
+        }
+    };
+    let own = item(Some(&viewer), MediaStatus::Ready, Visibility::Private);
+    let own_processing = item(Some(&viewer), MediaStatus::Processing, Visibility::Private);
+    let own_deleted = item(Some(&viewer), MediaStatus::Deleted, Visibility::Private);
+    let granted = item(Some(&other), MediaStatus::Ready, Visibility::Private);
+    let not_granted = item(Some(&other), MediaStatus::Ready, Visibility::Private);
+    let public = item(None, MediaStatus::Ready, Visibility::Public);
+    let for_subscribers = item(None, MediaStatus::Ready, Visibility::Subscribers);
+    for media in [&own, &own_processing, &own_deleted, &granted, &not_granted, &public, &for_subscribers] {
+        assert!(catalog.apply(&CatalogChange::MediaUpserted(media.clone()), at).await.unwrap());
+    }
+    grant(granted.id.clone(), viewer.clone()).await;
+
+    let mut expected: Vec<MediaCandidate> = [&own, &own_processing, &public, &for_subscribers]
+        .into_iter()
+        .map(|media| MediaCandidate { media: media.clone(), granted: false })
+        .chain([MediaCandidate { media: granted.clone(), granted: true }])
+        .collect();
+    expected.sort_by(|a, b| a.media.id.cmp(&b.media.id));
+    assert_eq!(
+        catalog.candidates(&viewer, None, 100).await.unwrap(),
+        expected,
+        "owned, granted, public, for subscribers"
+    );
+
+    // Page by page, in id order, each page after the previous one's last id.
+    let first = catalog.candidates(&viewer, None, 2).await.unwrap();
+    assert_eq!(first, expected[..2]);
+    let second = catalog.candidates(&viewer, Some(&first[1].media.id), 2).await.unwrap();
+    assert_eq!(second, expected[2..4]);
+    let last = catalog.candidates(&viewer, Some(&second[1].media.id), 2).await.unwrap();
+    assert_eq!(last, expected[4..]);
+    assert!(catalog.candidates(&viewer, Some(&expected[4].media.id), 2).await.unwrap().is_empty());
+    assert!(catalog.candidates(&viewer, None, 0).await.unwrap().is_empty(), "a limit of 0 lists nothing");
+
+    // The other user sees their own items (granted or not to others) and the shared ones.
+    let theirs: Vec<MediaId> =
+        catalog.candidates(&other, None, 100).await.unwrap().into_iter().map(|c| c.media.id).collect();
+    let mut expected_theirs =
+        vec![granted.id.clone(), not_granted.id.clone(), public.id.clone(), for_subscribers.id.clone()];
+    expected_theirs.sort();
+    assert_eq!(theirs, expected_theirs);
+
+    // A deletion takes an item out.
+    assert!(catalog.apply(&CatalogChange::MediaDeleted { media: public.id.clone() }, at).await.unwrap());
+    let listed = catalog.candidates(&viewer, None, 100).await.unwrap();
+    assert!(listed.iter().all(|c| c.media.id != public.id), "deleted items are not listed");
+    assert_eq!(listed.len(), expected.len() - 1);
 }

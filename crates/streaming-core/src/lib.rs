@@ -3,6 +3,7 @@
 
 mod access;
 pub mod adapters;
+mod browse;
 pub mod circuit_breaker;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
@@ -16,6 +17,7 @@ mod service;
 pub mod telemetry;
 pub mod url_signing;
 
+pub use browse::{BrowsePage, BrowsePorts, MediaBrowser, MAX_PAGE};
 pub use playback::{
     ManifestGrants, PlaybackError, PlaybackPorts, PlaybackService, PlaybackSettings, PlaybackStarted, PlaybackStats,
     ProgressAck, ProgressReport, ServedManifest, StartPlayback, StopOutcome, MAX_MANIFEST_BYTES,

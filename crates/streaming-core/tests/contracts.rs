@@ -81,3 +81,13 @@ async fn memory_rate_limiter_refills_at_the_sustained_rate() {
 async fn memory_catalog_keeps_the_writer_contract() {
     contract::catalog_writer(&MemoryCatalog::new()).await;
 }
+
+#[tokio::test]
+async fn memory_catalog_keeps_the_listing_contract() {
+    let catalog = MemoryCatalog::new();
+    contract::media_listing(&catalog, |media, user| {
+        catalog.set_grant(&media, &user, true);
+        async {}
+    })
+    .await;
+}

@@ -6,7 +6,7 @@ use diesel_async::RunQueryDsl;
 use streaming_core::domain::{
     CatalogChange, Media, MediaId, MediaStatus, ObjectKey, PlanFeatures, UserId, UserStatus, Viewer,
 };
-use streaming_core::ports::{CatalogError, CatalogWriter, MediaCatalog};
+use streaming_core::ports::{CatalogError, CatalogWriter, MediaCandidate, MediaCatalog, MediaListing};
 use time::OffsetDateTime;
 
 use crate::database::{retry_once, DbError, PgDatabase};
@@ -18,7 +18,7 @@ pub struct PgCatalog {
     db: PgDatabase,
 }
 
-#[derive(Queryable, Insertable, AsChangeset)]
+#[derive(Queryable, QueryableByName, Insertable, AsChangeset)]
 #[diesel(table_name = media)]
 struct MediaRow {
     id: String,
@@ -71,6 +71,31 @@ impl TryFrom<MediaRow> for Media {
         })
     }
 }
+
+/// A row of the listing: the item and whether the user holds a grant on it.
+#[derive(QueryableByName)]
+struct CandidateRow {
+    #[diesel(embed)]
+    media: MediaRow,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    granted: bool,
+}
+
+/// The listing's query. Ids compare byte by byte (`COLLATE "C"`, the order
+/// of their canonical spellings, whatever the database's collation), served
+/// by the `media_id_bytes_idx` index.
+const CANDIDATES: &str = r#"
+SELECT m.id, m.kind, m.owner_id, m.status, m.object_key, m.content_type, m.size_bytes,
+       m.duration_seconds, m.visibility, m.requires_hd, m.requires_4k,
+       (g.user_id IS NOT NULL) AS granted
+FROM media m
+LEFT JOIN media_grants g ON g.media_id = m.id AND g.user_id = $1
+WHERE m.status <> 'deleted'
+  AND (m.owner_id = $1 OR m.visibility <> 'private' OR g.user_id IS NOT NULL)
+  AND ($2::text IS NULL OR m.id COLLATE "C" > $2::text COLLATE "C")
+ORDER BY m.id COLLATE "C"
+LIMIT $3
+"#;
 
 fn unavailable(error: DbError) -> CatalogError {
     CatalogError::Unavailable(error.to_string())
@@ -250,6 +275,38 @@ impl MediaCatalog for PgCatalog {
             _ => UserStatus::Active,
         };
         Ok(Viewer { status, granted })
+    }
+}
+
+#[async_trait]
+impl MediaListing for PgCatalog {
+    async fn candidates<'a>(
+        &self,
+        user: &UserId,
+        after: Option<&'a MediaId>,
+        limit: usize,
+    ) -> Result<Vec<MediaCandidate>, CatalogError> {
+        use diesel::sql_types::{BigInt, Nullable, Text};
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = retry_once(|| async {
+            let mut connection = self.db.connection().await?;
+            Ok::<_, DbError>(
+                diesel::sql_query(CANDIDATES)
+                    .bind::<Text, _>(user.as_str())
+                    .bind::<Nullable<Text>, _>(after.map(MediaId::as_str))
+                    .bind::<BigInt, _>(limit)
+                    .load::<CandidateRow>(&mut connection)
+                    .await?,
+            )
+        })
+        .await
+        .map_err(unavailable)?;
+        rows.into_iter()
+            .map(|row| Ok(MediaCandidate { media: Media::try_from(row.media)?, granted: row.granted }))
+            .collect()
     }
 }
 

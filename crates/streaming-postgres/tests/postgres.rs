@@ -165,6 +165,16 @@ async fn the_catalog_keeps_the_writer_contract() {
 }
 
 #[tokio::test]
+async fn the_catalog_keeps_the_listing_contract() {
+    let catalog = PgCatalog::new(fresh_database().await);
+    contract::media_listing(&catalog, |media, user| {
+        let catalog = catalog.clone();
+        async move { catalog.set_grant(&media, &user, true).await.unwrap() }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn consumer_offsets_are_kept_per_consumer_and_never_move_back() {
     let db = fresh_database().await;
     let mine = streaming_postgres::PgConsumerOffsets::new(db.clone(), "instance-a");

@@ -7,6 +7,7 @@
 mod catalog;
 mod clock;
 mod events;
+mod listing;
 mod object_store;
 mod progress;
 mod rate_limiter;
@@ -17,6 +18,7 @@ mod url_cache;
 pub use catalog::{CatalogError, CatalogWriter, MediaCatalog};
 pub use clock::Clock;
 pub use events::{EventPublisher, PublishError};
+pub use listing::{MediaCandidate, MediaListing};
 pub use object_store::{
     check_presign_expiry, ObjectInfo, ObjectStore, ObjectStoreError, PresignedUrl, MAX_PRESIGN_EXPIRY,
 };
@@ -29,6 +31,7 @@ pub use url_cache::{CacheError, CacheLookup, StreamCacheKey, UrlCache};
 #[cfg(any(test, feature = "mock"))]
 pub use {
     catalog::MockCatalogWriter, catalog::MockMediaCatalog, clock::MockClock, events::MockEventPublisher,
-    object_store::MockObjectStore, progress::MockProgressStore, rate_limiter::MockRateLimiter,
-    sessions::MockSessionStore, subscriptions::MockSubscriptionDirectory, url_cache::MockUrlCache,
+    listing::MockMediaListing, object_store::MockObjectStore, progress::MockProgressStore,
+    rate_limiter::MockRateLimiter, sessions::MockSessionStore, subscriptions::MockSubscriptionDirectory,
+    url_cache::MockUrlCache,
 };

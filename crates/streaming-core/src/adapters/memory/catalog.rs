@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use super::{read, write};
 use time::OffsetDateTime;
 
-use crate::domain::{CatalogChange, Media, MediaId, MediaStatus, UserId, UserStatus, Viewer};
-use crate::ports::{CatalogError, CatalogWriter, MediaCatalog};
+use crate::domain::{CatalogChange, Media, MediaId, MediaStatus, UserId, UserStatus, Viewer, Visibility};
+use crate::ports::{CatalogError, CatalogWriter, MediaCandidate, MediaCatalog, MediaListing};
 
 #[derive(Debug, Default)]
 struct State {
@@ -87,6 +87,31 @@ impl MediaCatalog for MemoryCatalog {
         let granted = grant_on
             .is_some_and(|media| !state.grants.is_empty() && state.grants.contains(&(media.clone(), user.clone())));
         Ok(Viewer { status, granted })
+    }
+}
+
+#[async_trait]
+impl MediaListing for MemoryCatalog {
+    async fn candidates<'a>(
+        &self,
+        user: &UserId,
+        after: Option<&'a MediaId>,
+        limit: usize,
+    ) -> Result<Vec<MediaCandidate>, CatalogError> {
+        let state = read(&self.state);
+        let mut found: Vec<MediaCandidate> = state
+            .media
+            .values()
+            .filter(|media| media.status != MediaStatus::Deleted && after.is_none_or(|after| media.id > *after))
+            .filter_map(|media| {
+                let granted = state.grants.contains(&(media.id.clone(), user.clone()));
+                let listed = granted || media.owner.as_ref() == Some(user) || media.visibility != Visibility::Private;
+                listed.then(|| MediaCandidate { media: media.clone(), granted })
+            })
+            .collect();
+        found.sort_by(|a, b| a.media.id.cmp(&b.media.id));
+        found.truncate(limit);
+        Ok(found)
     }
 }
 

@@ -1,0 +1,1 @@
+DROP INDEX media_id_bytes_idx;
