@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use streaming_core::adapters::{CachedCatalog, MemoryCatalog};
 use streaming_core::domain::{Media, MediaId, UserId};
-use streaming_core::ports::{CatalogWriter, MediaCatalog};
+use streaming_core::ports::{CatalogWriter, MediaCatalog, MediaListing};
 use streaming_postgres::PgCatalog;
 
 /// The catalog the settings chose, with the writes the demo needs.
@@ -28,6 +28,14 @@ impl Catalog {
             Self::Memory(memory) => memory.clone(),
             Self::Postgres { cache: Some(cache), .. } => cache.clone(),
             Self::Postgres { db, cache: None } => db.clone(),
+        }
+    }
+
+    /// The catalog's listing (never cached: pages are read as they are).
+    pub fn listing(&self) -> Arc<dyn MediaListing> {
+        match self {
+            Self::Memory(memory) => memory.clone(),
+            Self::Postgres { db, .. } => db.clone(),
         }
     }
 

@@ -21,8 +21,8 @@ use streaming_core::ports::{
 };
 use streaming_core::url_signing::UrlSigner;
 use streaming_core::{
-    CacheKeyring, ManifestGrants, PlaybackPorts, PlaybackService, PlaybackSettings, StreamUrlService, StreamingPorts,
-    StreamingSettings,
+    BrowsePorts, CacheKeyring, ManifestGrants, MediaBrowser, PlaybackPorts, PlaybackService, PlaybackSettings,
+    StreamUrlService, StreamingPorts, StreamingSettings,
 };
 use streaming_kafka::{
     BufferedKafkaPublisher, KafkaConfig, KafkaProducer, MemoryOffsetStore, OffsetStore, StartFrom, UpstreamConsumer,
@@ -292,6 +292,12 @@ impl Application {
                     StartupError::Storage(format!("events file {}: {e}", settings.events.path.display()))
                 })?),
             };
+        let browser = Arc::new(MediaBrowser::new(BrowsePorts {
+            listing: owned_catalog.listing(),
+            catalog: catalog.clone(),
+            subscriptions: subscriptions.clone(),
+            clock: clock.clone(),
+        }));
         let playback = Arc::new(
             PlaybackService::new(
                 PlaybackPorts {
@@ -367,6 +373,7 @@ impl Application {
         let state = web::Data::new(AppState {
             streaming,
             playback,
+            browser,
             max_body_bytes: max_body,
             verifier,
             limiter,

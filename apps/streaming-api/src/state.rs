@@ -15,6 +15,8 @@ pub struct AppState {
     pub streaming: Arc<StreamUrlService>,
     /// The core's playback service (movies).
     pub playback: Arc<PlaybackService>,
+    /// What a user may play.
+    pub browser: Arc<streaming_core::MediaBrowser>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Bearer-token verification.

@@ -1,6 +1,7 @@
 //! HTTP handlers: they parse, call the core, and map errors; nothing else.
 
 mod health;
+mod media;
 mod movies;
 mod objects;
 pub mod openapi;
@@ -19,6 +20,7 @@ fn table() -> Vec<(&'static str, Vec<(Method, Route)>)> {
     vec![
         ("/tracks/{track_id}/stream", vec![to(Method::POST, web::to(tracks::stream_url))]),
         ("/objects/{key:.+}", vec![to(Method::GET, web::to(objects::serve)), to(Method::HEAD, web::to(objects::head))]),
+        ("/api/v1/media", vec![to(Method::GET, web::to(media::list))]),
         ("/api/v1/stream/{movie_id}", vec![to(Method::POST, web::to(movies::start))]),
         (
             "/api/v1/stream/{movie_id}/progress",

@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi, ToResponse, ToSchema};
 
-use super::{health, movies, objects, tracks};
+use super::{health, media, movies, objects, tracks};
 
 /// An RFC 7807 problem document; every error of every route is one.
 #[derive(Debug, Serialize, ToSchema)]
@@ -172,6 +172,7 @@ impl Modify for BearerAuth {
     ),
     paths(
         tracks::stream_url,
+        media::list,
         movies::start,
         movies::record_progress,
         movies::get_progress,
@@ -204,6 +205,7 @@ impl Modify for BearerAuth {
     tags(
         (name = "tracks", description = "The track contract: a presigned URL per request."),
         (name = "movies", description = "The cinema contract: manifests, progress and sessions."),
+        (name = "media", description = "What the caller may play."),
         (name = "objects", description = "The embedded store's presigned object URLs."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
     )

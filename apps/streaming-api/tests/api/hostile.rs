@@ -65,6 +65,7 @@ fn user_routes() -> Vec<(Method, String, Option<Value>)> {
         (Method::POST, format!("/api/v1/stream/{MOVIE}/progress"), Some(progress.clone())),
         (Method::GET, format!("/api/v1/stream/{MOVIE}/progress"), None),
         (Method::POST, format!("/api/v1/stream/{MOVIE}/stop"), Some(progress)),
+        (Method::GET, "/api/v1/media".to_owned(), None),
     ]
 }
 
@@ -320,6 +321,7 @@ fn arbitrary_requests_are_answered_with_2xx_or_4xx_problems() {
         (Method::POST, "/api/v1/stream/{}/stop"),
         (Method::GET, "/api/v1/stream/{}/manifest/master.m3u8"),
         (Method::GET, "/objects/{}"),
+        (Method::GET, "/api/v1/media?after={}&limit=3"),
     ];
     let content_types =
         ["application/json", "text/plain", "application/json; charset=latin1", "multipart/form-data", ""];

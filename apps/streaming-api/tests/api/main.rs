@@ -12,6 +12,7 @@ mod hostile;
 mod kafka;
 mod lifecycle;
 mod load;
+mod media;
 mod movies;
 mod objects;
 mod observability;
