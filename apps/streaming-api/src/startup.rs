@@ -374,6 +374,7 @@ impl Application {
             streaming,
             playback,
             browser,
+            demo_token: demo.as_ref().map(|demo| demo.token.clone()),
             max_body_bytes: max_body,
             verifier,
             limiter,

@@ -17,6 +17,8 @@ pub struct AppState {
     pub playback: Arc<PlaybackService>,
     /// What a user may play.
     pub browser: Arc<streaming_core::MediaBrowser>,
+    /// The demo token, while demo mode is on: the player page is served with it.
+    pub demo_token: Option<String>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Bearer-token verification.

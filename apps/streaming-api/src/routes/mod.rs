@@ -5,6 +5,7 @@ mod media;
 mod movies;
 mod objects;
 pub mod openapi;
+mod player;
 mod tracks;
 
 use actix_web::http::Method;
@@ -28,6 +29,8 @@ fn table() -> Vec<(&'static str, Vec<(Method, Route)>)> {
         ),
         ("/api/v1/stream/{movie_id}/stop", vec![to(Method::POST, web::to(movies::stop))]),
         ("/api/v1/stream/{movie_id}/manifest/{path:.+}", vec![to(Method::GET, web::to(movies::manifest))]),
+        ("/", vec![to(Method::GET, web::to(player::page))]),
+        ("/player/{file}", vec![to(Method::GET, web::to(player::asset))]),
         ("/healthz", vec![to(Method::GET, web::to(health::live))]),
         ("/readyz", vec![to(Method::GET, web::to(health::ready))]),
         ("/metrics", vec![to(Method::GET, web::to(crate::telemetry::scrape))]),

@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi, ToResponse, ToSchema};
 
-use super::{health, media, movies, objects, tracks};
+use super::{health, media, movies, objects, player, tracks};
 
 /// An RFC 7807 problem document; every error of every route is one.
 #[derive(Debug, Serialize, ToSchema)]
@@ -91,7 +91,8 @@ problem_responses! {
     GrantRefused;
     /// `invalid-signature` or `expired-signature`.
     SignatureRefused;
-    /// `track-not-found`, `movie-not-found`, `manifest-not-found`, `session-not-found` or `object-not-found`.
+    /// `track-not-found`, `movie-not-found`, `manifest-not-found`, `session-not-found`, `object-not-found`
+    /// or `player-not-found`.
     NotFound;
     /// `track-not-ready` / `movie-not-ready` (with `currentStatus`), `too-many-streams` (with
     /// `limit` and `activeSessions`) or `session-closed`.
@@ -180,6 +181,8 @@ impl Modify for BearerAuth {
         movies::manifest,
         objects::serve,
         objects::head,
+        player::page,
+        player::asset,
         health::live,
         health::ready,
         crate::telemetry::scrape,
@@ -206,6 +209,7 @@ impl Modify for BearerAuth {
         (name = "tracks", description = "The track contract: a presigned URL per request."),
         (name = "movies", description = "The cinema contract: manifests, progress and sessions."),
         (name = "media", description = "What the caller may play."),
+        (name = "player", description = "The demo player page (demo mode only)."),
         (name = "objects", description = "The embedded store's presigned object URLs."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
     )

@@ -1,0 +1,87 @@
+//! The demo player: a page at `/` and its three files under `/player/`,
+//! built into the binary. Served while demo mode is on (the page comes with
+//! the demo token filled in); 404 otherwise.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+const PAGE: &str = include_str!("../../web/index.html");
+const SCRIPT: &str = include_str!("../../web/player.js");
+const STYLE: &str = include_str!("../../web/player.css");
+/// hls.js, as its package publishes it (`web/package.json` names the version).
+const HLS: &str = include_str!("../../web/vendor/hls.light.min.js");
+
+/// Scripts and styles from this service only, no inline code; media and the
+/// manifest's segments from wherever the signed URLs point.
+const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+media-src * blob:; connect-src *; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; \
+frame-ancestors 'none'; form-action 'none'";
+
+/// `"` `&` `<` `>` `'` escaped, for an attribute value.
+fn attribute(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '"' => escaped.push_str("&quot;"),
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '\'' => escaped.push_str("&#39;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+/// The player page.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "player",
+    responses(
+        (status = 200, description = "The demo player (HTML; `Cache-Control: no-store`: it carries the demo token).", content_type = "text/html"),
+        (status = 404, response = super::openapi::NotFound),
+    ),
+)]
+pub async fn page(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let token = state.demo_token.as_deref().ok_or(ApiError::PlayerFileNotFound)?;
+    let html = PAGE.replace("{{DEMO_TOKEN}}", &attribute(token));
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, POLICY))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .body(html))
+}
+
+/// One of the player's files: `player.js`, `player.css` or `hls.light.min.js`.
+#[utoipa::path(
+    get,
+    path = "/player/{file}",
+    tag = "player",
+    params(("file" = String, Path, description = "`player.js`, `player.css` or `hls.light.min.js`.")),
+    responses(
+        (status = 200, description = "The file (JavaScript or CSS, cached for an hour)."),
+        (status = 404, response = super::openapi::NotFound),
+    ),
+)]
+pub async fn asset(file: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.demo_token.is_none() {
+        return Err(ApiError::PlayerFileNotFound);
+    }
+    let (body, content_type) = match file.as_str() {
+        "player.js" => (SCRIPT, "text/javascript; charset=utf-8"),
+        "player.css" => (STYLE, "text/css; charset=utf-8"),
+        "hls.light.min.js" => (HLS, "text/javascript; charset=utf-8"),
+        _ => return Err(ApiError::PlayerFileNotFound),
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(body))
+}
