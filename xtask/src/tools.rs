@@ -137,6 +137,29 @@ pub fn ensure_python_tool(requirement: &str, binary: &str) -> Result<PathBuf, St
     Ok(program)
 }
 
+/// The directory of a package from the npm registry (for `require`):
+/// `<cache>/node/<name>-<version>/node_modules/<name>`, installed with npm once.
+pub fn ensure_npm_package(name: &str, version: &str) -> Result<PathBuf, String> {
+    ensure_debian_packages(&[("node", "nodejs"), ("npm", "npm")])?;
+    let prefix = cache_root().join("node").join(format!("{name}-{version}"));
+    let package = prefix.join("node_modules").join(name);
+    if package.join("package.json").is_file() {
+        return Ok(package);
+    }
+    println!("==> installing {name}@{version} into {} (once)", prefix.display());
+    std::fs::create_dir_all(&prefix).map_err(|e| format!("{}: {e}", prefix.display()))?;
+    let status = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--ignore-scripts", "--no-save", "--prefix"])
+        .arg(&prefix)
+        .arg(format!("{name}@{version}"))
+        .status()
+        .map_err(|e| format!("npm install {name}: {e}"))?;
+    if !status.success() || !package.join("package.json").is_file() {
+        return Err(format!("installing {name}@{version} failed"));
+    }
+    Ok(package)
+}
+
 fn pip_install(requirement: &str, dir: &Path) -> Result<(), String> {
     println!("==> installing {requirement} into {} (once)", dir.display());
     let status = Command::new("python3")

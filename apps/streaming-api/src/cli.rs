@@ -102,6 +102,7 @@ fn print_demo_banner(base_url: &str, demo: &DemoInfo) {
     for track in &demo.tracks {
         println!("  track {}  {:<18} {}", track.id, track.title, track.status);
     }
+    println!("\nDemo player: {base_url}/");
     if demo.token.is_empty() {
         println!("\nNo demo token: auth.algorithms does not include HS256; use a token of your issuer.\n");
     } else {

@@ -82,8 +82,8 @@ async function api(method, path, body, keepalive = false) {
 function describe(item) {
   const kind = item.kind === "movie" ? "Movie" : "Track";
   const length = item.duration_seconds == null ? "" : ` · ${Math.round(item.duration_seconds)} s`;
-  const mine = item.owned ? " · yours" : "";
-  return `${kind}${length}${mine}`;
+  const whose = item.owned ? " · yours" : ` · ${item.visibility}`;
+  return `${kind}${length}${whose}`;
 }
 
 async function loadMedia() {

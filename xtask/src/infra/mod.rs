@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The hls.js version the demo player vendors (`apps/streaming-api/web/package.json`).
+const HLS_JS_VERSION: &str = "1.7.4";
+
 /// Where the infrastructure keeps its data, logs and pid files.
 pub fn dir(root: &Path) -> PathBuf {
     root.join("target").join("infra")
@@ -41,6 +44,15 @@ pub fn up(root: &Path) -> Result<BTreeMap<String, String>, String> {
     // …and promtool, for the alert rules and their unit tests in deploy/.
     let promtool = crate::tools::ensure_debian_binary("prometheus", "usr/bin/promtool")?;
     env.insert("STREAMGATE_PROMTOOL".into(), promtool.display().to_string());
+    // …and a real browser for the demo player's end-to-end test: Debian's
+    // Chromium driven by playwright-core (never a browser download).
+    crate::tools::ensure_debian_packages(&[("chromium", "chromium")])?;
+    env.insert("STREAMGATE_CHROMIUM".into(), "/usr/bin/chromium".into());
+    let playwright = crate::tools::ensure_npm_package("playwright-core", "1.64.1")?;
+    env.insert("STREAMGATE_PLAYWRIGHT_CORE".into(), playwright.display().to_string());
+    // The published hls.js the player's vendored copy must equal.
+    let hls = crate::tools::ensure_npm_package("hls.js", HLS_JS_VERSION)?;
+    env.insert("STREAMGATE_HLS_JS".into(), hls.display().to_string());
     let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     fs::write(dir.join("env"), text).map_err(|e| format!("writing the env file: {e}"))?;
     for (key, value) in &env {

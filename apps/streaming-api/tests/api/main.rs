@@ -17,6 +17,7 @@ mod movies;
 mod objects;
 mod observability;
 mod openapi;
+mod player;
 mod postgres;
 mod problems;
 mod redis;
