@@ -4,7 +4,8 @@
 // every 10 s, resumes where it stopped, and stops the session on page hide.
 "use strict";
 
-const PROGRESS_EVERY_MS = 10_000;
+// Progress every 10 s; `?progress_every_ms=N` (at least 500) changes it, for tests.
+const PROGRESS_EVERY_MS = Math.max(500, Number(new URLSearchParams(location.search).get("progress_every_ms")) || 10_000);
 const $ = (id) => document.getElementById(id);
 const audio = $("audio");
 const video = $("video");

@@ -54,8 +54,17 @@ async function main() {
     check(/token/i.test(refused), `a refused token should be explained, the page said: ${refused}`);
     problems.length = 0; // the browser logs that 401 itself
 
+    // Progress reports the page sends on its own (every second here, every 10 s by default).
+    let timedReports = 0;
+    let paused = false;
+    page.on("request", (request) => {
+      if (request.method() === "POST" && request.url().endsWith(`/api/v1/stream/${MOVIE}/progress`) && !paused) {
+        timedReports += 1;
+      }
+    });
+
     // The demo token is filled in: the list comes back.
-    await page.goto(`${base}/`);
+    await page.goto(`${base}/?progress_every_ms=1000`);
     await page.waitForSelector(`li[data-id="${READY}"] button`);
     const listed = await page.$$eval("#media-list li", (rows) => rows.map((row) => row.dataset.id));
     check(listed.includes(MOVIE), `the demo movie should be listed: ${listed}`);
@@ -80,7 +89,10 @@ async function main() {
     const audioStopped = await page.$eval("#audio", (audio) => audio.paused);
     check(audioStopped, "starting the movie stops the track");
 
+    check(timedReports >= 2, `progress is reported while playing: ${timedReports} reports in 2 s at 1 per second`);
+
     // Pausing reports the position; the picture is taken while it shows.
+    paused = true;
     const reported = page.waitForResponse((r) => r.url().endsWith(`/api/v1/stream/${MOVIE}/progress`) && r.request().method() === "POST");
     await page.$eval("#video", (video) => video.pause());
     check((await reported).status() === 200, "the progress report was accepted");
