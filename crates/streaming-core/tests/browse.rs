@@ -1,5 +1,8 @@
 //! `MediaBrowser`: what a user may play, decided by the access policy.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use streaming_core::adapters::{ManualClock, MemoryCatalog, MemorySubscriptions};
