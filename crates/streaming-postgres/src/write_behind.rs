@@ -52,6 +52,10 @@ pub struct WriteBehindProgress<S> {
     /// refused at once even after its newer sibling was flushed (bounded:
     /// cleared when it outgrows `capacity`; the store still guards then).
     written: Mutex<HashMap<Key, (SessionId, u64)>>,
+    /// Held by a flush from taking the queue until it is written, and by a
+    /// read that missed the queue until it has read the store: such a read
+    /// never falls between the two. One flush at a time.
+    flushing: tokio::sync::Mutex<()>,
     capacity: usize,
     stats: Arc<WriteBehindStats>,
     streak: FailureStreak,
@@ -70,6 +74,7 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
             inner: Arc::new(inner),
             pending: Arc::default(),
             written: Mutex::default(),
+            flushing: tokio::sync::Mutex::new(()),
             capacity: capacity.max(1),
             stats: Arc::default(),
             streak: FailureStreak::default(),
@@ -95,6 +100,7 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
 
     /// Writes every pending update now; returns whether the queue is empty afterwards.
     pub async fn flush(&self) -> bool {
+        let _turn = self.flushing.lock().await;
         let batch: Vec<WatchProgress> = {
             let mut pending = self.lock();
             let batch: Vec<WatchProgress> = std::mem::take(&mut *pending).into_values().collect();
@@ -299,6 +305,8 @@ impl<S: ProgressStore + 'static> ProgressStore for WriteBehindProgress<S> {
         if let Some(pending) = self.lock().get(&(user.clone(), media.clone())) {
             return Ok(Some(pending.clone()));
         }
+        // Not queued: maybe being written now; wait for that write.
+        let _turn = self.flushing.lock().await;
         self.inner.get(user, media).await
     }
 

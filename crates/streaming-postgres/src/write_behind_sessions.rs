@@ -58,6 +58,10 @@ pub struct WriteBehindSessions<S> {
     inner: S,
     sessions: Cache<SessionId, StreamSession>,
     pending: Mutex<HashMap<SessionId, OffsetDateTime>>,
+    /// Held by a flush from taking the queue until it is written, and by a
+    /// database read merged with the queue: the reader then never sees a
+    /// heartbeat neither queued nor written yet. One flush at a time.
+    flushing: tokio::sync::Mutex<()>,
     capacity: usize,
     stats: WriteBehindSessionStats,
     streak: FailureStreak,
@@ -83,6 +87,7 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
             inner,
             sessions: Cache::builder().max_capacity(capacity as u64).time_to_live(ttl).build(),
             pending: Mutex::default(),
+            flushing: tokio::sync::Mutex::new(()),
             capacity,
             stats: WriteBehindSessionStats::default(),
             streak: FailureStreak::default(),
@@ -106,13 +111,25 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
         self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The queued heartbeat of `id`, if any.
+    fn unwritten(&self, id: &SessionId) -> Option<OffsetDateTime> {
+        self.lock().get(id).copied()
+    }
+
     /// Writes every queued heartbeat now; returns whether none is left.
     pub async fn flush(&self) -> bool {
+        let _turn = self.flushing.lock().await;
         let batch: Vec<(SessionId, OffsetDateTime)> = std::mem::take(&mut *self.lock()).into_iter().collect();
         if batch.is_empty() {
             return true;
         }
-        match write_in_chunks(batch, |chunk| self.inner.touch_many(chunk)).await {
+        let written = write_in_chunks(batch, |chunk| self.inner.touch_many(chunk)).await;
+        self.settle(written)
+    }
+
+    /// Counts a flush's outcome; what could not be written goes back to the queue.
+    fn settle(&self, written: Result<(), (Vec<(SessionId, OffsetDateTime)>, SessionError)>) -> bool {
+        match written {
             Ok(()) => {
                 self.stats.flushes.fetch_add(1, Ordering::Relaxed);
                 self.streak.succeeded(Self::QUEUE);
@@ -195,10 +212,11 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
             return Ok(Some(session));
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let _turn = self.flushing.lock().await;
         let mut session = self.inner.get(id).await?;
         if let Some(session) = &mut session {
-            if let Some(queued) = self.lock().get(id) {
-                session.last_heartbeat_at = session.last_heartbeat_at.max(*queued);
+            if let Some(queued) = self.unwritten(id) {
+                session.last_heartbeat_at = session.last_heartbeat_at.max(queued);
             }
             self.remember(session.clone());
         }
@@ -260,13 +278,14 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
         user: &UserId,
         alive_since: OffsetDateTime,
     ) -> Result<Vec<StreamSession>, SessionError> {
+        // No flush between the read and the merge: a heartbeat is then either
+        // in the rows read or still queued (a start, not a hot path, waits
+        // for a flush in progress).
+        let _turn = self.flushing.lock().await;
         let mut sessions = self.inner.open_sessions(user, alive_since - OPEN_SESSIONS_MARGIN).await?;
-        {
-            let pending = self.lock();
-            for session in &mut sessions {
-                if let Some(queued) = pending.get(&session.id) {
-                    session.last_heartbeat_at = session.last_heartbeat_at.max(*queued);
-                }
+        for session in &mut sessions {
+            if let Some(queued) = self.unwritten(&session.id) {
+                session.last_heartbeat_at = session.last_heartbeat_at.max(queued);
             }
         }
         sessions.retain(|s| s.last_heartbeat_at >= alive_since);

@@ -110,10 +110,11 @@ async fn a_full_queue_writes_through() {
     assert_eq!(queue.stats().overflowed.load(Ordering::Relaxed), 1);
 }
 
-/// A store whose writes fail while `down` is set.
+/// A store whose writes fail while `down` is set, and whose batches take `delay`.
 struct Flaky {
     inner: MemoryProgressStore,
     down: Arc<AtomicBool>,
+    delay: Duration,
 }
 
 #[async_trait]
@@ -128,6 +129,7 @@ impl ProgressStore for Flaky {
         self.inner.record(progress).await
     }
     async fn record_many(&self, batch: Vec<WatchProgress>) -> Result<(), ProgressError> {
+        tokio::time::sleep(self.delay).await;
         if self.down.load(Ordering::Relaxed) {
             return Err(ProgressError::Unavailable("database down".into()));
         }
@@ -138,7 +140,7 @@ impl ProgressStore for Flaky {
 /// A queue (no timer flushes) in front of a [`Flaky`] store that starts down.
 fn flaky_queue() -> (Arc<WriteBehindProgress<Flaky>>, Arc<AtomicBool>) {
     let down = Arc::new(AtomicBool::new(true));
-    let store = Flaky { inner: MemoryProgressStore::new(), down: down.clone() };
+    let store = Flaky { inner: MemoryProgressStore::new(), down: down.clone(), delay: Duration::ZERO };
     (WriteBehindProgress::start(store, 100, Duration::from_secs(3600)), down)
 }
 
@@ -182,4 +184,26 @@ async fn a_failed_durable_record_is_an_error_and_stays_queued() {
     down.store(false, Ordering::Relaxed);
     queue.drain(Duration::from_secs(1)).await.unwrap();
     assert_eq!(queue.get(&"stopping".parse().unwrap(), &movie()).await.unwrap().unwrap().sequence, 2);
+}
+
+/// A read during a flush sees the update being written: it is no longer
+/// queued and not yet in the store, so the read waits for the write.
+#[tokio::test]
+async fn an_update_being_written_is_read_back() {
+    let store = Flaky {
+        inner: MemoryProgressStore::new(),
+        down: Arc::new(AtomicBool::new(false)),
+        delay: Duration::from_millis(300),
+    };
+    let queue = WriteBehindProgress::start(store, 100, Duration::from_secs(3600));
+    queue.record(report("reader", SessionId::random(), 7)).await.unwrap();
+    let flushing = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.flush().await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(queue.depth(), 0, "the flush has taken the queue");
+    let read = queue.get(&"reader".parse().unwrap(), &movie()).await.unwrap();
+    assert_eq!(read.map(|p| p.sequence), Some(7), "read through the write");
+    assert!(flushing.await.unwrap());
 }

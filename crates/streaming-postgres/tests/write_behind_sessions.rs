@@ -133,10 +133,11 @@ async fn a_full_queue_writes_through() {
     assert_eq!(durable.get(&open[2].id).await.unwrap().unwrap().last_heartbeat_at, t0 + Duration::from_secs(5));
 }
 
-/// A store whose batched touches fail while `down` is set.
+/// A store whose batched touches fail while `down` is set, and take `delay`.
 struct Flaky {
     inner: Arc<MemorySessionStore>,
     down: Arc<AtomicBool>,
+    delay: Duration,
 }
 
 #[async_trait]
@@ -151,6 +152,7 @@ impl SessionStore for Flaky {
         self.inner.touch(id, at).await
     }
     async fn touch_many(&self, batch: Vec<(SessionId, OffsetDateTime)>) -> Result<(), SessionError> {
+        tokio::time::sleep(self.delay).await;
         if self.down.load(Ordering::Relaxed) {
             return Err(SessionError::Unavailable("database down".into()));
         }
@@ -168,7 +170,12 @@ impl SessionStore for Flaky {
 async fn a_failed_flush_keeps_the_heartbeats_and_drain_writes_them_later() {
     let down = Arc::new(AtomicBool::new(true));
     let memory = Arc::new(MemorySessionStore::new());
-    let sessions = WriteBehindSessions::start(Flaky { inner: memory.clone(), down: down.clone() }, 100, HOUR, HOUR);
+    let sessions = WriteBehindSessions::start(
+        Flaky { inner: memory.clone(), down: down.clone(), delay: Duration::ZERO },
+        100,
+        HOUR,
+        HOUR,
+    );
     let t0 = start_time();
     let s = session("viewer", t0);
     sessions.open(s.clone()).await.unwrap();
@@ -183,4 +190,26 @@ async fn a_failed_flush_keeps_the_heartbeats_and_drain_writes_them_later() {
         t0 + Duration::from_secs(10),
         "the newest won"
     );
+}
+
+/// A reader during a flush sees the heartbeats being written: they are no
+/// longer queued and not yet in the database, so it waits for the write.
+#[tokio::test]
+async fn a_heartbeat_being_written_still_counts_for_open_sessions() {
+    let memory = Arc::new(MemorySessionStore::new());
+    let slow = Flaky { inner: memory, down: Arc::new(AtomicBool::new(false)), delay: Duration::from_millis(300) };
+    let sessions = WriteBehindSessions::start(slow, 100, HOUR, HOUR);
+    let t0 = start_time();
+    let s = session("viewer", t0);
+    sessions.open(s.clone()).await.unwrap();
+    sessions.touch(&s.id, t0 + Duration::from_secs(100)).await.unwrap();
+    let flushing = tokio::spawn({
+        let sessions = sessions.clone();
+        async move { sessions.flush().await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(sessions.depth(), 0, "the flush has taken the queue");
+    let open = sessions.open_sessions(&s.user, t0 + Duration::from_secs(50)).await.unwrap();
+    assert_eq!(open.iter().map(|s| s.id).collect::<Vec<_>>(), vec![s.id], "alive through the write");
+    assert!(flushing.await.unwrap());
 }

@@ -67,6 +67,10 @@ struct HotCopies {
     write_script: Script,
     /// Copies waiting for the flusher, by key.
     pending: Mutex<HashMap<String, WatchProgress>>,
+    /// Held by a flush from taking the waiting copies until they are
+    /// written, and by a read that missed them until it has read Redis: such
+    /// a read never sees the older copy of one being written.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl<S: ProgressStore> RedisProgressCache<S> {
@@ -78,6 +82,7 @@ impl<S: ProgressStore> RedisProgressCache<S> {
             ttl,
             write_script: Script::from_lua(include_str!("progress_write.lua")),
             pending: Mutex::default(),
+            flushing: tokio::sync::Mutex::new(()),
         });
         let weak = Arc::downgrade(&copies);
         tokio::spawn(async move {
@@ -140,6 +145,7 @@ impl HotCopies {
     /// client pipelines them).
     async fn flush(&self) {
         use futures_util::StreamExt as _;
+        let _turn = self.flushing.lock().await;
         let batch: Vec<(String, WatchProgress)> = self.lock().drain().collect();
         if batch.is_empty() {
             return;
@@ -223,8 +229,12 @@ impl<S: ProgressStore> ProgressStore for RedisProgressCache<S> {
         if let Some(waiting) = copies.lock().get(&key) {
             return Ok(Some(waiting.clone()));
         }
+        // Not waiting: maybe being written now; wait for that write.
+        let turn = copies.flushing.lock().await;
         let pool = copies.redis.pool();
-        if let Ok(value) = copies.redis.guarded("GET", || pool.get::<Value, _>(key)).await {
+        let read = copies.redis.guarded("GET", || pool.get::<Value, _>(key)).await;
+        drop(turn);
+        if let Ok(value) = read {
             if let Some(progress) = text(value).as_deref().and_then(parse_progress) {
                 return Ok(Some(progress));
             }
