@@ -114,11 +114,11 @@ impl ObjectStore for CdnSigner {
 }
 
 /// The service over the team's adapters and the core's own cache.
-fn streaming(library: Arc<Library>, cdn: CdnSigner) -> StreamUrlService {
+fn streaming(library: Arc<Library>, signer: Arc<dyn ObjectStore>) -> StreamUrlService {
     StreamUrlService::new(
         StreamingPorts {
             catalog: library,
-            objects: Arc::new(cdn),
+            objects: signer,
             cache: Arc::new(MokaUrlCache::new(16 << 20)),
             subscriptions: Arc::new(MemorySubscriptions::new()),
             clock: Arc::new(SystemClock),
@@ -162,7 +162,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         key: b"the-cdn-signing-key-of-this-team".to_vec(),
         sizes: HashMap::from([("songs/first-light.mp3".to_owned(), 4_200_000)]),
     };
-    let service = streaming(Arc::clone(&library), cdn);
+    let service = streaming(Arc::clone(&library), Arc::new(cdn));
     let uploader = UserId::try_from(UPLOADER)?;
     let listener = UserId::try_from(LISTENER)?;
 
@@ -196,7 +196,8 @@ mod tests {
         let library = Arc::new(Library::default());
         let id = song_id('C').unwrap();
         library.add(&id, Song { deleted: true, ..song(false) });
-        let outcome = streaming(library, cdn()).get_stream_url(&id, &UserId::try_from(UPLOADER).unwrap()).await;
+        let outcome =
+            streaming(library, Arc::new(cdn())).get_stream_url(&id, &UserId::try_from(UPLOADER).unwrap()).await;
         assert!(matches!(outcome, Err(StreamError::NotFound)), "{outcome:?}");
     }
 
@@ -208,18 +209,8 @@ mod tests {
         library.add(&id, song(false));
         let mut signer = MockObjectStore::new();
         signer.expect_presign_get().never();
-        let service = StreamUrlService::new(
-            StreamingPorts {
-                catalog: library,
-                objects: Arc::new(signer),
-                cache: Arc::new(MokaUrlCache::new(1 << 20)),
-                subscriptions: Arc::new(MemorySubscriptions::new()),
-                clock: Arc::new(SystemClock),
-            },
-            CacheKeyring::random(),
-            StreamingSettings::default(),
-        );
-        let outcome = service.get_stream_url(&id, &UserId::try_from(LISTENER).unwrap()).await;
+        let outcome =
+            streaming(library, Arc::new(signer)).get_stream_url(&id, &UserId::try_from(LISTENER).unwrap()).await;
         assert!(matches!(outcome, Err(StreamError::Forbidden(_))), "{outcome:?}");
     }
 
