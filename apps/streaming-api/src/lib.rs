@@ -8,6 +8,7 @@ mod auth;
 mod body;
 mod catalog;
 pub mod catalog_events;
+pub mod cinema_env;
 pub mod cli;
 pub mod config_keys;
 pub mod demo;

@@ -685,6 +685,20 @@ impl Settings {
         if let Some(file) = file {
             builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml).required(true));
         }
+        let env: std::collections::HashMap<String, String> = env.into_iter().collect();
+        // The cinema service's variables, below our own names.
+        let cinema = crate::cinema_env::settings(&env).map_err(|e| SettingsError(format!("cinema variables: {e}")))?;
+        let cinema: config::Map<String, String> = cinema
+            .into_iter()
+            .map(|(key, value)| (format!("CINEMA__{}", key.replace('.', "__").to_uppercase()), value))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("CINEMA")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(cinema)),
+        );
         let env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with("STREAMING__")).collect();
         builder = builder.add_source(
             config::Environment::with_prefix("STREAMING")
@@ -737,6 +751,29 @@ mod tests {
         assert_eq!(settings.server.host, "0.0.0.0", "file beats defaults");
         assert_eq!(settings.streaming.presign_expiry_seconds, 60);
         assert_eq!(settings.auth.secret.as_ref().unwrap().expose_secret(), "s3cr3t-from-the-environment-0123456789");
+    }
+
+    #[test]
+    fn cinema_variables_set_our_keys_and_ours_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("streaming.toml");
+        std::fs::write(&file, "[server]\nport = 7000\n[kafka]\nbrokers = \"file:9092\"\n").unwrap();
+        let settings = Settings::load(
+            Some(&file),
+            env(&[
+                ("PORT", "8005"),
+                ("KAFKA_BOOTSTRAP_SERVERS", "cinema:9092"),
+                ("STREAMING__KAFKA__BROKERS", "ours:9092"),
+                ("JWT_SECRET_KEY", "a-cinema-secret-of-at-least-32-bytes!"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.server.port, 8005, "a cinema variable over the file");
+        assert_eq!(settings.kafka.brokers, "ours:9092", "our name over the cinema's");
+        assert_eq!(settings.auth.token_type.as_deref(), Some("access"));
+        assert!(!settings.demo.enabled, "a real dependency named: no demo media");
+        let refused = Settings::load(None, env(&[("ENABLE_KAFKA", "perhaps")])).unwrap_err().to_string();
+        assert!(refused.contains("ENABLE_KAFKA"), "{refused}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ async fn strict_app() -> TestApp {
 
 /// A JWS with this header and payload, signed with HMAC `algorithm` under `key`
 /// (`None`: no signature at all).
-fn jws(header: &Value, payload: &Value, signing: Option<(hmac::Algorithm, &[u8])>) -> String {
+pub fn jws(header: &Value, payload: &Value, signing: Option<(hmac::Algorithm, &[u8])>) -> String {
     let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(payload.to_string()));
     let signature = signing.map_or_else(String::new, |(algorithm, key)| {
         B64.encode(hmac::sign(&hmac::Key::new(algorithm, key), input.as_bytes()).as_ref())
