@@ -88,6 +88,8 @@ pub fn settings(env: &HashMap<String, String>) -> Result<BTreeMap<String, String
         .any(|name| get(name).is_some());
     if real {
         set("demo.enabled", "false".into());
+        // As the cinema service: a movie exists when its manifest does.
+        set("playback.stored_movies", "true".into());
     }
 
     if let Some(host) = get("HOST") {
@@ -236,6 +238,7 @@ mod tests {
         .unwrap();
         let expect = [
             ("demo.enabled", "false"),
+            ("playback.stored_movies", "true"),
             ("server.host", "0.0.0.0"),
             ("server.port", "8005"),
             ("postgres.url", "postgres://streaming_service:p%40ss%3Aw%2Frd@db:5435/streaming_db"),

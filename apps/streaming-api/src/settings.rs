@@ -169,6 +169,10 @@ pub struct PlaybackSection {
     pub url_window_seconds: u64,
     /// Lifetime of the object URLs in a served manifest, from the window's start (default 3600).
     pub object_url_expiry_seconds: u64,
+    /// A movie the catalog has no row for exists when its manifest is in the
+    /// store under `movies/{id}/`, for subscribers (the cinema service's
+    /// behaviour; default false). A catalog row's rules always win.
+    pub stored_movies: bool,
 }
 
 impl Default for PlaybackSection {
@@ -182,6 +186,7 @@ impl Default for PlaybackSection {
             grant_secret: None,
             url_window_seconds: 60,
             object_url_expiry_seconds: 3600,
+            stored_movies: false,
         }
     }
 }

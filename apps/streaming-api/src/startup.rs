@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use streaming_auth::{Algorithm, KeySource, KeyStore, TokenVerifier, VerifierOptions};
 use streaming_core::adapters::{
     CachedCatalog, CachedSubscriptions, MemoryCatalog, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore,
-    MemorySubscriptions, MemoryUrlCache, MokaUrlCache, NoUrlCache, SystemClock,
+    MemorySubscriptions, MemoryUrlCache, MokaUrlCache, NoUrlCache, StoredMovies, SystemClock,
 };
 use streaming_core::ports::{
     check_presign_expiry, Clock, EventPublisher, MediaCatalog, ProgressStore, RateLimitPolicy, RateLimiter,
@@ -163,6 +163,11 @@ impl Application {
             None => Catalog::Memory(Arc::new(MemoryCatalog::new())),
         };
         let catalog: Arc<dyn MediaCatalog> = overrides.catalog.unwrap_or_else(|| owned_catalog.port());
+        let catalog: Arc<dyn MediaCatalog> = if settings.playback.stored_movies {
+            Arc::new(StoredMovies::new(catalog, storage.port()))
+        } else {
+            catalog
+        };
         // With PostgreSQL, progress is written behind: batched, drained on shutdown.
         let write_behind = postgres.as_ref().map(|db| {
             WriteBehindProgress::start(

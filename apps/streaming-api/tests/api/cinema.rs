@@ -42,3 +42,38 @@ async fn the_cinema_auth_services_access_tokens_work_and_its_refresh_tokens_do_n
     assert_problem(refused, 401, "unauthorized").await;
     assert!(challenge.contains("invalid_token"), "{challenge}");
 }
+
+/// Copies the demo movie's files to `movies/{id}/` of the embedded store.
+fn store_movie_files(app: &crate::harness::TestApp, id: &str) {
+    let objects = app.dir.path().join("objects").join("movies");
+    let target = objects.join(id);
+    std::fs::create_dir_all(&target).unwrap();
+    for entry in std::fs::read_dir(objects.join(MOVIE)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_movie_without_a_catalog_row_plays_when_its_manifest_is_stored() {
+    const STORED: &str = "0c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e";
+    let start = format!("/api/v1/stream/{STORED}");
+
+    let plain = spawn(|_| {}).await;
+    store_movie_files(&plain, STORED);
+    assert_problem(plain.send(Method::POST, &start, None, None).await, 404, "movie-not-found").await;
+
+    let app = spawn(|s| s.playback.stored_movies = true).await;
+    store_movie_files(&app, STORED);
+    let response = app.send(Method::POST, &start, None, None).await;
+    assert_eq!(response.status(), 200, "the demo user subscribes");
+    let started: serde_json::Value = response.json().await.unwrap();
+    let manifest = app.client.get(started["manifest_url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(manifest.status(), 200);
+    assert!(manifest.text().await.unwrap().starts_with("#EXTM3U"));
+    let stranger = crate::harness::token_for("01JG0STRANGER0000000000001");
+    let refused = app.send(Method::POST, &start, Some(&stranger), None).await;
+    assert_problem(refused, 403, "subscription-required").await;
+    let missing = "/api/v1/stream/0c1d2e3f-4a5b-4c6d-8e7f-000000000000";
+    assert_problem(app.send(Method::POST, missing, None, None).await, 404, "movie-not-found").await;
+}

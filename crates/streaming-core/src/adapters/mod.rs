@@ -7,6 +7,7 @@ mod clock;
 mod memory;
 mod moka_cache;
 mod no_cache;
+mod stored_movies;
 
 pub use cached_catalog::{CachedCatalog, CachedCatalogStats};
 pub use cached_subscriptions::CachedSubscriptions;
@@ -17,3 +18,4 @@ pub use memory::{
 };
 pub use moka_cache::{MokaUrlCache, ENTRY_OVERHEAD_BYTES};
 pub use no_cache::NoUrlCache;
+pub use stored_movies::StoredMovies;

@@ -91,3 +91,24 @@ pub trait ObjectStore: Send + Sync {
     /// `max_bytes`, `Unavailable` if the store cannot be reached.
     async fn read_small(&self, key: &ObjectKey, max_bytes: u64) -> Result<Vec<u8>, ObjectStoreError>;
 }
+
+/// Shared stores are stores: lets decorators wrap an `Arc<dyn ObjectStore>`.
+#[async_trait]
+impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
+    async fn head(&self, key: &ObjectKey) -> Result<ObjectInfo, ObjectStoreError> {
+        (**self).head(key).await
+    }
+
+    async fn presign_get(
+        &self,
+        key: &ObjectKey,
+        signed_at: OffsetDateTime,
+        expires_in: Duration,
+    ) -> Result<PresignedUrl, ObjectStoreError> {
+        (**self).presign_get(key, signed_at, expires_in).await
+    }
+
+    async fn read_small(&self, key: &ObjectKey, max_bytes: u64) -> Result<Vec<u8>, ObjectStoreError> {
+        (**self).read_small(key, max_bytes).await
+    }
+}
