@@ -28,6 +28,13 @@ pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(Liveness { status: "ok" })
 }
 
+/// The cinema service's health route, kept for its clients and probes:
+/// the same answer as `/healthz`.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Liveness)))]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(Liveness { status: "ok" })
+}
+
 /// Readiness: 200 while every dependency can serve, 503 naming the ones that
 /// cannot (an open circuit breaker means requests to it fail fast).
 #[utoipa::path(

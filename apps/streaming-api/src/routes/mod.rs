@@ -32,6 +32,7 @@ fn table() -> Vec<(&'static str, Vec<(Method, Route)>)> {
         ("/", vec![to(Method::GET, web::to(player::page))]),
         ("/player/{file}", vec![to(Method::GET, web::to(player::asset))]),
         ("/healthz", vec![to(Method::GET, web::to(health::live))]),
+        ("/health", vec![to(Method::GET, web::to(health::health))]),
         ("/readyz", vec![to(Method::GET, web::to(health::ready))]),
         ("/metrics", vec![to(Method::GET, web::to(crate::telemetry::scrape))]),
         ("/openapi.json", vec![to(Method::GET, web::to(openapi::serve))]),

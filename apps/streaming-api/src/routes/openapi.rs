@@ -184,6 +184,7 @@ impl Modify for BearerAuth {
         player::page,
         player::asset,
         health::live,
+        health::health,
         health::ready,
         crate::telemetry::scrape,
         serve,

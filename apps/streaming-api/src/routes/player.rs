@@ -36,18 +36,40 @@ fn attribute(value: &str) -> String {
     escaped
 }
 
-/// The player page.
+/// What `/` answers outside demo mode (the cinema service's root route).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Root {
+    /// `streamgate`.
+    service: &'static str,
+    /// This build's version.
+    version: &'static str,
+    /// Always `running`.
+    status: &'static str,
+    /// Where the OpenAPI document is.
+    openapi: &'static str,
+}
+
+/// The player page in demo mode; a short JSON description of the service otherwise.
 #[utoipa::path(
     get,
     path = "/",
     tag = "player",
     responses(
-        (status = 200, description = "The demo player (HTML; `Cache-Control: no-store`: it carries the demo token).", content_type = "text/html"),
-        (status = 404, response = super::openapi::NotFound),
+        (status = 200, description = "In demo mode the player (HTML; `Cache-Control: no-store`: it carries the demo token); otherwise the service's name and version (JSON).", content(
+            ("text/html"),
+            (Root = "application/json"),
+        )),
     ),
 )]
 pub async fn page(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let token = state.demo_token.as_deref().ok_or(ApiError::PlayerFileNotFound)?;
+    let Some(token) = state.demo_token.as_deref() else {
+        return Ok(HttpResponse::Ok().json(Root {
+            service: "streamgate",
+            version: env!("CARGO_PKG_VERSION"),
+            status: "running",
+            openapi: "/openapi.json",
+        }));
+    };
     let html = PAGE.replace("{{DEMO_TOKEN}}", &attribute(token));
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

@@ -77,3 +77,12 @@ async fn a_movie_without_a_catalog_row_plays_when_its_manifest_is_stored() {
     let missing = "/api/v1/stream/0c1d2e3f-4a5b-4c6d-8e7f-000000000000";
     assert_problem(app.send(Method::POST, missing, None, None).await, 404, "movie-not-found").await;
 }
+
+#[tokio::test]
+async fn the_cinema_health_route_answers() {
+    let app = spawn(|_| {}).await;
+    let response = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+}

@@ -34,10 +34,12 @@ async fn the_page_carries_the_demo_token_and_a_strict_policy() {
 #[tokio::test]
 async fn without_demo_mode_there_is_no_page() {
     let app = spawn(|s| s.demo.enabled = false).await;
-    for path in ["/", "/player/player.js"] {
-        let response = app.client.get(app.url(path)).send().await.unwrap();
-        crate::harness::assert_problem(response, 404, "player-not-found").await;
-    }
+    let response = app.client.get(app.url("/player/player.js")).send().await.unwrap();
+    crate::harness::assert_problem(response, 404, "player-not-found").await;
+    // `/` describes the service instead (the cinema service's root route).
+    let root: serde_json::Value = app.client.get(app.url("/")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(root["service"], "streamgate");
+    assert_eq!(root["status"], "running");
 }
 
 /// The vendored hls.js is byte for byte the file of the version
