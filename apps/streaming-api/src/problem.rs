@@ -114,6 +114,9 @@ pub enum ApiError {
     /// The demo player has no such file, or demo mode is off.
     #[error("player file not found")]
     PlayerFileNotFound,
+    /// The API docs page has no such file.
+    #[error("docs file not found")]
+    DocsFileNotFound,
     /// The route exists, the method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -223,6 +226,7 @@ impl ApiError {
             Self::ObjectNotFound => (StatusCode::NOT_FOUND, "object-not-found", "Object not found"),
             Self::RouteNotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::PlayerFileNotFound => (StatusCode::NOT_FOUND, "player-not-found", "Player not found"),
+            Self::DocsFileNotFound => (StatusCode::NOT_FOUND, "docs-file-not-found", "Not found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
@@ -276,6 +280,7 @@ impl ApiError {
             Self::ObjectNotFound => "The object does not exist.".into(),
             Self::RouteNotFound => "No such resource.".into(),
             Self::PlayerFileNotFound => "The demo player is served in demo mode only, and has no such file.".into(),
+            Self::DocsFileNotFound => "The API docs page has no such file.".into(),
             Self::MethodNotAllowed => "This resource does not support that method.".into(),
             Self::BadRequest(detail) => detail.clone(),
             Self::PayloadTooLarge => "The request body is too large.".into(),

@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 /// The hls.js version the demo player vendors (`apps/streaming-api/web/package.json`).
 const HLS_JS_VERSION: &str = "1.7.4";
 
+/// The Swagger UI version `/docs` vendors (the same file names it).
+const SWAGGER_UI_VERSION: &str = "5.35.0";
+
 /// Where the infrastructure keeps its data, logs and pid files.
 pub fn dir(root: &Path) -> PathBuf {
     root.join("target").join("infra")
@@ -53,6 +56,8 @@ pub fn up(root: &Path) -> Result<BTreeMap<String, String>, String> {
     // The published hls.js the player's vendored copy must equal.
     let hls = crate::tools::ensure_npm_package("hls.js", HLS_JS_VERSION)?;
     env.insert("STREAMGATE_HLS_JS".into(), hls.display().to_string());
+    let swagger = crate::tools::ensure_npm_package("swagger-ui-dist", SWAGGER_UI_VERSION)?;
+    env.insert("STREAMGATE_SWAGGER_UI".into(), swagger.display().to_string());
     let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     fs::write(dir.join("env"), text).map_err(|e| format!("writing the env file: {e}"))?;
     for (key, value) in &env {

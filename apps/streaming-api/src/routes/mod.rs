@@ -1,5 +1,6 @@
 //! HTTP handlers: they parse, call the core, and map errors; nothing else.
 
+mod docs;
 mod health;
 mod media;
 mod movies;
@@ -36,6 +37,8 @@ fn table() -> Vec<(&'static str, Vec<(Method, Route)>)> {
         ("/readyz", vec![to(Method::GET, web::to(health::ready))]),
         ("/metrics", vec![to(Method::GET, web::to(crate::telemetry::scrape))]),
         ("/openapi.json", vec![to(Method::GET, web::to(openapi::serve))]),
+        ("/docs", vec![to(Method::GET, web::to(docs::docs_page))]),
+        ("/docs/{file}", vec![to(Method::GET, web::to(docs::docs_file))]),
     ]
 }
 

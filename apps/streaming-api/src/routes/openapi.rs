@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi, ToResponse, ToSchema};
 
-use super::{health, media, movies, objects, player, tracks};
+use super::{docs, health, media, movies, objects, player, tracks};
 
 /// An RFC 7807 problem document; every error of every route is one.
 #[derive(Debug, Serialize, ToSchema)]
@@ -91,8 +91,8 @@ problem_responses! {
     GrantRefused;
     /// `invalid-signature` or `expired-signature`.
     SignatureRefused;
-    /// `track-not-found`, `movie-not-found`, `manifest-not-found`, `session-not-found`, `object-not-found`
-    /// or `player-not-found`.
+    /// `track-not-found`, `movie-not-found`, `manifest-not-found`, `session-not-found`, `object-not-found`,
+    /// `player-not-found` or `docs-file-not-found`.
     NotFound;
     /// `track-not-ready` / `movie-not-ready` (with `currentStatus`), `too-many-streams` (with
     /// `limit` and `activeSessions`) or `session-closed`.
@@ -185,6 +185,8 @@ impl Modify for BearerAuth {
         player::asset,
         health::live,
         health::health,
+        docs::docs_page,
+        docs::docs_file,
         health::ready,
         crate::telemetry::scrape,
         serve,

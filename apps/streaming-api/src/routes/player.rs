@@ -95,15 +95,22 @@ pub async fn asset(file: web::Path<String>, state: web::Data<AppState>) -> Resul
     if state.demo_token.is_none() {
         return Err(ApiError::PlayerFileNotFound);
     }
-    let (body, content_type) = match file.as_str() {
-        "player.js" => (SCRIPT, "text/javascript; charset=utf-8"),
-        "player.css" => (STYLE, "text/css; charset=utf-8"),
-        "hls.light.min.js" => (HLS, "text/javascript; charset=utf-8"),
-        _ => return Err(ApiError::PlayerFileNotFound),
-    };
-    Ok(HttpResponse::Ok()
+    match file.as_str() {
+        "player.js" => Ok(static_file(SCRIPT, JAVASCRIPT)),
+        "player.css" => Ok(static_file(STYLE, CSS)),
+        "hls.light.min.js" => Ok(static_file(HLS, JAVASCRIPT)),
+        _ => Err(ApiError::PlayerFileNotFound),
+    }
+}
+
+pub(super) const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+pub(super) const CSS: &str = "text/css; charset=utf-8";
+
+/// A file built into the binary, cached by browsers for an hour.
+pub(super) fn static_file(body: &'static str, content_type: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
         .content_type(content_type)
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .body(body))
+        .body(body)
 }

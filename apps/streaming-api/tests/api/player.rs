@@ -42,21 +42,32 @@ async fn without_demo_mode_there_is_no_page() {
     assert_eq!(root["status"], "running");
 }
 
-/// The vendored hls.js is byte for byte the file of the version
+/// The vendored files are byte for byte those of the versions
 /// `web/package.json` names (installed from the npm registry by `infra up`).
 #[test]
-fn the_vendored_hls_js_is_the_published_one() {
+fn the_vendored_files_are_the_published_ones() {
     let web = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web");
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(web.join("package.json")).unwrap()).unwrap();
-    let version = manifest["dependencies"]["hls.js"].as_str().unwrap();
-    let published = PathBuf::from(infra_var("STREAMGATE_HLS_JS"));
-    let published_manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(published.join("package.json")).unwrap()).unwrap();
-    assert_eq!(published_manifest["version"], version, "infra up installs the version web/package.json names");
-    let vendored = std::fs::read(web.join("vendor/hls.light.min.js")).unwrap();
-    let original = std::fs::read(published.join("dist/hls.light.min.js")).unwrap();
-    assert!(vendored == original, "web/vendor/hls.light.min.js differs from hls.js {version}'s");
+    for (package, variable, files) in [
+        ("hls.js", "STREAMGATE_HLS_JS", &[("vendor/hls.light.min.js", "dist/hls.light.min.js")][..]),
+        (
+            "swagger-ui-dist",
+            "STREAMGATE_SWAGGER_UI",
+            &[("vendor/swagger-ui-bundle.js", "swagger-ui-bundle.js"), ("vendor/swagger-ui.css", "swagger-ui.css")][..],
+        ),
+    ] {
+        let version = manifest["dependencies"][package].as_str().unwrap();
+        let published = PathBuf::from(infra_var(variable));
+        let published_manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(published.join("package.json")).unwrap()).unwrap();
+        assert_eq!(published_manifest["version"], version, "infra up installs the {package} web/package.json names");
+        for (ours, theirs) in files {
+            let vendored = std::fs::read(web.join(ours)).unwrap();
+            let original = std::fs::read(published.join(theirs)).unwrap();
+            assert!(vendored == original, "web/{ours} differs from {package} {version}'s {theirs}");
+        }
+    }
 }
 
 #[tokio::test]

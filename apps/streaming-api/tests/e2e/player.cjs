@@ -111,6 +111,14 @@ async function main() {
     await page.waitForFunction((at) => document.getElementById("video").currentTime > at + 0.3, resumedAt, { timeout: 20000 });
 
     check(problems.length === 0, `the page reported errors:\n${problems.join("\n")}`);
+
+    // The interactive API docs render this service's document, from local files only.
+    await page.goto(`${base}/docs`);
+    await page.waitForSelector(".swagger-ui .info .title", { timeout: 20000 });
+    const title = await page.textContent(".swagger-ui .info .title");
+    check(/streamgate/i.test(title), `the docs show the service's document: ${title}`);
+    await page.waitForSelector(`.opblock-summary-path[data-path="/api/v1/stream/{movie_id}"]`);
+    check(problems.length === 0, `the docs page reported errors:\n${problems.join("\n")}`);
     console.log(`ok: track played and seeked, movie played to ${stoppedAt.toFixed(2)} s and resumed at ${resumedAt} s`);
   } finally {
     await browser.close();
