@@ -86,3 +86,115 @@ async fn the_cinema_health_route_answers() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], "ok");
 }
+
+/// The binary started with the cinema service's variables only (and nothing
+/// of ours), against the real PostgreSQL, Redis, S3 server and broker: the
+/// schema migrated by its own command, then the cinema flow — start,
+/// progress, get progress, stop — with a cinema token, on a movie known only
+/// by its manifest in the bucket, and its events read back from the broker.
+#[tokio::test]
+async fn the_cinema_flow_runs_with_only_the_cinema_variables() {
+    use streaming_core::contract::{free_port, infra_var};
+    use streaming_kafka::testing::{create_topics, read_all, unique_prefix, PLAYBACK_TOPICS};
+
+    // The demo movie's files in the bucket (a demo-mode app on the S3 server uploads them).
+    drop(spawn(crate::harness::use_s3).await);
+    let (users, _stand) = crate::users::stand_in(200).await;
+    let database = reqwest::Url::parse(
+        &streaming_postgres::testing::fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await,
+    )
+    .unwrap();
+    let redis = reqwest::Url::parse(&infra_var("STREAMGATE_REDIS_URL")).unwrap();
+    let brokers = infra_var("STREAMGATE_KAFKA_BROKERS");
+    let prefix = unique_prefix();
+    create_topics(&brokers, &format!("{prefix}."), &PLAYBACK_TOPICS).await;
+    let port = free_port();
+    let cinema: Vec<(&str, String)> = vec![
+        ("HOST", "127.0.0.1".into()),
+        ("PORT", port.to_string()),
+        ("API_V1_PREFIX", "/api/v1".into()),
+        ("POSTGRES_HOST", database.host_str().unwrap().into()),
+        ("POSTGRES_PORT", database.port().unwrap().to_string()),
+        ("POSTGRES_USER", database.username().into()),
+        ("POSTGRES_PASSWORD", database.password().unwrap_or_default().into()),
+        ("POSTGRES_DB", database.path().trim_start_matches('/').into()),
+        ("REDIS_HOST", redis.host_str().unwrap().into()),
+        ("REDIS_PORT", redis.port().unwrap().to_string()),
+        ("REDIS_DB", "0".into()),
+        ("REDIS_PROGRESS_TTL", "86400".into()),
+        ("REDIS_SUBSCRIPTION_CACHE_TTL", "300".into()),
+        ("S3_ENDPOINT_URL", infra_var("STREAMGATE_S3_ENDPOINT")),
+        ("S3_ACCESS_KEY", infra_var("STREAMGATE_S3_ACCESS_KEY")),
+        ("S3_SECRET_KEY", infra_var("STREAMGATE_S3_SECRET_KEY")),
+        ("S3_BUCKET_NAME", infra_var("STREAMGATE_S3_BUCKET")),
+        ("S3_REGION", "us-east-1".into()),
+        ("S3_USE_SSL", "false".into()),
+        ("SIGNED_URL_EXPIRATION", "3600".into()),
+        ("KAFKA_BOOTSTRAP_SERVERS", brokers.clone()),
+        ("KAFKA_TOPIC_PREFIX", format!("{prefix}.stream")),
+        ("ENABLE_KAFKA", "true".into()),
+        ("USER_SERVICE_URL", users),
+        ("USER_SERVICE_TIMEOUT", "5".into()),
+        ("JWT_SECRET_KEY", CINEMA_SECRET.into()),
+        ("JWT_ALGORITHM", "HS256".into()),
+    ];
+    let command = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_streaming-api"));
+        command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("RUST_LOG", "warn");
+        for (name, value) in &cinema {
+            command.env(name, value);
+        }
+        command.kill_on_drop(true);
+        command
+    };
+    let migrated = command(&["migrate"]).output().await.unwrap();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let _service = command(&[]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    crate::harness::until_listening(port, "the service").await;
+
+    let base = format!("http://127.0.0.1:{port}/api/v1/stream/{MOVIE}");
+    let client = reqwest::Client::new();
+    let token = cinema_token("access");
+    let call = |method: Method, url: String, body: Option<serde_json::Value>| {
+        let mut request = client.request(method, url).bearer_auth(&token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send()
+    };
+    let started = call(Method::POST, base.clone(), None).await.unwrap();
+    assert_eq!(started.status(), 200, "{}", started.text().await.unwrap());
+    let started: serde_json::Value = started.json().await.unwrap();
+    assert!(started["manifest_url"].as_str().unwrap().starts_with("http"));
+    assert_eq!(started["expires_in"], 3600, "SIGNED_URL_EXPIRATION");
+    let session = started["session_id"].as_str().unwrap().to_owned();
+    let progress = json!({ "position_seconds": 3, "session_id": session });
+    assert_eq!(call(Method::POST, format!("{base}/progress"), Some(progress)).await.unwrap().status(), 200);
+    let read: serde_json::Value =
+        call(Method::GET, format!("{base}/progress"), None).await.unwrap().json().await.unwrap();
+    assert_eq!(read["position_seconds"], 3);
+    assert_eq!(read["user_id"], VIEWER);
+    let stop = json!({ "position_seconds": 4, "session_id": session });
+    assert_eq!(call(Method::POST, format!("{base}/stop"), Some(stop)).await.unwrap().status(), 200);
+
+    // The cinema topics, each event with the cinema fields, names and types.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for (action, position) in [("start", None), ("progress", Some(3)), ("stop", Some(4))] {
+        let topic = format!("{prefix}.stream.{action}");
+        let record = loop {
+            if let Some(record) = read_all(&brokers, &topic).await.into_iter().next() {
+                break record;
+            }
+            assert!(std::time::Instant::now() < deadline, "nothing on {topic}");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        };
+        let event: serde_json::Value = serde_json::from_slice(&record.value).unwrap();
+        assert_eq!(event["user_id"], VIEWER, "{event}");
+        assert_eq!(event["movie_id"], MOVIE, "{event}");
+        assert_eq!(event["action"], format!("stream_{action}"), "{event}");
+        assert!(event["timestamp"].is_string(), "{event}");
+        if let Some(position) = position {
+            assert_eq!(event["position_seconds"], position, "{event}");
+        }
+    }
+}
