@@ -6,25 +6,43 @@
 //! A catalog row always wins: its rules (visibility, plan features, status,
 //! deletion) apply. Only an id the catalog has never heard of, and only a
 //! UUID (movie ids are UUIDs), is looked up in the store: `index.m3u8`,
-//! then `index.mpd`.
+//! then `index.mpd`. What the store said is remembered for
+//! [`STORE_ANSWER_TTL`] (found or not), so progress reports on such a movie
+//! do not each cost a request to the store.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
+use moka::sync::Cache;
 
 use crate::domain::{IdFormat, ManifestKind, Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures};
 use crate::domain::{UserId, Viewer, Visibility};
 use crate::ports::{CatalogError, MediaCatalog, ObjectStore, ObjectStoreError};
 
+/// How long the store's answer about a movie is remembered.
+pub const STORE_ANSWER_TTL: Duration = Duration::from_secs(30);
+
+/// Most store answers remembered.
+const MAX_ANSWERS: u64 = 100_000;
+
 /// [`MediaCatalog`] `C`, plus the movies whose manifests are in `S`.
-#[derive(Debug, Clone)]
 pub struct StoredMovies<C, S> {
     catalog: C,
     store: S,
+    answers: Cache<MediaId, Option<Media>>,
+}
+
+impl<C, S> std::fmt::Debug for StoredMovies<C, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredMovies").field("answers", &self.answers.entry_count()).finish_non_exhaustive()
+    }
 }
 
 impl<C, S> StoredMovies<C, S> {
     /// `catalog`, completed by the manifests in `store`.
     pub fn new(catalog: C, store: S) -> Self {
-        Self { catalog, store }
+        let answers = Cache::builder().max_capacity(MAX_ANSWERS).time_to_live(STORE_ANSWER_TTL).build();
+        Self { catalog, store, answers }
     }
 }
 
@@ -68,10 +86,16 @@ impl<C: MediaCatalog, S: ObjectStore> StoredMovies<C, S> {
 #[async_trait]
 impl<C: MediaCatalog, S: ObjectStore> MediaCatalog for StoredMovies<C, S> {
     async fn media(&self, id: &MediaId) -> Result<Option<Media>, CatalogError> {
-        match self.catalog.media(id).await? {
-            Some(media) => Ok(Some(media)),
-            None => self.stored(id).await,
+        if let Some(media) = self.catalog.media(id).await? {
+            return Ok(Some(media));
         }
+        if let Some(answer) = self.answers.get(id) {
+            return Ok(answer);
+        }
+        // Errors are not remembered: the next request asks the store again.
+        let answer = self.stored(id).await?;
+        self.answers.insert(id.clone(), answer.clone());
+        Ok(answer)
     }
 
     async fn viewer<'a>(&self, user: &UserId, grant_on: Option<&'a MediaId>) -> Result<Viewer, CatalogError> {
@@ -134,6 +158,16 @@ mod tests {
         assert_eq!(movies.media(&id()).await.unwrap(), Some(deleted), "the row's rules, deletion included");
         let track = MediaId::parse_ulid("01JG0DEM0TRACK000000000009").unwrap();
         assert_eq!(movies.media(&track).await.unwrap(), None, "no store lookup for a track id");
+    }
+
+    #[tokio::test]
+    async fn the_store_is_asked_once_per_movie_while_its_answer_is_remembered() {
+        let mut store = MockObjectStore::new();
+        store.expect_head().times(2).returning(|_| Err(ObjectStoreError::NotFound));
+        let movies = StoredMovies::new(MemoryCatalog::new(), Arc::new(store));
+        for _ in 0..3 {
+            assert_eq!(movies.media(&id()).await.unwrap(), None);
+        }
     }
 
     #[tokio::test]
