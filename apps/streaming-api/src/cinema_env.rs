@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn nothing_set_maps_to_nothing() {
-        assert!(settings(&env(&[("PATH", "/bin"), ("HOME", "/root")])).unwrap().is_empty());
+        assert!(settings(&env(&[("PATH", "/usr/bin"), ("LANG", "C.UTF-8")])).unwrap().is_empty());
     }
 
     #[test]

@@ -8,5 +8,7 @@ window.addEventListener("load", () => {
     dom_id: "#swagger-ui",
     deepLinking: true,
     persistAuthorization: false,
+    // No badge from the public validator: nothing leaves for another host.
+    validatorUrl: null,
   });
 });
