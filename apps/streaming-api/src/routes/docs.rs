@@ -2,10 +2,9 @@
 //! every file served by this service — no CDN at runtime. The cinema
 //! service's clients find them where they were.
 
-use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
-use super::player::{static_file, CSS, JAVASCRIPT};
+use super::player::{html_page, static_file, CSS, JAVASCRIPT};
 use crate::problem::ApiError;
 
 const PAGE: &str = include_str!("../../web/docs.html");
@@ -26,12 +25,7 @@ img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; fr
     responses((status = 200, description = "Swagger UI over `/openapi.json` (HTML).", content_type = "text/html")),
 )]
 pub async fn docs_page() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CONTENT_SECURITY_POLICY, POLICY))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .body(PAGE)
+    html_page(POLICY).body(PAGE)
 }
 
 /// One of the docs page's files: `docs.js`, `swagger-ui-bundle.js` or `swagger-ui.css`.

@@ -3,10 +3,9 @@
 
 use std::collections::HashMap;
 
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
-use streaming_core::domain::{Media, MediaId};
+use streaming_core::domain::{Media, MediaId, MediaKind, UserId};
 use streaming_core::MAX_PAGE;
 use utoipa::ToSchema;
 
@@ -51,10 +50,10 @@ pub struct MediaPage {
     next: Option<String>,
 }
 
-fn item(media: Media, caller: &streaming_core::domain::UserId) -> MediaItem {
+fn item(media: Media, caller: &UserId) -> MediaItem {
     let play = match media.kind {
-        streaming_core::domain::MediaKind::Track => format!("/tracks/{}/stream", media.id),
-        streaming_core::domain::MediaKind::Movie => format!("/api/v1/stream/{}", media.id),
+        MediaKind::Track => format!("/tracks/{}/stream", media.id),
+        MediaKind::Movie => format!("/api/v1/stream/{}", media.id),
     };
     MediaItem {
         id: media.id.to_string(),
@@ -121,5 +120,5 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         items: page.items.into_iter().map(|media| item(media, &principal.user)).collect(),
         next: page.next.map(|id| id.to_string()),
     };
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+    Ok(super::no_store(&body))
 }

@@ -80,6 +80,11 @@ pub fn served_routes() -> Vec<(String, String)> {
         .collect()
 }
 
+/// A JSON body with `Cache-Control: no-store` (positions, URLs and lists are per user).
+fn no_store(body: &impl serde::Serialize) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().insert_header((actix_web::http::header::CACHE_CONTROL, "no-store")).json(body)
+}
+
 async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed)
 }

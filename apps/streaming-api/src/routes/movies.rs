@@ -9,6 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use super::no_store;
 use super::openapi::{
     BadGateway, BadRequest, BodyProblems, GrantRefused, InternalError, NotFound, ServiceUnavailable, UserRouteProblems,
 };
@@ -43,11 +44,6 @@ async fn progress_request(
         sequence: optional_u64(&body, "sequence")?,
     };
     Ok((user, movie, report))
-}
-
-/// A JSON body with `Cache-Control: no-store` (positions and URLs are per user).
-fn no_store(body: &impl Serialize) -> HttpResponse {
-    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body)
 }
 
 /// A manifest format.

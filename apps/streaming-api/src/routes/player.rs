@@ -71,13 +71,18 @@ pub async fn page(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
         }));
     };
     let html = PAGE.replace("{{DEMO_TOKEN}}", &attribute(token));
-    Ok(HttpResponse::Ok()
+    Ok(html_page(POLICY).insert_header((header::CACHE_CONTROL, "no-store")).body(html))
+}
+
+/// An HTML page's answer under `policy` (its Content-Security-Policy).
+pub(super) fn html_page(policy: &'static str) -> actix_web::HttpResponseBuilder {
+    let mut response = HttpResponse::Ok();
+    response
         .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, POLICY))
+        .insert_header((header::CONTENT_SECURITY_POLICY, policy))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .body(html))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"));
+    response
 }
 
 /// One of the player's files: `player.js`, `player.css` or `hls.light.min.js`.

@@ -71,7 +71,7 @@ pub async fn stream_url(
         .await
         .map_err(|error| ApiError::from_stream(error, track.as_str()))?;
     let expires_at = url.expires_at.format(&Rfc3339).map_err(|_| ApiError::Internal)?;
-    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(StreamResponse {
+    Ok(super::no_store(&StreamResponse {
         stream_url: url.url,
         expires_at,
         content_type: url.content_type,
