@@ -57,9 +57,10 @@ fn fresh_media() -> MediaId {
     MediaId::parse_uuid(&SessionId::random().to_string()).unwrap()
 }
 
-/// A user id unique to this run.
-fn fresh_user(label: &str) -> UserId {
-    user(&format!("{label}-{}", SessionId::random()))
+/// A user id unique to this run: a UUID, the one spelling every store holds
+/// (the cinema service's tables keep user ids as `uuid`).
+fn fresh_user() -> UserId {
+    user(&SessionId::random().to_string())
 }
 
 /// Everything a [`UrlCache`] promises. `pass_time` must let at least the given
@@ -70,8 +71,8 @@ where
     F: Fn(Duration) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let alice = fresh_user("alice");
-    let bob = fresh_user("bob");
+    let alice = fresh_user();
+    let bob = fresh_user();
     let (m1, m2) = (fresh_media(), fresh_media());
     let a1 = StreamCacheKey::new("contract:", &alice, &m1);
     let a2 = StreamCacheKey::new("contract:", &alice, &m2);
@@ -118,8 +119,8 @@ where
 
 /// Everything a [`RateLimiter`] promises (without moving time).
 pub async fn rate_limiter<L: RateLimiter + ?Sized>(limiter: &L) {
-    let alice = fresh_user("alice");
-    let bob = fresh_user("bob");
+    let alice = fresh_user();
+    let bob = fresh_user();
     let policy = RateLimitPolicy { name: "contract".into(), limit: 3, period: Duration::from_secs(60) };
     let other = RateLimitPolicy { name: "contract-other".into(), ..policy.clone() };
 
@@ -146,7 +147,7 @@ pub async fn rate_limiter<L: RateLimiter + ?Sized>(limiter: &L) {
 
 /// Everything a [`ProgressStore`] promises.
 pub async fn progress_store<S: ProgressStore + ?Sized>(store: &S) {
-    let alice = fresh_user("alice");
+    let alice = fresh_user();
     let movie = fresh_media();
     let at = OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
     let session = SessionId::random();
@@ -181,7 +182,7 @@ pub async fn progress_store<S: ProgressStore + ?Sized>(store: &S) {
         "a new session starts over"
     );
     assert_eq!(store.get(&alice, &movie).await.unwrap().unwrap().position.get(), 5.0);
-    assert_eq!(store.get(&fresh_user("bob"), &movie).await.unwrap(), None, "progress is per user");
+    assert_eq!(store.get(&fresh_user(), &movie).await.unwrap(), None, "progress is per user");
 
     // A durable record (a stop) obeys the same rule and is read back at once.
     assert_eq!(store.record_durably(progress(7.0, 2, Some(next))).await.unwrap(), RecordOutcome::Applied);
@@ -192,7 +193,7 @@ pub async fn progress_store<S: ProgressStore + ?Sized>(store: &S) {
 
 /// Everything a [`SessionStore`] promises.
 pub async fn session_store<S: SessionStore + ?Sized>(store: &S) {
-    let alice = fresh_user("alice");
+    let alice = fresh_user();
     let start = OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
     let session = |id: SessionId, started: OffsetDateTime| StreamSession {
         id,
@@ -275,7 +276,7 @@ pub async fn object_store<S: ObjectStore + ?Sized>(store: &S, existing: &ObjectK
 pub async fn catalog_writer<C: CatalogWriter + MediaCatalog + ?Sized>(catalog: &C) {
     let t = |seconds: u64| OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap() + Duration::from_secs(seconds);
     let id = fresh_media();
-    let owner = fresh_user("owner");
+    let owner = fresh_user();
     let movie = |title: &str, status: MediaStatus| Media {
         id: id.clone(),
         kind: MediaKind::Movie,
@@ -312,7 +313,7 @@ pub async fn catalog_writer<C: CatalogWriter + MediaCatalog + ?Sized>(catalog: &
     assert!(!catalog.apply(&change, t(40)).await.unwrap(), "a status of an unknown item has nothing to change");
     assert_eq!(catalog.media(&unknown).await.unwrap(), None);
 
-    let viewer = fresh_user("viewer");
+    let viewer = fresh_user();
     let user_status = |status| CatalogChange::UserStatusChanged { user: viewer.clone(), status };
     assert!(catalog.apply(&user_status(UserStatus::Suspended), t(10)).await.unwrap());
     assert_eq!(catalog.viewer(&viewer, Some(&id)).await.unwrap().status, UserStatus::Suspended);
@@ -338,8 +339,8 @@ where
     Fut: Future<Output = ()>,
 {
     let at = OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
-    let viewer = fresh_user("viewer");
-    let other = fresh_user("other");
+    let viewer = fresh_user();
+    let other = fresh_user();
     let item = |owner: Option<&UserId>, status: MediaStatus, visibility: Visibility| {
         let id = fresh_media();
         Media {

@@ -11,6 +11,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use streaming_core::circuit_breaker::{BreakerState, CircuitBreaker};
 
+use crate::layout::Layouts;
+
 /// The migrations of `migrations/`, compiled in.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
@@ -131,6 +133,8 @@ pub struct PgDatabase {
     /// Opened by failed connection attempts: while the database is down a
     /// request fails at once instead of waiting out the acquire timeout.
     breaker: Arc<CircuitBreaker>,
+    /// The playback tables' layouts, read at their first use.
+    layouts: Arc<tokio::sync::OnceCell<Layouts>>,
 }
 
 impl std::fmt::Debug for PgDatabase {
@@ -166,7 +170,7 @@ impl PgDatabase {
             .connection_timeout(config.acquire_timeout)
             .build_unchecked(manager);
         let breaker = Arc::new(CircuitBreaker::new(5, config.breaker_cool_down).named("postgres"));
-        Ok(Self { pool, url: config.url.clone(), breaker })
+        Ok(Self { pool, url: config.url.clone(), breaker, layouts: Arc::default() })
     }
 
     /// A pooled connection.
@@ -188,6 +192,21 @@ impl PgDatabase {
                 Err(error.into())
             }
         }
+    }
+
+    /// How `watch_progress` and `stream_sessions` are typed: this service's
+    /// layout, or the cinema service's that migration 000001 extended.
+    /// Read from the database once, then remembered.
+    ///
+    /// # Errors
+    /// [`DbError::Schema`] if the tables are missing or of neither layout;
+    /// the errors of [`Self::connection`] while the database cannot be reached.
+    pub async fn layouts(&self) -> Result<Layouts, DbError> {
+        let read = async || {
+            let mut connection = self.connection().await?;
+            crate::layout::detect(&mut connection).await
+        };
+        self.layouts.get_or_try_init(read).await.copied()
     }
 
     /// Whether the breaker lets requests try the database.

@@ -10,6 +10,7 @@
 
 mod catalog;
 mod database;
+mod layout;
 mod offsets;
 mod outbox;
 mod progress;
@@ -23,6 +24,7 @@ mod write_behind_sessions;
 
 pub use catalog::PgCatalog;
 pub use database::{DbError, PgConfig, PgDatabase, MIGRATIONS};
+pub use layout::{Layouts, TableLayout};
 pub use offsets::PgConsumerOffsets;
 pub use outbox::{OutboxRow, OutboxSink, PgOutbox, RelayError, RelayOutcome, INSERT_CHUNK};
 pub use progress::PgProgressStore;

@@ -1,17 +1,24 @@
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
-use diesel::prelude::*;
 use diesel::sql_types::{Array, Bool, Float8, Int8, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use streaming_core::domain::{MediaId, PositionSeconds, SessionId, UserId, WatchProgress};
 use streaming_core::ports::{ProgressError, ProgressStore, RecordOutcome};
 use time::OffsetDateTime;
+use tracing::error;
 
 use crate::database::{retry_once, DbError, PgDatabase};
-use crate::schema::watch_progress;
+use crate::layout::TableLayout;
 
 /// [`ProgressStore`] on PostgreSQL. Monotonic per session in SQL: the upsert
 /// refuses an update whose session matches the stored one with a lower or
 /// equal sequence, so concurrent and reordered writers cannot go backwards.
+///
+/// Works on this service's `watch_progress` and on the cinema service's
+/// (see [`TableLayout`]); there positions are kept in whole seconds and
+/// only UUID users are held.
 #[derive(Debug, Clone)]
 pub struct PgProgressStore {
     db: PgDatabase,
@@ -24,38 +31,89 @@ struct Inserted {
     id: uuid::Uuid,
 }
 
-/// The monotonic rule, shared by the single and the batched upsert: an
-/// update of the stored session with a lower or equal sequence changes nothing.
-macro_rules! on_conflict_keep_newest {
-    () => {
-        "
-ON CONFLICT (user_id, movie_id) DO UPDATE SET
+#[derive(QueryableByName)]
+struct ProgressRow {
+    #[diesel(sql_type = Text)]
+    user_id: String,
+    #[diesel(sql_type = Text)]
+    movie_id: String,
+    #[diesel(sql_type = Float8)]
+    position_seconds: f64,
+    #[diesel(sql_type = Timestamptz)]
+    last_watched_at: OffsetDateTime,
+    #[diesel(sql_type = Bool)]
+    watched: bool,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    session_id: Option<uuid::Uuid>,
+    #[diesel(sql_type = Int8)]
+    sequence: i64,
+}
+
+/// The statements of one [`TableLayout`].
+struct Statements {
+    get: String,
+    upsert: String,
+    upsert_many: String,
+}
+
+impl Statements {
+    fn of(layout: TableLayout) -> Self {
+        let id = |text| layout.id_in(text);
+        let time_in = |instant| layout.time_in(instant);
+        // The monotonic rule, shared by the single and the batched upsert: an
+        // update of the stored session with a lower or equal sequence changes nothing.
+        let on_conflict_keep_newest = format!(
+            "ON CONFLICT (user_id, movie_id) DO UPDATE SET
     position_seconds = EXCLUDED.position_seconds,
     last_watched_at = EXCLUDED.last_watched_at,
     watched = EXCLUDED.watched,
     session_id = EXCLUDED.session_id,
     sequence = EXCLUDED.sequence,
-    updated_at = now()
+    updated_at = {now}
 WHERE NOT (watch_progress.session_id IS NOT NULL
            AND watch_progress.session_id = EXCLUDED.session_id
-           AND watch_progress.sequence >= EXCLUDED.sequence)"
-    };
+           AND watch_progress.sequence >= EXCLUDED.sequence)",
+            now = time_in("now()")
+        );
+        let insert = "INSERT INTO watch_progress \
+                      (user_id, movie_id, position_seconds, last_watched_at, watched, session_id, sequence)";
+        Self {
+            get: format!(
+                "SELECT user_id::text AS user_id, movie_id::text AS movie_id, \
+                 position_seconds::float8 AS position_seconds, {last_watched_at} AS last_watched_at, \
+                 watched, session_id, sequence FROM watch_progress WHERE user_id = {user} AND movie_id = {movie}",
+                last_watched_at = layout.time_out("last_watched_at"),
+                user = id("$1"),
+                movie = id("$2"),
+            ),
+            upsert: format!(
+                "{insert} VALUES ({user}, {movie}, {position}, {at}, $5, $6, $7) {on_conflict_keep_newest} RETURNING id",
+                user = id("$1"),
+                movie = id("$2"),
+                position = layout.seconds_in("$3"),
+                at = time_in("$4"),
+            ),
+            upsert_many: format!(
+                "{insert} SELECT {user}, {movie}, {position}, {at}, w, s, q \
+                 FROM unnest($1::text[], $2::text[], $3::float8[], $4::timestamptz[], $5::bool[], $6::uuid[], $7::int8[]) \
+                 AS t(u, m, p, at, w, s, q) {on_conflict_keep_newest}",
+                user = id("u"),
+                movie = id("m"),
+                position = layout.seconds_in("p"),
+                at = time_in("at"),
+            ),
+        }
+    }
+
+    fn for_layout(layout: TableLayout) -> &'static Self {
+        static OWN: LazyLock<Statements> = LazyLock::new(|| Statements::of(TableLayout::Own));
+        static CINEMA: LazyLock<Statements> = LazyLock::new(|| Statements::of(TableLayout::Cinema));
+        match layout {
+            TableLayout::Own => &OWN,
+            TableLayout::Cinema => &CINEMA,
+        }
+    }
 }
-
-const UPSERT: &str = concat!(
-    "INSERT INTO watch_progress (user_id, movie_id, position_seconds, last_watched_at, watched, session_id, sequence)
-VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    on_conflict_keep_newest!(),
-    "
-RETURNING id"
-);
-
-/// The same rule as [`UPSERT`] for a whole batch in one statement.
-const UPSERT_MANY: &str = concat!(
-    "INSERT INTO watch_progress (user_id, movie_id, position_seconds, last_watched_at, watched, session_id, sequence)
-SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::timestamptz[], $5::bool[], $6::uuid[], $7::int8[])",
-    on_conflict_keep_newest!()
-);
 
 fn unavailable(error: DbError) -> ProgressError {
     ProgressError::Unavailable(error.to_string())
@@ -66,54 +124,52 @@ impl PgProgressStore {
     pub fn new(db: PgDatabase) -> Self {
         Self { db }
     }
+
+    async fn layout(&self) -> Result<TableLayout, ProgressError> {
+        Ok(self.db.layouts().await.map_err(unavailable)?.progress)
+    }
 }
 
-type Row = (String, String, f64, OffsetDateTime, bool, Option<uuid::Uuid>, i64);
-
-fn to_progress(row: Row) -> Result<WatchProgress, ProgressError> {
+fn to_progress(row: ProgressRow) -> Result<WatchProgress, ProgressError> {
     let invalid = |what: &str| ProgressError::Unavailable(format!("stored progress has a bad {what}"));
-    let (user, media, position, last_watched_at, watched, session, sequence) = row;
     Ok(WatchProgress {
-        user: UserId::try_from(user.as_str()).map_err(|_| invalid("user id"))?,
-        media: MediaId::try_from(media.as_str()).map_err(|_| invalid("movie id"))?,
-        position: PositionSeconds::new(position).map_err(|_| invalid("position"))?,
-        last_watched_at,
-        watched,
-        session: session.map(SessionId::from),
-        sequence: u64::try_from(sequence).unwrap_or(0),
+        user: UserId::try_from(row.user_id.as_str()).map_err(|_| invalid("user id"))?,
+        media: MediaId::try_from(row.movie_id.as_str()).map_err(|_| invalid("movie id"))?,
+        position: PositionSeconds::new(row.position_seconds).map_err(|_| invalid("position"))?,
+        last_watched_at: row.last_watched_at,
+        watched: row.watched,
+        session: row.session_id.map(SessionId::from),
+        sequence: u64::try_from(row.sequence).unwrap_or(0),
     })
 }
 
 #[async_trait]
 impl ProgressStore for PgProgressStore {
     async fn get(&self, user: &UserId, media: &MediaId) -> Result<Option<WatchProgress>, ProgressError> {
+        let layout = self.layout().await?;
+        if !layout.holds(user, media) {
+            return Ok(None);
+        }
         let read = || async {
             let mut connection = self.db.connection().await?;
-            Ok::<_, DbError>(
-                watch_progress::table
-                    .filter(watch_progress::user_id.eq(user.as_str()))
-                    .filter(watch_progress::movie_id.eq(media.as_str()))
-                    .select((
-                        watch_progress::user_id,
-                        watch_progress::movie_id,
-                        watch_progress::position_seconds,
-                        watch_progress::last_watched_at,
-                        watch_progress::watched,
-                        watch_progress::session_id,
-                        watch_progress::sequence,
-                    ))
-                    .first::<Row>(&mut connection)
-                    .await
-                    .optional()?,
-            )
+            let rows: Vec<ProgressRow> = diesel::sql_query(&Statements::for_layout(layout).get)
+                .bind::<Text, _>(user.as_str())
+                .bind::<Text, _>(media.as_str())
+                .load(&mut connection)
+                .await?;
+            Ok::<_, DbError>(rows.into_iter().next())
         };
         let row = retry_once(read).await.map_err(unavailable)?;
         row.map(to_progress).transpose()
     }
 
     async fn record(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
+        let layout = self.layout().await?;
+        if !layout.holds(&progress.user, &progress.media) {
+            return Err(ProgressError::Unavailable(layout.refusal().into()));
+        }
         let mut connection = self.db.connection().await.map_err(unavailable)?;
-        let inserted: Vec<Inserted> = diesel::sql_query(UPSERT)
+        let inserted: Vec<Inserted> = diesel::sql_query(&Statements::for_layout(layout).upsert)
             .bind::<Text, _>(progress.user.as_str())
             .bind::<Text, _>(progress.media.as_str())
             .bind::<Float8, _>(progress.position.get())
@@ -131,8 +187,15 @@ impl ProgressStore for PgProgressStore {
         if batch.is_empty() {
             return Ok(());
         }
+        let layout = self.layout().await?;
         let mut columns = Columns::default();
+        let mut refused = 0_usize;
         for p in batch {
+            // One row the table cannot hold must not fail the whole batch again and again.
+            if !layout.holds(&p.user, &p.media) {
+                refused += 1;
+                continue;
+            }
             columns.users.push(p.user.to_string());
             columns.movies.push(p.media.to_string());
             columns.positions.push(p.position.get());
@@ -141,8 +204,14 @@ impl ProgressStore for PgProgressStore {
             columns.sessions.push(p.session.map(|s| s.as_uuid()));
             columns.sequences.push(i64::try_from(p.sequence).unwrap_or(i64::MAX));
         }
+        if refused > 0 {
+            error!(refused, reason = layout.refusal(), "progress reports dropped");
+        }
+        if columns.users.is_empty() {
+            return Ok(());
+        }
         let mut connection = self.db.connection().await.map_err(unavailable)?;
-        diesel::sql_query(UPSERT_MANY)
+        diesel::sql_query(&Statements::for_layout(layout).upsert_many)
             .bind::<Array<Text>, _>(columns.users)
             .bind::<Array<Text>, _>(columns.movies)
             .bind::<Array<Float8>, _>(columns.positions)

@@ -1,4 +1,6 @@
-//! The tables of `migrations/`, for diesel's query builder.
+//! The tables of `migrations/`, for diesel's query builder. `watch_progress`
+//! and `stream_sessions` are not here: they come in two layouts (see
+//! `layout.rs`), and their adapters write SQL for the one a database has.
 
 diesel::table! {
     users (id) {
@@ -34,36 +36,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    watch_progress (id) {
-        id -> Uuid,
-        user_id -> Text,
-        movie_id -> Text,
-        position_seconds -> Float8,
-        created_at -> Timestamptz,
-        updated_at -> Timestamptz,
-        last_watched_at -> Timestamptz,
-        watched -> Bool,
-        session_id -> Nullable<Uuid>,
-        sequence -> Int8,
-    }
-}
-
-diesel::table! {
-    stream_sessions (id) {
-        id -> Uuid,
-        user_id -> Text,
-        movie_id -> Text,
-        manifest_type -> Text,
-        started_at -> Timestamptz,
-        ended_at -> Nullable<Timestamptz>,
-        duration_seconds -> Nullable<Float8>,
-        user_agent -> Nullable<Varchar>,
-        ip_address -> Nullable<Inet>,
-        last_heartbeat_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
     outbox (id) {
         id -> Int8,
         event_id -> Uuid,
@@ -75,4 +47,4 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(users, media, media_grants, watch_progress, stream_sessions, outbox);
+diesel::allow_tables_to_appear_in_same_query!(users, media, media_grants, outbox);

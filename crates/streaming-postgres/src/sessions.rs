@@ -1,3 +1,5 @@
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use diesel::sql_types::{Array, Float8, Nullable, Text, Timestamptz, Uuid as SqlUuid, Varchar};
 use diesel::QueryableByName;
@@ -7,9 +9,11 @@ use streaming_core::ports::{CloseOutcome, EventHandling, SessionError, SessionSt
 use time::OffsetDateTime;
 
 use crate::database::{DbError, PgDatabase};
+use crate::layout::TableLayout;
 use crate::outbox::insert_outbox;
 
-/// [`SessionStore`] on PostgreSQL (`stream_sessions`).
+/// [`SessionStore`] on PostgreSQL (`stream_sessions`), this service's table
+/// or the cinema service's (see [`TableLayout`]).
 #[derive(Debug, Clone)]
 pub struct PgSessionStore {
     db: PgDatabase,
@@ -39,8 +43,76 @@ struct SessionRow {
     last_heartbeat_at: OffsetDateTime,
 }
 
-const COLUMNS: &str = "id, user_id, movie_id, manifest_type, started_at, ended_at, duration_seconds, user_agent, \
-                       host(ip_address) AS ip_address, last_heartbeat_at";
+/// The statements of one [`TableLayout`].
+struct Statements {
+    insert: String,
+    close: String,
+    get: String,
+    touch: String,
+    touch_many: String,
+    open_of_user: String,
+}
+
+impl Statements {
+    fn of(layout: TableLayout) -> Self {
+        let time_in = |instant| layout.time_in(instant);
+        let columns = format!(
+            "id, user_id::text AS user_id, movie_id::text AS movie_id, manifest_type, \
+             {started_at} AS started_at, {ended_at} AS ended_at, duration_seconds::float8 AS duration_seconds, \
+             user_agent, {ip} AS ip_address, {last_heartbeat_at} AS last_heartbeat_at",
+            started_at = layout.time_out("started_at"),
+            ended_at = layout.time_out("ended_at"),
+            ip = layout.ip_out("ip_address"),
+            last_heartbeat_at = layout.time_out("last_heartbeat_at"),
+        );
+        let ended = format!("greatest({}, started_at)", time_in("$2"));
+        Self {
+            insert: format!(
+                "INSERT INTO stream_sessions (id, user_id, movie_id, manifest_type, started_at, \
+                 user_agent, ip_address, last_heartbeat_at) VALUES ($1, {user}, {movie}, $4, {started}, $6, {ip}, {beat})",
+                user = layout.id_in("$2"),
+                movie = layout.id_in("$3"),
+                started = time_in("$5"),
+                ip = layout.ip_in("$7"),
+                beat = time_in("$8"),
+            ),
+            // Only an open session is closed; the RETURNING row says whether this call did it.
+            close: format!(
+                "UPDATE stream_sessions SET ended_at = {ended}, \
+                 duration_seconds = {duration}, last_heartbeat_at = greatest(last_heartbeat_at, {at}) \
+                 WHERE id = $1 AND ended_at IS NULL RETURNING {columns}",
+                duration = layout.seconds_in(&format!("extract(epoch FROM {ended} - started_at)::float8")),
+                at = time_in("$2"),
+            ),
+            get: format!("SELECT {columns} FROM stream_sessions WHERE id = $1"),
+            touch: format!(
+                "UPDATE stream_sessions SET last_heartbeat_at = greatest(last_heartbeat_at, {at}) \
+                 WHERE id = $1 AND ended_at IS NULL",
+                at = time_in("$2"),
+            ),
+            touch_many: format!(
+                "UPDATE stream_sessions s SET last_heartbeat_at = greatest(s.last_heartbeat_at, {at}) \
+                 FROM unnest($1::uuid[], $2::timestamptz[]) AS t(id, at) WHERE s.id = t.id AND s.ended_at IS NULL",
+                at = time_in("t.at"),
+            ),
+            open_of_user: format!(
+                "SELECT {columns} FROM stream_sessions WHERE user_id = {user} AND ended_at IS NULL \
+                 AND last_heartbeat_at >= {alive_since} ORDER BY started_at",
+                user = layout.id_in("$1"),
+                alive_since = time_in("$2"),
+            ),
+        }
+    }
+
+    fn for_layout(layout: TableLayout) -> &'static Self {
+        static OWN: LazyLock<Statements> = LazyLock::new(|| Statements::of(TableLayout::Own));
+        static CINEMA: LazyLock<Statements> = LazyLock::new(|| Statements::of(TableLayout::Cinema));
+        match layout {
+            TableLayout::Own => &OWN,
+            TableLayout::Cinema => &CINEMA,
+        }
+    }
+}
 
 impl TryFrom<SessionRow> for StreamSession {
     type Error = SessionError;
@@ -76,6 +148,21 @@ impl PgSessionStore {
         Self { db }
     }
 
+    async fn statements(&self) -> Result<(TableLayout, &'static Statements), SessionError> {
+        let layout = self.db.layouts().await.map_err(unavailable)?.sessions;
+        Ok((layout, Statements::for_layout(layout)))
+    }
+
+    /// The statements, once the table is known to hold `session`.
+    async fn statements_holding(&self, session: &StreamSession) -> Result<&'static Statements, SessionError> {
+        let (layout, statements) = self.statements().await?;
+        if layout.holds(&session.user, &session.media) {
+            Ok(statements)
+        } else {
+            Err(SessionError::Unavailable(layout.refusal().into()))
+        }
+    }
+
     /// What a close that changed nothing means: closed before, or no such session.
     async fn close_outcome_of_closed(&self, id: &SessionId) -> Result<CloseOutcome, SessionError> {
         Ok(match self.get(id).await? {
@@ -85,16 +172,11 @@ impl PgSessionStore {
     }
 }
 
-const INSERT_SESSION: &str = "INSERT INTO stream_sessions (id, user_id, movie_id, manifest_type, started_at, \
-     user_agent, ip_address, last_heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, $7::inet, $8)";
-
-const CLOSE_SESSION: &str = "UPDATE stream_sessions SET ended_at = greatest($2, started_at), \
-     duration_seconds = extract(epoch FROM greatest($2, started_at) - started_at), \
-     last_heartbeat_at = greatest(last_heartbeat_at, $2) \
-     WHERE id = $1 AND ended_at IS NULL RETURNING ";
-
-fn insert_session(session: &StreamSession) -> impl diesel_async::methods::ExecuteDsl<AsyncPgConnection> + '_ {
-    diesel::sql_query(INSERT_SESSION)
+fn insert_session<'a>(
+    statements: &'static Statements,
+    session: &'a StreamSession,
+) -> impl diesel_async::methods::ExecuteDsl<AsyncPgConnection> + 'a {
+    diesel::sql_query(&statements.insert)
         .bind::<SqlUuid, _>(session.id.as_uuid())
         .bind::<Text, _>(session.user.as_str())
         .bind::<Text, _>(session.media.as_str())
@@ -119,10 +201,11 @@ impl SessionStore for PgSessionStore {
         session: StreamSession,
         event: &PlaybackEvent,
     ) -> Result<EventHandling, SessionError> {
+        let statements = self.statements_holding(&session).await?;
         let mut connection = self.db.connection().await.map_err(unavailable)?;
         connection
             .transaction::<_, DbError, _>(async |tx| {
-                insert_session(&session).execute(tx).await?;
+                insert_session(statements, &session).execute(tx).await?;
                 insert_outbox(tx, event).await
             })
             .await
@@ -136,10 +219,11 @@ impl SessionStore for PgSessionStore {
         ended_at: OffsetDateTime,
         event: &PlaybackEvent,
     ) -> Result<(CloseOutcome, EventHandling), SessionError> {
+        let (_, statements) = self.statements().await?;
         let mut connection = self.db.connection().await.map_err(unavailable)?;
         let closed: Option<SessionRow> = connection
             .transaction::<_, DbError, _>(async |tx| {
-                let rows: Vec<SessionRow> = diesel::sql_query(format!("{CLOSE_SESSION}{COLUMNS}"))
+                let rows: Vec<SessionRow> = diesel::sql_query(&statements.close)
                     .bind::<SqlUuid, _>(id.as_uuid())
                     .bind::<Timestamptz, _>(ended_at)
                     .load(tx)
@@ -161,14 +245,16 @@ impl SessionStore for PgSessionStore {
     }
 
     async fn open(&self, session: StreamSession) -> Result<(), SessionError> {
+        let statements = self.statements_holding(&session).await?;
         let mut connection = self.db.connection().await.map_err(unavailable)?;
-        let inserted = insert_session(&session).execute(&mut connection).await;
+        let inserted = insert_session(statements, &session).execute(&mut connection).await;
         inserted.map(drop).map_err(|e| session_error(e.into()))
     }
 
     async fn get(&self, id: &SessionId) -> Result<Option<StreamSession>, SessionError> {
+        let (_, statements) = self.statements().await?;
         let mut connection = self.db.connection().await.map_err(unavailable)?;
-        let rows: Vec<SessionRow> = diesel::sql_query(format!("SELECT {COLUMNS} FROM stream_sessions WHERE id = $1"))
+        let rows: Vec<SessionRow> = diesel::sql_query(&statements.get)
             .bind::<SqlUuid, _>(id.as_uuid())
             .load(&mut connection)
             .await
@@ -177,16 +263,14 @@ impl SessionStore for PgSessionStore {
     }
 
     async fn touch(&self, id: &SessionId, at: OffsetDateTime) -> Result<(), SessionError> {
+        let (_, statements) = self.statements().await?;
         let mut connection = self.db.connection().await.map_err(unavailable)?;
-        diesel::sql_query(
-            "UPDATE stream_sessions SET last_heartbeat_at = greatest(last_heartbeat_at, $2) \
-             WHERE id = $1 AND ended_at IS NULL",
-        )
-        .bind::<SqlUuid, _>(id.as_uuid())
-        .bind::<Timestamptz, _>(at)
-        .execute(&mut connection)
-        .await
-        .map_err(db)?;
+        diesel::sql_query(&statements.touch)
+            .bind::<SqlUuid, _>(id.as_uuid())
+            .bind::<Timestamptz, _>(at)
+            .execute(&mut connection)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
@@ -196,23 +280,21 @@ impl SessionStore for PgSessionStore {
         }
         let (ids, at): (Vec<uuid::Uuid>, Vec<OffsetDateTime>) =
             batch.into_iter().map(|(id, at)| (id.as_uuid(), at)).unzip();
+        let (_, statements) = self.statements().await?;
         let mut connection = self.db.connection().await.map_err(unavailable)?;
-        diesel::sql_query(
-            "UPDATE stream_sessions s SET last_heartbeat_at = greatest(s.last_heartbeat_at, t.at) \
-             FROM unnest($1::uuid[], $2::timestamptz[]) AS t(id, at) WHERE s.id = t.id AND s.ended_at IS NULL",
-        )
-        .bind::<Array<SqlUuid>, _>(ids)
-        .bind::<Array<Timestamptz>, _>(at)
-        .execute(&mut connection)
-        .await
-        .map_err(db)?;
+        diesel::sql_query(&statements.touch_many)
+            .bind::<Array<SqlUuid>, _>(ids)
+            .bind::<Array<Timestamptz>, _>(at)
+            .execute(&mut connection)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
     async fn close(&self, id: &SessionId, ended_at: OffsetDateTime) -> Result<CloseOutcome, SessionError> {
+        let (_, statements) = self.statements().await?;
         let mut connection = self.db.connection().await.map_err(unavailable)?;
-        // Only an open session is closed; the RETURNING row says whether this call did it.
-        let closed: Vec<SessionRow> = diesel::sql_query(format!("{CLOSE_SESSION}{COLUMNS}"))
+        let closed: Vec<SessionRow> = diesel::sql_query(&statements.close)
             .bind::<SqlUuid, _>(id.as_uuid())
             .bind::<Timestamptz, _>(ended_at)
             .load(&mut connection)
@@ -230,16 +312,17 @@ impl SessionStore for PgSessionStore {
         user: &UserId,
         alive_since: OffsetDateTime,
     ) -> Result<Vec<StreamSession>, SessionError> {
+        let (layout, statements) = self.statements().await?;
+        if !layout.holds_user(user) {
+            return Ok(Vec::new());
+        }
         let mut connection = self.db.connection().await.map_err(unavailable)?;
-        let rows: Vec<SessionRow> = diesel::sql_query(format!(
-            "SELECT {COLUMNS} FROM stream_sessions WHERE user_id = $1 AND ended_at IS NULL \
-             AND last_heartbeat_at >= $2 ORDER BY started_at"
-        ))
-        .bind::<Text, _>(user.as_str())
-        .bind::<Timestamptz, _>(alive_since)
-        .load(&mut connection)
-        .await
-        .map_err(db)?;
+        let rows: Vec<SessionRow> = diesel::sql_query(&statements.open_of_user)
+            .bind::<Text, _>(user.as_str())
+            .bind::<Timestamptz, _>(alive_since)
+            .load(&mut connection)
+            .await
+            .map_err(db)?;
         rows.into_iter().map(StreamSession::try_from).collect()
     }
 }
