@@ -181,6 +181,8 @@ pub fn settings(env: &HashMap<String, String>) -> Result<BTreeMap<String, String
         set("auth.secret", secret.to_owned());
         // The cinema auth service's access tokens say so; its refresh tokens are refused.
         set("auth.token_type", "access".into());
+        // Its subjects are user UUIDs, all the cinema service's tables hold.
+        set("auth.uuid_subjects", "true".into());
     }
     if let Some(algorithm) = get("JWT_ALGORITHM") {
         if !algorithm.trim().eq_ignore_ascii_case("HS256") {
@@ -260,6 +262,7 @@ mod tests {
             ("users.timeout_ms", "2500"),
             ("auth.secret", "your-secret-key-change-in-production"),
             ("auth.token_type", "access"),
+            ("auth.uuid_subjects", "true"),
             ("auth.algorithms", "HS256"),
         ];
         for (key, value) in expect {

@@ -95,6 +95,9 @@ pub struct AuthSettings {
     pub audience: Option<String>,
     /// Required `type` claim (e.g. `access`).
     pub token_type: Option<String>,
+    /// `sub` must be a hyphenated UUID, kept in lower case (default false).
+    /// Required when the database holds the cinema service's tables.
+    pub uuid_subjects: bool,
     /// Clock skew tolerated on `exp`/`nbf`, in seconds (default 30).
     pub leeway_seconds: u64,
     /// Verified tokens remembered for up to 30 s, so a repeated token skips
@@ -118,6 +121,7 @@ impl Default for AuthSettings {
             issuer: None,
             audience: None,
             token_type: None,
+            uuid_subjects: false,
             leeway_seconds: 30,
             remembered_tokens: 10_000,
             algorithms: "HS256".into(),

@@ -536,6 +536,7 @@ async fn verifier(settings: &Settings) -> Result<(TokenVerifier, bool, Option<Se
         token_type: auth.token_type.clone(),
         leeway: Duration::from_secs(auth.leeway_seconds),
         remembered_tokens: auth.remembered_tokens,
+        uuid_subjects: auth.uuid_subjects,
     };
     let verifier = TokenVerifier::new(&algorithms, secret.as_ref(), keys, options).map_err(|e| match e {
         streaming_auth::ConfigError::WeakSecret => config(format!("auth.secret: {e}")),
@@ -658,6 +659,14 @@ async fn postgres_database(settings: &Settings) -> Result<Option<PgDatabase>, St
                 pending.join(", ")
             )));
         }
+    }
+    let layouts = db.layouts().await.map_err(|e| StartupError::Database(e.to_string()))?;
+    if layouts.any_cinema() && !settings.auth.uuid_subjects {
+        return Err(StartupError::Database(
+            "the database holds the cinema service's watch_progress/stream_sessions, whose user ids are UUIDs: \
+             set auth.uuid_subjects = true (JWT_SECRET_KEY does)"
+                .into(),
+        ));
     }
     Ok(Some(db))
 }

@@ -65,7 +65,7 @@ pub enum AuthError {
     /// The `type` claim is not the required one (e.g. a refresh token).
     #[error("the token type is not accepted")]
     WrongTokenType,
-    /// `sub` is not a valid user id.
+    /// `sub` is not a valid user id (or not a UUID where UUIDs are required).
     #[error("the token subject is not a valid user id")]
     BadSubject,
     /// No key of the token's algorithm and `kid` is known.
@@ -142,6 +142,19 @@ pub struct VerifierOptions {
     /// and `nbf` still allow it; a key removed from the JWKS therefore stops
     /// working for tokens seen before within that time.
     pub remembered_tokens: u64,
+    /// Whether `sub` must be a hyphenated UUID (the cinema auth service's
+    /// user ids, and all the cinema service's tables can hold); the user is
+    /// then its lower-case spelling.
+    pub uuid_subjects: bool,
+}
+
+/// Whether `text` is a UUID in its hyphenated form (`8-4-4-4-12` hex digits).
+fn is_hyphenated_uuid(text: &str) -> bool {
+    text.len() == 36
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
 
 /// How long a verified token is remembered (see [`VerifierOptions::remembered_tokens`]).
@@ -155,6 +168,7 @@ impl Default for VerifierOptions {
             token_type: None,
             leeway: Duration::from_secs(30),
             remembered_tokens: 10_000,
+            uuid_subjects: false,
         }
     }
 }
@@ -375,7 +389,16 @@ impl TokenVerifier {
             }
         }
         let subject = claims.registered.subject.as_deref().ok_or(AuthError::MissingClaim)?;
-        let user = UserId::try_from(subject).map_err(|_| AuthError::BadSubject)?;
+        let user = if self.options.uuid_subjects {
+            // One spelling per user, as the cinema service's `uuid` columns keep it.
+            if !is_hyphenated_uuid(subject) {
+                return Err(AuthError::BadSubject);
+            }
+            UserId::try_from(subject.to_ascii_lowercase().as_str())
+        } else {
+            UserId::try_from(subject)
+        }
+        .map_err(|_| AuthError::BadSubject)?;
         let expiry = claims.registered.expiry.as_ref().ok_or(AuthError::MissingClaim)?;
         let expires_at = OffsetDateTime::from_unix_timestamp(expiry.timestamp()).map_err(|_| AuthError::Malformed)?;
         let leeway = i64::try_from(self.options.leeway.as_secs()).unwrap_or(i64::MAX);

@@ -146,6 +146,25 @@ fn subjects_must_be_user_ids() {
 }
 
 #[test]
+fn uuid_subjects_are_required_when_configured() {
+    let v = verifier(VerifierOptions { uuid_subjects: true, ..VerifierOptions::default() });
+    let token = |subject: &str| sign(&TokenClaims { subject: subject.into(), ..claims() });
+    let user = v.verify(&token("3F8C2B1E-9d4a-4c7b-8e2f-1a2b3c4d5e6f"), NOW).unwrap();
+    assert_eq!(user.user.as_str(), "3f8c2b1e-9d4a-4c7b-8e2f-1a2b3c4d5e6f", "one spelling");
+    for bad in [
+        "01HXKZ3Y8Q4N7W2M5V6B9C0AAA",
+        "3f8c2b1e9d4a4c7b8e2f1a2b3c4d5e6f",
+        "3f8c2b1e-9d4a-4c7b-8e2f-1a2b3c4d5e6g",
+        "3f8c2b1e-9d4a-4c7b-8e2f1-a2b3c4d5e6f",
+        "auth0|alice",
+    ] {
+        assert_eq!(v.verify(&token(bad), NOW), Err(AuthError::BadSubject), "{bad:?}");
+    }
+    let any = verifier(VerifierOptions::default());
+    assert!(any.verify(&token("auth0|alice"), NOW).is_ok(), "off by default");
+}
+
+#[test]
 fn times_beyond_what_a_date_can_hold_are_malformed_not_a_panic() {
     let v = verifier(VerifierOptions::default());
     for claim in ["exp", "nbf", "iat"] {

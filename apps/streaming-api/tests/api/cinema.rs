@@ -8,17 +8,23 @@ use serde_json::json;
 use streaming_api::Settings;
 use time::OffsetDateTime;
 
-use crate::harness::{assert_problem, spawn, MOVIE};
+use crate::harness::{assert_problem, psql, spawn, MOVIE};
 use crate::hostile::jws;
 
+const CINEMA_SCHEMA: &str = include_str!("../../../../tests/fixtures/cinema/001_create_tables.sql");
 const CINEMA_SECRET: &str = "your-secret-key-change-in-production";
 const VIEWER: &str = "3f8c2b1e-9d4a-4c7b-8e2f-1a2b3c4d5e6f";
 
 /// A token as the cinema auth service mints it: HS256, `sub` the user's
 /// UUID, `type` access or refresh, `exp`; no issuer or audience.
 fn cinema_token(kind: &str) -> String {
+    cinema_token_of(VIEWER, kind)
+}
+
+/// [`cinema_token`] of another user.
+fn cinema_token_of(user: &str, kind: &str) -> String {
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    let claims = json!({ "sub": VIEWER, "type": kind, "exp": now + 900, "iat": now });
+    let claims = json!({ "sub": user, "type": kind, "exp": now + 900, "iat": now });
     jws(&json!({ "alg": "HS256", "typ": "JWT" }), &claims, Some((hmac::HMAC_SHA256, CINEMA_SECRET.as_bytes())))
 }
 
@@ -100,10 +106,22 @@ async fn the_cinema_flow_runs_with_only_the_cinema_variables() {
     // The demo movie's files in the bucket (a demo-mode app on the S3 server uploads them).
     drop(spawn(crate::harness::use_s3).await);
     let (users, _stand) = crate::users::stand_in(200).await;
-    let database = reqwest::Url::parse(
-        &streaming_postgres::testing::fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await,
-    )
-    .unwrap();
+    // A viewer of this run only: the shared Redis keeps hot copies of progress.
+    let viewer = streaming_core::domain::SessionId::random().to_string();
+    let database_url = streaming_postgres::testing::fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    // The database as the cinema service left it: its schema, a viewer's
+    // progress on the movie and a session it never ended.
+    psql(&database_url, CINEMA_SCHEMA);
+    psql(
+        &database_url,
+        &format!(
+            "INSERT INTO watch_progress (user_id, movie_id, position_seconds, last_watched_at) \
+             VALUES ('{viewer}', '{MOVIE}', 120, '2026-11-20 18:30:00'); \
+             INSERT INTO stream_sessions (user_id, movie_id, started_at, user_agent, ip_address) \
+             VALUES ('{viewer}', '{MOVIE}', '2026-11-21 09:00:00', 'Mozilla/5.0', '203.0.113.7');"
+        ),
+    );
+    let database = reqwest::Url::parse(&database_url).unwrap();
     let redis = reqwest::Url::parse(&infra_var("STREAMGATE_REDIS_URL")).unwrap();
     let brokers = infra_var("STREAMGATE_KAFKA_BROKERS");
     let prefix = unique_prefix();
@@ -154,7 +172,7 @@ async fn the_cinema_flow_runs_with_only_the_cinema_variables() {
 
     let base = format!("http://127.0.0.1:{port}/api/v1/stream/{MOVIE}");
     let client = reqwest::Client::new();
-    let token = cinema_token("access");
+    let token = cinema_token_of(&viewer, "access");
     let call = |method: Method, url: String, body: Option<serde_json::Value>| {
         let mut request = client.request(method, url).bearer_auth(&token);
         if let Some(body) = body {
@@ -162,9 +180,14 @@ async fn the_cinema_flow_runs_with_only_the_cinema_variables() {
         }
         request.send()
     };
+    // The cinema service's row, read through this service's API.
+    let stored: serde_json::Value =
+        call(Method::GET, format!("{base}/progress"), None).await.unwrap().json().await.unwrap();
+    assert_eq!(stored["position_seconds"], 120, "{stored}");
     let started = call(Method::POST, base.clone(), None).await.unwrap();
     assert_eq!(started.status(), 200, "{}", started.text().await.unwrap());
     let started: serde_json::Value = started.json().await.unwrap();
+    assert_eq!(started["resume_position_seconds"], 120, "{started}");
     assert!(started["manifest_url"].as_str().unwrap().starts_with("http"));
     assert_eq!(started["expires_in"], 3600, "SIGNED_URL_EXPIRATION");
     let session = started["session_id"].as_str().unwrap().to_owned();
@@ -173,9 +196,24 @@ async fn the_cinema_flow_runs_with_only_the_cinema_variables() {
     let read: serde_json::Value =
         call(Method::GET, format!("{base}/progress"), None).await.unwrap().json().await.unwrap();
     assert_eq!(read["position_seconds"], 3);
-    assert_eq!(read["user_id"], VIEWER);
-    let stop = json!({ "position_seconds": 4, "session_id": session });
+    assert_eq!(read["user_id"], viewer);
+    let stop = json!({ "position_seconds": 4.8, "session_id": session });
     assert_eq!(call(Method::POST, format!("{base}/stop"), Some(stop)).await.unwrap().status(), 200);
+
+    // What the cinema service reads from its tables: whole seconds, its own
+    // session untouched, this one ended with an integer duration.
+    let cinema_reads = format!(
+        "SELECT position_seconds FROM watch_progress WHERE user_id = '{viewer}'::uuid AND movie_id = '{MOVIE}'::uuid"
+    );
+    assert_eq!(psql(&database_url, &cinema_reads).trim(), "4");
+    let sessions = psql(
+        &database_url,
+        &format!(
+            "SELECT id = '{session}'::uuid, ended_at IS NOT NULL, pg_typeof(duration_seconds), ip_address \
+             FROM stream_sessions WHERE user_id = '{viewer}'::uuid ORDER BY started_at"
+        ),
+    );
+    assert_eq!(sessions.trim(), "f|f|integer|203.0.113.7\nt|t|integer|127.0.0.1", "{sessions}");
 
     // The cinema topics, each event with the cinema fields, names and types.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -189,7 +227,7 @@ async fn the_cinema_flow_runs_with_only_the_cinema_variables() {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         };
         let event: serde_json::Value = serde_json::from_slice(&record.value).unwrap();
-        assert_eq!(event["user_id"], VIEWER, "{event}");
+        assert_eq!(event["user_id"], viewer, "{event}");
         assert_eq!(event["movie_id"], MOVIE, "{event}");
         assert_eq!(event["action"], format!("stream_{action}"), "{event}");
         assert!(event["timestamp"].is_string(), "{event}");
@@ -197,4 +235,37 @@ async fn the_cinema_flow_runs_with_only_the_cinema_variables() {
             assert_eq!(event["position_seconds"], position, "{event}");
         }
     }
+}
+
+/// On the cinema service's tables (uuid user ids) the service starts only
+/// when tokens are held to UUID subjects, which the cinema variables do.
+#[tokio::test]
+async fn on_the_cinema_tables_tokens_must_name_uuid_users() {
+    use secrecy::SecretString;
+    use streaming_api::{Application, StartupError};
+
+    let url = streaming_postgres::testing::fresh_database_url(&streaming_core::contract::infra_var(
+        "STREAMGATE_POSTGRES_URL",
+    ))
+    .await;
+    psql(&url, CINEMA_SCHEMA);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = |uuid_subjects: bool| {
+        let mut settings = Settings::default();
+        settings.server.port = 0;
+        settings.storage.root = dir.path().join("objects");
+        settings.events.path = dir.path().join("events.jsonl");
+        settings.postgres.url = Some(SecretString::from(url.clone()));
+        settings.postgres.migrate_on_start = true;
+        settings.auth.uuid_subjects = uuid_subjects;
+        settings
+    };
+    match Application::build(settings(false)).await {
+        Err(StartupError::Database(message)) => {
+            assert!(message.contains("cinema") && message.contains("auth.uuid_subjects"), "{message}")
+        }
+        Err(other) => panic!("expected a database error, got {other}"),
+        Ok(_) => panic!("the service started with subjects its tables cannot hold"),
+    }
+    assert!(Application::build(settings(true)).await.is_ok());
 }
