@@ -1,6 +1,8 @@
-//! Applying upstream catalog events: the read model first, then every cache
-//! that could still answer from before the change. Each step is idempotent,
-//! so a redelivered event changes nothing more.
+//! Applying catalog changes — upstream events, and the same changes made by
+//! operators through the internal admin API: the read model first, then
+//! every cache that could still answer from before the change. Each step is
+//! idempotent, so a redelivered event or a repeated request changes nothing
+//! more.
 //!
 //! | event | read model | caches invalidated | reason counted |
 //! |---|---|---|---|
@@ -10,6 +12,8 @@
 //! | `user.suspended` | user status (if newer) | the user's catalog answers; all the user's URLs | `status_change` |
 //! | `user.logout_all` | the user's open sessions closed (manifest grants die with them) | all the user's URLs | `logout` |
 //! | `subscription.changed` | — | the cached subscription; all the user's URLs | `subscription` |
+//! | grant given or taken back (admin API) | the grant | the user's URL of the media | `grant` |
+//! | a cached URL dropped by an operator (admin API) | — | that URL, or all the user's | `operator` |
 //!
 //! Other viewers' URLs of a changed media item are not looked up (the cache
 //! is keyed by user); they cannot be served anyway, because every request
@@ -24,9 +28,10 @@ use tracing::Instrument;
 use async_trait::async_trait;
 use streaming_core::domain::{CatalogChange, CatalogEvent, MediaId, UserId};
 use streaming_core::ports::{CatalogWriter, MediaCatalog};
-use streaming_core::{PlaybackService, StreamUrlService, StreamingService};
+use streaming_core::{Dependency, PlaybackService, StreamUrlService, StreamingService};
 use streaming_kafka::{CatalogEventHandler, OffsetStore};
 use streaming_postgres::PgConsumerOffsets;
+use time::OffsetDateTime;
 
 use crate::catalog::Catalog;
 use crate::subscriptions::SubscriptionCache;
@@ -42,10 +47,30 @@ pub struct InvalidationStats {
     pub logout: AtomicU64,
     /// Subscription changed.
     pub subscription: AtomicU64,
+    /// A grant was given or taken back.
+    pub grant: AtomicU64,
+    /// An operator dropped cached URLs.
+    pub operator: AtomicU64,
 }
 
-/// The handler the consumer calls.
-pub struct CatalogEvents {
+/// Why a change could not be applied in full: which dependency failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{dependency:?}: {message}")]
+pub struct ApplyError {
+    /// What failed.
+    pub dependency: Dependency,
+    /// Its error.
+    pub message: String,
+}
+
+impl ApplyError {
+    fn of(dependency: Dependency) -> impl FnOnce(String) -> Self {
+        move |message| Self { dependency, message }
+    }
+}
+
+/// Applies catalog changes; the consumer's handler and the admin API's core.
+pub struct CatalogChanges {
     catalog: Catalog,
     streaming: Arc<StreamUrlService>,
     playback: Arc<PlaybackService>,
@@ -53,13 +78,13 @@ pub struct CatalogEvents {
     stats: Arc<InvalidationStats>,
 }
 
-impl std::fmt::Debug for CatalogEvents {
+impl std::fmt::Debug for CatalogChanges {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CatalogEvents").field("stats", &self.stats).finish_non_exhaustive()
+        f.debug_struct("CatalogChanges").field("stats", &self.stats).finish_non_exhaustive()
     }
 }
 
-impl CatalogEvents {
+impl CatalogChanges {
     /// A handler writing to `catalog` and invalidating `streaming`'s URL cache
     /// (and the subscription cache, if there is one).
     pub fn new(
@@ -82,60 +107,123 @@ impl CatalogEvents {
             InvalidationReason::StatusChange => &self.stats.status_change,
             InvalidationReason::Logout => &self.stats.logout,
             InvalidationReason::Subscription => &self.stats.subscription,
+            InvalidationReason::Grant => &self.stats.grant,
+            InvalidationReason::Operator => &self.stats.operator,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         telemetry::invalidated(reason);
     }
 
-    async fn forget_media(&self, media: &MediaId, reason: InvalidationReason) -> Result<(), String> {
+    async fn forget_media(&self, media: &MediaId, reason: InvalidationReason) -> Result<(), ApplyError> {
         self.catalog.invalidate_media(media);
         // The owner's URL; the catalog read is fresh after the invalidation.
-        let owner = self.catalog.port().media(media).await.map_err(|e| e.to_string())?.and_then(|m| m.owner);
+        let owner = self
+            .catalog
+            .port()
+            .media(media)
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(ApplyError::of(Dependency::Catalog))?
+            .and_then(|m| m.owner);
         if let Some(owner) = owner {
-            self.streaming.invalidate(media, &owner).await.map_err(|e| e.to_string())?;
+            self.forget_url(media, &owner, reason).await?;
+        } else {
+            self.count(reason);
         }
+        Ok(())
+    }
+
+    /// Drops the cached URL of `media` for `user`, counted under `reason`.
+    ///
+    /// # Errors
+    /// [`ApplyError`] naming the cache when it cannot be reached.
+    pub async fn forget_url(
+        &self,
+        media: &MediaId,
+        user: &UserId,
+        reason: InvalidationReason,
+    ) -> Result<(), ApplyError> {
+        self.streaming
+            .invalidate(media, user)
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(ApplyError::of(Dependency::Cache))?;
         self.count(reason);
         Ok(())
     }
 
-    async fn forget_user(&self, user: &UserId, reason: InvalidationReason) -> Result<(), String> {
-        self.streaming.invalidate_user(user).await.map_err(|e| e.to_string())?;
+    /// Drops every cached URL of `user`, counted under `reason`.
+    ///
+    /// # Errors
+    /// [`ApplyError`] naming the cache when it cannot be reached.
+    pub async fn forget_user(&self, user: &UserId, reason: InvalidationReason) -> Result<(), ApplyError> {
+        self.streaming
+            .invalidate_user(user)
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(ApplyError::of(Dependency::Cache))?;
         self.count(reason);
         Ok(())
+    }
+
+    /// Applies `change`, which happened at `at`, to the read model and then
+    /// to every cache; returns whether the read model took it (a newer change
+    /// of the same item wins; the caches are cleared either way).
+    ///
+    /// # Errors
+    /// [`ApplyError`] naming the dependency that failed; applying again is safe.
+    pub async fn apply(&self, change: &CatalogChange, at: OffsetDateTime) -> Result<bool, ApplyError> {
+        let writer: &dyn CatalogWriter = self.catalog.writer();
+        let applied = writer
+            .apply(change, at)
+            .instrument(tracing::debug_span!("catalog.apply"))
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(ApplyError::of(Dependency::Catalog))?;
+        match change {
+            CatalogChange::MediaUpserted(media) => {
+                self.forget_media(&media.id, InvalidationReason::StatusChange).await?
+            }
+            CatalogChange::MediaStatusChanged { media, .. } => {
+                self.forget_media(media, InvalidationReason::StatusChange).await?;
+            }
+            CatalogChange::MediaDeleted { media } => self.forget_media(media, InvalidationReason::Deletion).await?,
+            CatalogChange::UserStatusChanged { user, .. } => {
+                self.catalog.invalidate_user(user);
+                self.forget_user(user, InvalidationReason::StatusChange).await?;
+            }
+            CatalogChange::UserLoggedOutEverywhere { user } => {
+                // Their streams end too: manifest grants die with their sessions.
+                self.playback
+                    .end_sessions_of(user)
+                    .await
+                    .map_err(|e| e.to_string())
+                    .map_err(ApplyError::of(Dependency::Sessions))?;
+                self.forget_user(user, InvalidationReason::Logout).await?;
+            }
+            CatalogChange::SubscriptionChanged { user } => {
+                if let Some(cache) = &self.subscriptions {
+                    cache
+                        .invalidate(user)
+                        .await
+                        .map_err(|e| e.to_string())
+                        .map_err(ApplyError::of(Dependency::Subscriptions))?;
+                }
+                self.forget_user(user, InvalidationReason::Subscription).await?;
+            }
+            CatalogChange::GrantChanged { media, user, .. } => {
+                self.catalog.invalidate_user(user);
+                self.forget_url(media, user, InvalidationReason::Grant).await?;
+            }
+        }
+        Ok(applied)
     }
 }
 
 #[async_trait]
-impl CatalogEventHandler for CatalogEvents {
+impl CatalogEventHandler for CatalogChanges {
     async fn handle(&self, event: &CatalogEvent) -> Result<(), String> {
-        let writer: &dyn CatalogWriter = self.catalog.writer();
-        writer
-            .apply(&event.change, event.occurred_at)
-            .instrument(tracing::debug_span!("catalog.apply"))
-            .await
-            .map_err(|e| e.to_string())?;
-        match &event.change {
-            CatalogChange::MediaUpserted(media) => self.forget_media(&media.id, InvalidationReason::StatusChange).await,
-            CatalogChange::MediaStatusChanged { media, .. } => {
-                self.forget_media(media, InvalidationReason::StatusChange).await
-            }
-            CatalogChange::MediaDeleted { media } => self.forget_media(media, InvalidationReason::Deletion).await,
-            CatalogChange::UserStatusChanged { user, .. } => {
-                self.catalog.invalidate_user(user);
-                self.forget_user(user, InvalidationReason::StatusChange).await
-            }
-            CatalogChange::UserLoggedOutEverywhere { user } => {
-                // Their streams end too: manifest grants die with their sessions.
-                self.playback.end_sessions_of(user).await.map_err(|e| e.to_string())?;
-                self.forget_user(user, InvalidationReason::Logout).await
-            }
-            CatalogChange::SubscriptionChanged { user } => {
-                if let Some(cache) = &self.subscriptions {
-                    cache.invalidate(user).await.map_err(|e| e.to_string())?;
-                }
-                self.forget_user(user, InvalidationReason::Subscription).await
-            }
-        }
+        self.apply(&event.change, event.occurred_at).await.map(drop).map_err(|e| e.to_string())
     }
 }
 

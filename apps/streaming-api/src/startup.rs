@@ -40,7 +40,7 @@ use streaming_redis::{
 
 use crate::auth::caller_token_scope;
 use crate::catalog::Catalog;
-use crate::catalog_events::{CatalogEvents, InvalidationStats, PgOffsets};
+use crate::catalog_events::{CatalogChanges, InvalidationStats, PgOffsets};
 use crate::demo::{self, DemoInfo};
 use crate::problem::{enrich_problems, ApiError, ProblemTypeBase};
 use crate::relay::{Relay, RelaySettings};
@@ -344,7 +344,7 @@ impl Application {
         // in-process caches need them); offsets in PostgreSQL when there is one.
         let (consumer, invalidations) = match &producer {
             Some(producer) if settings.kafka.consume => {
-                let handler = Arc::new(CatalogEvents::new(
+                let handler = Arc::new(CatalogChanges::new(
                     owned_catalog.clone(),
                     streaming.clone(),
                     playback.clone(),

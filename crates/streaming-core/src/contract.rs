@@ -16,9 +16,9 @@ use crate::domain::{
     SessionId, StreamSession, UserId, UserStatus, Viewer, Visibility, WatchProgress,
 };
 use crate::ports::{
-    CatalogWriter, CloseOutcome, MediaCandidate, MediaCatalog, MediaListing, ObjectStore, ObjectStoreError,
-    ProgressStore, RateDecision, RateLimitPolicy, RateLimiter, RecordOutcome, SessionError, SessionStore,
-    StreamCacheKey, UrlCache,
+    AuditLog, AuditRecord, CatalogWriter, CloseOutcome, MediaCandidate, MediaCatalog, MediaListing, ObjectStore,
+    ObjectStoreError, ProgressStore, RateDecision, RateLimitPolicy, RateLimiter, RecordOutcome, SessionError,
+    SessionStore, StreamCacheKey, UrlCache,
 };
 
 /// A loopback port free at the time of asking, for a server a test starts itself.
@@ -326,7 +326,18 @@ pub async fn catalog_writer<C: CatalogWriter + MediaCatalog + ?Sized>(catalog: &
 
     let logout = CatalogChange::UserLoggedOutEverywhere { user: viewer.clone() };
     assert!(catalog.apply(&logout, t(1)).await.unwrap(), "cache-only changes are accepted");
-    assert!(catalog.apply(&CatalogChange::SubscriptionChanged { user: viewer }, t(1)).await.unwrap());
+    assert!(catalog.apply(&CatalogChange::SubscriptionChanged { user: viewer.clone() }, t(1)).await.unwrap());
+
+    let grant =
+        |media: &MediaId, granted| CatalogChange::GrantChanged { media: media.clone(), user: viewer.clone(), granted };
+    assert!(catalog.apply(&grant(&id, true), t(1)).await.unwrap());
+    assert!(catalog.apply(&grant(&id, true), t(1)).await.unwrap(), "granting twice is harmless");
+    assert!(catalog.viewer(&viewer, Some(&id)).await.unwrap().granted);
+    assert!(catalog.apply(&grant(&id, false), t(1)).await.unwrap());
+    assert!(catalog.apply(&grant(&id, false), t(1)).await.unwrap(), "revoking twice is harmless");
+    assert!(!catalog.viewer(&viewer, Some(&id)).await.unwrap().granted);
+    assert!(!catalog.apply(&grant(&unknown, true), t(1)).await.unwrap(), "no grant on an unknown item");
+    assert!(!catalog.viewer(&viewer, Some(&unknown)).await.unwrap().granted);
 }
 
 /// Everything a [`MediaListing`] promises. Items go in through its
@@ -403,4 +414,27 @@ where
     let listed = catalog.candidates(&viewer, None, 100).await.unwrap();
     assert!(listed.iter().all(|c| c.media.id != public.id), "deleted items are not listed");
     assert_eq!(listed.len(), expected.len() - 1);
+}
+
+/// Everything an [`AuditLog`] promises, on an empty trail.
+pub async fn audit_log<A: AuditLog + ?Sized>(log: &A) {
+    assert_eq!(log.recent(10).await.unwrap(), Vec::new(), "an empty trail");
+    let at = |seconds: i64| OffsetDateTime::from_unix_timestamp(1_767_225_600 + seconds).unwrap();
+    let records: Vec<AuditRecord> = (0..3)
+        .map(|i| AuditRecord {
+            at: at(i),
+            actor: "ops-console".into(),
+            action: if i == 1 { "user.status".into() } else { "media.upsert".into() },
+            target: format!("media/{}", fresh_media()),
+            before: (i > 0).then(|| serde_json::json!({ "status": "processing", "size_bytes": i })),
+            after: Some(serde_json::json!({ "status": "ready", "nested": { "list": [1, 2.5, "x"] }, "none": null })),
+        })
+        .collect();
+    for record in &records {
+        log.record(record).await.unwrap();
+    }
+    let newest_first: Vec<AuditRecord> = records.iter().rev().cloned().collect();
+    assert_eq!(log.recent(10).await.unwrap(), newest_first, "every record as written, newest first");
+    assert_eq!(log.recent(2).await.unwrap(), newest_first[..2], "the newest ones");
+    assert_eq!(log.recent(0).await.unwrap(), Vec::new());
 }

@@ -72,6 +72,10 @@ pub enum InvalidationReason {
     Logout,
     /// The user's subscription changed.
     Subscription,
+    /// A grant on the media was given or taken back.
+    Grant,
+    /// An operator dropped cached URLs.
+    Operator,
 }
 
 impl InvalidationReason {
@@ -82,6 +86,8 @@ impl InvalidationReason {
             Self::StatusChange => "status_change",
             Self::Logout => "logout",
             Self::Subscription => "subscription",
+            Self::Grant => "grant",
+            Self::Operator => "operator",
         }
     }
 }

@@ -5,8 +5,10 @@
 //! with HMAC-SHA256 over method, key and expiry. The service verifies the
 //! signature (constant time) before serving a byte.
 //!
-//! [`JsonLinesEventPublisher`] is the embedded mode's event sink.
+//! [`JsonLinesEventPublisher`] is the embedded mode's event sink,
+//! [`JsonLinesAuditLog`] its trail of operators' changes.
 
+mod audit;
 mod events;
 mod percent;
 
@@ -21,6 +23,7 @@ use streaming_core::url_signing::{SignatureError, UrlSigner};
 use time::OffsetDateTime;
 use tokio::io::AsyncReadExt;
 
+pub use audit::JsonLinesAuditLog;
 pub use events::JsonLinesEventPublisher;
 pub use percent::{decode_path, encode_path};
 

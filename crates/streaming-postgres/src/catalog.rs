@@ -168,6 +168,30 @@ impl PgCatalog {
         Ok(())
     }
 
+    /// Grants or revokes in one statement; whether the item exists.
+    async fn apply_grant(&self, item: &MediaId, user: &UserId, granted: bool) -> Result<bool, DbError> {
+        #[derive(QueryableByName)]
+        struct Known {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            known: bool,
+        }
+        let sql = if granted {
+            "WITH granted AS (INSERT INTO media_grants (media_id, user_id) \
+             SELECT id, $2 FROM media WHERE id = $1 ON CONFLICT DO NOTHING) \
+             SELECT EXISTS (SELECT 1 FROM media WHERE id = $1) AS known"
+        } else {
+            "WITH revoked AS (DELETE FROM media_grants WHERE media_id = $1 AND user_id = $2) \
+             SELECT EXISTS (SELECT 1 FROM media WHERE id = $1) AS known"
+        };
+        let mut connection = self.db.connection().await?;
+        let rows: Vec<Known> = diesel::sql_query(sql)
+            .bind::<diesel::sql_types::Text, _>(item.as_str())
+            .bind::<diesel::sql_types::Text, _>(user.as_str())
+            .load(&mut connection)
+            .await?;
+        Ok(rows.iter().any(|row| row.known))
+    }
+
     /// Upserts `item` as of `at`, unless the row holds a newer change.
     async fn apply_media(&self, item: &Media, at: OffsetDateTime) -> Result<bool, DbError> {
         let row = MediaRow::from(item);
@@ -319,6 +343,7 @@ impl CatalogWriter for PgCatalog {
             CatalogChange::MediaDeleted { media } => self.apply_media_status(media, MediaStatus::Deleted, at).await,
             CatalogChange::UserStatusChanged { user, status } => self.apply_user_status(user, *status, at).await,
             CatalogChange::UserLoggedOutEverywhere { .. } | CatalogChange::SubscriptionChanged { .. } => Ok(true),
+            CatalogChange::GrantChanged { media, user, granted } => self.apply_grant(media, user, *granted).await,
         };
         applied.map_err(unavailable)
     }

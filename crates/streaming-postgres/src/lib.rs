@@ -1,6 +1,7 @@
 //! # streaming-postgres
 //!
-//! The catalog read model, watch progress, stream sessions and the event outbox on PostgreSQL,
+//! The catalog read model, watch progress, stream sessions, the event outbox and the
+//! operators' audit trail on PostgreSQL,
 //! with diesel-async on a bb8 pool. diesel is built with `postgres_backend`
 //! only, so no libpq is linked; migrations (`migrations/`) are compiled in and
 //! run through diesel-async's connection wrapper.
@@ -8,6 +9,7 @@
 //! Every connection has a server-side `statement_timeout` (2 s); driver errors
 //! become the ports' `Unavailable` (503), unique violations `Duplicate`.
 
+mod audit;
 mod catalog;
 mod database;
 mod layout;
@@ -22,6 +24,7 @@ mod write_behind;
 mod write_behind_outbox;
 mod write_behind_sessions;
 
+pub use audit::PgAuditLog;
 pub use catalog::PgCatalog;
 pub use database::{DbError, PgConfig, PgDatabase, MIGRATIONS};
 pub use layout::{Layouts, TableLayout};

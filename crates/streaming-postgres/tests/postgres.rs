@@ -64,6 +64,11 @@ async fn the_progress_store_keeps_the_contract() {
 }
 
 #[tokio::test]
+async fn the_audit_log_keeps_the_contract() {
+    contract::audit_log(&streaming_postgres::PgAuditLog::new(fresh_database().await)).await;
+}
+
+#[tokio::test]
 async fn the_session_store_keeps_the_contract() {
     contract::session_store(&PgSessionStore::new(fresh_database().await)).await;
 }

@@ -39,6 +39,16 @@ pub enum CatalogChange {
         /// Whose.
         user: UserId,
     },
+    /// A user was given (or lost) a grant on a media item. Grants carry no
+    /// time: the latest write wins. Not applied when the item is unknown.
+    GrantChanged {
+        /// On which item.
+        media: MediaId,
+        /// Who.
+        user: UserId,
+        /// Given (`true`) or taken back.
+        granted: bool,
+    },
 }
 
 /// One change with its identity and time.

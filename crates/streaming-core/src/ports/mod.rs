@@ -4,6 +4,7 @@
 //!
 //! With the `mock` feature every port has a mockall mock (`MockMediaCatalog`, ...).
 
+mod audit;
 mod catalog;
 mod clock;
 mod events;
@@ -15,6 +16,7 @@ mod sessions;
 mod subscriptions;
 mod url_cache;
 
+pub use audit::{AuditError, AuditLog, AuditRecord};
 pub use catalog::{CatalogError, CatalogWriter, MediaCatalog};
 pub use clock::Clock;
 pub use events::{EventPublisher, PublishError};
@@ -30,8 +32,8 @@ pub use url_cache::{CacheError, CacheLookup, StreamCacheKey, UrlCache};
 
 #[cfg(any(test, feature = "mock"))]
 pub use {
-    catalog::MockCatalogWriter, catalog::MockMediaCatalog, clock::MockClock, events::MockEventPublisher,
-    listing::MockMediaListing, object_store::MockObjectStore, progress::MockProgressStore,
+    audit::MockAuditLog, catalog::MockCatalogWriter, catalog::MockMediaCatalog, clock::MockClock,
+    events::MockEventPublisher, listing::MockMediaListing, object_store::MockObjectStore, progress::MockProgressStore,
     rate_limiter::MockRateLimiter, sessions::MockSessionStore, subscriptions::MockSubscriptionDirectory,
     url_cache::MockUrlCache,
 };

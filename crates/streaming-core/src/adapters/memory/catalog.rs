@@ -150,6 +150,20 @@ impl CatalogWriter for MemoryCatalog {
                 applied
             }
             CatalogChange::UserLoggedOutEverywhere { .. } | CatalogChange::SubscriptionChanged { .. } => true,
+            CatalogChange::GrantChanged { media, user, granted } => {
+                let known = state.media.contains_key(media);
+                let key = (media.clone(), user.clone());
+                match (known, granted) {
+                    (false, _) => {}
+                    (true, true) => {
+                        state.grants.insert(key);
+                    }
+                    (true, false) => {
+                        state.grants.remove(&key);
+                    }
+                }
+                known
+            }
         })
     }
 }
