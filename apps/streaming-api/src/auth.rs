@@ -45,6 +45,19 @@ pub async fn authenticate(
     verifier: &TokenVerifier,
     now: OffsetDateTime,
 ) -> Result<Principal, ApiError> {
+    let token = bearer(req)?;
+    verifier
+        .verify_refreshing(token, now)
+        .instrument(tracing::debug_span!("auth.verify"))
+        .await
+        .map_err(|error| ApiError::Unauthorized { reason: Some(describe(&error)) })
+}
+
+/// The bearer credential of `req`: exactly one `Authorization: Bearer …` header.
+///
+/// # Errors
+/// [`ApiError::Unauthorized`] for a missing, repeated or malformed header.
+pub fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
     let mut values = req.headers().get_all(header::AUTHORIZATION);
     let Some(value) = values.next() else {
         return Err(ApiError::Unauthorized { reason: None });
@@ -54,15 +67,10 @@ pub async fn authenticate(
     }
     let value =
         value.to_str().map_err(|_| ApiError::Unauthorized { reason: Some("malformed Authorization header") })?;
-    let token = match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => return Err(ApiError::Unauthorized { reason: Some("the Authorization scheme must be Bearer") }),
-    };
-    verifier
-        .verify_refreshing(token, now)
-        .instrument(tracing::debug_span!("auth.verify"))
-        .await
-        .map_err(|error| ApiError::Unauthorized { reason: Some(describe(&error)) })
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
+        _ => Err(ApiError::Unauthorized { reason: Some("the Authorization scheme must be Bearer") }),
+    }
 }
 
 fn describe(error: &AuthError) -> &'static str {

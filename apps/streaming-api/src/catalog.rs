@@ -31,6 +31,14 @@ impl Catalog {
         }
     }
 
+    /// The catalog without the in-process cache: what is stored now.
+    pub fn fresh(&self) -> Arc<dyn MediaCatalog> {
+        match self {
+            Self::Memory(memory) => memory.clone(),
+            Self::Postgres { db, .. } => db.clone(),
+        }
+    }
+
     /// The catalog's listing (never cached: pages are read as they are).
     pub fn listing(&self) -> Arc<dyn MediaListing> {
         match self {

@@ -132,6 +132,27 @@ pub enum ApiError {
     /// A bug; details are logged, not returned.
     #[error("internal error")]
     Internal,
+    /// The internal API was called with a user token.
+    #[error("service credential required")]
+    ServiceCredentialRequired,
+    /// The media id is neither a ULID nor a UUID.
+    #[error("invalid media id")]
+    InvalidMediaId,
+    /// The user id is not one.
+    #[error("invalid user id")]
+    InvalidUserId,
+    /// No such media item.
+    #[error("media not found")]
+    MediaNotFound,
+    /// `If-Match`/`If-None-Match` did not hold.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// Suspended users get no new grants.
+    #[error("user suspended")]
+    UserSuspended,
+    /// The read model holds a newer change of the same item.
+    #[error("newer change applied")]
+    NewerChangeApplied,
 }
 
 impl ApiError {
@@ -234,6 +255,15 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
             }
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "Internal error"),
+            Self::ServiceCredentialRequired => {
+                (StatusCode::FORBIDDEN, "service-credential-required", "Service credential required")
+            }
+            Self::InvalidMediaId => (StatusCode::BAD_REQUEST, "invalid-media-id", "Invalid media ID"),
+            Self::InvalidUserId => (StatusCode::BAD_REQUEST, "invalid-user-id", "Invalid user ID"),
+            Self::MediaNotFound => (StatusCode::NOT_FOUND, "media-not-found", "Media not found"),
+            Self::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition-failed", "Precondition failed"),
+            Self::UserSuspended => (StatusCode::CONFLICT, "user-suspended", "User suspended"),
+            Self::NewerChangeApplied => (StatusCode::CONFLICT, "newer-change-applied", "A newer change is applied"),
         };
         Shape { status, slug, title }
     }
@@ -286,6 +316,21 @@ impl ApiError {
             Self::PayloadTooLarge => "The request body is too large.".into(),
             Self::UnsupportedMediaType => "The request body must be application/json.".into(),
             Self::Internal => "An unexpected error occurred.".into(),
+            Self::ServiceCredentialRequired => {
+                "The internal API takes a service credential (admin.keys), not a user token.".into()
+            }
+            Self::InvalidMediaId => "Media ID must be a ULID (track) or a UUID (movie).".into(),
+            Self::InvalidUserId => {
+                "User ID must be 1 to 128 ASCII letters, digits, '.', '_', '-', '@' or '|'.".into()
+            }
+            Self::MediaNotFound => "The catalog has no such media.".into(),
+            Self::PreconditionFailed => {
+                "The media changed since it was read (If-Match), or exists (If-None-Match). Read it again.".into()
+            }
+            Self::UserSuspended => "The user is suspended: no new grants. Reinstate the user first.".into(),
+            Self::NewerChangeApplied => {
+                "The catalog already holds a newer change of this item (from an upstream event).".into()
+            }
         }
     }
 

@@ -45,6 +45,40 @@ pub struct Settings {
     pub otlp: OtlpSettings,
     /// Problem documents.
     pub problems: ProblemSettings,
+    /// The internal admin API, on a listener of its own.
+    pub admin: AdminSettings,
+}
+
+/// The internal admin API (`/internal/v1/`): catalog, grants, user status
+/// and cache invalidation for operators and services without Kafka.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Serve it (default false).
+    pub enabled: bool,
+    /// Its own address (default `127.0.0.1`: loopback only).
+    pub host: String,
+    /// Its own port (default 8081; 0 picks a free one).
+    pub port: u16,
+    /// The service credentials, `name:key` pairs separated by commas; each
+    /// key at least 32 bytes. The name is what the audit trail records as
+    /// the actor. Required when enabled.
+    pub keys: Option<SecretString>,
+    /// The audit trail's JSON-lines file when there is no PostgreSQL
+    /// (default `data/admin-audit.jsonl`; with PostgreSQL: `admin_audit`).
+    pub audit_path: PathBuf,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            host: "127.0.0.1".into(),
+            port: 8081,
+            keys: None,
+            audit_path: PathBuf::from("data/admin-audit.jsonl"),
+        }
+    }
 }
 
 /// Where and how to listen.

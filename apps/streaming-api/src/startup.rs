@@ -16,7 +16,7 @@ use streaming_core::adapters::{
     MemorySubscriptions, MemoryUrlCache, MokaUrlCache, NoUrlCache, StoredMovies, SystemClock,
 };
 use streaming_core::ports::{
-    check_presign_expiry, Clock, EventPublisher, MediaCatalog, ProgressStore, RateLimitPolicy, RateLimiter,
+    check_presign_expiry, AuditLog, Clock, EventPublisher, MediaCatalog, ProgressStore, RateLimitPolicy, RateLimiter,
     SessionStore, SubscriptionDirectory, UrlCache,
 };
 use streaming_core::url_signing::UrlSigner;
@@ -28,10 +28,10 @@ use streaming_kafka::{
     BufferedKafkaPublisher, KafkaConfig, KafkaProducer, MemoryOffsetStore, OffsetStore, StartFrom, UpstreamConsumer,
     UpstreamTopic,
 };
-use streaming_localfs::JsonLinesEventPublisher;
+use streaming_localfs::{JsonLinesAuditLog, JsonLinesEventPublisher};
 use streaming_postgres::{
-    PgCatalog, PgConfig, PgConsumerOffsets, PgDatabase, PgOutbox, PgProgressStore, PgSessionStore, WriteBehindOutbox,
-    WriteBehindProgress, WriteBehindSessions,
+    PgAuditLog, PgCatalog, PgConfig, PgConsumerOffsets, PgDatabase, PgOutbox, PgProgressStore, PgSessionStore,
+    WriteBehindOutbox, WriteBehindProgress, WriteBehindSessions,
 };
 use streaming_redis::{
     LocalLevel, RedisConfig, RedisConnection, RedisProgressCache, RedisRateLimiter, RedisSubscriptionCache,
@@ -95,6 +95,9 @@ pub struct Application {
     port: u16,
     base_url: String,
     server: Server,
+    /// The admin API's bound port, when it is served.
+    admin_port: Option<u16>,
+    admin_server: Option<Server>,
     demo: Option<DemoInfo>,
     ephemeral_secret: bool,
     write_behind: Option<Arc<WriteBehindProgress<PgProgressStore>>>,
@@ -342,31 +345,34 @@ impl Application {
 
         // Upstream catalog events: every instance reads them all (its
         // in-process caches need them); offsets in PostgreSQL when there is one.
-        let (consumer, invalidations) = match &producer {
-            Some(producer) if settings.kafka.consume => {
-                let handler = Arc::new(CatalogChanges::new(
-                    owned_catalog.clone(),
-                    streaming.clone(),
-                    playback.clone(),
-                    subscription_cache.clone(),
-                ));
-                let invalidations = handler.stats();
+        // One applier of catalog changes for the consumer and the admin API.
+        let consume = producer.is_some() && settings.kafka.consume;
+        let changes = (consume || settings.admin.enabled).then(|| {
+            Arc::new(CatalogChanges::new(
+                owned_catalog.clone(),
+                streaming.clone(),
+                playback.clone(),
+                subscription_cache.clone(),
+            ))
+        });
+        let invalidations = changes.as_ref().map(|changes| changes.stats());
+        let consumer = match (&producer, &changes) {
+            (Some(producer), Some(handler)) if consume => {
                 let offsets: Arc<dyn OffsetStore> = match &postgres {
                     Some(db) => {
                         Arc::new(PgOffsets(PgConsumerOffsets::new(db.clone(), settings.kafka.consumer_id.clone())))
                     }
                     None => Arc::new(MemoryOffsetStore::default()),
                 };
-                let consumer = UpstreamConsumer::start(
+                Some(UpstreamConsumer::start(
                     producer.clone(),
                     upstream_topics(&settings)?,
                     offsets,
-                    handler,
+                    handler.clone(),
                     start_from(&settings)?,
-                );
-                (Some(consumer), Some(invalidations))
+                ))
             }
-            _ => (None, None),
+            _ => None,
         };
 
         let stream_url_policy = (settings.rate_limit.stream_url_per_minute > 0).then(|| RateLimitPolicy {
@@ -392,6 +398,21 @@ impl Application {
         });
         let problem_base = web::Data::new(ProblemTypeBase(settings.problems.type_base.clone()));
 
+        let admin = match changes {
+            Some(changes) if settings.admin.enabled => Some(
+                admin_server(
+                    &settings,
+                    changes,
+                    owned_catalog.clone(),
+                    postgres.clone(),
+                    state.clone(),
+                    problem_base.clone(),
+                )
+                .await?,
+            ),
+            _ => None,
+        };
+
         let forward_caller_token = settings.users.url.is_some() && settings.users.credentials == "caller";
         let mut server = HttpServer::new(move || {
             App::new()
@@ -416,10 +437,13 @@ impl Application {
             .map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?
             .run();
 
+        let (admin_port, admin_server) = admin.unzip();
         Ok(Self {
             port,
             base_url,
             server,
+            admin_port,
+            admin_server,
             demo,
             ephemeral_secret,
             write_behind,
@@ -437,12 +461,18 @@ impl Application {
         self.port
     }
 
+    /// The admin API's bound port, when `admin.enabled`.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin_port
+    }
+
     /// The base URL players reach the service at.
     pub fn base_url(&self) -> &str {
         &self.base_url
     }
 
-    /// `stream_cache_invalidations_total{reason}`, when upstream events are consumed.
+    /// `stream_cache_invalidations_total{reason}`, when upstream events are
+    /// consumed or the admin API is served.
     pub fn cache_invalidations(&self) -> Option<Arc<InvalidationStats>> {
         self.invalidations.clone()
     }
@@ -462,7 +492,14 @@ impl Application {
     /// # Errors
     /// The I/O error that stopped the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let admin = self.admin_server.map(|server| (server.handle(), tokio::spawn(server)));
         let served = self.server.await;
+        if let Some((handle, running)) = admin {
+            handle.stop(true).await;
+            if let Ok(Err(error)) = running.await {
+                tracing::error!(%error, "the admin listener failed");
+            }
+        }
         drop(self.consumer);
         // In-flight requests have drained; now the progress they queued.
         if let Some(queue) = &self.write_behind {
@@ -491,6 +528,63 @@ impl Application {
         }
         served
     }
+}
+
+/// The admin API on its own listener: its bound port and its server.
+async fn admin_server(
+    settings: &Settings,
+    changes: Arc<CatalogChanges>,
+    catalog: Catalog,
+    postgres: Option<PgDatabase>,
+    app: web::Data<AppState>,
+    problem_base: web::Data<ProblemTypeBase>,
+) -> Result<(u16, Server), StartupError> {
+    let admin = &settings.admin;
+    let keys = admin
+        .keys
+        .as_ref()
+        .ok_or_else(|| StartupError::Config("admin.keys is required when admin.enabled is true".into()))?;
+    let credentials = crate::routes::admin::Credentials::parse(keys.expose_secret())
+        .map_err(|e| StartupError::Config(format!("admin.keys: {e}")))?;
+    let audit: Arc<dyn AuditLog> = match postgres {
+        Some(db) => Arc::new(PgAuditLog::new(db)),
+        None => Arc::new(
+            JsonLinesAuditLog::open(&admin.audit_path)
+                .await
+                .map_err(|e| StartupError::Storage(format!("admin audit file {}: {e}", admin.audit_path.display())))?,
+        ),
+    };
+    let address = format!("{}:{}", admin.host, admin.port);
+    let listener =
+        TcpListener::bind(&address).map_err(|source| StartupError::Bind { address: address.clone(), source })?;
+    let port = listener.local_addr().map_err(|source| StartupError::Bind { address, source })?.port();
+    let max_body = app.max_body_bytes;
+    let state = web::Data::new(crate::routes::admin::AdminState {
+        credentials,
+        changes,
+        catalog,
+        audit,
+        app,
+        writes: tokio::sync::Mutex::new(()),
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(problem_base.clone())
+            .app_data(web::PayloadConfig::new(max_body))
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .wrap(from_fn(enrich_problems))
+            .wrap(from_fn(crate::telemetry::observe))
+            .configure(crate::routes::admin::configure)
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(1)
+    .shutdown_timeout(settings.server.shutdown_timeout_seconds)
+    .listen(listener)
+    .map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?
+    .run();
+    tracing::info!(port, "admin API listening");
+    Ok((port, server))
 }
 
 /// The token verifier the settings ask for; whether its HS256 secret was

@@ -62,6 +62,8 @@ pub enum Dependency {
     Progress,
     /// The stream-session store.
     Sessions,
+    /// The trail of operators' changes (admin API).
+    Audit,
 }
 
 impl Dependency {
@@ -74,6 +76,7 @@ impl Dependency {
             Self::Subscriptions => "subscriptions",
             Self::Progress => "progress",
             Self::Sessions => "sessions",
+            Self::Audit => "audit",
         }
     }
 }

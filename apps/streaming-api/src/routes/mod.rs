@@ -1,5 +1,6 @@
 //! HTTP handlers: they parse, call the core, and map errors; nothing else.
 
+pub mod admin;
 mod docs;
 mod health;
 mod media;
@@ -44,7 +45,13 @@ fn table() -> Vec<(&'static str, Vec<(Method, Route)>)> {
 
 /// Registers every route; other methods on a known path are 405.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    for (path, routes) in table() {
+    register(cfg, table());
+}
+
+/// Registers `routes`, each resource named after its path; other methods on
+/// a known path are 405.
+fn register(cfg: &mut web::ServiceConfig, routes: Vec<(&'static str, Vec<(Method, Route)>)>) {
+    for (path, routes) in routes {
         let resource = routes
             .into_iter()
             .fold(web::resource(path).name(path), |resource, (_, route)| resource.route(route))
@@ -57,7 +64,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// [`configure`] sets to its path), as a `'static` metric label.
 pub fn template(name: &str) -> Option<&'static str> {
     static TEMPLATES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    TEMPLATES.get_or_init(|| table().into_iter().map(|(path, _)| path).collect()).iter().copied().find(|t| *t == name)
+    TEMPLATES
+        .get_or_init(|| table().into_iter().chain(admin::table()).map(|(path, _)| path).collect())
+        .iter()
+        .copied()
+        .find(|t| *t == name)
 }
 
 /// `(method, path)` of every route served, paths in OpenAPI form

@@ -17,8 +17,11 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub demo: DemoInfo,
     pub dir: tempfile::TempDir,
-    /// `stream_cache_invalidations_total{reason}`, when the app consumes upstream events.
+    /// `stream_cache_invalidations_total{reason}`, when the app consumes upstream events
+    /// or serves the admin API.
     pub invalidations: Option<Arc<streaming_api::catalog_events::InvalidationStats>>,
+    /// The admin API's base URL, when it is served.
+    pub admin: Option<String>,
 }
 
 pub async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
@@ -45,9 +48,10 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings), overrides: PortOv
         movie: MOVIE.parse().unwrap(),
     });
     let invalidations = app.cache_invalidations();
+    let admin = app.admin_port().map(|port| format!("http://127.0.0.1:{port}"));
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    TestApp { address, client, demo, dir, invalidations }
+    TestApp { address, client, demo, dir, invalidations, admin }
 }
 
 /// Waits (10 s at most) until a server the test started, `what`, accepts connections on `port`.

@@ -5,6 +5,7 @@
 // The fault tests print what they measured (docs/reliability.md; `--no-capture` shows it).
 #![allow(clippy::print_stdout)]
 
+mod admin;
 mod cinema;
 mod deploy;
 mod guide;
