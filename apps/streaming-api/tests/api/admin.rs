@@ -111,8 +111,11 @@ async fn media_lifecycle(app: &TestApp) {
     let processing = track_body(DEMO_USER, "processing", "private");
     let stale = app.admin(Method::PUT, &path, Some(processing.clone()), &[("if-match", "\"0000\"")]).await;
     assert_problem(stale, 412, "precondition-failed").await;
+    let status_changes = app.invalidations.as_ref().unwrap().status_change.load(Ordering::Relaxed);
     let changed = app.admin(Method::PUT, &path, Some(processing), &[("if-match", &first_tag)]).await;
     assert_eq!(changed.status(), 200);
+    let counted = app.invalidations.as_ref().unwrap().status_change.load(Ordering::Relaxed);
+    assert_eq!(counted, status_changes + 1, "stream_cache_invalidations_total{{reason=\"status_change\"}}");
     let second_tag = etag(&changed);
     assert_ne!(second_tag, first_tag);
     assert_eq!(stream(app, &track).await, Err(StatusCode::CONFLICT), "not ready");
@@ -378,4 +381,88 @@ async fn a_change_whose_audit_record_cannot_be_written_is_not_made() {
     assert_eq!(app.admin(Method::PUT, &path, Some(body), &[]).await.status(), 201);
     let rows = psql(&database, "SELECT action FROM admin_audit");
     assert_eq!(rows.trim(), "media.upsert", "one record, of the change that was made");
+}
+
+/// A media body: the media's fields (and strangers) with any JSON values.
+fn media_body() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let field = prop_oneof![
+        Just("kind".to_owned()),
+        Just("owner_id".to_owned()),
+        Just("status".to_owned()),
+        Just("object_key".to_owned()),
+        Just("content_type".to_owned()),
+        Just("size_bytes".to_owned()),
+        Just("duration_seconds".to_owned()),
+        Just("visibility".to_owned()),
+        Just("requires_hd".to_owned()),
+        Just("id".to_owned()),
+        "\\PC{0,8}",
+    ];
+    let value = prop_oneof![
+        crate::hostile::json_value(),
+        prop_oneof![
+            Just("track"),
+            Just("movie"),
+            Just("ready"),
+            Just("Deleted"),
+            Just("public"),
+            Just("tracks/x.mp3"),
+            Just("../etc/passwd"),
+        ]
+        .prop_map(Value::from),
+    ];
+    prop::collection::btree_map(field, value, 0..12).prop_map(|map| Value::Object(map.into_iter().collect()))
+}
+
+#[test]
+fn arbitrary_admin_requests_are_answered_with_2xx_or_4xx_problems() {
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let app = runtime.block_on(spawn(with_admin));
+    let base = app.admin.clone().unwrap();
+    let routes = [
+        (Method::GET, "/internal/v1/media/{a}"),
+        (Method::PUT, "/internal/v1/media/{a}"),
+        (Method::DELETE, "/internal/v1/media/{a}"),
+        (Method::PUT, "/internal/v1/media/{a}/grants/{b}"),
+        (Method::DELETE, "/internal/v1/media/{a}/grants/{b}"),
+        (Method::DELETE, "/internal/v1/media/{a}/stream-cache/{b}"),
+        (Method::PUT, "/internal/v1/users/{a}/status"),
+        (Method::POST, "/internal/v1/users/{a}/logout-all"),
+        (Method::DELETE, "/internal/v1/users/{a}/stream-cache"),
+        (Method::GET, "/internal/v1/audit?limit={a}"),
+    ];
+    let credentials = [Some(ADMIN_KEY.to_owned()), None, Some(app.demo.token.clone()), Some("x".repeat(40))];
+    let config = ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() };
+    proptest!(config, |(
+        route in 0..routes.len(),
+        a in crate::hostile::path_segment(),
+        b in prop_oneof![crate::hostile::path_segment(), Just(DEMO_USER.to_owned())],
+        body in prop::option::of(prop_oneof![media_body(), crate::hostile::json_value()]),
+        credential in 0..credentials.len(),
+        if_match in prop::option::of(prop_oneof![Just("*".to_owned()), "\\PC{0,20}"]),
+    )| {
+        let (method, template) = &routes[route];
+        let path = template.replace("{a}", &a).replace("{b}", &b);
+        let (status, content) = runtime.block_on(async {
+            let mut request = app.client.request(method.clone(), format!("{base}{path}"));
+            if let Some(credential) = &credentials[credential] {
+                request = request.bearer_auth(credential);
+            }
+            if let Some(tag) = if_match.as_ref().filter(|t| reqwest::header::HeaderValue::from_str(t).is_ok()) {
+                request = request.header("if-match", tag);
+            }
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let response = request.send().await.unwrap();
+            let content = response.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_owned());
+            (response.status().as_u16(), content)
+        });
+        prop_assert!(status < 500, "{} {} {:?}: {}", method, path, body, status);
+        if status >= 400 {
+            prop_assert_eq!(content.as_deref(), Some("application/problem+json"), "{} {}: {}", method, path, status);
+        }
+    });
 }

@@ -255,7 +255,7 @@ async fn huge_deep_and_odd_bodies_are_4xx() {
 }
 
 /// A JSON value of bounded depth and size.
-fn json_value() -> impl Strategy<Value = Value> {
+pub fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
@@ -283,7 +283,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 }
 
 /// `text` with every byte but ASCII alphanumerics and `keep` percent-encoded.
-fn percent_encoded(text: &str, keep: &[u8]) -> String {
+pub fn percent_encoded(text: &str, keep: &[u8]) -> String {
     text.bytes()
         .map(
             |b| {
@@ -298,7 +298,7 @@ fn percent_encoded(text: &str, keep: &[u8]) -> String {
 }
 
 /// Any character, percent-encoded where a path needs it.
-fn path_segment() -> impl Strategy<Value = String> {
+pub fn path_segment() -> impl Strategy<Value = String> {
     prop_oneof![
         "\\PC{0,40}".prop_map(|s| percent_encoded(&s, b"-._~")),
         Just(READY.to_owned()),
