@@ -16,9 +16,10 @@
 //! | a cached URL dropped by an operator (admin API) | — | that URL, or all the user's | `operator` |
 //!
 //! Other viewers' URLs of a changed media item are not looked up (the cache
-//! is keyed by user); they cannot be served anyway, because every request
-//! checks access against the catalog before reading the cache, and they
-//! expire with the presign expiry.
+//! is keyed by user); none is served after the change anyway: every request
+//! checks access against the catalog before reading the cache, and an entry
+//! is served only if it was signed for the item as it is now (its object,
+//! content type and size).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -122,6 +122,7 @@ fn seal_open(c: &mut Criterion) {
             file_size_bytes: 15_728_640,
             supports_range_requests: true,
             generation: 0,
+            object: streaming_core::object_fingerprint("tracks/01HXKZ3Y8Q4N7W2M5V6B9C0D1E-a1b2c3.mp3"),
         };
         c.bench_function(&format!("sealed_entry/{name}"), |b| {
             b.iter(|| {

@@ -22,7 +22,7 @@ pub use playback::{
     ManifestGrants, PlaybackError, PlaybackPorts, PlaybackService, PlaybackSettings, PlaybackStarted, PlaybackStats,
     ProgressAck, ProgressReport, ServedManifest, StartPlayback, StopOutcome, MAX_MANIFEST_BYTES,
 };
-pub use sealed_entry::{CacheKeyring, CachedStreamUrl, KeyringError, OpenError, SealError};
+pub use sealed_entry::{object_fingerprint, CacheKeyring, CachedStreamUrl, KeyringError, OpenError, SealError};
 pub use service::{
     Dependency, StreamError, StreamStats, StreamUrl, StreamUrlService, StreamingPorts, StreamingService,
     StreamingSettings,

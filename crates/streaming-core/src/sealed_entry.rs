@@ -1,6 +1,7 @@
 //! Encryption of cached stream URLs (XChaCha20-Poly1305).
 //!
-//! A sealed entry is `[format 1][key version u16 BE][nonce 24][ciphertext][tag 16]`.
+//! A sealed entry is `[format 2][key version u16 BE][nonce 24][ciphertext][tag 16]`
+//! (format 1, written by earlier builds, lacks the object fingerprint and is still read).
 //! The nonce is fresh and random for every entry; the cache key is the
 //! associated data, so an entry copied under another key does not open.
 //! Several keys can open entries (rotation); one key seals new ones.
@@ -24,12 +25,16 @@ use time::OffsetDateTime;
 
 use crate::ports::StreamCacheKey;
 
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+/// Entries of earlier builds: no object fingerprint.
+const FORMAT_WITHOUT_OBJECT: u8 = 1;
 const HEADER_LEN: usize = 1 + 2 + NONCE_LEN;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
-/// generation (8) + expires_at millis (8) + size (8) + flags (1) + content-type length (2)
+/// generation (8) + expires_at millis (8) + size (8) + flags (1) + content-type length (2),
+/// then (format 2) the object fingerprint (8)
 const FIXED_PLAINTEXT_LEN: usize = 8 + 8 + 8 + 1 + 2;
+const OBJECT_LEN: usize = 8;
 const FLAG_RANGE: u8 = 1;
 
 /// A cached stream URL, in the clear (only ever in memory).
@@ -47,6 +52,20 @@ pub struct CachedStreamUrl {
     pub supports_range_requests: bool,
     /// The user's cache generation when the entry was sealed.
     pub generation: u64,
+    /// [`object_fingerprint`] of the object the URL was signed for; 0 for
+    /// an entry of an earlier build, which does not say.
+    pub object: u64,
+}
+
+/// A stable 64-bit fingerprint of an object key (never 0), the same in every
+/// instance and build: an entry signed for another object than the media's
+/// current one is not served.
+pub fn object_fingerprint(key: &str) -> u64 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first).max(1)
 }
 
 impl fmt::Debug for CachedStreamUrl {
@@ -57,6 +76,7 @@ impl fmt::Debug for CachedStreamUrl {
             .field("content_type", &self.content_type)
             .field("file_size_bytes", &self.file_size_bytes)
             .field("generation", &self.generation)
+            .field("object", &self.object)
             .finish()
     }
 }
@@ -191,7 +211,7 @@ impl CacheKeyring {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
 
-        let plaintext_len = FIXED_PLAINTEXT_LEN + entry.content_type.len() + entry.url.len();
+        let plaintext_len = FIXED_PLAINTEXT_LEN + OBJECT_LEN + entry.content_type.len() + entry.url.len();
         let mut blob = Vec::with_capacity(HEADER_LEN + plaintext_len + TAG_LEN);
         blob.push(FORMAT);
         blob.extend_from_slice(&self.current.to_be_bytes());
@@ -201,6 +221,7 @@ impl CacheKeyring {
         blob.extend_from_slice(&entry.file_size_bytes.to_be_bytes());
         blob.push(if entry.supports_range_requests { FLAG_RANGE } else { 0 });
         blob.extend_from_slice(&content_type_len.to_be_bytes());
+        blob.extend_from_slice(&entry.object.to_be_bytes());
         blob.extend_from_slice(entry.content_type.as_bytes());
         blob.extend_from_slice(entry.url.as_bytes());
 
@@ -217,9 +238,11 @@ impl CacheKeyring {
         if blob.len() < HEADER_LEN + FIXED_PLAINTEXT_LEN + TAG_LEN {
             return Err(OpenError::Truncated);
         }
-        if blob[0] != FORMAT {
-            return Err(OpenError::UnknownFormat);
-        }
+        let with_object = match blob[0] {
+            FORMAT => true,
+            FORMAT_WITHOUT_OBJECT => false,
+            _ => return Err(OpenError::UnknownFormat),
+        };
         let version = u16::from_be_bytes([blob[1], blob[2]]);
         let cipher = self.ciphers.get(&version).ok_or(OpenError::UnknownKeyVersion(version))?;
         let mut nonce = [0u8; NONCE_LEN];
@@ -228,12 +251,19 @@ impl CacheKeyring {
         if !cipher.open(&nonce, key.as_str().as_bytes(), &mut blob[HEADER_LEN..]) {
             return Err(OpenError::Tampered);
         }
-        decode_plaintext(&blob[HEADER_LEN..tag_at])
+        decode_plaintext(&blob[HEADER_LEN..tag_at], with_object)
     }
 }
 
-fn decode_plaintext(body: &[u8]) -> Result<CachedStreamUrl, OpenError> {
+fn decode_plaintext(body: &[u8], with_object: bool) -> Result<CachedStreamUrl, OpenError> {
     let (fixed, rest) = body.split_at(FIXED_PLAINTEXT_LEN);
+    let (object, rest) = if with_object {
+        let object: [u8; OBJECT_LEN] =
+            rest.get(..OBJECT_LEN).and_then(|s| s.try_into().ok()).ok_or(OpenError::Malformed)?;
+        (u64::from_be_bytes(object), &rest[OBJECT_LEN..])
+    } else {
+        (0, rest)
+    };
     let u64_at = |at: usize| -> Result<[u8; 8], OpenError> {
         fixed.get(at..at + 8).and_then(|s| s.try_into().ok()).ok_or(OpenError::Malformed)
     };
@@ -255,6 +285,7 @@ fn decode_plaintext(body: &[u8]) -> Result<CachedStreamUrl, OpenError> {
         file_size_bytes,
         supports_range_requests: flags & FLAG_RANGE != 0,
         generation,
+        object,
     })
 }
 
@@ -286,6 +317,7 @@ mod tests {
             file_size_bytes: 15_728_640,
             supports_range_requests: true,
             generation: 42,
+            object: object_fingerprint("tracks/a.mp3"),
         }
     }
 
@@ -336,8 +368,38 @@ mod tests {
         assert_eq!(ring.open(&key("alice"), sealed[..sealed.len() - 1].to_vec()), Err(OpenError::Tampered));
         assert_eq!(ring.open(&key("alice"), Vec::new()), Err(OpenError::Truncated));
         let mut other_format = sealed;
-        other_format[0] = 2;
+        other_format[0] = 3;
         assert_eq!(ring.open(&key("alice"), other_format), Err(OpenError::UnknownFormat));
+    }
+
+    #[test]
+    fn entries_of_the_format_without_an_object_still_open() {
+        // Sealed as builds before the object fingerprint sealed them.
+        let ring = ring(1, &[1]);
+        let legacy = entry();
+        let mut blob = vec![FORMAT_WITHOUT_OBJECT, 0, 1];
+        let nonce = [7u8; NONCE_LEN];
+        blob.extend_from_slice(&nonce);
+        blob.extend_from_slice(&legacy.generation.to_be_bytes());
+        blob.extend_from_slice(&unix_millis(legacy.expires_at).to_be_bytes());
+        blob.extend_from_slice(&legacy.file_size_bytes.to_be_bytes());
+        blob.push(FLAG_RANGE);
+        blob.extend_from_slice(&u16::try_from(legacy.content_type.len()).unwrap().to_be_bytes());
+        blob.extend_from_slice(legacy.content_type.as_bytes());
+        blob.extend_from_slice(legacy.url.as_bytes());
+        let cipher = &ring.ciphers[&1];
+        let tag = cipher.seal(&nonce, key("alice").as_str().as_bytes(), &mut blob[HEADER_LEN..]).unwrap();
+        blob.extend_from_slice(&tag);
+        assert_eq!(ring.open(&key("alice"), blob).unwrap(), CachedStreamUrl { object: 0, ..legacy });
+    }
+
+    #[test]
+    fn object_fingerprints_are_stable_and_never_zero() {
+        assert_eq!(object_fingerprint("tracks/a.mp3"), object_fingerprint("tracks/a.mp3"));
+        assert_ne!(object_fingerprint("tracks/a.mp3"), object_fingerprint("tracks/b.mp3"));
+        assert_ne!(object_fingerprint(""), 0);
+        // Pinned: entries are shared between instances and builds through Redis.
+        assert_eq!(object_fingerprint("tracks/a.mp3"), 0x2f4f3703c660fd89);
     }
 
     #[test]

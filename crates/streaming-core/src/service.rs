@@ -16,7 +16,7 @@ use crate::policy::Denial;
 use crate::ports::{
     Clock, MediaCatalog, ObjectStore, ObjectStoreError, StreamCacheKey, SubscriptionDirectory, UrlCache,
 };
-use crate::sealed_entry::{CacheKeyring, CachedStreamUrl};
+use crate::sealed_entry::{object_fingerprint, CacheKeyring, CachedStreamUrl};
 
 /// A stream URL handed to a player.
 #[derive(Clone, PartialEq)]
@@ -237,10 +237,18 @@ impl StreamUrlService {
         )
     }
 
-    /// The cached URL if it is intact, of the user's current generation and
-    /// valid beyond the buffer; otherwise `None`. The second value is the
-    /// generation to seal a fresh entry with, or `None` if the cache is down.
-    async fn cached(&self, key: &StreamCacheKey, now: OffsetDateTime) -> (Option<CachedStreamUrl>, Option<u64>) {
+    /// The cached URL if it is intact, of the user's current generation,
+    /// valid beyond the buffer, and signed for the media as the catalog has
+    /// it now (same object, content type and size: an item changed since,
+    /// for whatever viewer, is presigned again); otherwise `None`. The second
+    /// value is the generation to seal a fresh entry with, or `None` if the
+    /// cache is down.
+    async fn cached(
+        &self,
+        key: &StreamCacheKey,
+        media: &Media,
+        now: OffsetDateTime,
+    ) -> (Option<CachedStreamUrl>, Option<u64>) {
         let lookup = match self.ports.cache.get(key).instrument(tracing::debug_span!("cache.get")).await {
             Ok(lookup) => lookup,
             Err(error) => {
@@ -264,7 +272,10 @@ impl StreamUrlService {
         };
         let fresh = entry.expires_at > now + self.settings.cache_buffer;
         let current = entry.generation == lookup.generation;
-        ((fresh && current).then_some(entry), Some(lookup.generation))
+        let same_object = (entry.object == 0 || entry.object == object_fingerprint(media.object_key.as_str()))
+            && entry.content_type == media.content_type
+            && entry.file_size_bytes == media.size_bytes;
+        ((fresh && current && same_object).then_some(entry), Some(lookup.generation))
     }
 
     async fn store(&self, key: &StreamCacheKey, entry: &CachedStreamUrl, now: OffsetDateTime) {
@@ -313,7 +324,7 @@ impl StreamingService for StreamUrlService {
             let media = self.authorize(media_id, user, now).await?;
             let key = self.cache_key(user, media_id);
 
-            let (cached, generation) = self.cached(&key, now).await;
+            let (cached, generation) = self.cached(&key, &media, now).await;
             if let Some(entry) = cached {
                 bump(&self.stats.cache_hits);
                 metrics::counter!(telemetry::STREAM_URL_CACHE_HITS).increment(1);
@@ -356,6 +367,7 @@ impl StreamingService for StreamUrlService {
                 file_size_bytes: media.size_bytes,
                 supports_range_requests: true,
                 generation: generation.unwrap_or(0),
+                object: object_fingerprint(media.object_key.as_str()),
             };
             // A cache that just failed a read is skipped rather than paying a
             // second timeout on the write.

@@ -68,6 +68,7 @@ fn cached(url: &str, expires_at: OffsetDateTime, generation: u64) -> CachedStrea
         file_size_bytes: 15_728_640,
         supports_range_requests: true,
         generation,
+        object: streaming_core::object_fingerprint("tracks/a.mp3"),
     }
 }
 
@@ -139,6 +140,36 @@ async fn a_valid_cached_entry_is_served_without_signing() {
     );
     assert!(url.cache_hit);
     assert_eq!(service.stats().cache_hits.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn an_entry_signed_for_another_version_of_the_media_is_a_miss() {
+    // The item changed since the entry was sealed — another object, content
+    // type or size — whoever the viewer: presigned again for what it is now.
+    let entries = [
+        CachedStreamUrl {
+            object: streaming_core::object_fingerprint("tracks/old.mp3"),
+            ..cached("https://old", NOW + Duration::from_secs(90), 0)
+        },
+        CachedStreamUrl { content_type: "audio/ogg".into(), ..cached("https://old", NOW + Duration::from_secs(90), 0) },
+        CachedStreamUrl { file_size_bytes: 1, ..cached("https://old", NOW + Duration::from_secs(90), 0) },
+    ];
+    for entry in entries {
+        let sealed = keyring().seal(&key(), &entry).unwrap();
+        let mut cache = cache_returning(Some(sealed), 0);
+        cache.expect_set().times(1).returning(|_, _, _| Ok(()));
+        let service = service(ready_catalog(), presigning_store(), cache, no_subscriptions());
+        let url = service.get_stream_url(&track_id(), &owner()).await.unwrap();
+        assert_eq!((url.url.as_str(), url.cache_hit), (PRESIGNED, false), "{entry:?}");
+        assert_eq!(service.stats().cache_decrypt_failures.load(Ordering::Relaxed), 0, "a miss, not a failure");
+    }
+    // An entry of an earlier build does not name its object: served while it lasts.
+    let legacy = CachedStreamUrl { object: 0, ..cached("https://cached", NOW + Duration::from_secs(90), 0) };
+    let mut store = MockObjectStore::new();
+    store.expect_presign_get().never();
+    let cache = cache_returning(Some(keyring().seal(&key(), &legacy).unwrap()), 0);
+    let service = service(ready_catalog(), store, cache, no_subscriptions());
+    assert_eq!(service.get_stream_url(&track_id(), &owner()).await.unwrap().url, "https://cached");
 }
 
 #[tokio::test]

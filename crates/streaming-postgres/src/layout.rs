@@ -9,6 +9,8 @@
 //! this service's columns to it. Which one a table has is read once from the
 //! type of its `user_id` column.
 
+use std::sync::LazyLock;
+
 use diesel::sql_types::Text;
 use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -131,6 +133,27 @@ impl TableLayout {
     /// Why a row of `holds() == false` was not written.
     pub(crate) fn refusal(self) -> &'static str {
         "the cinema service's tables hold only UUID user and movie ids (set auth.uuid_subjects)"
+    }
+}
+
+/// A value built once per layout, on first use (the statements of an adapter).
+pub(crate) struct PerLayout<T> {
+    own: LazyLock<T>,
+    cinema: LazyLock<T>,
+}
+
+impl<T> PerLayout<T> {
+    /// Each function runs at most once, when its layout is first asked for.
+    pub(crate) const fn new(own: fn() -> T, cinema: fn() -> T) -> Self {
+        Self { own: LazyLock::new(own), cinema: LazyLock::new(cinema) }
+    }
+
+    /// The value of `layout`.
+    pub(crate) fn get(&self, layout: TableLayout) -> &T {
+        match layout {
+            TableLayout::Own => &self.own,
+            TableLayout::Cinema => &self.cinema,
+        }
     }
 }
 

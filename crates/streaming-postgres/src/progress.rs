@@ -1,5 +1,3 @@
-use std::sync::LazyLock;
-
 use async_trait::async_trait;
 use diesel::sql_types::{Array, Bool, Float8, Int8, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::QueryableByName;
@@ -10,7 +8,7 @@ use time::OffsetDateTime;
 use tracing::error;
 
 use crate::database::{retry_once, DbError, PgDatabase};
-use crate::layout::TableLayout;
+use crate::layout::{PerLayout, TableLayout};
 
 /// [`ProgressStore`] on PostgreSQL. Monotonic per session in SQL: the upsert
 /// refuses an update whose session matches the stored one with a lower or
@@ -106,12 +104,9 @@ WHERE NOT (watch_progress.session_id IS NOT NULL
     }
 
     fn for_layout(layout: TableLayout) -> &'static Self {
-        static OWN: LazyLock<Statements> = LazyLock::new(|| Statements::of(TableLayout::Own));
-        static CINEMA: LazyLock<Statements> = LazyLock::new(|| Statements::of(TableLayout::Cinema));
-        match layout {
-            TableLayout::Own => &OWN,
-            TableLayout::Cinema => &CINEMA,
-        }
+        static STATEMENTS: PerLayout<Statements> =
+            PerLayout::new(|| Statements::of(TableLayout::Own), || Statements::of(TableLayout::Cinema));
+        STATEMENTS.get(layout)
     }
 }
 

@@ -1,5 +1,3 @@
-use std::sync::LazyLock;
-
 use async_trait::async_trait;
 use diesel::sql_types::{Array, Float8, Nullable, Text, Timestamptz, Uuid as SqlUuid, Varchar};
 use diesel::QueryableByName;
@@ -9,7 +7,7 @@ use streaming_core::ports::{CloseOutcome, EventHandling, SessionError, SessionSt
 use time::OffsetDateTime;
 
 use crate::database::{DbError, PgDatabase};
-use crate::layout::TableLayout;
+use crate::layout::{PerLayout, TableLayout};
 use crate::outbox::insert_outbox;
 
 /// [`SessionStore`] on PostgreSQL (`stream_sessions`), this service's table
@@ -105,12 +103,9 @@ impl Statements {
     }
 
     fn for_layout(layout: TableLayout) -> &'static Self {
-        static OWN: LazyLock<Statements> = LazyLock::new(|| Statements::of(TableLayout::Own));
-        static CINEMA: LazyLock<Statements> = LazyLock::new(|| Statements::of(TableLayout::Cinema));
-        match layout {
-            TableLayout::Own => &OWN,
-            TableLayout::Cinema => &CINEMA,
-        }
+        static STATEMENTS: PerLayout<Statements> =
+            PerLayout::new(|| Statements::of(TableLayout::Own), || Statements::of(TableLayout::Cinema));
+        STATEMENTS.get(layout)
     }
 }
 

@@ -350,13 +350,24 @@ fn arbitrary_requests_are_answered_with_2xx_or_4xx_problems() {
                     request = request.header("content-type", content_types[content_type]);
                 }
             }
-            let response = request.send().await.unwrap();
-            let content = response.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_owned());
-            (response.status().as_u16(), content)
+            answer(request).await
         });
-        prop_assert!(status < 500, "{} {} {:?}: {}", method, path, body, status);
-        if status >= 400 {
-            prop_assert_eq!(content.as_deref(), Some("application/problem+json"), "{} {}: {}", method, path, status);
-        }
+        no_5xx_and_problems(status, content.as_deref(), &format!("{method} {path} {body:?}"))?;
     });
+}
+
+/// The status and content type `request` is answered with.
+pub async fn answer(request: reqwest::RequestBuilder) -> (u16, Option<String>) {
+    let response = request.send().await.unwrap();
+    let content = response.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_owned());
+    (response.status().as_u16(), content)
+}
+
+/// A 2xx, or a 4xx problem document; never a 5xx.
+pub fn no_5xx_and_problems(status: u16, content: Option<&str>, what: &str) -> Result<(), TestCaseError> {
+    prop_assert!(status < 500, "{}: {}", what, status);
+    if status >= 400 {
+        prop_assert_eq!(content, Some("application/problem+json"), "{}: {}", what, status);
+    }
+    Ok(())
 }
