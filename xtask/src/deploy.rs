@@ -20,6 +20,7 @@ const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
 
 pub fn check(root: &Path) -> Result<(), String> {
     build_context(root)?;
+    allocator_settings(root)?;
     let hadolint = tools::ensure_python_tool(HADOLINT, "hadolint")?;
     run(Command::new(hadolint).arg("deploy/Dockerfile").current_dir(root), "hadolint")?;
 
@@ -44,6 +45,23 @@ pub fn check(root: &Path) -> Result<(), String> {
         "the Kubernetes schemas",
     )?;
     println!("deploy: Dockerfile, compose stack and {} Kubernetes manifests valid", manifests.len());
+    Ok(())
+}
+
+/// The image, the compose stack and the ConfigMap give the service the
+/// allocator settings the load harness measured it with.
+fn allocator_settings(root: &Path) -> Result<(), String> {
+    let wanted = crate::load::GLIBC_TUNABLES;
+    for (file, line) in [
+        ("deploy/Dockerfile", format!("GLIBC_TUNABLES={wanted}")),
+        ("deploy/docker-compose.yml", format!("GLIBC_TUNABLES: \"{wanted}\"")),
+        ("deploy/k8s/configmap.yaml", format!("GLIBC_TUNABLES: \"{wanted}\"")),
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).map_err(|e| format!("{file}: {e}"))?;
+        if !text.contains(&line) {
+            return Err(format!("{file} does not set {line} (the settings the load harness measures)"));
+        }
+    }
     Ok(())
 }
 

@@ -377,9 +377,13 @@ pub enum CacheKind {
 pub struct CacheSettings {
     /// Which cache.
     pub kind: CacheKind,
-    /// Most bytes of cached URLs in process (moka, and the in-process level
-    /// of `redis`; keys, sealed entries and a fixed overhead each; default 32 MiB).
+    /// Most bytes of cached URLs in process with `kind = "moka"` (keys,
+    /// sealed entries and a fixed overhead each; default 32 MiB).
     pub max_bytes: u64,
+    /// Most bytes of the in-process level in front of Redis (`kind =
+    /// "redis"`). Its entries live `local_ttl_ms`, so it only holds what is
+    /// asked for again within that time (default 8 MiB).
+    pub local_max_bytes: u64,
     /// Largest number of subscription answers cached in process (with a
     /// remote user service and no Redis; default 100 000).
     pub max_entries: u64,
@@ -400,6 +404,7 @@ impl Default for CacheSettings {
         Self {
             kind: CacheKind::Moka,
             max_bytes: 32 << 20,
+            local_max_bytes: 8 << 20,
             max_entries: 100_000,
             local_ttl_ms: 5_000,
             current_key_version: None,

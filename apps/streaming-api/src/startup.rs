@@ -205,7 +205,7 @@ impl Application {
             (CacheKind::Redis, Some(redis)) => {
                 let level = LocalLevel {
                     ttl: Duration::from_millis(settings.cache.local_ttl_ms),
-                    max_bytes: settings.cache.max_bytes,
+                    max_bytes: settings.cache.local_max_bytes,
                 };
                 TwoLevelUrlCache::start(redis.clone(), level)
                     .map_err(|_| StartupError::Config("redis.url: cannot build the subscriber client".into()))?

@@ -17,6 +17,8 @@ mod report;
 mod server;
 mod wrk;
 
+pub use server::GLIBC_TUNABLES;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -279,10 +281,12 @@ fn measure(server: &Server, dir: &Path, options: &Options, requests: &Requests<'
     println!("==> wrk {} s, {} connections", options.duration.as_secs(), options.connections);
     let figures = wrk::run(dir, server.port, requests, options.connections, options.duration, None)?;
     println!(
-        "    {:.0} req/s, p99 {} µs; CPU cores: {}",
+        "    {:.0} req/s, p99 {} µs; CPU cores: {}; resident {:.1} MB (peak so far {:.1} MB)",
         figures.requests_per_second,
         figures.p99_us,
-        cpu::describe(&figures.cpu)
+        cpu::describe(&figures.cpu),
+        server.rss_kib() as f64 / 1024.0,
+        server.peak_rss_kib() as f64 / 1024.0,
     );
     if figures.errors > 0 {
         return Err(format!(

@@ -19,6 +19,10 @@ pub struct Server {
     env: Vec<(String, String)>,
 }
 
+/// The allocator settings the deployment files give the service
+/// (deploy/Dockerfile; docs/operations.md, "Memory").
+pub const GLIBC_TUNABLES: &str = "glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=131072";
+
 impl Server {
     /// Starts the binary with the embedded defaults plus `settings`
     /// (`STREAMING__…` variables) and waits until it accepts connections.
@@ -31,6 +35,8 @@ impl Server {
             ("STREAMING__AUTH__SECRET".to_owned(), SECRET.to_owned()),
             ("STREAMING__STORAGE__ROOT".to_owned(), data.join("objects").display().to_string()),
             ("STREAMING__EVENTS__PATH".to_owned(), data.join("events.jsonl").display().to_string()),
+            // As the image, the compose stack and the Kubernetes ConfigMap run it.
+            ("GLIBC_TUNABLES".to_owned(), GLIBC_TUNABLES.to_owned()),
         ];
         env.extend(settings.iter().map(|(k, v)| (k.clone(), v.clone())));
         let log = fs::File::create(dir.join(format!("{name}.log"))).map_err(|e| e.to_string())?;

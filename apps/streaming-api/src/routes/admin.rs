@@ -291,10 +291,8 @@ fn media_from_body(id: &MediaId, body: &Map<String, Value>) -> Result<Media, Api
     ];
     let mut errors: Vec<FieldError> = Vec::new();
     let mut fail = |field: &'static str, message: &str| errors.push(FieldError { field, message: message.into() });
-    for key in body.keys() {
-        if key != "id" && !FIELDS.contains(&key.as_str()) {
-            fail("body", "has a field the media does not have");
-        }
+    if body.keys().any(|key| key != "id" && !FIELDS.contains(&key.as_str())) {
+        fail("body", "has a field the media does not have");
     }
     if body.get("id").is_some_and(|given| given.as_str() != Some(id.as_str())) {
         fail("id", "must be the id of the path, or left out");
