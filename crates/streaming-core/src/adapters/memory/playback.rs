@@ -72,36 +72,94 @@ impl ProgressStore for MemoryProgressStore {
     }
 }
 
-/// A [`SessionStore`] in memory.
-#[derive(Debug, Default)]
+/// A [`SessionStore`] in memory, bounded: past [`Self::DEFAULT_CAPACITY`]
+/// sessions (or the capacity given), the tenth heard from least recently is
+/// forgotten — a stop of one of those is then "no such session". Open
+/// sessions of a user are found through a per-user index.
+#[derive(Debug)]
 pub struct MemorySessionStore {
-    sessions: Mutex<HashMap<SessionId, StreamSession>>,
+    state: Mutex<Sessions>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    by_id: HashMap<SessionId, StreamSession>,
+    by_user: HashMap<UserId, Vec<SessionId>>,
+}
+
+impl Sessions {
+    /// Forgets the tenth of the sessions heard from least recently.
+    fn evict_stalest(&mut self) {
+        let mut by_age: Vec<(OffsetDateTime, SessionId)> =
+            self.by_id.values().map(|s| (s.last_heartbeat_at, s.id)).collect();
+        let count = (by_age.len() / 10).max(1);
+        by_age.select_nth_unstable(count - 1);
+        for (_, id) in by_age.into_iter().take(count) {
+            if let Some(session) = self.by_id.remove(&id) {
+                if let Some(ids) = self.by_user.get_mut(&session.user) {
+                    ids.retain(|other| *other != id);
+                    if ids.is_empty() {
+                        self.by_user.remove(&session.user);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Default for MemorySessionStore {
+    fn default() -> Self {
+        Self::with_capacity(Self::DEFAULT_CAPACITY)
+    }
 }
 
 impl MemorySessionStore {
+    /// Sessions kept by [`Self::new`] (about 25 MB of them).
+    pub const DEFAULT_CAPACITY: usize = 50_000;
+
     /// No sessions.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// No sessions; at most `capacity` (at least 10) kept.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self { state: Mutex::new(Sessions::default()), capacity: capacity.max(10) }
+    }
+
+    /// How many sessions are kept now.
+    pub fn len(&self) -> usize {
+        lock(&self.state).by_id.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
 #[async_trait]
 impl SessionStore for MemorySessionStore {
     async fn open(&self, session: StreamSession) -> Result<(), SessionError> {
-        let mut sessions = lock(&self.sessions);
-        if sessions.contains_key(&session.id) {
+        let mut state = lock(&self.state);
+        if state.by_id.contains_key(&session.id) {
             return Err(SessionError::Duplicate);
         }
-        sessions.insert(session.id, session);
+        if state.by_id.len() >= self.capacity {
+            state.evict_stalest();
+        }
+        state.by_user.entry(session.user.clone()).or_default().push(session.id);
+        state.by_id.insert(session.id, session);
         Ok(())
     }
 
     async fn get(&self, id: &SessionId) -> Result<Option<StreamSession>, SessionError> {
-        Ok(lock(&self.sessions).get(id).cloned())
+        Ok(lock(&self.state).by_id.get(id).cloned())
     }
 
     async fn touch(&self, id: &SessionId, at: OffsetDateTime) -> Result<(), SessionError> {
-        if let Some(session) = lock(&self.sessions).get_mut(id) {
+        if let Some(session) = lock(&self.state).by_id.get_mut(id) {
             if session.ended_at.is_none() && at > session.last_heartbeat_at {
                 session.last_heartbeat_at = at;
             }
@@ -110,8 +168,8 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn close(&self, id: &SessionId, ended_at: OffsetDateTime) -> Result<CloseOutcome, SessionError> {
-        let mut sessions = lock(&self.sessions);
-        let Some(session) = sessions.get_mut(id) else {
+        let mut state = lock(&self.state);
+        let Some(session) = state.by_id.get_mut(id) else {
             return Ok(CloseOutcome::NotFound);
         };
         if session.ended_at.is_some() {
@@ -129,9 +187,14 @@ impl SessionStore for MemorySessionStore {
         user: &UserId,
         alive_since: OffsetDateTime,
     ) -> Result<Vec<StreamSession>, SessionError> {
-        let mut open: Vec<_> = lock(&self.sessions)
-            .values()
-            .filter(|s| &s.user == user && s.ended_at.is_none() && s.last_heartbeat_at >= alive_since)
+        let state = lock(&self.state);
+        let mut open: Vec<_> = state
+            .by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| state.by_id.get(id))
+            .filter(|s| s.ended_at.is_none() && s.last_heartbeat_at >= alive_since)
             .cloned()
             .collect();
         open.sort_by_key(|s| s.started_at);
@@ -162,5 +225,52 @@ impl EventPublisher for MemoryEventPublisher {
     async fn publish(&self, event: PlaybackEvent) -> Result<(), PublishError> {
         lock(&self.events).push(event);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ManifestKind;
+
+    fn session(user: &str, heard_at: i64) -> StreamSession {
+        let at = OffsetDateTime::from_unix_timestamp(1_767_225_600 + heard_at).unwrap();
+        StreamSession {
+            id: SessionId::random(),
+            user: user.parse().unwrap(),
+            media: "5eed0000-0000-4000-8000-000000000001".parse().unwrap(),
+            manifest: ManifestKind::Hls,
+            started_at: at,
+            ended_at: None,
+            duration_seconds: None,
+            user_agent: None,
+            client_ip: None,
+            last_heartbeat_at: at,
+        }
+    }
+
+    #[tokio::test]
+    async fn past_its_capacity_the_store_forgets_the_sessions_heard_from_least_recently() {
+        let store = MemorySessionStore::with_capacity(20);
+        let sessions: Vec<StreamSession> =
+            (0..20).map(|i| session(if i % 2 == 0 { "even" } else { "odd" }, i)).collect();
+        for s in &sessions {
+            store.open(s.clone()).await.unwrap();
+        }
+        // The oldest two are heard from again, so they are not the stalest any more.
+        for s in &sessions[..2] {
+            store.touch(&s.id, sessions[19].last_heartbeat_at + time::Duration::seconds(1)).await.unwrap();
+        }
+        store.open(session("even", 30)).await.unwrap();
+        assert_eq!(store.len(), 19, "a tenth (2) forgotten, one added");
+        assert!(store.get(&sessions[0].id).await.unwrap().is_some(), "heard from recently: kept");
+        assert!(store.get(&sessions[2].id).await.unwrap().is_none(), "the stalest went");
+        assert!(store.get(&sessions[3].id).await.unwrap().is_none());
+        assert!(store.get(&sessions[4].id).await.unwrap().is_some());
+        let since = OffsetDateTime::UNIX_EPOCH;
+        let even = store.open_sessions(&"even".parse().unwrap(), since).await.unwrap();
+        assert_eq!(even.len(), 10, "9 of the first 10, and the new one");
+        assert!(even.windows(2).all(|w| w[0].started_at <= w[1].started_at), "oldest first");
+        assert_eq!(store.close(&sessions[2].id, since).await.unwrap(), CloseOutcome::NotFound);
     }
 }
