@@ -52,10 +52,11 @@ pub struct WriteBehindProgress<S> {
     /// refused at once even after its newer sibling was flushed (bounded:
     /// cleared when it outgrows `capacity`; the store still guards then).
     written: Mutex<HashMap<Key, (SessionId, u64)>>,
-    /// Held by a flush from taking the queue until it is written, and by a
-    /// read that missed the queue until it has read the store: such a read
-    /// never falls between the two. One flush at a time.
-    flushing: tokio::sync::Mutex<()>,
+    /// Held exclusively by a flush from taking the queue until it is
+    /// written, and shared by the reads that missed the queue until they
+    /// have read the store: such a read never falls between the two, and
+    /// reads do not wait for each other. One flush at a time.
+    flushing: tokio::sync::RwLock<()>,
     capacity: usize,
     stats: Arc<WriteBehindStats>,
     streak: FailureStreak,
@@ -74,7 +75,7 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
             inner: Arc::new(inner),
             pending: Arc::default(),
             written: Mutex::default(),
-            flushing: tokio::sync::Mutex::new(()),
+            flushing: tokio::sync::RwLock::new(()),
             capacity: capacity.max(1),
             stats: Arc::default(),
             streak: FailureStreak::default(),
@@ -100,7 +101,7 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
 
     /// Writes every pending update now; returns whether the queue is empty afterwards.
     pub async fn flush(&self) -> bool {
-        let _turn = self.flushing.lock().await;
+        let _turn = self.flushing.write().await;
         let batch: Vec<WatchProgress> = {
             let mut pending = self.lock();
             let batch: Vec<WatchProgress> = std::mem::take(&mut *pending).into_values().collect();
@@ -306,7 +307,7 @@ impl<S: ProgressStore + 'static> ProgressStore for WriteBehindProgress<S> {
             return Ok(Some(pending.clone()));
         }
         // Not queued: maybe being written now; wait for that write.
-        let _turn = self.flushing.lock().await;
+        let _turn = self.flushing.read().await;
         self.inner.get(user, media).await
     }
 

@@ -58,10 +58,12 @@ pub struct WriteBehindSessions<S> {
     inner: S,
     sessions: Cache<SessionId, StreamSession>,
     pending: Mutex<HashMap<SessionId, OffsetDateTime>>,
-    /// Held by a flush from taking the queue until it is written, and by a
-    /// database read merged with the queue: the reader then never sees a
-    /// heartbeat neither queued nor written yet. One flush at a time.
-    flushing: tokio::sync::Mutex<()>,
+    /// Held exclusively by a flush from taking the queue until it is
+    /// written, and shared by the database reads merged with the queue: a
+    /// reader never sees a heartbeat neither queued nor written yet, and
+    /// readers (every session an instance has not seen, after a restart)
+    /// do not wait for each other. One flush at a time.
+    flushing: tokio::sync::RwLock<()>,
     capacity: usize,
     stats: WriteBehindSessionStats,
     streak: FailureStreak,
@@ -87,7 +89,7 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
             inner,
             sessions: Cache::builder().max_capacity(capacity as u64).time_to_live(ttl).build(),
             pending: Mutex::default(),
-            flushing: tokio::sync::Mutex::new(()),
+            flushing: tokio::sync::RwLock::new(()),
             capacity,
             stats: WriteBehindSessionStats::default(),
             streak: FailureStreak::default(),
@@ -118,7 +120,7 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
 
     /// Writes every queued heartbeat now; returns whether none is left.
     pub async fn flush(&self) -> bool {
-        let _turn = self.flushing.lock().await;
+        let _turn = self.flushing.write().await;
         let batch: Vec<(SessionId, OffsetDateTime)> = std::mem::take(&mut *self.lock()).into_iter().collect();
         if batch.is_empty() {
             return true;
@@ -212,7 +214,7 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
             return Ok(Some(session));
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        let _turn = self.flushing.lock().await;
+        let _turn = self.flushing.read().await;
         let mut session = self.inner.get(id).await?;
         if let Some(session) = &mut session {
             if let Some(queued) = self.unwritten(id) {
@@ -281,7 +283,7 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
         // No flush between the read and the merge: a heartbeat is then either
         // in the rows read or still queued (a start, not a hot path, waits
         // for a flush in progress).
-        let _turn = self.flushing.lock().await;
+        let _turn = self.flushing.read().await;
         let mut sessions = self.inner.open_sessions(user, alive_since - OPEN_SESSIONS_MARGIN).await?;
         for session in &mut sessions {
             if let Some(queued) = self.unwritten(&session.id) {

@@ -213,3 +213,52 @@ async fn a_heartbeat_being_written_still_counts_for_open_sessions() {
     assert_eq!(open.iter().map(|s| s.id).collect::<Vec<_>>(), vec![s.id], "alive through the write");
     assert!(flushing.await.unwrap());
 }
+
+/// A store whose reads take 200 ms.
+struct SlowReads(Arc<MemorySessionStore>);
+
+#[async_trait]
+impl SessionStore for SlowReads {
+    async fn open(&self, session: StreamSession) -> Result<(), SessionError> {
+        self.0.open(session).await
+    }
+    async fn get(&self, id: &SessionId) -> Result<Option<StreamSession>, SessionError> {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.0.get(id).await
+    }
+    async fn touch(&self, id: &SessionId, at: OffsetDateTime) -> Result<(), SessionError> {
+        self.0.touch(id, at).await
+    }
+    async fn close(&self, id: &SessionId, ended_at: OffsetDateTime) -> Result<CloseOutcome, SessionError> {
+        self.0.close(id, ended_at).await
+    }
+    async fn open_sessions(&self, user: &UserId, since: OffsetDateTime) -> Result<Vec<StreamSession>, SessionError> {
+        self.0.open_sessions(user, since).await
+    }
+}
+
+/// Sessions this instance has not seen (after a restart, or moved here by a
+/// load balancer) are read from the store side by side, not one by one.
+#[tokio::test(start_paused = true)]
+async fn reads_of_sessions_not_seen_yet_do_not_wait_for_each_other() {
+    let memory = Arc::new(MemorySessionStore::new());
+    let t0 = start_time();
+    let seen_elsewhere: Vec<StreamSession> = (0..5).map(|i| session(&format!("viewer-{i}"), t0)).collect();
+    for s in &seen_elsewhere {
+        memory.open(s.clone()).await.unwrap();
+    }
+    let sessions = WriteBehindSessions::start(SlowReads(memory), 100, HOUR, HOUR);
+    let started = tokio::time::Instant::now();
+    let reads: Vec<_> = seen_elsewhere
+        .iter()
+        .map(|s| {
+            let (sessions, id) = (sessions.clone(), s.id);
+            tokio::spawn(async move { sessions.get(&id).await })
+        })
+        .collect();
+    for read in reads {
+        assert!(matches!(read.await.unwrap(), Ok(Some(_))));
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(400), "five 200 ms reads took {took:?}: they waited for each other");
+}

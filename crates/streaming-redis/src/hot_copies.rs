@@ -67,10 +67,11 @@ struct HotCopies {
     write_script: Script,
     /// Copies waiting for the flusher, by key.
     pending: Mutex<HashMap<String, WatchProgress>>,
-    /// Held by a flush from taking the waiting copies until they are
-    /// written, and by a read that missed them until it has read Redis: such
-    /// a read never sees the older copy of one being written.
-    flushing: tokio::sync::Mutex<()>,
+    /// Held exclusively by a flush from taking the waiting copies until they
+    /// are written, and shared by the reads that missed them until they
+    /// have read Redis: such a read never sees the older copy of one being
+    /// written, and reads do not wait for each other.
+    flushing: tokio::sync::RwLock<()>,
 }
 
 impl<S: ProgressStore> RedisProgressCache<S> {
@@ -82,7 +83,7 @@ impl<S: ProgressStore> RedisProgressCache<S> {
             ttl,
             write_script: Script::from_lua(include_str!("progress_write.lua")),
             pending: Mutex::default(),
-            flushing: tokio::sync::Mutex::new(()),
+            flushing: tokio::sync::RwLock::new(()),
         });
         let weak = Arc::downgrade(&copies);
         tokio::spawn(async move {
@@ -145,7 +146,7 @@ impl HotCopies {
     /// client pipelines them).
     async fn flush(&self) {
         use futures_util::StreamExt as _;
-        let _turn = self.flushing.lock().await;
+        let _turn = self.flushing.write().await;
         let batch: Vec<(String, WatchProgress)> = self.lock().drain().collect();
         if batch.is_empty() {
             return;
@@ -230,7 +231,7 @@ impl<S: ProgressStore> ProgressStore for RedisProgressCache<S> {
             return Ok(Some(waiting.clone()));
         }
         // Not waiting: maybe being written now; wait for that write.
-        let turn = copies.flushing.lock().await;
+        let turn = copies.flushing.read().await;
         let pool = copies.redis.pool();
         let read = copies.redis.guarded("GET", || pool.get::<Value, _>(key)).await;
         drop(turn);
