@@ -53,10 +53,37 @@ pub struct WriteBehindSessionStats {
     pub failed_flushes: AtomicU64,
 }
 
+/// A cached session: its row as read or opened, and the newest heartbeat
+/// this instance has seen, moved forward in place (a heartbeat does not
+/// rebuild the entry).
+#[derive(Debug)]
+struct CachedSession {
+    session: StreamSession,
+    last_heartbeat_at: Mutex<OffsetDateTime>,
+}
+
+impl CachedSession {
+    fn new(session: StreamSession) -> Arc<Self> {
+        let last_heartbeat_at = Mutex::new(session.last_heartbeat_at);
+        Arc::new(Self { session, last_heartbeat_at })
+    }
+
+    fn heartbeat(&self) -> std::sync::MutexGuard<'_, OffsetDateTime> {
+        self.last_heartbeat_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The session with the newest heartbeat seen.
+    fn current(&self) -> StreamSession {
+        let mut session = self.session.clone();
+        session.last_heartbeat_at = session.last_heartbeat_at.max(*self.heartbeat());
+        session
+    }
+}
+
 /// A session cache and heartbeat queue in front of a [`SessionStore`].
 pub struct WriteBehindSessions<S> {
     inner: S,
-    sessions: Cache<SessionId, StreamSession>,
+    sessions: Cache<SessionId, Arc<CachedSession>>,
     pending: Mutex<HashMap<SessionId, OffsetDateTime>>,
     /// Held exclusively by a flush from taking the queue until it is
     /// written, and shared by the database reads merged with the queue: a
@@ -165,7 +192,7 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
     }
 
     fn remember(&self, session: StreamSession) {
-        self.sessions.insert(session.id, session);
+        self.sessions.insert(session.id, CachedSession::new(session));
     }
 
     fn remember_outcome(&self, id: &SessionId, outcome: &CloseOutcome) {
@@ -209,9 +236,9 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
     }
 
     async fn get(&self, id: &SessionId) -> Result<Option<StreamSession>, SessionError> {
-        if let Some(session) = self.sessions.get(id) {
+        if let Some(cached) = self.sessions.get(id) {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Some(session));
+            return Ok(Some(cached.current()));
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let _turn = self.flushing.read().await;
@@ -226,10 +253,10 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
     }
 
     async fn touch(&self, id: &SessionId, at: OffsetDateTime) -> Result<(), SessionError> {
-        if let Some(mut session) = self.sessions.get(id) {
-            if session.ended_at.is_none() && at > session.last_heartbeat_at {
-                session.last_heartbeat_at = at;
-                self.remember(session);
+        if let Some(cached) = self.sessions.get(id) {
+            if cached.session.ended_at.is_none() {
+                let mut heartbeat = cached.heartbeat();
+                *heartbeat = (*heartbeat).max(at);
             }
         }
         {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fred::prelude::{Expiration, KeysInterface};
+use fred::prelude::{ClientLike, Expiration, KeysInterface};
 use fred::types::scripts::Script;
 use fred::types::Value;
 use serde_json::{json, Value as Json};
@@ -34,10 +34,14 @@ fn text(value: Value) -> Option<String> {
 /// How often queued progress hot copies are written to Redis.
 pub const HOT_COPY_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Most hot copies in flight at once during a flush: each command holds
-/// its arguments and the client's bookkeeping until answered, so the first
-/// flush after thousands of viewers joined must not send them all at once.
-const FLUSH_CONCURRENCY: usize = 256;
+/// Most hot copies written by one script call: a call holds Redis for its
+/// run, so a flush of thousands goes out in several.
+const COPIES_PER_CALL: usize = 64;
+
+/// Most script calls in flight at once during a flush: each holds its
+/// arguments and the client's bookkeeping until answered, so the first flush
+/// after thousands of viewers joined must not send them all at once.
+const FLUSH_CONCURRENCY: usize = 16;
 
 /// Most hot copies waiting; beyond it the oldest-queued are not kept (the
 /// durable store still has every update).
@@ -48,9 +52,9 @@ const MAX_PENDING_COPIES: usize = 100_000;
 /// monotonicity), then, if applied, to Redis.
 ///
 /// Reports write their copy behind: the latest per (user, movie) waits in
-/// memory and a flusher sends every waiting copy at once each
-/// [`HOT_COPY_INTERVAL`] (the commands go out together, not a round trip
-/// per report). So another instance reads a position at most that much
+/// memory and a flusher sends every waiting copy each [`HOT_COPY_INTERVAL`],
+/// up to [`COPIES_PER_CALL`] in one script call (on a cluster, copies of one
+/// slot together), not a command per report. So another instance reads a position at most that much
 /// older; this instance reads its own waiting copy. A stop
 /// (`record_durably`) writes its copy at once. Copies that fail to go out
 /// wait for the next flush unless a newer one replaced them.
@@ -126,7 +130,12 @@ impl<S: ProgressStore> RedisProgressCache<S> {
 
 impl HotCopies {
     fn key(&self, user: &UserId, media: &MediaId) -> String {
-        format!("{}progress:{{{user}}}:{media}", self.redis.prefix())
+        let (prefix, user, media) = (self.redis.prefix(), user.as_str(), media.as_str());
+        let mut key = String::with_capacity(prefix.len() + user.len() + media.len() + 12);
+        for part in [prefix, "progress:{", user, "}:", media] {
+            key.push_str(part);
+        }
+        key
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, WatchProgress>> {
@@ -142,8 +151,7 @@ impl HotCopies {
         }
     }
 
-    /// Sends every waiting copy, [`FLUSH_CONCURRENCY`] at a time (the
-    /// client pipelines them).
+    /// Sends every waiting copy, [`FLUSH_CONCURRENCY`] script calls at a time.
     async fn flush(&self) {
         use futures_util::StreamExt as _;
         let _turn = self.flushing.write().await;
@@ -151,47 +159,65 @@ impl HotCopies {
         if batch.is_empty() {
             return;
         }
-        let failed: Vec<(String, WatchProgress)> = futures_util::stream::iter(batch)
-            .map(|(key, progress)| async move {
-                let written = self.write(key.clone(), &progress).await;
-                (!written).then_some((key, progress))
-            })
+        let failed: Vec<Vec<(String, WatchProgress)>> = futures_util::stream::iter(self.calls(batch))
+            .map(|copies| async move { (!self.write(&copies).await).then_some(copies) })
             .buffer_unordered(FLUSH_CONCURRENCY)
             .filter_map(std::future::ready)
             .collect()
             .await;
         if !failed.is_empty() {
-            debug!(copies = failed.len(), "progress hot copies not written; kept for the next flush");
+            let failed = failed.into_iter().flatten();
             let mut pending = self.lock();
+            let mut kept = 0_usize;
             for (key, progress) in failed {
                 if pending.len() < MAX_PENDING_COPIES {
                     pending.entry(key).or_insert(progress);
+                    kept += 1;
                 }
             }
+            debug!(copies = kept, "progress hot copies not written; kept for the next flush");
         }
     }
 
-    /// Writes one copy now; whether Redis took it (or refused it as older).
-    async fn write(&self, key: String, progress: &WatchProgress) -> bool {
-        let body = json!({
-            "user_id": progress.user.as_str(),
-            "movie_id": progress.media.as_str(),
-            "position_seconds": progress.position.get(),
-            "last_watched_at": progress.last_watched_at.format(&Rfc3339).unwrap_or_default(),
-            "watched": progress.watched,
-            "session_id": progress.session.map(|s| s.to_string()),
-            "sequence": progress.sequence,
-        });
-        let session = progress.session.map(|s| s.to_string()).unwrap_or_default();
-        let args: Vec<Value> = vec![
-            body.to_string().into(),
-            session.into(),
-            progress.sequence.to_string().into(),
-            millis(self.ttl).to_string().into(),
-        ];
+    /// The copies of one flush grouped into script calls: at most
+    /// [`COPIES_PER_CALL`] each and, on a cluster, of one hash slot each (a
+    /// script may only touch keys of one slot there).
+    fn calls(&self, batch: Vec<(String, WatchProgress)>) -> Vec<Vec<(String, WatchProgress)>> {
+        if !self.redis.pool().next().is_clustered() {
+            return in_chunks(batch, COPIES_PER_CALL);
+        }
+        let mut by_slot: HashMap<u16, Vec<(String, WatchProgress)>> = HashMap::new();
+        for (key, progress) in batch {
+            by_slot.entry(fred::util::redis_keyslot(key.as_bytes())).or_default().push((key, progress));
+        }
+        by_slot.into_values().flat_map(|copies| in_chunks(copies, COPIES_PER_CALL)).collect()
+    }
+
+    /// Writes `copies` (keys of one slot) in one script call; whether Redis
+    /// took them (each stored, or refused as older than the stored one).
+    async fn write(&self, copies: &[(String, WatchProgress)]) -> bool {
+        let mut keys = Vec::with_capacity(copies.len());
+        let mut args: Vec<Value> = Vec::with_capacity(1 + 3 * copies.len());
+        args.push(millis(self.ttl).to_string().into());
+        for (key, progress) in copies {
+            let session = progress.session.map(|s| s.to_string());
+            let body = json!({
+                "user_id": progress.user.as_str(),
+                "movie_id": progress.media.as_str(),
+                "position_seconds": progress.position.get(),
+                "last_watched_at": progress.last_watched_at.format(&Rfc3339).unwrap_or_default(),
+                "watched": progress.watched,
+                "session_id": session.as_deref(),
+                "sequence": progress.sequence,
+            });
+            keys.push(key.clone());
+            args.push(body.to_string().into());
+            args.push(session.unwrap_or_default().into());
+            args.push(progress.sequence.to_string().into());
+        }
         let client = self.redis.pool().next();
         let written: Result<i64, _> =
-            self.redis.guarded("EVALSHA", || self.write_script.evalsha_with_reload(client, vec![key], args)).await;
+            self.redis.guarded("EVALSHA", || self.write_script.evalsha_with_reload(client, keys, args)).await;
         written.is_ok()
     }
 
@@ -199,10 +225,20 @@ impl HotCopies {
     async fn write_now(&self, progress: &WatchProgress) {
         let key = self.key(&progress.user, &progress.media);
         self.lock().remove(&key);
-        if !self.write(key, progress).await {
+        if !self.write(&[(key, progress.clone())]).await {
             debug!("progress hot copy not written");
         }
     }
+}
+
+/// `items` in order, `size` at a time.
+fn in_chunks<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
+    let mut chunks = Vec::with_capacity(items.len().div_ceil(size.max(1)));
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        chunks.push(items.by_ref().take(size.max(1)).collect());
+    }
+    chunks
 }
 
 fn parse_progress(text: &str) -> Option<WatchProgress> {

@@ -88,6 +88,35 @@ async fn a_racing_older_write_never_replaces_a_newer_hot_copy() {
 }
 
 #[tokio::test]
+async fn a_flush_of_many_viewers_writes_every_copy_and_still_refuses_older_ones() {
+    let media = "7c9e6679-7425-40de-944b-e07fc1f90ae7".parse().unwrap();
+    for url in [infra_var("STREAMGATE_REDIS_URL"), infra_var("STREAMGATE_REDIS_CLUSTER_URL")] {
+        let redis = connect(&url).await;
+        // More viewers than one script call carries, spread over many cluster slots.
+        let viewers: Vec<(UserId, SessionId)> = (0..300).map(|_| (fresh_user(), SessionId::random())).collect();
+        let ahead = RedisProgressCache::new(redis.clone(), MemoryProgressStore::new(), Duration::from_secs(60));
+        for (user, session) in viewers.iter().step_by(2) {
+            ahead.record(progress(user, 90.0, *session, 10)).await.unwrap();
+        }
+        ahead.flush().await;
+
+        let writer = RedisProgressCache::new(redis.clone(), MemoryProgressStore::new(), Duration::from_secs(60));
+        for (user, session) in &viewers {
+            writer.record(progress(user, 40.0, *session, 4)).await.unwrap();
+        }
+        writer.flush().await;
+        assert_eq!(writer.pending(), 0, "every copy went out ({url})");
+
+        let fresh = RedisProgressCache::new(redis, MemoryProgressStore::new(), Duration::from_secs(60));
+        for (i, (user, _)) in viewers.iter().enumerate() {
+            let stored = fresh.get(user, &media).await.unwrap().map(|p| (p.sequence, p.position.get()));
+            let expected = if i % 2 == 0 { (10, 90.0) } else { (4, 40.0) };
+            assert_eq!(stored, Some(expected), "viewer {i}: an older report never replaces a newer copy ({url})");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_report_s_copy_goes_out_within_the_interval_and_a_stop_s_at_once() {
     let redis = connect(&infra_var("STREAMGATE_REDIS_URL")).await;
     let (user, session) = (fresh_user(), SessionId::random());
