@@ -20,6 +20,11 @@ use crate::settings::OtlpSettings;
 /// to the caller's trace and reports the exported ids).
 static EXPORTING: AtomicBool = AtomicBool::new(false);
 
+/// Whether spans are being exported now.
+pub(crate) fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
 /// The exporter's provider; [`Exporter::shutdown`] sends what is buffered.
 #[derive(Debug)]
 pub struct Exporter(SdkTracerProvider);
@@ -79,7 +84,7 @@ where
 /// id, parent span id and flags, all hex) and returns the exported span's
 /// trace and span ids (hex), or `None` when nothing is exported.
 pub(crate) fn join(span: &tracing::Span, parent: Option<(&str, &str, &str)>) -> Option<(String, String)> {
-    if !EXPORTING.load(Ordering::Relaxed) {
+    if !exporting() {
         return None;
     }
     if let Some((trace, span_id, flags)) = parent {

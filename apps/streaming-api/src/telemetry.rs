@@ -112,44 +112,27 @@ pub async fn observe<B: MessageBody + 'static>(
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
     let started = Instant::now();
     let method = method_label(req.method());
-    let span = tracing::info_span!(
-        "http.request",
-        trace_id = tracing::field::Empty,
-        method,
-        route = tracing::field::Empty,
-        status = tracing::field::Empty,
-    );
     let incoming = req.headers().get("traceparent").and_then(TraceId::parse_traceparent);
-    // With trace export on, the exported span's ids are the ones to report.
-    #[cfg(feature = "otlp")]
-    let exported = crate::otlp::join(&span, incoming);
-    #[cfg(not(feature = "otlp"))]
-    let exported: Option<(String, String)> = None;
-    let (trace, span_id) = match exported {
-        Some((trace, span_id)) => (TraceId(trace), span_id),
-        None => (
-            incoming.map_or_else(TraceId::random, |(trace, _, _)| TraceId(trace.to_owned())),
-            format!("{:016x}", rand::random::<u64>().max(1)),
-        ),
-    };
-    span.record("trace_id", trace.0.as_str());
+    let (span, trace, span_id, exported) = request_span(method, incoming);
     req.extensions_mut().insert(trace.clone());
     let mut res = next.call(req).instrument(span.clone()).await?;
 
     let route = res.request().match_name().and_then(crate::routes::template).unwrap_or("unmatched");
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
-    span.record("route", route);
-    span.record("status", status);
+    if exported {
+        span.record("route", route);
+        span.record("status", status);
+    }
     let (requests, duration) = http_metrics(method, route, status);
     requests.increment(1);
     duration.record(elapsed.as_secs_f64());
     // Successes at debug (one line per request costs throughput); failures louder.
     let duration_ms = elapsed.as_secs_f64() * 1_000.0;
     span.in_scope(|| match status {
-        500.. => tracing::warn!(duration_ms, "request failed"),
-        400.. => tracing::info!(duration_ms, "request refused"),
-        _ => tracing::debug!(duration_ms, "request served"),
+        500.. => tracing::warn!(route, status, duration_ms, "request failed"),
+        400.. => tracing::info!(route, status, duration_ms, "request refused"),
+        _ => tracing::debug!(route, status, duration_ms, "request served"),
     });
 
     let headers = res.headers_mut();
@@ -160,6 +143,27 @@ pub async fn observe<B: MessageBody + 'static>(
         headers.insert(HeaderName::from_static("trace-id"), value);
     }
     Ok(res)
+}
+
+/// The request's span, trace id and our span id, and whether the span is
+/// exported. While traces are exported, the exported span's ids; otherwise
+/// the caller's trace (or a fresh one) and a random span id. The span is
+/// made with every field it will show in logs: recording a field later
+/// formats the span's fields again, on every request. Route and status go
+/// on the request's closing line, and on the span only when it is exported.
+fn request_span(method: &'static str, incoming: Option<(&str, &str, &str)>) -> (tracing::Span, TraceId, String, bool) {
+    use tracing::field::Empty;
+    #[cfg(feature = "otlp")]
+    if crate::otlp::exporting() {
+        let span = tracing::info_span!("http.request", trace_id = Empty, method, route = Empty, status = Empty);
+        if let Some((trace, span_id)) = crate::otlp::join(&span, incoming) {
+            span.record("trace_id", trace.as_str());
+            return (span, TraceId(trace), span_id, true);
+        }
+    }
+    let trace = incoming.map_or_else(TraceId::random, |(trace, _, _)| TraceId(trace.to_owned()));
+    let span = tracing::info_span!("http.request", trace_id = trace.0.as_str(), method, route = Empty, status = Empty);
+    (span, trace, format!("{:016x}", rand::random::<u64>().max(1)), false)
 }
 
 /// The method as a label: the standard ones by name, any other `OTHER`

@@ -21,14 +21,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use moka::sync::Cache;
 use streaming_core::domain::{PlaybackEvent, SessionId, StreamSession, UserId};
 use streaming_core::ports::{CloseOutcome, EventHandling, SessionError, SessionStore};
 use time::OffsetDateTime;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::write_behind::{drain, spawn_flusher, write_in_chunks, FailureStreak, Flush};
 
@@ -53,30 +53,52 @@ pub struct WriteBehindSessionStats {
     pub failed_flushes: AtomicU64,
 }
 
-/// A cached session: its row as read or opened, and the newest heartbeat
-/// this instance has seen, moved forward in place (a heartbeat does not
-/// rebuild the entry).
+/// A cached session: its row as read or opened, the newest heartbeat this
+/// instance has seen (moved forward in place: a heartbeat does not rebuild
+/// the entry), and when the row is to be read again.
 #[derive(Debug)]
 struct CachedSession {
     session: StreamSession,
-    last_heartbeat_at: Mutex<OffsetDateTime>,
+    state: Mutex<CachedState>,
+}
+
+#[derive(Debug)]
+struct CachedState {
+    last_heartbeat_at: OffsetDateTime,
+    read_again_at: Instant,
 }
 
 impl CachedSession {
-    fn new(session: StreamSession) -> Arc<Self> {
-        let last_heartbeat_at = Mutex::new(session.last_heartbeat_at);
-        Arc::new(Self { session, last_heartbeat_at })
+    fn new(session: StreamSession, read_again_at: Instant) -> Arc<Self> {
+        let state = Mutex::new(CachedState { last_heartbeat_at: session.last_heartbeat_at, read_again_at });
+        Arc::new(Self { session, state })
     }
 
-    fn heartbeat(&self) -> std::sync::MutexGuard<'_, OffsetDateTime> {
-        self.last_heartbeat_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn state(&self) -> std::sync::MutexGuard<'_, CachedState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The session with the newest heartbeat seen.
     fn current(&self) -> StreamSession {
         let mut session = self.session.clone();
-        session.last_heartbeat_at = session.last_heartbeat_at.max(*self.heartbeat());
+        session.last_heartbeat_at = session.last_heartbeat_at.max(self.state().last_heartbeat_at);
         session
+    }
+
+    /// Whether the row is due to be read again; the caller that gets `true`
+    /// reads it, the others go on with this copy until `next`.
+    fn claim_read(&self, now: Instant, next: Instant) -> bool {
+        let mut state = self.state();
+        if self.session.ended_at.is_some() || now < state.read_again_at {
+            return false;
+        }
+        state.read_again_at = next;
+        true
+    }
+
+    fn heartbeat(&self, at: OffsetDateTime) {
+        let mut state = self.state();
+        state.last_heartbeat_at = state.last_heartbeat_at.max(at);
     }
 }
 
@@ -84,6 +106,7 @@ impl CachedSession {
 pub struct WriteBehindSessions<S> {
     inner: S,
     sessions: Cache<SessionId, Arc<CachedSession>>,
+    ttl: Duration,
     pending: Mutex<HashMap<SessionId, OffsetDateTime>>,
     /// Held exclusively by a flush from taking the queue until it is
     /// written, and shared by the database reads merged with the queue: a
@@ -107,14 +130,21 @@ impl<S> std::fmt::Debug for WriteBehindSessions<S> {
 }
 
 impl<S: SessionStore + 'static> WriteBehindSessions<S> {
-    /// Starts the cache (sessions kept for `ttl`, at most `capacity` of them
-    /// and of queued heartbeats) and its flusher, which writes at least every
-    /// `interval` and stops when the decorator is dropped.
+    /// Starts the cache and its flusher, which writes at least every
+    /// `interval` and stops when the decorator is dropped. A session is kept
+    /// while it is used (dropped after `ttl` without a read or heartbeat) and
+    /// its row is read again at most `ttl` after it was last read (somewhere
+    /// in the last quarter, so sessions opened together are not all read
+    /// again together): a session stopped through another instance is seen
+    /// here within `ttl`. At most `capacity` sessions and queued heartbeats.
     pub fn start(inner: S, capacity: usize, ttl: Duration, interval: Duration) -> Arc<Self> {
         let capacity = capacity.max(1);
+        // A year is "for as long as it is used"; more would overflow the clock.
+        let ttl = ttl.clamp(Duration::from_millis(1), Duration::from_secs(365 * 86_400));
         let queue = Arc::new(Self {
             inner,
-            sessions: Cache::builder().max_capacity(capacity as u64).time_to_live(ttl).build(),
+            sessions: Cache::builder().max_capacity(capacity as u64).time_to_idle(ttl).build(),
+            ttl,
             pending: Mutex::default(),
             flushing: tokio::sync::RwLock::new(()),
             capacity,
@@ -192,7 +222,42 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
     }
 
     fn remember(&self, session: StreamSession) {
-        self.sessions.insert(session.id, CachedSession::new(session));
+        let read_again_at = self.read_again_at(&session.id, Instant::now());
+        self.sessions.insert(session.id, CachedSession::new(session, read_again_at));
+    }
+
+    /// When a row read at `now` is read again: between three quarters of
+    /// the TTL and the TTL, spread by the session id.
+    fn read_again_at(&self, id: &SessionId, now: Instant) -> Instant {
+        let spread = (id.as_uuid().as_u128() % 1_000) as u32;
+        now + self.ttl - self.ttl / 4 * spread / 1_000
+    }
+
+    /// Reads a cached open session's row again; it may have been stopped
+    /// through another instance. A store that cannot answer leaves the copy
+    /// in use (the next read after `ttl` tries again).
+    async fn read_again(&self, cached: Arc<CachedSession>) -> Result<Option<StreamSession>, SessionError> {
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let id = cached.session.id;
+        match self.inner.get(&id).await {
+            Ok(None) => {
+                self.sessions.invalidate(&id);
+                Ok(None)
+            }
+            Ok(Some(row)) if row.ended_at.is_some() => {
+                self.lock().remove(&id);
+                self.remember(row.clone());
+                Ok(Some(row))
+            }
+            Ok(Some(row)) => {
+                cached.heartbeat(row.last_heartbeat_at);
+                Ok(Some(cached.current()))
+            }
+            Err(error) => {
+                debug!(%error, "a cached session could not be read again; the cached copy stays in use");
+                Ok(Some(cached.current()))
+            }
+        }
     }
 
     fn remember_outcome(&self, id: &SessionId, outcome: &CloseOutcome) {
@@ -237,6 +302,10 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
 
     async fn get(&self, id: &SessionId) -> Result<Option<StreamSession>, SessionError> {
         if let Some(cached) = self.sessions.get(id) {
+            let now = Instant::now();
+            if cached.claim_read(now, self.read_again_at(id, now)) {
+                return self.read_again(cached).await;
+            }
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(cached.current()));
         }
@@ -255,8 +324,7 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
     async fn touch(&self, id: &SessionId, at: OffsetDateTime) -> Result<(), SessionError> {
         if let Some(cached) = self.sessions.get(id) {
             if cached.session.ended_at.is_none() {
-                let mut heartbeat = cached.heartbeat();
-                *heartbeat = (*heartbeat).max(at);
+                cached.heartbeat(at);
             }
         }
         {

@@ -103,6 +103,45 @@ async fn a_session_opened_elsewhere_is_read_once_and_a_close_is_seen_at_once() {
 }
 
 #[tokio::test]
+async fn a_session_in_use_is_read_again_and_a_stop_elsewhere_is_seen_within_the_ttl() {
+    let durable = store().await;
+    let ttl = Duration::from_millis(400);
+    let here = WriteBehindSessions::start(durable.clone(), 1_000, ttl, HOUR);
+    let elsewhere = WriteBehindSessions::start(durable.clone(), 1_000, HOUR, HOUR);
+    let t0 = start_time();
+    let s = session("viewer", t0);
+    here.open(s.clone()).await.unwrap();
+
+    // Reports keep coming here; the row is read again while they do, and
+    // the newest heartbeat (queued, not written) is never moved back by it.
+    let mut beat = t0;
+    let until = std::time::Instant::now() + ttl * 2;
+    while std::time::Instant::now() < until {
+        beat += Duration::from_secs(1);
+        here.touch(&s.id, beat).await.unwrap();
+        let read = here.get(&s.id).await.unwrap().unwrap();
+        assert_eq!((read.ended_at, read.last_heartbeat_at), (None, beat));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(here.stats().misses.load(Ordering::Relaxed) >= 1, "read again while in use");
+
+    // Stopped through another instance: seen here within the TTL.
+    let ended = t0 + Duration::from_secs(3_600);
+    assert!(matches!(elsewhere.close(&s.id, ended).await.unwrap(), CloseOutcome::Closed(_)));
+    let deadline = std::time::Instant::now() + ttl + Duration::from_millis(200);
+    let mut seen = None;
+    while std::time::Instant::now() < deadline {
+        here.touch(&s.id, beat).await.unwrap();
+        seen = here.get(&s.id).await.unwrap().unwrap().ended_at;
+        if seen.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, Some(ended), "the stop made elsewhere reached this instance's copy");
+}
+
+#[tokio::test]
 async fn queued_heartbeats_count_for_open_sessions() {
     let durable = store().await;
     let sessions = WriteBehindSessions::start(durable.clone(), 1_000, HOUR, HOUR);
