@@ -34,4 +34,4 @@ pub use progress::PgProgressStore;
 pub use sessions::PgSessionStore;
 pub use write_behind::{WriteBehindProgress, WriteBehindStats};
 pub use write_behind_outbox::{WriteBehindOutbox, WriteBehindOutboxStats};
-pub use write_behind_sessions::{WriteBehindSessionStats, WriteBehindSessions, OPEN_SESSIONS_MARGIN};
+pub use write_behind_sessions::{WriteBehindSessionStats, WriteBehindSessions, HEARTBEAT_STEP, OPEN_SESSIONS_MARGIN};

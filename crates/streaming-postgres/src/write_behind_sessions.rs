@@ -32,6 +32,13 @@ use tracing::{debug, warn};
 
 use crate::write_behind::{drain, spawn_flusher, write_in_chunks, FailureStreak, Flush};
 
+/// A cached open session's heartbeat is queued for the store only once it
+/// is at least this much newer than the last one queued: players that report
+/// every few hundred milliseconds cost a row every 5 s, not one per flush.
+/// The stored heartbeat lags by at most this (against a 90 s idle timeout by
+/// default); this instance's own reads see the newest one.
+pub const HEARTBEAT_STEP: Duration = Duration::from_secs(5);
+
 /// How much older than asked `open_sessions` reads from the store, to find
 /// sessions whose newer heartbeat is still queued.
 pub const OPEN_SESSIONS_MARGIN: Duration = Duration::from_secs(60);
@@ -45,6 +52,9 @@ pub struct WriteBehindSessionStats {
     pub misses: AtomicU64,
     /// Heartbeats queued (a repeated one of the same session replaces it).
     pub touches: AtomicU64,
+    /// Heartbeats of cached sessions kept in memory only, less than
+    /// [`HEARTBEAT_STEP`] newer than the last one queued.
+    pub held: AtomicU64,
     /// Heartbeats written straight through because the queue was full.
     pub overflowed: AtomicU64,
     /// Batches written.
@@ -65,12 +75,15 @@ struct CachedSession {
 #[derive(Debug)]
 struct CachedState {
     last_heartbeat_at: OffsetDateTime,
+    /// The newest heartbeat handed to the queue (or read from the row).
+    queued_heartbeat_at: OffsetDateTime,
     read_again_at: Instant,
 }
 
 impl CachedSession {
     fn new(session: StreamSession, read_again_at: Instant) -> Arc<Self> {
-        let state = Mutex::new(CachedState { last_heartbeat_at: session.last_heartbeat_at, read_again_at });
+        let at = session.last_heartbeat_at;
+        let state = Mutex::new(CachedState { last_heartbeat_at: at, queued_heartbeat_at: at, read_again_at });
         Arc::new(Self { session, state })
     }
 
@@ -96,9 +109,28 @@ impl CachedSession {
         true
     }
 
-    fn heartbeat(&self, at: OffsetDateTime) {
+    /// Takes a heartbeat: whether it is to be queued for the store, being
+    /// [`HEARTBEAT_STEP`] newer than the last one queued.
+    fn heartbeat(&self, at: OffsetDateTime) -> bool {
         let mut state = self.state();
         state.last_heartbeat_at = state.last_heartbeat_at.max(at);
+        if at - state.queued_heartbeat_at < HEARTBEAT_STEP {
+            return false;
+        }
+        state.queued_heartbeat_at = at;
+        true
+    }
+
+    /// A heartbeat read from the row (written by any instance) or on its
+    /// way there in the queue.
+    fn stored_heartbeat(&self, at: OffsetDateTime) {
+        let mut state = self.state();
+        state.last_heartbeat_at = state.last_heartbeat_at.max(at);
+        state.queued_heartbeat_at = state.queued_heartbeat_at.max(at);
+    }
+
+    fn last_heartbeat_at(&self) -> OffsetDateTime {
+        self.state().last_heartbeat_at
     }
 }
 
@@ -250,7 +282,7 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
                 Ok(Some(row))
             }
             Ok(Some(row)) => {
-                cached.heartbeat(row.last_heartbeat_at);
+                cached.stored_heartbeat(row.last_heartbeat_at);
                 Ok(Some(cached.current()))
             }
             Err(error) => {
@@ -322,16 +354,24 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
     }
 
     async fn touch(&self, id: &SessionId, at: OffsetDateTime) -> Result<(), SessionError> {
-        if let Some(cached) = self.sessions.get(id) {
-            if cached.session.ended_at.is_none() {
-                cached.heartbeat(at);
-            }
+        let cached = self.sessions.get(id);
+        if cached.as_ref().is_some_and(|c| c.session.ended_at.is_some()) {
+            // The store never moves a stopped session's heartbeat.
+            return Ok(());
         }
         {
             let mut pending = self.lock();
+            let due = cached.as_ref().is_none_or(|c| c.heartbeat(at));
             if let Some(queued) = pending.get_mut(id) {
                 *queued = (*queued).max(at);
+                if let Some(cached) = &cached {
+                    cached.stored_heartbeat(*queued);
+                }
                 self.stats.touches.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            if !due {
+                self.stats.held.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
             if pending.len() < self.capacity {
@@ -383,6 +423,10 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
         for session in &mut sessions {
             if let Some(queued) = self.unwritten(&session.id) {
                 session.last_heartbeat_at = session.last_heartbeat_at.max(queued);
+            }
+            // Heartbeats held in memory (less than a step newer than the row's).
+            if let Some(cached) = self.sessions.get(&session.id) {
+                session.last_heartbeat_at = session.last_heartbeat_at.max(cached.last_heartbeat_at());
             }
         }
         sessions.retain(|s| s.last_heartbeat_at >= alive_since);

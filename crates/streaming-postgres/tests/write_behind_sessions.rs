@@ -142,6 +142,47 @@ async fn a_session_in_use_is_read_again_and_a_stop_elsewhere_is_seen_within_the_
 }
 
 #[tokio::test]
+async fn a_chatty_player_s_heartbeats_are_written_a_step_apart_and_still_count_here() {
+    let durable = store().await;
+    let sessions = WriteBehindSessions::start(durable.clone(), 1_000, HOUR, HOUR);
+    let t0 = start_time();
+    let s = session("chatty", t0);
+    sessions.open(s.clone()).await.unwrap();
+    let user: UserId = "chatty".parse().unwrap();
+    let second = |n: u64| t0 + Duration::from_secs(n);
+
+    // Less than a step after the last written heartbeat: held in memory.
+    sessions.touch(&s.id, second(1)).await.unwrap();
+    assert_eq!(sessions.depth(), 0);
+    assert_eq!(sessions.stats().held.load(Ordering::Relaxed), 1);
+    assert_eq!(sessions.get(&s.id).await.unwrap().unwrap().last_heartbeat_at, second(1));
+    let alive = sessions.open_sessions(&user, second(1)).await.unwrap();
+    assert_eq!(alive.iter().map(|a| a.last_heartbeat_at).collect::<Vec<_>>(), [second(1)], "held ones count here");
+
+    // A step on: queued, and later ones ride along until the flush.
+    let step = streaming_postgres::HEARTBEAT_STEP.as_secs();
+    sessions.touch(&s.id, second(step)).await.unwrap();
+    sessions.touch(&s.id, second(step + 1)).await.unwrap();
+    assert_eq!(sessions.depth(), 1);
+    assert!(sessions.flush().await);
+    assert_eq!(durable.get(&s.id).await.unwrap().unwrap().last_heartbeat_at, second(step + 1));
+
+    // The step counts from the last queued one.
+    sessions.touch(&s.id, second(2 * step)).await.unwrap();
+    assert_eq!(sessions.depth(), 0, "less than a step after the last queued heartbeat");
+    sessions.touch(&s.id, second(2 * step + 1)).await.unwrap();
+    assert_eq!(sessions.depth(), 1);
+    assert!(sessions.flush().await);
+    assert_eq!(durable.get(&s.id).await.unwrap().unwrap().last_heartbeat_at, second(2 * step + 1));
+
+    // A stopped session's heartbeats go nowhere.
+    let ended = second(100);
+    assert!(matches!(sessions.close(&s.id, ended).await.unwrap(), CloseOutcome::Closed(_)));
+    sessions.touch(&s.id, second(200)).await.unwrap();
+    assert_eq!(sessions.depth(), 0);
+}
+
+#[tokio::test]
 async fn queued_heartbeats_count_for_open_sessions() {
     let durable = store().await;
     let sessions = WriteBehindSessions::start(durable.clone(), 1_000, HOUR, HOUR);

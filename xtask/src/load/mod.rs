@@ -492,12 +492,29 @@ fn paced_viewers(
     let redis_before = redis_commands(redis_url)?;
     let pg_before = pg_activity(pg_url)?;
     let rows_before = table_writes(pg_url)?;
+    let scans_before = table_scans(pg_url)?;
     let started = Instant::now();
     let figures = wrk::run(dir, server.port, progress, options.connections, duration, Some(pace))?;
     let seconds = started.elapsed().as_secs_f64();
-    let redis = redis_commands(redis_url)? - redis_before;
+    let redis: Vec<(String, u64)> = redis_commands(redis_url)?
+        .into_iter()
+        .map(|(command, calls)| {
+            let before = redis_before.get(&command).copied().unwrap_or(0);
+            (command, calls.saturating_sub(before))
+        })
+        .filter(|(command, calls)| *calls > 0 && command != "info")
+        .collect();
+    let redis_total: u64 = redis.iter().map(|(_, calls)| calls).sum();
+    let mut by_command = redis.clone();
+    by_command.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let by_command: Vec<String> =
+        by_command.iter().map(|(command, calls)| format!("`{command}` {:.0}", *calls as f64 / seconds)).collect();
     let (commits, writes) = pg_activity(pg_url)?;
     let rows_after = table_writes(pg_url)?;
+    let mut scans: Vec<(String, u64)> =
+        rows_written(&scans_before, &table_scans(pg_url)?).into_iter().filter(|(_, n)| *n > 0).collect();
+    scans.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let scans: Vec<String> = scans.iter().map(|(table, n)| format!("`{table}` {:.0}", *n as f64 / seconds)).collect();
     let mut lines = vec![
         format!(
             "sent {:.0} reports/s for {seconds:.0} s (p50 {}, p99 {}, {} errors)",
@@ -506,7 +523,7 @@ fn paced_viewers(
             report::micros(figures.p99_us),
             figures.errors
         ),
-        format!("Redis: {:.0} commands/s", redis as f64 / seconds),
+        format!("Redis: {:.0} commands/s ({})", redis_total as f64 / seconds, by_command.join(", ")),
         format!(
             "PostgreSQL: {:.1} transactions/s, {:.1} rows written/s over all tables",
             (commits - pg_before.0) as f64 / seconds,
@@ -516,17 +533,26 @@ fn paced_viewers(
     for (table, rows) in rows_written(&rows_before, &rows_after) {
         lines.push(format!("PostgreSQL `{table}`: {:.0} rows written/s", rows as f64 / seconds));
     }
+    lines.push(format!(
+        "PostgreSQL index and sequential scans/s (reads, and the row lookups of updates): {}",
+        scans.join(", ")
+    ));
     Ok(lines)
 }
 
-/// Redis's `total_commands_processed`.
-fn redis_commands(url: &str) -> Result<u64, String> {
+/// Calls so far per command, from Redis's `INFO commandstats`.
+fn redis_commands(url: &str) -> Result<BTreeMap<String, u64>, String> {
     let (host, port) = redis_address(url)?;
-    captured(Command::new("redis-cli").args(["-h", host, "-p", port, "INFO", "stats"]), "redis-cli")?
+    let text = captured(Command::new("redis-cli").args(["-h", host, "-p", port, "INFO", "commandstats"]), "redis-cli")?;
+    // cmdstat_get:calls=12,usec=34,...
+    Ok(text
         .lines()
-        .find_map(|l| l.strip_prefix("total_commands_processed:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or("no total_commands_processed in INFO stats".into())
+        .filter_map(|line| {
+            let (command, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats.split(',').find_map(|field| field.strip_prefix("calls="))?.trim().parse().ok()?;
+            Some((command.to_owned(), calls))
+        })
+        .collect())
 }
 
 /// Committed transactions of the database and rows it wrote (inserted,
@@ -559,12 +585,24 @@ fn redis_address(url: &str) -> Result<(&str, &str), String> {
 fn table_writes(url: &str) -> Result<BTreeMap<String, u64>, String> {
     // The server's backends report their statistics at most every second.
     std::thread::sleep(Duration::from_millis(1_100));
-    let text = psql(
+    table_counts(
         url,
         "SELECT relname, n_tup_ins + n_tup_upd FROM pg_stat_user_tables \
          WHERE relname IN ('watch_progress', 'stream_sessions', 'outbox') ORDER BY relname",
-    )?;
-    Ok(text
+    )
+}
+
+/// Index plus sequential scans per table so far, from PostgreSQL's statistics.
+fn table_scans(url: &str) -> Result<BTreeMap<String, u64>, String> {
+    table_counts(
+        url,
+        "SELECT relname, coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables ORDER BY relname",
+    )
+}
+
+/// `(table, count)` rows of a statistics query.
+fn table_counts(url: &str, sql: &str) -> Result<BTreeMap<String, u64>, String> {
+    Ok(psql(url, sql)?
         .lines()
         .filter_map(|line| {
             let (table, count) = line.split_once('|')?;
