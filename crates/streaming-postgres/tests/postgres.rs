@@ -192,3 +192,83 @@ async fn consumer_offsets_are_kept_per_consumer_and_never_move_back() {
     assert_eq!(mine.load("media.deleted", 1).await.unwrap(), Some(7));
     assert_eq!(theirs.load("media.deleted", 0).await.unwrap(), None, "each consumer has its own");
 }
+
+/// Updates of a table, and how many of them were heap-only (in place).
+#[derive(diesel::QueryableByName, Debug)]
+struct TableUpdates {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    table: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    in_place: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    all: i64,
+}
+
+#[tokio::test]
+async fn progress_and_heartbeats_rewrite_their_rows_in_place() {
+    use diesel_async::RunQueryDsl;
+    use streaming_core::domain::{ManifestKind, StreamSession};
+    use streaming_core::ports::SessionStore;
+
+    let url = streaming_postgres::testing::fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    // One connection: the statistics read back include its own updates.
+    let db = PgDatabase::connect(&PgConfig { pool_size: 1, ..PgConfig::new(url) }).await.unwrap();
+    db.migrate().await.unwrap();
+    let (progress, sessions) = (PgProgressStore::new(db.clone()), PgSessionStore::new(db.clone()));
+    let movie: MediaId = "7c9e6679-7425-40de-944b-e07fc1f90ae7".parse().unwrap();
+    let t0 = time::OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
+    let viewers: Vec<(UserId, SessionId)> =
+        (0..50).map(|i| (format!("hot-{i}").parse().unwrap(), SessionId::random())).collect();
+    for (user, session) in &viewers {
+        sessions
+            .open(StreamSession {
+                id: *session,
+                user: user.clone(),
+                media: movie.clone(),
+                manifest: ManifestKind::Hls,
+                started_at: t0,
+                ended_at: None,
+                duration_seconds: None,
+                user_agent: None,
+                client_ip: None,
+                last_heartbeat_at: t0,
+            })
+            .await
+            .unwrap();
+    }
+    for round in 1..=20_u64 {
+        let at = t0 + Duration::from_secs(round * 10);
+        let reports = viewers
+            .iter()
+            .map(|(user, session)| WatchProgress {
+                user: user.clone(),
+                media: movie.clone(),
+                position: PositionSeconds::new(round as f64 * 10.0).unwrap(),
+                last_watched_at: at,
+                watched: false,
+                session: Some(*session),
+                sequence: round,
+            })
+            .collect();
+        progress.record_many(reports).await.unwrap();
+        sessions.touch_many(viewers.iter().map(|(_, session)| (*session, at)).collect()).await.unwrap();
+    }
+
+    let mut connection = db.connection().await.unwrap();
+    diesel::sql_query("SELECT pg_stat_force_next_flush()").execute(&mut connection).await.unwrap();
+    let counts: Vec<TableUpdates> = diesel::sql_query(
+        "SELECT relname::text AS table, n_tup_hot_upd AS in_place, n_tup_upd AS all FROM pg_stat_user_tables \
+         WHERE relname IN ('watch_progress', 'stream_sessions') ORDER BY relname",
+    )
+    .load(&mut connection)
+    .await
+    .unwrap();
+    assert_eq!(counts.len(), 2);
+    for table in counts {
+        // Every heartbeat round updates; the first progress round inserts.
+        let rounds = if table.table == "watch_progress" { 19 } else { 20 };
+        assert_eq!(table.all, rounds * 50, "{table:?}");
+        // Without room in the pages or with an index on a changed column, none would be.
+        assert!(table.in_place * 10 >= table.all * 9, "most updates in place: {table:?}");
+    }
+}
