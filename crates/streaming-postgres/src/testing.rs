@@ -23,6 +23,8 @@ pub struct OwnPostgres {
     bin: std::path::PathBuf,
     dir: std::path::PathBuf,
     port: u16,
+    /// Server settings beyond the defaults, as `-c name=value` options.
+    settings: String,
 }
 
 /// `program` of `bin`, to run as the `postgres` user.
@@ -47,13 +49,20 @@ impl OwnPostgres {
     /// Creates and starts it with the server binaries in `bin`
     /// (`STREAMGATE_POSTGRES_BIN` of `cargo xtask infra up`).
     pub fn start(bin: &str) -> Self {
+        Self::start_with(bin, &[])
+    }
+
+    /// Like [`OwnPostgres::start`], with server `settings` (`name=value`)
+    /// beyond the defaults, kept across [`OwnPostgres::resume`].
+    pub fn start_with(bin: &str, settings: &[&str]) -> Self {
         let id = streaming_core::domain::SessionId::random().as_uuid().simple().to_string();
         let dir = std::env::temp_dir().join(format!("streamgate-own-postgres-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
         let chown = std::process::Command::new("chown").arg("postgres:postgres").arg(&dir).status().unwrap();
         assert!(chown.success(), "chown of {}", dir.display());
         let port = streaming_core::contract::free_port();
-        let server = Self { bin: bin.into(), dir, port };
+        let settings = settings.iter().map(|setting| format!(" -c {setting}")).collect();
+        let server = Self { bin: bin.into(), dir, port, settings };
         run(
             "initdb",
             as_postgres(&server.bin, "initdb").arg("-D").arg(server.dir.join("cluster")).args([
@@ -78,9 +87,10 @@ impl OwnPostgres {
     /// Starts it again on the same port and data; returns once it accepts connections.
     pub fn resume(&self) {
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off{}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.settings
         );
         run(
             "pg_ctl start",
