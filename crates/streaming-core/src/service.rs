@@ -201,12 +201,17 @@ pub struct StreamUrlService {
     keyring: CacheKeyring,
     settings: StreamingSettings,
     stats: Arc<StreamStats>,
+    metrics: std::sync::OnceLock<telemetry::UrlMetrics>,
 }
 
 impl StreamUrlService {
     /// A service over `ports`, sealing cache entries with `keyring`.
     pub fn new(ports: StreamingPorts, keyring: CacheKeyring, settings: StreamingSettings) -> Self {
-        Self { ports, keyring, settings, stats: Arc::default() }
+        Self { ports, keyring, settings, stats: Arc::default(), metrics: std::sync::OnceLock::new() }
+    }
+
+    fn metrics(&self) -> &telemetry::UrlMetrics {
+        self.metrics.get_or_init(telemetry::UrlMetrics::register)
     }
 
     /// The service's counters.
@@ -308,15 +313,18 @@ impl StreamUrlService {
 impl StreamingService for StreamUrlService {
     async fn get_stream_url(&self, media_id: &MediaId, user: &UserId) -> Result<StreamUrl, StreamError> {
         // The spec's field names; the user id only where the operator allows it.
-        let span = tracing::info_span!(
-            "stream.get_url",
-            TrackId = %media_id,
-            UserId = tracing::field::Empty,
-            CacheHit = tracing::field::Empty,
-        );
-        if self.settings.log_user_ids {
-            span.record("UserId", tracing::field::display(user));
-        }
+        // Made with every field it shows in the request's lines: a field
+        // recorded later formats the span's fields again.
+        let span = if self.settings.log_user_ids {
+            tracing::info_span!(
+                "stream.get_url",
+                TrackId = %media_id,
+                UserId = %user,
+                CacheHit = tracing::field::Empty,
+            )
+        } else {
+            tracing::info_span!("stream.get_url", TrackId = %media_id, CacheHit = tracing::field::Empty)
+        };
         let started = std::time::Instant::now();
         let result = async {
             tracing::info!("stream URL requested");
@@ -327,7 +335,7 @@ impl StreamingService for StreamUrlService {
             let (cached, generation) = self.cached(&key, &media, now).await;
             if let Some(entry) = cached {
                 bump(&self.stats.cache_hits);
-                metrics::counter!(telemetry::STREAM_URL_CACHE_HITS).increment(1);
+                self.metrics().hits.increment(1);
                 tracing::Span::current().record("CacheHit", true);
                 debug!(ExpiresAt = %entry.expires_at, "cache hit");
                 return Ok(StreamUrl {
@@ -340,7 +348,7 @@ impl StreamingService for StreamUrlService {
                 });
             }
             bump(&self.stats.cache_misses);
-            metrics::counter!(telemetry::STREAM_URL_CACHE_MISSES).increment(1);
+            self.metrics().misses.increment(1);
             tracing::Span::current().record("CacheHit", false);
             debug!("cache miss; generating URL");
 
@@ -357,7 +365,7 @@ impl StreamingService for StreamUrlService {
                     }
                 })?;
             bump(&self.stats.presigns);
-            metrics::counter!(telemetry::STREAM_URL_PRESIGNS).increment(1);
+            self.metrics().presigns.increment(1);
             debug!(ExpiresAt = %presigned.expires_at, "presigned URL generated");
 
             let entry = CachedStreamUrl {
@@ -385,12 +393,14 @@ impl StreamingService for StreamUrlService {
         }
         .instrument(span)
         .await;
-        let (status, cache_hit) = match &result {
-            Ok(url) => ("success", if url.cache_hit { "true" } else { "false" }),
-            Err(_) => ("error", "false"),
+        let metrics = self.metrics();
+        let outcome = match &result {
+            Ok(url) if url.cache_hit => &metrics.served_hit,
+            Ok(_) => &metrics.served_miss,
+            Err(_) => &metrics.failed,
         };
-        metrics::counter!(telemetry::STREAM_URL_REQUESTS, "status" => status, "cache_hit" => cache_hit).increment(1);
-        metrics::histogram!(telemetry::STREAM_URL_DURATION_MS).record(started.elapsed().as_secs_f64() * 1_000.0);
+        outcome.increment(1);
+        metrics.duration_ms.record(started.elapsed().as_secs_f64() * 1_000.0);
         result
     }
 

@@ -97,6 +97,36 @@ pub fn invalidated(reason: InvalidationReason) {
     counter!(STREAM_CACHE_INVALIDATIONS, "reason" => reason.as_str()).increment(1);
 }
 
+/// The track URL operation's metric handles. Looking a metric up by name
+/// (and labels) builds and hashes its key in the recorder's registry; the
+/// operation runs on every request, so its handles are looked up once, on
+/// first use (after the recorder is installed), and kept.
+#[derive(Debug, Clone)]
+pub(crate) struct UrlMetrics {
+    pub hits: metrics::Counter,
+    pub misses: metrics::Counter,
+    pub presigns: metrics::Counter,
+    pub duration_ms: metrics::Histogram,
+    /// `STREAM_URL_REQUESTS` by (success, cache hit); failures are never hits.
+    pub served_hit: metrics::Counter,
+    pub served_miss: metrics::Counter,
+    pub failed: metrics::Counter,
+}
+
+impl UrlMetrics {
+    pub(crate) fn register() -> Self {
+        Self {
+            hits: counter!(STREAM_URL_CACHE_HITS),
+            misses: counter!(STREAM_URL_CACHE_MISSES),
+            presigns: counter!(STREAM_URL_PRESIGNS),
+            duration_ms: metrics::histogram!(STREAM_URL_DURATION_MS),
+            served_hit: counter!(STREAM_URL_REQUESTS, "status" => "success", "cache_hit" => "true"),
+            served_miss: counter!(STREAM_URL_REQUESTS, "status" => "success", "cache_hit" => "false"),
+            failed: counter!(STREAM_URL_REQUESTS, "status" => "error", "cache_hit" => "false"),
+        }
+    }
+}
+
 /// Publishes a breaker's state.
 pub(crate) fn breaker_state(dependency: &'static str, state: BreakerState) {
     let value = match state {
