@@ -472,8 +472,6 @@ pub async fn enrich_problems<B: MessageBody + 'static>(
     req: ServiceRequest,
     next: actix_web::middleware::Next<B>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    let trace = req.extensions().get::<TraceId>().cloned().unwrap_or_else(TraceId::random);
-
     let mut res = next.call(req).await?.map_into_boxed_body();
     // Only error responses pay for the problem document (and its settings lookup).
     let problem = res.response().error().and_then(|e| e.as_error::<ApiError>()).cloned();
@@ -481,6 +479,7 @@ pub async fn enrich_problems<B: MessageBody + 'static>(
         let request = res.request();
         let type_base = request.app_data::<actix_web::web::Data<ProblemTypeBase>>();
         let type_base = type_base.map_or(ProblemTypeBase::DEFAULT, |base| base.0.as_str());
+        let trace = request.extensions().get::<TraceId>().cloned().unwrap_or_else(TraceId::random);
         let document = problem.to_problem(type_base, request.path(), &trace.0);
         res = res.into_response(document);
     }
