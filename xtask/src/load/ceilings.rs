@@ -13,22 +13,48 @@ use super::{captured, redis_address, Options};
 /// The `ceiling` example (actix-web, no middleware, a fixed JSON body of
 /// `body_bytes`) under the same `wrk` load as our routes.
 pub fn framework(root: &Path, dir: &Path, options: &Options, body_bytes: usize) -> Result<Figures, String> {
-    let binary = root.join("target").join("release").join("examples").join("ceiling");
-    let mut child = Command::new(&binary)
-        .args(["0", &body_bytes.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-    let result = listening_port(&mut child).and_then(|port| {
+    Framework::start(root, body_bytes)?.measure(dir, options, options.duration)
+}
+
+/// The running `ceiling` example; stopped when dropped.
+pub struct Framework {
+    child: Child,
+    port: u16,
+}
+
+impl Framework {
+    pub fn start(root: &Path, body_bytes: usize) -> Result<Self, String> {
+        let binary = root.join("target").join("release").join("examples").join("ceiling");
+        let mut child = Command::new(&binary)
+            .args(["0", &body_bytes.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+        match listening_port(&mut child) {
+            Ok(port) => Ok(Self { child, port }),
+            Err(error) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(error)
+            }
+        }
+    }
+
+    /// One `wrk` run of `duration`.
+    pub fn measure(&self, dir: &Path, options: &Options, duration: Duration) -> Result<Figures, String> {
         // A POST without a body, like the track route's: a body the handler
         // left unread would cost the connection its keep-alive.
         let request = Requests::Fixed { method: "POST", path: "/", token: None, body: None };
-        wrk::run(dir, port, &request, options.connections, options.duration, None)
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    result
+        wrk::run(dir, self.port, &request, options.connections, duration, None)
+    }
+}
+
+impl Drop for Framework {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The port from the example's `ceiling listening on 127.0.0.1:PORT` line.

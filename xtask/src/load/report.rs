@@ -84,6 +84,11 @@ pub fn render(options: &Options, command_line: &str, results: &Results) -> Strin
         let _ = writeln!(out, "| `pgbench` single-row `watch_progress` upsert, 8 clients | {tps:.0} tps | — | — |");
     }
 
+    if !results.alternated.is_empty() {
+        let _ = writeln!(out, "\n#### Cache hit against the bare framework, in turns (embedded)\n");
+        let _ = writeln!(out, "{}", alternated(&results.alternated, options.duration.as_secs() / 2));
+    }
+
     let _ = writeln!(out, "\n#### Memory (resident set of the service)\n");
     let _ = writeln!(out, "| setup | idle | peak under load | target |");
     let _ = writeln!(out, "|---|---|---|---|");
@@ -116,6 +121,24 @@ pub fn render(options: &Options, command_line: &str, results: &Results) -> Strin
             let _ = writeln!(out, "- {line}");
         }
     }
+    out
+}
+
+/// The in-turns rounds as a table, and their median share.
+fn alternated(rounds: &[(f64, f64)], seconds: u64) -> String {
+    let mut out = format!("Each round: the cache-hit path, then the bare framework, {}s each.\n\n", seconds.max(1));
+    let _ = writeln!(out, "| round | cache hit req/s | bare framework req/s | share |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    let mut shares = Vec::with_capacity(rounds.len());
+    for (round, (ours, bare)) in rounds.iter().enumerate() {
+        let share = if *bare > 0.0 { 100.0 * ours / bare } else { 0.0 };
+        shares.push(share);
+        let _ = writeln!(out, "| {} | {ours:.0} | {bare:.0} | {share:.0} % |", round + 1);
+    }
+    shares.sort_by(f64::total_cmp);
+    let median = shares.get(shares.len() / 2).copied().unwrap_or(0.0);
+    let met = if median >= 70.0 { "✔" } else { "✘" };
+    let _ = write!(out, "\nMedian share {median:.0} % (goal ≥ 70 % {met}).");
     out
 }
 
@@ -174,6 +197,15 @@ fn machine() -> String {
 #[cfg(test)]
 mod tests {
     use super::{splice, BEGIN, END};
+
+    #[test]
+    fn alternated_rounds_report_their_median_share() {
+        let text = super::alternated(&[(70.0, 100.0), (60.0, 100.0), (80.0, 100.0)], 5);
+        assert!(text.contains("| 2 | 60 | 100 | 60 % |"), "{text}");
+        assert!(text.contains("Median share 70 % (goal ≥ 70 % ✔)"), "{text}");
+        let text = super::alternated(&[(65.0, 100.0)], 5);
+        assert!(text.contains("Median share 65 % (goal ≥ 70 % ✘)"), "{text}");
+    }
 
     #[test]
     fn the_generated_section_is_replaced_and_the_rest_kept() {
