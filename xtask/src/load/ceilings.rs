@@ -10,13 +10,9 @@ use std::time::Duration;
 use super::wrk::{self, Figures, Requests};
 use super::{captured, redis_address, Options};
 
-/// The `ceiling` example (actix-web, no middleware, a fixed JSON body of
-/// `body_bytes`) under the same `wrk` load as our routes.
-pub fn framework(root: &Path, dir: &Path, options: &Options, body_bytes: usize) -> Result<Figures, String> {
-    Framework::start(root, body_bytes)?.measure(dir, options, options.duration)
-}
-
-/// The running `ceiling` example; stopped when dropped.
+/// The running `ceiling` example (actix-web, no middleware, a fixed JSON
+/// body of `body_bytes`), measured under the same `wrk` load as our routes;
+/// stopped when dropped.
 pub struct Framework {
     child: Child,
     port: u16,

@@ -177,8 +177,10 @@ fn embedded(root: &Path, dir: &Path, options: &Options, results: &mut Results) -
     let body_bytes = server.post_ok(&track, &token, "")?.len();
 
     let hit = cache_path(&server, dir, options, &track, &token)?;
-    results.framework = Some((body_bytes, ceilings::framework(root, dir, options, body_bytes)?));
-    results.alternated = alternated(root, &server, dir, options, (&track, &token, body_bytes))?;
+    let bare = ceilings::Framework::start(root, body_bytes)?;
+    results.framework = Some((body_bytes, bare.measure(dir, options, options.duration)?));
+    results.alternated = alternated(&bare, &server, dir, options, (&track, &token))?;
+    drop(bare); // stopped before the next paths run
     let framework = results.framework.as_ref().map(|(_, f)| ("bare actix-web", f.requests_per_second));
     results.paths.push(Measured {
         setup: SETUP,
@@ -267,14 +269,13 @@ const ALTERNATED_ROUNDS: usize = 3;
 /// than the difference being measured between two runs minutes apart,
 /// while two runs seconds apart share most of the drift.
 fn alternated(
-    root: &Path,
+    framework: &ceilings::Framework,
     server: &Server,
     dir: &Path,
     options: &Options,
-    (path, token, body_bytes): (&str, &str, usize),
+    (path, token): (&str, &str),
 ) -> Result<Vec<(f64, f64)>, String> {
     let half = (options.duration / 2).max(Duration::from_secs(1));
-    let framework = ceilings::Framework::start(root, body_bytes)?;
     let requests = Requests::Fixed { method: "POST", path, token: Some(token), body: None };
     let mut rounds = Vec::with_capacity(ALTERNATED_ROUNDS);
     for round in 1..=ALTERNATED_ROUNDS {
