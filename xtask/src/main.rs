@@ -1,7 +1,9 @@
 //! `cargo xtask`: the project's repeatable chores.
 //!
 //! * `test`  — format check, clippy (`-D warnings`), tidy, every test of the workspace.
+//! * `install [ITEM...]` — what `test` needs besides the workspace (see `prepare`).
 //! * `tidy`  — architecture checks (the core's dependency list).
+//! * `deny`  — the supply-chain check alone (see `supply_chain`).
 //! * `infra up|down` — the real servers the tests use, on loopback (see `infra`).
 //! * `bench` — the criterion benchmarks, then the load harness; writes `docs/benchmarks.md`.
 //! * `load`  — the load harness alone (wrk against the release build; see `load`).
@@ -13,11 +15,16 @@
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use steps::{run as step, timed};
 
 mod deploy;
 mod fuzz;
 mod infra;
 mod load;
+mod prepare;
+mod steps;
 mod supply_chain;
 mod tidy;
 mod tools;
@@ -27,6 +34,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("tidy") => tidy::run(&workspace_root()),
+        Some("install") => install(&args[1..]),
+        Some("deny") => supply_chain::check(&workspace_root()),
         Some("deploy") => deploy::check(&workspace_root()),
         Some("bench") => {
             load::Options::parse(&args[1..], true).and_then(|options| bench(&options, &command_line(&args)))
@@ -51,46 +60,87 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <test | tidy | deploy | infra up | infra down | bench [--no-criterion] [--duration S] [--connections N] [--viewers N] [--setup embedded|real] | load [--duration S] [--connections N] [--viewers N] [--setup embedded|real] | fuzz [--seconds N] [TARGET...]>";
+const USAGE: &str = "usage: cargo xtask <test | install [ITEM...] | tidy | deny | deploy | infra up | infra down | bench [--no-criterion] [--duration S] [--connections N] [--viewers N] [--setup embedded|real] | load [--duration S] [--connections N] [--viewers N] [--setup embedded|real] | fuzz [--seconds N] [TARGET...]>";
 
 fn workspace_root() -> PathBuf {
     let manifest = env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("xtask"), PathBuf::from);
     manifest.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
+/// Debian packages the test step itself needs: ffmpeg decodes the demo
+/// movie's renditions in the API tests; curl runs the API guide's walk-through.
+const TEST_PACKAGES: &[(&str, &str)] = &[("ffmpeg", "ffmpeg"), ("curl", "curl")];
+
+/// Every check and test. What the tests need besides the workspace is
+/// installed in the background meanwhile (`prepare`); each step says what
+/// it does and how long it took, and the times are summed up before the
+/// tests run (nextest's summary stays the closing line).
 fn test() -> Result<(), String> {
+    let started = Instant::now();
     let root = workspace_root();
+    // Nothing built yet: the steps that compile say they take minutes.
+    let cold = !root.join("target").join("debug").join("deps").is_dir();
+    let minutes = |name: &str, what: &str| if cold { format!("{name} ({what}: minutes)") } else { name.to_owned() };
+    let background = prepare::Background::start(&root)?;
     step("format", &mut cargo(&root, &["fmt", "--all", "--check"]))?;
     step(
-        "clippy",
+        &minutes("clippy", "a first run checks every dependency here"),
         &mut cargo(&root, &["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]),
     )?;
-    println!("==> tidy");
-    tidy::run(&root)?;
-    println!("==> supply chain (cargo deny)");
-    supply_chain::check(&root)?;
-    println!("==> deployment files");
-    deploy::check(&root)?;
-    println!("==> streaming-core as a published crate");
-    publishable_core(&root)?;
-    // ffmpeg decodes the demo movie's renditions in the API tests; curl runs
-    // the API guide's walk-through.
-    tools::ensure_debian_packages(&[("ffmpeg", "ffmpeg"), ("curl", "curl")])?;
+    timed("tidy", || tidy::run(&root))?;
+    timed("supply chain (cargo deny)", || {
+        background.wait(prepare::Item::CargoDeny)?;
+        supply_chain::check(&root)
+    })?;
+    timed("deployment files", || {
+        background.wait(prepare::Item::Checkers)?;
+        deploy::check(&root)
+    })?;
+    timed("streaming-core as a published crate", || publishable_core(&root))?;
+    background.wait(prepare::Item::DebianPackages)?;
+    tools::ensure_debian_packages(TEST_PACKAGES)?;
     // Doc tests first: nextest's summary must be the run's closing line.
-    step("doc tests", &mut cargo(&root, &["test", "--workspace", "--all-features", "--doc"]))?;
+    step(
+        &minutes("doc tests", "a first run builds every dependency here"),
+        &mut cargo(&root, &["test", "--workspace", "--all-features", "--doc"]),
+    )?;
     let nextest = tools::ensure_nextest()?;
-    println!("==> infrastructure");
-    let env = infra::up(&root)?;
-    let result = step(
-        "tests",
-        Command::new(nextest.program)
-            .args(nextest.prefix_args)
+    let nextest_run = |extra: &[&str]| {
+        let mut command = Command::new(&nextest.program);
+        command
+            .args(&nextest.prefix_args)
             .args(["run", "--workspace", "--all-features", "--no-fail-fast"])
-            .envs(&env)
-            .current_dir(&root),
-    );
+            .args(extra)
+            .current_dir(&root);
+        command
+    };
+    // Built before the servers start, so that on a first run the build and
+    // the broker's build share the wait.
+    step(&minutes("test build", "a first run compiles every test binary"), &mut nextest_run(&["--no-run"]))?;
+    let env = timed("infrastructure", || {
+        background.wait_all()?;
+        infra::up(&root)
+    })?;
+    steps::print_summary(started);
+    // Not a timed step: nextest's summary, with its own time, closes the run.
+    println!("==> tests");
+    let status = nextest_run(&[]).envs(&env).status().map_err(|e| format!("tests: cannot run: {e}"));
     infra::down(&root)?;
-    result
+    match status? {
+        status if status.success() => Ok(()),
+        status => Err(format!("tests failed ({status})")),
+    }
+}
+
+/// `cargo xtask install [ITEM...]`: installs the items named (all of them
+/// without names) in the foreground, one after the other.
+fn install(names: &[String]) -> Result<(), String> {
+    let items = if names.is_empty() {
+        prepare::Item::all().collect()
+    } else {
+        names.iter().map(|name| prepare::Item::parse(name)).collect::<Result<Vec<_>, _>>()?
+    };
+    items.into_iter().try_for_each(prepare::Item::install)
 }
 
 /// `streaming-core` packages without warnings, and its package holds only
@@ -139,14 +189,4 @@ fn cargo(root: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.args(args).current_dir(root);
     command
-}
-
-fn step(name: &str, command: &mut Command) -> Result<(), String> {
-    println!("==> {name}");
-    let status = command.status().map_err(|e| format!("{name}: cannot run: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{name} failed ({status})"))
-    }
 }

@@ -12,7 +12,15 @@ use std::time::Duration;
 use super::s3;
 use crate::tools;
 
-const VERSION: &str = "0.6.0";
+/// The broker, built once into the tool cache.
+pub const BROKER: tools::CargoTool = tools::CargoTool {
+    krate: "tansu",
+    version: "0.6.0",
+    features: &["dynostore"],
+    binary: "tansu",
+    first_build: "about 9 min",
+    quick_build: false,
+};
 pub const BUCKET: &str = "tansu";
 /// The topics of the default prefix (empty): what the service produces and consumes.
 pub const TOPICS: &[&str] = &[
@@ -39,7 +47,7 @@ pub fn object_store_env(endpoint: &str) -> Vec<(&'static str, String)> {
 }
 
 pub fn start(dir: &Path, s3_env: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
-    let binary = tools::ensure_cargo_tool("tansu", VERSION, &["--features", "dynostore"], "tansu")?;
+    let binary = BROKER.ensure()?;
     let endpoint = s3_env.get("STREAMGATE_S3_ENDPOINT").ok_or("the S3 server must start before the broker")?;
     fs::create_dir_all(dir.join("s3").join(BUCKET)).map_err(|e| format!("the {BUCKET} bucket: {e}"))?;
     let port = super::free_port()?;

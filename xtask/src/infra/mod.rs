@@ -6,10 +6,10 @@
 //! passes the same variables to the tests, which also read the file when run
 //! on their own after `cargo xtask infra up`.
 
-mod kafka;
+pub mod kafka;
 pub mod postgres;
 mod redis;
-mod s3;
+pub mod s3;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -41,7 +41,34 @@ pub fn up(root: &Path) -> Result<BTreeMap<String, String>, String> {
     env.extend(broker);
     env.extend(redis::start(&dir)?);
     env.extend(postgres::start(&dir)?);
-    // Checkers the tests run: the OpenAPI validator (a Python package)…
+    env.extend(checkers()?);
+    let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    fs::write(dir.join("env"), text).map_err(|e| format!("writing the env file: {e}"))?;
+    for (key, value) in &env {
+        println!("  {key}={value}");
+    }
+    Ok(env)
+}
+
+/// The Debian packages the servers and the browser test need, as
+/// `(command, package)` pairs (each start installs its own if missing; the
+/// background installer installs them all in one go).
+pub fn debian_packages() -> Vec<(&'static str, &'static str)> {
+    let mut packages = redis::PACKAGES.to_vec();
+    packages.extend([(postgres::SERVER_BINARY, "postgresql"), ("chromium", "chromium")]);
+    packages
+}
+
+/// Installs the checkers the tests run, without starting anything.
+pub fn install_checkers() -> Result<(), String> {
+    checkers().map(drop)
+}
+
+/// The checkers the tests run, installed if missing, and the variables
+/// that tell the tests where they are.
+fn checkers() -> Result<BTreeMap<String, String>, String> {
+    let mut env = BTreeMap::new();
+    // The OpenAPI validator (a Python package)…
     let validator = crate::tools::ensure_python_package("openapi-spec-validator==0.8.5", "openapi_spec_validator")?;
     env.insert("STREAMGATE_OPENAPI_VALIDATOR".into(), validator.display().to_string());
     // …and promtool, for the alert rules and their unit tests in deploy/.
@@ -58,11 +85,6 @@ pub fn up(root: &Path) -> Result<BTreeMap<String, String>, String> {
     env.insert("STREAMGATE_HLS_JS".into(), hls.display().to_string());
     let swagger = crate::tools::ensure_npm_package("swagger-ui-dist", SWAGGER_UI_VERSION)?;
     env.insert("STREAMGATE_SWAGGER_UI".into(), swagger.display().to_string());
-    let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-    fs::write(dir.join("env"), text).map_err(|e| format!("writing the env file: {e}"))?;
-    for (key, value) in &env {
-        println!("  {key}={value}");
-    }
     Ok(env)
 }
 

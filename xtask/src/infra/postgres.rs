@@ -13,6 +13,9 @@ use crate::tools;
 pub const USER: &str = "streamgate";
 pub const PASSWORD: &str = "streamgate-test-password";
 
+/// The server binary of the version Debian's `postgresql` package installs.
+pub const SERVER_BINARY: &str = "/usr/lib/postgresql/15/bin/postgres";
+
 /// The newest installed server's `bin` directory.
 fn bin_dir() -> Result<PathBuf, String> {
     let mut versions: Vec<u32> = fs::read_dir("/usr/lib/postgresql")
@@ -54,7 +57,7 @@ pub fn data_dir(dir: &Path) -> PathBuf {
 
 pub fn start(dir: &Path) -> Result<BTreeMap<String, String>, String> {
     if bin_dir().is_err() {
-        tools::ensure_debian_packages(&[("/usr/lib/postgresql/15/bin/postgres", "postgresql")])?;
+        tools::ensure_debian_packages(&[(SERVER_BINARY, "postgresql")])?;
     }
     let bin = bin_dir()?;
     // The postgres user must reach its data directory, and a checkout may live

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use crate::tools;
 
+/// The Debian packages of the servers, the client and the throwaway CA, as
+/// `(command, package)` pairs.
+pub const PACKAGES: &[(&str, &str)] =
+    &[("redis-server", "redis-server"), ("redis-cli", "redis-tools"), ("openssl", "openssl")];
+
 pub fn start(dir: &Path) -> Result<BTreeMap<String, String>, String> {
-    tools::ensure_debian_packages(&[
-        ("redis-server", "redis-server"),
-        ("redis-cli", "redis-tools"),
-        ("openssl", "openssl"),
-    ])?;
+    tools::ensure_debian_packages(PACKAGES)?;
     let standalone = super::free_port()?;
     let data = dir.join("redis");
     let _ = fs::remove_dir_all(&data);

@@ -1,5 +1,5 @@
 //! An S3-compatible server that checks SigV4 signatures: `s3s-fs`, built with
-//! `cargo install` into the tool cache (about 2 minutes on 2 cores, once).
+//! `cargo install` into the tool cache once.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -9,13 +9,21 @@ use std::time::Duration;
 
 use crate::tools;
 
-const VERSION: &str = "0.14.1";
+/// The server, built once into the tool cache.
+pub const SERVER: tools::CargoTool = tools::CargoTool {
+    krate: "s3s-fs",
+    version: "0.14.1",
+    features: &["binary"],
+    binary: "s3s-fs",
+    first_build: "about 1.5 min",
+    quick_build: false,
+};
 pub const ACCESS_KEY: &str = "streamgate-test";
 pub const SECRET_KEY: &str = "streamgate-test-secret-key-0123456789";
 pub const BUCKET: &str = "streamgate-test";
 
 pub fn start(dir: &Path) -> Result<BTreeMap<String, String>, String> {
-    let binary = tools::ensure_cargo_tool("s3s-fs", VERSION, &["--features", "binary"], "s3s-fs")?;
+    let binary = SERVER.ensure()?;
     let data = dir.join("s3");
     // A fresh bucket every run: a directory per bucket under the root.
     let _ = fs::remove_dir_all(&data);

@@ -123,7 +123,7 @@ pub fn run(root: &Path, options: &Options, command_line: &str) -> Result<(), Str
         ("psql", "postgresql-client"),
         ("redis-benchmark", "redis-tools"),
     ])?;
-    crate::step(
+    crate::steps::run(
         "release build",
         &mut crate::cargo(
             root,
