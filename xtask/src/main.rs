@@ -109,7 +109,7 @@ fn test() -> Result<(), String> {
         let mut command = Command::new(&nextest.program);
         command
             .args(&nextest.prefix_args)
-            .args(["run", "--workspace", "--all-features", "--no-fail-fast"])
+            .args(["run", "--workspace", "--all-features"])
             .args(extra)
             .current_dir(&root);
         command
@@ -124,7 +124,7 @@ fn test() -> Result<(), String> {
     steps::print_summary(started);
     // Not a timed step: nextest's summary, with its own time, closes the run.
     println!("==> tests");
-    let status = nextest_run(&[]).envs(&env).status().map_err(|e| format!("tests: cannot run: {e}"));
+    let status = nextest_run(&["--no-fail-fast"]).envs(&env).status().map_err(|e| format!("tests: cannot run: {e}"));
     infra::down(&root)?;
     match status? {
         status if status.success() => Ok(()),
