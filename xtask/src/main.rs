@@ -71,15 +71,18 @@ fn workspace_root() -> PathBuf {
 /// movie's renditions in the API tests; curl runs the API guide's walk-through.
 const TEST_PACKAGES: &[(&str, &str)] = &[("ffmpeg", "ffmpeg"), ("curl", "curl")];
 
-/// Every check and test. What the tests need besides the workspace is
-/// installed in the background meanwhile (`prepare`); each step says what
-/// it does and how long it took, and the times are summed up before the
-/// tests run (nextest's summary stays the closing line).
+/// Every check and test. The packages the tests need are installed in the
+/// background meanwhile, the Rust tools where they are first needed
+/// (`prepare`); each step says what it does and how long it took, and the
+/// times are summed up before the tests run (nextest's summary stays the
+/// closing line).
 fn test() -> Result<(), String> {
     let started = Instant::now();
     let root = workspace_root();
-    // Nothing built yet: the steps that compile say they take minutes.
-    let cold = !root.join("target").join("debug").join("deps").is_dir();
+    // Nothing built yet but xtask itself (a few fingerprints; the workspace
+    // has hundreds): the steps that compile say they take minutes.
+    let fingerprints = root.join("target").join("debug").join(".fingerprint");
+    let cold = std::fs::read_dir(fingerprints).map_or(true, |entries| entries.count() < 20);
     let minutes = |name: &str, what: &str| if cold { format!("{name} ({what}: minutes)") } else { name.to_owned() };
     let background = prepare::Background::start(&root)?;
     step("format", &mut cargo(&root, &["fmt", "--all", "--check"]))?;
@@ -88,10 +91,8 @@ fn test() -> Result<(), String> {
         &mut cargo(&root, &["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]),
     )?;
     timed("tidy", || tidy::run(&root))?;
-    timed("supply chain (cargo deny)", || {
-        background.wait(prepare::Item::CargoDeny)?;
-        supply_chain::check(&root)
-    })?;
+    timed("install cargo-deny", || background.wait(prepare::Item::CargoDeny))?;
+    timed("supply chain (cargo deny)", || supply_chain::check(&root))?;
     timed("deployment files", || {
         background.wait(prepare::Item::Checkers)?;
         deploy::check(&root)
@@ -114,9 +115,11 @@ fn test() -> Result<(), String> {
             .current_dir(&root);
         command
     };
-    // Built before the servers start, so that on a first run the build and
-    // the broker's build share the wait.
+    // Built before the servers start: a build error shows before the
+    // broker's long first build.
     step(&minutes("test build", "a first run compiles every test binary"), &mut nextest_run(&["--no-run"]))?;
+    timed("install the S3 server", || background.wait(prepare::Item::S3Server))?;
+    timed("install the broker", || background.wait(prepare::Item::Broker))?;
     let env = timed("infrastructure", || {
         background.wait_all()?;
         infra::up(&root)

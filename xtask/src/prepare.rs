@@ -1,19 +1,19 @@
-//! What `cargo xtask test` needs besides the workspace, installed in the
-//! background while the workspace builds.
+//! What `cargo xtask test` needs besides the workspace, and which of it is
+//! installed in the background while the workspace builds.
 //!
 //! On a first run most of the time goes into building tools (the broker,
 //! the S3 server, cargo-deny) and installing Debian, Python and npm
-//! packages. None of them depends on the workspace, so two lanes install
-//! them beside the format check, clippy and the test build: one builds the
-//! Rust tools one after the other (two builds at once on two cores only
-//! share the same cores), the other installs the packages (mostly waiting
-//! on the network and the disk). Each item runs as `cargo xtask install
-//! ITEM` in a process of its own, its output in
-//! `target/xtask/install-ITEM.log`; the main thread waits for an item only
-//! where it needs it. On a machine where everything is there already, each
-//! item finds its tool and ends at once.
+//! packages. The packages wait mostly on the network and the disk, so they
+//! install in the background beside the format check, clippy and the
+//! builds: each item runs as `cargo xtask install ITEM` in a process of its
+//! own, its output in `target/xtask/install-ITEM.log`, and the main thread
+//! waits for it only where it needs it. The Rust tools build in the
+//! foreground where they are first needed: built beside the workspace on
+//! two cores they took longer in all than one after the other (measured in
+//! docs/infrastructure.md). On a machine where everything is there
+//! already, each item finds its tool and ends at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,9 +38,12 @@ pub enum Item {
     Checkers,
 }
 
-/// The lanes, each installed in order: the Rust tools in the order the run
-/// needs them, then the packages (the checkers need Debian's pip and npm).
-const LANES: [&[Item]; 2] = [&[Item::CargoDeny, Item::S3Server, Item::Broker], &[Item::DebianPackages, Item::Checkers]];
+/// Every item, in the order a first run needs them.
+const ITEMS: [Item; 5] = [Item::CargoDeny, Item::DebianPackages, Item::Checkers, Item::S3Server, Item::Broker];
+
+/// The items installed in the background, in order (the checkers need
+/// Debian's pip and npm).
+const BACKGROUND: [Item; 2] = [Item::DebianPackages, Item::Checkers];
 
 impl Item {
     pub fn name(self) -> &'static str {
@@ -54,7 +57,7 @@ impl Item {
     }
 
     pub fn all() -> impl Iterator<Item = Self> {
-        LANES.into_iter().flatten().copied()
+        ITEMS.into_iter()
     }
 
     pub fn parse(name: &str) -> Result<Self, String> {
@@ -101,42 +104,47 @@ struct Outcome {
 
 type Board = Arc<(Mutex<BTreeMap<Item, Outcome>>, Condvar)>;
 
-/// The lanes at work; [`Background::wait`] blocks until an item is done.
+/// The background installs at work; [`Background::wait`] blocks until an
+/// item is done (or installs one that is not installed in the background).
 pub struct Background {
     board: Board,
+    /// Items already waited for (each is reported once).
+    seen: Mutex<BTreeSet<Item>>,
 }
 
 impl Background {
-    /// Starts both lanes. Their output goes to `target/xtask/install-*.log`.
+    /// Starts the background installs. Their output goes to `target/xtask/install-*.log`.
     pub fn start(root: &Path) -> Result<Self, String> {
         let logs = root.join("target").join("xtask");
         fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
         let program = std::env::current_exe().map_err(|e| format!("finding xtask's own binary: {e}"))?;
         let board: Board = Arc::new((Mutex::new(BTreeMap::new()), Condvar::new()));
-        for lane in LANES {
-            let board = Arc::clone(&board);
-            let program = program.clone();
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                for item in lane {
-                    let outcome = install_in_child(&program, &logs, *item);
-                    let (done, changed) = &*board;
-                    if let Ok(mut done) = done.lock() {
-                        done.insert(*item, outcome);
-                    }
-                    changed.notify_all();
+        let lane = Arc::clone(&board);
+        std::thread::spawn(move || {
+            for item in BACKGROUND {
+                let outcome = install_in_child(&program, &logs, item);
+                let (done, changed) = &*lane;
+                if let Ok(mut done) = done.lock() {
+                    done.insert(item, outcome);
                 }
-            });
-        }
-        let names: Vec<&str> = Item::all().map(Item::name).collect();
-        println!("==> installing in the background what the tests need: {}", names.join(", "));
-        println!("    (logs: target/xtask/install-*.log; a first run builds the broker, about 9 min on 2 cores)");
-        Ok(Self { board })
+                changed.notify_all();
+            }
+        });
+        let names: Vec<&str> = BACKGROUND.iter().map(|item| item.name()).collect();
+        println!("==> installing in the background: {} (logs: target/xtask/install-*.log)", names.join(", "));
+        Ok(Self { board, seen: Mutex::default() })
     }
 
     /// Waits for `item`. If its background install failed, says so and
-    /// installs it here, where its output shows.
+    /// installs it here, where its output shows; an item not installed in
+    /// the background is installed here.
     pub fn wait(&self, item: Item) -> Result<(), String> {
+        if !self.seen.lock().map_err(|_| "the install board is poisoned")?.insert(item) {
+            return Ok(());
+        }
+        if !BACKGROUND.contains(&item) {
+            return item.install();
+        }
         let started = Instant::now();
         let outcome = {
             let (done, changed) = &*self.board;
@@ -201,7 +209,7 @@ mod tests {
         let items: Vec<Item> = Item::all().collect();
         for item in &items {
             assert_eq!(Item::parse(item.name()), Ok(*item));
-            assert_eq!(items.iter().filter(|other| *other == item).count(), 1, "{item:?} in two lanes");
+            assert_eq!(items.iter().filter(|other| *other == item).count(), 1, "{item:?} named twice");
         }
         assert!(Item::parse("everything").is_err_and(|e| e.contains("cargo-deny")));
     }
