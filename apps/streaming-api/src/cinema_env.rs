@@ -90,6 +90,14 @@ pub fn settings(env: &HashMap<String, String>) -> Result<BTreeMap<String, String
         set("demo.enabled", "false".into());
         // As the cinema service: a movie exists when its manifest does.
         set("playback.stored_movies", "true".into());
+        // As the cinema service: no limit on concurrent streams unless the
+        // user service names one (its `{"is_active": …}` answer names no
+        // plan) or `STREAMING__USERS__DEFAULT_MAX_DEVICES` sets one. Its
+        // clients never send a session id, so a reload starts a new session.
+        set("users.default_max_devices", "0".into());
+        // As the cinema service: one `stream.progress` event per accepted
+        // report (its consumers count them).
+        set("playback.progress_event_interval_seconds", "0".into());
     }
 
     if let Some(host) = get("HOST") {
@@ -241,6 +249,8 @@ mod tests {
         let expect = [
             ("demo.enabled", "false"),
             ("playback.stored_movies", "true"),
+            ("users.default_max_devices", "0"),
+            ("playback.progress_event_interval_seconds", "0"),
             ("server.host", "0.0.0.0"),
             ("server.port", "8005"),
             ("postgres.url", "postgres://streaming_service:p%40ss%3Aw%2Frd@db:5435/streaming_db"),

@@ -105,7 +105,7 @@ pub fn demo_subscription() -> Subscription {
     Subscription {
         status: SubscriptionStatus::Active,
         end_date: None,
-        plan: Plan { max_devices: 2, supports_hd: true, supports_4k: false },
+        plan: Plan { max_devices: Some(2), supports_hd: true, supports_4k: false },
     }
 }
 

@@ -331,7 +331,8 @@ pub struct UsersSection {
     /// Redis, `redis.subscription_ttl_seconds` applies).
     pub cache_ttl_seconds: u64,
     /// The plan assumed for the `{"is_active": …}` answer, which names none:
-    /// devices (default 1), HD (default false), 4K (default false).
+    /// devices (default 1; 0: no limit, the default with the cinema
+    /// service's variables), HD (default false), 4K (default false).
     pub default_max_devices: u32,
     /// See `default_max_devices`.
     pub default_supports_hd: bool,

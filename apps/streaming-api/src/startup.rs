@@ -34,8 +34,8 @@ use streaming_postgres::{
     WriteBehindOutbox, WriteBehindProgress, WriteBehindSessions,
 };
 use streaming_redis::{
-    LocalLevel, RedisConfig, RedisConnection, RedisProgressCache, RedisRateLimiter, RedisSubscriptionCache,
-    RedisUrlCache, TwoLevelUrlCache,
+    LocalLevel, RedisConfig, RedisConnection, RedisEventGate, RedisProgressCache, RedisRateLimiter,
+    RedisSubscriptionCache, RedisUrlCache, TwoLevelUrlCache,
 };
 
 use crate::auth::caller_token_scope;
@@ -306,21 +306,24 @@ impl Application {
             subscriptions: subscriptions.clone(),
             clock: clock.clone(),
         }));
-        let playback = Arc::new(
-            PlaybackService::new(
-                PlaybackPorts {
-                    catalog,
-                    objects: storage.port(),
-                    subscriptions,
-                    progress,
-                    sessions,
-                    events,
-                    clock: clock.clone(),
-                },
-                playback_settings(&settings)?,
-            )
-            .with_manifest_grants(manifest_grants(&settings, &base_url)?),
-        );
+        let mut playback = PlaybackService::new(
+            PlaybackPorts {
+                catalog,
+                objects: storage.port(),
+                subscriptions,
+                progress,
+                sessions,
+                events,
+                clock: clock.clone(),
+            },
+            playback_settings(&settings)?,
+        )
+        .with_manifest_grants(manifest_grants(&settings, &base_url)?);
+        // With Redis, progress events are thinned out across every instance.
+        if let Some(redis) = &redis {
+            playback = playback.with_shared_event_gate(Arc::new(RedisEventGate::new(redis.clone())));
+        }
+        let playback = Arc::new(playback);
 
         let demo = if settings.demo.enabled {
             let (user, tracks) = demo::seed(&owned_catalog, &storage).await.map_err(StartupError::Storage)?;

@@ -82,7 +82,7 @@ pub fn user_service(settings: &Settings) -> Result<Option<Arc<UserServiceDirecto
         timeout: Duration::from_millis(users.timeout_ms),
         retries: users.retries,
         default_plan: Plan {
-            max_devices: users.default_max_devices,
+            max_devices: (users.default_max_devices > 0).then_some(users.default_max_devices),
             supports_hd: users.default_supports_hd,
             supports_4k: users.default_supports_4k,
         },

@@ -16,9 +16,9 @@ use crate::domain::{
     SessionId, StreamSession, UserId, UserStatus, Viewer, Visibility, WatchProgress,
 };
 use crate::ports::{
-    AuditLog, AuditRecord, CatalogWriter, CloseOutcome, MediaCandidate, MediaCatalog, MediaListing, ObjectStore,
-    ObjectStoreError, ProgressStore, RateDecision, RateLimitPolicy, RateLimiter, RecordOutcome, SessionError,
-    SessionStore, StreamCacheKey, UrlCache,
+    AuditLog, AuditRecord, CatalogWriter, CloseOutcome, EventGate, MediaCandidate, MediaCatalog, MediaListing,
+    ObjectStore, ObjectStoreError, ProgressStore, RateDecision, RateLimitPolicy, RateLimiter, RecordOutcome,
+    SessionError, SessionStore, StreamCacheKey, UrlCache,
 };
 
 /// A loopback port free at the time of asking, for a server a test starts itself.
@@ -143,6 +143,26 @@ pub async fn rate_limiter<L: RateLimiter + ?Sized>(limiter: &L) {
         matches!(limiter.check(&alice, &other).await.unwrap(), RateDecision::Allowed { .. }),
         "policies are separate"
     );
+}
+
+/// Everything an [`EventGate`] promises. `pass_time` must let at least the
+/// given duration pass for the gate (advance a manual clock, or sleep).
+pub async fn event_gate<G, F, Fut>(gate: &G, pass_time: F)
+where
+    G: EventGate + ?Sized,
+    F: Fn(Duration) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let key = format!("contract:{}", SessionId::random());
+    let other = format!("contract:{}", SessionId::random());
+    let gap = Duration::from_millis(300);
+    assert!(gate.pass(&key, gap).await.unwrap(), "the first event passes");
+    assert!(!gate.pass(&key, gap).await.unwrap(), "the next one within the gap does not");
+    assert!(gate.pass(&other, gap).await.unwrap(), "keys are separate");
+    assert!(gate.pass(&key, Duration::ZERO).await.unwrap(), "a zero gap passes everything");
+    pass_time(gap + Duration::from_millis(50)).await;
+    assert!(gate.pass(&key, gap).await.unwrap(), "after the gap one passes again");
+    assert!(!gate.pass(&key, gap).await.unwrap(), "and starts a new gap");
 }
 
 /// Everything a [`ProgressStore`] promises.

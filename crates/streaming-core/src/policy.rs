@@ -113,7 +113,7 @@ mod tests {
     }
 
     fn sub(status: SubscriptionStatus, hd: bool, end: Option<OffsetDateTime>) -> Subscription {
-        Subscription { status, end_date: end, plan: Plan { max_devices: 2, supports_hd: hd, supports_4k: false } }
+        Subscription { status, end_date: end, plan: Plan { max_devices: Some(2), supports_hd: hd, supports_4k: false } }
     }
 
     /// name, media, user, viewer facts, subscription facts, expected decision

@@ -41,7 +41,7 @@ fn subscription(supports_hd: bool) -> Subscription {
     Subscription {
         status: SubscriptionStatus::Active,
         end_date: None,
-        plan: Plan { max_devices: 1, supports_hd, supports_4k: false },
+        plan: Plan { max_devices: Some(1), supports_hd, supports_4k: false },
     }
 }
 

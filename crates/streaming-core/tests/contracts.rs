@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streaming_core::adapters::{
-    ManualClock, MemoryCatalog, MemoryObjectStore, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore,
-    MemoryUrlCache, MokaUrlCache, SystemClock,
+    ManualClock, MemoryCatalog, MemoryEventGate, MemoryObjectStore, MemoryProgressStore, MemoryRateLimiter,
+    MemorySessionStore, MemoryUrlCache, MokaUrlCache, SystemClock,
 };
 use streaming_core::contract;
 use streaming_core::domain::ObjectKey;
@@ -34,6 +34,17 @@ async fn moka_url_cache_keeps_the_contract() {
 #[tokio::test]
 async fn memory_rate_limiter_keeps_the_contract() {
     contract::rate_limiter(&MemoryRateLimiter::new(Arc::new(SystemClock))).await;
+}
+
+#[tokio::test]
+async fn memory_event_gate_keeps_the_contract() {
+    let clock = Arc::new(ManualClock::new(datetime!(2026-01-01 0:00 UTC)));
+    let gate = MemoryEventGate::new(clock.clone());
+    contract::event_gate(&gate, |by| {
+        clock.advance(by);
+        std::future::ready(())
+    })
+    .await;
 }
 
 #[tokio::test]

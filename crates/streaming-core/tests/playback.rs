@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use streaming_core::adapters::{
-    ManualClock, MemoryCatalog, MemoryEventPublisher, MemoryObjectStore, MemoryProgressStore, MemorySessionStore,
-    MemorySubscriptions,
+    ManualClock, MemoryCatalog, MemoryEventGate, MemoryEventPublisher, MemoryObjectStore, MemoryProgressStore,
+    MemorySessionStore, MemorySubscriptions,
 };
 use streaming_core::domain::{
     ManifestKind, Media, MediaId, MediaKind, MediaStatus, ObjectKey, Plan, PlanFeatures, PlaybackAction, SessionId,
@@ -17,7 +17,8 @@ use streaming_core::domain::{
 };
 use streaming_core::policy::Denial;
 use streaming_core::ports::{
-    ProgressError, ProgressStore, RecordOutcome, SessionStore, SubscriptionDirectory, SubscriptionError,
+    EventGate, EventGateError, MockEventGate, ProgressError, ProgressStore, RecordOutcome, SessionStore,
+    SubscriptionDirectory, SubscriptionError,
 };
 use streaming_core::{
     Dependency, PlaybackError, PlaybackPorts, PlaybackService, PlaybackSettings, ProgressReport, StartPlayback,
@@ -64,7 +65,7 @@ fn active() -> Subscription {
     Subscription {
         status: SubscriptionStatus::Active,
         end_date: None,
-        plan: Plan { max_devices: 2, supports_hd: true, supports_4k: false },
+        plan: Plan { max_devices: Some(2), supports_hd: true, supports_4k: false },
     }
 }
 
@@ -292,6 +293,57 @@ async fn progress_events_are_coalesced_and_stop_carries_the_final_position() {
     let events = w.events.events();
     assert!(events.iter().all(|e| e.session == Some(session) && e.user == user("viewer")));
     assert_eq!(w.service.stats().progress_events_coalesced.load(std::sync::atomic::Ordering::Relaxed), 3);
+}
+
+/// Two instances over the same stores, each holding `gate`.
+fn two_instances(w: &World, gate: Arc<dyn EventGate>) -> (PlaybackService, PlaybackService) {
+    let ports = PlaybackPorts {
+        catalog: w.catalog.clone(),
+        objects: w.objects.clone(),
+        subscriptions: w.subscriptions.clone(),
+        progress: Arc::new(MemoryProgressStore::new()),
+        sessions: w.sessions.clone(),
+        events: w.events.clone(),
+        clock: w.clock.clone(),
+    };
+    let instance =
+        |ports| PlaybackService::new(ports, PlaybackSettings::default()).with_shared_event_gate(gate.clone());
+    (instance(ports.clone()), instance(ports))
+}
+
+fn progress_events(w: &World) -> Vec<Option<u64>> {
+    actions(w).into_iter().filter(|(action, _)| *action == PlaybackAction::Progress).map(|(_, at)| at).collect()
+}
+
+#[tokio::test]
+async fn instances_sharing_an_event_gate_thin_progress_events_out_between_them() {
+    let w = world();
+    let (a, b) = two_instances(&w, Arc::new(MemoryEventGate::new(w.clock.clone())));
+    let session = a.start(&movie_id(), &user("viewer"), StartPlayback::default()).await.unwrap().session;
+    for (i, instance) in [&a, &b, &a, &b].into_iter().enumerate() {
+        w.clock.advance(Duration::from_secs(1));
+        instance
+            .record_progress(&movie_id(), &user("viewer"), report(10.0 + i as f64, Some(session), None))
+            .await
+            .unwrap();
+    }
+    assert_eq!(progress_events(&w), [Some(10)], "one event in all, not one per instance");
+    // 80 % of the 10 s interval after that event: the next report gets one.
+    w.clock.advance(Duration::from_secs(5));
+    b.record_progress(&movie_id(), &user("viewer"), report(20.0, Some(session), None)).await.unwrap();
+    assert_eq!(progress_events(&w), [Some(10), Some(20)]);
+}
+
+#[tokio::test]
+async fn a_gate_that_cannot_answer_lets_the_progress_event_through() {
+    let w = world();
+    let mut gate = MockEventGate::new();
+    gate.expect_pass().returning(|_, _| Err(EventGateError::Unavailable("down".into())));
+    let (a, _) = two_instances(&w, Arc::new(gate));
+    let session = a.start(&movie_id(), &user("viewer"), StartPlayback::default()).await.unwrap().session;
+    a.record_progress(&movie_id(), &user("viewer"), report(10.0, Some(session), None)).await.unwrap();
+    assert_eq!(progress_events(&w), [Some(10)]);
+    assert_eq!(a.stats().event_gate_unavailable.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
 #[tokio::test]

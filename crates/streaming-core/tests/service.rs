@@ -399,7 +399,7 @@ async fn subscriber_media_asks_the_directory_and_an_outage_is_not_a_refusal() {
         Ok(Some(Subscription {
             status: SubscriptionStatus::Active,
             end_date: None,
-            plan: Plan { max_devices: 1, supports_hd: false, supports_4k: false },
+            plan: Plan { max_devices: Some(1), supports_hd: false, supports_4k: false },
         }))
     });
     let mut cache = MockUrlCache::new();

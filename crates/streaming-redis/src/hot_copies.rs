@@ -374,7 +374,10 @@ fn decode_subscription(text: &str) -> Option<Option<Subscription>> {
         status,
         end_date,
         plan: Plan {
-            max_devices: u32::try_from(plan["max_devices"].as_u64()?).ok()?,
+            max_devices: match &plan["max_devices"] {
+                Json::Null => None,
+                limit => Some(u32::try_from(limit.as_u64()?).ok()?),
+            },
             supports_hd: plan["supports_hd"].as_bool()?,
             supports_4k: plan["supports_4k"].as_bool()?,
         },

@@ -2,7 +2,9 @@
 //!
 //! Redis adapters on fred: the encrypted [`UrlCache`](streaming_core::ports::UrlCache)
 //! (alone, or behind an in-process level with pub/sub invalidation), the
-//! distributed [`RateLimiter`](streaming_core::ports::RateLimiter), and the
+//! distributed [`RateLimiter`](streaming_core::ports::RateLimiter), the
+//! [`EventGate`](streaming_core::ports::EventGate) that thins progress
+//! events out across instances, and the
 //! seed's hot copies of watch progress and subscriptions.
 //!
 //! * Standalone, sentinel and cluster, chosen by the URL: `redis://host:port`,
@@ -17,12 +19,14 @@
 //!   an entry and its user's generation are read with one `MGET`.
 
 mod connection;
+mod event_gate;
 mod hot_copies;
 mod rate_limiter;
 mod two_level;
 mod url_cache;
 
 pub use connection::{RedisConfig, RedisConnection, RedisError};
+pub use event_gate::RedisEventGate;
 pub use hot_copies::{RedisProgressCache, RedisSubscriptionCache, HOT_COPY_INTERVAL};
 pub use rate_limiter::{RedisRateLimiter, DEFAULT_MAX_LEASE, LEASE_FOR};
 pub use two_level::{LocalLevel, TwoLevelUrlCache};

@@ -175,7 +175,7 @@ async fn subscriptions_are_cached_none_included_and_outages_are_not() {
     let subscription = Subscription {
         status: SubscriptionStatus::Active,
         end_date: Some(OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap()),
-        plan: Plan { max_devices: 3, supports_hd: true, supports_4k: false },
+        plan: Plan { max_devices: Some(3), supports_hd: true, supports_4k: false },
     };
     source.inner.set(&subscriber, Some(subscription.clone()));
     let cache = RedisSubscriptionCache::new(redis.clone(), source, Duration::from_secs(60));

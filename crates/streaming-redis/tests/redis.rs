@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use streaming_core::circuit_breaker::BreakerState;
 use streaming_core::contract::{self, infra_var};
-use streaming_core::ports::{CacheError, RateDecision, RateLimitPolicy, RateLimiter, StreamCacheKey, UrlCache};
-use streaming_redis::{RedisConfig, RedisConnection, RedisRateLimiter, RedisUrlCache, LEASE_FOR};
+use streaming_core::ports::{
+    CacheError, EventGate, RateDecision, RateLimitPolicy, RateLimiter, StreamCacheKey, UrlCache,
+};
+use streaming_redis::{RedisConfig, RedisConnection, RedisEventGate, RedisRateLimiter, RedisUrlCache, LEASE_FOR};
 
 async fn connect(url: &str) -> RedisConnection {
     let redis = RedisConnection::connect(&RedisConfig { key_prefix: "test:".into(), ..RedisConfig::new(url) }).unwrap();
@@ -43,6 +45,32 @@ async fn the_rate_limiter_keeps_the_contract_on_a_standalone_redis() {
 #[tokio::test]
 async fn the_rate_limiter_keeps_the_contract_on_a_cluster() {
     contract::rate_limiter(&RedisRateLimiter::new(connect(&infra_var("STREAMGATE_REDIS_CLUSTER_URL")).await)).await;
+}
+
+#[tokio::test]
+async fn the_event_gate_keeps_the_contract_on_a_standalone_redis_and_a_cluster() {
+    for url in ["STREAMGATE_REDIS_URL", "STREAMGATE_REDIS_CLUSTER_URL"] {
+        contract::event_gate(&RedisEventGate::new(connect(&infra_var(url)).await), tokio::time::sleep).await;
+    }
+}
+
+/// Two instances' gates on one Redis, asked at the same moment many times:
+/// exactly one event passes per key.
+#[tokio::test]
+async fn the_event_gate_passes_one_of_many_concurrent_askers_across_connections() {
+    let url = infra_var("STREAMGATE_REDIS_URL");
+    let gates = [RedisEventGate::new(connect(&url).await), RedisEventGate::new(connect(&url).await)];
+    let key = format!("concurrent:{}", streaming_core::domain::SessionId::random());
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let (gate, key) = (gates[i % 2].clone(), key.clone());
+        tasks.push(tokio::spawn(async move { gate.pass(&key, Duration::from_secs(60)).await.unwrap() }));
+    }
+    let mut passed = 0;
+    for task in tasks {
+        passed += usize::from(task.await.unwrap());
+    }
+    assert_eq!(passed, 1, "one of 32 askers on two connections passes");
 }
 
 #[tokio::test]

@@ -82,7 +82,7 @@ impl UserServiceConfig {
             timeout: Duration::from_secs(5),
             retries: 2,
             backoff: Duration::from_millis(100),
-            default_plan: Plan { max_devices: 1, supports_hd: false, supports_4k: false },
+            default_plan: Plan { max_devices: Some(1), supports_hd: false, supports_4k: false },
         }
     }
 }
@@ -252,7 +252,7 @@ pub fn parse(body: &[u8], default_plan: Plan) -> Result<Option<Subscription>, St
     }
     let wire: Wire = serde_json::from_value(value).map_err(|_| "fields of the wrong type".to_owned())?;
     let plan = match wire.plan {
-        Some(p) => Plan { max_devices: p.max_devices, supports_hd: p.supports_hd, supports_4k: p.supports_4k },
+        Some(p) => Plan { max_devices: Some(p.max_devices), supports_hd: p.supports_hd, supports_4k: p.supports_4k },
         None => default_plan,
     };
     let end_date = wire
@@ -280,14 +280,14 @@ pub fn parse(body: &[u8], default_plan: Plan) -> Result<Option<Subscription>, St
 mod tests {
     use super::*;
 
-    const BASIC: Plan = Plan { max_devices: 1, supports_hd: false, supports_4k: false };
+    const BASIC: Plan = Plan { max_devices: Some(1), supports_hd: false, supports_4k: false };
 
     #[test]
     fn both_shapes_parse() {
         let full = br#"{"status":"active","end_date":"2027-01-01T00:00:00Z","plan":{"max_devices":4,"supports_hd":true,"supports_4k":false},"plan_id":"premium"}"#;
         let s = parse(full, BASIC).unwrap().unwrap();
         assert_eq!(s.status, SubscriptionStatus::Active);
-        assert_eq!(s.plan, Plan { max_devices: 4, supports_hd: true, supports_4k: false });
+        assert_eq!(s.plan, Plan { max_devices: Some(4), supports_hd: true, supports_4k: false });
         assert_eq!(s.end_date.unwrap().year(), 2027);
 
         let simple = br#"{"is_active":true,"plan_id":"basic","expires_at":"2027-01-01T00:00:00Z"}"#;

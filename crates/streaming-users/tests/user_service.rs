@@ -97,9 +97,9 @@ async fn both_payload_shapes_and_404_are_understood() {
     let directory = UserServiceDirectory::new(config(&base, service())).unwrap();
     let premium = directory.current(&user("premium")).await.unwrap().unwrap();
     assert_eq!(premium.status, SubscriptionStatus::Active);
-    assert_eq!(premium.plan, Plan { max_devices: 4, supports_hd: true, supports_4k: true });
+    assert_eq!(premium.plan, Plan { max_devices: Some(4), supports_hd: true, supports_4k: true });
     let simple = directory.current(&user("simple")).await.unwrap().unwrap();
-    assert_eq!((simple.status, simple.plan.max_devices), (SubscriptionStatus::Active, 1), "the default plan");
+    assert_eq!((simple.status, simple.plan.max_devices), (SubscriptionStatus::Active, Some(1)), "the default plan");
     assert_eq!(directory.current(&user("lapsed")).await.unwrap().unwrap().status, SubscriptionStatus::Expired);
     assert_eq!(directory.current(&user("nobody")).await.unwrap(), None, "404 is no subscription");
     assert!(stand.authorization.lock().unwrap().iter().all(|a| a == "Bearer service-token"));
@@ -111,7 +111,7 @@ async fn the_callers_token_is_forwarded_when_configured() {
     let directory = UserServiceDirectory::new(config(&base, Credentials::Caller)).unwrap();
     let answer =
         with_caller_token(SecretString::from("token-of-premium"), directory.current(&user("premium"))).await.unwrap();
-    assert_eq!(answer.unwrap().plan.max_devices, 4);
+    assert_eq!(answer.unwrap().plan.max_devices, Some(4));
     assert_eq!(*stand.authorization.lock().unwrap(), vec!["Bearer token-of-premium".to_owned()]);
     let outside = directory.current(&user("premium")).await;
     assert!(outside.is_err(), "without a caller token there is nothing to forward: {outside:?}");

@@ -93,25 +93,137 @@ async fn the_cinema_health_route_answers() {
     assert_eq!(body["status"], "ok");
 }
 
-/// The binary started with the cinema service's variables only (and nothing
-/// of ours), against the real PostgreSQL, Redis, S3 server and broker: the
-/// schema migrated by its own command, then the cinema flow — start,
-/// progress, get progress, stop — with a cinema token, on a movie known only
-/// by its manifest in the bucket, and its events read back from the broker.
+/// The service as the cinema drop-in: the binary started with the cinema
+/// service's variables only (and nothing of ours), against the real
+/// PostgreSQL, Redis, S3 server and broker, its schema migrated by its own
+/// command; topics of its own under a fresh prefix.
+struct DropIn {
+    base: String,
+    brokers: String,
+    prefix: String,
+    token: String,
+    client: reqwest::Client,
+    _service: tokio::process::Child,
+}
+
+/// A database as the cinema service creates it, empty.
+async fn cinema_database() -> String {
+    let url = streaming_postgres::testing::fresh_database_url(&streaming_core::contract::infra_var(
+        "STREAMGATE_POSTGRES_URL",
+    ))
+    .await;
+    psql(&url, CINEMA_SCHEMA);
+    url
+}
+
+impl DropIn {
+    /// Starts the drop-in on `database_url` with the user service at
+    /// `users`, for `viewer`.
+    async fn start(database_url: &str, users: String, viewer: &str) -> Self {
+        use streaming_core::contract::{free_port, infra_var};
+        use streaming_kafka::testing::{create_topics, unique_prefix, PLAYBACK_TOPICS};
+
+        // The demo movie's files in the bucket (a demo-mode app on the S3 server uploads them).
+        drop(spawn(crate::harness::use_s3).await);
+        let database = reqwest::Url::parse(database_url).unwrap();
+        let redis = reqwest::Url::parse(&infra_var("STREAMGATE_REDIS_URL")).unwrap();
+        let brokers = infra_var("STREAMGATE_KAFKA_BROKERS");
+        let prefix = unique_prefix();
+        create_topics(&brokers, &format!("{prefix}."), &PLAYBACK_TOPICS).await;
+        let port = free_port();
+        let cinema: Vec<(&str, String)> = vec![
+            ("HOST", "127.0.0.1".into()),
+            ("PORT", port.to_string()),
+            ("API_V1_PREFIX", "/api/v1".into()),
+            ("POSTGRES_HOST", database.host_str().unwrap().into()),
+            ("POSTGRES_PORT", database.port().unwrap().to_string()),
+            ("POSTGRES_USER", database.username().into()),
+            ("POSTGRES_PASSWORD", database.password().unwrap_or_default().into()),
+            ("POSTGRES_DB", database.path().trim_start_matches('/').into()),
+            ("REDIS_HOST", redis.host_str().unwrap().into()),
+            ("REDIS_PORT", redis.port().unwrap().to_string()),
+            ("REDIS_DB", "0".into()),
+            ("REDIS_PROGRESS_TTL", "86400".into()),
+            ("REDIS_SUBSCRIPTION_CACHE_TTL", "300".into()),
+            ("S3_ENDPOINT_URL", infra_var("STREAMGATE_S3_ENDPOINT")),
+            ("S3_ACCESS_KEY", infra_var("STREAMGATE_S3_ACCESS_KEY")),
+            ("S3_SECRET_KEY", infra_var("STREAMGATE_S3_SECRET_KEY")),
+            ("S3_BUCKET_NAME", infra_var("STREAMGATE_S3_BUCKET")),
+            ("S3_REGION", "us-east-1".into()),
+            ("S3_USE_SSL", "false".into()),
+            ("SIGNED_URL_EXPIRATION", "3600".into()),
+            ("KAFKA_BOOTSTRAP_SERVERS", brokers.clone()),
+            ("KAFKA_TOPIC_PREFIX", format!("{prefix}.stream")),
+            ("ENABLE_KAFKA", "true".into()),
+            ("USER_SERVICE_URL", users),
+            ("USER_SERVICE_TIMEOUT", "5".into()),
+            ("JWT_SECRET_KEY", CINEMA_SECRET.into()),
+            ("JWT_ALGORITHM", "HS256".into()),
+        ];
+        let command = |args: &[&str]| {
+            let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_streaming-api"));
+            command
+                .args(args)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("RUST_LOG", "warn");
+            for (name, value) in &cinema {
+                command.env(name, value);
+            }
+            command.kill_on_drop(true);
+            command
+        };
+        let migrated = command(&["migrate"]).output().await.unwrap();
+        assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+        let service = command(&[]).stdout(std::process::Stdio::null()).spawn().unwrap();
+        crate::harness::until_listening(port, "the service").await;
+        Self {
+            base: format!("http://127.0.0.1:{port}/api/v1/stream/{MOVIE}"),
+            brokers,
+            prefix,
+            token: cinema_token_of(viewer, "access"),
+            client: reqwest::Client::new(),
+            _service: service,
+        }
+    }
+
+    /// A request to `path` under the movie's route, with the viewer's token.
+    async fn call(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> reqwest::Response {
+        let mut request = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// The records on the cinema topic `stream.{action}`, once at least
+    /// `wanted` are there (30 s at most).
+    async fn records(&self, action: &str, wanted: usize) -> Vec<serde_json::Value> {
+        let topic = format!("{}.stream.{action}", self.prefix);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let records = streaming_kafka::testing::read_all(&self.brokers, &topic).await;
+            if records.len() >= wanted {
+                return records.iter().map(|record| serde_json::from_slice(&record.value).unwrap()).collect();
+            }
+            assert!(std::time::Instant::now() < deadline, "{} of {wanted} records on {topic}", records.len());
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The binary started with the cinema service's variables only: the schema
+/// migrated by its own command, then the cinema flow — start, progress, get
+/// progress, stop — with a cinema token, on a movie known only by its
+/// manifest in the bucket, and its events read back from the broker.
 #[tokio::test]
 async fn the_cinema_flow_runs_with_only_the_cinema_variables() {
-    use streaming_core::contract::{free_port, infra_var};
-    use streaming_kafka::testing::{create_topics, read_all, unique_prefix, PLAYBACK_TOPICS};
-
-    // The demo movie's files in the bucket (a demo-mode app on the S3 server uploads them).
-    drop(spawn(crate::harness::use_s3).await);
     let (users, _stand) = crate::users::stand_in(200).await;
     // A viewer of this run only: the shared Redis keeps hot copies of progress.
     let viewer = streaming_core::domain::SessionId::random().to_string();
-    let database_url = streaming_postgres::testing::fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let database_url = cinema_database().await;
     // The database as the cinema service left it: its schema, a viewer's
     // progress on the movie and a session it never ended.
-    psql(&database_url, CINEMA_SCHEMA);
     psql(
         &database_url,
         &format!(
@@ -121,70 +233,11 @@ async fn the_cinema_flow_runs_with_only_the_cinema_variables() {
              VALUES ('{viewer}', '{MOVIE}', '2026-11-21 09:00:00', 'Mozilla/5.0', '203.0.113.7');"
         ),
     );
-    let database = reqwest::Url::parse(&database_url).unwrap();
-    let redis = reqwest::Url::parse(&infra_var("STREAMGATE_REDIS_URL")).unwrap();
-    let brokers = infra_var("STREAMGATE_KAFKA_BROKERS");
-    let prefix = unique_prefix();
-    create_topics(&brokers, &format!("{prefix}."), &PLAYBACK_TOPICS).await;
-    let port = free_port();
-    let cinema: Vec<(&str, String)> = vec![
-        ("HOST", "127.0.0.1".into()),
-        ("PORT", port.to_string()),
-        ("API_V1_PREFIX", "/api/v1".into()),
-        ("POSTGRES_HOST", database.host_str().unwrap().into()),
-        ("POSTGRES_PORT", database.port().unwrap().to_string()),
-        ("POSTGRES_USER", database.username().into()),
-        ("POSTGRES_PASSWORD", database.password().unwrap_or_default().into()),
-        ("POSTGRES_DB", database.path().trim_start_matches('/').into()),
-        ("REDIS_HOST", redis.host_str().unwrap().into()),
-        ("REDIS_PORT", redis.port().unwrap().to_string()),
-        ("REDIS_DB", "0".into()),
-        ("REDIS_PROGRESS_TTL", "86400".into()),
-        ("REDIS_SUBSCRIPTION_CACHE_TTL", "300".into()),
-        ("S3_ENDPOINT_URL", infra_var("STREAMGATE_S3_ENDPOINT")),
-        ("S3_ACCESS_KEY", infra_var("STREAMGATE_S3_ACCESS_KEY")),
-        ("S3_SECRET_KEY", infra_var("STREAMGATE_S3_SECRET_KEY")),
-        ("S3_BUCKET_NAME", infra_var("STREAMGATE_S3_BUCKET")),
-        ("S3_REGION", "us-east-1".into()),
-        ("S3_USE_SSL", "false".into()),
-        ("SIGNED_URL_EXPIRATION", "3600".into()),
-        ("KAFKA_BOOTSTRAP_SERVERS", brokers.clone()),
-        ("KAFKA_TOPIC_PREFIX", format!("{prefix}.stream")),
-        ("ENABLE_KAFKA", "true".into()),
-        ("USER_SERVICE_URL", users),
-        ("USER_SERVICE_TIMEOUT", "5".into()),
-        ("JWT_SECRET_KEY", CINEMA_SECRET.into()),
-        ("JWT_ALGORITHM", "HS256".into()),
-    ];
-    let command = |args: &[&str]| {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_streaming-api"));
-        command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("RUST_LOG", "warn");
-        for (name, value) in &cinema {
-            command.env(name, value);
-        }
-        command.kill_on_drop(true);
-        command
-    };
-    let migrated = command(&["migrate"]).output().await.unwrap();
-    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
-    let _service = command(&[]).stdout(std::process::Stdio::null()).spawn().unwrap();
-    crate::harness::until_listening(port, "the service").await;
-
-    let base = format!("http://127.0.0.1:{port}/api/v1/stream/{MOVIE}");
-    let client = reqwest::Client::new();
-    let token = cinema_token_of(&viewer, "access");
-    let call = |method: Method, url: String, body: Option<serde_json::Value>| {
-        let mut request = client.request(method, url).bearer_auth(&token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send()
-    };
+    let drop_in = DropIn::start(&database_url, users, &viewer).await;
     // The cinema service's row, read through this service's API.
-    let stored: serde_json::Value =
-        call(Method::GET, format!("{base}/progress"), None).await.unwrap().json().await.unwrap();
+    let stored: serde_json::Value = drop_in.call(Method::GET, "/progress", None).await.json().await.unwrap();
     assert_eq!(stored["position_seconds"], 120, "{stored}");
-    let started = call(Method::POST, base.clone(), None).await.unwrap();
+    let started = drop_in.call(Method::POST, "", None).await;
     assert_eq!(started.status(), 200, "{}", started.text().await.unwrap());
     let started: serde_json::Value = started.json().await.unwrap();
     assert_eq!(started["resume_position_seconds"], 120, "{started}");
@@ -192,13 +245,12 @@ async fn the_cinema_flow_runs_with_only_the_cinema_variables() {
     assert_eq!(started["expires_in"], 3600, "SIGNED_URL_EXPIRATION");
     let session = started["session_id"].as_str().unwrap().to_owned();
     let progress = json!({ "position_seconds": 3, "session_id": session });
-    assert_eq!(call(Method::POST, format!("{base}/progress"), Some(progress)).await.unwrap().status(), 200);
-    let read: serde_json::Value =
-        call(Method::GET, format!("{base}/progress"), None).await.unwrap().json().await.unwrap();
+    assert_eq!(drop_in.call(Method::POST, "/progress", Some(progress)).await.status(), 200);
+    let read: serde_json::Value = drop_in.call(Method::GET, "/progress", None).await.json().await.unwrap();
     assert_eq!(read["position_seconds"], 3);
     assert_eq!(read["user_id"], viewer);
     let stop = json!({ "position_seconds": 4.8, "session_id": session });
-    assert_eq!(call(Method::POST, format!("{base}/stop"), Some(stop)).await.unwrap().status(), 200);
+    assert_eq!(drop_in.call(Method::POST, "/stop", Some(stop)).await.status(), 200);
 
     // What the cinema service reads from its tables: whole seconds, its own
     // session untouched, this one ended with an integer duration.
@@ -216,17 +268,8 @@ async fn the_cinema_flow_runs_with_only_the_cinema_variables() {
     assert_eq!(sessions.trim(), "f|f|integer|203.0.113.7\nt|t|integer|127.0.0.1", "{sessions}");
 
     // The cinema topics, each event with the cinema fields, names and types.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     for (action, position) in [("start", None), ("progress", Some(3)), ("stop", Some(4))] {
-        let topic = format!("{prefix}.stream.{action}");
-        let record = loop {
-            if let Some(record) = read_all(&brokers, &topic).await.into_iter().next() {
-                break record;
-            }
-            assert!(std::time::Instant::now() < deadline, "nothing on {topic}");
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        };
-        let event: serde_json::Value = serde_json::from_slice(&record.value).unwrap();
+        let event = drop_in.records(action, 1).await.remove(0);
         assert_eq!(event["user_id"], viewer, "{event}");
         assert_eq!(event["movie_id"], MOVIE, "{event}");
         assert_eq!(event["action"], format!("stream_{action}"), "{event}");
@@ -237,6 +280,31 @@ async fn the_cinema_flow_runs_with_only_the_cinema_variables() {
     }
 }
 
+/// Cinema clients never send a session id and never stop: a viewer who
+/// reloads starts again, and each start plays (the cinema service answers
+/// every start with 200, and its subscription answer names no plan, so no
+/// stream limit applies). Every accepted report is published, as there.
+#[tokio::test]
+async fn the_cinema_flow_starts_again_on_a_reload_and_publishes_every_report() {
+    let (users, stand) = crate::users::stand_in(200).await;
+    stand.answer_as_the_cinema();
+    let viewer = streaming_core::domain::SessionId::random().to_string();
+    let drop_in = DropIn::start(&cinema_database().await, users, &viewer).await;
+    for _ in 0..4 {
+        let started = drop_in.call(Method::POST, "", None).await;
+        assert_eq!(started.status(), 200, "{}", started.text().await.unwrap());
+    }
+    for position in 1..=5 {
+        let report = json!({ "position_seconds": position });
+        assert_eq!(drop_in.call(Method::POST, "/progress", Some(report)).await.status(), 200);
+    }
+    assert_eq!(drop_in.records("start", 4).await.len(), 4);
+    let published = drop_in.records("progress", 5).await;
+    let mut positions: Vec<i64> = published.iter().map(|event| event["position_seconds"].as_i64().unwrap()).collect();
+    positions.sort_unstable();
+    assert_eq!(positions, [1, 2, 3, 4, 5], "one event per accepted report");
+}
+
 /// On the cinema service's tables (uuid user ids) the service starts only
 /// when tokens are held to UUID subjects, which the cinema variables do.
 #[tokio::test]
@@ -244,11 +312,7 @@ async fn on_the_cinema_tables_tokens_must_name_uuid_users() {
     use secrecy::SecretString;
     use streaming_api::{Application, StartupError};
 
-    let url = streaming_postgres::testing::fresh_database_url(&streaming_core::contract::infra_var(
-        "STREAMGATE_POSTGRES_URL",
-    ))
-    .await;
-    psql(&url, CINEMA_SCHEMA);
+    let url = cinema_database().await;
     let dir = tempfile::tempdir().unwrap();
     let settings = |uuid_subjects: bool| {
         let mut settings = Settings::default();

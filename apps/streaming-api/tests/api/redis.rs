@@ -202,3 +202,44 @@ async fn progress_goes_through_the_redis_hot_copy() {
     assert_eq!(copy["position_seconds"], 4.0);
     assert_eq!(copy["session_id"], session);
 }
+
+/// Progress events are thinned out across instances, not per instance: one
+/// viewer's reports sent alternately to two instances on one Redis give one
+/// event per interval in all, and a report 80 % of the interval after the
+/// last event gets one.
+#[tokio::test]
+async fn progress_events_are_thinned_out_across_instances() {
+    use crate::harness::MOVIE;
+    use reqwest::Method;
+
+    let url = infra_var("STREAMGATE_REDIS_URL");
+    let prefix = unique_prefix();
+    let instance = || {
+        let (url, prefix) = (url.clone(), prefix.clone());
+        spawn(move |s| {
+            s.redis.url = Some(SecretString::from(url));
+            s.redis.key_prefix = prefix;
+            s.playback.progress_event_interval_seconds = 1;
+        })
+    };
+    let (a, b) = (instance().await, instance().await);
+    let progress = format!("/api/v1/stream/{MOVIE}/progress");
+    let progress = progress.as_str();
+    async fn report(app: &TestApp, progress: &str, position: u32) -> u16 {
+        let body = serde_json::json!({ "position_seconds": position });
+        app.send(Method::POST, progress, None, Some(body)).await.status().as_u16()
+    }
+    let published =
+        || [&a, &b].iter().flat_map(|app| app.events()).filter(|event| event["action"] == "stream_progress").count();
+    for position in 1..=6 {
+        let app = if position % 2 == 0 { &a } else { &b };
+        assert_eq!(report(app, progress, position).await, 200);
+    }
+    assert_eq!(published(), 1, "six reports within the interval on two instances");
+    // 0.8 s is 80 % of the 1 s interval.
+    tokio::time::sleep(Duration::from_millis(850)).await;
+    assert_eq!(report(&a, progress, 7).await, 200);
+    assert_eq!(published(), 2, "a report 80 % of the interval after the last event gets one");
+    assert_eq!(report(&b, progress, 8).await, 200);
+    assert_eq!(published(), 2);
+}

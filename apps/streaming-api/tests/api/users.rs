@@ -1,7 +1,7 @@
 //! The app with the user service (a stand-in HTTP server on loopback) as its
 //! subscription directory.
 
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -11,17 +11,29 @@ use secrecy::SecretString;
 use crate::harness::{assert_problem, spawn, TestApp, MOVIE};
 
 /// The user service: answers every request with `status` (200: an active HD plan for two
-/// devices) and records the `Authorization` and `X-User-Id` headers.
+/// devices, or the cinema user service's `{"is_active": true, …}`, which names
+/// no plan) and records the `Authorization` and `X-User-Id` headers.
 #[derive(Default)]
 pub(crate) struct Stand {
     status: AtomicU16,
+    cinema: AtomicBool,
     seen: Mutex<Vec<(String, String)>>,
+}
+
+impl Stand {
+    /// Answers 200 as the cinema's user service does.
+    pub(crate) fn answer_as_the_cinema(&self) {
+        self.cinema.store(true, Ordering::Relaxed);
+    }
 }
 
 async fn answer(req: HttpRequest, stand: web::Data<Stand>) -> HttpResponse {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     stand.seen.lock().unwrap().push((header("authorization"), header("x-user-id")));
     match stand.status.load(Ordering::Relaxed) {
+        200 if stand.cinema.load(Ordering::Relaxed) => HttpResponse::Ok().json(serde_json::json!({
+            "is_active": true, "plan_id": "standard", "expires_at": "2099-01-01T00:00:00Z"
+        })),
         200 => HttpResponse::Ok().json(serde_json::json!({
             "status": "active",
             "plan": { "max_devices": 2, "supports_hd": true, "supports_4k": false }

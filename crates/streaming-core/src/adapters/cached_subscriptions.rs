@@ -69,7 +69,7 @@ mod tests {
         Subscription {
             status: SubscriptionStatus::Active,
             end_date: None,
-            plan: Plan { max_devices: 2, supports_hd: true, supports_4k: false },
+            plan: Plan { max_devices: Some(2), supports_hd: true, supports_4k: false },
         }
     }
 

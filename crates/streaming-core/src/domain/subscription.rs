@@ -18,8 +18,8 @@ pub enum SubscriptionStatus {
 /// What a subscription plan allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
-    /// How many streams may be open at once.
-    pub max_devices: u32,
+    /// How many streams may be open at once; `None`: no limit.
+    pub max_devices: Option<u32>,
     /// HD renditions allowed.
     pub supports_hd: bool,
     /// 4K renditions allowed.
@@ -57,7 +57,7 @@ mod tests {
     use time::macros::datetime;
 
     fn plan(hd: bool, uhd: bool) -> Plan {
-        Plan { max_devices: 2, supports_hd: hd, supports_4k: uhd }
+        Plan { max_devices: Some(2), supports_hd: hd, supports_4k: uhd }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The cinema contract: start a movie (a manifest URL and a session), record
 //! watch progress, read it back, stop.
 
-mod coalescer;
+pub(crate) mod coalescer;
 mod events;
 
 use crate::telemetry;
@@ -22,8 +22,8 @@ use crate::domain::{
 use crate::manifest::{resolve, rewrite_dash, rewrite_hls, GrantError, ManifestError, ManifestGrant, UriTarget};
 use crate::policy::Denial;
 use crate::ports::{
-    Clock, CloseOutcome, EventHandling, EventPublisher, MediaCatalog, ObjectStore, ObjectStoreError, ProgressStore,
-    RecordOutcome, SessionStore, SubscriptionDirectory,
+    Clock, CloseOutcome, EventGate, EventHandling, EventPublisher, MediaCatalog, ObjectStore, ObjectStoreError,
+    ProgressStore, RecordOutcome, SessionStore, SubscriptionDirectory,
 };
 use crate::service::Dependency;
 use crate::url_signing::UrlSigner;
@@ -39,7 +39,9 @@ pub struct PlaybackSettings {
     /// From this fraction of the duration on, a movie counts as watched and
     /// its resume position goes back to 0 (default 0.95).
     pub watched_fraction: f64,
-    /// At most one progress event per session per interval (default 10 s).
+    /// At most one progress event per session per interval (default 10 s);
+    /// a report at least 80 % of it after the last event always gets one.
+    /// Zero: an event for every accepted report.
     pub progress_event_interval: Duration,
     /// Longest `User-Agent` kept on a session (default 500 bytes, the cinema column).
     pub max_user_agent_len: usize,
@@ -274,6 +276,8 @@ pub struct PlaybackStats {
     pub stale_progress: AtomicU64,
     /// Starts whose stream limit was not enforced because the directory was down.
     pub stream_limit_skipped: AtomicU64,
+    /// Progress events let through because the shared event gate was down.
+    pub event_gate_unavailable: AtomicU64,
 }
 
 /// The cinema contract's operations over the driven ports.
@@ -281,7 +285,12 @@ pub struct PlaybackStats {
 pub struct PlaybackService {
     ports: PlaybackPorts,
     settings: PlaybackSettings,
+    /// This instance's view of which progress events went out lately.
     coalescer: Coalescer,
+    /// The least time between two progress events of one session.
+    progress_gap: Duration,
+    /// The gate shared with the other instances, if any.
+    shared_gate: Option<SharedGate>,
     stats: Arc<PlaybackStats>,
     grants: Option<ManifestGrants>,
     /// Stored manifests, briefly (they are small and every player asks).
@@ -289,6 +298,16 @@ pub struct PlaybackService {
     /// Rewritten manifests that name no nested playlist (so carry no
     /// grant): the same for every player within a signing window.
     rendered: moka::sync::Cache<(ObjectKey, i64), Rendered>,
+}
+
+/// The [`EventGate`] shared with the other instances.
+#[derive(Clone)]
+struct SharedGate(Arc<dyn EventGate>);
+
+impl fmt::Debug for SharedGate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedGate")
+    }
 }
 
 /// A rewritten manifest and when its object URLs expire.
@@ -308,10 +327,29 @@ const MAX_RENDERED_BYTES: u64 = 64 << 20;
 impl PlaybackService {
     /// A service over `ports`.
     pub fn new(ports: PlaybackPorts, settings: PlaybackSettings) -> Self {
-        let coalescer = Coalescer::new(settings.progress_event_interval);
+        let progress_gap = coalescer::gap_of(settings.progress_event_interval);
         let manifests = moka::sync::Cache::builder().max_capacity(1_000).time_to_live(Duration::from_secs(60)).build();
         let rendered = rendered_cache(Duration::from_secs(60));
-        Self { ports, settings, coalescer, stats: Arc::default(), grants: None, manifests, rendered }
+        Self {
+            ports,
+            settings,
+            coalescer: Coalescer::default(),
+            progress_gap,
+            shared_gate: None,
+            stats: Arc::default(),
+            grants: None,
+            manifests,
+            rendered,
+        }
+    }
+
+    /// Thins progress events out across every instance sharing `gate`
+    /// (without one, each instance thins out its own). This instance's own
+    /// view is asked first, so a report it already knows to be too early
+    /// costs no call.
+    pub fn with_shared_event_gate(mut self, gate: Arc<dyn EventGate>) -> Self {
+        self.shared_gate = Some(SharedGate(gate));
+        self
     }
 
     /// Serves manifests (HLS and DASH) through the manifest endpoint: `start`
@@ -591,8 +629,7 @@ impl PlaybackService {
         }
         let (outcome, stored) = self.store_progress(&media, user, position, report, now, Durability::Behind).await?;
         if outcome == RecordOutcome::Applied {
-            let key = (user.clone(), movie.clone(), report.session);
-            if self.coalescer.admit(key, now) {
+            if self.progress_event_passes(user, movie, report.session, now).await {
                 self.hand_over(playback_event(
                     PlaybackAction::Progress,
                     user,
@@ -611,6 +648,43 @@ impl PlaybackService {
             position: stored.position,
             watched: stored.watched,
         })
+    }
+
+    /// Whether a progress event of this session may go out: not when this
+    /// instance, or (with a shared gate) any instance, published one within
+    /// the gap. A gate that cannot answer lets it through.
+    async fn progress_event_passes(
+        &self,
+        user: &UserId,
+        movie: &MediaId,
+        session: Option<SessionId>,
+        now: OffsetDateTime,
+    ) -> bool {
+        let gap = self.progress_gap;
+        if gap.is_zero() {
+            return true;
+        }
+        let key = (user.clone(), movie.clone(), session);
+        if !self.coalescer.admit(key.clone(), now, gap) {
+            return false;
+        }
+        let Some(SharedGate(gate)) = &self.shared_gate else { return true };
+        let session = session.map_or_else(|| "-".to_owned(), |id| id.to_string());
+        let shared_key = format!("progress:{user}:{movie}:{session}");
+        match gate.pass(&shared_key, gap).instrument(debug_span!("events.gate")).await {
+            Ok(true) => true,
+            Ok(false) => {
+                // Another instance published; when is not known here, so this
+                // instance asks the gate again on the next report.
+                self.coalescer.forget(&key);
+                false
+            }
+            Err(error) => {
+                warn!(%error, "event gate unavailable; the progress event goes out");
+                self.stats.event_gate_unavailable.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+        }
     }
 
     /// The stored progress of `user` in `movie`, if any.
@@ -739,7 +813,10 @@ impl PlaybackService {
     async fn check_stream_limit(&self, user: &UserId, now: OffsetDateTime) -> Result<(), PlaybackError> {
         let limit = match self.ports.subscriptions.current(user).instrument(debug_span!("subscriptions.current")).await
         {
-            Ok(Some(subscription)) if subscription.is_active_at(now) => subscription.plan.max_devices,
+            Ok(Some(subscription)) if subscription.is_active_at(now) => match subscription.plan.max_devices {
+                Some(limit) => limit,
+                None => return Ok(()),
+            },
             Ok(_) => return Ok(()),
             Err(error) => {
                 warn!(%error, "subscription unavailable for the stream limit; not enforced for this start");

@@ -7,6 +7,7 @@
 mod audit;
 mod catalog;
 mod clock;
+mod event_gate;
 mod events;
 mod listing;
 mod object_store;
@@ -19,6 +20,7 @@ mod url_cache;
 pub use audit::{AuditError, AuditLog, AuditRecord};
 pub use catalog::{CatalogError, CatalogWriter, MediaCatalog};
 pub use clock::Clock;
+pub use event_gate::{EventGate, EventGateError};
 pub use events::{EventPublisher, PublishError};
 pub use listing::{MediaCandidate, MediaListing};
 pub use object_store::{
@@ -33,7 +35,7 @@ pub use url_cache::{CacheError, CacheLookup, StreamCacheKey, UrlCache};
 #[cfg(any(test, feature = "mock"))]
 pub use {
     audit::MockAuditLog, catalog::MockCatalogWriter, catalog::MockMediaCatalog, clock::MockClock,
-    events::MockEventPublisher, listing::MockMediaListing, object_store::MockObjectStore, progress::MockProgressStore,
-    rate_limiter::MockRateLimiter, sessions::MockSessionStore, subscriptions::MockSubscriptionDirectory,
-    url_cache::MockUrlCache,
+    event_gate::MockEventGate, events::MockEventPublisher, listing::MockMediaListing, object_store::MockObjectStore,
+    progress::MockProgressStore, rate_limiter::MockRateLimiter, sessions::MockSessionStore,
+    subscriptions::MockSubscriptionDirectory, url_cache::MockUrlCache,
 };

@@ -1,6 +1,7 @@
 //! In-memory adapters of every port.
 
 mod catalog;
+mod event_gate;
 mod objects;
 mod playback;
 mod rate_limiter;
@@ -9,6 +10,7 @@ mod url_cache;
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use catalog::MemoryCatalog;
+pub use event_gate::MemoryEventGate;
 pub use objects::MemoryObjectStore;
 pub use playback::{MemoryEventPublisher, MemoryProgressStore, MemorySessionStore, MemorySubscriptions};
 pub use rate_limiter::MemoryRateLimiter;
