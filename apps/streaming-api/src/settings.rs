@@ -826,6 +826,26 @@ mod tests {
     }
 
     #[test]
+    fn the_cinema_variables_lift_the_stream_limit_and_thinning_and_ours_set_them_back() {
+        let cinema =
+            [("USER_SERVICE_URL", "http://users:8002"), ("JWT_SECRET_KEY", "a-cinema-secret-of-at-least-32-bytes!")];
+        let settings = Settings::load(None, env(&cinema)).unwrap();
+        assert_eq!(settings.users.default_max_devices, 0, "no limit unless a plan names one");
+        assert_eq!(settings.playback.progress_event_interval_seconds, 0, "an event per report");
+        let mut ours = cinema.to_vec();
+        ours.extend([
+            ("STREAMING__USERS__DEFAULT_MAX_DEVICES", "3"),
+            ("STREAMING__PLAYBACK__PROGRESS_EVENT_INTERVAL_SECONDS", "10"),
+        ]);
+        let settings = Settings::load(None, env(&ours)).unwrap();
+        assert_eq!(settings.users.default_max_devices, 3);
+        assert_eq!(settings.playback.progress_event_interval_seconds, 10);
+        let plain = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(plain.users.default_max_devices, 1, "our own default keeps one stream");
+        assert_eq!(plain.playback.progress_event_interval_seconds, 10);
+    }
+
+    #[test]
     fn secrets_are_redacted_in_debug_output() {
         let settings = Settings::load(
             None,
