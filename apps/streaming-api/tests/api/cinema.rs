@@ -101,6 +101,7 @@ struct DropIn {
     base: String,
     brokers: String,
     prefix: String,
+    viewer: String,
     token: String,
     client: reqwest::Client,
     _service: tokio::process::Child,
@@ -181,6 +182,7 @@ impl DropIn {
             base: format!("http://127.0.0.1:{port}/api/v1/stream/{MOVIE}"),
             brokers,
             prefix,
+            viewer: viewer.to_owned(),
             token: cinema_token_of(viewer, "access"),
             client: reqwest::Client::new(),
             _service: service,
@@ -196,19 +198,10 @@ impl DropIn {
         request.send().await.unwrap()
     }
 
-    /// The records on the cinema topic `stream.{action}`, once at least
-    /// `wanted` are there (30 s at most).
+    /// The viewer's events on the cinema topic `stream.{action}`, once at
+    /// least `wanted` distinct ones are there (30 s at most).
     async fn records(&self, action: &str, wanted: usize) -> Vec<serde_json::Value> {
-        let topic = format!("{}.stream.{action}", self.prefix);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let records = streaming_kafka::testing::read_all(&self.brokers, &topic).await;
-            if records.len() >= wanted {
-                return records.iter().map(|record| serde_json::from_slice(&record.value).unwrap()).collect();
-            }
-            assert!(std::time::Instant::now() < deadline, "{} of {wanted} records on {topic}", records.len());
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
+        crate::kafka::events_of(&self.brokers, &format!("{}.", self.prefix), action, wanted, &self.viewer).await
     }
 }
 

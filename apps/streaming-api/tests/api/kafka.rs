@@ -49,11 +49,16 @@ async fn spawn_with_kafka(postgres: &streaming_api::settings::PostgresSection, b
     .await
 }
 
-/// The JSON events of `{prefix}stream.{action}`, once at least `count`
-/// distinct ones arrived (30 s at most). Delivery is at least once: a send
-/// whose acknowledgement timed out is sent again, so a consumer keeps the
-/// first record of each `event_id`, as this does.
+/// The demo user's events of `{prefix}stream.{action}` (see [`events_of`]).
 async fn events(brokers: &str, prefix: &str, action: &str, count: usize) -> Vec<Value> {
+    events_of(brokers, prefix, action, count, DEMO_USER).await
+}
+
+/// The JSON events of `{prefix}stream.{action}`, each keyed by `user`, once
+/// at least `count` distinct ones arrived (30 s at most). Delivery is at
+/// least once: a send whose acknowledgement timed out is sent again, so a
+/// consumer keeps the first record of each `event_id`, as this does.
+pub(crate) async fn events_of(brokers: &str, prefix: &str, action: &str, count: usize, user: &str) -> Vec<Value> {
     let topic = format!("{prefix}stream.{action}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -62,7 +67,7 @@ async fn events(brokers: &str, prefix: &str, action: &str, count: usize) -> Vec<
             read_all(brokers, &topic).await.into_iter().filter(|r| seen.insert(r.event_id.clone())).collect();
         if received.len() >= count {
             for record in &received {
-                assert_eq!(record.key, DEMO_USER, "keyed by user id");
+                assert_eq!(record.key, user, "keyed by user id");
             }
             return received.iter().map(|r| serde_json::from_slice(&r.value).unwrap()).collect();
         }
