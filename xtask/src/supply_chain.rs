@@ -45,11 +45,8 @@ fn has_database() -> bool {
 /// what is missing: `cargo fetch`, then `cargo metadata --offline` as the
 /// proof (it fails on the first package it would have to download).
 fn graph_readable(root: &Path) -> Result<bool, String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let quiet = |args: &[&str]| -> Result<bool, String> {
-        Command::new(&cargo)
-            .args(args)
-            .current_dir(root)
+        crate::cargo(root, args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()

@@ -1,7 +1,6 @@
 //! Architecture checks that `cargo` itself cannot express.
 
 use std::path::Path;
-use std::process::Command;
 
 /// Crates that must never be in `streaming-core`'s normal dependency tree:
 /// the core stays pure (no network, database, HTTP or runtime drivers).
@@ -24,8 +23,9 @@ const FORBIDDEN_IN_CORE: &[&str] = &[
 const FORBIDDEN_TOKIO_FEATURES: &[&str] = &["net", "fs", "rt", "rt-multi-thread", "process", "signal"];
 
 pub fn run(root: &Path) -> Result<(), String> {
-    let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args([
+    let output = crate::cargo(
+        root,
+        &[
             "tree",
             "--package",
             "streaming-core",
@@ -36,10 +36,10 @@ pub fn run(root: &Path) -> Result<(), String> {
             "--format",
             "{p} {f}",
             "--all-features",
-        ])
-        .current_dir(root)
-        .output()
-        .map_err(|e| format!("cargo tree: {e}"))?;
+        ],
+    )
+    .output()
+    .map_err(|e| format!("cargo tree: {e}"))?;
     if !output.status.success() {
         return Err(format!("cargo tree failed: {}", String::from_utf8_lossy(&output.stderr)));
     }
