@@ -287,8 +287,6 @@ pub struct PlaybackService {
     settings: PlaybackSettings,
     /// This instance's view of which progress events went out lately.
     coalescer: Coalescer,
-    /// The least time between two progress events of one session.
-    progress_gap: Duration,
     /// The gate shared with the other instances, if any.
     shared_gate: Option<SharedGate>,
     stats: Arc<PlaybackStats>,
@@ -327,14 +325,12 @@ const MAX_RENDERED_BYTES: u64 = 64 << 20;
 impl PlaybackService {
     /// A service over `ports`.
     pub fn new(ports: PlaybackPorts, settings: PlaybackSettings) -> Self {
-        let progress_gap = coalescer::gap_of(settings.progress_event_interval);
         let manifests = moka::sync::Cache::builder().max_capacity(1_000).time_to_live(Duration::from_secs(60)).build();
         let rendered = rendered_cache(Duration::from_secs(60));
         Self {
             ports,
             settings,
             coalescer: Coalescer::default(),
-            progress_gap,
             shared_gate: None,
             stats: Arc::default(),
             grants: None,
@@ -660,7 +656,7 @@ impl PlaybackService {
         session: Option<SessionId>,
         now: OffsetDateTime,
     ) -> bool {
-        let gap = self.progress_gap;
+        let gap = coalescer::gap_of(self.settings.progress_event_interval);
         if gap.is_zero() {
             return true;
         }
