@@ -199,6 +199,10 @@ pub struct PlaybackSection {
     /// A session without a heartbeat for this many seconds no longer counts
     /// towards the plan's `max_devices` (default 90).
     pub session_idle_timeout_seconds: u64,
+    /// A session nobody stopped is closed, at its last heartbeat, after this
+    /// many seconds without a sign of life (default 600; 0: never). At
+    /// least `session_idle_timeout_seconds`.
+    pub session_close_after_seconds: u64,
     /// Signs manifest grants (at least 32 bytes; a secret). Unset: a random
     /// key per process, so grants only work on the instance that issued them.
     pub grant_secret: Option<SecretString>,
@@ -221,6 +225,7 @@ impl Default for PlaybackSection {
             watched_fraction: 0.95,
             progress_event_interval_seconds: 10,
             session_idle_timeout_seconds: 90,
+            session_close_after_seconds: 600,
             grant_secret: None,
             url_window_seconds: 60,
             object_url_expiry_seconds: 3600,

@@ -324,6 +324,7 @@ impl Application {
             playback = playback.with_shared_event_gate(Arc::new(RedisEventGate::new(redis.clone())));
         }
         let playback = Arc::new(playback);
+        sweep_idle_sessions(&playback);
 
         let demo = if settings.demo.enabled {
             let (user, tracks) = demo::seed(&owned_catalog, &storage).await.map_err(StartupError::Storage)?;
@@ -793,6 +794,24 @@ fn redis_connection(settings: &Settings) -> Result<Option<RedisConnection>, Star
         .map_err(|_| StartupError::Config("redis.url is not a valid Redis URL".into()))
 }
 
+/// Closes the sessions nobody stopped, every [`PlaybackService::sweep_interval`],
+/// for as long as the service lives.
+fn sweep_idle_sessions(playback: &Arc<PlaybackService>) {
+    let Some(every) = playback.sweep_interval() else { return };
+    let weak = Arc::downgrade(playback);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(playback) = weak.upgrade() else { break };
+            match playback.close_idle_sessions().await {
+                Ok(0) => {}
+                Ok(closed) => tracing::debug!(closed, "idle sessions closed"),
+                Err(error) => tracing::warn!(%error, "closing idle sessions failed; the next sweep tries again"),
+            }
+        }
+    });
+}
+
 fn playback_settings(settings: &Settings) -> Result<PlaybackSettings, StartupError> {
     let p = &settings.playback;
     check_presign_expiry(Duration::from_secs(p.manifest_expiry_seconds))
@@ -803,12 +822,21 @@ fn playback_settings(settings: &Settings) -> Result<PlaybackSettings, StartupErr
     if !(p.watched_fraction > 0.0 && p.watched_fraction <= 1.0) {
         return Err(StartupError::Config("playback.watched_fraction must be in (0, 1]".into()));
     }
+    let idle_timeout = p.session_idle_timeout_seconds.max(1);
+    if p.session_close_after_seconds != 0 && p.session_close_after_seconds < idle_timeout {
+        return Err(StartupError::Config(format!(
+            "playback.session_close_after_seconds must be 0 (never) or at least \
+             playback.session_idle_timeout_seconds ({idle_timeout})"
+        )));
+    }
     Ok(PlaybackSettings {
         manifest_expiry: Duration::from_secs(p.manifest_expiry_seconds),
         position_slack_seconds: p.position_slack_seconds,
         watched_fraction: p.watched_fraction,
         progress_event_interval: Duration::from_secs(p.progress_event_interval_seconds),
-        session_idle_timeout: Duration::from_secs(p.session_idle_timeout_seconds.max(1)),
+        session_idle_timeout: Duration::from_secs(idle_timeout),
+        session_close_after: (p.session_close_after_seconds > 0)
+            .then(|| Duration::from_secs(p.session_close_after_seconds)),
         ..PlaybackSettings::default()
     })
 }

@@ -267,6 +267,45 @@ pub async fn session_store<S: SessionStore + ?Sized>(store: &S) {
     assert!(store.open_sessions(&alice, start).await.unwrap().iter().all(|s| s.id != first.id));
     store.touch_many(vec![(first.id, end + Duration::from_secs(60))]).await.unwrap();
     assert_eq!(heartbeat(first.id).await, closed.last_heartbeat_at, "a closed session is not touched");
+
+    // Sessions nobody stopped are closed once idle, at their last heartbeat,
+    // in batches, each by one call only.
+    let idle_before = start + Duration::from_secs(1_000);
+    let idle: Vec<StreamSession> =
+        (0..3).map(|i| session(SessionId::random(), start + Duration::from_secs(200 + i))).collect();
+    for s in &idle {
+        store.open(s.clone()).await.unwrap();
+    }
+    store.touch(&idle[0].id, start + Duration::from_secs(400)).await.unwrap();
+    let lively = session(SessionId::random(), start + Duration::from_secs(300));
+    store.open(lively.clone()).await.unwrap();
+    store.touch(&lively.id, idle_before + Duration::from_secs(10)).await.unwrap();
+    let mut swept = Vec::new();
+    loop {
+        let (batch, _) = store.close_idle(idle_before, 2).await.unwrap();
+        assert!(batch.len() <= 2, "at most as many as asked");
+        let last = batch.len() < 2;
+        swept.extend(batch.into_iter().filter(|s| s.user == alice));
+        if last {
+            break;
+        }
+    }
+    let mut swept_ids: Vec<SessionId> = swept.iter().map(|s| s.id).collect();
+    swept_ids.sort_by_key(|id| id.as_uuid());
+    let mut expected: Vec<SessionId> = idle.iter().map(|s| s.id).chain([second.id]).collect();
+    expected.sort_by_key(|id| id.as_uuid());
+    assert_eq!(swept_ids, expected, "every idle open session once; the stopped and the lively ones not");
+    for s in &swept {
+        assert_eq!(s.ended_at, Some(s.last_heartbeat_at), "ended at its last sign of life");
+        let lasted = (s.last_heartbeat_at - s.started_at).as_seconds_f64();
+        assert_eq!(s.duration_seconds, Some(lasted));
+        assert_eq!(store.get(&s.id).await.unwrap().as_ref(), Some(s), "stored as returned");
+    }
+    assert_eq!(swept.iter().find(|s| s.id == idle[0].id).map(|s| s.duration_seconds), Some(Some(200.0)));
+    let (again, _) = store.close_idle(idle_before, 100).await.unwrap();
+    assert!(again.iter().all(|s| s.user != alice), "nothing is closed twice");
+    let open = store.open_sessions(&alice, OffsetDateTime::UNIX_EPOCH).await.unwrap();
+    assert_eq!(open.iter().map(|s| s.id).collect::<Vec<_>>(), vec![lively.id]);
 }
 
 /// Everything an [`ObjectStore`] promises. `existing` must hold exactly `bytes`;

@@ -32,6 +32,8 @@ pub const BREAKER_STATE: &str = "circuit_breaker_state";
 pub const BREAKER_OPENED: &str = "circuit_breaker_opened_total";
 /// `playback_sessions_started_total{manifest="hls"|"dash"}`.
 pub const SESSIONS_STARTED: &str = "playback_sessions_started_total";
+/// `playback_sessions_closed_idle_total`.
+pub const SESSIONS_CLOSED_IDLE: &str = "playback_sessions_closed_idle_total";
 /// `playback_progress_reports_total{outcome="applied"|"stale"}`.
 pub const PROGRESS_REPORTS: &str = "playback_progress_reports_total";
 /// `manifest_requests_total{kind="hls"|"dash", outcome="served"|"refused"|"invalid"|"error"}`.
@@ -151,6 +153,7 @@ pub fn describe() {
     describe_gauge!(BREAKER_STATE, "Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open.");
     describe_counter!(BREAKER_OPENED, "Times a dependency's circuit breaker opened.");
     describe_counter!(SESSIONS_STARTED, "Playback sessions started, by manifest type.");
+    describe_counter!(SESSIONS_CLOSED_IDLE, "Sessions nobody stopped, closed after showing no sign of life.");
     describe_counter!(PROGRESS_REPORTS, "Progress reports, by outcome.");
     describe_counter!(MANIFEST_REQUESTS, "Manifest fetches through the manifest endpoint, by outcome.");
     describe_histogram!(MANIFEST_RENDER_MS, Unit::Milliseconds, "Time to rewrite and sign a manifest.");
@@ -168,7 +171,7 @@ pub fn describe() {
 }
 
 /// Every metric name above (dashboards and alert rules are checked against it).
-pub const ALL: [&str; 25] = [
+pub const ALL: [&str; 26] = [
     STREAM_URL_REQUESTS,
     STREAM_URL_DURATION_MS,
     STREAM_URL_CACHE_HITS,
@@ -180,6 +183,7 @@ pub const ALL: [&str; 25] = [
     BREAKER_STATE,
     BREAKER_OPENED,
     SESSIONS_STARTED,
+    SESSIONS_CLOSED_IDLE,
     PROGRESS_REPORTS,
     MANIFEST_REQUESTS,
     MANIFEST_RENDER_MS,

@@ -1,14 +1,15 @@
 use async_trait::async_trait;
-use diesel::sql_types::{Array, Float8, Nullable, Text, Timestamptz, Uuid as SqlUuid, Varchar};
+use diesel::sql_types::{Array, BigInt, Float8, Nullable, Text, Timestamptz, Uuid as SqlUuid, Varchar};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use streaming_core::domain::{ManifestKind, MediaId, PlaybackEvent, SessionId, StreamSession, UserId};
 use streaming_core::ports::{CloseOutcome, EventHandling, SessionError, SessionStore};
 use time::OffsetDateTime;
+use tracing::warn;
 
 use crate::database::{DbError, PgDatabase};
 use crate::layout::{PerLayout, TableLayout};
-use crate::outbox::insert_outbox;
+use crate::outbox::{insert_outbox, insert_outbox_many, INSERT_CHUNK};
 
 /// [`SessionStore`] on PostgreSQL (`stream_sessions`), this service's table
 /// or the cinema service's (see [`TableLayout`]).
@@ -49,6 +50,7 @@ struct Statements {
     touch: String,
     touch_many: String,
     open_of_user: String,
+    close_idle: String,
 }
 
 impl Statements {
@@ -64,6 +66,7 @@ impl Statements {
             last_heartbeat_at = layout.time_out("last_heartbeat_at"),
         );
         let ended = format!("greatest({}, started_at)", time_in("$2"));
+        let idle_end = "greatest(s.last_heartbeat_at, s.started_at)";
         Self {
             insert: format!(
                 "INSERT INTO stream_sessions (id, user_id, movie_id, manifest_type, started_at, \
@@ -98,6 +101,19 @@ impl Statements {
                  AND last_heartbeat_at >= {alive_since} ORDER BY started_at",
                 user = layout.id_in("$1"),
                 alive_since = time_in("$2"),
+            ),
+            // The rows are claimed with SKIP LOCKED: instances sweeping at
+            // once take different rows, and a row being stopped or touched
+            // right now is left for the next sweep. The claim is a
+            // materialised CTE, run once (a subquery under `IN` may be run
+            // again by the plan, each time claiming more rows past the LIMIT).
+            close_idle: format!(
+                "WITH idle AS MATERIALIZED (SELECT id AS idle_id FROM stream_sessions \
+                 WHERE ended_at IS NULL AND last_heartbeat_at < {before} LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 UPDATE stream_sessions s SET ended_at = {idle_end}, duration_seconds = {duration} \
+                 FROM idle WHERE s.id = idle.idle_id RETURNING {columns}",
+                duration = layout.seconds_in(&format!("extract(epoch FROM {idle_end} - s.started_at)::float8")),
+                before = time_in("$1"),
             ),
         }
     }
@@ -300,6 +316,45 @@ impl SessionStore for PgSessionStore {
         }
         drop(connection);
         self.close_outcome_of_closed(id).await
+    }
+
+    async fn close_idle(
+        &self,
+        idle_before: OffsetDateTime,
+        at_most: usize,
+    ) -> Result<(Vec<StreamSession>, EventHandling), SessionError> {
+        let (_, statements) = self.statements().await?;
+        let mut connection = self.db.connection().await.map_err(unavailable)?;
+        let at_most = i64::try_from(at_most).unwrap_or(i64::MAX);
+        let closed = connection
+            .transaction::<_, DbError, _>(async |tx| {
+                let rows: Vec<SessionRow> = diesel::sql_query(&statements.close_idle)
+                    .bind::<Timestamptz, _>(idle_before)
+                    .bind::<BigInt, _>(at_most)
+                    .load(tx)
+                    .await?;
+                // A row this service cannot read is still closed (else every
+                // sweep would stop at it), without an event.
+                let closed: Vec<StreamSession> = rows
+                    .into_iter()
+                    .filter_map(|row| {
+                        let id = row.id;
+                        StreamSession::try_from(row)
+                            .inspect_err(
+                                |error| warn!(session = %id, %error, "idle session closed without a stop event"),
+                            )
+                            .ok()
+                    })
+                    .collect();
+                let events: Vec<PlaybackEvent> = closed.iter().map(PlaybackEvent::idle_stop).collect();
+                for chunk in events.chunks(INSERT_CHUNK) {
+                    insert_outbox_many(tx, chunk).await?;
+                }
+                Ok(closed)
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok((closed, EventHandling::Recorded))
     }
 
     async fn open_sessions(

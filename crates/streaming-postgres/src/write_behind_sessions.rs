@@ -14,6 +14,8 @@
 //!   progress rules make harmless.
 //! * `touch` moves the cached heartbeat and queues it; a full queue writes
 //!   through. A failed flush keeps the heartbeats for the next one.
+//! * `close_idle` flushes the queued heartbeats first, so a session they
+//!   keep alive is not closed, and keeps the closed sessions' rows.
 //! * `open_sessions` asks the store with a window widened by
 //!   [`OPEN_SESSIONS_MARGIN`] and applies the queued heartbeats before
 //!   filtering, so a heartbeat not yet flushed still counts.
@@ -408,6 +410,21 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
         let (outcome, handling) = self.inner.close_with_event(id, ended_at, event).await?;
         self.remember_outcome(id, &outcome);
         Ok((outcome, handling))
+    }
+
+    async fn close_idle(
+        &self,
+        idle_before: OffsetDateTime,
+        at_most: usize,
+    ) -> Result<(Vec<StreamSession>, EventHandling), SessionError> {
+        // This instance's queued heartbeats first: a session they keep alive
+        // is not closed. (Held ones lag by less than HEARTBEAT_STEP.)
+        self.flush().await;
+        let (closed, handling) = self.inner.close_idle(idle_before, at_most).await?;
+        for session in &closed {
+            self.remember_outcome(&session.id, &CloseOutcome::Closed(session.clone()));
+        }
+        Ok((closed, handling))
     }
 
     async fn open_sessions(

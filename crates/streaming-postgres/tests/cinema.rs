@@ -214,3 +214,71 @@ async fn reverting_leaves_the_cinema_tables_as_the_cinema_service_made_them() {
     assert_eq!(seconds.iter().map(|s| s.seconds).collect::<Vec<_>>(), [120], "the rows stay");
     assert!(db.migrate().await.unwrap() >= 1, "and the migrations apply again");
 }
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    count: i64,
+}
+
+async fn count(connection: &mut AsyncPgConnection, query: &str) -> i64 {
+    let rows: Vec<Count> = diesel::sql_query(query).load(connection).await.unwrap();
+    rows[0].count
+}
+
+/// The cinema service never ends a session: a viewer's history is all
+/// open rows. Three instances sweeping at once close every one of them,
+/// each once, at its last sign of life, with one stop event each.
+#[tokio::test]
+async fn the_cinema_services_never_ended_sessions_are_closed_once_by_sweepers_side_by_side() {
+    const HISTORY: i64 = 40_000;
+    const BATCH: usize = 2_000;
+    let url = cinema_database().await;
+    let mut connection = AsyncPgConnection::establish(&url).await.unwrap();
+    connection
+        .batch_execute(&format!(
+            "INSERT INTO stream_sessions (user_id, movie_id, started_at, user_agent, ip_address) \
+             SELECT '{VIEWER}', '{MOVIE}', timestamp '2026-01-01 00:00:00' + n * interval '1 minute', NULL, NULL \
+             FROM generate_series(1, {HISTORY}) AS n"
+        ))
+        .await
+        .unwrap();
+    let db = migrated(&url).await;
+    let idle_before = time::OffsetDateTime::now_utc();
+    let sweepers: Vec<_> = (0..3)
+        .map(|_| {
+            let store = PgSessionStore::new(db.clone());
+            tokio::spawn(async move {
+                let mut closed = Vec::new();
+                loop {
+                    let (batch, _) = store.close_idle(idle_before, BATCH).await.unwrap();
+                    let last = batch.len() < BATCH;
+                    closed.extend(batch);
+                    if last {
+                        return closed;
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut closed = Vec::new();
+    for sweeper in sweepers {
+        closed.extend(sweeper.await.unwrap());
+    }
+
+    let mut ids: Vec<uuid::Uuid> = closed.iter().map(|s| s.id.as_uuid()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), closed.len(), "no session is closed twice");
+    assert_eq!(closed.len() as i64, HISTORY + 1, "the history and the fixture's open session");
+    assert!(closed.iter().all(|s| s.ended_at == Some(s.last_heartbeat_at)), "ended at the last sign of life");
+    let open = "SELECT count(*) AS count FROM stream_sessions WHERE ended_at IS NULL";
+    assert_eq!(count(&mut connection, open).await, 0);
+    let ended_at_start = "SELECT count(*) AS count FROM stream_sessions \
+                          WHERE ended_at = started_at AND duration_seconds = 0";
+    assert_eq!(count(&mut connection, ended_at_start).await, HISTORY + 1, "never heartbeated: ended at the start");
+    let stops = "SELECT count(DISTINCT payload->>'session_id') AS count FROM outbox \
+                 WHERE topic = 'stream.stop' AND payload->>'action' = 'stream_stop' AND NOT payload ? 'position_seconds'";
+    assert_eq!(count(&mut connection, stops).await, HISTORY + 1, "one stop event, without a position, per session");
+    assert_eq!(count(&mut connection, "SELECT count(*) AS count FROM outbox").await, HISTORY + 1);
+}

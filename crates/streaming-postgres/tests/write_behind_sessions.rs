@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use streaming_core::adapters::MemorySessionStore;
 use streaming_core::contract::{self, infra_var};
 use streaming_core::domain::{ManifestKind, SessionId, StreamSession, UserId};
-use streaming_core::ports::{CloseOutcome, SessionError, SessionStore};
+use streaming_core::ports::{CloseOutcome, EventHandling, SessionError, SessionStore};
 use streaming_postgres::testing::fresh_database_url;
 use streaming_postgres::{PgConfig, PgDatabase, PgSessionStore, WriteBehindSessions};
 use time::OffsetDateTime;
@@ -244,6 +244,13 @@ impl SessionStore for Flaky {
     async fn open_sessions(&self, user: &UserId, since: OffsetDateTime) -> Result<Vec<StreamSession>, SessionError> {
         self.inner.open_sessions(user, since).await
     }
+    async fn close_idle(
+        &self,
+        idle_before: OffsetDateTime,
+        at_most: usize,
+    ) -> Result<(Vec<StreamSession>, EventHandling), SessionError> {
+        self.inner.close_idle(idle_before, at_most).await
+    }
 }
 
 #[tokio::test]
@@ -314,6 +321,13 @@ impl SessionStore for SlowReads {
     }
     async fn open_sessions(&self, user: &UserId, since: OffsetDateTime) -> Result<Vec<StreamSession>, SessionError> {
         self.0.open_sessions(user, since).await
+    }
+    async fn close_idle(
+        &self,
+        idle_before: OffsetDateTime,
+        at_most: usize,
+    ) -> Result<(Vec<StreamSession>, EventHandling), SessionError> {
+        self.0.close_idle(idle_before, at_most).await
     }
 }
 

@@ -9,7 +9,7 @@ use streaming_api::{Application, Settings, StartupError};
 use streaming_core::contract::infra_var;
 use streaming_postgres::testing::fresh_database_url;
 
-use crate::harness::{spawn, TestApp, MOVIE, READY};
+use crate::harness::{psql, spawn, TestApp, MOVIE, READY};
 
 async fn on_postgres(url: &str) -> TestApp {
     let url = url.to_owned();
@@ -269,4 +269,66 @@ async fn postgres_stopped_and_started_under_load_loses_no_acknowledged_progress(
     }
     let reports: Vec<u64> = acknowledged.iter().map(|a| a.load(Ordering::Relaxed)).collect();
     println!("postgres outage: each viewer's last acknowledged report (sequence {reports:?}) found in the database");
+}
+
+/// Sessions nobody stopped do not stay open for ever: two instances sweep
+/// them (here after 2 s without a sign of life), each session once, ended
+/// at its last heartbeat with a stop event; a user's closed history no
+/// longer counts towards the plan's limit or burdens a start.
+#[tokio::test]
+async fn sessions_nobody_stopped_are_closed_by_the_instances_sweeps() {
+    const HISTORY: u32 = 20_000;
+    let url = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let instance = || {
+        let url = url.clone();
+        spawn(move |s| {
+            s.postgres.url = Some(SecretString::from(url));
+            s.postgres.migrate_on_start = true;
+            s.playback.session_idle_timeout_seconds = 1;
+            s.playback.session_close_after_seconds = 2;
+        })
+    };
+    let (a, b) = (instance().await, instance().await);
+    let user = streaming_api::demo::DEMO_USER;
+    psql(
+        &url,
+        &format!(
+            "INSERT INTO stream_sessions (id, user_id, movie_id, manifest_type, started_at, last_heartbeat_at) \
+             SELECT gen_random_uuid(), '{user}', '{MOVIE}', 'hls', t, t \
+             FROM (SELECT now() - interval '30 days' + n * interval '1 minute' AS t \
+                   FROM generate_series(1, {HISTORY}) AS n) AS history"
+        ),
+    );
+    let movie = format!("/api/v1/stream/{MOVIE}");
+    let started: serde_json::Value = a.send(Method::POST, &movie, None, None).await.json().await.unwrap();
+    let session = started["session_id"].as_str().unwrap().to_owned();
+
+    let open = || psql(&url, "SELECT count(*) FROM stream_sessions WHERE ended_at IS NULL").trim().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while open() != "0" {
+        assert!(std::time::Instant::now() < deadline, "{} sessions still open", open());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let row = psql(
+        &url,
+        &format!(
+            "SELECT ended_at = last_heartbeat_at, duration_seconds >= 0 FROM stream_sessions WHERE id = '{session}'"
+        ),
+    );
+    assert_eq!(row.trim(), "t|t", "ended at its last heartbeat");
+    let stops = psql(
+        &url,
+        "SELECT count(*), count(DISTINCT payload->>'session_id') FROM outbox \
+         WHERE topic = 'stream.stop' AND NOT payload ? 'position_seconds'",
+    );
+    assert_eq!(stops.trim(), format!("{n}|{n}", n = HISTORY + 1), "one stop event per closed session");
+
+    // The demo plan allows two streams: the closed history does not count.
+    for instance in [&a, &b] {
+        assert_eq!(instance.send(Method::POST, &movie, None, None).await.status(), 200);
+    }
+    let stop = json!({ "position_seconds": 1, "session_id": session });
+    let stopped: serde_json::Value =
+        b.send(Method::POST, &format!("{movie}/stop"), None, Some(stop)).await.json().await.unwrap();
+    assert_eq!(stopped["message"], "Streaming session was already stopped");
 }

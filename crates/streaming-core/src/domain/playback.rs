@@ -217,6 +217,35 @@ pub struct PlaybackEvent {
     pub timestamp: OffsetDateTime,
 }
 
+impl PlaybackEvent {
+    /// A new event (with a fresh random id) of `action` at `at`.
+    pub fn new(
+        action: PlaybackAction,
+        user: &UserId,
+        media: &MediaId,
+        session: Option<SessionId>,
+        position: Option<PositionSeconds>,
+        at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            event_id: uuid::Builder::from_random_bytes(rand::random()).into_uuid(),
+            user: user.clone(),
+            media: media.clone(),
+            session,
+            action,
+            position,
+            timestamp: at,
+        }
+    }
+
+    /// The stop event of a session closed because it went idle: at its end
+    /// (its last sign of life), without a position, as a logout's.
+    pub fn idle_stop(session: &StreamSession) -> Self {
+        let at = session.ended_at.unwrap_or(session.last_heartbeat_at);
+        Self::new(PlaybackAction::Stop, &session.user, &session.media, Some(session.id), None, at)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

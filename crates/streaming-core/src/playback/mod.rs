@@ -48,6 +48,10 @@ pub struct PlaybackSettings {
     /// A session without a heartbeat (start, progress) for this long no longer
     /// counts towards the plan's `max_devices` (default 90 s).
     pub session_idle_timeout: Duration,
+    /// A session nobody stopped is closed, at its last heartbeat, once it
+    /// has shown no sign of life for this long (default 10 minutes; `None`:
+    /// never). Within it, a viewer who paused resumes with the same session.
+    pub session_close_after: Option<Duration>,
 }
 
 impl Default for PlaybackSettings {
@@ -59,9 +63,13 @@ impl Default for PlaybackSettings {
             progress_event_interval: Duration::from_secs(10),
             max_user_agent_len: 500,
             session_idle_timeout: Duration::from_secs(90),
+            session_close_after: Some(Duration::from_secs(600)),
         }
     }
 }
+
+/// Sessions one statement of a sweep closes (see [`PlaybackService::close_idle_sessions`]).
+pub const SWEEP_BATCH: usize = 500;
 
 /// How manifests are served through the service (see [`crate::manifest`]).
 #[derive(Debug, Clone)]
@@ -427,7 +435,8 @@ impl PlaybackService {
             }
         };
         // A store with an outbox records the start event in the session's transaction.
-        let event = playback_event(PlaybackAction::Start, user, movie, Some(session.id), Some(resume_position), now);
+        let event =
+            PlaybackEvent::new(PlaybackAction::Start, user, movie, Some(session.id), Some(resume_position), now);
         let handling = self
             .ports
             .sessions
@@ -626,7 +635,7 @@ impl PlaybackService {
         let (outcome, stored) = self.store_progress(&media, user, position, report, now, Durability::Behind).await?;
         if outcome == RecordOutcome::Applied {
             if self.progress_event_passes(user, movie, report.session, now).await {
-                self.hand_over(playback_event(
+                self.hand_over(PlaybackEvent::new(
                     PlaybackAction::Progress,
                     user,
                     movie,
@@ -749,7 +758,7 @@ impl PlaybackService {
         now: OffsetDateTime,
     ) -> Result<CloseOutcome, PlaybackError> {
         let (user, movie) = (&session.user, &session.media);
-        let event = playback_event(PlaybackAction::Stop, user, movie, Some(session.id), position, now);
+        let event = PlaybackEvent::new(PlaybackAction::Stop, user, movie, Some(session.id), position, now);
         // Progress events still queued go first: no consumer sees progress after the stop.
         if let Err(error) = self.ports.events.flush().instrument(debug_span!("events.flush")).await {
             warn!(%error, "queued playback events not written before a stop");
@@ -768,6 +777,48 @@ impl PlaybackService {
             }
         }
         Ok(outcome)
+    }
+
+    /// One sweep: closes every session nobody stopped that has shown no
+    /// sign of life for [`PlaybackSettings::session_close_after`], in
+    /// batches of [`SWEEP_BATCH`], at its last heartbeat, each with its
+    /// [`PlaybackEvent::idle_stop`]. Returns how many it closed. Several
+    /// instances may sweep at once: each session is closed by one of them.
+    ///
+    /// # Errors
+    /// The session store unavailable (what earlier batches closed stays closed).
+    pub async fn close_idle_sessions(&self) -> Result<usize, PlaybackError> {
+        let Some(close_after) = self.settings.session_close_after else { return Ok(0) };
+        let idle_before = self.ports.clock.now() - close_after;
+        let mut closed = 0;
+        loop {
+            let (batch, handling) = self
+                .ports
+                .sessions
+                .close_idle(idle_before, SWEEP_BATCH)
+                .instrument(debug_span!("sessions.close_idle"))
+                .await
+                .map_err(|_| unavailable(Dependency::Sessions))?;
+            closed += batch.len();
+            metrics::counter!(telemetry::SESSIONS_CLOSED_IDLE).increment(batch.len() as u64);
+            for session in &batch {
+                self.coalescer.forget(&(session.user.clone(), session.media.clone(), Some(session.id)));
+                if handling == EventHandling::NotTaken {
+                    self.hand_over(PlaybackEvent::idle_stop(session)).await;
+                }
+            }
+            if batch.len() < SWEEP_BATCH {
+                return Ok(closed);
+            }
+        }
+    }
+
+    /// How often to call [`Self::close_idle_sessions`]: a quarter of
+    /// `session_close_after`, between 1 and 30 seconds; `None` when sessions
+    /// are never closed for idleness.
+    pub fn sweep_interval(&self) -> Option<Duration> {
+        let quarter = self.settings.session_close_after? / 4;
+        Some(quarter.clamp(Duration::from_secs(1), Duration::from_secs(30)))
     }
 
     /// Every open session of `user`, however long idle.
@@ -933,26 +984,6 @@ impl PlaybackService {
             metrics::counter!(telemetry::EVENTS_DROPPED, "reason" => "publish_failed").increment(1);
             warn!(%error, action = action.as_str(), "playback event not published");
         }
-    }
-}
-
-/// A new event with a fresh id.
-fn playback_event(
-    action: PlaybackAction,
-    user: &UserId,
-    movie: &MediaId,
-    session: Option<SessionId>,
-    position: Option<PositionSeconds>,
-    now: OffsetDateTime,
-) -> PlaybackEvent {
-    PlaybackEvent {
-        event_id: uuid::Builder::from_random_bytes(rand::random()).into_uuid(),
-        user: user.clone(),
-        media: movie.clone(),
-        session,
-        action,
-        position,
-        timestamp: now,
     }
 }
 

@@ -108,6 +108,22 @@ pub trait SessionStore: Send + Sync {
         self.close(id, ended_at).await.map(|outcome| (outcome, EventHandling::NotTaken))
     }
 
+    /// Closes up to `at_most` open sessions (of any user) whose last
+    /// heartbeat is before `idle_before`, each ended at its last heartbeat
+    /// with the duration up to it, and returns them. A store with an outbox
+    /// records each one's [`PlaybackEvent::idle_stop`] in the same
+    /// transaction. Safe to call from several instances at once: a session
+    /// is closed, and returned, by one call only. Call again until fewer
+    /// than `at_most` come back.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`]; nothing of the failed call is closed.
+    async fn close_idle(
+        &self,
+        idle_before: OffsetDateTime,
+        at_most: usize,
+    ) -> Result<(Vec<StreamSession>, EventHandling), SessionError>;
+
     /// The user's open sessions whose last heartbeat is at or after `alive_since`.
     ///
     /// # Errors

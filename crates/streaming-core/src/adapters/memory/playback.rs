@@ -7,8 +7,8 @@ use time::OffsetDateTime;
 use super::{lock, read, write};
 use crate::domain::{MediaId, PlaybackEvent, SessionId, StreamSession, Subscription, UserId, WatchProgress};
 use crate::ports::{
-    CloseOutcome, EventPublisher, ProgressError, ProgressStore, PublishError, RecordOutcome, SessionError,
-    SessionStore, SubscriptionDirectory, SubscriptionError,
+    CloseOutcome, EventHandling, EventPublisher, ProgressError, ProgressStore, PublishError, RecordOutcome,
+    SessionError, SessionStore, SubscriptionDirectory, SubscriptionError,
 };
 
 /// A [`SubscriptionDirectory`] in memory.
@@ -75,7 +75,8 @@ impl ProgressStore for MemoryProgressStore {
 /// A [`SessionStore`] in memory, bounded: past [`Self::DEFAULT_CAPACITY`]
 /// sessions (or the capacity given), the tenth heard from least recently is
 /// forgotten — a stop of one of those is then "no such session". Open
-/// sessions of a user are found through a per-user index.
+/// sessions of a user are found through a per-user index of open sessions
+/// only, so a user's closed history costs nothing.
 #[derive(Debug)]
 pub struct MemorySessionStore {
     state: Mutex<Sessions>,
@@ -85,7 +86,8 @@ pub struct MemorySessionStore {
 #[derive(Debug, Default)]
 struct Sessions {
     by_id: HashMap<SessionId, StreamSession>,
-    by_user: HashMap<UserId, Vec<SessionId>>,
+    /// The open sessions of each user.
+    open_by_user: HashMap<UserId, Vec<SessionId>>,
 }
 
 impl Sessions {
@@ -97,14 +99,31 @@ impl Sessions {
         by_age.select_nth_unstable(count - 1);
         for (_, id) in by_age.into_iter().take(count) {
             if let Some(session) = self.by_id.remove(&id) {
-                if let Some(ids) = self.by_user.get_mut(&session.user) {
-                    ids.retain(|other| *other != id);
-                    if ids.is_empty() {
-                        self.by_user.remove(&session.user);
-                    }
-                }
+                self.forget_open(&session.user, id);
             }
         }
+    }
+
+    /// Takes `id` out of `user`'s open sessions.
+    fn forget_open(&mut self, user: &UserId, id: SessionId) {
+        if let Some(ids) = self.open_by_user.get_mut(user) {
+            ids.retain(|other| *other != id);
+            if ids.is_empty() {
+                self.open_by_user.remove(user);
+            }
+        }
+    }
+
+    /// Closes an open session at `ended_at` (not before its start).
+    fn close(&mut self, id: SessionId, ended_at: OffsetDateTime) -> Option<StreamSession> {
+        let session = self.by_id.get_mut(&id)?;
+        let ended_at = ended_at.max(session.started_at);
+        session.ended_at = Some(ended_at);
+        session.duration_seconds = Some((ended_at - session.started_at).as_seconds_f64());
+        session.last_heartbeat_at = session.last_heartbeat_at.max(ended_at);
+        let closed = session.clone();
+        self.forget_open(&closed.user, id);
+        Some(closed)
     }
 }
 
@@ -149,7 +168,7 @@ impl SessionStore for MemorySessionStore {
         if state.by_id.len() >= self.capacity {
             state.evict_stalest();
         }
-        state.by_user.entry(session.user.clone()).or_default().push(session.id);
+        state.open_by_user.entry(session.user.clone()).or_default().push(session.id);
         state.by_id.insert(session.id, session);
         Ok(())
     }
@@ -169,17 +188,30 @@ impl SessionStore for MemorySessionStore {
 
     async fn close(&self, id: &SessionId, ended_at: OffsetDateTime) -> Result<CloseOutcome, SessionError> {
         let mut state = lock(&self.state);
-        let Some(session) = state.by_id.get_mut(id) else {
-            return Ok(CloseOutcome::NotFound);
-        };
-        if session.ended_at.is_some() {
-            return Ok(CloseOutcome::AlreadyClosed(session.clone()));
+        match state.by_id.get(id) {
+            None => Ok(CloseOutcome::NotFound),
+            Some(session) if session.ended_at.is_some() => Ok(CloseOutcome::AlreadyClosed(session.clone())),
+            Some(_) => Ok(state.close(*id, ended_at).map_or(CloseOutcome::NotFound, CloseOutcome::Closed)),
         }
-        let ended_at = ended_at.max(session.started_at);
-        session.ended_at = Some(ended_at);
-        session.duration_seconds = Some((ended_at - session.started_at).as_seconds_f64());
-        session.last_heartbeat_at = session.last_heartbeat_at.max(ended_at);
-        Ok(CloseOutcome::Closed(session.clone()))
+    }
+
+    async fn close_idle(
+        &self,
+        idle_before: OffsetDateTime,
+        at_most: usize,
+    ) -> Result<(Vec<StreamSession>, EventHandling), SessionError> {
+        let mut state = lock(&self.state);
+        let idle: Vec<(SessionId, OffsetDateTime)> = state
+            .open_by_user
+            .values()
+            .flatten()
+            .filter_map(|id| state.by_id.get(id))
+            .filter(|s| s.last_heartbeat_at < idle_before)
+            .take(at_most)
+            .map(|s| (s.id, s.last_heartbeat_at))
+            .collect();
+        let closed = idle.into_iter().filter_map(|(id, last_heartbeat)| state.close(id, last_heartbeat)).collect();
+        Ok((closed, EventHandling::NotTaken))
     }
 
     async fn open_sessions(
@@ -189,7 +221,7 @@ impl SessionStore for MemorySessionStore {
     ) -> Result<Vec<StreamSession>, SessionError> {
         let state = lock(&self.state);
         let mut open: Vec<_> = state
-            .by_user
+            .open_by_user
             .get(user)
             .into_iter()
             .flatten()
