@@ -126,6 +126,8 @@ pub fn settings(env: &HashMap<String, String>) -> Result<BTreeMap<String, String
         let database = whole("REDIS_DB", get("REDIS_DB").unwrap_or("0"))?;
         set("redis.url", format!("redis://{password}{host}:{port}/{database}"));
         set("cache.kind", "redis".into());
+        // Its keys and value shapes: both services see each other's hot copies.
+        set("redis.hot_copy_keys", "cinema".into());
     }
     if let Some(ttl) = get("REDIS_PROGRESS_TTL") {
         set("redis.progress_ttl_seconds", whole("REDIS_PROGRESS_TTL", ttl)?.to_string());
@@ -256,6 +258,7 @@ mod tests {
             ("postgres.url", "postgres://streaming_service:p%40ss%3Aw%2Frd@db:5435/streaming_db"),
             ("redis.url", "redis://:secret@redis:6379/2"),
             ("cache.kind", "redis"),
+            ("redis.hot_copy_keys", "cinema"),
             ("redis.progress_ttl_seconds", "86400"),
             ("redis.subscription_ttl_seconds", "300"),
             ("storage.kind", "s3"),

@@ -494,6 +494,23 @@ pub struct RedisSection {
     pub progress_ttl_seconds: u64,
     /// Life of cached subscription answers in seconds (default 300).
     pub subscription_ttl_seconds: u64,
+    /// Keys and values of the progress and subscription hot copies:
+    /// `tagged` (default) or `cinema` (the cinema service's, on a standalone
+    /// Redis it shares; set by its variables).
+    pub hot_copy_keys: HotCopyKeys,
+}
+
+/// The layout of the Redis hot copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HotCopyKeys {
+    /// `progress:{<user>}:<movie>`, `subscription:{<user>}`: the user id a
+    /// Redis Cluster hash tag.
+    #[default]
+    Tagged,
+    /// `progress:<user>:<movie>`, `subscription:<user>` in the cinema
+    /// service's value shapes; standalone Redis only.
+    Cinema,
 }
 
 impl Default for RedisSection {
@@ -507,6 +524,7 @@ impl Default for RedisSection {
             tls_ca_file: None,
             progress_ttl_seconds: 86_400,
             subscription_ttl_seconds: 300,
+            hot_copy_keys: HotCopyKeys::Tagged,
         }
     }
 }
@@ -848,6 +866,19 @@ mod tests {
         let plain = Settings::load(None, env(&[])).unwrap();
         assert_eq!(plain.users.default_max_devices, 1, "our own default keeps one stream");
         assert_eq!(plain.playback.progress_event_interval_seconds, 10);
+        assert_eq!(plain.redis.hot_copy_keys, HotCopyKeys::Tagged);
+    }
+
+    #[test]
+    fn the_cinema_redis_variables_choose_the_cinema_hot_copy_keys() {
+        let cinema = [("REDIS_HOST", "redis"), ("REDIS_PORT", "6380")];
+        let settings = Settings::load(None, env(&cinema)).unwrap();
+        assert_eq!(settings.redis.hot_copy_keys, HotCopyKeys::Cinema);
+        let mut ours = cinema.to_vec();
+        ours.push(("STREAMING__REDIS__HOT_COPY_KEYS", "tagged"));
+        assert_eq!(Settings::load(None, env(&ours)).unwrap().redis.hot_copy_keys, HotCopyKeys::Tagged);
+        let refused = Settings::load(None, env(&[("STREAMING__REDIS__HOT_COPY_KEYS", "braces")])).unwrap_err();
+        assert!(refused.to_string().contains("hot_copy_keys"), "{refused}");
     }
 
     #[test]

@@ -34,7 +34,7 @@ use streaming_postgres::{
     WriteBehindOutbox, WriteBehindProgress, WriteBehindSessions,
 };
 use streaming_redis::{
-    LocalLevel, RedisConfig, RedisConnection, RedisEventGate, RedisProgressCache, RedisRateLimiter,
+    HotCopyLayout, LocalLevel, RedisConfig, RedisConnection, RedisEventGate, RedisProgressCache, RedisRateLimiter,
     RedisSubscriptionCache, RedisUrlCache, TwoLevelUrlCache,
 };
 
@@ -45,10 +45,10 @@ use crate::demo::{self, DemoInfo};
 use crate::problem::{enrich_problems, ApiError, ProblemTypeBase};
 use crate::relay::{Relay, RelaySettings};
 use crate::routes;
-use crate::settings::{CacheKind, Settings};
+use crate::settings::{CacheKind, HotCopyKeys, Settings};
 use crate::state::AppState;
 use crate::storage::Storage;
-use crate::subscriptions::{user_service, SubscriptionCache};
+use crate::subscriptions::{default_plan, user_service, SubscriptionCache};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -222,14 +222,21 @@ impl Application {
             (None, Some(users)) => users,
             (None, None) => memory_subscriptions.clone(),
         };
+        let hot_copy_layout = hot_copy_layout(&settings)?;
         // With Redis: the seed's hot copies in front of the progress store and
         // the directory; without it, a remote directory gets a cache of its own.
         let subscription_cache = match &redis {
-            Some(redis) => Some(SubscriptionCache::Redis(Arc::new(RedisSubscriptionCache::new(
-                redis.clone(),
-                source.clone(),
-                Duration::from_secs(settings.redis.subscription_ttl_seconds),
-            )))),
+            Some(redis) => {
+                let cache = RedisSubscriptionCache::new(
+                    redis.clone(),
+                    source.clone(),
+                    Duration::from_secs(settings.redis.subscription_ttl_seconds),
+                );
+                Some(SubscriptionCache::Redis(Arc::new(match hot_copy_layout {
+                    HotCopyLayout::Cinema => cache.with_cinema_layout(default_plan(&settings.users)),
+                    HotCopyLayout::Tagged => cache,
+                })))
+            }
             None if remote => Some(SubscriptionCache::Local(Arc::new(CachedSubscriptions::new(
                 source.clone(),
                 Duration::from_secs(settings.users.cache_ttl_seconds),
@@ -241,10 +248,11 @@ impl Application {
             match (&redis, &subscription_cache) {
                 (Some(redis), Some(cache)) => (
                     cache.port(),
-                    Arc::new(RedisProgressCache::new(
+                    Arc::new(RedisProgressCache::with_layout(
                         redis.clone(),
                         durable_progress,
                         Duration::from_secs(settings.redis.progress_ttl_seconds),
+                        hot_copy_layout,
                     )),
                 ),
                 (None, Some(cache)) => (cache.port(), durable_progress),
@@ -792,6 +800,27 @@ fn redis_connection(settings: &Settings) -> Result<Option<RedisConnection>, Star
     RedisConnection::connect(&config)
         .map(Some)
         .map_err(|_| StartupError::Config("redis.url is not a valid Redis URL".into()))
+}
+
+/// The layout of the Redis hot copies; the cinema's needs a standalone Redis.
+fn hot_copy_layout(settings: &Settings) -> Result<HotCopyLayout, StartupError> {
+    match settings.redis.hot_copy_keys {
+        HotCopyKeys::Tagged => Ok(HotCopyLayout::Tagged),
+        HotCopyKeys::Cinema => {
+            let clustered = settings.redis.url.as_ref().is_some_and(|url| {
+                let url = url.expose_secret();
+                url.starts_with("redis-cluster://") || url.starts_with("rediss-cluster://")
+            });
+            if clustered {
+                return Err(StartupError::Config(
+                    "redis.hot_copy_keys = \"cinema\" needs a standalone Redis: on a cluster keep \"tagged\" \
+                     (the cinema service's keys have no hash tags)"
+                        .into(),
+                ));
+            }
+            Ok(HotCopyLayout::Cinema)
+        }
+    }
 }
 
 /// Closes the sessions nobody stopped, every [`PlaybackService::sweep_interval`],

@@ -12,7 +12,7 @@ use streaming_core::ports::{SubscriptionDirectory, SubscriptionError};
 use streaming_redis::RedisSubscriptionCache;
 use streaming_users::{Credentials, UserServiceConfig, UserServiceDirectory};
 
-use crate::settings::Settings;
+use crate::settings::{Settings, UsersSection};
 use crate::startup::StartupError;
 
 /// The cache in front of the directory, which `subscription.changed` invalidates.
@@ -57,6 +57,15 @@ impl SubscriptionCache {
     }
 }
 
+/// The plan of a user service answer that names none (`{"is_active": …}`).
+pub fn default_plan(users: &UsersSection) -> Plan {
+    Plan {
+        max_devices: (users.default_max_devices > 0).then_some(users.default_max_devices),
+        supports_hd: users.default_supports_hd,
+        supports_4k: users.default_supports_4k,
+    }
+}
+
 /// The user service client, when `users.url` is set.
 ///
 /// # Errors
@@ -81,11 +90,7 @@ pub fn user_service(settings: &Settings) -> Result<Option<Arc<UserServiceDirecto
         path: users.path.clone(),
         timeout: Duration::from_millis(users.timeout_ms),
         retries: users.retries,
-        default_plan: Plan {
-            max_devices: (users.default_max_devices > 0).then_some(users.default_max_devices),
-            supports_hd: users.default_supports_hd,
-            supports_4k: users.default_supports_4k,
-        },
+        default_plan: default_plan(users),
         ..UserServiceConfig::new(url.clone(), credentials)
     };
     UserServiceDirectory::new(config)

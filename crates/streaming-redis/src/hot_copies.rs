@@ -2,7 +2,9 @@
 //! * progress `progress:{user}:{movie}` (24 h) in front of a [`ProgressStore`];
 //! * subscriptions `subscription:{user}` (300 s) in front of a [`SubscriptionDirectory`].
 //!
-//! Both fail open: when Redis is down they go straight to the source.
+//! Both fail open: when Redis is down they go straight to the source. Their
+//! keys and values come in two layouts ([`HotCopyLayout`]): this service's,
+//! and the cinema streaming service's, for sharing one Redis with it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -14,7 +16,7 @@ use fred::types::scripts::Script;
 use fred::types::Value;
 use serde_json::{json, Value as Json};
 use streaming_core::domain::{
-    MediaId, Plan, PositionSeconds, SessionId, Subscription, SubscriptionStatus, UserId, WatchProgress,
+    parse_instant, MediaId, Plan, PositionSeconds, SessionId, Subscription, SubscriptionStatus, UserId, WatchProgress,
 };
 use streaming_core::ports::{ProgressError, ProgressStore, RecordOutcome, SubscriptionDirectory, SubscriptionError};
 use time::format_description::well_known::Rfc3339;
@@ -29,6 +31,47 @@ fn millis(ttl: Duration) -> i64 {
 
 fn text(value: Value) -> Option<String> {
     value.into_string()
+}
+
+/// How the hot copies' keys and values are written and read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HotCopyLayout {
+    /// This service's: `progress:{<user>}:<movie>` and `subscription:{<user>}`,
+    /// the user id a hash tag (one user's keys in one Redis Cluster slot);
+    /// values with every field this service keeps.
+    #[default]
+    Tagged,
+    /// The cinema streaming service's, on a standalone Redis both services
+    /// share: `progress:<user>:<movie>` holding `{user_id, movie_id,
+    /// position_seconds}` (whole seconds) and `subscription:<user>` holding
+    /// `{is_active, plan_id, expires_at}`. This service's other fields ride
+    /// along in the same objects; copies the cinema service wrote, without
+    /// them, are read too.
+    Cinema,
+}
+
+impl HotCopyLayout {
+    fn progress_key(self, prefix: &str, user: &UserId, media: &MediaId) -> String {
+        let (open, close) = self.braces();
+        let (user, media) = (user.as_str(), media.as_str());
+        let mut key = String::with_capacity(prefix.len() + user.len() + media.len() + 12);
+        for part in [prefix, "progress:", open, user, close, ":", media] {
+            key.push_str(part);
+        }
+        key
+    }
+
+    fn subscription_key(self, prefix: &str, user: &UserId) -> String {
+        let (open, close) = self.braces();
+        format!("{prefix}subscription:{open}{user}{close}")
+    }
+
+    fn braces(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Tagged => ("{", "}"),
+            Self::Cinema => ("", ""),
+        }
+    }
 }
 
 /// How often queued progress hot copies are written to Redis.
@@ -68,6 +111,7 @@ pub struct RedisProgressCache<S> {
 struct HotCopies {
     redis: RedisConnection,
     ttl: Duration,
+    layout: HotCopyLayout,
     write_script: Script,
     /// Copies waiting for the flusher, by key.
     pending: Mutex<HashMap<String, WatchProgress>>,
@@ -82,9 +126,15 @@ impl<S: ProgressStore> RedisProgressCache<S> {
     /// A hot copy of `inner` kept for `ttl` (the seed's default is 24 h),
     /// with its flusher (which ends when the cache is dropped).
     pub fn new(redis: RedisConnection, inner: S, ttl: Duration) -> Self {
+        Self::with_layout(redis, inner, ttl, HotCopyLayout::Tagged)
+    }
+
+    /// [`Self::new`] with the keys and values of `layout`.
+    pub fn with_layout(redis: RedisConnection, inner: S, ttl: Duration, layout: HotCopyLayout) -> Self {
         let copies = Arc::new(HotCopies {
             redis,
             ttl,
+            layout,
             write_script: Script::from_lua(include_str!("progress_write.lua")),
             pending: Mutex::default(),
             flushing: tokio::sync::RwLock::new(()),
@@ -130,12 +180,7 @@ impl<S: ProgressStore> RedisProgressCache<S> {
 
 impl HotCopies {
     fn key(&self, user: &UserId, media: &MediaId) -> String {
-        let (prefix, user, media) = (self.redis.prefix(), user.as_str(), media.as_str());
-        let mut key = String::with_capacity(prefix.len() + user.len() + media.len() + 12);
-        for part in [prefix, "progress:{", user, "}:", media] {
-            key.push_str(part);
-        }
-        key
+        self.layout.progress_key(self.redis.prefix(), user, media)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, WatchProgress>> {
@@ -201,10 +246,15 @@ impl HotCopies {
         args.push(millis(self.ttl).to_string().into());
         for (key, progress) in copies {
             let session = progress.session.map(|s| s.to_string());
+            let position = match self.layout {
+                HotCopyLayout::Tagged => json!(progress.position.get()),
+                // The cinema's column and copies hold whole seconds.
+                HotCopyLayout::Cinema => json!(progress.position.get().floor() as u64),
+            };
             let body = json!({
                 "user_id": progress.user.as_str(),
                 "movie_id": progress.media.as_str(),
-                "position_seconds": progress.position.get(),
+                "position_seconds": position,
                 "last_watched_at": progress.last_watched_at.format(&Rfc3339).unwrap_or_default(),
                 "watched": progress.watched,
                 "session_id": session.as_deref(),
@@ -241,20 +291,37 @@ fn in_chunks<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
     chunks
 }
 
-fn parse_progress(text: &str) -> Option<WatchProgress> {
+/// A hot copy as read from Redis.
+#[derive(Debug, PartialEq)]
+enum HotProgress {
+    /// Written by this service: every field.
+    Full(WatchProgress),
+    /// Written by the cinema service: `{user_id, movie_id, position_seconds}` only.
+    PositionOnly(PositionSeconds),
+}
+
+/// The copy in `text`, if it is a well-formed copy of `user`'s progress in `media`.
+fn parse_progress(text: &str, user: &UserId, media: &MediaId) -> Option<HotProgress> {
     let json: Json = serde_json::from_str(text).ok()?;
-    Some(WatchProgress {
-        user: UserId::try_from(json["user_id"].as_str()?).ok()?,
-        media: MediaId::try_from(json["movie_id"].as_str()?).ok()?,
-        position: PositionSeconds::new(json["position_seconds"].as_f64()?).ok()?,
-        last_watched_at: OffsetDateTime::parse(json["last_watched_at"].as_str()?, &Rfc3339).ok()?,
+    if json["user_id"].as_str()? != user.as_str() || json["movie_id"].as_str()? != media.as_str() {
+        return None;
+    }
+    let position = PositionSeconds::new(json["position_seconds"].as_f64()?).ok()?;
+    let Some(last_watched_at) = json.get("last_watched_at") else {
+        return Some(HotProgress::PositionOnly(position));
+    };
+    Some(HotProgress::Full(WatchProgress {
+        user: user.clone(),
+        media: media.clone(),
+        position,
+        last_watched_at: OffsetDateTime::parse(last_watched_at.as_str()?, &Rfc3339).ok()?,
         watched: json["watched"].as_bool()?,
         session: match &json["session_id"] {
             Json::String(s) => Some(s.parse::<SessionId>().ok()?),
             _ => None,
         },
         sequence: json["sequence"].as_u64()?,
-    })
+    }))
 }
 
 #[async_trait]
@@ -271,12 +338,28 @@ impl<S: ProgressStore> ProgressStore for RedisProgressCache<S> {
         let pool = copies.redis.pool();
         let read = copies.redis.guarded("GET", || pool.get::<Value, _>(key)).await;
         drop(turn);
-        if let Ok(value) = read {
-            if let Some(progress) = text(value).as_deref().and_then(parse_progress) {
-                return Ok(Some(progress));
+        let hot = read.ok().and_then(text).and_then(|text| parse_progress(&text, user, media));
+        let progress = match hot {
+            Some(HotProgress::Full(progress)) => return Ok(Some(progress)),
+            // The cinema service's copy is ahead of its rows (it writes them
+            // from Redis later): its position, the rest from the durable row.
+            Some(HotProgress::PositionOnly(position)) => {
+                let stored = self.inner.get(user, media).await?;
+                return Ok(Some(match stored {
+                    Some(stored) => WatchProgress { position, ..stored },
+                    None => WatchProgress {
+                        user: user.clone(),
+                        media: media.clone(),
+                        position,
+                        last_watched_at: OffsetDateTime::now_utc(),
+                        watched: false,
+                        session: None,
+                        sequence: 0,
+                    },
+                }));
             }
-        }
-        let progress = self.inner.get(user, media).await?;
+            None => self.inner.get(user, media).await?,
+        };
         if let Some(progress) = &progress {
             copies.queue(progress);
         }
@@ -307,16 +390,27 @@ pub struct RedisSubscriptionCache<D> {
     redis: RedisConnection,
     inner: D,
     ttl: Duration,
+    layout: HotCopyLayout,
+    /// The plan of a cinema-written answer, which names none.
+    default_plan: Plan,
 }
 
 impl<D: SubscriptionDirectory> RedisSubscriptionCache<D> {
     /// Answers of `inner` cached for `ttl` (the seed's default is 300 s).
     pub fn new(redis: RedisConnection, inner: D, ttl: Duration) -> Self {
-        Self { redis, inner, ttl }
+        let default_plan = Plan { max_devices: None, supports_hd: false, supports_4k: false };
+        Self { redis, inner, ttl, layout: HotCopyLayout::Tagged, default_plan }
+    }
+
+    /// Keys and values of the cinema service's layout; answers it wrote
+    /// (`{is_active, plan_id, expires_at}`) get `default_plan`, as its user
+    /// service's answers do.
+    pub fn with_cinema_layout(self, default_plan: Plan) -> Self {
+        Self { layout: HotCopyLayout::Cinema, default_plan, ..self }
     }
 
     fn key(&self, user: &UserId) -> String {
-        format!("{}subscription:{{{user}}}", self.redis.prefix())
+        self.layout.subscription_key(self.redis.prefix(), user)
     }
 
     /// Forgets the cached answer for `user` (on `subscription.changed`).
@@ -334,9 +428,26 @@ impl<D: SubscriptionDirectory> RedisSubscriptionCache<D> {
     }
 }
 
-fn encode_subscription(subscription: Option<&Subscription>) -> String {
+/// The cached answer: `{"subscription": …}` with every field this service
+/// keeps; in the cinema layout, the cinema's `{is_active, plan_id,
+/// expires_at}` beside it.
+fn encode_subscription(subscription: Option<&Subscription>, layout: HotCopyLayout) -> String {
+    let mut encoded = ours(subscription);
+    if let (HotCopyLayout::Cinema, Json::Object(fields)) = (layout, &mut encoded) {
+        let now = OffsetDateTime::now_utc();
+        let end = subscription.and_then(|s| s.end_date).and_then(|d| d.format(&Rfc3339).ok());
+        fields.insert("is_active".into(), json!(subscription.is_some_and(|s| s.is_active_at(now))));
+        // Not kept by this service; the cinema service only reads is_active.
+        fields.insert("plan_id".into(), Json::Null);
+        // Python's fromisoformat before 3.11 refuses the "Z" suffix.
+        fields.insert("expires_at".into(), json!(end.map(|d| d.replace('Z', "+00:00"))));
+    }
+    encoded.to_string()
+}
+
+fn ours(subscription: Option<&Subscription>) -> Json {
     match subscription {
-        None => json!({ "subscription": null }).to_string(),
+        None => json!({ "subscription": null }),
         Some(s) => json!({ "subscription": {
             "status": match s.status {
                 SubscriptionStatus::Active => "active",
@@ -346,15 +457,28 @@ fn encode_subscription(subscription: Option<&Subscription>) -> String {
             },
             "end_date": s.end_date.and_then(|d| d.format(&Rfc3339).ok()),
             "plan": { "max_devices": s.plan.max_devices, "supports_hd": s.plan.supports_hd, "supports_4k": s.plan.supports_4k },
-        }})
-        .to_string(),
+        }}),
     }
 }
 
-/// `Some(answer)` for a well-formed cached answer, `None` for anything else.
-fn decode_subscription(text: &str) -> Option<Option<Subscription>> {
+/// `Some(answer)` for a well-formed cached answer (of this service, or in
+/// the cinema layout of the cinema service), `None` for anything else.
+fn decode_subscription(text: &str, layout: HotCopyLayout, default_plan: Plan) -> Option<Option<Subscription>> {
     let json: Json = serde_json::from_str(text).ok()?;
-    let s = json.get("subscription")?;
+    let Some(s) = json.get("subscription") else {
+        return match layout {
+            HotCopyLayout::Tagged => None,
+            HotCopyLayout::Cinema => {
+                let active = json.get("is_active")?.as_bool()?;
+                let end_date = match &json["expires_at"] {
+                    Json::String(d) => Some(parse_instant(d)?),
+                    _ => None,
+                };
+                let status = if active { SubscriptionStatus::Active } else { SubscriptionStatus::Expired };
+                Some(Some(Subscription { status, end_date, plan: default_plan }))
+            }
+        };
+    };
     if s.is_null() {
         return Some(None);
     }
@@ -390,12 +514,13 @@ impl<D: SubscriptionDirectory> SubscriptionDirectory for RedisSubscriptionCache<
         let pool = self.redis.pool();
         let key = self.key(user);
         if let Ok(value) = self.redis.guarded("GET", || pool.get::<Value, _>(key.clone())).await {
-            if let Some(answer) = text(value).as_deref().and_then(decode_subscription) {
+            let decoded = text(value).and_then(|t| decode_subscription(&t, self.layout, self.default_plan));
+            if let Some(answer) = decoded {
                 return Ok(answer);
             }
         }
         let answer = self.inner.current(user).await?;
-        let encoded = encode_subscription(answer.as_ref());
+        let encoded = encode_subscription(answer.as_ref(), self.layout);
         let ttl = Expiration::PX(millis(self.ttl));
         let _ = self.redis.guarded("SET", || pool.set::<(), _, _>(key, encoded, Some(ttl), None, false)).await;
         Ok(answer)

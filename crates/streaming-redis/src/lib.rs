@@ -27,7 +27,7 @@ mod url_cache;
 
 pub use connection::{RedisConfig, RedisConnection, RedisError};
 pub use event_gate::RedisEventGate;
-pub use hot_copies::{RedisProgressCache, RedisSubscriptionCache, HOT_COPY_INTERVAL};
+pub use hot_copies::{HotCopyLayout, RedisProgressCache, RedisSubscriptionCache, HOT_COPY_INTERVAL};
 pub use rate_limiter::{RedisRateLimiter, DEFAULT_MAX_LEASE, LEASE_FOR};
 pub use two_level::{LocalLevel, TwoLevelUrlCache};
 pub use url_cache::RedisUrlCache;

@@ -14,7 +14,7 @@ use streaming_core::domain::{
     Plan, PositionSeconds, SessionId, Subscription, SubscriptionStatus, UserId, WatchProgress,
 };
 use streaming_core::ports::{ProgressStore, RecordOutcome, SubscriptionDirectory, SubscriptionError};
-use streaming_redis::{RedisConfig, RedisConnection, RedisProgressCache, RedisSubscriptionCache};
+use streaming_redis::{HotCopyLayout, RedisConfig, RedisConnection, RedisProgressCache, RedisSubscriptionCache};
 use time::OffsetDateTime;
 
 async fn connect(url: &str) -> RedisConnection {
@@ -45,6 +45,15 @@ async fn the_progress_hot_copy_keeps_the_progress_store_contract() {
         let cache = RedisProgressCache::new(connect(&url).await, MemoryProgressStore::new(), Duration::from_secs(60));
         contract::progress_store(&cache).await;
     }
+    let redis = connect(&infra_var("STREAMGATE_REDIS_URL")).await;
+    let ttl = Duration::from_secs(60);
+    contract::progress_store(&RedisProgressCache::with_layout(
+        redis,
+        MemoryProgressStore::new(),
+        ttl,
+        HotCopyLayout::Cinema,
+    ))
+    .await;
 }
 
 #[tokio::test]
@@ -199,4 +208,88 @@ async fn subscriptions_are_cached_none_included_and_outages_are_not() {
     assert!(down.current(&someone).await.is_err());
     assert!(down.current(&someone).await.is_err());
     assert_eq!(down_calls.load(Ordering::Relaxed), 2, "an outage is asked again, never cached as 'none'");
+}
+
+fn redis_cli(url: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new("redis-cli").args(["-u", url]).args(args).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+fn uuid_user() -> UserId {
+    SessionId::random().to_string().parse().unwrap()
+}
+
+/// During a switch-over both services run on one Redis: with the cinema
+/// layout each reads the other's hot copies, under the cinema's keys and in
+/// its value shapes.
+#[tokio::test]
+async fn with_the_cinema_layout_both_services_read_each_others_hot_copies() {
+    let url = infra_var("STREAMGATE_REDIS_URL");
+    let redis = connect(&url).await;
+    let media = "7c9e6679-7425-40de-944b-e07fc1f90ae7".parse().unwrap();
+    let (user, session) = (uuid_user(), SessionId::random());
+    let key = format!("progress:{user}:{media}");
+
+    // What the cinema service writes: its key, its three fields, whole seconds.
+    let theirs = format!(r#"{{"user_id": "{user}", "movie_id": "{media}", "position_seconds": 754}}"#);
+    redis_cli(&url, &["SET", &key, &theirs, "PX", "60000"]);
+    let tagged = RedisProgressCache::new(redis.clone(), MemoryProgressStore::new(), Duration::from_secs(60));
+    assert_eq!(tagged.get(&user, &media).await.unwrap(), None, "this service's own layout does not see it");
+    let durable = MemoryProgressStore::new();
+    durable.record(progress(&user, 600.0, session, 9)).await.unwrap();
+    let cinema =
+        RedisProgressCache::with_layout(redis.clone(), durable, Duration::from_secs(60), HotCopyLayout::Cinema);
+    let read = cinema.get(&user, &media).await.unwrap().unwrap();
+    assert_eq!(read.position.get(), 754.0, "the cinema's copy is ahead of the rows");
+    assert_eq!((read.session, read.sequence), (Some(session), 9), "the rest from the durable row");
+    let newcomer = uuid_user();
+    let theirs = format!(r#"{{"user_id": "{newcomer}", "movie_id": "{media}", "position_seconds": 12}}"#);
+    redis_cli(&url, &["SET", &format!("progress:{newcomer}:{media}"), &theirs, "PX", "60000"]);
+    assert_eq!(cinema.get(&newcomer, &media).await.unwrap().map(|p| p.position.get()), Some(12.0), "no row yet");
+
+    // What this service writes, the cinema service reads: its key, its fields and types.
+    cinema.record_durably(progress(&user, 800.7, session, 10)).await.unwrap();
+    let ours: serde_json::Value = serde_json::from_str(&redis_cli(&url, &["GET", &key])).unwrap();
+    assert_eq!(ours["user_id"], user.as_str());
+    assert_eq!(ours["movie_id"], media.as_str());
+    assert!(ours["position_seconds"].is_u64(), "whole seconds: {ours}");
+    assert_eq!(ours["position_seconds"], 800);
+    let ttl: i64 = redis_cli(&url, &["PTTL", &key]).parse().unwrap();
+    assert!((1..=60_000).contains(&ttl), "{ttl}");
+    assert_eq!(cinema.get(&user, &media).await.unwrap().map(|p| p.sequence), Some(10), "and reads it back whole");
+
+    // Subscriptions: the cinema's answer is read with the default plan; ours carry its fields.
+    let plan = Plan { max_devices: None, supports_hd: true, supports_4k: false };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = Counting { inner: MemorySubscriptions::new(), calls: calls.clone(), down: false };
+    let (theirs_user, our_user, nobody) = (uuid_user(), uuid_user(), uuid_user());
+    let ours_subscription = Subscription {
+        status: SubscriptionStatus::Active,
+        end_date: Some(OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap()),
+        plan,
+    };
+    source.inner.set(&our_user, Some(ours_subscription.clone()));
+    let subscriptions =
+        RedisSubscriptionCache::new(redis.clone(), source, Duration::from_secs(60)).with_cinema_layout(plan);
+    let answer = r#"{"is_active": true, "plan_id": "premium", "expires_at": "2030-01-01T00:00:00"}"#;
+    redis_cli(&url, &["SET", &format!("subscription:{theirs_user}"), answer, "PX", "60000"]);
+    let read = subscriptions.current(&theirs_user).await.unwrap().unwrap();
+    assert_eq!(read.status, SubscriptionStatus::Active);
+    assert_eq!(read.end_date, Some(time::macros::datetime!(2030-01-01 00:00:00 UTC)), "naive: UTC");
+    assert_eq!(read.plan, plan);
+    assert_eq!(calls.load(Ordering::Relaxed), 0, "answered from the cinema's copy");
+
+    assert_eq!(subscriptions.current(&our_user).await.unwrap(), Some(ours_subscription.clone()));
+    let cached: serde_json::Value =
+        serde_json::from_str(&redis_cli(&url, &["GET", &format!("subscription:{our_user}")])).unwrap();
+    assert_eq!(cached["is_active"], true);
+    assert_eq!(cached["expires_at"], "2030-03-17T17:46:40+00:00");
+    assert!(cached.get("plan_id").is_some_and(serde_json::Value::is_null), "{cached}");
+    assert_eq!(subscriptions.current(&our_user).await.unwrap(), Some(ours_subscription), "read back whole");
+    assert_eq!(subscriptions.current(&nobody).await.unwrap(), None);
+    let none: serde_json::Value =
+        serde_json::from_str(&redis_cli(&url, &["GET", &format!("subscription:{nobody}")])).unwrap();
+    assert_eq!(none["is_active"], false, "no subscription: not active, for the cinema service too");
+    assert_eq!(calls.load(Ordering::Relaxed), 2);
 }

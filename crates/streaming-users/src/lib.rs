@@ -27,10 +27,8 @@ use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use streaming_core::circuit_breaker::CircuitBreaker;
-use streaming_core::domain::{Plan, Subscription, SubscriptionStatus, UserId};
+use streaming_core::domain::{parse_instant, Plan, Subscription, SubscriptionStatus, UserId};
 use streaming_core::ports::{SubscriptionDirectory, SubscriptionError};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use tracing::warn;
 
 tokio::task_local! {
@@ -221,6 +219,8 @@ impl SubscriptionDirectory for UserServiceDirectory {
 struct Wire {
     is_active: Option<bool>,
     status: Option<String>,
+    /// The cinema's user service names it `expires_at`.
+    #[serde(alias = "expires_at")]
     end_date: Option<String>,
     plan: Option<PlanWire>,
 }
@@ -258,9 +258,8 @@ pub fn parse(body: &[u8], default_plan: Plan) -> Result<Option<Subscription>, St
     let end_date = wire
         .end_date
         .as_deref()
-        .map(|d| OffsetDateTime::parse(d, &Rfc3339))
-        .transpose()
-        .map_err(|_| "end_date is not RFC 3339".to_owned())?;
+        .map(|d| parse_instant(d).ok_or_else(|| "end_date is not an RFC 3339 or ISO 8601 date-time".to_owned()))
+        .transpose()?;
     let status = match (wire.status.as_deref(), wire.is_active) {
         (Some(status), _) => match status.to_ascii_lowercase().as_str() {
             "active" => SubscriptionStatus::Active,
@@ -293,6 +292,10 @@ mod tests {
         let simple = br#"{"is_active":true,"plan_id":"basic","expires_at":"2027-01-01T00:00:00Z"}"#;
         let s = parse(simple, BASIC).unwrap().unwrap();
         assert_eq!((s.status, s.plan), (SubscriptionStatus::Active, BASIC), "the configured default plan");
+        assert_eq!(s.end_date.map(|d| d.year()), Some(2027), "the cinema's expires_at is the end date");
+        let naive = br#"{"is_active":true,"plan_id":"basic","expires_at":"2027-01-01T10:00:00.5"}"#;
+        let end = parse(naive, BASIC).unwrap().unwrap().end_date.unwrap();
+        assert_eq!((end.hour(), end.offset().is_utc()), (10, true), "Python's naive isoformat(): UTC");
         assert_eq!(parse(br#"{"is_active":false}"#, BASIC).unwrap().unwrap().status, SubscriptionStatus::Expired);
         assert_eq!(parse(br#"{"status":"Canceled"}"#, BASIC).unwrap().unwrap().status, SubscriptionStatus::Cancelled);
         assert_eq!(parse(br#"{"subscription":null}"#, BASIC).unwrap(), None);

@@ -359,6 +359,48 @@ fn video_starts(
     Ok((figures, tokens, tokens_file))
 }
 
+/// Past sessions of the viewer of "video start, one viewer with history".
+const PAST_SESSIONS: u32 = 100_000;
+
+/// One viewer starting the public trailer on every connection: first a new
+/// viewer, then one with [`PAST_SESSIONS`] sessions nobody stopped, once the
+/// server's sweeper has closed them.
+fn one_viewer_starts(server: &Server, dir: &Path, options: &Options, pg_url: &str) -> Result<[Figures; 2], String> {
+    let viewers = ["solo-viewer-new".to_owned(), "solo-viewer-history".to_owned()];
+    let tokens = server.mint_tokens(&viewers)?;
+    let path = format!("/api/v1/stream/{DEMO_TRAILER}");
+    let starts = |token: &str| {
+        measure(
+            server,
+            dir,
+            options,
+            &Requests::Fixed { method: "POST", path: &path, token: Some(token), body: Some("{}") },
+        )
+    };
+    let new = starts(&tokens[0])?;
+    let veteran = &viewers[1];
+    psql(
+        pg_url,
+        &format!(
+            "INSERT INTO stream_sessions (id, user_id, movie_id, manifest_type, started_at, last_heartbeat_at) \
+             SELECT gen_random_uuid(), '{veteran}', '{DEMO_TRAILER}', 'hls', t, t \
+             FROM (SELECT now() - interval '100 days' + n * interval '1 minute' AS t \
+                   FROM generate_series(1, {PAST_SESSIONS}) AS n) AS past"
+        ),
+    )?;
+    println!("==> waiting for the sweeper to close {PAST_SESSIONS} past sessions");
+    let open = format!("SELECT count(*) FROM stream_sessions WHERE user_id = '{veteran}' AND ended_at IS NULL");
+    let waited = Instant::now();
+    while psql(pg_url, &open)?.trim() != "0" {
+        if waited.elapsed() > Duration::from_secs(120) {
+            return Err("the sweeper did not close the past sessions within 2 minutes".into());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!("    closed after {:.1} s", waited.elapsed().as_secs_f64());
+    Ok([new, starts(&tokens[1])?])
+}
+
 fn real_infrastructure(
     root: &Path,
     dir: &Path,
@@ -450,6 +492,21 @@ fn real_infrastructure(
             options.viewers
         ),
     });
+
+    let [new, history] = one_viewer_starts(&server, dir, options, &url)?;
+    for (path, figures, note) in [
+        ("video start, one viewer", new, "one new viewer starting the public trailer on every connection".to_owned()),
+        (
+            "video start, one viewer with history",
+            history,
+            format!(
+                "one viewer with {PAST_SESSIONS} past sessions (never stopped, as the cinema service leaves them; \
+                 closed by the sweeper before the run) starting the public trailer"
+            ),
+        ),
+    ] {
+        results.paths.push(Measured { setup: SETUP, path, figures, ceiling: framework, target: None, note });
+    }
 
     println!("==> starting {} sessions", tokens.len());
     let mut sessions = Vec::with_capacity(tokens.len());

@@ -298,6 +298,66 @@ async fn the_cinema_flow_starts_again_on_a_reload_and_publishes_every_report() {
     assert_eq!(positions, [1, 2, 3, 4, 5], "one event per accepted report");
 }
 
+fn redis_cli(args: &[&str]) -> String {
+    let url = streaming_core::contract::infra_var("STREAMGATE_REDIS_URL");
+    let output = std::process::Command::new("redis-cli").args(["-u", &url]).args(args).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// During a rolling switch both services run on one Redis: the drop-in
+/// reads and writes the hot copies under the cinema service's keys and in
+/// its value shapes, so each sees the other's.
+#[tokio::test]
+async fn the_drop_in_and_the_cinema_service_share_hot_copies_on_one_redis() {
+    let (users, stand) = crate::users::stand_in(200).await;
+    stand.answer_as_the_cinema();
+    let viewer = streaming_core::domain::SessionId::random().to_string();
+    let drop_in = DropIn::start(&cinema_database().await, users, &viewer).await;
+    let progress_key = format!("progress:{viewer}:{MOVIE}");
+
+    // The cinema service's copy of a position it has not written to its table yet.
+    let theirs = format!(r#"{{"user_id": "{viewer}", "movie_id": "{MOVIE}", "position_seconds": 321}}"#);
+    redis_cli(&["SET", &progress_key, &theirs, "EX", "86400"]);
+    let read: serde_json::Value = drop_in.call(Method::GET, "/progress", None).await.json().await.unwrap();
+    assert_eq!(read["position_seconds"], 321, "{read}");
+    let started: serde_json::Value = drop_in.call(Method::POST, "", None).await.json().await.unwrap();
+    assert_eq!(started["resume_position_seconds"], 321, "{started}");
+
+    // A report here: the copy the cinema service reads, whole seconds.
+    let report = json!({ "position_seconds": 400.6 });
+    assert_eq!(drop_in.call(Method::POST, "/progress", Some(report)).await.status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let copy = loop {
+        let copy: serde_json::Value = serde_json::from_str(&redis_cli(&["GET", &progress_key])).unwrap();
+        if copy["position_seconds"] == 400 || std::time::Instant::now() > deadline {
+            break copy;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!((&copy["user_id"], &copy["movie_id"]), (&json!(viewer), &json!(MOVIE)), "{copy}");
+    assert!(copy["position_seconds"].is_u64(), "{copy}");
+    assert_eq!(copy["position_seconds"], 400, "{copy}");
+    let ttl: i64 = redis_cli(&["TTL", &progress_key]).parse().unwrap();
+    assert!((86_000..=86_400).contains(&ttl), "REDIS_PROGRESS_TTL: {ttl}");
+
+    // The subscription answer it cached, as the cinema service caches one.
+    let cached: serde_json::Value =
+        serde_json::from_str(&redis_cli(&["GET", &format!("subscription:{viewer}")])).unwrap();
+    assert_eq!(cached["is_active"], true, "{cached}");
+    assert!(cached["expires_at"].is_string(), "{cached}");
+    let ttl: i64 = redis_cli(&["TTL", &format!("subscription:{viewer}")]).parse().unwrap();
+    assert!((200..=300).contains(&ttl), "REDIS_SUBSCRIPTION_CACHE_TTL: {ttl}");
+    // And an answer the cinema service cached is taken: this one says the
+    // subscription lapsed (the user service would still say active).
+    let lapsed = streaming_core::domain::SessionId::random().to_string();
+    let answer = r#"{"is_active": false, "plan_id": "basic", "expires_at": "2026-01-01T00:00:00"}"#;
+    redis_cli(&["SET", &format!("subscription:{lapsed}"), answer, "EX", "300"]);
+    let refused =
+        drop_in.client.post(&drop_in.base).bearer_auth(cinema_token_of(&lapsed, "access")).send().await.unwrap();
+    assert_eq!(refused.status(), 403, "{}", refused.text().await.unwrap());
+}
+
 /// On the cinema service's tables (uuid user ids) the service starts only
 /// when tokens are held to UUID subjects, which the cinema variables do.
 #[tokio::test]

@@ -36,6 +36,27 @@ async fn inconsistent_settings_are_refused_at_startup() {
     assert!(message.contains("auth.secret"), "{message}");
     let message = config_error(build(|s| s.storage.signing_key = Some(SecretString::from("short"))).await);
     assert!(message.contains("storage.signing_key"), "{message}");
+    let message = config_error(
+        build(|s| {
+            s.playback.session_idle_timeout_seconds = 90;
+            s.playback.session_close_after_seconds = 60;
+        })
+        .await,
+    );
+    assert!(message.contains("session_close_after_seconds"), "{message}");
+}
+
+#[tokio::test]
+async fn the_cinema_hot_copy_keys_need_a_standalone_redis() {
+    let cluster = streaming_core::contract::infra_var("STREAMGATE_REDIS_CLUSTER_URL");
+    let message = config_error(
+        build(|s| {
+            s.redis.url = Some(SecretString::from(cluster));
+            s.redis.hot_copy_keys = streaming_api::settings::HotCopyKeys::Cinema;
+        })
+        .await,
+    );
+    assert!(message.contains("hot_copy_keys") && message.contains("standalone"), "{message}");
 }
 
 #[tokio::test]

@@ -16,4 +16,4 @@ pub use playback::{
     InvalidPosition, ManifestKind, PlaybackAction, PlaybackEvent, PositionSeconds, StreamSession, UnknownManifestKind,
     WatchProgress,
 };
-pub use subscription::{Plan, Subscription, SubscriptionStatus};
+pub use subscription::{parse_instant, Plan, Subscription, SubscriptionStatus};

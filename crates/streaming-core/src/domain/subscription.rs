@@ -33,6 +33,16 @@ impl Plan {
     }
 }
 
+/// An instant as user services and the cinema service write one: RFC 3339,
+/// or an ISO 8601 date-time without an offset (what Python's `isoformat()`
+/// gives for a naive `datetime`), taken as UTC.
+pub fn parse_instant(text: &str) -> Option<OffsetDateTime> {
+    use time::format_description::well_known::{Iso8601, Rfc3339};
+    OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .or_else(|| time::PrimitiveDateTime::parse(text, &Iso8601::DEFAULT).ok().map(|t| t.assume_utc()))
+}
+
 /// A user's current subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
@@ -82,5 +92,21 @@ mod tests {
         assert!(sub.is_active_at(now));
         sub.status = SubscriptionStatus::Cancelled;
         assert!(!sub.is_active_at(now));
+    }
+}
+
+#[cfg(test)]
+mod instant_tests {
+    use super::parse_instant;
+
+    #[test]
+    fn instants_with_and_without_an_offset_are_read_as_utc() {
+        let utc = time::macros::datetime!(2030-01-01 12:30:00 UTC);
+        assert_eq!(parse_instant("2030-01-01T12:30:00Z"), Some(utc));
+        assert_eq!(parse_instant("2030-01-01T14:30:00+02:00"), Some(utc));
+        assert_eq!(parse_instant("2030-01-01T12:30:00"), Some(utc), "naive: UTC");
+        assert_eq!(parse_instant("2030-01-01T12:30:00.250000").map(|t| t.millisecond()), Some(250));
+        assert_eq!(parse_instant("next tuesday"), None);
+        assert_eq!(parse_instant(""), None);
     }
 }
