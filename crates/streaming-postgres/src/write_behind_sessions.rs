@@ -15,7 +15,7 @@
 //! * `touch` moves the cached heartbeat and queues it; a full queue writes
 //!   through. A failed flush keeps the heartbeats for the next one.
 //! * `close_idle` flushes the queued heartbeats first, so a session they
-//!   keep alive is not closed, and keeps the closed sessions' rows.
+//!   keep alive is not closed, and drops the closed sessions' cached rows.
 //! * `open_sessions` asks the store with a window widened by
 //!   [`OPEN_SESSIONS_MARGIN`] and applies the queued heartbeats before
 //!   filtering, so a heartbeat not yet flushed still counts.
@@ -294,6 +294,12 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
         }
     }
 
+    /// Drops what this instance holds of `id`: its next read goes to the store.
+    fn forget(&self, id: &SessionId) {
+        self.lock().remove(id);
+        self.sessions.invalidate(id);
+    }
+
     fn remember_outcome(&self, id: &SessionId, outcome: &CloseOutcome) {
         self.lock().remove(id);
         match outcome {
@@ -421,8 +427,9 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
         // is not closed. (Held ones lag by less than HEARTBEAT_STEP.)
         self.flush().await;
         let (closed, handling) = self.inner.close_idle(idle_before, at_most).await?;
+        // Dropped, not remembered: a sweep closes thousands nobody asks about.
         for session in &closed {
-            self.remember_outcome(&session.id, &CloseOutcome::Closed(session.clone()));
+            self.forget(&session.id);
         }
         Ok((closed, handling))
     }
