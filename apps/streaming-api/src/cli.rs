@@ -1,4 +1,4 @@
-//! The command line: `streaming-api [serve | migrate | healthcheck | token SUBJECT…] [--config FILE]`.
+//! The command line: `streaming-api [serve | migrate | seed-demo | healthcheck | token SUBJECT…] [--config FILE]`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,8 +10,9 @@ use crate::log_writer::BatchedWriter;
 use crate::{Application, Settings};
 
 const USAGE: &str =
-    "usage: streaming-api [serve | migrate | healthcheck | token [--ttl-seconds N] SUBJECT...] [--config FILE]\n\n\
+    "usage: streaming-api [serve | migrate | seed-demo | healthcheck | token [--ttl-seconds N] SUBJECT...] [--config FILE]\n\n\
 serve (the default) runs the service; migrate applies pending database migrations and exits;\n\
+seed-demo writes the demo media into the configured stores (catalog and objects) and exits;\n\
 healthcheck asks the service on server.host:server.port for /healthz and exits 0 if it answers 200;\n\
 token prints one token per SUBJECT (a user id) signed with auth.secret, valid N seconds (default 3600).\n\
 Settings come from built-in defaults, then FILE (or $STREAMING_CONFIG), then\n\
@@ -20,6 +21,7 @@ STREAMING__SECTION__KEY environment variables.";
 enum Command {
     Serve,
     Migrate,
+    SeedDemo,
     Healthcheck,
     Token(Vec<String>),
 }
@@ -37,6 +39,7 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
         match arg.as_str() {
             "serve" => {}
             "migrate" => command = Command::Migrate,
+            "seed-demo" => command = Command::SeedDemo,
             "healthcheck" => command = Command::Healthcheck,
             "token" => command = Command::Token(Vec::new()),
             "--config" => config = Some(args.next().ok_or("--config needs a file")?.into()),
@@ -77,6 +80,7 @@ async fn run_command(
     match command {
         Command::Serve => {}
         Command::Migrate => return run_migrations(&settings).await,
+        Command::SeedDemo => return seed_demo(settings).await,
         Command::Healthcheck => return healthcheck(&settings).await,
         Command::Token(subjects) => return print_tokens(&settings, &subjects, Duration::from_secs(ttl_seconds)),
     }
@@ -117,6 +121,22 @@ fn print_demo_banner(base_url: &str, demo: &DemoInfo) {
             first.id
         );
     }
+}
+
+/// `streaming-api seed-demo`: the demo media (tracks of the demo user, the
+/// demo movie and its trailer) written into the configured catalog and
+/// object store, for trying a real setup. The service is assembled as for
+/// serving, on a port of its own choosing, and dropped; no token is printed
+/// (`streaming-api token` makes one).
+#[allow(clippy::print_stdout)] // the command's answer
+async fn seed_demo(mut settings: Settings) -> Result<(), String> {
+    settings.server.port = 0;
+    settings.admin.port = 0;
+    let overrides = crate::PortOverrides { demo: true, ..Default::default() };
+    let app = Application::build_with(settings, overrides).await.map_err(|e| e.to_string())?;
+    let demo = app.demo().ok_or("the demo media were not written")?;
+    println!("demo media written: user {}, movie {}, {} tracks", demo.user, demo.movie, demo.tracks.len());
+    Ok(())
 }
 
 /// `streaming-api migrate`: applies the pending migrations to `postgres.url`.

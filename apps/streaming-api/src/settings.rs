@@ -618,17 +618,14 @@ impl Default for S3Section {
 }
 
 /// Demo media and the printed demo token.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DemoSettings {
-    /// Seed demo media and print a demo token (default true).
-    pub enabled: bool,
-}
-
-impl Default for DemoSettings {
-    fn default() -> Self {
-        Self { enabled: true }
-    }
+    /// Seed demo media, print a demo token and serve the demo player.
+    /// Unset (the default): on only when nothing real is configured (no
+    /// PostgreSQL, Redis, S3, Kafka, user service, token secret or JWKS).
+    /// `true` beside a real store stops the start.
+    pub enabled: Option<bool>,
 }
 
 /// Logging.
@@ -800,7 +797,7 @@ mod tests {
         assert_eq!(settings.server.port, 8080);
         assert_eq!(settings.streaming.presign_expiry_seconds, 120);
         assert_eq!(settings.rate_limit.stream_url_per_minute, 60);
-        assert!(settings.demo.enabled);
+        assert_eq!(settings.demo.enabled, None, "decided from what is configured");
         assert!(settings.auth.secret.is_none());
     }
 
@@ -843,7 +840,7 @@ mod tests {
         assert_eq!(settings.server.port, 8005, "a cinema variable over the file");
         assert_eq!(settings.kafka.brokers, "ours:9092", "our name over the cinema's");
         assert_eq!(settings.auth.token_type.as_deref(), Some("access"));
-        assert!(!settings.demo.enabled, "a real dependency named: no demo media");
+        assert_eq!(settings.demo.enabled, Some(false), "a real dependency named: no demo media");
         let refused = Settings::load(None, env(&[("ENABLE_KAFKA", "perhaps")])).unwrap_err().to_string();
         assert!(refused.contains("ENABLE_KAFKA"), "{refused}");
     }

@@ -45,7 +45,7 @@ use crate::demo::{self, DemoInfo};
 use crate::problem::{enrich_problems, ApiError, ProblemTypeBase};
 use crate::relay::{Relay, RelaySettings};
 use crate::routes;
-use crate::settings::{CacheKind, HotCopyKeys, Settings};
+use crate::settings::{CacheKind, HotCopyKeys, Settings, StorageKind};
 use crate::state::AppState;
 use crate::storage::Storage;
 use crate::subscriptions::{default_plan, user_service, SubscriptionCache};
@@ -79,6 +79,11 @@ pub struct PortOverrides {
     pub catalog: Option<Arc<dyn MediaCatalog>>,
     /// Replaces the memory subscription directory.
     pub subscriptions: Option<Arc<dyn SubscriptionDirectory>>,
+    /// Seeds the demo media and subscription into whatever stores are
+    /// configured, and makes the demo token, as demo mode does: for tests
+    /// and demonstrations assembled in code. No setting reaches it, so a
+    /// configuration can never write demo media into production stores.
+    pub demo: bool,
 }
 
 impl std::fmt::Debug for PortOverrides {
@@ -86,6 +91,7 @@ impl std::fmt::Debug for PortOverrides {
         f.debug_struct("PortOverrides")
             .field("catalog", &self.catalog.is_some())
             .field("subscriptions", &self.subscriptions.is_some())
+            .field("demo", &self.demo)
             .finish()
     }
 }
@@ -133,6 +139,7 @@ impl Application {
     /// # Errors
     /// As [`Application::build`].
     pub async fn build_with(settings: Settings, overrides: PortOverrides) -> Result<Self, StartupError> {
+        let demo_mode = overrides.demo || demo_mode(&settings)?;
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =
             TcpListener::bind(&address).map_err(|source| StartupError::Bind { address: address.clone(), source })?;
@@ -334,7 +341,7 @@ impl Application {
         let playback = Arc::new(playback);
         sweep_idle_sessions(&playback);
 
-        let demo = if settings.demo.enabled {
+        let demo = if demo_mode {
             let (user, tracks) = demo::seed(&owned_catalog, &storage).await.map_err(StartupError::Storage)?;
             let movie = demo::seed_movie(&owned_catalog, &storage).await.map_err(StartupError::Storage)?;
             memory_subscriptions.set(&user, Some(demo::demo_subscription()));
@@ -800,6 +807,30 @@ fn redis_connection(settings: &Settings) -> Result<Option<RedisConnection>, Star
     RedisConnection::connect(&config)
         .map(Some)
         .map_err(|_| StartupError::Config("redis.url is not a valid Redis URL".into()))
+}
+
+/// Whether demo mode is on: as asked, else only when nothing real is
+/// configured. Asked for beside a real store, the start stops: the demo
+/// media would be written into it.
+fn demo_mode(settings: &Settings) -> Result<bool, StartupError> {
+    let stores = [
+        (settings.postgres.url.is_some(), "postgres.url"),
+        (settings.redis.url.is_some(), "redis.url"),
+        (settings.storage.kind == StorageKind::S3, "storage.kind = \"s3\""),
+        (settings.kafka.enabled, "kafka.enabled"),
+        (settings.users.url.is_some(), "users.url"),
+    ];
+    let store = stores.iter().find(|(configured, _)| *configured).map(|(_, name)| *name);
+    let auth = &settings.auth;
+    let identity = auth.secret.is_some() || auth.jwks_url.is_some() || auth.jwks_file.is_some();
+    match (settings.demo.enabled, store) {
+        (Some(true), Some(store)) => Err(StartupError::Config(format!(
+            "demo.enabled = true with {store}: demo mode writes its media into the configured stores; \
+             leave demo.enabled unset (or false) with real stores"
+        ))),
+        (Some(enabled), _) => Ok(enabled),
+        (None, store) => Ok(store.is_none() && !identity),
+    }
 }
 
 /// The layout of the Redis hot copies; the cinema's needs a standalone Redis.

@@ -163,6 +163,12 @@ fn base_settings() -> BTreeMap<String, String> {
     BTreeMap::from([("STREAMING__RATE_LIMIT__STREAM_URL_PER_MINUTE".to_owned(), "1000000000".to_owned())])
 }
 
+/// The embedded servers: demo mode asked for (a token secret is set, which
+/// alone would keep it off).
+fn embedded_settings() -> BTreeMap<String, String> {
+    with(base_settings(), &[("STREAMING__DEMO__ENABLED", "true")])
+}
+
 fn with(mut settings: BTreeMap<String, String>, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
     settings.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     settings
@@ -170,7 +176,7 @@ fn with(mut settings: BTreeMap<String, String>, extra: &[(&str, &str)]) -> BTree
 
 fn embedded(root: &Path, dir: &Path, options: &Options, results: &mut Results) -> Result<(), String> {
     const SETUP: &str = "embedded";
-    let server = Server::start(root, dir, "embedded", &base_settings())?;
+    let server = Server::start(root, dir, "embedded", &embedded_settings())?;
     let idle = server.rss_kib();
     let token = server.mint_tokens(&[DEMO_USER.to_owned()])?.remove(0);
     let track = format!("/tracks/{DEMO_TRACK}/stream");
@@ -217,7 +223,7 @@ fn embedded(root: &Path, dir: &Path, options: &Options, results: &mut Results) -
         note: "the demo user, memory stores".into(),
     });
 
-    let figures = manifest(&server, dir, options, &token)?;
+    let figures = manifest(&server, dir, options, DEMO_MOVIE, &token)?;
     results.paths.push(Measured {
         setup: SETUP,
         path: "manifest (HLS playlist, signed segment URLs)",
@@ -230,8 +236,12 @@ fn embedded(root: &Path, dir: &Path, options: &Options, results: &mut Results) -
     server.stop()?;
 
     // Every request a miss: no URL cache, so each one presigns and seals.
-    let server =
-        Server::start(root, dir, "embedded-uncached", &with(base_settings(), &[("STREAMING__CACHE__KIND", "off")]))?;
+    let server = Server::start(
+        root,
+        dir,
+        "embedded-uncached",
+        &with(embedded_settings(), &[("STREAMING__CACHE__KIND", "off")]),
+    )?;
     let figures = measure(
         &server,
         dir,
@@ -253,7 +263,7 @@ fn embedded(root: &Path, dir: &Path, options: &Options, results: &mut Results) -
         root,
         dir,
         "embedded-one-worker",
-        &with(base_settings(), &[("STREAMING__SERVER__WORKERS", "1")]),
+        &with(embedded_settings(), &[("STREAMING__SERVER__WORKERS", "1")]),
     )?;
     let (one, _) = cache_path(&server, dir, options, &track, &token)?;
     server.stop()?;
@@ -334,10 +344,10 @@ fn measure(server: &Server, dir: &Path, options: &Options, requests: &Requests<'
     Ok(figures)
 }
 
-/// The demo movie's playlist, fetched through the grant of a session the
-/// demo user starts first.
-fn manifest(server: &Server, dir: &Path, options: &Options, token: &str) -> Result<Figures, String> {
-    let started = server.post_ok(&format!("/api/v1/stream/{DEMO_MOVIE}"), token, "{}")?;
+/// `movie`'s playlist, fetched through the grant of a session the holder of
+/// `token` starts first.
+fn manifest(server: &Server, dir: &Path, options: &Options, movie: &str, token: &str) -> Result<Figures, String> {
+    let started = server.post_ok(&format!("/api/v1/stream/{movie}"), token, "{}")?;
     let url = json_string(&started, "manifest_url").ok_or("no manifest_url in the start answer")?;
     let path = &url[url.find("/api/").ok_or("the manifest URL has no /api/ path")?..];
     measure(server, dir, options, &Requests::Fixed { method: "GET", path, token: None, body: None })
@@ -441,6 +451,8 @@ fn real_infrastructure(
             ("STREAMING__KAFKA__CONSUME_FROM", "latest"),
         ],
     );
+    // Demo mode stays off beside real stores; the demo media are written first.
+    Server::seed_demo(root, dir, "real", &settings)?;
     let server = Server::start(root, dir, "real", &settings)?;
     let idle = server.rss_kib();
     psql(
@@ -546,14 +558,15 @@ fn real_infrastructure(
         ),
     });
 
-    let figures = manifest(&server, dir, options, &token)?;
+    let figures = manifest(&server, dir, options, BENCH_MOVIE, &token)?;
     results.paths.push(Measured {
         setup: SETUP,
         path: "manifest (HLS playlist, signed segment URLs)",
         figures,
         ceiling: framework,
         target: None,
-        note: "the demo movie's playlist from S3 through its grant, segment URLs presigned".into(),
+        note: "the public bench movie (the demo movie's files) from S3 through its grant, segment URLs presigned"
+            .into(),
     });
 
     results.viewers = paced_viewers(&server, dir, options, &progress, &url, &redis_url)?;

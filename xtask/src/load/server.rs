@@ -27,18 +27,9 @@ impl Server {
     /// Starts the binary with the embedded defaults plus `settings`
     /// (`STREAMING__…` variables) and waits until it accepts connections.
     pub fn start(root: &Path, dir: &Path, name: &str, settings: &BTreeMap<String, String>) -> Result<Self, String> {
-        let binary = root.join("target").join("release").join("streaming-api");
+        let binary = binary(root);
         let port = infra::free_port()?;
-        let data = dir.join(name);
-        let mut env = vec![
-            ("STREAMING__SERVER__PORT".to_owned(), port.to_string()),
-            ("STREAMING__AUTH__SECRET".to_owned(), SECRET.to_owned()),
-            ("STREAMING__STORAGE__ROOT".to_owned(), data.join("objects").display().to_string()),
-            ("STREAMING__EVENTS__PATH".to_owned(), data.join("events.jsonl").display().to_string()),
-            // As the image, the compose stack and the Kubernetes ConfigMap run it.
-            ("GLIBC_TUNABLES".to_owned(), GLIBC_TUNABLES.to_owned()),
-        ];
-        env.extend(settings.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let env = environment(dir, name, port, settings);
         let log = fs::File::create(dir.join(format!("{name}.log"))).map_err(|e| e.to_string())?;
         let child = Command::new(&binary)
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -53,6 +44,23 @@ impl Server {
         // Settle: the idle footprint is read after the start-up work.
         std::thread::sleep(Duration::from_millis(500));
         Ok(server)
+    }
+
+    /// `streaming-api seed-demo` with the settings `start` would run `name`
+    /// with: the demo media written into the setup's stores.
+    pub fn seed_demo(root: &Path, dir: &Path, name: &str, settings: &BTreeMap<String, String>) -> Result<(), String> {
+        let env = environment(dir, name, 0, settings);
+        let output = Command::new(binary(root))
+            .arg("seed-demo")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("STREAMING__LOG__FILTER", "warn")
+            .output()
+            .map_err(|e| format!("streaming-api seed-demo: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!("streaming-api seed-demo: {}", String::from_utf8_lossy(&output.stderr)))
+        }
     }
 
     /// Tokens for `subjects`, minted by the binary itself with the same settings.
@@ -140,4 +148,24 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+fn binary(root: &Path) -> PathBuf {
+    root.join("target").join("release").join("streaming-api")
+}
+
+/// The variables the binary runs `name` with on `port`: the harness's own,
+/// then `settings`.
+fn environment(dir: &Path, name: &str, port: u16, settings: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let data = dir.join(name);
+    let mut env = vec![
+        ("STREAMING__SERVER__PORT".to_owned(), port.to_string()),
+        ("STREAMING__AUTH__SECRET".to_owned(), SECRET.to_owned()),
+        ("STREAMING__STORAGE__ROOT".to_owned(), data.join("objects").display().to_string()),
+        ("STREAMING__EVENTS__PATH".to_owned(), data.join("events.jsonl").display().to_string()),
+        // As the image, the compose stack and the Kubernetes ConfigMap run it.
+        ("GLIBC_TUNABLES".to_owned(), GLIBC_TUNABLES.to_owned()),
+    ];
+    env.extend(settings.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
 }

@@ -3,7 +3,7 @@
 //! the demo token filled in); 404 otherwise.
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -61,8 +61,12 @@ pub struct Root {
         )),
     ),
 )]
-pub async fn page(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let Some(token) = state.demo_token.as_deref() else {
+pub async fn page(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    // The token goes only to a loopback client that asked for a loopback
+    // name: a page reached through DNS rebinding (any name pointed at
+    // 127.0.0.1) comes from a loopback client with a foreign `Host`.
+    let token = state.demo_token.as_deref().filter(|_| from_loopback(&request));
+    let Some(token) = token else {
         return Ok(HttpResponse::Ok().json(Root {
             service: "streamgate",
             version: env!("CARGO_PKG_VERSION"),
@@ -72,6 +76,36 @@ pub async fn page(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
     };
     let html = PAGE.replace("{{DEMO_TOKEN}}", &attribute(token));
     Ok(html_page(POLICY).insert_header((header::CACHE_CONTROL, "no-store")).body(html))
+}
+
+/// Whether the request came from a loopback address for a loopback name
+/// (`localhost`, `127.0.0.1` or another 127/8 address, `[::1]`; any port).
+fn from_loopback(request: &HttpRequest) -> bool {
+    let peer = request.peer_addr().is_some_and(|peer| peer.ip().is_loopback());
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    peer && is_loopback_host(host)
+}
+
+/// Whether a `Host` header value names this machine's loopback interface.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // `[::1]` or `[::1]:8080`.
+        Some(rest) => match rest.split_once(']') {
+            Some((address, port)) if port.is_empty() || valid_port(port) => address,
+            _ => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if valid_port(&format!(":{port}")) => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `:` and a port number.
+fn valid_port(text: &str) -> bool {
+    text.strip_prefix(':').is_some_and(|port| port.parse::<u16>().is_ok())
 }
 
 /// An HTML page's answer under `policy` (its Content-Security-Policy).
@@ -118,4 +152,32 @@ pub(super) fn static_file(body: &'static str, content_type: &'static str) -> Htt
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .body(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn only_loopback_names_are_loopback_hosts() {
+        for host in ["localhost", "LOCALHOST:8080", "127.0.0.1", "127.0.0.1:9", "127.1.2.3:80", "[::1]", "[::1]:8080"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "rebind.attacker.example",
+            "rebind.attacker.example:8080",
+            "127.0.0.1.nip.io",
+            "localhost.evil",
+            "localhost:99999",
+            "localhost:",
+            "[::1",
+            "[::1]x",
+            "10.0.0.1",
+            "[::2]:80",
+            "0.0.0.0:8080",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
 }

@@ -38,6 +38,10 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings), overrides: PortOv
     settings.storage.signing_key = Some(SecretString::from(SIGNING_KEY));
     settings.events.path = dir.path().join("events.jsonl");
     configure(&mut settings);
+    // The demo media and token are the tests' fixtures, on whatever stores
+    // a test configures (no setting may put them there), unless it turns
+    // demo mode off.
+    let overrides = PortOverrides { demo: settings.demo.enabled != Some(false), ..overrides };
     let app = Application::build_with(settings, overrides).await.unwrap();
     let address = app.base_url().to_owned();
     // Without demo mode there is no printed token; mint one for the demo user.

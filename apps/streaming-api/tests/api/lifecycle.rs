@@ -30,17 +30,25 @@ impl Service {
     async fn start(dir: &std::path::Path, database: &str, users: &str, flush_ms: u64) -> Self {
         let port = streaming_core::contract::free_port();
         let log = dir.join(format!("service-{port}.log"));
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_streaming-api"))
-            .env("STREAMING__SERVER__PORT", port.to_string())
-            .env("STREAMING__SERVER__WORKERS", "2")
-            .env("STREAMING__AUTH__SECRET", SECRET)
-            .env("STREAMING__STORAGE__ROOT", dir.join("objects"))
-            .env("STREAMING__STORAGE__SIGNING_KEY", SIGNING_KEY)
-            .env("STREAMING__POSTGRES__URL", database)
-            .env("STREAMING__POSTGRES__MIGRATE_ON_START", "true")
-            .env("STREAMING__POSTGRES__PROGRESS_FLUSH_INTERVAL_MS", flush_ms.to_string())
-            .env("STREAMING__USERS__URL", users)
-            .env("STREAMING__LOG__FORMAT", "text")
+        let command = || {
+            let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_streaming-api"));
+            command
+                .env("STREAMING__SERVER__PORT", port.to_string())
+                .env("STREAMING__SERVER__WORKERS", "2")
+                .env("STREAMING__AUTH__SECRET", SECRET)
+                .env("STREAMING__STORAGE__ROOT", dir.join("objects"))
+                .env("STREAMING__STORAGE__SIGNING_KEY", SIGNING_KEY)
+                .env("STREAMING__POSTGRES__URL", database)
+                .env("STREAMING__POSTGRES__MIGRATE_ON_START", "true")
+                .env("STREAMING__POSTGRES__PROGRESS_FLUSH_INTERVAL_MS", flush_ms.to_string())
+                .env("STREAMING__USERS__URL", users)
+                .env("STREAMING__LOG__FORMAT", "text");
+            command
+        };
+        // The demo movie, written by the explicit step (demo mode stays off beside real stores).
+        let seeded = command().arg("seed-demo").env("STREAMING__LOG__FILTER", "warn").output().await.unwrap();
+        assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
+        let child = command()
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

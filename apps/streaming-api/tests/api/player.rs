@@ -31,9 +31,38 @@ async fn the_page_carries_the_demo_token_and_a_strict_policy() {
     crate::harness::assert_problem(missing, 404, "player-not-found").await;
 }
 
+/// `GET /` answered with `host` as the `Host` header: its body.
+async fn root_as(app: &crate::harness::TestApp, host: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// A page reached through DNS rebinding (any name pointed at 127.0.0.1)
+/// arrives from a loopback client with a foreign `Host`: it never gets the
+/// demo token.
+#[tokio::test]
+async fn the_page_with_the_demo_token_answers_only_a_loopback_host() {
+    let app = spawn(|_| {}).await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), "localhost".into(), "[::1]".into()] {
+        let page = root_as(&app, &host).await;
+        assert!(page.contains(&app.demo.token), "{host}: the page with the token");
+    }
+    for host in ["rebind.attacker.example", "rebind.attacker.example:8080", "127.0.0.1.nip.io", "localhost.evil", ""] {
+        let page = root_as(&app, host).await;
+        assert!(!page.contains(&app.demo.token), "{host:?} got the demo token");
+        assert!(page.contains("\"service\":\"streamgate\""), "{host:?}: the description instead: {page}");
+    }
+}
+
 #[tokio::test]
 async fn without_demo_mode_there_is_no_page() {
-    let app = spawn(|s| s.demo.enabled = false).await;
+    let app = spawn(|s| s.demo.enabled = Some(false)).await;
     let response = app.client.get(app.url("/player/player.js")).send().await.unwrap();
     crate::harness::assert_problem(response, 404, "player-not-found").await;
     // `/` describes the service instead (the cinema service's root route).

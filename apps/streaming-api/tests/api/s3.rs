@@ -84,7 +84,7 @@ async fn an_unreachable_store_opens_the_breaker_and_readyz_reports_it() {
     let overrides = streaming_api::PortOverrides { catalog: Some(catalog), ..streaming_api::PortOverrides::default() };
     let app = crate::harness::spawn_with(
         |s| {
-            s.demo.enabled = false;
+            s.demo.enabled = Some(false);
             s.storage.kind = StorageKind::S3;
             s.storage.s3.endpoint = Some(format!("http://127.0.0.1:{dead_port}"));
             s.storage.s3.bucket = "nowhere".into();

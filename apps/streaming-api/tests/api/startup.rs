@@ -10,7 +10,7 @@ async fn build(configure: impl FnOnce(&mut Settings)) -> Result<Application, Sta
     let mut settings = Settings::default();
     settings.server.port = 0;
     settings.storage.root = dir.path().join("objects");
-    settings.demo.enabled = false;
+    settings.demo.enabled = Some(false);
     settings.events.path = dir.path().join("events.jsonl");
     configure(&mut settings);
     Application::build(settings).await
@@ -249,4 +249,78 @@ async fn tokens_of_an_identity_provider_are_verified_with_its_jwks() {
     assert_eq!(refused.status(), 401, "HS256 is not accepted when only ES256 is");
     let stranger = Issuer::new().token(DEMO_USER);
     assert_eq!(app.send(Method::GET, &progress, Some(&stranger), None).await.status(), 401);
+}
+
+/// Demo mode never reaches production: with a real store or a token secret
+/// configured and nothing said about demo mode, no demo media are written
+/// and no token is made; asking for it beside a real store stops the start.
+#[tokio::test]
+async fn demo_mode_stays_off_beside_real_stores_and_secrets() {
+    let url = streaming_postgres::testing::fresh_database_url(&streaming_core::contract::infra_var(
+        "STREAMGATE_POSTGRES_URL",
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = |url: &str| {
+        let mut settings = Settings::default();
+        settings.server.port = 0;
+        settings.storage.root = dir.path().join("objects");
+        settings.events.path = dir.path().join("events.jsonl");
+        settings.postgres.url = Some(SecretString::from(url.to_owned()));
+        settings.postgres.migrate_on_start = true;
+        settings
+    };
+    let app = Application::build(settings(&url)).await.unwrap();
+    assert!(app.demo().is_none(), "no demo token");
+    assert_eq!(crate::harness::psql(&url, "SELECT count(*) FROM media").trim(), "0", "no demo media");
+    drop(app);
+
+    let mut asked = settings(&url);
+    asked.demo.enabled = Some(true);
+    let message = config_error(Application::build(asked).await);
+    assert!(message.contains("demo.enabled") && message.contains("postgres.url"), "{message}");
+
+    let secret_only = build(|s| {
+        s.demo.enabled = None;
+        s.auth.secret = Some(SecretString::from(SECRET));
+    })
+    .await
+    .unwrap();
+    assert!(secret_only.demo().is_none(), "a configured token secret: not a demo");
+    let nothing = build(|s| s.demo.enabled = None).await.unwrap();
+    assert!(nothing.demo().is_some(), "nothing configured: the embedded demo");
+    let asked = build(|s| {
+        s.demo.enabled = Some(true);
+        s.auth.secret = Some(SecretString::from(SECRET));
+    })
+    .await
+    .unwrap();
+    assert!(asked.demo().is_some(), "asked for, with a secret but no real store");
+}
+
+/// Demo media on a real setup are an explicit, separate step.
+#[tokio::test]
+async fn the_seed_demo_command_writes_the_demo_media_into_the_configured_stores() {
+    let url = streaming_postgres::testing::fresh_database_url(&streaming_core::contract::infra_var(
+        "STREAMGATE_POSTGRES_URL",
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_streaming-api"))
+        .arg("seed-demo")
+        .env("STREAMING__POSTGRES__URL", &url)
+        .env("STREAMING__POSTGRES__MIGRATE_ON_START", "true")
+        .env("STREAMING__STORAGE__ROOT", dir.path().join("objects"))
+        .env("STREAMING__EVENTS__PATH", dir.path().join("events.jsonl"))
+        .env("STREAMING__AUTH__SECRET", SECRET)
+        .env("STREAMING__LOG__FILTER", "warn")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.starts_with("demo media written: user 01JG0DEM0VSER00000000000A1"), "{said}");
+    assert!(!said.contains("eyJ"), "no token is printed: {said}");
+    let media = crate::harness::psql(&url, "SELECT kind, count(*) FROM media GROUP BY kind ORDER BY kind");
+    assert_eq!(media.trim(), "movie|2\ntrack|3", "the demo movie, its trailer and three tracks");
+    assert!(dir.path().join("objects").join("movies").is_dir(), "their files in the object store");
 }
