@@ -18,6 +18,7 @@ pub mod otlp;
 pub mod problem;
 mod relay;
 mod routes;
+mod secrets;
 pub mod settings;
 mod startup;
 mod state;

@@ -138,8 +138,12 @@ impl Application {
     ///
     /// # Errors
     /// As [`Application::build`].
-    pub async fn build_with(settings: Settings, overrides: PortOverrides) -> Result<Self, StartupError> {
+    pub async fn build_with(mut settings: Settings, overrides: PortOverrides) -> Result<Self, StartupError> {
         let demo_mode = overrides.demo || demo_mode(&settings)?;
+        let derived = crate::secrets::complete(&mut settings)?;
+        if !derived.is_empty() {
+            tracing::info!(secrets = derived.join(", "), "derived from auth.secret");
+        }
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =
             TcpListener::bind(&address).map_err(|source| StartupError::Bind { address: address.clone(), source })?;

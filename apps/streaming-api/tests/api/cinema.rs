@@ -375,6 +375,7 @@ async fn on_the_cinema_tables_tokens_must_name_uuid_users() {
         settings.postgres.url = Some(SecretString::from(url.clone()));
         settings.postgres.migrate_on_start = true;
         settings.auth.uuid_subjects = uuid_subjects;
+        settings.auth.secret = Some(SecretString::from(CINEMA_SECRET));
         settings
     };
     match Application::build(settings(false)).await {

@@ -30,6 +30,7 @@ async fn a_schema_that_is_behind_stops_the_start() {
     settings.storage.root = dir.path().join("objects");
     settings.events.path = dir.path().join("events.jsonl");
     settings.postgres.url = Some(SecretString::from(url));
+    settings.auth.secret = Some(SecretString::from(crate::harness::SECRET));
     match Application::build(settings).await {
         Err(StartupError::Database(message)) => {
             assert!(message.contains("behind") && message.contains("streaming-api migrate"), "{message}")

@@ -53,6 +53,7 @@ async fn the_cinema_hot_copy_keys_need_a_standalone_redis() {
         build(|s| {
             s.redis.url = Some(SecretString::from(cluster));
             s.redis.hot_copy_keys = streaming_api::settings::HotCopyKeys::Cinema;
+            s.auth.secret = Some(SecretString::from(SECRET));
         })
         .await,
     );
@@ -268,6 +269,7 @@ async fn demo_mode_stays_off_beside_real_stores_and_secrets() {
         settings.events.path = dir.path().join("events.jsonl");
         settings.postgres.url = Some(SecretString::from(url.to_owned()));
         settings.postgres.migrate_on_start = true;
+        settings.auth.secret = Some(SecretString::from(SECRET));
         settings
     };
     let app = Application::build(settings(&url)).await.unwrap();
@@ -323,4 +325,46 @@ async fn the_seed_demo_command_writes_the_demo_media_into_the_configured_stores(
     let media = crate::harness::psql(&url, "SELECT kind, count(*) FROM media GROUP BY kind ORDER BY kind");
     assert_eq!(media.trim(), "movie|2\ntrack|3", "the demo movie, its trailer and three tracks");
     assert!(dir.path().join("objects").join("movies").is_dir(), "their files in the object store");
+}
+
+/// Instances on a shared store must share their secrets: unset and not
+/// derivable, the start stops naming each, instead of generating keys that
+/// break grants and cached entries between instances.
+#[tokio::test]
+async fn a_shared_store_without_shared_secrets_stops_the_start() {
+    let message = config_error(
+        build(|s| {
+            s.postgres.url = Some(SecretString::from("postgres://127.0.0.1:1/none"));
+            s.auth.secret = None;
+        })
+        .await,
+    );
+    for name in ["postgres.url", "auth.secret", "playback.grant_secret", "storage.signing_key"] {
+        assert!(message.contains(name), "{name}: {message}");
+    }
+}
+
+/// With only `auth.secret` shared (as the cinema's `JWT_SECRET_KEY` gives),
+/// a manifest grant issued by one instance is honoured by another.
+#[tokio::test]
+async fn a_grant_from_one_instance_works_on_another_with_only_the_root_secret_shared() {
+    let url = streaming_postgres::testing::fresh_database_url(&streaming_core::contract::infra_var(
+        "STREAMGATE_POSTGRES_URL",
+    ))
+    .await;
+    let instance = || {
+        let url = url.clone();
+        spawn(move |s| {
+            s.postgres.url = Some(SecretString::from(url));
+            s.postgres.migrate_on_start = true;
+            s.storage.signing_key = None;
+        })
+    };
+    let (a, b) = (instance().await, instance().await);
+    let started: serde_json::Value =
+        a.send(Method::POST, &format!("/api/v1/stream/{MOVIE}"), None, None).await.json().await.unwrap();
+    let manifest = started["manifest_url"].as_str().unwrap();
+    let path = &manifest[manifest.find("/api/").unwrap()..];
+    let through_b = b.client.get(b.url(path)).send().await.unwrap();
+    assert_eq!(through_b.status(), 200, "{}", through_b.text().await.unwrap());
 }
