@@ -45,9 +45,10 @@ pub enum Decision {
     Denied(Denial),
 }
 
-/// Decides whether `user` may play `media`, in this order: exists → not
-/// deleted → `Ready` → user not suspended → owner, grant or public →
-/// subscription whose plan covers the media.
+/// Decides whether `user` may play `media`, in the seed's order: exists
+/// (and not deleted) → user not suspended → owner, grant or public, else a
+/// subscription whose plan covers the media → `Ready`. The media's status
+/// comes last, so only someone who may play it learns it.
 pub fn decide(
     media: Option<&Media>,
     user: &UserId,
@@ -58,30 +59,33 @@ pub fn decide(
     let Some(media) = media else {
         return Decision::Denied(Denial::NotFound);
     };
-    match media.status {
-        MediaStatus::Deleted => return Decision::Denied(Denial::Deleted),
-        MediaStatus::Ready => {}
-        other => return Decision::Denied(Denial::NotReady(other)),
+    if media.status == MediaStatus::Deleted {
+        return Decision::Denied(Denial::Deleted);
     }
     if viewer.status == UserStatus::Suspended {
         return Decision::Denied(Denial::Suspended);
     }
-    if media.owner.as_ref() == Some(user) || viewer.granted || media.visibility == Visibility::Public {
-        return Decision::Allowed;
-    }
-    if media.visibility == Visibility::Private {
-        return Decision::Denied(Denial::NotPermitted);
-    }
-    match subscription {
-        SubscriptionFact::NotLooked => Decision::NeedsSubscription,
-        SubscriptionFact::Known(Some(sub)) if sub.is_active_at(now) => {
-            if sub.plan.covers(media.required_features) {
-                Decision::Allowed
-            } else {
-                Decision::Denied(Denial::PlanUpgradeRequired)
+    let permitted = if media.owner.as_ref() == Some(user) || viewer.granted || media.visibility == Visibility::Public {
+        Decision::Allowed
+    } else if media.visibility == Visibility::Private {
+        Decision::Denied(Denial::NotPermitted)
+    } else {
+        match subscription {
+            SubscriptionFact::NotLooked => Decision::NeedsSubscription,
+            SubscriptionFact::Known(Some(sub)) if sub.is_active_at(now) => {
+                if sub.plan.covers(media.required_features) {
+                    Decision::Allowed
+                } else {
+                    Decision::Denied(Denial::PlanUpgradeRequired)
+                }
             }
+            SubscriptionFact::Known(_) => Decision::Denied(Denial::SubscriptionRequired),
         }
-        SubscriptionFact::Known(_) => Decision::Denied(Denial::SubscriptionRequired),
+    };
+    match (permitted, media.status) {
+        (Decision::Allowed, MediaStatus::Ready) => Decision::Allowed,
+        (Decision::Allowed, status) => Decision::Denied(Denial::NotReady(status)),
+        (other, _) => other,
     }
 }
 
@@ -142,7 +146,12 @@ mod tests {
             ("missing",               None,                                   "owner",    active,    unknown, Denied(NotFound)),
             ("deleted, even owner",   Some(media(MediaStatus::Deleted, Public, none)), "owner", active, unknown, Denied(Denial::Deleted)),
             ("processing",            Some(media(Processing, Public, none)),  "owner",    active,    unknown, Denied(NotReady(Processing))),
-            ("failed",                Some(media(Failed, Private, none)),     "stranger", active,    unknown, Denied(NotReady(Failed))),
+            ("failed, owner",         Some(media(Failed, Private, none)),     "owner",    active,    unknown, Denied(NotReady(Failed))),
+            ("failed, stranger",      Some(media(Failed, Private, none)),     "stranger", active,    unknown, Denied(NotPermitted)),
+            ("processing, suspended", Some(media(Processing, Private, none)), "owner",    suspended, unknown, Denied(Suspended)),
+            ("processing subscribers: look up", Some(media(Processing, Subscribers, none)), "stranger", active, unknown, NeedsSubscription),
+            ("processing subscribers: none",    Some(media(Processing, Subscribers, none)), "stranger", active, SubscriptionFact::Known(None), Denied(SubscriptionRequired)),
+            ("processing subscribers: active",  Some(media(Processing, Subscribers, none)), "stranger", active, SubscriptionFact::Known(Some(&basic)), Denied(NotReady(Processing))),
             ("suspended owner",       Some(media(Ready, Private, none)),      "owner",    suspended, unknown, Denied(Suspended)),
             ("owner",                 Some(media(Ready, Private, none)),      "owner",    active,    unknown, Allowed),
             ("grantee",               Some(media(Ready, Private, none)),      "friend",   granted,   unknown, Allowed),

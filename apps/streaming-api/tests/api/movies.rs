@@ -452,3 +452,17 @@ async fn an_expired_grant_is_refused() {
         assert!(ffmpeg_plays(&url).await.is_err(), "{url}");
     }
 }
+
+/// Reading progress is checked like playing: whether a subscriber-only or
+/// private movie exists is not told to someone who may not play it.
+#[tokio::test]
+async fn reading_progress_needs_access_to_the_movie() {
+    let app = spawn(|_| {}).await;
+    let stranger = token_for("no-subscription");
+    let refused = app.send(Method::GET, PROGRESS, Some(&stranger), None).await;
+    assert_problem(refused, 403, "subscription-required").await;
+    let missing =
+        app.send(Method::GET, "/api/v1/stream/00000000-0000-4000-8000-000000000000/progress", None, None).await;
+    assert_problem(missing, 404, "movie-not-found").await;
+    assert_eq!(app.send(Method::GET, PROGRESS, None, None).await.status(), 200, "the subscriber reads it");
+}

@@ -99,6 +99,17 @@ async fn a_processing_track_is_409_with_its_status() {
     assert_eq!(body["currentStatus"], "Processing");
 }
 
+/// The seed's order: existence (404), then ownership and the user's status
+/// (403), then the track's status (409). A stranger learns nothing of
+/// another user's track that is still processing.
+#[tokio::test]
+async fn another_users_processing_track_is_403_without_its_status() {
+    let app = spawn(|_| {}).await;
+    let stranger = token_for("01JG0STRANGER0000000000000");
+    let body = assert_problem(app.stream(PROCESSING, Some(&stranger)).await, 403, "forbidden").await;
+    assert!(body.get("currentStatus").is_none() && body.get("trackId").is_none(), "{body}");
+}
+
 #[tokio::test]
 async fn the_rate_limit_is_429_with_retry_after() {
     let app = spawn(|s| s.rate_limit.stream_url_per_minute = 3).await;

@@ -692,12 +692,18 @@ impl PlaybackService {
         }
     }
 
-    /// The stored progress of `user` in `movie`, if any.
+    /// The stored progress of `user` in `movie`, if any, for a user who may
+    /// see the movie (the access rules of a start, the movie's status
+    /// aside): whether a private or subscriber-only movie exists is not told
+    /// to anyone else.
     ///
     /// # Errors
-    /// Not found, or a dependency unavailable.
+    /// Not found, forbidden, or a dependency unavailable.
     pub async fn progress(&self, movie: &MediaId, user: &UserId) -> Result<Option<WatchProgress>, PlaybackError> {
-        existing(&*self.ports.catalog, movie, MediaKind::Movie).await?;
+        match self.authorized(movie, user, self.ports.clock.now()).await {
+            Ok(_) | Err(PlaybackError::NotReady { .. }) => {}
+            Err(refused) => return Err(refused),
+        }
         self.ports
             .progress
             .get(user, movie)
