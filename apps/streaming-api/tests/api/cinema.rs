@@ -36,14 +36,15 @@ async fn the_cinema_auth_services_access_tokens_work_and_its_refresh_tokens_do_n
     )
     .unwrap();
     let app = spawn(|s| s.auth = cinema.auth.clone()).await;
-    let progress = format!("/api/v1/stream/{MOVIE}/progress");
+    // The demo trailer: public, so the viewer needs no subscription to read it.
+    let progress = &format!("/api/v1/stream/{}/progress", streaming_api::demo::DEMO_TRAILER);
 
-    let response = app.send(Method::GET, &progress, Some(&cinema_token("access")), None).await;
+    let response = app.send(Method::GET, progress, Some(&cinema_token("access")), None).await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["user_id"], VIEWER, "sub is the user");
 
-    let refused = app.send(Method::GET, &progress, Some(&cinema_token("refresh")), None).await;
+    let refused = app.send(Method::GET, progress, Some(&cinema_token("refresh")), None).await;
     let challenge = refused.headers()["www-authenticate"].to_str().unwrap().to_owned();
     assert_problem(refused, 401, "unauthorized").await;
     assert!(challenge.contains("invalid_token"), "{challenge}");

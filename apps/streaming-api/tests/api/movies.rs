@@ -259,8 +259,8 @@ async fn another_users_session_is_not_found_and_never_written() {
         ok_json(app.send(Method::POST, STOP, None, Some(json!({ "position_seconds": 1, "session_id": mine }))).await)
             .await;
     assert_eq!(own["message"], "Streaming stopped", "the session was still open");
-    let theirs = ok_json(app.send(Method::GET, PROGRESS, Some(&stranger), None).await).await;
-    assert_eq!(theirs["position_seconds"], 0);
+    let theirs = app.send(Method::GET, PROGRESS, Some(&stranger), None).await;
+    assert_problem(theirs, 403, "subscription-required").await;
 }
 
 /// The demo renditions are real media: ffmpeg decodes every segment of both.
