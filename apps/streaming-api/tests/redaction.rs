@@ -183,3 +183,55 @@ async fn no_url_signature_key_token_or_secret_reaches_the_logs_at_trace_level() 
         }
     }
 }
+
+/// Every config type that holds a secret keeps it out of its `Debug`
+/// output (a `{:?}` of a config in a log line or a panic message).
+#[test]
+fn config_types_keep_their_secrets_out_of_debug_output() {
+    use streaming_s3::{S3Config, S3Credentials};
+    use streaming_users::{Credentials, UserServiceConfig};
+
+    let secrets = ["redis-password", "sentinel-password", "pg-password", "s3-secret-key", "users-service-token"];
+    let redis = streaming_redis::RedisConfig::new(
+        "redis-sentinel://:redis-password@s1:26379?sentinelPassword=sentinel-password",
+    );
+    let postgres = streaming_postgres::PgConfig::new("postgres://app:pg-password@db:5432/streams");
+    let s3 = S3Config {
+        endpoint: Some("http://127.0.0.1:9000".into()),
+        region: "us-east-1".into(),
+        bucket: "media".into(),
+        credentials: S3Credentials::Static {
+            access_key: "streamgate".into(),
+            secret_key: SecretString::from("s3-secret-key"),
+        },
+        request_timeout: std::time::Duration::from_secs(5),
+        breaker_cool_down: std::time::Duration::from_secs(30),
+    };
+    let users = UserServiceConfig::new(
+        "http://users.internal",
+        Credentials::Service(SecretString::from("users-service-token")),
+    );
+    let settings = streaming_api::Settings::load(
+        None,
+        [
+            ("STREAMING__REDIS__URL", "redis://:redis-password@cache:6379"),
+            ("STREAMING__POSTGRES__URL", "postgres://app:pg-password@db/streams"),
+            ("STREAMING__STORAGE__S3__SECRET_KEY", "s3-secret-key"),
+            ("STREAMING__USERS__SERVICE_TOKEN", "users-service-token"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    )
+    .unwrap();
+    for debug in [
+        format!("{redis:?}"),
+        format!("{postgres:?}"),
+        format!("{s3:?}"),
+        format!("{users:?}"),
+        format!("{settings:?}"),
+    ] {
+        for secret in secrets {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+    }
+    assert!(format!("{postgres:?}").contains("db:5432/streams"), "the rest stays readable");
+}

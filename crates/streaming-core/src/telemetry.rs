@@ -199,3 +199,45 @@ pub const ALL: [&str; 26] = [
     HTTP_REQUESTS,
     HTTP_DURATION_SECONDS,
 ];
+
+/// `url` fit for `Debug` output and logs: scheme, host, port and path kept;
+/// the user information (`user:password@`) and the query (which may carry
+/// a password, a token or a signature) replaced by `[REDACTED]`.
+pub fn redacted_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let end_of_authority = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end_of_authority);
+    let host = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("[REDACTED]@{host}"),
+        None => authority.to_owned(),
+    };
+    let path = match tail.split_once(['?', '#']) {
+        Some((path, _)) => format!("{path}?[REDACTED]"),
+        None => tail.to_owned(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{host}{path}"),
+        None => format!("{host}{path}"),
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redacted_url;
+
+    #[test]
+    fn credentials_and_queries_never_survive() {
+        assert_eq!(redacted_url("postgres://app:s3cret@db:5432/streams"), "postgres://[REDACTED]@db:5432/streams");
+        assert_eq!(redacted_url("redis://:pw@cache:6379/2"), "redis://[REDACTED]@cache:6379/2");
+        assert_eq!(redacted_url("redis://cache:6379"), "redis://cache:6379");
+        assert_eq!(
+            redacted_url("redis-sentinel://s1:26379?sentinelServiceName=m&sentinelPassword=pw"),
+            "redis-sentinel://s1:26379?[REDACTED]"
+        );
+        assert_eq!(redacted_url("postgres://u:p@a@h/db?sslmode=require"), "postgres://[REDACTED]@h/db?[REDACTED]");
+        assert_eq!(redacted_url("no scheme:pw@host"), "[REDACTED]@host");
+    }
+}

@@ -17,7 +17,7 @@ use crate::layout::Layouts;
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
 /// How to reach PostgreSQL.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgConfig {
     /// `postgres://user:password@host:port/database`.
     pub url: String,
@@ -31,6 +31,19 @@ pub struct PgConfig {
     /// (503) for this long, then one tries again (default 5 s, the
     /// `Retry-After` the API answers).
     pub breaker_cool_down: Duration,
+}
+
+/// The URL without its credentials or query (see [`streaming_core::telemetry::redacted_url`]).
+impl std::fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConfig")
+            .field("url", &streaming_core::telemetry::redacted_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("breaker_cool_down", &self.breaker_cool_down)
+            .finish()
+    }
 }
 
 impl PgConfig {

@@ -10,7 +10,7 @@ use streaming_core::circuit_breaker::{BreakerState, CircuitBreaker};
 use tracing::warn;
 
 /// How to reach Redis.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisConfig {
     /// `redis://`, `rediss://`, `redis-cluster://` or `redis-sentinel://` URL.
     pub url: String,
@@ -26,6 +26,20 @@ pub struct RedisConfig {
     /// PEM of an extra CA to trust for `rediss://` (a private CA); the
     /// system's roots are trusted either way.
     pub tls_ca_certificate: Option<Vec<u8>>,
+}
+
+/// The URL without its credentials or query (see [`streaming_core::telemetry::redacted_url`]).
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &streaming_core::telemetry::redacted_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("command_timeout", &self.command_timeout)
+            .field("breaker_cool_down", &self.breaker_cool_down)
+            .field("key_prefix", &self.key_prefix)
+            .field("tls_ca_certificate", &self.tls_ca_certificate.as_ref().map(Vec::len))
+            .finish()
+    }
 }
 
 impl RedisConfig {
