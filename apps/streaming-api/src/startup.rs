@@ -446,6 +446,7 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .wrap(actix_web::middleware::Condition::new(forward_caller_token, from_fn(caller_token_scope)))
                 .wrap(from_fn(enrich_problems))
+                .wrap(nosniff())
                 .wrap(from_fn(crate::telemetry::observe))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
@@ -553,6 +554,12 @@ impl Application {
     }
 }
 
+/// `X-Content-Type-Options: nosniff` on every answer: no browser guesses
+/// a type other than the one sent.
+fn nosniff() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new().add((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+}
+
 /// The admin API on its own listener: its bound port and its server.
 async fn admin_server(
     settings: &Settings,
@@ -597,6 +604,7 @@ async fn admin_server(
             .app_data(web::PayloadConfig::new(max_body))
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .wrap(from_fn(enrich_problems))
+            .wrap(nosniff())
             .wrap(from_fn(crate::telemetry::observe))
             .configure(crate::routes::admin::configure)
             .default_service(web::to(routes::not_found))

@@ -104,3 +104,8 @@ async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
 pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::RouteNotFound)
 }
+
+/// The policy of answers that carry what the store holds (manifests,
+/// objects): nothing may load, and a browser that opens one directly runs
+/// it as an opaque origin, never as a page of this service.
+pub(crate) const STORED_CONTENT_POLICY: &str = "default-src 'none'; sandbox";

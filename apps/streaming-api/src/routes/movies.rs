@@ -364,6 +364,7 @@ pub async fn manifest(
         // Identical within the signing window: players and caches may reuse it, privately.
         .insert_header((header::CACHE_CONTROL, format!("private, max-age={}", served.fresh_for.as_secs())))
         .insert_header(("X-Urls-Expire-At", expires))
+        .insert_header((header::CONTENT_SECURITY_POLICY, super::STORED_CONTENT_POLICY))
         .body(actix_web::web::Bytes::from_owner(served.body)))
 }
 

@@ -69,6 +69,9 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         .into_response(&req);
     // The URL is a credential: keep shared caches from storing the response.
     response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("private, max-age=60"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static(super::STORED_CONTENT_POLICY));
     Ok(response)
 }
 

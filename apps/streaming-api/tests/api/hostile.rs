@@ -371,3 +371,35 @@ pub fn no_5xx_and_problems(status: u16, content: Option<&str>, what: &str) -> Re
     }
     Ok(())
 }
+
+/// Every answer tells browsers not to guess its type; manifests and
+/// objects, which carry what the store holds, are also forbidden to load
+/// anything or run as a page of this origin.
+#[tokio::test]
+async fn every_answer_is_nosniff_and_stored_content_is_sandboxed() {
+    let app = crate::harness::spawn(|_| {}).await;
+    let object_url = app.stream_url(crate::harness::READY).await["streamUrl"].as_str().unwrap().to_owned();
+    let started: serde_json::Value = app
+        .send(reqwest::Method::POST, &format!("/api/v1/stream/{}", crate::harness::MOVIE), None, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let manifest_url = started["manifest_url"].as_str().unwrap().to_owned();
+    for url in [object_url, manifest_url] {
+        let response = app.client.get(&url).send().await.unwrap();
+        assert!(response.status().is_success(), "{url}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff", "{url}");
+        assert_eq!(response.headers()["content-security-policy"], "default-src 'none'; sandbox", "{url}");
+    }
+    for path in ["/", "/healthz", "/openapi.json", "/metrics", "/docs", "/player/player.js", "/no/such/route"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(
+            response.headers().get("x-content-type-options").map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
+    let problem = app.stream("01JG0NQNE00000000000000000", Some(&app.demo.token)).await;
+    assert_eq!(problem.headers()["x-content-type-options"], "nosniff", "a problem document");
+}
