@@ -554,6 +554,9 @@ impl Application {
     }
 }
 
+/// The least `auth.jwks_min_refresh_seconds` accepted.
+const MIN_JWKS_REFRESH_SECONDS: u64 = 5;
+
 /// `X-Content-Type-Options: nosniff` on every answer: no browser guesses
 /// a type other than the one sent.
 fn nosniff() -> actix_web::middleware::DefaultHeaders {
@@ -636,6 +639,13 @@ async fn verifier(settings: &Settings) -> Result<(TokenVerifier, bool, Option<Se
             (None, Some(url)) => KeySource::Url(url.clone()),
             _ => return Err(config("RS256/ES256 need exactly one of auth.jwks_file and auth.jwks_url".into())),
         };
+        // An unknown key id makes the set be read again: not more often than this.
+        if auth.jwks_min_refresh_seconds < MIN_JWKS_REFRESH_SECONDS {
+            return Err(config(format!(
+                "auth.jwks_min_refresh_seconds must be at least {MIN_JWKS_REFRESH_SECONDS}: every token naming an \
+                 unknown key would otherwise fetch the issuer's key set"
+            )));
+        }
         let min_refresh = Duration::from_secs(auth.jwks_min_refresh_seconds);
         let keys = Arc::new(KeyStore::load(source, min_refresh).await.map_err(|e| config(format!("auth: {e}")))?);
         // Keys the issuer withdrew disappear within 15 minutes.

@@ -3,8 +3,14 @@
 //! when a token names a key id the set does not have (at most once per
 //! `min_refresh_interval`, so unknown ids cannot hammer the issuer).
 //!
-//! Only asymmetric keys are taken: an `oct` (symmetric) key in the set is
-//! ignored, so an RS256 public key can never be used as an HS256 secret.
+//! Only asymmetric signing keys are taken: an `oct` (symmetric) key in the
+//! set is ignored, so an RS256 public key can never be used as an HS256
+//! secret, and so is a key whose `use` is not `sig`.
+//!
+//! A URL must be `https` (plain `http` only on loopback); a redirect is
+//! followed only within the same origin, the document may be at most
+//! [`MAX_JWKS_BYTES`], and the set is read again at most once per
+//! [`MIN_REFRESH_FLOOR`] whatever interval is asked for.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,10 +18,16 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use biscuit::jwa::SignatureAlgorithm;
-use biscuit::jwk::{AlgorithmParameters, EllipticCurve, JWKSet};
+use biscuit::jwk::{AlgorithmParameters, EllipticCurve, JWKSet, PublicKeyUse};
 use biscuit::jws::Secret;
 use biscuit::Empty;
 use tokio::sync::Mutex;
+
+/// The largest JWKS document read (an issuer's set is a few KiB).
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+
+/// The shortest interval between two reads of the set a [`KeyStore`] accepts.
+pub const MIN_REFRESH_FLOOR: Duration = Duration::from_millis(100);
 
 /// Where the keys come from.
 #[derive(Debug, Clone)]
@@ -75,6 +87,9 @@ pub(crate) fn parse_jwks(bytes: &[u8]) -> Result<Keys, JwksError> {
     let set: JWKSet<Empty> = serde_json::from_slice(bytes).map_err(|_| JwksError("not a JWKS document".into()))?;
     let mut keys = Keys::default();
     for jwk in set.keys {
+        if jwk.common.public_key_use.as_ref().is_some_and(|u| !matches!(u, PublicKeyUse::Signature)) {
+            continue;
+        }
         let declared = match jwk.common.algorithm {
             Some(biscuit::jwa::Algorithm::Signature(algorithm)) => Some(algorithm),
             Some(_) => continue,
@@ -127,12 +142,16 @@ impl KeyStore {
     /// [`JwksError`] if the source cannot be read or holds no usable key.
     pub async fn load(source: KeySource, min_refresh_interval: Duration) -> Result<Self, JwksError> {
         let client = match &source {
-            KeySource::Url(_) => Some(
-                reqwest::Client::builder()
-                    .timeout(Duration::from_secs(5))
-                    .build()
-                    .map_err(|e| JwksError(e.to_string()))?,
-            ),
+            KeySource::Url(url) => {
+                check_url(url)?;
+                Some(
+                    reqwest::Client::builder()
+                        .timeout(Duration::from_secs(5))
+                        .redirect(same_origin_redirects())
+                        .build()
+                        .map_err(|e| JwksError(e.to_string()))?,
+                )
+            }
             KeySource::File(_) => None,
         };
         let keys = fetch(&source, client.as_ref()).await?;
@@ -141,7 +160,7 @@ impl KeyStore {
             client,
             keys: RwLock::new(keys),
             last_refresh: Mutex::new(Instant::now()),
-            min_refresh_interval,
+            min_refresh_interval: min_refresh_interval.max(MIN_REFRESH_FLOOR),
         })
     }
 
@@ -173,13 +192,50 @@ async fn fetch(source: &KeySource, client: Option<&reqwest::Client>) -> Result<K
             tokio::fs::read(path).await.map_err(|e| JwksError(format!("{}: {e}", path.display())))?
         }
         (KeySource::Url(url), Some(client)) => {
-            let response = client.get(url).send().await.map_err(|e| JwksError(format!("fetching: {e}")))?;
+            let mut response = client.get(url).send().await.map_err(|e| JwksError(format!("fetching: {e}")))?;
             if !response.status().is_success() {
                 return Err(JwksError(format!("fetching answered {}", response.status())));
             }
-            response.bytes().await.map_err(|e| JwksError(format!("reading: {e}")))?.to_vec()
+            let too_large = || JwksError(format!("the document is larger than {MAX_JWKS_BYTES} bytes"));
+            if response.content_length().is_some_and(|length| length > MAX_JWKS_BYTES as u64) {
+                return Err(too_large());
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| JwksError(format!("reading: {e}")))? {
+                if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            body
         }
         (KeySource::Url(_), None) => return Err(JwksError("no HTTP client".into())),
     };
     parse_jwks(&bytes)
+}
+
+/// A JWKS URL this store will fetch: `https`, or `http` on loopback.
+fn check_url(url: &str) -> Result<(), JwksError> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| JwksError("the JWKS URL is not a URL".into()))?;
+    let host = parsed.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback =
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(JwksError("the JWKS URL must be https (plain http only on loopback)".into())),
+    }
+}
+
+/// Redirects are followed (at most 5) only within the URL's own origin.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt.previous().first().is_some_and(|first| first.origin() == attempt.url().origin());
+        if same_origin && attempt.previous().len() <= 5 {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
 }

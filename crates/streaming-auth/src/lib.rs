@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use streaming_core::domain::UserId;
 use time::OffsetDateTime;
 
-pub use jwks::{JwksError, KeySource, KeyStore};
+pub use jwks::{JwksError, KeySource, KeyStore, MAX_JWKS_BYTES, MIN_REFRESH_FLOOR};
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;

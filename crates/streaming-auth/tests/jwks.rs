@@ -241,3 +241,83 @@ async fn the_token_use_claim_counts_as_the_token_type() {
     assert_eq!(verifier.verify(&with("token_use", "id"), now()), Err(AuthError::WrongTokenType));
     assert_eq!(verifier.verify(&rs256(&rsa, Some("r1"), &claims()), now()), Err(AuthError::WrongTokenType));
 }
+
+/// An HTTP server on loopback answering every request with `answer(path)`.
+async fn server(answer: fn(&str, u16) -> HttpResponse) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(move || {
+        App::new().default_service(web::to(move |request: actix_web::HttpRequest| async move {
+            answer(request.path(), port)
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    port
+}
+
+fn a_key_set(_: &str, _: u16) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "keys": [ec_jwk(&new_ec_key(), "k1")] }))
+}
+
+#[actix_web::test]
+async fn a_jwks_url_is_https_or_loopback_and_its_redirects_stay_on_its_origin() {
+    for url in ["http://issuer.example/.well-known/jwks.json", "ftp://127.0.0.1/jwks", "not a url"] {
+        let refused = KeyStore::load(KeySource::Url(url.into()), Duration::from_secs(30)).await.unwrap_err();
+        assert!(refused.to_string().contains("https") || refused.to_string().contains("not a URL"), "{url}: {refused}");
+    }
+
+    let keys = server(a_key_set).await;
+    let url = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
+    assert!(KeyStore::load(KeySource::Url(url(keys, "/jwks")), Duration::from_secs(30)).await.is_ok(), "loopback http");
+    let localhost = format!("http://localhost:{keys}/jwks");
+    assert!(KeyStore::load(KeySource::Url(localhost), Duration::from_secs(30)).await.is_ok());
+
+    // A redirect within the origin is followed; one to another origin is not.
+    let same = server(|path, port| match path {
+        "/moved" => HttpResponse::Found().insert_header(("Location", format!("http://127.0.0.1:{port}/jwks"))).finish(),
+        _ => a_key_set(path, port),
+    })
+    .await;
+    assert!(KeyStore::load(KeySource::Url(url(same, "/moved")), Duration::from_secs(30)).await.is_ok());
+    static ELSEWHERE: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    ELSEWHERE.set(keys).unwrap();
+    let away = server(|_, _| {
+        let target = format!("http://127.0.0.1:{}/jwks", ELSEWHERE.get().unwrap());
+        HttpResponse::Found().insert_header(("Location", target)).finish()
+    })
+    .await;
+    let refused = KeyStore::load(KeySource::Url(url(away, "/jwks")), Duration::from_secs(30)).await.unwrap_err();
+    assert!(refused.to_string().contains("302"), "{refused}");
+}
+
+#[actix_web::test]
+async fn an_oversized_jwks_document_is_refused() {
+    let huge = server(|_, _| {
+        let padding = "x".repeat(streaming_auth::MAX_JWKS_BYTES);
+        HttpResponse::Ok().json(json!({ "keys": [ec_jwk(&new_ec_key(), "k1")], "padding": padding }))
+    })
+    .await;
+    let url = format!("http://127.0.0.1:{huge}/jwks");
+    let refused = KeyStore::load(KeySource::Url(url), Duration::from_secs(30)).await.unwrap_err();
+    assert!(refused.to_string().contains("larger than"), "{refused}");
+}
+
+#[tokio::test]
+async fn keys_not_for_signatures_are_not_used() {
+    let (signing, encrypting) = (new_ec_key(), new_ec_key());
+    let mut enc = ec_jwk(&encrypting, "enc-1");
+    enc["use"] = json!("enc");
+    let (_dir, keys) = file_store(&json!({ "keys": [ec_jwk(&signing, "sig-1"), enc] })).await;
+    let verifier = TokenVerifier::new(&[Algorithm::Es256], None, Some(keys), options()).unwrap();
+    assert!(verifier.verify(&es256(&signing, "sig-1", &claims()), now()).is_ok());
+    assert_eq!(verifier.verify(&es256(&encrypting, "enc-1", &claims()), now()), Err(AuthError::UnknownKey));
+    let mut only_enc = ec_jwk(&encrypting, "enc-1");
+    only_enc["use"] = json!("enc");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("jwks.json"), json!({ "keys": [only_enc] }).to_string()).unwrap();
+    assert!(KeyStore::load(KeySource::File(dir.path().join("jwks.json")), Duration::ZERO).await.is_err());
+}

@@ -233,6 +233,18 @@ async fn tokens_of_an_identity_provider_are_verified_with_its_jwks() {
     assert!(message.contains("auth.jwks_file"), "{message}");
     let message = config_error(build(|s| s.auth.algorithms = "RS256,PS512".into()).await);
     assert!(message.contains("auth.algorithms"), "{message}");
+    let eager = jwks.clone();
+    let message = config_error(
+        build(move |s| {
+            s.auth.algorithms = "ES256".into();
+            s.auth.issuer = Some("https://id.example".into());
+            s.auth.audience = Some("streaming".into());
+            s.auth.jwks_file = Some(eager);
+            s.auth.jwks_min_refresh_seconds = 0;
+        })
+        .await,
+    );
+    assert!(message.contains("auth.jwks_min_refresh_seconds"), "{message}");
 
     let jwks_file = jwks.clone();
     let app = spawn(move |s| {
