@@ -403,3 +403,28 @@ async fn every_answer_is_nosniff_and_stored_content_is_sandboxed() {
     let problem = app.stream("01JG0NQNE00000000000000000", Some(&app.demo.token)).await;
     assert_eq!(problem.headers()["x-content-type-options"], "nosniff", "a problem document");
 }
+
+/// A manifest path is decoded once, normalised, and only then judged by its
+/// name: a segment dressed up as a playlist, or a path encoded twice to
+/// climb out, is no manifest of the movie (404), never a 502 or another file.
+#[tokio::test]
+async fn manifest_paths_are_decoded_once_and_judged_after_normalising() {
+    let app = spawn(|_| {}).await;
+    let started: Value =
+        app.send(Method::POST, &format!("/api/v1/stream/{MOVIE}"), None, None).await.json().await.unwrap();
+    let url = started["manifest_url"].as_str().unwrap();
+    let grant = url.split("grant=").nth(1).unwrap();
+    let base = format!("/api/v1/stream/{MOVIE}/manifest");
+    assert_eq!(app.raw_status("GET", &format!("{base}/index.m3u8?grant={grant}"), &[]).await, 200);
+    for path in [
+        "segment-000.ts%3F.m3u8",
+        "segment-000.ts%23.m3u8",
+        "x%252f..%252findex.m3u8",
+        "x%2f..%2findex.m3u8%3Fa",
+        "segment-000.ts",
+        "..%2f..%2fother%2findex.m3u8",
+    ] {
+        let status = app.raw_status("GET", &format!("{base}/{path}?grant={grant}"), &[]).await;
+        assert_eq!(status, 404, "{path}");
+    }
+}

@@ -70,6 +70,28 @@ pub fn resolve(manifest: &ObjectKey, root: &ObjectKey, uri: &str) -> Result<Obje
     ObjectKey::try_from(key).map_err(|_| outside())
 }
 
+/// The object key of the manifest a player asked for at `path`, relative
+/// to `root`. The HTTP layer has decoded the path once; nothing is decoded
+/// again and nothing is split off as a query, so `%253F` or `%3F` in a
+/// request stay part of the name. `.` and `..` segments are resolved; a
+/// path that leaves `root` or names nothing is `None`.
+pub fn requested_key(root: &ObjectKey, path: &str) -> Option<ObjectKey> {
+    let mut segments: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                segments.pop()?;
+            }
+            other => segments.push(other),
+        }
+    }
+    if segments.is_empty() {
+        return None;
+    }
+    ObjectKey::try_from(format!("{}/{}", root.as_str(), segments.join("/"))).ok()
+}
+
 /// The first 100 characters (URIs in errors are for operators, bounded).
 fn truncated(uri: &str) -> String {
     uri.chars().take(100).collect()
@@ -81,6 +103,19 @@ mod tests {
 
     fn key(text: &str) -> ObjectKey {
         ObjectKey::try_from(text).unwrap()
+    }
+
+    #[test]
+    fn requested_paths_are_normalised_not_decoded_again() {
+        let root = key("movies/m1");
+        assert_eq!(requested_key(&root, "index.m3u8"), Some(key("movies/m1/index.m3u8")));
+        assert_eq!(requested_key(&root, "720p/./index.m3u8"), Some(key("movies/m1/720p/index.m3u8")));
+        assert_eq!(requested_key(&root, "x/../index.m3u8"), Some(key("movies/m1/index.m3u8")));
+        assert_eq!(requested_key(&root, "seg.ts?.m3u8"), Some(key("movies/m1/seg.ts?.m3u8")), "no query");
+        assert_eq!(requested_key(&root, "x%2f..%2findex.m3u8"), Some(key("movies/m1/x%2f..%2findex.m3u8")));
+        for outside in ["../m2/index.m3u8", "a/../../index.m3u8", "", "/", "./."] {
+            assert_eq!(requested_key(&root, outside), None, "{outside}");
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::domain::{
     InvalidPosition, ManifestKind, Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlaybackAction, PlaybackEvent,
     PositionSeconds, SessionId, StreamSession, UserId, WatchProgress,
 };
-use crate::manifest::{resolve, rewrite_dash, rewrite_hls, GrantError, ManifestError, ManifestGrant, UriTarget};
+use crate::manifest::{requested_key, rewrite_dash, rewrite_hls, GrantError, ManifestError, ManifestGrant, UriTarget};
 use crate::policy::Denial;
 use crate::ports::{
     Clock, CloseOutcome, EventGate, EventHandling, EventPublisher, MediaCatalog, ObjectStore, ObjectStoreError,
@@ -518,14 +518,15 @@ impl PlaybackService {
             Err(PlaybackError::Forbidden(_)) => return Err(PlaybackError::GrantRevoked),
             other => other?,
         };
+        // The kind is judged on the normalised key: a path is decoded once
+        // (by the HTTP layer) and only a manifest's name is read as one.
+        let root = &media.object_key;
+        let key = requested_key(root, path).ok_or(PlaybackError::ManifestNotFound)?;
         let (rewrite, content_type): (Rewrite, &'static str) =
-            match ManifestKind::of_path(path).ok_or(PlaybackError::ManifestNotFound)? {
+            match ManifestKind::of_path(key.as_str()).ok_or(PlaybackError::ManifestNotFound)? {
                 ManifestKind::Hls => (rewrite_hls, "application/vnd.apple.mpegurl"),
                 ManifestKind::Dash => (rewrite_dash, "application/dash+xml"),
             };
-        let root = &media.object_key;
-        let base = ObjectKey::try_from(format!("{}/index.m3u8", root.as_str())).map_err(|_| PlaybackError::NotFound)?;
-        let key = resolve(&base, root, path).map_err(|_| PlaybackError::ManifestNotFound)?;
         let window = grants.url_window.as_secs().max(1) as i64;
         let signed_at =
             OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(window))
