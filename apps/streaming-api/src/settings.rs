@@ -535,6 +535,9 @@ impl Default for RedisSection {
 pub struct RateLimitSettings {
     /// Stream-URL requests per minute per user (policy `stream-url`, default 60; 0 disables).
     pub stream_url_per_minute: u32,
+    /// Movie starts per minute per user (policy `stream-start`, default 30;
+    /// 0 disables): each start is a session row.
+    pub stream_start_per_minute: u32,
     /// With Redis: the most requests one reservation takes for a busy user
     /// (default 256, and never above a tenth of the limit); 1 asks Redis for every request.
     pub max_lease: u32,
@@ -542,7 +545,7 @@ pub struct RateLimitSettings {
 
 impl Default for RateLimitSettings {
     fn default() -> Self {
-        Self { stream_url_per_minute: 60, max_lease: streaming_redis::DEFAULT_MAX_LEASE }
+        Self { stream_url_per_minute: 60, stream_start_per_minute: 30, max_lease: streaming_redis::DEFAULT_MAX_LEASE }
     }
 }
 

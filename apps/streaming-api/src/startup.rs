@@ -398,11 +398,11 @@ impl Application {
             _ => None,
         };
 
-        let stream_url_policy = (settings.rate_limit.stream_url_per_minute > 0).then(|| RateLimitPolicy {
-            name: "stream-url".into(),
-            limit: settings.rate_limit.stream_url_per_minute,
-            period: Duration::from_secs(60),
-        });
+        let per_minute = |name: &str, limit: u32| {
+            (limit > 0).then(|| RateLimitPolicy { name: name.into(), limit, period: Duration::from_secs(60) })
+        };
+        let stream_url_policy = per_minute("stream-url", settings.rate_limit.stream_url_per_minute);
+        let stream_start_policy = per_minute("stream-start", settings.rate_limit.stream_start_per_minute);
         let max_body = settings.server.max_body_bytes;
         let state = web::Data::new(AppState {
             streaming,
@@ -413,6 +413,7 @@ impl Application {
             verifier,
             limiter,
             stream_url_policy,
+            stream_start_policy,
             clock,
             local_objects: storage.local(),
             storage,

@@ -27,6 +27,8 @@ pub struct AppState {
     pub limiter: Arc<dyn RateLimiter>,
     /// The `stream-url` policy; `None` when disabled.
     pub stream_url_policy: Option<RateLimitPolicy>,
+    /// Movie starts per user (`rate_limit.stream_start_per_minute`); `None` when off.
+    pub stream_start_policy: Option<RateLimitPolicy>,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// The embedded object store, when it is the configured store (serves `/objects`).
@@ -41,6 +43,9 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("stream_url_policy", &self.stream_url_policy).finish_non_exhaustive()
+        f.debug_struct("AppState")
+            .field("stream_url_policy", &self.stream_url_policy)
+            .field("stream_start_policy", &self.stream_start_policy)
+            .finish_non_exhaustive()
     }
 }

@@ -160,7 +160,10 @@ pub fn run(root: &Path, options: &Options, command_line: &str) -> Result<(), Str
 /// The release binary's settings shared by every setup: rate limiting stays
 /// on (every request is checked) with a limit no run reaches.
 fn base_settings() -> BTreeMap<String, String> {
-    BTreeMap::from([("STREAMING__RATE_LIMIT__STREAM_URL_PER_MINUTE".to_owned(), "1000000000".to_owned())])
+    BTreeMap::from([
+        ("STREAMING__RATE_LIMIT__STREAM_URL_PER_MINUTE".to_owned(), "1000000000".to_owned()),
+        ("STREAMING__RATE_LIMIT__STREAM_START_PER_MINUTE".to_owned(), "0".to_owned()),
+    ])
 }
 
 /// The embedded servers: demo mode asked for (a token secret is set, which

@@ -168,6 +168,7 @@ pub struct StopResponse {
         (status = 200, description = "Started (`Cache-Control: no-store`).", body = StartResponse),
         UserRouteProblems,
         BodyProblems,
+        (status = 429, response = super::openapi::TooManyRequests),
     ),
 )]
 pub async fn start(
@@ -177,6 +178,7 @@ pub async fn start(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (user, movie) = caller_and_movie(&req, &state, &movie_id).await?;
+    super::within_rate(&state, &user, state.stream_start_policy.as_ref()).await?;
     let body = json_object(&req, payload, state.max_body_bytes, true).await?;
     let manifest = match optional_str(&body, "manifest_type")? {
         None => ManifestKind::default(),

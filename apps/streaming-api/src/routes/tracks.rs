@@ -1,10 +1,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use streaming_core::domain::MediaId;
-use streaming_core::ports::RateDecision;
 use streaming_core::StreamingService as _;
 use time::format_description::well_known::Rfc3339;
-use tracing::{warn, Instrument};
 
 use utoipa::ToSchema;
 
@@ -53,17 +51,7 @@ pub async fn stream_url(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let principal = authenticate(&req, &state.verifier, state.clock.now()).await?;
-    if let Some(policy) = &state.stream_url_policy {
-        match state.limiter.check(&principal.user, policy).instrument(tracing::debug_span!("ratelimit.check")).await {
-            Ok(RateDecision::Allowed { .. }) => {}
-            Ok(RateDecision::Limited { retry_after }) => {
-                crate::telemetry::rate_limited(&policy.name);
-                return Err(ApiError::RateLimited { retry_after });
-            }
-            // Fail open: a limiter outage must not take streaming down with it.
-            Err(error) => warn!(%error, "rate limiter unavailable; request allowed"),
-        }
-    }
+    super::within_rate(&state, &principal.user, state.stream_url_policy.as_ref()).await?;
     let track = MediaId::parse_ulid(&track_id).map_err(|_| ApiError::InvalidTrackId)?;
     let url = state
         .streaming

@@ -466,3 +466,30 @@ async fn reading_progress_needs_access_to_the_movie() {
     assert_problem(missing, 404, "movie-not-found").await;
     assert_eq!(app.send(Method::GET, PROGRESS, None, None).await.status(), 200, "the subscriber reads it");
 }
+
+/// Each start is a session row: a user cannot open them as fast as the
+/// server answers (policy `stream-start`, 429 with `Retry-After`).
+#[tokio::test]
+async fn starts_are_rate_limited_per_user() {
+    let app = spawn(|s| {
+        s.rate_limit.stream_start_per_minute = 2;
+        s.users.default_max_devices = 0;
+    })
+    .await;
+    for _ in 0..2 {
+        assert_eq!(app.send(Method::POST, START, None, None).await.status(), 200);
+    }
+    let limited = app.send(Method::POST, START, None, None).await;
+    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=30).contains(&retry_after), "{retry_after}");
+    assert_problem(limited, 429, "rate-limit-exceeded").await;
+    let other = app
+        .send(
+            Method::POST,
+            "/api/v1/stream/5eed0000-0000-4000-8000-000000000002",
+            Some(&token_for("someone-else")),
+            None,
+        )
+        .await;
+    assert_eq!(other.status(), 200, "per user");
+}
