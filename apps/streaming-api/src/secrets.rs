@@ -11,6 +11,7 @@ use base64::Engine as _;
 use hkdf::Hkdf;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
+use streaming_auth::Algorithm;
 
 use crate::settings::{CacheKind, Settings, StorageKind};
 use crate::startup::StartupError;
@@ -42,7 +43,9 @@ fn hex(bytes: &[u8]) -> String {
 /// and that is neither set nor derivable.
 pub fn complete(settings: &mut Settings) -> Result<Vec<&'static str>, StartupError> {
     let shared = settings.redis.url.is_some() || settings.postgres.url.is_some();
-    let hs256 = settings.auth.algorithms.split(',').any(|a| a.trim().eq_ignore_ascii_case("HS256"));
+    let hs256 = Algorithm::parse_list(&settings.auth.algorithms)
+        .map_err(|e| StartupError::Config(format!("auth.algorithms: {e}")))?
+        .contains(&Algorithm::Hs256);
     let root = settings.auth.secret.clone();
     let mut derived = Vec::new();
     let mut missing = Vec::new();
@@ -62,6 +65,8 @@ pub fn complete(settings: &mut Settings) -> Result<Vec<&'static str>, StartupErr
         }
     };
     fill("playback.grant_secret", &mut settings.playback.grant_secret, |key| hex(key));
+    // Only a shared cache needs a shared key; an instance's own may be
+    // random, but is derived like the others where it can be.
     if settings.cache.kind == CacheKind::Redis || root.is_some() {
         fill("cache.encryption_keys", &mut settings.cache.encryption_keys, |key| {
             format!("{DERIVED_CACHE_KEY_VERSION}:{}", STANDARD.encode(key))
@@ -69,10 +74,6 @@ pub fn complete(settings: &mut Settings) -> Result<Vec<&'static str>, StartupErr
     }
     if settings.storage.kind == StorageKind::Localfs {
         fill("storage.signing_key", &mut settings.storage.signing_key, |key| hex(key));
-    }
-    // Only a shared cache needs a shared key; an instance's own may be random.
-    if settings.cache.kind != CacheKind::Redis {
-        missing.retain(|name| *name != "cache.encryption_keys");
     }
     if shared && !missing.is_empty() {
         let store = if settings.postgres.url.is_some() { "postgres.url" } else { "redis.url" };

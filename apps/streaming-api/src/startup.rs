@@ -233,7 +233,7 @@ impl Application {
             (None, Some(users)) => users,
             (None, None) => memory_subscriptions.clone(),
         };
-        let hot_copy_layout = hot_copy_layout(&settings)?;
+        let hot_copy_layout = hot_copy_layout(&settings, redis.as_ref())?;
         // With Redis: the seed's hot copies in front of the progress store and
         // the directory; without it, a remote directory gets a cache of its own.
         let subscription_cache = match &redis {
@@ -857,15 +857,11 @@ fn demo_mode(settings: &Settings) -> Result<bool, StartupError> {
 }
 
 /// The layout of the Redis hot copies; the cinema's needs a standalone Redis.
-fn hot_copy_layout(settings: &Settings) -> Result<HotCopyLayout, StartupError> {
+fn hot_copy_layout(settings: &Settings, redis: Option<&RedisConnection>) -> Result<HotCopyLayout, StartupError> {
     match settings.redis.hot_copy_keys {
         HotCopyKeys::Tagged => Ok(HotCopyLayout::Tagged),
         HotCopyKeys::Cinema => {
-            let clustered = settings.redis.url.as_ref().is_some_and(|url| {
-                let url = url.expose_secret();
-                url.starts_with("redis-cluster://") || url.starts_with("rediss-cluster://")
-            });
-            if clustered {
+            if redis.is_some_and(RedisConnection::is_clustered) {
                 return Err(StartupError::Config(
                     "redis.hot_copy_keys = \"cinema\" needs a standalone Redis: on a cluster keep \"tagged\" \
                      (the cinema service's keys have no hash tags)"

@@ -25,23 +25,27 @@ pub(crate) async fn insert_outbox(connection: &mut AsyncPgConnection, event: &Pl
     Ok(())
 }
 
-/// Writes the outbox rows of `events`, in order, with one statement.
+/// Writes the outbox rows of `events`, in order, one statement per
+/// [`INSERT_CHUNK`] events (inside the caller's transaction, if any: with
+/// more than one chunk, the caller wants one for all or none).
 pub(crate) async fn insert_outbox_many(
     connection: &mut AsyncPgConnection,
     events: &[PlaybackEvent],
 ) -> Result<(), DbError> {
     use diesel::sql_types::Array;
-    diesel::sql_query(
-        "INSERT INTO outbox (event_id, topic, key, payload) \
-         SELECT e, t, k, p::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) \
-         WITH ORDINALITY AS u(e, t, k, p, n) ORDER BY n",
-    )
-    .bind::<Array<SqlUuid>, _>(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(events.iter().map(|e| format!("stream.{}", e.topic_suffix())).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(events.iter().map(|e| e.key().to_owned()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(events.iter().map(PlaybackEvent::to_json).collect::<Vec<_>>())
-    .execute(connection)
-    .await?;
+    for chunk in events.chunks(INSERT_CHUNK) {
+        diesel::sql_query(
+            "INSERT INTO outbox (event_id, topic, key, payload) \
+             SELECT e, t, k, p::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) \
+             WITH ORDINALITY AS u(e, t, k, p, n) ORDER BY n",
+        )
+        .bind::<Array<SqlUuid>, _>(chunk.iter().map(|e| e.event_id).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(chunk.iter().map(|e| format!("stream.{}", e.topic_suffix())).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(chunk.iter().map(|e| e.key().to_owned()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(chunk.iter().map(PlaybackEvent::to_json).collect::<Vec<_>>())
+        .execute(&mut *connection)
+        .await?;
+    }
     Ok(())
 }
 
@@ -76,14 +80,7 @@ impl PgOutbox {
         if events.len() <= INSERT_CHUNK {
             return insert_outbox_many(&mut connection, events).await;
         }
-        connection
-            .transaction::<_, DbError, _>(async |tx| {
-                for chunk in events.chunks(INSERT_CHUNK) {
-                    insert_outbox_many(tx, chunk).await?;
-                }
-                Ok(())
-            })
-            .await
+        connection.transaction::<_, DbError, _>(async |tx| insert_outbox_many(tx, events).await).await
     }
 }
 

@@ -9,7 +9,7 @@ use tracing::warn;
 
 use crate::database::{DbError, PgDatabase};
 use crate::layout::{PerLayout, TableLayout};
-use crate::outbox::{insert_outbox, insert_outbox_many, INSERT_CHUNK};
+use crate::outbox::{insert_outbox, insert_outbox_many};
 
 /// [`SessionStore`] on PostgreSQL (`stream_sessions`), this service's table
 /// or the cinema service's (see [`TableLayout`]).
@@ -347,9 +347,7 @@ impl SessionStore for PgSessionStore {
                     })
                     .collect();
                 let events: Vec<PlaybackEvent> = closed.iter().map(PlaybackEvent::idle_stop).collect();
-                for chunk in events.chunks(INSERT_CHUNK) {
-                    insert_outbox_many(tx, chunk).await?;
-                }
+                insert_outbox_many(tx, &events).await?;
                 Ok(closed)
             })
             .await

@@ -301,10 +301,12 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
     }
 
     fn remember_outcome(&self, id: &SessionId, outcome: &CloseOutcome) {
-        self.lock().remove(id);
         match outcome {
-            CloseOutcome::Closed(session) | CloseOutcome::AlreadyClosed(session) => self.remember(session.clone()),
-            CloseOutcome::NotFound => self.sessions.invalidate(id),
+            CloseOutcome::Closed(session) | CloseOutcome::AlreadyClosed(session) => {
+                self.lock().remove(id);
+                self.remember(session.clone());
+            }
+            CloseOutcome::NotFound => self.forget(id),
         }
     }
 }

@@ -151,6 +151,12 @@ impl RedisConnection {
         &self.prefix
     }
 
+    /// Whether this is a Redis Cluster (keys of one script call must then
+    /// share a hash slot).
+    pub fn is_clustered(&self) -> bool {
+        self.pool.next().is_clustered()
+    }
+
     /// The breaker's state (readiness, metrics).
     pub fn breaker_state(&self) -> BreakerState {
         self.breaker.state()

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fred::prelude::{ClientLike, Expiration, KeysInterface};
+use fred::prelude::{Expiration, KeysInterface};
 use fred::types::scripts::Script;
 use fred::types::Value;
 use serde_json::{json, Value as Json};
@@ -228,7 +228,7 @@ impl HotCopies {
     /// [`COPIES_PER_CALL`] each and, on a cluster, of one hash slot each (a
     /// script may only touch keys of one slot there).
     fn calls(&self, batch: Vec<(String, WatchProgress)>) -> Vec<Vec<(String, WatchProgress)>> {
-        if !self.redis.pool().next().is_clustered() {
+        if !self.redis.is_clustered() {
             return in_chunks(batch, COPIES_PER_CALL);
         }
         let mut by_slot: HashMap<u16, Vec<(String, WatchProgress)>> = HashMap::new();
