@@ -209,6 +209,7 @@ impl ApiError {
             PlaybackError::InvalidPosition(error) => Self::field("position_seconds", error.to_string()),
             PlaybackError::SessionNotFound => Self::SessionNotFound,
             PlaybackError::SessionClosed => Self::SessionClosed,
+            PlaybackError::RateLimited { retry_after } => Self::RateLimited { retry_after },
             PlaybackError::Unavailable { dependency } => Self::Unavailable(dependency),
         }
     }

@@ -538,6 +538,10 @@ pub struct RateLimitSettings {
     /// Movie starts per minute per user (policy `stream-start`, default 30;
     /// 0 disables): each start is a session row.
     pub stream_start_per_minute: u32,
+    /// Manifest fetches per minute per user, counted against the grant's
+    /// user (policy `stream-manifest`, default 120; 0 disables): a player
+    /// fetches a handful per start (the master and its variants).
+    pub manifest_per_minute: u32,
     /// With Redis: the most requests one reservation takes for a busy user
     /// (default 256, and never above a tenth of the limit); 1 asks Redis for every request.
     pub max_lease: u32,
@@ -545,7 +549,12 @@ pub struct RateLimitSettings {
 
 impl Default for RateLimitSettings {
     fn default() -> Self {
-        Self { stream_url_per_minute: 60, stream_start_per_minute: 30, max_lease: streaming_redis::DEFAULT_MAX_LEASE }
+        Self {
+            stream_url_per_minute: 60,
+            stream_start_per_minute: 30,
+            manifest_per_minute: 120,
+            max_lease: streaming_redis::DEFAULT_MAX_LEASE,
+        }
     }
 }
 

@@ -16,13 +16,14 @@ use streaming_core::adapters::{
     MemorySubscriptions, MemoryUrlCache, MokaUrlCache, NoUrlCache, StoredMovies, SystemClock,
 };
 use streaming_core::ports::{
-    check_presign_expiry, AuditLog, Clock, EventPublisher, MediaCatalog, ProgressStore, RateLimitPolicy, RateLimiter,
-    SessionStore, SubscriptionDirectory, UrlCache,
+    check_presign_expiry, AuditLog, Clock, EventPublisher, MediaCatalog, ProgressStore, RateLimiter, SessionStore,
+    SubscriptionDirectory, UrlCache,
 };
+use streaming_core::rate_limit::UserLimit;
 use streaming_core::url_signing::UrlSigner;
 use streaming_core::{
-    BrowsePorts, CacheKeyring, ManifestGrants, MediaBrowser, PlaybackPorts, PlaybackService, PlaybackSettings,
-    StreamUrlService, StreamingPorts, StreamingSettings,
+    BrowsePorts, CacheKeyring, ManifestGrants, MediaBrowser, PlaybackLimits, PlaybackPorts, PlaybackService,
+    PlaybackSettings, StreamUrlService, StreamingPorts, StreamingSettings,
 };
 use streaming_kafka::{
     BufferedKafkaPublisher, KafkaConfig, KafkaProducer, MemoryOffsetStore, OffsetStore, StartFrom, UpstreamConsumer,
@@ -337,7 +338,15 @@ impl Application {
             },
             playback_settings(&settings)?,
         )
-        .with_manifest_grants(manifest_grants(&settings, &base_url)?);
+        .with_manifest_grants(manifest_grants(&settings, &base_url)?)
+        .with_limits(PlaybackLimits {
+            start: UserLimit::per_minute(limiter.clone(), "stream-start", settings.rate_limit.stream_start_per_minute),
+            manifest: UserLimit::per_minute(
+                limiter.clone(),
+                "stream-manifest",
+                settings.rate_limit.manifest_per_minute,
+            ),
+        });
         // With Redis, progress events are thinned out across every instance.
         if let Some(redis) = &redis {
             playback = playback.with_shared_event_gate(Arc::new(RedisEventGate::new(redis.clone())));
@@ -398,11 +407,7 @@ impl Application {
             _ => None,
         };
 
-        let per_minute = |name: &str, limit: u32| {
-            (limit > 0).then(|| RateLimitPolicy { name: name.into(), limit, period: Duration::from_secs(60) })
-        };
-        let stream_url_policy = per_minute("stream-url", settings.rate_limit.stream_url_per_minute);
-        let stream_start_policy = per_minute("stream-start", settings.rate_limit.stream_start_per_minute);
+        let stream_url_limit = UserLimit::per_minute(limiter, "stream-url", settings.rate_limit.stream_url_per_minute);
         let max_body = settings.server.max_body_bytes;
         let state = web::Data::new(AppState {
             streaming,
@@ -411,9 +416,7 @@ impl Application {
             demo_token: demo.as_ref().map(|demo| demo.token.clone()),
             max_body_bytes: max_body,
             verifier,
-            limiter,
-            stream_url_policy,
-            stream_start_policy,
+            stream_url_limit,
             clock,
             local_objects: storage.local(),
             storage,

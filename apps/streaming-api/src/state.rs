@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use streaming_auth::TokenVerifier;
-use streaming_core::ports::{Clock, RateLimitPolicy, RateLimiter};
+use streaming_core::ports::Clock;
+use streaming_core::rate_limit::UserLimit;
 use streaming_core::{PlaybackService, StreamUrlService};
 use streaming_localfs::LocalObjectStore;
 
@@ -23,12 +24,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Bearer-token verification.
     pub verifier: TokenVerifier,
-    /// Per-user limits.
-    pub limiter: Arc<dyn RateLimiter>,
-    /// The `stream-url` policy; `None` when disabled.
-    pub stream_url_policy: Option<RateLimitPolicy>,
-    /// Movie starts per user (`rate_limit.stream_start_per_minute`); `None` when off.
-    pub stream_start_policy: Option<RateLimitPolicy>,
+    /// Track URL requests per user (policy `stream-url`); `None` when off.
+    pub stream_url_limit: Option<UserLimit>,
     /// Time.
     pub clock: Arc<dyn Clock>,
     /// The embedded object store, when it is the configured store (serves `/objects`).
@@ -43,9 +40,6 @@ pub struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("stream_url_policy", &self.stream_url_policy)
-            .field("stream_start_policy", &self.stream_start_policy)
-            .finish_non_exhaustive()
+        f.debug_struct("AppState").field("stream_url_limit", &self.stream_url_limit).finish_non_exhaustive()
     }
 }

@@ -12,6 +12,7 @@ pub mod manifest;
 mod playback;
 pub mod policy;
 pub mod ports;
+pub mod rate_limit;
 mod sealed_entry;
 mod service;
 pub mod telemetry;
@@ -19,8 +20,8 @@ pub mod url_signing;
 
 pub use browse::{BrowsePage, BrowsePorts, MediaBrowser, MAX_PAGE};
 pub use playback::{
-    ManifestGrants, PlaybackError, PlaybackPorts, PlaybackService, PlaybackSettings, PlaybackStarted, PlaybackStats,
-    ProgressAck, ProgressReport, ServedManifest, StartPlayback, StopOutcome, MAX_MANIFEST_BYTES,
+    ManifestGrants, PlaybackError, PlaybackLimits, PlaybackPorts, PlaybackService, PlaybackSettings, PlaybackStarted,
+    PlaybackStats, ProgressAck, ProgressReport, ServedManifest, StartPlayback, StopOutcome, MAX_MANIFEST_BYTES,
 };
 pub use sealed_entry::{object_fingerprint, CacheKeyring, CachedStreamUrl, KeyringError, OpenError, SealError};
 pub use service::{

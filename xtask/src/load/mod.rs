@@ -163,6 +163,7 @@ fn base_settings() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("STREAMING__RATE_LIMIT__STREAM_URL_PER_MINUTE".to_owned(), "1000000000".to_owned()),
         ("STREAMING__RATE_LIMIT__STREAM_START_PER_MINUTE".to_owned(), "0".to_owned()),
+        ("STREAMING__RATE_LIMIT__MANIFEST_PER_MINUTE".to_owned(), "0".to_owned()),
     ])
 }
 

@@ -109,27 +109,3 @@ pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
 /// objects): nothing may load, and a browser that opens one directly runs
 /// it as an opaque origin, never as a page of this service.
 pub(crate) const STORED_CONTENT_POLICY: &str = "default-src 'none'; sandbox";
-
-/// Counts a request of `user` against `policy` (none: no limit); 429 when
-/// the user is over it. Fails open: a limiter outage must not take
-/// streaming down with it (counted and logged).
-pub(crate) async fn within_rate(
-    state: &crate::state::AppState,
-    user: &streaming_core::domain::UserId,
-    policy: Option<&streaming_core::ports::RateLimitPolicy>,
-) -> Result<(), ApiError> {
-    use streaming_core::ports::RateDecision;
-    use tracing::Instrument as _;
-    let Some(policy) = policy else { return Ok(()) };
-    match state.limiter.check(user, policy).instrument(tracing::debug_span!("ratelimit.check")).await {
-        Ok(RateDecision::Allowed { .. }) => Ok(()),
-        Ok(RateDecision::Limited { retry_after }) => {
-            crate::telemetry::rate_limited(&policy.name);
-            Err(ApiError::RateLimited { retry_after })
-        }
-        Err(error) => {
-            tracing::warn!(%error, policy = %policy.name, "rate limiter unavailable; request allowed");
-            Ok(())
-        }
-    }
-}

@@ -178,7 +178,6 @@ pub async fn start(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (user, movie) = caller_and_movie(&req, &state, &movie_id).await?;
-    super::within_rate(&state, &user, state.stream_start_policy.as_ref()).await?;
     let body = json_object(&req, payload, state.max_body_bytes, true).await?;
     let manifest = match optional_str(&body, "manifest_type")? {
         None => ManifestKind::default(),
@@ -343,6 +342,7 @@ pub async fn stop(
         (status = 400, response = BadRequest),
         (status = 403, response = GrantRefused),
         (status = 404, response = NotFound),
+        (status = 429, response = super::openapi::TooManyRequests),
         (status = 500, response = InternalError),
         (status = 502, response = BadGateway),
         (status = 503, response = ServiceUnavailable),

@@ -51,7 +51,12 @@ pub async fn stream_url(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let principal = authenticate(&req, &state.verifier, state.clock.now()).await?;
-    super::within_rate(&state, &principal.user, state.stream_url_policy.as_ref()).await?;
+    if let Some(limit) = &state.stream_url_limit {
+        limit
+            .admit(&principal.user)
+            .await
+            .map_err(|limited| ApiError::RateLimited { retry_after: limited.retry_after })?;
+    }
     let track = MediaId::parse_ulid(&track_id).map_err(|_| ApiError::InvalidTrackId)?;
     let url = state
         .streaming

@@ -37,9 +37,10 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings), overrides: PortOv
     settings.storage.root = dir.path().join("objects");
     settings.storage.signing_key = Some(SecretString::from(SIGNING_KEY));
     settings.events.path = dir.path().join("events.jsonl");
-    // The load and fault tests start many sessions per user; the start
-    // limit's own test sets it.
+    // The load and fault tests start many sessions and fetch many
+    // manifests per user; the limits' own tests set them.
     settings.rate_limit.stream_start_per_minute = 0;
+    settings.rate_limit.manifest_per_minute = 0;
     configure(&mut settings);
     // The demo media and token are the tests' fixtures, on whatever stores
     // a test configures (no setting may put them there), unless it turns

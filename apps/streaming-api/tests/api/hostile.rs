@@ -428,3 +428,61 @@ async fn manifest_paths_are_decoded_once_and_judged_after_normalising() {
         assert_eq!(status, 404, "{path}");
     }
 }
+
+/// A stored MPD is the store's content, served from this service's origin:
+/// what a browser would run or fetch from it (stylesheet instructions,
+/// XHTML, SVG, MathML, XSLT, XInclude) is dropped; extensions players need
+/// (a DRM scheme's `cenc:pssh`) are kept.
+#[tokio::test]
+async fn mpds_lose_active_content_and_keep_player_extensions() {
+    let app = spawn(|_| {}).await;
+    let file = app.dir.path().join("objects/movies").join(MOVIE).join("index.mpd");
+    let stored = std::fs::read_to_string(&file).unwrap();
+    let hostile = stored
+        .replacen(
+            "?>",
+            "?>\n<?xml-stylesheet type=\"text/xsl\" href=\"https://evil.example/x.xsl\"?>",
+            1,
+        )
+        .replacen(
+            "<ProgramInformation>",
+            "<ProgramInformation><html:script xmlns:html=\"http://www.w3.org/1999/xhtml\">alert(document.domain)</html:script>\
+             <Title>Demo</Title><xi:include xmlns:xi=\"http://www.w3.org/2001/XInclude\" href=\"file:///etc/passwd\"/>",
+            1,
+        )
+        .replacen(
+            "<ServiceDescription id=\"0\">",
+            "<ServiceDescription id=\"0\"><svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"><script>alert(2)</script></svg>\
+             <m:math xmlns:m=\"http://www.w3.org/1998/Math/MathML\"/><t:stylesheet xmlns:t=\"http://www.w3.org/1999/XSL/Transform\"/>",
+            1,
+        )
+        .replacen(
+            "<Representation id=\"0\"",
+            "<ContentProtection schemeIdUri=\"urn:uuid:edef8ba9-79d6-4ace-a3c8-27dcd51d21ed\">\
+             <cenc:pssh xmlns:cenc=\"urn:mpeg:cenc:2013\">AAAAAA==</cenc:pssh></ContentProtection>\n<Representation id=\"0\"",
+            1,
+        );
+    std::fs::write(&file, hostile).unwrap();
+    let started: Value = app
+        .send(
+            Method::POST,
+            &format!("/api/v1/stream/{MOVIE}"),
+            None,
+            Some(serde_json::json!({"manifest_type": "dash"})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mpd = app.client.get(started["manifest_url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(mpd.status(), 200);
+    let text = mpd.text().await.unwrap();
+    for gone in ["xml-stylesheet", "script>", "alert(", "<svg", "MathML", "XSL/Transform", "XInclude", "passwd"] {
+        assert!(!text.contains(gone), "{gone} is still served: {text}");
+    }
+    for kept in
+        ["<Title>Demo</Title>", "<cenc:pssh xmlns:cenc=\"urn:mpeg:cenc:2013\">AAAAAA==</cenc:pssh>", "SegmentList"]
+    {
+        assert!(text.contains(kept), "{kept} was dropped: {text}");
+    }
+}

@@ -493,3 +493,33 @@ async fn starts_are_rate_limited_per_user() {
         .await;
     assert_eq!(other.status(), 200, "per user");
 }
+
+/// A grant holder cannot fetch manifests as fast as the server answers
+/// (each fetch reads the session and renders): policy `stream-manifest`,
+/// counted against the grant's user, and only once the grant is genuine.
+#[tokio::test]
+async fn manifest_fetches_are_rate_limited_per_user() {
+    let app = spawn(|s| s.rate_limit.manifest_per_minute = 3).await;
+    let url = start(&app, None).await["manifest_url"].as_str().unwrap().to_owned();
+    let forged = format!("{url}AAAA");
+    for _ in 0..5 {
+        assert_eq!(app.client.get(&forged).send().await.unwrap().status(), 403, "a forged grant is refused");
+    }
+    for _ in 0..3 {
+        assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200, "forged grants spent nothing");
+    }
+    let limited = app.client.get(&url).send().await.unwrap();
+    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    assert_problem(limited, 429, "rate-limit-exceeded").await;
+    let other = app
+        .client
+        .post(app.url("/api/v1/stream/5eed0000-0000-4000-8000-000000000002"))
+        .bearer_auth(token_for("someone-else"))
+        .send()
+        .await
+        .unwrap();
+    let other: Value = other.json().await.unwrap();
+    let other = app.client.get(other["manifest_url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(other.status(), 200, "per user");
+}

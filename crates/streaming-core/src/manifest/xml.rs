@@ -1,15 +1,33 @@
 //! A small owned XML tree over `quick-xml` events: enough to edit an MPD
 //! and write it back with everything it does not touch (comments, unknown
-//! elements and attributes, their original escaping) preserved.
+//! elements and attributes, their original escaping) preserved, except what
+//! a browser would run or fetch from it (see [`parse`]).
 
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::{Reader, Writer, XmlVersion};
+use quick_xml::name::{Namespace, ResolveResult};
+use quick_xml::reader::NsReader;
+use quick_xml::{Writer, XmlVersion};
 
 use super::ManifestError;
 
 /// Elements nested deeper than this are refused (an MPD needs about six).
 const MAX_DEPTH: usize = 32;
+
+/// Namespaces whose elements a browser renders, runs or follows when it
+/// opens an XML document, and no DASH player reads: XHTML, SVG, MathML,
+/// XSLT and XInclude.
+const ACTIVE_NAMESPACES: [&[u8]; 5] = [
+    b"http://www.w3.org/1999/xhtml",
+    b"http://www.w3.org/2000/svg",
+    b"http://www.w3.org/1998/Math/MathML",
+    b"http://www.w3.org/1999/XSL/Transform",
+    b"http://www.w3.org/2001/XInclude",
+];
+
+fn is_active(namespace: &ResolveResult<'_>) -> bool {
+    matches!(namespace, ResolveResult::Bound(Namespace(uri)) if ACTIVE_NAMESPACES.contains(uri))
+}
 
 /// One element and what it contains.
 #[derive(Debug, Clone)]
@@ -33,16 +51,27 @@ pub(super) fn malformed(error: impl std::fmt::Display) -> ManifestError {
 
 /// Parses `bytes` (UTF-8) into the document's top-level nodes. Document
 /// type declarations are refused (no entity tricks), as are documents
-/// nested deeper than [`MAX_DEPTH`].
+/// nested deeper than [`MAX_DEPTH`]. Processing instructions (such as
+/// `xml-stylesheet`) and elements in [`ACTIVE_NAMESPACES`], with all they
+/// contain, are dropped: the manifest is served from this service's origin.
 pub(super) fn parse(bytes: &[u8]) -> Result<Vec<Node>, ManifestError> {
     let text = std::str::from_utf8(bytes).map_err(|_| malformed("the manifest is not UTF-8"))?;
-    let mut reader = Reader::from_str(text);
+    let mut reader = NsReader::from_str(text);
     let mut top = Vec::new();
     let mut open: Vec<Element> = Vec::new();
+    let not_well_formed = |e: quick_xml::Error| malformed(format_args!("not well-formed XML: {e}"));
     loop {
-        let node = match reader.read_event().map_err(|e| malformed(format_args!("not well-formed XML: {e}")))? {
+        let (namespace, event) = reader.read_resolved_event().map_err(not_well_formed)?;
+        let active = is_active(&namespace);
+        let node = match event {
             Event::Eof => break,
             Event::DocType(_) => return Err(malformed("document type declarations are not allowed")),
+            Event::PI(_) => continue,
+            Event::Empty(_) if active => continue,
+            Event::Start(start) if active => {
+                reader.read_to_end(start.name()).map_err(not_well_formed)?;
+                continue;
+            }
             Event::Start(start) => {
                 if open.len() >= MAX_DEPTH {
                     return Err(malformed("the manifest is nested too deeply"));
@@ -235,6 +264,23 @@ mod tests {
             String::from_utf8(write(&nodes).unwrap()).unwrap(),
             "<A a=\"&quot;x&quot;\" b=\"u?x=1&amp;y=&lt;2&gt;\"/>"
         );
+    }
+
+    #[test]
+    fn what_a_browser_would_run_is_dropped_and_the_rest_kept() {
+        let text =
+            "<?xml version=\"1.0\"?><?xml-stylesheet href=\"x.xsl\"?><MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\">\
+            <h:p xmlns:h=\"http://www.w3.org/1999/xhtml\"><h:script>x</h:script></h:p>\
+            <P><svg xmlns=\"http://www.w3.org/2000/svg\"><g><script/></g></svg><Q/></P>\
+            <x:include xmlns:x=\"http://www.w3.org/2001/XInclude\"/>\
+            <c:pssh xmlns:c=\"urn:mpeg:cenc:2013\">AA</c:pssh><u:v>kept</u:v></MPD>";
+        let written = String::from_utf8(write(&parse(text.as_bytes()).unwrap()).unwrap()).unwrap();
+        assert_eq!(
+            written,
+            "<?xml version=\"1.0\"?><MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"><P><Q/></P>\
+             <c:pssh xmlns:c=\"urn:mpeg:cenc:2013\">AA</c:pssh><u:v>kept</u:v></MPD>"
+        );
+        assert!(parse(b"<MPD><svg xmlns=\"http://www.w3.org/2000/svg\"><a></svg></MPD>").is_err(), "still well-formed");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::ports::{
     Clock, CloseOutcome, EventGate, EventHandling, EventPublisher, MediaCatalog, ObjectStore, ObjectStoreError,
     ProgressStore, RecordOutcome, SessionStore, SubscriptionDirectory,
 };
+use crate::rate_limit::{Limited, UserLimit};
 use crate::service::Dependency;
 use crate::url_signing::UrlSigner;
 use coalescer::Coalescer;
@@ -127,6 +128,15 @@ impl fmt::Debug for PlaybackPorts {
     }
 }
 
+/// Per-user request limits of playback (each `None`: no limit).
+#[derive(Debug, Clone, Default)]
+pub struct PlaybackLimits {
+    /// Starts (each opens a session row).
+    pub start: Option<UserLimit>,
+    /// Manifest fetches, counted against the grant's user.
+    pub manifest: Option<UserLimit>,
+}
+
 /// Why a playback operation failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PlaybackError {
@@ -172,6 +182,12 @@ pub enum PlaybackError {
     /// The stored manifest cannot be served (malformed, too large, refers outside the movie).
     #[error("{0}")]
     ManifestInvalid(String),
+    /// The user is over a request limit ([`PlaybackLimits`]).
+    #[error("rate limited; retry after {retry_after:?}")]
+    RateLimited {
+        /// How long until one more request is allowed.
+        retry_after: Duration,
+    },
     /// A dependency is down.
     #[error("{} unavailable", dependency.as_str())]
     Unavailable {
@@ -299,6 +315,7 @@ pub struct PlaybackService {
     shared_gate: Option<SharedGate>,
     stats: Arc<PlaybackStats>,
     grants: Option<ManifestGrants>,
+    limits: PlaybackLimits,
     /// Stored manifests, briefly (they are small and every player asks).
     manifests: moka::sync::Cache<ObjectKey, Arc<[u8]>>,
     /// Rewritten manifests that name no nested playlist (so carry no
@@ -342,6 +359,7 @@ impl PlaybackService {
             shared_gate: None,
             stats: Arc::default(),
             grants: None,
+            limits: PlaybackLimits::default(),
             manifests,
             rendered,
         }
@@ -365,6 +383,12 @@ impl PlaybackService {
         self
     }
 
+    /// Limits starts and manifest fetches per user.
+    pub fn with_limits(mut self, limits: PlaybackLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// The service's counters.
     pub fn stats(&self) -> Arc<PlaybackStats> {
         Arc::clone(&self.stats)
@@ -373,13 +397,15 @@ impl PlaybackService {
     /// Opens a session and returns a signed URL of the movie's manifest.
     ///
     /// # Errors
-    /// Not found, not ready, forbidden, manifest not found, or a dependency unavailable.
+    /// Rate limited, not found, not ready, forbidden, manifest not found, or
+    /// a dependency unavailable.
     pub async fn start(
         &self,
         movie: &MediaId,
         user: &UserId,
         request: StartPlayback,
     ) -> Result<PlaybackStarted, PlaybackError> {
+        admit(self.limits.start.as_ref(), user).await?;
         let now = self.ports.clock.now();
         let media = self.authorized(movie, user, now).await?;
         self.check_stream_limit(user, now).await?;
@@ -474,7 +500,7 @@ impl PlaybackService {
     ///
     /// # Errors
     /// [`PlaybackError::GrantRefused`] / [`PlaybackError::GrantRevoked`] (403),
-    /// not found, [`PlaybackError::ManifestInvalid`] (502), or a dependency unavailable.
+    /// [`PlaybackError::RateLimited`], not found, [`PlaybackError::ManifestInvalid`] (502), or a dependency unavailable.
     pub async fn manifest(
         &self,
         movie: &MediaId,
@@ -489,6 +515,7 @@ impl PlaybackService {
                 "refused"
             }
             Err(PlaybackError::ManifestInvalid(_)) => "invalid",
+            Err(PlaybackError::RateLimited { .. }) => "limited",
             Err(PlaybackError::Unavailable { .. }) => "unavailable",
             Err(_) => "not_found",
         };
@@ -508,6 +535,9 @@ impl PlaybackService {
         if grant.movie != *movie {
             return Err(PlaybackError::GrantRefused(GrantError::Invalid));
         }
+        // Counted once the grant is known to be genuine: a forged one must
+        // not spend its user's allowance.
+        admit(self.limits.manifest.as_ref(), &grant.user).await?;
         match self.open_session_of(grant.session, &grant.user, movie).await {
             Err(PlaybackError::SessionNotFound | PlaybackError::SessionClosed) => {
                 return Err(PlaybackError::GrantRevoked)
@@ -991,6 +1021,16 @@ impl PlaybackService {
             metrics::counter!(telemetry::EVENTS_DROPPED, "reason" => "publish_failed").increment(1);
             warn!(%error, action = action.as_str(), "playback event not published");
         }
+    }
+}
+
+/// Counts a request of `user` against `limit` (none: no limit).
+async fn admit(limit: Option<&UserLimit>, user: &UserId) -> Result<(), PlaybackError> {
+    match limit {
+        Some(limit) => {
+            limit.admit(user).await.map_err(|Limited { retry_after }| PlaybackError::RateLimited { retry_after })
+        }
+        None => Ok(()),
     }
 }
 
