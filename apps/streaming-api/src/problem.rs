@@ -119,7 +119,10 @@ pub enum ApiError {
     DocsFileNotFound,
     /// The route exists, the method does not.
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed {
+        /// The methods it has, for the `Allow` header (`GET, HEAD`).
+        allow: String,
+    },
     /// A malformed request (body, headers).
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -249,7 +252,9 @@ impl ApiError {
             Self::RouteNotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::PlayerFileNotFound => (StatusCode::NOT_FOUND, "player-not-found", "Player not found"),
             Self::DocsFileNotFound => (StatusCode::NOT_FOUND, "docs-file-not-found", "Not found"),
-            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+            Self::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
+            }
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
             Self::UnsupportedMediaType => {
@@ -312,7 +317,7 @@ impl ApiError {
             Self::RouteNotFound => "No such resource.".into(),
             Self::PlayerFileNotFound => "The demo player is served in demo mode only, and has no such file.".into(),
             Self::DocsFileNotFound => "The API docs page has no such file.".into(),
-            Self::MethodNotAllowed => "This resource does not support that method.".into(),
+            Self::MethodNotAllowed { .. } => "This resource does not support that method.".into(),
             Self::BadRequest(detail) => detail.clone(),
             Self::PayloadTooLarge => "The request body is too large.".into(),
             Self::UnsupportedMediaType => "The request body must be application/json.".into(),
@@ -381,6 +386,9 @@ impl ApiError {
             }
             Self::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, "5"));
+            }
+            Self::MethodNotAllowed { allow } => {
+                response.insert_header((header::ALLOW, allow.as_str()));
             }
             Self::Unauthorized { reason } => {
                 let challenge = match reason {

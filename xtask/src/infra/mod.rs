@@ -71,6 +71,11 @@ fn checkers() -> Result<BTreeMap<String, String>, String> {
     // The OpenAPI validator (a Python package)…
     let validator = crate::tools::ensure_python_package("openapi-spec-validator==0.8.5", "openapi_spec_validator")?;
     env.insert("STREAMGATE_OPENAPI_VALIDATOR".into(), validator.display().to_string());
+    // …and schemathesis, which fuzzes the served API against that document
+    // (every dependency pinned, so a seed replays the same requests).
+    let schemathesis =
+        crate::tools::ensure_pinned_python_packages("schemathesis-4.32.5", SCHEMATHESIS, "schemathesis")?;
+    env.insert("STREAMGATE_SCHEMATHESIS".into(), schemathesis.display().to_string());
     // …and promtool, for the alert rules and their unit tests in deploy/.
     let promtool = crate::tools::ensure_debian_binary("prometheus", "usr/bin/promtool")?;
     env.insert("STREAMGATE_PROMTOOL".into(), promtool.display().to_string());
@@ -87,6 +92,37 @@ fn checkers() -> Result<BTreeMap<String, String>, String> {
     env.insert("STREAMGATE_SWAGGER_UI".into(), swagger.display().to_string());
     Ok(env)
 }
+
+/// Schemathesis and everything it imports, each at one version.
+const SCHEMATHESIS: &[&str] = &[
+    "schemathesis==4.32.5",
+    "anyio==4.16.0",
+    "certifi==2026.10.19.post1",
+    "charset-normalizer==3.5.3",
+    "click==8.5.1",
+    "graphql-core==3.3.2",
+    "harfile==0.6.0",
+    "hypothesis==6.170.17",
+    "hypothesis-graphql==0.13.5",
+    "idna==3.20",
+    "iniconfig==2.3.1",
+    "jsonschema-rs==0.60.3",
+    "markdown-it-py==4.3.0",
+    "markupsafe==3.0.4",
+    "mdurl==0.1.2",
+    "packaging==26.4",
+    "pluggy==1.7.0",
+    "pygments==2.21.0",
+    "pyrate-limiter==4.5.1",
+    "pytest==9.2.0",
+    "pyyaml==6.0.4",
+    "requests==2.34.2",
+    "rich==15.0.0",
+    "sortedcontainers==2.4.0",
+    "typing-extensions==4.16.0",
+    "urllib3==2.8.0",
+    "werkzeug==3.1.9",
+];
 
 /// Stops every service this tool started (by pid file) and nothing else.
 pub fn down(root: &Path) -> Result<(), String> {

@@ -79,7 +79,7 @@ fn item(media: Media, caller: &UserId) -> MediaItem {
     tag = "media",
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Items per page (default 50)."),
-        ("after" = Option<String>, Query, description = "The `next` of the previous page."),
+        ("after" = Option<String>, Query, pattern = "^([0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$", description = "The `next` of the previous page (a media id: a ULID or a UUID)."),
     ),
     security(("bearer" = [])),
     responses(

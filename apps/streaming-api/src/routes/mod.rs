@@ -49,13 +49,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Registers `routes`, each resource named after its path; other methods on
-/// a known path are 405.
+/// a known path are 405 with the `Allow` header naming the path's methods.
 fn register(cfg: &mut web::ServiceConfig, routes: Vec<(&'static str, Vec<(Method, Route)>)>) {
     for (path, routes) in routes {
+        let allow = routes.iter().map(|(method, _)| method.as_str()).collect::<Vec<_>>().join(", ");
+        let refuse = move || {
+            let allow = allow.clone();
+            async move { Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed { allow }) }
+        };
         let resource = routes
             .into_iter()
             .fold(web::resource(path).name(path), |resource, (_, route)| resource.route(route))
-            .default_service(web::to(method_not_allowed));
+            .default_service(web::to(refuse));
         cfg.service(resource);
     }
 }
@@ -94,10 +99,6 @@ pub fn served_routes() -> Vec<(String, String)> {
 /// A JSON body with `Cache-Control: no-store` (positions, URLs and lists are per user).
 fn no_store(body: &impl serde::Serialize) -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok().insert_header((actix_web::http::header::CACHE_CONTROL, "no-store")).json(body)
-}
-
-async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
 }
 
 /// What unknown routes and methods get.

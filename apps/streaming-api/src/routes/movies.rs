@@ -14,7 +14,7 @@ use super::openapi::{
     BadGateway, BadRequest, BodyProblems, GrantRefused, InternalError, NotFound, ServiceUnavailable, UserRouteProblems,
 };
 use crate::auth::authenticate;
-use crate::body::{json_object, optional_session, optional_str, optional_u64, required_number};
+use crate::body::{json_object, optional_count, optional_session, optional_str, required_number};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -41,7 +41,7 @@ async fn progress_request(
     let report = ProgressReport {
         position_seconds: required_number(&body, "position_seconds")?,
         session: optional_session(&body, "session_id")?,
-        sequence: optional_u64(&body, "sequence")?,
+        sequence: optional_count(&body, "sequence")?,
     };
     Ok((user, movie, report))
 }
@@ -98,13 +98,19 @@ pub struct StartResponse {
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // documents the body the handler parses
 pub struct ProgressRequest {
-    /// The position in seconds: finite, ≥ 0, and within the movie's duration when known.
-    #[schema(example = 42.5)]
+    /// The position in seconds: at most a week, and within the movie's
+    /// duration (plus `playback.position_slack_seconds`) when it is known.
+    #[schema(example = 42.5, minimum = 0, maximum = 604800)]
     position_seconds: f64,
     /// The session `start` returned; reports of a stopped session are refused.
-    #[schema(format = "uuid")]
+    #[schema(
+        format = "uuid",
+        pattern = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+    )]
     session_id: Option<String>,
-    /// The player's own counter: a report with a lower one than stored is ignored.
+    /// The player's own counter: a report with a lower one than stored is
+    /// ignored (a whole number up to 2^53 - 1, which every JSON reader keeps exact).
+    #[schema(minimum = 0, maximum = 9007199254740991_i64)]
     sequence: Option<u64>,
 }
 
@@ -161,7 +167,7 @@ pub struct StopResponse {
     post,
     path = "/api/v1/stream/{movie_id}",
     tag = "movies",
-    params(("movie_id" = String, Path, format = "uuid", description = "The movie's UUID.")),
+    params(("movie_id" = String, Path, format = "uuid", pattern = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$", description = "The movie's UUID.")),
     request_body(content = Option<StartRequest>, description = "Optional; default `{\"manifest_type\": \"hls\"}`."),
     security(("bearer" = [])),
     responses(
@@ -210,7 +216,7 @@ pub async fn start(
     post,
     path = "/api/v1/stream/{movie_id}/progress",
     tag = "movies",
-    params(("movie_id" = String, Path, format = "uuid", description = "The movie's UUID.")),
+    params(("movie_id" = String, Path, format = "uuid", pattern = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$", description = "The movie's UUID.")),
     request_body = ProgressRequest,
     security(("bearer" = [])),
     responses(
@@ -250,7 +256,7 @@ pub async fn record_progress(
     get,
     path = "/api/v1/stream/{movie_id}/progress",
     tag = "movies",
-    params(("movie_id" = String, Path, format = "uuid", description = "The movie's UUID.")),
+    params(("movie_id" = String, Path, format = "uuid", pattern = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$", description = "The movie's UUID.")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The stored position, or 0 (`Cache-Control: no-store`).", body = ProgressView),
@@ -286,7 +292,7 @@ pub async fn get_progress(
     post,
     path = "/api/v1/stream/{movie_id}/stop",
     tag = "movies",
-    params(("movie_id" = String, Path, format = "uuid", description = "The movie's UUID.")),
+    params(("movie_id" = String, Path, format = "uuid", pattern = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$", description = "The movie's UUID.")),
     request_body = ProgressRequest,
     security(("bearer" = [])),
     responses(
@@ -329,7 +335,7 @@ pub async fn stop(
     path = "/api/v1/stream/{movie_id}/manifest/{path}",
     tag = "movies",
     params(
-        ("movie_id" = String, Path, format = "uuid", description = "The movie's UUID."),
+        ("movie_id" = String, Path, format = "uuid", pattern = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$", description = "The movie's UUID."),
         ("path" = String, Path, description = "The playlist's path under the movie's root (`master.m3u8`, `720p/index.m3u8`, `manifest.mpd`)."),
         ("grant" = String, Query, description = "The grant `start` put in `manifest_url`."),
     ),

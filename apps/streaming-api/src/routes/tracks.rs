@@ -36,7 +36,7 @@ pub struct StreamResponse {
     post,
     path = "/tracks/{track_id}/stream",
     tag = "tracks",
-    params(("track_id" = String, Path, description = "The track's ULID (26 Crockford base-32 characters).")),
+    params(("track_id" = String, Path, pattern = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$", description = "The track's ULID (26 Crockford base-32 characters).")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A presigned URL (`Cache-Control: no-store`).", body = StreamResponse),

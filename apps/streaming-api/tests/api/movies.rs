@@ -523,3 +523,26 @@ async fn manifest_fetches_are_rate_limited_per_user() {
     let other = app.client.get(other["manifest_url"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(other.status(), 200, "per user");
 }
+
+/// What the document allows is accepted, exactly: an optional body may be
+/// JSON `null`; a `sequence` is an integer as JSON Schema counts them (`7.0`
+/// is one) up to 2^53 - 1, the largest every JSON reader keeps exact.
+#[tokio::test]
+async fn bodies_are_read_as_the_document_describes_them() {
+    let app = spawn(|_| {}).await;
+    let started = start(&app, Some(Value::Null)).await;
+    assert_eq!(started["manifest_type"], "hls", "a null body is no body");
+    let session = started["session_id"].clone();
+    for (sequence, status) in [
+        (json!(7.0), 200),
+        (json!(9_007_199_254_740_991_u64), 200),
+        (json!(9_007_199_254_740_992_u64), 422),
+        (json!(7.5), 422),
+    ] {
+        let body = json!({ "position_seconds": 1, "session_id": session, "sequence": sequence });
+        let response = app.send(Method::POST, PROGRESS, None, Some(body)).await;
+        assert_eq!(response.status(), status, "sequence {sequence}");
+    }
+    let refused = app.send(Method::POST, PROGRESS, None, Some(Value::Null)).await;
+    assert_problem(refused, 422, "validation-error").await;
+}
