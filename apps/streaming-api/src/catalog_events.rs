@@ -28,10 +28,8 @@ use tracing::Instrument;
 
 use async_trait::async_trait;
 use streaming_core::domain::{CatalogChange, CatalogEvent, MediaId, UserId};
-use streaming_core::ports::{CatalogWriter, MediaCatalog};
+use streaming_core::ports::{ApplyError, CatalogEventHandler, CatalogWriter, MediaCatalog};
 use streaming_core::{Dependency, PlaybackService, StreamUrlService, StreamingService};
-use streaming_kafka::{CatalogEventHandler, OffsetStore};
-use streaming_postgres::PgConsumerOffsets;
 use time::OffsetDateTime;
 
 use crate::catalog::Catalog;
@@ -54,20 +52,8 @@ pub struct InvalidationStats {
     pub operator: AtomicU64,
 }
 
-/// Why a change could not be applied in full: which dependency failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{dependency:?}: {message}")]
-pub struct ApplyError {
-    /// What failed.
-    pub dependency: Dependency,
-    /// Its error.
-    pub message: String,
-}
-
-impl ApplyError {
-    fn of(dependency: Dependency) -> impl FnOnce(String) -> Self {
-        move |message| Self { dependency, message }
-    }
+fn failed(dependency: Dependency) -> impl FnOnce(String) -> ApplyError {
+    move |message| ApplyError { dependency, message }
 }
 
 /// Applies catalog changes; the consumer's handler and the admin API's core.
@@ -124,7 +110,7 @@ impl CatalogChanges {
             .media(media)
             .await
             .map_err(|e| e.to_string())
-            .map_err(ApplyError::of(Dependency::Catalog))?
+            .map_err(failed(Dependency::Catalog))?
             .and_then(|m| m.owner);
         if let Some(owner) = owner {
             self.forget_url(media, &owner, reason).await?;
@@ -144,11 +130,7 @@ impl CatalogChanges {
         user: &UserId,
         reason: InvalidationReason,
     ) -> Result<(), ApplyError> {
-        self.streaming
-            .invalidate(media, user)
-            .await
-            .map_err(|e| e.to_string())
-            .map_err(ApplyError::of(Dependency::Cache))?;
+        self.streaming.invalidate(media, user).await.map_err(|e| e.to_string()).map_err(failed(Dependency::Cache))?;
         self.count(reason);
         Ok(())
     }
@@ -158,11 +140,7 @@ impl CatalogChanges {
     /// # Errors
     /// [`ApplyError`] naming the cache when it cannot be reached.
     pub async fn forget_user(&self, user: &UserId, reason: InvalidationReason) -> Result<(), ApplyError> {
-        self.streaming
-            .invalidate_user(user)
-            .await
-            .map_err(|e| e.to_string())
-            .map_err(ApplyError::of(Dependency::Cache))?;
+        self.streaming.invalidate_user(user).await.map_err(|e| e.to_string()).map_err(failed(Dependency::Cache))?;
         self.count(reason);
         Ok(())
     }
@@ -180,7 +158,7 @@ impl CatalogChanges {
             .instrument(tracing::debug_span!("catalog.apply"))
             .await
             .map_err(|e| e.to_string())
-            .map_err(ApplyError::of(Dependency::Catalog))?;
+            .map_err(failed(Dependency::Catalog))?;
         match change {
             CatalogChange::MediaUpserted(media) => {
                 self.forget_media(&media.id, InvalidationReason::StatusChange).await?
@@ -199,7 +177,7 @@ impl CatalogChanges {
                     .end_sessions_of(user)
                     .await
                     .map_err(|e| e.to_string())
-                    .map_err(ApplyError::of(Dependency::Sessions))?;
+                    .map_err(failed(Dependency::Sessions))?;
                 self.forget_user(user, InvalidationReason::Logout).await?;
             }
             CatalogChange::SubscriptionChanged { user } => {
@@ -208,7 +186,7 @@ impl CatalogChanges {
                         .invalidate(user)
                         .await
                         .map_err(|e| e.to_string())
-                        .map_err(ApplyError::of(Dependency::Subscriptions))?;
+                        .map_err(failed(Dependency::Subscriptions))?;
                 }
                 self.forget_user(user, InvalidationReason::Subscription).await?;
             }
@@ -223,22 +201,7 @@ impl CatalogChanges {
 
 #[async_trait]
 impl CatalogEventHandler for CatalogChanges {
-    async fn handle(&self, event: &CatalogEvent) -> Result<(), String> {
-        self.apply(&event.change, event.occurred_at).await.map(drop).map_err(|e| e.to_string())
-    }
-}
-
-/// The consumer's offsets in PostgreSQL.
-#[derive(Debug)]
-pub struct PgOffsets(pub PgConsumerOffsets);
-
-#[async_trait]
-impl OffsetStore for PgOffsets {
-    async fn load(&self, topic: &str, partition: i32) -> Result<Option<i64>, String> {
-        self.0.load(topic, partition).await.map_err(|e| e.to_string())
-    }
-
-    async fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), String> {
-        self.0.store(topic, partition, next_offset).await.map_err(|e| e.to_string())
+    async fn handle(&self, event: &CatalogEvent) -> Result<(), ApplyError> {
+        self.apply(&event.change, event.occurred_at).await.map(drop)
     }
 }

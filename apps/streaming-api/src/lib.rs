@@ -16,7 +16,6 @@ pub mod log_writer;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 pub mod problem;
-mod relay;
 mod routes;
 mod secrets;
 pub mod settings;

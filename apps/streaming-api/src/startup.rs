@@ -12,12 +12,12 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use streaming_auth::{Algorithm, KeySource, KeyStore, TokenVerifier, VerifierOptions};
 use streaming_core::adapters::{
-    CachedCatalog, CachedSubscriptions, MemoryCatalog, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore,
-    MemorySubscriptions, MemoryUrlCache, MokaUrlCache, NoUrlCache, StoredMovies, SystemClock,
+    CachedCatalog, CachedSubscriptions, MemoryCatalog, MemoryOffsetStore, MemoryProgressStore, MemoryRateLimiter,
+    MemorySessionStore, MemorySubscriptions, MemoryUrlCache, MokaUrlCache, NoUrlCache, StoredMovies, SystemClock,
 };
 use streaming_core::ports::{
-    check_presign_expiry, AuditLog, Clock, EventPublisher, MediaCatalog, ProgressStore, RateLimiter, SessionStore,
-    SubscriptionDirectory, UrlCache,
+    check_presign_expiry, AuditLog, Clock, EventPublisher, MediaCatalog, OffsetStore, ProgressStore, RateLimiter,
+    SessionStore, SubscriptionDirectory, UrlCache,
 };
 use streaming_core::rate_limit::UserLimit;
 use streaming_core::url_signing::UrlSigner;
@@ -25,14 +25,11 @@ use streaming_core::{
     BrowsePorts, CacheKeyring, ManifestGrants, MediaBrowser, PlaybackLimits, PlaybackPorts, PlaybackService,
     PlaybackSettings, StreamUrlService, StreamingPorts, StreamingSettings,
 };
-use streaming_kafka::{
-    BufferedKafkaPublisher, KafkaConfig, KafkaProducer, MemoryOffsetStore, OffsetStore, StartFrom, UpstreamConsumer,
-    UpstreamTopic,
-};
+use streaming_kafka::{BufferedKafkaPublisher, KafkaConfig, KafkaProducer, StartFrom, UpstreamConsumer, UpstreamTopic};
 use streaming_localfs::{JsonLinesAuditLog, JsonLinesEventPublisher};
 use streaming_postgres::{
-    PgAuditLog, PgCatalog, PgConfig, PgConsumerOffsets, PgDatabase, PgOutbox, PgProgressStore, PgSessionStore,
-    WriteBehindOutbox, WriteBehindProgress, WriteBehindSessions,
+    OutboxRelay, PgAuditLog, PgCatalog, PgConfig, PgConsumerOffsets, PgDatabase, PgOutbox, PgProgressStore,
+    PgSessionStore, RelaySettings, WriteBehindOutbox, WriteBehindProgress, WriteBehindSessions,
 };
 use streaming_redis::{
     HotCopyLayout, LocalLevel, RedisConfig, RedisConnection, RedisEventGate, RedisProgressCache, RedisRateLimiter,
@@ -41,10 +38,9 @@ use streaming_redis::{
 
 use crate::auth::caller_token_scope;
 use crate::catalog::Catalog;
-use crate::catalog_events::{CatalogChanges, InvalidationStats, PgOffsets};
+use crate::catalog_events::{CatalogChanges, InvalidationStats};
 use crate::demo::{self, DemoInfo};
 use crate::problem::{enrich_problems, ApiError, ProblemTypeBase};
-use crate::relay::{Relay, RelaySettings};
 use crate::routes;
 use crate::settings::{CacheKind, HotCopyKeys, Settings, StorageKind};
 use crate::state::AppState;
@@ -110,7 +106,7 @@ pub struct Application {
     write_behind: Option<Arc<WriteBehindProgress<PgProgressStore>>>,
     session_cache: Option<Arc<WriteBehindSessions<PgSessionStore>>>,
     outbox_queue: Option<Arc<WriteBehindOutbox>>,
-    relay: Option<Relay>,
+    relay: Option<OutboxRelay>,
     kafka_buffer: Option<BufferedKafkaPublisher>,
     consumer: Option<UpstreamConsumer>,
     invalidations: Option<Arc<InvalidationStats>>,
@@ -300,7 +296,7 @@ impl Application {
                 (Some(db), producer) => {
                     let outbox = PgOutbox::new(db.clone());
                     if let Some(producer) = producer {
-                        relay = Some(Relay::start(outbox.clone(), producer.clone(), relay_settings(&settings)));
+                        relay = Some(OutboxRelay::start(outbox.clone(), producer.clone(), relay_settings(&settings)));
                     }
                     // Progress events are written behind, batched like the progress itself.
                     let queue = WriteBehindOutbox::start(
@@ -391,9 +387,7 @@ impl Application {
         let consumer = match (&producer, &changes) {
             (Some(producer), Some(handler)) if consume => {
                 let offsets: Arc<dyn OffsetStore> = match &postgres {
-                    Some(db) => {
-                        Arc::new(PgOffsets(PgConsumerOffsets::new(db.clone(), settings.kafka.consumer_id.clone())))
-                    }
+                    Some(db) => Arc::new(PgConsumerOffsets::new(db.clone(), settings.kafka.consumer_id.clone())),
                     None => Arc::new(MemoryOffsetStore::default()),
                 };
                 Some(UpstreamConsumer::start(

@@ -17,8 +17,8 @@ use crate::domain::{
 };
 use crate::ports::{
     AuditLog, AuditRecord, CatalogWriter, CloseOutcome, EventGate, MediaCandidate, MediaCatalog, MediaListing,
-    ObjectStore, ObjectStoreError, ProgressStore, RateDecision, RateLimitPolicy, RateLimiter, RecordOutcome,
-    SessionError, SessionStore, StreamCacheKey, UrlCache,
+    ObjectStore, ObjectStoreError, OffsetStore, ProgressStore, RateDecision, RateLimitPolicy, RateLimiter,
+    RecordOutcome, SessionError, SessionStore, StreamCacheKey, UrlCache,
 };
 
 /// A loopback port free at the time of asking, for a server a test starts itself.
@@ -143,6 +143,19 @@ pub async fn rate_limiter<L: RateLimiter + ?Sized>(limiter: &L) {
         matches!(limiter.check(&alice, &other).await.unwrap(), RateDecision::Allowed { .. }),
         "policies are separate"
     );
+}
+
+/// Everything an [`OffsetStore`] promises. `mine` and `theirs` are the
+/// offsets of two consumers in one store; each starts empty.
+pub async fn offset_store<S: OffsetStore + ?Sized>(mine: &S, theirs: &S) {
+    assert_eq!(mine.load("media.deleted", 0).await.unwrap(), None, "nothing stored yet");
+    mine.store("media.deleted", 0, 42).await.unwrap();
+    mine.store("media.deleted", 0, 40).await.unwrap();
+    mine.store("media.deleted", 1, 7).await.unwrap();
+    assert_eq!(mine.load("media.deleted", 0).await.unwrap(), Some(42), "a late store does not move it back");
+    assert_eq!(mine.load("media.deleted", 1).await.unwrap(), Some(7), "partitions are separate");
+    assert_eq!(mine.load("media.upserted", 0).await.unwrap(), None, "topics are separate");
+    assert_eq!(theirs.load("media.deleted", 0).await.unwrap(), None, "each consumer has its own");
 }
 
 /// Everything an [`EventGate`] promises. `pass_time` must let at least the

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streaming_core::adapters::{
-    ManualClock, MemoryCatalog, MemoryEventGate, MemoryObjectStore, MemoryProgressStore, MemoryRateLimiter,
-    MemorySessionStore, MemoryUrlCache, MokaUrlCache, SystemClock,
+    ManualClock, MemoryCatalog, MemoryEventGate, MemoryObjectStore, MemoryOffsetStore, MemoryProgressStore,
+    MemoryRateLimiter, MemorySessionStore, MemoryUrlCache, MokaUrlCache, SystemClock,
 };
 use streaming_core::contract;
 use streaming_core::domain::ObjectKey;
@@ -34,6 +34,11 @@ async fn moka_url_cache_keeps_the_contract() {
 #[tokio::test]
 async fn memory_rate_limiter_keeps_the_contract() {
     contract::rate_limiter(&MemoryRateLimiter::new(Arc::new(SystemClock))).await;
+}
+
+#[tokio::test]
+async fn memory_offset_store_keeps_the_contract() {
+    contract::offset_store(&MemoryOffsetStore::default(), &MemoryOffsetStore::default()).await;
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The consumer of upstream catalog events, without broker-side consumer
 //! groups: one task per partition of every upstream topic reads in offset
 //! order, hands each event to the handler, and stores the next offset
-//! through an [`OffsetStore`] (PostgreSQL in the service). Delivery to the
+//! through an [`OffsetStore`] (PostgreSQL in the service, or memory). Delivery to the
 //! handler is at-least-once: a crash between handling and storing the offset
 //! repeats events, so handlers are idempotent.
 //!
@@ -16,40 +16,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
-use streaming_core::domain::CatalogEvent;
+use streaming_core::ports::{CatalogEventHandler, OffsetStore};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
 use crate::producer::{KafkaError, KafkaProducer};
 use crate::upstream::{parse, UpstreamTopic};
-
-/// Where a consumer keeps its offsets.
-#[async_trait]
-pub trait OffsetStore: Send + Sync {
-    /// The next offset to read, if one was stored.
-    ///
-    /// # Errors
-    /// A printable reason (the consumer retries).
-    async fn load(&self, topic: &str, partition: i32) -> Result<Option<i64>, String>;
-
-    /// Everything before `next_offset` was handled.
-    ///
-    /// # Errors
-    /// A printable reason (the consumer goes on; the events may be handled again after a restart).
-    async fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), String>;
-}
-
-/// What the consumer does with each event.
-#[async_trait]
-pub trait CatalogEventHandler: Send + Sync {
-    /// Applies `event`. Must be idempotent.
-    ///
-    /// # Errors
-    /// A printable reason; the same event is offered again after a backoff.
-    async fn handle(&self, event: &CatalogEvent) -> Result<(), String>;
-}
 
 /// Counters (metrics).
 #[derive(Debug, Default)]
@@ -181,7 +154,7 @@ async fn partition_client(shared: &Shared, name: &str, partition: i32) -> Result
 }
 
 async fn starting_offset(shared: &Shared, pc: &PartitionClient, name: &str, partition: i32) -> Result<i64, String> {
-    if let Some(stored) = shared.offsets.load(name, partition).await? {
+    if let Some(stored) = shared.offsets.load(name, partition).await.map_err(|e| e.to_string())? {
         return Ok(stored);
     }
     let at = match shared.start {
@@ -251,27 +224,5 @@ async fn partition_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String, 
             }
         }
         pause(&mut backoff).await;
-    }
-}
-
-/// Offsets in memory: every start begins again where [`StartFrom`] says
-/// (for deployments without PostgreSQL, whose read model is rebuilt anyway).
-#[derive(Debug, Default)]
-pub struct MemoryOffsetStore {
-    offsets: std::sync::Mutex<std::collections::HashMap<(String, i32), i64>>,
-}
-
-#[async_trait]
-impl OffsetStore for MemoryOffsetStore {
-    async fn load(&self, topic: &str, partition: i32) -> Result<Option<i64>, String> {
-        let offsets = self.offsets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(offsets.get(&(topic.to_owned(), partition)).copied())
-    }
-
-    async fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), String> {
-        let mut offsets = self.offsets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let stored = offsets.entry((topic.to_owned(), partition)).or_insert(next_offset);
-        *stored = (*stored).max(next_offset);
-        Ok(())
     }
 }

@@ -10,18 +10,21 @@
 //!   PostgreSQL: a bounded in-memory buffer sent in order by one task that
 //!   retries with backoff; what does not fit is dropped and counted.
 //!
-//! With PostgreSQL, events wait in the outbox and the service's relay sends
-//! them with [`KafkaProducer::send`] (see the app's `relay` module).
+//! With PostgreSQL, events wait in the outbox and its relay sends them
+//! through [`KafkaProducer`] as the core's `OutboxSink`.
+//! * [`UpstreamConsumer`]: upstream catalog events, handed to the core's
+//!   `CatalogEventHandler`, offsets kept in its `OffsetStore`.
 
 mod consumer;
 mod partition;
 mod producer;
 mod publisher;
+mod sink;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod upstream;
 
-pub use consumer::{CatalogEventHandler, ConsumerStats, MemoryOffsetStore, OffsetStore, StartFrom, UpstreamConsumer};
+pub use consumer::{ConsumerStats, StartFrom, UpstreamConsumer};
 pub use partition::{murmur2, partition_for};
 pub use producer::{KafkaConfig, KafkaError, KafkaProducer, OutgoingRecord};
 pub use publisher::{playback_record, BufferedKafkaPublisher, PublisherStats};

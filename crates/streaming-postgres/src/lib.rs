@@ -16,6 +16,7 @@ mod layout;
 mod offsets;
 mod outbox;
 mod progress;
+mod relay;
 mod schema;
 mod sessions;
 #[cfg(feature = "test-support")]
@@ -29,8 +30,9 @@ pub use catalog::PgCatalog;
 pub use database::{DbError, PgConfig, PgDatabase, MIGRATIONS};
 pub use layout::{Layouts, TableLayout};
 pub use offsets::PgConsumerOffsets;
-pub use outbox::{OutboxRow, OutboxSink, PgOutbox, RelayError, RelayOutcome, INSERT_CHUNK};
+pub use outbox::{PgOutbox, RelayError, RelayOutcome, INSERT_CHUNK};
 pub use progress::PgProgressStore;
+pub use relay::{OutboxRelay, RelaySettings};
 pub use sessions::PgSessionStore;
 pub use write_behind::{WriteBehindProgress, WriteBehindStats};
 pub use write_behind_outbox::{WriteBehindOutbox, WriteBehindOutboxStats};

@@ -1,8 +1,10 @@
 //! Consumer offsets kept in PostgreSQL (`consumer_offsets`), for consumers
 //! that do not use broker-side consumer groups.
 
+use async_trait::async_trait;
 use diesel::sql_types::{BigInt, Integer, Text};
 use diesel_async::RunQueryDsl;
+use streaming_core::ports::{OffsetError, OffsetStore};
 
 use crate::database::{DbError, PgDatabase};
 
@@ -25,11 +27,7 @@ impl PgConsumerOffsets {
         Self { db, consumer: consumer.into() }
     }
 
-    /// The next offset to read of `topic`/`partition`, if one was stored.
-    ///
-    /// # Errors
-    /// [`DbError`].
-    pub async fn load(&self, topic: &str, partition: i32) -> Result<Option<i64>, DbError> {
+    async fn read(&self, topic: &str, partition: i32) -> Result<Option<i64>, DbError> {
         let mut connection = self.db.connection().await?;
         let rows: Vec<Offset> = diesel::sql_query(
             "SELECT next_offset FROM consumer_offsets WHERE consumer = $1 AND topic = $2 AND partition = $3",
@@ -42,11 +40,7 @@ impl PgConsumerOffsets {
         Ok(rows.into_iter().next().map(|r| r.next_offset))
     }
 
-    /// Records that everything before `next_offset` was applied. Never moves back.
-    ///
-    /// # Errors
-    /// [`DbError`].
-    pub async fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), DbError> {
+    async fn write(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), DbError> {
         let mut connection = self.db.connection().await?;
         diesel::sql_query(
             "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, $4) \
@@ -60,5 +54,17 @@ impl PgConsumerOffsets {
         .execute(&mut connection)
         .await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl OffsetStore for PgConsumerOffsets {
+    async fn load(&self, topic: &str, partition: i32) -> Result<Option<i64>, OffsetError> {
+        self.read(topic, partition).await.map_err(|e| OffsetError::Unavailable(e.to_string()))
+    }
+
+    /// Never moves back: the higher of the stored and the given offset stays.
+    async fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), OffsetError> {
+        self.write(topic, partition, next_offset).await.map_err(|e| OffsetError::Unavailable(e.to_string()))
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use streaming_core::domain::PlaybackEvent;
-use streaming_core::ports::{EventPublisher, PublishError};
+use streaming_core::ports::{EventPublisher, OutboxRecord, OutboxSink, PublishError, SinkError};
 
 use crate::database::{DbError, PgDatabase};
 
@@ -95,35 +95,37 @@ impl EventPublisher for PgOutbox {
 
 /// One outbox row waiting to be published.
 #[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
-pub struct OutboxRow {
+struct OutboxRow {
     /// Insertion order.
     #[diesel(sql_type = diesel::sql_types::BigInt)]
-    pub id: i64,
+    id: i64,
     /// The event's own id (the same on every redelivery).
     #[diesel(sql_type = SqlUuid)]
-    pub event_id: uuid::Uuid,
+    event_id: uuid::Uuid,
     /// The topic without the relay's prefix, e.g. `stream.start`.
     #[diesel(sql_type = Text)]
-    pub topic: String,
+    topic: String,
     /// The partition key (the user id).
     #[diesel(sql_type = Text)]
-    pub key: String,
+    key: String,
     /// The event's JSON.
     #[diesel(sql_type = Text)]
-    pub payload: String,
+    payload: String,
     /// When the row was written.
     #[diesel(sql_type = diesel::sql_types::Timestamptz)]
-    pub created_at: time::OffsetDateTime,
+    created_at: time::OffsetDateTime,
 }
 
-/// Where a relay sends outbox rows (Kafka in the service).
-#[async_trait]
-pub trait OutboxSink: Send + Sync {
-    /// Sends `rows` in order; returns once every one is acknowledged.
-    ///
-    /// # Errors
-    /// A printable reason; the rows stay unpublished and are sent again.
-    async fn send(&self, rows: &[OutboxRow]) -> Result<(), String>;
+impl OutboxRow {
+    fn record(&self) -> OutboxRecord {
+        OutboxRecord {
+            event_id: self.event_id,
+            topic: self.topic.clone(),
+            key: self.key.clone(),
+            payload: self.payload.clone(),
+            created_at: self.created_at,
+        }
+    }
 }
 
 /// What one relay round did.
@@ -143,7 +145,7 @@ pub enum RelayError {
     Database(#[from] DbError),
     /// The sink refused or could not be reached.
     #[error("sending outbox rows failed: {0}")]
-    Sink(String),
+    Sink(#[from] SinkError),
 }
 
 impl From<diesel::result::Error> for RelayError {
@@ -192,7 +194,8 @@ impl PgOutbox {
                 if rows.is_empty() {
                     return Ok(RelayOutcome::Relayed(0));
                 }
-                sink.send(&rows).await.map_err(RelayError::Sink)?;
+                let records: Vec<OutboxRecord> = rows.iter().map(OutboxRow::record).collect();
+                sink.send(&records).await?;
                 let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
                 diesel::sql_query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
                     .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(ids)

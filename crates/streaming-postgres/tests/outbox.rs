@@ -7,11 +7,11 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use streaming_core::contract::infra_var;
 use streaming_core::domain::{ManifestKind, PlaybackAction, PlaybackEvent, PositionSeconds, SessionId, StreamSession};
-use streaming_core::ports::{CloseOutcome, EventHandling, EventPublisher, SessionError, SessionStore};
-use streaming_postgres::testing::fresh_database_url;
-use streaming_postgres::{
-    OutboxRow, OutboxSink, PgConfig, PgDatabase, PgOutbox, PgSessionStore, RelayError, RelayOutcome, WriteBehindOutbox,
+use streaming_core::ports::{
+    CloseOutcome, EventHandling, EventPublisher, OutboxRecord, OutboxSink, SessionError, SessionStore, SinkError,
 };
+use streaming_postgres::testing::fresh_database_url;
+use streaming_postgres::{PgConfig, PgDatabase, PgOutbox, PgSessionStore, RelayError, RelayOutcome, WriteBehindOutbox};
 use time::OffsetDateTime;
 
 #[derive(diesel::QueryableByName, Debug, PartialEq)]
@@ -136,13 +136,13 @@ struct RecordingSink {
 
 #[async_trait::async_trait]
 impl OutboxSink for RecordingSink {
-    async fn send(&self, rows: &[OutboxRow]) -> Result<(), String> {
+    async fn send(&self, rows: &[OutboxRecord]) -> Result<(), SinkError> {
         if let Some(gate) = &self.gate {
             let _permit = gate.acquire().await.unwrap();
         }
         self.sent.lock().unwrap().push(rows.iter().map(|r| r.event_id).collect());
         if std::sync::atomic::AtomicBool::load(&self.failing, std::sync::atomic::Ordering::Relaxed) {
-            return Err("broker down".into());
+            return Err(SinkError::Unavailable("broker down".into()));
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use streaming_api::demo::DEMO_USER;
 use streaming_api::Settings;
 use streaming_core::contract::infra_var;
+use streaming_core::ports::OffsetStore as _;
 use streaming_kafka::testing::{create_topics, read_all, unique_prefix, BrokerEnv, OwnBroker, PLAYBACK_TOPICS};
 use streaming_kafka::{KafkaConfig, KafkaProducer, OutgoingRecord, UpstreamTopic};
 use streaming_postgres::testing::fresh_database_url;

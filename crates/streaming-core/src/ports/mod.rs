@@ -7,10 +7,12 @@
 mod audit;
 mod catalog;
 mod clock;
+mod consumer;
 mod event_gate;
 mod events;
 mod listing;
 mod object_store;
+mod outbox;
 mod progress;
 mod rate_limiter;
 mod sessions;
@@ -20,12 +22,14 @@ mod url_cache;
 pub use audit::{AuditError, AuditLog, AuditRecord};
 pub use catalog::{CatalogError, CatalogWriter, MediaCatalog};
 pub use clock::Clock;
+pub use consumer::{ApplyError, CatalogEventHandler, OffsetError, OffsetStore};
 pub use event_gate::{EventGate, EventGateError};
 pub use events::{EventPublisher, PublishError};
 pub use listing::{MediaCandidate, MediaListing};
 pub use object_store::{
     check_presign_expiry, ObjectInfo, ObjectStore, ObjectStoreError, PresignedUrl, MAX_PRESIGN_EXPIRY,
 };
+pub use outbox::{OutboxRecord, OutboxSink, SinkError};
 pub use progress::{ProgressError, ProgressStore, RecordOutcome};
 pub use rate_limiter::{RateDecision, RateLimitError, RateLimitPolicy, RateLimiter};
 pub use sessions::{CloseOutcome, EventHandling, SessionError, SessionStore};
@@ -35,7 +39,8 @@ pub use url_cache::{CacheError, CacheLookup, StreamCacheKey, UrlCache};
 #[cfg(any(test, feature = "mock"))]
 pub use {
     audit::MockAuditLog, catalog::MockCatalogWriter, catalog::MockMediaCatalog, clock::MockClock,
-    event_gate::MockEventGate, events::MockEventPublisher, listing::MockMediaListing, object_store::MockObjectStore,
+    consumer::MockCatalogEventHandler, consumer::MockOffsetStore, event_gate::MockEventGate,
+    events::MockEventPublisher, listing::MockMediaListing, object_store::MockObjectStore, outbox::MockOutboxSink,
     progress::MockProgressStore, rate_limiter::MockRateLimiter, sessions::MockSessionStore,
     subscriptions::MockSubscriptionDirectory, url_cache::MockUrlCache,
 };

@@ -3,6 +3,7 @@
 mod catalog;
 mod event_gate;
 mod objects;
+mod offsets;
 mod playback;
 mod rate_limiter;
 mod url_cache;
@@ -12,6 +13,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockW
 pub use catalog::MemoryCatalog;
 pub use event_gate::MemoryEventGate;
 pub use objects::MemoryObjectStore;
+pub use offsets::MemoryOffsetStore;
 pub use playback::{MemoryEventPublisher, MemoryProgressStore, MemorySessionStore, MemorySubscriptions};
 pub use rate_limiter::MemoryRateLimiter;
 pub use url_cache::MemoryUrlCache;

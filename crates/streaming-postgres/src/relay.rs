@@ -1,4 +1,5 @@
-//! The outbox relay: a task that moves outbox rows to Kafka, in order, with
+//! The outbox relay: a task that moves outbox rows to a sink (Kafka in the
+//! service), in order, with
 //! nothing lost. Each round is [`PgOutbox::relay_batch`]: one relay at a time
 //! holds the outbox, sends the oldest unpublished rows and marks them in the
 //! same transaction. While the broker is down the rounds fail and the task
@@ -7,49 +8,15 @@
 //! acknowledgement and the commit sends those rows again, with the same
 //! `event_id`s (at-least-once).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use streaming_core::ports::OutboxSink;
 use streaming_core::telemetry;
-use streaming_kafka::{KafkaProducer, OutgoingRecord};
-use streaming_postgres::{OutboxRow, OutboxSink, PgOutbox, RelayOutcome};
 use tokio::task::JoinHandle;
 use tracing::{info, warn, Instrument};
 
-/// Sends outbox rows as Kafka records (topic prefix added by the producer).
-struct KafkaSink(Arc<KafkaProducer>);
-
-#[async_trait]
-impl OutboxSink for KafkaSink {
-    async fn send(&self, rows: &[OutboxRow]) -> Result<(), String> {
-        let records = rows
-            .iter()
-            .map(|row| OutgoingRecord {
-                topic: row.topic.clone(),
-                key: row.key.clone(),
-                value: row.payload.clone().into_bytes(),
-                headers: vec![("event_id".to_owned(), row.event_id.hyphenated().to_string().into_bytes())],
-                timestamp: row.created_at,
-            })
-            .collect();
-        self.0
-            .send(records)
-            .instrument(tracing::debug_span!("events.send", records = rows.len()))
-            .await
-            .map_err(|e| e.to_string())
-    }
-}
-
-/// Counters of the relay (metrics).
-#[derive(Debug, Default)]
-pub struct RelayStats {
-    /// Rows sent and marked published.
-    pub relayed: AtomicU64,
-    /// Rounds that failed (broker or database), retried.
-    pub failed_rounds: AtomicU64,
-}
+use crate::outbox::{PgOutbox, RelayOutcome};
 
 /// How the relay runs.
 #[derive(Debug, Clone, Copy)]
@@ -63,13 +30,17 @@ pub struct RelaySettings {
 }
 
 /// The running relay.
-#[derive(Debug)]
-pub struct Relay {
+pub struct OutboxRelay {
     outbox: PgOutbox,
-    sink: Arc<KafkaProducer>,
+    sink: Arc<dyn OutboxSink>,
     settings: RelaySettings,
-    stats: Arc<RelayStats>,
     task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for OutboxRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxRelay").field("settings", &self.settings).finish_non_exhaustive()
+    }
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -88,25 +59,23 @@ async fn report_backlog(outbox: &PgOutbox) {
     }
 }
 
-impl Relay {
-    /// Starts the relay task.
-    pub fn start(outbox: PgOutbox, producer: Arc<KafkaProducer>, settings: RelaySettings) -> Self {
-        let stats = Arc::new(RelayStats::default());
-        let task = tokio::spawn(run(outbox.clone(), Arc::clone(&producer), settings, Arc::clone(&stats)));
-        Self { outbox, sink: producer, settings, stats, task }
+impl OutboxRelay {
+    /// Starts the relay task: `outbox`'s rows go to `sink`.
+    pub fn start(outbox: PgOutbox, sink: Arc<dyn OutboxSink>, settings: RelaySettings) -> Self {
+        let task = tokio::spawn(run(outbox.clone(), Arc::clone(&sink), settings));
+        Self { outbox, sink, settings, task }
     }
 
     /// Stops the task after relaying what is waiting, for at most `timeout`
     /// (graceful shutdown: progress drained into the outbox goes out too).
     pub async fn finish(self, timeout: Duration) {
         self.task.abort();
-        let sink = KafkaSink(self.sink);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            match self.outbox.relay_batch(self.settings.batch, &sink).await {
+            match self.outbox.relay_batch(self.settings.batch, &*self.sink).await {
                 Ok(RelayOutcome::Relayed(0)) => return,
                 Ok(RelayOutcome::Relayed(n)) => {
-                    self.stats.relayed.fetch_add(n as u64, Ordering::Relaxed);
+                    metrics::counter!(telemetry::EVENTS_PUBLISHED, "path" => "outbox").increment(n as u64);
                 }
                 Ok(RelayOutcome::Busy) | Err(_) => {}
             }
@@ -120,8 +89,7 @@ impl Relay {
     }
 }
 
-async fn run(outbox: PgOutbox, producer: Arc<KafkaProducer>, settings: RelaySettings, stats: Arc<RelayStats>) {
-    let sink = KafkaSink(producer);
+async fn run(outbox: PgOutbox, sink: Arc<dyn OutboxSink>, settings: RelaySettings) {
     let mut backoff = Duration::from_millis(100);
     let mut next_prune = tokio::time::Instant::now();
     let mut next_report = tokio::time::Instant::now();
@@ -131,9 +99,8 @@ async fn run(outbox: PgOutbox, producer: Arc<KafkaProducer>, settings: RelaySett
             report_backlog(&outbox).await;
         }
         let pause =
-            match outbox.relay_batch(settings.batch, &sink).instrument(tracing::debug_span!("outbox.relay")).await {
+            match outbox.relay_batch(settings.batch, &*sink).instrument(tracing::debug_span!("outbox.relay")).await {
                 Ok(RelayOutcome::Relayed(n)) => {
-                    stats.relayed.fetch_add(n as u64, Ordering::Relaxed);
                     metrics::counter!(telemetry::EVENTS_PUBLISHED, "path" => "outbox").increment(n as u64);
                     backoff = Duration::from_millis(100);
                     // A full batch: more may be waiting.
@@ -144,7 +111,6 @@ async fn run(outbox: PgOutbox, producer: Arc<KafkaProducer>, settings: RelaySett
                 }
                 Ok(RelayOutcome::Busy) => settings.poll_interval,
                 Err(error) => {
-                    stats.failed_rounds.fetch_add(1, Ordering::Relaxed);
                     warn!(%error, retry_in = ?backoff, "outbox relay round failed; rows kept");
                     let pause = backoff;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
