@@ -16,24 +16,22 @@ use crate::settings::AuthSettings;
 /// accepts until `now + ttl` (the demo banner and `streaming-api token`).
 ///
 /// # Errors
-/// A printable reason if the claims cannot be encoded.
+/// [`AuthError`] if the claims cannot be encoded.
 pub fn mint_token(
     auth: &AuthSettings,
     secret: &SecretString,
     subject: &str,
     ttl: Duration,
     now: OffsetDateTime,
-) -> Result<String, String> {
-    TokenSigner::hs256(secret)
-        .sign(&TokenClaims {
-            subject: subject.to_owned(),
-            expires_at: Some(now + ttl),
-            issuer: auth.issuer.clone(),
-            audience: auth.audience.clone(),
-            token_type: auth.token_type.clone(),
-            ..TokenClaims::default()
-        })
-        .map_err(|e| format!("token for {subject:?}: {e}"))
+) -> Result<String, AuthError> {
+    TokenSigner::hs256(secret).sign(&TokenClaims {
+        subject: subject.to_owned(),
+        expires_at: Some(now + ttl),
+        issuer: auth.issuer.clone(),
+        audience: auth.audience.clone(),
+        token_type: auth.token_type.clone(),
+        ..TokenClaims::default()
+    })
 }
 
 /// The verified caller of `req`.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use streaming_core::adapters::{CachedCatalog, MemoryCatalog};
 use streaming_core::domain::{Media, MediaId, UserId};
-use streaming_core::ports::{CatalogWriter, MediaCatalog, MediaListing};
+use streaming_core::ports::{CatalogError, CatalogWriter, MediaCatalog, MediaListing};
 use streaming_postgres::PgCatalog;
 
 /// The catalog the settings chose, with the writes the demo needs.
@@ -72,15 +72,15 @@ impl Catalog {
     /// Inserts or replaces a media item.
     ///
     /// # Errors
-    /// A printable reason.
-    pub async fn upsert(&self, media: Media) -> Result<(), String> {
+    /// [`CatalogError::Unavailable`] when the database cannot take it.
+    pub async fn upsert(&self, media: Media) -> Result<(), CatalogError> {
         match self {
             Self::Memory(memory) => {
                 memory.upsert(media);
                 Ok(())
             }
             Self::Postgres { db, cache } => {
-                db.upsert_media(&media).await.map_err(|e| e.to_string())?;
+                db.upsert_media(&media).await.map_err(|e| CatalogError::Unavailable(e.to_string()))?;
                 if let Some(cache) = cache {
                     cache.invalidate_media(&media.id);
                 }

@@ -56,24 +56,38 @@ fn userinfo(part: &str) -> String {
     out
 }
 
-fn truthy(name: &str, value: &str) -> Result<bool, String> {
+/// A cinema variable whose value cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct CinemaEnvError {
+    /// The variable.
+    pub variable: &'static str,
+    /// What is wrong with its value.
+    pub problem: String,
+}
+
+fn refused(variable: &'static str, problem: impl Into<String>) -> CinemaEnvError {
+    CinemaEnvError { variable, problem: problem.into() }
+}
+
+fn truthy(name: &'static str, value: &str) -> Result<bool, CinemaEnvError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" | "" => Ok(false),
-        other => Err(format!("{name}: {other:?} is not true or false")),
+        other => Err(refused(name, format!("{other:?} is not true or false"))),
     }
 }
 
-fn whole(name: &str, value: &str) -> Result<u64, String> {
-    value.trim().parse().map_err(|_| format!("{name}: {value:?} is not a whole number"))
+fn whole(name: &'static str, value: &str) -> Result<u64, CinemaEnvError> {
+    value.trim().parse().map_err(|_| refused(name, format!("{value:?} is not a whole number")))
 }
 
 /// Our settings (`section.key` → value) that the cinema variables in `env`
 /// stand for. Empty when none is set.
 ///
 /// # Errors
-/// A message naming the variable whose value cannot be used.
-pub fn settings(env: &HashMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+/// [`CinemaEnvError`] naming the variable whose value cannot be used.
+pub fn settings(env: &HashMap<String, String>) -> Result<BTreeMap<String, String>, CinemaEnvError> {
     let get = |name: &str| env.get(name).map(String::as_str).filter(|v| !v.trim().is_empty());
     let mut out = BTreeMap::new();
     if !VARIABLES.iter().any(|name| get(name).is_some()) {
@@ -108,7 +122,7 @@ pub fn settings(env: &HashMap<String, String>) -> Result<BTreeMap<String, String
     }
     if let Some(prefix) = get("API_V1_PREFIX") {
         if prefix.trim_end_matches('/') != "/api/v1" {
-            return Err(format!("API_V1_PREFIX: only /api/v1 is served, not {prefix:?}"));
+            return Err(refused("API_V1_PREFIX", format!("only /api/v1 is served, not {prefix:?}")));
         }
     }
 
@@ -169,7 +183,10 @@ pub fn settings(env: &HashMap<String, String>) -> Result<BTreeMap<String, String
     if let Some(prefix) = get("KAFKA_TOPIC_PREFIX") {
         // The cinema's topics are `{prefix}.start`; ours `{topic_prefix}stream.start`.
         let ours = prefix.strip_suffix("stream").ok_or_else(|| {
-            format!("KAFKA_TOPIC_PREFIX: topics are named …stream.start here, so it must end with \"stream\", not {prefix:?}")
+            refused(
+                "KAFKA_TOPIC_PREFIX",
+                format!("topics are named …stream.start here, so it must end with \"stream\", not {prefix:?}"),
+            )
         })?;
         set("kafka.topic_prefix", ours.to_owned());
     }
@@ -183,7 +200,7 @@ pub fn settings(env: &HashMap<String, String>) -> Result<BTreeMap<String, String
             .parse()
             .ok()
             .filter(|s: &f64| s.is_finite() && *s > 0.0)
-            .ok_or_else(|| format!("USER_SERVICE_TIMEOUT: {timeout:?} is not a number of seconds"))?;
+            .ok_or_else(|| refused("USER_SERVICE_TIMEOUT", format!("{timeout:?} is not a number of seconds")))?;
         set("users.timeout_ms", ((seconds * 1000.0).round() as u64).max(1).to_string());
     }
 
@@ -196,7 +213,7 @@ pub fn settings(env: &HashMap<String, String>) -> Result<BTreeMap<String, String
     }
     if let Some(algorithm) = get("JWT_ALGORITHM") {
         if !algorithm.trim().eq_ignore_ascii_case("HS256") {
-            return Err(format!("JWT_ALGORITHM: only HS256 goes with JWT_SECRET_KEY, not {algorithm:?}"));
+            return Err(refused("JWT_ALGORITHM", format!("only HS256 goes with JWT_SECRET_KEY, not {algorithm:?}")));
         }
         set("auth.algorithms", "HS256".into());
     }
@@ -304,7 +321,7 @@ mod tests {
             (env(&[("POSTGRES_HOST", "db"), ("POSTGRES_PORT", "")]), ""),
         ] {
             match settings(&vars) {
-                Err(error) => assert!(!said.is_empty() && error.contains(said), "{vars:?}: {error}"),
+                Err(error) => assert!(!said.is_empty() && error.to_string().contains(said), "{vars:?}: {error}"),
                 // An empty variable counts as unset.
                 Ok(mapped) => assert!(said.is_empty() && mapped["postgres.url"].ends_with("@db:5432/postgres")),
             }

@@ -18,6 +18,42 @@ token prints one token per SUBJECT (a user id) signed with auth.secret, valid N 
 Settings come from built-in defaults, then FILE (or $STREAMING_CONFIG), then\n\
 STREAMING__SECTION__KEY environment variables.";
 
+/// Why a command did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The arguments are not understood (or help was asked for): the usage text.
+    #[error("{0}")]
+    Usage(String),
+    /// The settings cannot be loaded.
+    #[error(transparent)]
+    Settings(#[from] crate::settings::SettingsError),
+    /// Logging could not be set up.
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
+    /// The service could not start.
+    #[error(transparent)]
+    Startup(#[from] crate::StartupError),
+    /// The service stopped abnormally.
+    #[error("the service stopped: {0}")]
+    Stopped(std::io::Error),
+    /// A one-shot command failed.
+    #[error("{command}: {problem}")]
+    Failed {
+        /// The command (`migrate`, `healthcheck`, …).
+        command: &'static str,
+        /// What went wrong.
+        problem: String,
+    },
+}
+
+fn failed(command: &'static str) -> impl FnOnce(String) -> CliError {
+    move |problem| CliError::Failed { command, problem }
+}
+
+fn usage(problem: impl std::fmt::Display) -> CliError {
+    CliError::Usage(format!("{problem}\n\n{USAGE}"))
+}
+
 enum Command {
     Serve,
     Migrate,
@@ -29,8 +65,9 @@ enum Command {
 /// Runs the command line.
 ///
 /// # Errors
-/// A printable reason the service could not start or stopped abnormally.
-pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
+/// [`CliError`]: why the service could not start or stopped abnormally, or
+/// the command failed.
+pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), CliError> {
     let mut config: Option<PathBuf> = std::env::var_os("STREAMING_CONFIG").map(PathBuf::from);
     let mut args = args.into_iter().skip(1);
     let mut command = Command::Serve;
@@ -42,28 +79,32 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), String> {
             "seed-demo" => command = Command::SeedDemo,
             "healthcheck" => command = Command::Healthcheck,
             "token" => command = Command::Token(Vec::new()),
-            "--config" => config = Some(args.next().ok_or("--config needs a file")?.into()),
+            "--config" => config = Some(args.next().ok_or_else(|| usage("--config needs a file"))?.into()),
             "--ttl-seconds" => {
-                let value = args.next().ok_or("--ttl-seconds needs a number")?;
-                ttl_seconds = value.parse().map_err(|_| format!("--ttl-seconds: {value:?} is not a number"))?;
+                let value = args.next().ok_or_else(|| usage("--ttl-seconds needs a number"))?;
+                ttl_seconds = value.parse().map_err(|_| usage(format!("--ttl-seconds: {value:?} is not a number")))?;
             }
-            "-h" | "--help" => return Err(USAGE.into()),
+            "-h" | "--help" => return Err(CliError::Usage(USAGE.into())),
             subject if !subject.starts_with('-') && matches!(command, Command::Token(_)) => {
                 if let Command::Token(subjects) = &mut command {
                     subjects.push(subject.to_owned());
                 }
             }
-            other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
+            other => return Err(usage(format!("unknown argument {other:?}"))),
         }
     }
-    let settings = Settings::load(config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.log.filter))
-        .map_err(|e| format!("log.filter: {e}"))?;
+    let settings = Settings::load(config.as_deref(), std::env::vars())?;
+    let filter =
+        EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&settings.log.filter)).map_err(|e| {
+            crate::telemetry::TelemetryError::Setting(crate::settings::InvalidSetting {
+                key: "log.filter",
+                problem: e.to_string(),
+            })
+        })?;
     // Lines go to stdout in batches, at least every 50 ms.
-    let lines = BatchedWriter::start(std::io::stdout(), Duration::from_millis(50))?;
-    let telemetry = crate::telemetry::install_logging(&settings.log, &settings.otlp, filter, lines.clone())
-        .map_err(|e| format!("logging: {e}"))?;
+    let lines = BatchedWriter::start(std::io::stdout(), Duration::from_millis(50))
+        .map_err(|e| CliError::Failed { command: "serve", problem: format!("log writer thread: {e}") })?;
+    let telemetry = crate::telemetry::install_logging(&settings.log, &settings.otlp, filter, lines.clone())?;
     let outcome = run_command(command, settings, ttl_seconds, &lines).await;
     // Buffered spans go out before the process ends (the exporter blocks).
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
@@ -76,7 +117,7 @@ async fn run_command(
     settings: Settings,
     ttl_seconds: u64,
     lines: &BatchedWriter<std::io::Stdout>,
-) -> Result<(), String> {
+) -> Result<(), CliError> {
     match command {
         Command::Serve => {}
         Command::Migrate => return run_migrations(&settings).await,
@@ -85,7 +126,7 @@ async fn run_command(
         Command::Token(subjects) => return print_tokens(&settings, &subjects, Duration::from_secs(ttl_seconds)),
     }
 
-    let app = Application::build(settings).await.map_err(|e| e.to_string())?;
+    let app = Application::build(settings).await?;
     tracing::info!(base_url = app.base_url(), "streaming service listening");
     if app.has_ephemeral_secret() {
         tracing::warn!("auth.secret is not set: a random secret was generated; only the printed demo token works");
@@ -95,7 +136,7 @@ async fn run_command(
         lines.flush();
         print_demo_banner(app.base_url(), demo);
     }
-    app.run_until_stopped().await.map_err(|e| e.to_string())
+    app.run_until_stopped().await.map_err(CliError::Stopped)
 }
 
 // The banner is the embedded mode's user interface, written straight to the
@@ -129,25 +170,29 @@ fn print_demo_banner(base_url: &str, demo: &DemoInfo) {
 /// serving, on a port of its own choosing, and dropped; no token is printed
 /// (`streaming-api token` makes one).
 #[allow(clippy::print_stdout)] // the command's answer
-async fn seed_demo(mut settings: Settings) -> Result<(), String> {
+async fn seed_demo(mut settings: Settings) -> Result<(), CliError> {
     settings.server.port = 0;
     settings.admin.port = 0;
     let overrides = crate::PortOverrides { demo: true, ..Default::default() };
-    let app = Application::build_with(settings, overrides).await.map_err(|e| e.to_string())?;
-    let demo = app.demo().ok_or("the demo media were not written")?;
+    let app = Application::build_with(settings, overrides).await?;
+    let demo = app.demo().ok_or_else(|| failed("seed-demo")("the demo media were not written".into()))?;
     println!("demo media written: user {}, movie {}, {} tracks", demo.user, demo.movie, demo.tracks.len());
     Ok(())
 }
 
 /// `streaming-api migrate`: applies the pending migrations to `postgres.url`.
 #[allow(clippy::print_stdout)] // the command's answer
-async fn run_migrations(settings: &Settings) -> Result<(), String> {
+async fn run_migrations(settings: &Settings) -> Result<(), CliError> {
     use secrecy::ExposeSecret;
-    let url = settings.postgres.url.as_ref().ok_or("migrate needs postgres.url (STREAMING__POSTGRES__URL)")?;
+    let url = settings
+        .postgres
+        .url
+        .as_ref()
+        .ok_or_else(|| failed("migrate")("needs postgres.url (STREAMING__POSTGRES__URL)".into()))?;
     let db = streaming_postgres::PgDatabase::connect(&streaming_postgres::PgConfig::new(url.expose_secret()))
         .await
-        .map_err(|e| e.to_string())?;
-    let applied = db.migrate().await.map_err(|e| e.to_string())?;
+        .map_err(|e| failed("migrate")(e.to_string()))?;
+    let applied = db.migrate().await.map_err(|e| failed("migrate")(e.to_string()))?;
     println!("{applied} migration(s) applied; the schema is current");
     Ok(())
 }
@@ -156,7 +201,7 @@ async fn run_migrations(settings: &Settings) -> Result<(), String> {
 /// (the loopback address when the service binds every interface), 3 s at
 /// most. For container health checks in images without a shell or curl.
 #[allow(clippy::print_stdout)] // the command's answer
-async fn healthcheck(settings: &Settings) -> Result<(), String> {
+async fn healthcheck(settings: &Settings) -> Result<(), CliError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = match settings.server.host.as_str() {
         "0.0.0.0" | "" => "127.0.0.1",
@@ -180,33 +225,40 @@ async fn healthcheck(settings: &Settings) -> Result<(), String> {
     };
     let head = tokio::time::timeout(Duration::from_secs(3), ask)
         .await
-        .map_err(|_| format!("healthcheck: no answer from {host}:{} within 3 s", settings.server.port))?
-        .map_err(|e| format!("healthcheck: {host}:{}: {e}", settings.server.port))?;
+        .map_err(|_| failed("healthcheck")(format!("no answer from {host}:{} within 3 s", settings.server.port)))?
+        .map_err(|e| failed("healthcheck")(format!("{host}:{}: {e}", settings.server.port)))?;
     let status_line = String::from_utf8_lossy(head.split(|b| *b == b'\n').next().unwrap_or_default());
     if status_line.split_whitespace().nth(1) == Some("200") {
         println!("healthy");
         Ok(())
     } else {
-        Err(format!("healthcheck: /healthz answered {:?}", status_line.trim()))
+        Err(failed("healthcheck")(format!("/healthz answered {:?}", status_line.trim())))
     }
 }
 
 /// `streaming-api token SUBJECT...`: one token per line, for load tests,
 /// scripts and local development against a service with the same settings.
 #[allow(clippy::print_stdout)] // the command's answer
-fn print_tokens(settings: &Settings, subjects: &[String], ttl: Duration) -> Result<(), String> {
-    let secret = settings.auth.secret.as_ref().ok_or("token needs auth.secret (STREAMING__AUTH__SECRET)")?;
+fn print_tokens(settings: &Settings, subjects: &[String], ttl: Duration) -> Result<(), CliError> {
+    let secret = settings
+        .auth
+        .secret
+        .as_ref()
+        .ok_or_else(|| failed("token")("needs auth.secret (STREAMING__AUTH__SECRET)".into()))?;
     if subjects.is_empty() {
-        return Err(format!("token needs at least one SUBJECT\n\n{USAGE}"));
+        return Err(usage("token needs at least one SUBJECT"));
     }
     for subject in subjects {
         streaming_core::domain::UserId::try_from(subject.as_str())
-            .map_err(|e| format!("subject {subject:?} is not a user id: {e}"))?;
+            .map_err(|e| failed("token")(format!("subject {subject:?} is not a user id: {e}")))?;
     }
     let now = time::OffsetDateTime::now_utc();
     let mut out = String::with_capacity(subjects.len() * 256);
     for subject in subjects {
-        out.push_str(&crate::auth::mint_token(&settings.auth, secret, subject, ttl, now)?);
+        out.push_str(
+            &crate::auth::mint_token(&settings.auth, secret, subject, ttl, now)
+                .map_err(|e| failed("token")(format!("token for {subject:?}: {e}")))?,
+        );
         out.push('\n');
     }
     print!("{out}");

@@ -12,15 +12,16 @@ use serde::Deserialize;
 /// The dotted path of every leaf key of `T` (`server.port`, `storage.s3.bucket`, …), in declaration order.
 ///
 /// # Errors
-/// A message if `T`'s `Deserialize` refuses a neutral value.
-pub fn keys_of<'de, T: Deserialize<'de>>() -> Result<Vec<String>, String> {
+/// [`Error`] if `T`'s `Deserialize` refuses a neutral value.
+pub fn keys_of<'de, T: Deserialize<'de>>() -> Result<Vec<String>, Error> {
     let mut keys = Vec::new();
-    T::deserialize(Recorder { path: String::new(), keys: &mut keys }).map_err(|e| e.to_string())?;
+    T::deserialize(Recorder { path: String::new(), keys: &mut keys })?;
     Ok(keys)
 }
 
+/// A settings type could not be walked: its `Deserialize` refused a neutral value.
 #[derive(Debug)]
-struct Error(String);
+pub struct Error(String);
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

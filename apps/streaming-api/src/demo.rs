@@ -6,9 +6,10 @@ use std::f64::consts::TAU;
 use crate::catalog::Catalog;
 use crate::storage::Storage;
 use streaming_core::domain::{
-    Media, MediaId, MediaKind, MediaStatus, ObjectKey, Plan, PlanFeatures, Subscription, SubscriptionStatus, UserId,
-    Visibility,
+    InvalidId, InvalidObjectKey, Media, MediaId, MediaKind, MediaStatus, ObjectKey, Plan, PlanFeatures, Subscription,
+    SubscriptionStatus, UserId, Visibility,
 };
+use streaming_core::ports::{CatalogError, ObjectStoreError};
 
 /// The demo user's id.
 pub const DEMO_USER: &str = "01JG0DEM0VSER00000000000A1";
@@ -65,36 +66,49 @@ const MOVIE_FILES: &[(&str, &[u8])] = &[
     ("chunk-1-003.m4s", include_bytes!("../demo/movie/chunk-1-003.m4s")),
 ];
 
+/// Why the demo media could not be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DemoError {
+    /// A built-in id or key is not valid (a bug).
+    #[error("a built-in demo id: {0}")]
+    Id(#[from] InvalidId),
+    /// A built-in object key is not valid (a bug).
+    #[error("a built-in demo key: {0}")]
+    Key(#[from] InvalidObjectKey),
+    /// An object could not be written.
+    #[error("writing demo media: {0}")]
+    Objects(#[from] ObjectStoreError),
+    /// The catalog refused the media.
+    #[error("registering demo media: {0}")]
+    Catalog(#[from] CatalogError),
+}
+
 /// Writes the demo movie's files and registers them twice: as the
 /// subscriber-only demo movie and as the public demo trailer.
 ///
 /// # Errors
-/// An I/O error if the files cannot be written.
-pub async fn seed_movie(catalog: &Catalog, store: &Storage) -> Result<MediaId, String> {
-    let id = MediaId::parse_uuid(DEMO_MOVIE).map_err(|e| e.to_string())?;
+/// [`DemoError`] if the files cannot be written or the media registered.
+pub async fn seed_movie(catalog: &Catalog, store: &Storage) -> Result<MediaId, DemoError> {
+    let id = MediaId::parse_uuid(DEMO_MOVIE)?;
     let root = format!("movies/{DEMO_MOVIE}");
     for (name, bytes) in MOVIE_FILES {
-        let key = ObjectKey::try_from(format!("{root}/{name}")).map_err(|e| e.to_string())?;
+        let key = ObjectKey::try_from(format!("{root}/{name}"))?;
         let content_type = streaming_localfs::content_type_of(name);
-        store.put(&key, bytes, content_type).await.map_err(|e| format!("writing demo movie: {e}"))?;
+        store.put(&key, bytes, content_type).await?;
     }
     let movie = Media {
         id: id.clone(),
         kind: MediaKind::Movie,
         owner: None,
         status: MediaStatus::Ready,
-        object_key: ObjectKey::try_from(root).map_err(|e| e.to_string())?,
+        object_key: ObjectKey::try_from(root)?,
         content_type: "application/vnd.apple.mpegurl".into(),
         size_bytes: MOVIE_FILES.iter().map(|(_, b)| b.len() as u64).sum(),
         duration_seconds: Some(6.0),
         visibility: Visibility::Subscribers,
         required_features: PlanFeatures::default(),
     };
-    let trailer = Media {
-        id: MediaId::parse_uuid(DEMO_TRAILER).map_err(|e| e.to_string())?,
-        visibility: Visibility::Public,
-        ..movie.clone()
-    };
+    let trailer = Media { id: MediaId::parse_uuid(DEMO_TRAILER)?, visibility: Visibility::Public, ..movie.clone() };
     catalog.upsert(movie).await?;
     catalog.upsert(trailer).await?;
     Ok(id)
@@ -144,16 +158,16 @@ const SPECS: [Spec; 3] = [
 /// Writes the demo objects (if missing) and registers the demo media.
 ///
 /// # Errors
-/// An I/O error if the objects cannot be written, or an invalid built-in id.
-pub async fn seed(catalog: &Catalog, store: &Storage) -> Result<(UserId, Vec<DemoTrack>), String> {
-    let user = UserId::try_from(DEMO_USER).map_err(|e| e.to_string())?;
+/// [`DemoError`] if the objects cannot be written or the media registered.
+pub async fn seed(catalog: &Catalog, store: &Storage) -> Result<(UserId, Vec<DemoTrack>), DemoError> {
+    let user = UserId::try_from(DEMO_USER)?;
     let mut tracks = Vec::new();
     for spec in &SPECS {
-        let id = MediaId::parse_ulid(spec.id).map_err(|e| e.to_string())?;
-        let key = ObjectKey::try_from(format!("tracks/{}.wav", spec.id)).map_err(|e| e.to_string())?;
+        let id = MediaId::parse_ulid(spec.id)?;
+        let key = ObjectKey::try_from(format!("tracks/{}.wav", spec.id))?;
         let wav = tone_wav(spec.frequency, spec.seconds);
         if store.port().head(&key).await.is_err() {
-            store.put(&key, &wav, "audio/wav").await.map_err(|e| format!("writing demo media: {e}"))?;
+            store.put(&key, &wav, "audio/wav").await?;
         }
         catalog
             .upsert(Media {

@@ -59,17 +59,14 @@ impl<W: Write + Send + 'static> BatchedWriter<W> {
     ///
     /// # Errors
     /// When that thread cannot be started.
-    pub fn start(output: W, interval: Duration) -> Result<Self, String> {
+    pub fn start(output: W, interval: Duration) -> std::io::Result<Self> {
         let shared = Arc::new(Shared { pending: Mutex::new(Vec::with_capacity(FLUSH_AT)), output: Mutex::new(output) });
         let weak: Weak<Shared<W>> = Arc::downgrade(&shared);
-        std::thread::Builder::new()
-            .name("log-writer".into())
-            .spawn(move || loop {
-                std::thread::sleep(interval);
-                let Some(shared) = weak.upgrade() else { break };
-                shared.write_out(locked(&shared.pending));
-            })
-            .map_err(|e| format!("log writer thread: {e}"))?;
+        std::thread::Builder::new().name("log-writer".into()).spawn(move || loop {
+            std::thread::sleep(interval);
+            let Some(shared) = weak.upgrade() else { break };
+            shared.write_out(locked(&shared.pending));
+        })?;
         Ok(Self { shared })
     }
 

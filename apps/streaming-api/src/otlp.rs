@@ -15,6 +15,7 @@ use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::settings::OtlpSettings;
+use crate::telemetry::TelemetryError;
 
 /// Whether spans are being exported (the request middleware then joins them
 /// to the caller's trace and reports the exported ids).
@@ -43,7 +44,7 @@ impl Exporter {
 ///
 /// # Errors
 /// A bad endpoint or ratio, or an exporter that cannot be built.
-pub fn exporter(settings: &OtlpSettings) -> Result<Option<Exporter>, String> {
+pub fn exporter(settings: &OtlpSettings) -> Result<Option<Exporter>, TelemetryError> {
     let Some(url) = settings.traces_url()? else {
         return Ok(None);
     };
@@ -57,8 +58,8 @@ pub fn exporter(settings: &OtlpSettings) -> Result<Option<Exporter>, String> {
             .with_endpoint(url)
             .with_timeout(Duration::from_secs(5))
             .build()
-            .map_err(|e| format!("otlp exporter: {e}"))?;
-        Ok::<_, String>(
+            .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+        Ok::<_, TelemetryError>(
             SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
                 .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio))))
@@ -67,7 +68,7 @@ pub fn exporter(settings: &OtlpSettings) -> Result<Option<Exporter>, String> {
         )
     })
     .join()
-    .map_err(|_| "otlp exporter: the builder thread panicked".to_owned())??;
+    .map_err(|_| TelemetryError::Exporter("the builder thread panicked".into()))??;
     Ok(Some(Exporter(built)))
 }
 

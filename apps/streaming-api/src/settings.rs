@@ -714,22 +714,33 @@ impl Default for OtlpSettings {
     }
 }
 
+/// A setting whose value cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct InvalidSetting {
+    /// The setting's dotted key (`otlp.endpoint`).
+    pub key: &'static str,
+    /// What is wrong with its value.
+    pub problem: String,
+}
+
 impl OtlpSettings {
     /// Where spans are posted: `endpoint` with `/v1/traces` appended unless present.
     ///
     /// # Errors
-    /// A message naming the key when the endpoint is not an http(s) URL or
-    /// the ratio is outside 0..=1.
-    pub fn traces_url(&self) -> Result<Option<String>, String> {
+    /// [`InvalidSetting`] when the endpoint is not an http(s) URL or the
+    /// ratio is outside 0..=1.
+    pub fn traces_url(&self) -> Result<Option<String>, InvalidSetting> {
         if !(0.0..=1.0).contains(&self.sample_ratio) {
-            return Err(format!("otlp.sample_ratio must be within 0 and 1, not {}", self.sample_ratio));
+            let problem = format!("must be within 0 and 1, not {}", self.sample_ratio);
+            return Err(InvalidSetting { key: "otlp.sample_ratio", problem });
         }
         let Some(endpoint) = self.endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()) else {
             return Ok(None);
         };
         let scheme_ok = ["http://", "https://"].iter().any(|s| endpoint.starts_with(s) && endpoint.len() > s.len());
         if !scheme_ok || endpoint.contains(char::is_whitespace) {
-            return Err("otlp.endpoint must be an http:// or https:// URL".into());
+            return Err(InvalidSetting { key: "otlp.endpoint", problem: "must be an http:// or https:// URL".into() });
         }
         let base = endpoint.trim_end_matches('/');
         Ok(Some(if base.ends_with("/v1/traces") { base.to_owned() } else { format!("{base}/v1/traces") }))
@@ -923,7 +934,7 @@ mod tests {
             assert!(otlp(bad, 1.0).traces_url().is_err(), "{bad}");
         }
         for ratio in [-0.1, 1.5, f64::NAN] {
-            assert!(otlp("http://c", ratio).traces_url().unwrap_err().contains("sample_ratio"));
+            assert!(otlp("http://c", ratio).traces_url().unwrap_err().key == "otlp.sample_ratio");
         }
     }
 

@@ -67,6 +67,9 @@ pub enum StartupError {
     /// The database is unreachable or its schema is not current.
     #[error("database: {0}")]
     Database(String),
+    /// The demo media could not be written (demo mode).
+    #[error(transparent)]
+    Demo(#[from] crate::demo::DemoError),
 }
 
 /// Ports an embedder (or a test) supplies instead of the configured ones.
@@ -351,8 +354,8 @@ impl Application {
         sweep_idle_sessions(&playback);
 
         let demo = if demo_mode {
-            let (user, tracks) = demo::seed(&owned_catalog, &storage).await.map_err(StartupError::Storage)?;
-            let movie = demo::seed_movie(&owned_catalog, &storage).await.map_err(StartupError::Storage)?;
+            let (user, tracks) = demo::seed(&owned_catalog, &storage).await?;
+            let movie = demo::seed_movie(&owned_catalog, &storage).await?;
             memory_subscriptions.set(&user, Some(demo::demo_subscription()));
             // Only an HS256 token can be minted here; with RS256/ES256 the issuer mints them.
             let token = match &auth_secret {

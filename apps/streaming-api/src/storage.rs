@@ -6,7 +6,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use streaming_core::circuit_breaker::BreakerState;
 use streaming_core::domain::ObjectKey;
-use streaming_core::ports::ObjectStore;
+use streaming_core::ports::{ObjectStore, ObjectStoreError};
 use streaming_core::url_signing::UrlSigner;
 use streaming_localfs::LocalObjectStore;
 use streaming_s3::{S3Config, S3Credentials, S3ObjectStore};
@@ -103,11 +103,11 @@ impl Storage {
     /// Writes an object (demo media).
     ///
     /// # Errors
-    /// A printable reason.
-    pub async fn put(&self, key: &ObjectKey, bytes: &[u8], content_type: &str) -> Result<(), String> {
+    /// [`ObjectStoreError::Unavailable`] when the store cannot take it.
+    pub async fn put(&self, key: &ObjectKey, bytes: &[u8], content_type: &str) -> Result<(), ObjectStoreError> {
         match self {
-            Self::Local(local) => local.put(key, bytes).await.map_err(|e| e.to_string()),
-            Self::S3(s3) => s3.put(key, bytes.to_vec(), content_type).await.map_err(|e| e.to_string()),
+            Self::Local(local) => local.put(key, bytes).await.map_err(|e| ObjectStoreError::Unavailable(e.to_string())),
+            Self::S3(s3) => s3.put(key, bytes.to_vec(), content_type).await,
         }
     }
 }

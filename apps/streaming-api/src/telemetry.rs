@@ -380,7 +380,7 @@ pub fn install_logging<W>(
     otlp: &crate::settings::OtlpSettings,
     filter: tracing_subscriber::EnvFilter,
     writer: W,
-) -> Result<Telemetry, String>
+) -> Result<Telemetry, TelemetryError>
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -405,8 +405,8 @@ where
         let exporter = crate::otlp::exporter(otlp)?;
         let spans = match &exporter {
             Some(exporter) => {
-                let filter =
-                    tracing_subscriber::EnvFilter::try_new(&otlp.filter).map_err(|e| format!("otlp.filter: {e}"))?;
+                let filter = tracing_subscriber::EnvFilter::try_new(&otlp.filter)
+                    .map_err(|e| crate::settings::InvalidSetting { key: "otlp.filter", problem: e.to_string() })?;
                 Some(crate::otlp::layer(exporter).with_filter(capped(filter)))
             }
             None => None,
@@ -416,16 +416,32 @@ where
     #[cfg(not(feature = "otlp"))]
     let telemetry = match otlp.traces_url()? {
         Some(_) => {
-            return Err(
-                "otlp.endpoint is set, but this build has no trace export (build with the `otlp` feature)".into()
-            )
+            return Err(TelemetryError::Setting(crate::settings::InvalidSetting {
+                key: "otlp.endpoint",
+                problem: "set, but this build has no trace export (build with the `otlp` feature)".into(),
+            }))
         }
         None => Telemetry::default(),
     };
 
     // Also routes the `log` facade's records into the subscriber.
-    tracing_subscriber::util::SubscriberInitExt::try_init(registry).map_err(|e| e.to_string())?;
+    tracing_subscriber::util::SubscriberInitExt::try_init(registry)
+        .map_err(|e| TelemetryError::AlreadyInstalled(e.to_string()))?;
     Ok(telemetry)
+}
+
+/// Why logging or trace export could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// A setting of logging or trace export cannot be used.
+    #[error(transparent)]
+    Setting(#[from] crate::settings::InvalidSetting),
+    /// The trace exporter could not be built.
+    #[error("otlp exporter: {0}")]
+    Exporter(String),
+    /// A subscriber is installed already in this process.
+    #[error("logging is installed already: {0}")]
+    AlreadyInstalled(String),
 }
 
 /// Counts a request refused by rate-limit policy `policy`.

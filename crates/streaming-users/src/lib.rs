@@ -234,13 +234,37 @@ struct PlanWire {
     supports_4k: bool,
 }
 
+/// What is wrong with a user service's subscription body (it names a
+/// field, never a value: the body is about a user).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSubscription {
+    /// The body is not JSON.
+    #[error("not JSON")]
+    NotJson,
+    /// The body (or its `subscription`) is not a JSON object.
+    #[error("not a JSON object")]
+    NotAnObject,
+    /// A field has the wrong type.
+    #[error("fields of the wrong type")]
+    WrongTypes,
+    /// `end_date` is not a date-time.
+    #[error("end_date is not an RFC 3339 or ISO 8601 date-time")]
+    EndDate,
+    /// `status` is not one of the known statuses.
+    #[error("status is not a subscription status")]
+    UnknownStatus,
+    /// Neither `status` nor `is_active` says whether it is active.
+    #[error("neither status nor is_active")]
+    NoStatus,
+}
+
 /// The subscription in a `200` body of either shape; `Ok(None)` for an
 /// explicit `null` subscription.
 ///
 /// # Errors
-/// What is wrong with the body (a field name, never its value).
-pub fn parse(body: &[u8], default_plan: Plan) -> Result<Option<Subscription>, String> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| "not JSON".to_owned())?;
+/// [`InvalidSubscription`] says what is wrong with the body.
+pub fn parse(body: &[u8], default_plan: Plan) -> Result<Option<Subscription>, InvalidSubscription> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| InvalidSubscription::NotJson)?;
     // Some services wrap the answer: {"subscription": {...}} or {"subscription": null}.
     let value = match value.get("subscription") {
         Some(serde_json::Value::Null) => return Ok(None),
@@ -248,29 +272,26 @@ pub fn parse(body: &[u8], default_plan: Plan) -> Result<Option<Subscription>, St
         None => value,
     };
     if !value.is_object() {
-        return Err("not a JSON object".into());
+        return Err(InvalidSubscription::NotAnObject);
     }
-    let wire: Wire = serde_json::from_value(value).map_err(|_| "fields of the wrong type".to_owned())?;
+    let wire: Wire = serde_json::from_value(value).map_err(|_| InvalidSubscription::WrongTypes)?;
     let plan = match wire.plan {
         Some(p) => Plan { max_devices: Some(p.max_devices), supports_hd: p.supports_hd, supports_4k: p.supports_4k },
         None => default_plan,
     };
-    let end_date = wire
-        .end_date
-        .as_deref()
-        .map(|d| parse_instant(d).ok_or_else(|| "end_date is not an RFC 3339 or ISO 8601 date-time".to_owned()))
-        .transpose()?;
+    let end_date =
+        wire.end_date.as_deref().map(|d| parse_instant(d).ok_or(InvalidSubscription::EndDate)).transpose()?;
     let status = match (wire.status.as_deref(), wire.is_active) {
         (Some(status), _) => match status.to_ascii_lowercase().as_str() {
             "active" => SubscriptionStatus::Active,
             "cancelled" | "canceled" => SubscriptionStatus::Cancelled,
             "expired" => SubscriptionStatus::Expired,
             "pending" => SubscriptionStatus::Pending,
-            _ => return Err("status is not a subscription status".into()),
+            _ => return Err(InvalidSubscription::UnknownStatus),
         },
         (None, Some(true)) => SubscriptionStatus::Active,
         (None, Some(false)) => SubscriptionStatus::Expired,
-        (None, None) => return Err("neither status nor is_active".into()),
+        (None, None) => return Err(InvalidSubscription::NoStatus),
     };
     Ok(Some(Subscription { status, end_date, plan }))
 }
