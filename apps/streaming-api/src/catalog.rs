@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use streaming_core::adapters::{CachedCatalog, MemoryCatalog};
-use streaming_core::domain::{Media, MediaId, UserId};
-use streaming_core::ports::{CatalogError, CatalogWriter, MediaCatalog, MediaListing};
+use streaming_core::domain::Media;
+use streaming_core::ports::{CatalogCache, CatalogError, CatalogWriter, MediaCatalog, MediaListing};
 use streaming_postgres::PgCatalog;
 
 /// The catalog the settings chose, with the writes the demo needs.
@@ -48,24 +48,18 @@ impl Catalog {
     }
 
     /// The catalog's writer for upstream changes.
-    pub fn writer(&self) -> &dyn CatalogWriter {
+    pub fn writer(&self) -> Arc<dyn CatalogWriter> {
         match self {
-            Self::Memory(memory) => memory.as_ref(),
-            Self::Postgres { db, .. } => db.as_ref(),
+            Self::Memory(memory) => memory.clone(),
+            Self::Postgres { db, .. } => db.clone(),
         }
     }
 
-    /// Forgets in-process answers about `media` (the memory catalog has none).
-    pub fn invalidate_media(&self, media: &MediaId) {
-        if let Self::Postgres { cache: Some(cache), .. } = self {
-            cache.invalidate_media(media);
-        }
-    }
-
-    /// Forgets in-process answers about `user`.
-    pub fn invalidate_user(&self, user: &UserId) {
-        if let Self::Postgres { cache: Some(cache), .. } = self {
-            cache.invalidate_user(user);
+    /// The in-process cache a change must clear (the memory catalog has none).
+    pub fn cache(&self) -> Option<Arc<dyn CatalogCache>> {
+        match self {
+            Self::Postgres { cache: Some(cache), .. } => Some(cache.clone()),
+            _ => None,
         }
     }
 

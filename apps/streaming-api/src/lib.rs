@@ -7,7 +7,6 @@
 mod auth;
 mod body;
 mod catalog;
-pub mod catalog_events;
 pub mod cinema_env;
 pub mod cli;
 pub mod config_keys;

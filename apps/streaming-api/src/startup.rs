@@ -15,6 +15,7 @@ use streaming_core::adapters::{
     CachedCatalog, CachedSubscriptions, MemoryCatalog, MemoryOffsetStore, MemoryProgressStore, MemoryRateLimiter,
     MemorySessionStore, MemorySubscriptions, MemoryUrlCache, MokaUrlCache, NoUrlCache, StoredMovies, SystemClock,
 };
+use streaming_core::changes::{CatalogChanges, ChangePorts, InvalidationStats};
 use streaming_core::ports::{
     check_presign_expiry, AuditLog, Clock, EventPublisher, MediaCatalog, OffsetStore, ProgressStore, RateLimiter,
     SessionStore, SubscriptionDirectory, UrlCache,
@@ -38,7 +39,6 @@ use streaming_redis::{
 
 use crate::auth::caller_token_scope;
 use crate::catalog::Catalog;
-use crate::catalog_events::{CatalogChanges, InvalidationStats};
 use crate::demo::{self, DemoInfo};
 use crate::problem::{enrich_problems, ApiError, ProblemTypeBase};
 use crate::routes;
@@ -379,12 +379,14 @@ impl Application {
         // One applier of catalog changes for the consumer and the admin API.
         let consume = producer.is_some() && settings.kafka.consume;
         let changes = (consume || settings.admin.enabled).then(|| {
-            Arc::new(CatalogChanges::new(
-                owned_catalog.clone(),
-                streaming.clone(),
-                playback.clone(),
-                subscription_cache.clone(),
-            ))
+            Arc::new(CatalogChanges::new(ChangePorts {
+                writer: owned_catalog.writer(),
+                catalog: owned_catalog.fresh(),
+                catalog_cache: owned_catalog.cache(),
+                subscription_cache: subscription_cache.as_ref().map(SubscriptionCache::control),
+                streaming: streaming.clone(),
+                playback: playback.clone(),
+            }))
         });
         let invalidations = changes.as_ref().map(|changes| changes.stats());
         let consumer = match (&producer, &changes) {

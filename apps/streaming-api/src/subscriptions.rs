@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use streaming_core::adapters::CachedSubscriptions;
-use streaming_core::domain::{Plan, UserId};
-use streaming_core::ports::{SubscriptionDirectory, SubscriptionError};
+use streaming_core::domain::Plan;
+use streaming_core::ports::SubscriptionDirectory;
 use streaming_redis::RedisSubscriptionCache;
 use streaming_users::{Credentials, UserServiceConfig, UserServiceDirectory};
 
@@ -42,17 +42,11 @@ impl SubscriptionCache {
         }
     }
 
-    /// Forgets `user`'s cached answer.
-    ///
-    /// # Errors
-    /// When Redis cannot be reached.
-    pub async fn invalidate(&self, user: &UserId) -> Result<(), SubscriptionError> {
+    /// The cache as a catalog change clears it.
+    pub fn control(&self) -> Arc<dyn streaming_core::ports::SubscriptionCache> {
         match self {
-            Self::Redis(cache) => cache.invalidate(user).await,
-            Self::Local(cache) => {
-                cache.invalidate(user);
-                Ok(())
-            }
+            Self::Redis(cache) => cache.clone(),
+            Self::Local(cache) => cache.clone(),
         }
     }
 }

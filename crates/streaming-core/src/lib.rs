@@ -4,6 +4,7 @@
 mod access;
 pub mod adapters;
 mod browse;
+pub mod changes;
 pub mod circuit_breaker;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
@@ -24,6 +25,8 @@ pub use playback::{
     PlaybackStats, ProgressAck, ProgressReport, ServedManifest, StartPlayback, StopOutcome, MAX_MANIFEST_BYTES,
 };
 pub use sealed_entry::{object_fingerprint, CacheKeyring, CachedStreamUrl, KeyringError, OpenError, SealError};
+#[cfg(any(test, feature = "mock"))]
+pub use service::MockStreamingService;
 pub use service::{
     Dependency, StreamError, StreamStats, StreamUrl, StreamUrlService, StreamingPorts, StreamingService,
     StreamingSettings,

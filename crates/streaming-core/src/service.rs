@@ -105,6 +105,9 @@ pub enum StreamError {
 }
 
 /// The driving port: the Rust form of the seed's `IStreamingService`.
+/// With the `mock` feature it has a mockall mock (`MockStreamingService`)
+/// for code that drives it.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait StreamingService: Send + Sync {
     /// A presigned URL for `media` on behalf of `user`, from the cache while

@@ -509,6 +509,13 @@ fn decode_subscription(text: &str, layout: HotCopyLayout, default_plan: Plan) ->
 }
 
 #[async_trait]
+impl<D: SubscriptionDirectory> streaming_core::ports::SubscriptionCache for RedisSubscriptionCache<D> {
+    async fn forget(&self, user: &UserId) -> Result<(), SubscriptionError> {
+        self.invalidate(user).await
+    }
+}
+
+#[async_trait]
 impl<D: SubscriptionDirectory> SubscriptionDirectory for RedisSubscriptionCache<D> {
     async fn current(&self, user: &UserId) -> Result<Option<Subscription>, SubscriptionError> {
         let pool = self.redis.pool();

@@ -20,9 +20,9 @@ use time::format_description::well_known::Rfc3339;
 use crate::auth::bearer;
 use crate::body::json_object;
 use crate::catalog::Catalog;
-use crate::catalog_events::CatalogChanges;
 use crate::problem::{ApiError, FieldError};
 use crate::state::AppState;
+use streaming_core::changes::CatalogChanges;
 use streaming_core::ports::ApplyError;
 
 /// Records the audit endpoint returns when `limit` is not given, and at most.

@@ -19,7 +19,7 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     /// `stream_cache_invalidations_total{reason}`, when the app consumes upstream events
     /// or serves the admin API.
-    pub invalidations: Option<Arc<streaming_api::catalog_events::InvalidationStats>>,
+    pub invalidations: Option<Arc<streaming_core::changes::InvalidationStats>>,
     /// The admin API's base URL, when it is served.
     pub admin: Option<String>,
 }

@@ -101,6 +101,16 @@ impl<C: MediaCatalog> CachedCatalog<C> {
     }
 }
 
+impl<C: MediaCatalog> crate::ports::CatalogCache for CachedCatalog<C> {
+    fn forget_media(&self, media: &MediaId) {
+        self.invalidate_media(media);
+    }
+
+    fn forget_user(&self, user: &UserId) {
+        self.invalidate_user(user);
+    }
+}
+
 #[async_trait]
 impl<C: MediaCatalog> MediaCatalog for CachedCatalog<C> {
     async fn media(&self, id: &MediaId) -> Result<Option<Media>, CatalogError> {

@@ -45,6 +45,14 @@ impl<D: SubscriptionDirectory> CachedSubscriptions<D> {
 }
 
 #[async_trait]
+impl<D: SubscriptionDirectory> crate::ports::SubscriptionCache for CachedSubscriptions<D> {
+    async fn forget(&self, user: &UserId) -> Result<(), SubscriptionError> {
+        self.invalidate(user);
+        Ok(())
+    }
+}
+
+#[async_trait]
 impl<D: SubscriptionDirectory> SubscriptionDirectory for CachedSubscriptions<D> {
     async fn current(&self, user: &UserId) -> Result<Option<Subscription>, SubscriptionError> {
         if let Some(answer) = self.answers.get(user) {

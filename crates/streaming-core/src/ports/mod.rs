@@ -5,6 +5,7 @@
 //! With the `mock` feature every port has a mockall mock (`MockMediaCatalog`, ...).
 
 mod audit;
+mod caches;
 mod catalog;
 mod clock;
 mod consumer;
@@ -20,6 +21,7 @@ mod subscriptions;
 mod url_cache;
 
 pub use audit::{AuditError, AuditLog, AuditRecord};
+pub use caches::{CatalogCache, SubscriptionCache};
 pub use catalog::{CatalogError, CatalogWriter, MediaCatalog};
 pub use clock::Clock;
 pub use consumer::{ApplyError, CatalogEventHandler, OffsetError, OffsetStore};
@@ -38,9 +40,9 @@ pub use url_cache::{CacheError, CacheLookup, StreamCacheKey, UrlCache};
 
 #[cfg(any(test, feature = "mock"))]
 pub use {
-    audit::MockAuditLog, catalog::MockCatalogWriter, catalog::MockMediaCatalog, clock::MockClock,
-    consumer::MockCatalogEventHandler, consumer::MockOffsetStore, event_gate::MockEventGate,
-    events::MockEventPublisher, listing::MockMediaListing, object_store::MockObjectStore, outbox::MockOutboxSink,
-    progress::MockProgressStore, rate_limiter::MockRateLimiter, sessions::MockSessionStore,
+    audit::MockAuditLog, caches::MockCatalogCache, caches::MockSubscriptionCache, catalog::MockCatalogWriter,
+    catalog::MockMediaCatalog, clock::MockClock, consumer::MockCatalogEventHandler, consumer::MockOffsetStore,
+    event_gate::MockEventGate, events::MockEventPublisher, listing::MockMediaListing, object_store::MockObjectStore,
+    outbox::MockOutboxSink, progress::MockProgressStore, rate_limiter::MockRateLimiter, sessions::MockSessionStore,
     subscriptions::MockSubscriptionDirectory, url_cache::MockUrlCache,
 };

@@ -21,19 +21,18 @@
 //! is served only if it was signed for the item as it is now (its object,
 //! content type and size).
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use streaming_core::telemetry::{self, InvalidationReason};
-use tracing::Instrument;
 
 use async_trait::async_trait;
-use streaming_core::domain::{CatalogChange, CatalogEvent, MediaId, UserId};
-use streaming_core::ports::{ApplyError, CatalogEventHandler, CatalogWriter, MediaCatalog};
-use streaming_core::{Dependency, PlaybackService, StreamUrlService, StreamingService};
 use time::OffsetDateTime;
+use tracing::Instrument;
 
-use crate::catalog::Catalog;
-use crate::subscriptions::SubscriptionCache;
+use crate::domain::{CatalogChange, CatalogEvent, MediaId, UserId};
+use crate::ports::{ApplyError, CatalogCache, CatalogEventHandler, CatalogWriter, MediaCatalog, SubscriptionCache};
+use crate::telemetry::{self, InvalidationReason};
+use crate::{Dependency, PlaybackService, StreamingService};
 
 /// `stream_cache_invalidations_total{reason}`.
 #[derive(Debug, Default)]
@@ -56,31 +55,45 @@ fn failed(dependency: Dependency) -> impl FnOnce(String) -> ApplyError {
     move |message| ApplyError { dependency, message }
 }
 
-/// Applies catalog changes; the consumer's handler and the admin API's core.
+/// What catalog changes are applied to.
+#[derive(Clone)]
+pub struct ChangePorts {
+    /// The read model's writer.
+    pub writer: Arc<dyn CatalogWriter>,
+    /// The read model as it is stored now (no in-process cache in front).
+    pub catalog: Arc<dyn MediaCatalog>,
+    /// The in-process cache of catalog answers, if there is one.
+    pub catalog_cache: Option<Arc<dyn CatalogCache>>,
+    /// The subscription cache, if there is one.
+    pub subscription_cache: Option<Arc<dyn SubscriptionCache>>,
+    /// The URL issuing path, whose cache is cleared.
+    pub streaming: Arc<dyn StreamingService>,
+    /// Playback, whose sessions a logout ends.
+    pub playback: Arc<PlaybackService>,
+}
+
+impl fmt::Debug for ChangePorts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChangePorts").finish_non_exhaustive()
+    }
+}
+
+/// Applies catalog changes; the consumer's handler and the admin use cases' core.
 pub struct CatalogChanges {
-    catalog: Catalog,
-    streaming: Arc<StreamUrlService>,
-    playback: Arc<PlaybackService>,
-    subscriptions: Option<SubscriptionCache>,
+    ports: ChangePorts,
     stats: Arc<InvalidationStats>,
 }
 
-impl std::fmt::Debug for CatalogChanges {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for CatalogChanges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CatalogChanges").field("stats", &self.stats).finish_non_exhaustive()
     }
 }
 
 impl CatalogChanges {
-    /// A handler writing to `catalog` and invalidating `streaming`'s URL cache
-    /// (and the subscription cache, if there is one).
-    pub fn new(
-        catalog: Catalog,
-        streaming: Arc<StreamUrlService>,
-        playback: Arc<PlaybackService>,
-        subscriptions: Option<SubscriptionCache>,
-    ) -> Self {
-        Self { catalog, streaming, playback, subscriptions, stats: Arc::default() }
+    /// Changes applied to `ports`.
+    pub fn new(ports: ChangePorts) -> Self {
+        Self { ports, stats: Arc::default() }
     }
 
     /// The invalidation counters.
@@ -102,11 +115,13 @@ impl CatalogChanges {
     }
 
     async fn forget_media(&self, media: &MediaId, reason: InvalidationReason) -> Result<(), ApplyError> {
-        self.catalog.invalidate_media(media);
-        // The owner's URL; the catalog read is fresh after the invalidation.
+        if let Some(cache) = &self.ports.catalog_cache {
+            cache.forget_media(media);
+        }
+        // The owner's URL, read as stored now.
         let owner = self
+            .ports
             .catalog
-            .port()
             .media(media)
             .await
             .map_err(|e| e.to_string())
@@ -120,6 +135,12 @@ impl CatalogChanges {
         Ok(())
     }
 
+    fn forget_catalog_user(&self, user: &UserId) {
+        if let Some(cache) = &self.ports.catalog_cache {
+            cache.forget_user(user);
+        }
+    }
+
     /// Drops the cached URL of `media` for `user`, counted under `reason`.
     ///
     /// # Errors
@@ -130,7 +151,12 @@ impl CatalogChanges {
         user: &UserId,
         reason: InvalidationReason,
     ) -> Result<(), ApplyError> {
-        self.streaming.invalidate(media, user).await.map_err(|e| e.to_string()).map_err(failed(Dependency::Cache))?;
+        self.ports
+            .streaming
+            .invalidate(media, user)
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(failed(Dependency::Cache))?;
         self.count(reason);
         Ok(())
     }
@@ -140,7 +166,12 @@ impl CatalogChanges {
     /// # Errors
     /// [`ApplyError`] naming the cache when it cannot be reached.
     pub async fn forget_user(&self, user: &UserId, reason: InvalidationReason) -> Result<(), ApplyError> {
-        self.streaming.invalidate_user(user).await.map_err(|e| e.to_string()).map_err(failed(Dependency::Cache))?;
+        self.ports
+            .streaming
+            .invalidate_user(user)
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(failed(Dependency::Cache))?;
         self.count(reason);
         Ok(())
     }
@@ -152,8 +183,9 @@ impl CatalogChanges {
     /// # Errors
     /// [`ApplyError`] naming the dependency that failed; applying again is safe.
     pub async fn apply(&self, change: &CatalogChange, at: OffsetDateTime) -> Result<bool, ApplyError> {
-        let writer: &dyn CatalogWriter = self.catalog.writer();
-        let applied = writer
+        let applied = self
+            .ports
+            .writer
             .apply(change, at)
             .instrument(tracing::debug_span!("catalog.apply"))
             .await
@@ -168,12 +200,13 @@ impl CatalogChanges {
             }
             CatalogChange::MediaDeleted { media } => self.forget_media(media, InvalidationReason::Deletion).await?,
             CatalogChange::UserStatusChanged { user, .. } => {
-                self.catalog.invalidate_user(user);
+                self.forget_catalog_user(user);
                 self.forget_user(user, InvalidationReason::StatusChange).await?;
             }
             CatalogChange::UserLoggedOutEverywhere { user } => {
                 // Their streams end too: manifest grants die with their sessions.
-                self.playback
+                self.ports
+                    .playback
                     .end_sessions_of(user)
                     .await
                     .map_err(|e| e.to_string())
@@ -181,17 +214,13 @@ impl CatalogChanges {
                 self.forget_user(user, InvalidationReason::Logout).await?;
             }
             CatalogChange::SubscriptionChanged { user } => {
-                if let Some(cache) = &self.subscriptions {
-                    cache
-                        .invalidate(user)
-                        .await
-                        .map_err(|e| e.to_string())
-                        .map_err(failed(Dependency::Subscriptions))?;
+                if let Some(cache) = &self.ports.subscription_cache {
+                    cache.forget(user).await.map_err(|e| e.to_string()).map_err(failed(Dependency::Subscriptions))?;
                 }
                 self.forget_user(user, InvalidationReason::Subscription).await?;
             }
             CatalogChange::GrantChanged { media, user, .. } => {
-                self.catalog.invalidate_user(user);
+                self.forget_catalog_user(user);
                 self.forget_url(media, user, InvalidationReason::Grant).await?;
             }
         }
