@@ -15,6 +15,7 @@ use streaming_core::adapters::{
     CachedCatalog, CachedSubscriptions, MemoryCatalog, MemoryOffsetStore, MemoryProgressStore, MemoryRateLimiter,
     MemorySessionStore, MemorySubscriptions, MemoryUrlCache, MokaUrlCache, NoUrlCache, StoredMovies, SystemClock,
 };
+use streaming_core::admin::{AdminPorts, CatalogAdmin};
 use streaming_core::changes::{CatalogChanges, ChangePorts, InvalidationStats};
 use streaming_core::ports::{
     check_presign_expiry, AuditLog, Clock, EventPublisher, MediaCatalog, OffsetStore, ProgressStore, RateLimiter,
@@ -580,8 +581,8 @@ async fn admin_server(
         .keys
         .as_ref()
         .ok_or_else(|| StartupError::Config("admin.keys is required when admin.enabled is true".into()))?;
-    let credentials = crate::routes::admin::Credentials::parse(keys.expose_secret())
-        .map_err(|e| StartupError::Config(format!("admin.keys: {e}")))?;
+    let credentials: streaming_auth::ServiceCredentials =
+        keys.expose_secret().parse().map_err(|e| StartupError::Config(format!("admin.keys: {e}")))?;
     let audit: Arc<dyn AuditLog> = match postgres {
         Some(db) => Arc::new(PgAuditLog::new(db)),
         None => Arc::new(
@@ -595,14 +596,8 @@ async fn admin_server(
         TcpListener::bind(&address).map_err(|source| StartupError::Bind { address: address.clone(), source })?;
     let port = listener.local_addr().map_err(|source| StartupError::Bind { address, source })?.port();
     let max_body = app.max_body_bytes;
-    let state = web::Data::new(crate::routes::admin::AdminState {
-        credentials,
-        changes,
-        catalog,
-        audit,
-        app,
-        writes: tokio::sync::Mutex::new(()),
-    });
+    let admin = CatalogAdmin::new(AdminPorts { changes, catalog: catalog.fresh(), audit, clock: app.clock.clone() });
+    let state = web::Data::new(crate::routes::admin::AdminState { credentials, admin, app });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

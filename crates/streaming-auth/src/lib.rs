@@ -11,6 +11,7 @@
 //! `token_use`) claim when configured; `sub` must be a valid [`UserId`].
 
 mod jwks;
+mod service_credentials;
 
 use std::fmt;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use streaming_core::domain::UserId;
 use time::OffsetDateTime;
 
 pub use jwks::{JwksError, KeySource, KeyStore, MAX_JWKS_BYTES, MIN_REFRESH_FLOOR};
+pub use service_credentials::{CredentialsError, ServiceCredentials};
 
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;

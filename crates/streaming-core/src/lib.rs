@@ -3,6 +3,7 @@
 
 mod access;
 pub mod adapters;
+pub mod admin;
 mod browse;
 pub mod changes;
 pub mod circuit_breaker;

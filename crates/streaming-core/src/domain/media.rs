@@ -158,6 +158,33 @@ pub enum UserStatus {
     Suspended,
 }
 
+impl UserStatus {
+    /// The lowercase name (`active`, `suspended`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+        }
+    }
+}
+
+impl std::str::FromStr for UserStatus {
+    type Err = UnknownUserStatus;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "active" => Ok(Self::Active),
+            "suspended" => Ok(Self::Suspended),
+            _ => Err(UnknownUserStatus),
+        }
+    }
+}
+
+/// A user status other than `active` or `suspended`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a user status is active or suspended")]
+pub struct UnknownUserStatus;
+
 /// What the catalog knows about one user with respect to one media item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Viewer {

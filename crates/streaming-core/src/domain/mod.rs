@@ -10,7 +10,7 @@ mod subscription;
 
 pub use catalog_event::{CatalogChange, CatalogEvent};
 pub use ids::{IdFormat, InvalidId, MediaId, SessionId, UserId};
-pub use media::{Media, MediaKind, MediaStatus, PlanFeatures, UserStatus, Viewer, Visibility};
+pub use media::{Media, MediaKind, MediaStatus, PlanFeatures, UnknownUserStatus, UserStatus, Viewer, Visibility};
 pub use object_key::{percent_decode, percent_encode_path, InvalidObjectKey, ObjectKey};
 pub use playback::{
     InvalidPosition, ManifestKind, PlaybackAction, PlaybackEvent, PositionSeconds, StreamSession, UnknownManifestKind,
