@@ -43,9 +43,7 @@ fn hex(bytes: &[u8]) -> String {
 /// and that is neither set nor derivable.
 pub fn complete(settings: &mut Settings) -> Result<Vec<&'static str>, StartupError> {
     let shared = settings.redis.url.is_some() || settings.postgres.url.is_some();
-    let hs256 = Algorithm::parse_list(&settings.auth.algorithms)
-        .map_err(|e| StartupError::Config(format!("auth.algorithms: {e}")))?
-        .contains(&Algorithm::Hs256);
+    let hs256 = settings.auth.algorithms.accepts(Algorithm::Hs256);
     let root = settings.auth.secret.clone();
     let mut derived = Vec::new();
     let mut missing = Vec::new();

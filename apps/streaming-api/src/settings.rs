@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 use serde::Deserialize;
+use streaming_auth::Algorithm;
 
 /// Everything the service can be told.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -138,7 +139,7 @@ pub struct AuthSettings {
     /// its signature check (default 10 000; 0 checks every request in full).
     pub remembered_tokens: u64,
     /// The accepted algorithms, comma-separated: `HS256` (default), `RS256`, `ES256`.
-    pub algorithms: String,
+    pub algorithms: Algorithms,
     /// RS256/ES256 public keys: a JWKS file.
     pub jwks_file: Option<PathBuf>,
     /// RS256/ES256 public keys: the issuer's JWKS URL.
@@ -158,7 +159,7 @@ impl Default for AuthSettings {
             uuid_subjects: false,
             leeway_seconds: 30,
             remembered_tokens: 10_000,
-            algorithms: "HS256".into(),
+            algorithms: Algorithms::default(),
             jwks_file: None,
             jwks_url: None,
             jwks_min_refresh_seconds: 30,
@@ -280,7 +281,7 @@ pub struct KafkaSection {
     pub consumer_id: String,
     /// Where a partition with no stored offset starts: `earliest` (default:
     /// rebuilds the read model from what the broker keeps) or `latest`.
-    pub consume_from: String,
+    pub consume_from: ConsumeFrom,
     /// Topic names of the upstream events, by their default names
     /// (`media.upserted`, `media.status_changed`, `media.deleted`,
     /// `user.suspended`, `user.logout_all`, `subscription.changed`); unset ones
@@ -302,7 +303,7 @@ impl Default for KafkaSection {
             outbox_retention_hours: 24,
             consume: true,
             consumer_id: "streamgate".into(),
-            consume_from: "earliest".into(),
+            consume_from: ConsumeFrom::Earliest,
             upstream_topics: std::collections::HashMap::new(),
         }
     }
@@ -325,7 +326,7 @@ pub struct UsersSection {
     pub path: String,
     /// `caller` (default: forward the caller's bearer token) or `service`
     /// (send `service_token` and name the user in `X-User-Id`).
-    pub credentials: String,
+    pub credentials: UserCredentials,
     /// The token for `credentials = "service"` (a secret).
     pub service_token: Option<SecretString>,
     /// Bound of each attempt in milliseconds (default 5000).
@@ -350,7 +351,7 @@ impl Default for UsersSection {
         Self {
             url: None,
             path: "/api/v1/subscriptions/current".into(),
-            credentials: "caller".into(),
+            credentials: UserCredentials::Caller,
             service_token: None,
             timeout_ms: 5_000,
             retries: 2,
@@ -360,6 +361,59 @@ impl Default for UsersSection {
             default_supports_4k: false,
         }
     }
+}
+
+/// Token algorithms, written comma-separated (`HS256,RS256`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Algorithms(pub Vec<Algorithm>);
+
+impl Default for Algorithms {
+    fn default() -> Self {
+        Self(vec![Algorithm::Hs256])
+    }
+}
+
+impl std::str::FromStr for Algorithms {
+    type Err = streaming_auth::ConfigError;
+
+    fn from_str(list: &str) -> Result<Self, Self::Err> {
+        Algorithm::parse_list(list).map(Self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Algorithms {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Algorithms {
+    /// Whether `algorithm` is accepted.
+    pub fn accepts(&self, algorithm: Algorithm) -> bool {
+        self.0.contains(&algorithm)
+    }
+}
+
+/// Where the upstream consumer starts a partition with no stored offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsumeFrom {
+    /// The oldest record the broker keeps (rebuilds the read model).
+    #[default]
+    Earliest,
+    /// Only records produced from now on.
+    Latest,
+}
+
+/// How the user service client authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UserCredentials {
+    /// Forwards the caller's bearer token.
+    #[default]
+    Caller,
+    /// Sends `users.service_token` and names the user in `X-User-Id`.
+    Service,
 }
 
 /// Which URL cache to use.

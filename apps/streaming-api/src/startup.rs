@@ -43,7 +43,7 @@ use crate::catalog::Catalog;
 use crate::demo::{self, DemoInfo};
 use crate::problem::{enrich_problems, ApiError, ProblemTypeBase};
 use crate::routes;
-use crate::settings::{CacheKind, HotCopyKeys, Settings, StorageKind};
+use crate::settings::{CacheKind, ConsumeFrom, HotCopyKeys, Settings, StorageKind, UserCredentials};
 use crate::state::AppState;
 use crate::storage::Storage;
 use crate::subscriptions::{default_plan, user_service, SubscriptionCache};
@@ -401,7 +401,7 @@ impl Application {
                     upstream_topics(&settings)?,
                     offsets,
                     handler.clone(),
-                    start_from(&settings)?,
+                    start_from(&settings),
                 ))
             }
             _ => None,
@@ -440,7 +440,8 @@ impl Application {
             _ => None,
         };
 
-        let forward_caller_token = settings.users.url.is_some() && settings.users.credentials == "caller";
+        let forward_caller_token =
+            settings.users.url.is_some() && settings.users.credentials == UserCredentials::Caller;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -624,7 +625,10 @@ async fn admin_server(
 async fn verifier(settings: &Settings) -> Result<(TokenVerifier, bool, Option<SecretString>), StartupError> {
     let auth = &settings.auth;
     let config = |message: String| StartupError::Config(message);
-    let algorithms = Algorithm::parse_list(&auth.algorithms).map_err(|e| config(format!("auth.algorithms: {e}")))?;
+    let algorithms = &auth.algorithms.0;
+    if algorithms.is_empty() {
+        return Err(config("auth.algorithms: name at least one of HS256, RS256, ES256".into()));
+    }
     let hs256 = algorithms.contains(&Algorithm::Hs256);
     let asymmetric = algorithms.iter().any(|a| *a != Algorithm::Hs256);
     let keys = if asymmetric {
@@ -732,11 +736,10 @@ fn upstream_topics(settings: &Settings) -> Result<Vec<(UpstreamTopic, String)>, 
         .collect())
 }
 
-fn start_from(settings: &Settings) -> Result<StartFrom, StartupError> {
-    match settings.kafka.consume_from.as_str() {
-        "earliest" => Ok(StartFrom::Earliest),
-        "latest" => Ok(StartFrom::Latest),
-        other => Err(StartupError::Config(format!("kafka.consume_from must be earliest or latest, not {other:?}"))),
+fn start_from(settings: &Settings) -> StartFrom {
+    match settings.kafka.consume_from {
+        ConsumeFrom::Earliest => StartFrom::Earliest,
+        ConsumeFrom::Latest => StartFrom::Latest,
     }
 }
 
@@ -922,20 +925,12 @@ fn keyring(settings: &Settings) -> Result<CacheKeyring, StartupError> {
     let Some(spec) = &settings.cache.encryption_keys else {
         return Ok(CacheKeyring::random());
     };
-    let bad = |what: &str| StartupError::Config(format!("cache.encryption_keys: {what}"));
-    let mut keys = Vec::new();
-    for item in spec.expose_secret().split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (version, key) = item.split_once(':').ok_or_else(|| bad("each key must be version:base64"))?;
-        let version: u16 = version.trim().parse().map_err(|_| bad("a key version is not a number"))?;
-        let bytes = STANDARD.decode(key.trim()).map_err(|_| bad("a key is not valid base64"))?;
-        let key: [u8; 32] = bytes.try_into().map_err(|_| bad("every key must be 32 bytes"))?;
-        keys.push((version, key));
+    let bad = |e: streaming_core::KeyringError| StartupError::Config(format!("cache.encryption_keys: {e}"));
+    let keyring: CacheKeyring = spec.expose_secret().parse().map_err(bad)?;
+    match settings.cache.current_key_version {
+        Some(version) => keyring.sealing_with(version).map_err(bad),
+        None => Ok(keyring),
     }
-    let current = match settings.cache.current_key_version {
-        Some(version) => version,
-        None => keys.iter().map(|(v, _)| *v).max().ok_or_else(|| bad("no keys given"))?,
-    };
-    CacheKeyring::new(current, keys).map_err(|e| bad(&e.to_string()))
 }
 
 fn random_secret() -> SecretString {

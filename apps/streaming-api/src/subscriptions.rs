@@ -12,7 +12,7 @@ use streaming_core::ports::SubscriptionDirectory;
 use streaming_redis::RedisSubscriptionCache;
 use streaming_users::{Credentials, UserServiceConfig, UserServiceDirectory};
 
-use crate::settings::{Settings, UsersSection};
+use crate::settings::{Settings, UserCredentials, UsersSection};
 use crate::startup::StartupError;
 
 /// The cache in front of the directory, which `subscription.changed` invalidates.
@@ -67,14 +67,13 @@ pub fn default_plan(users: &UsersSection) -> Plan {
 pub fn user_service(settings: &Settings) -> Result<Option<Arc<UserServiceDirectory>>, StartupError> {
     let users = &settings.users;
     let Some(url) = &users.url else { return Ok(None) };
-    let credentials = match (users.credentials.as_str(), &users.service_token) {
-        ("caller", _) => Credentials::Caller,
-        ("service", Some(token)) if !token.expose_secret().is_empty() => Credentials::Service(token.clone()),
-        ("service", _) => {
-            return Err(StartupError::Config("users.credentials = \"service\" needs users.service_token".into()))
+    let credentials = match (users.credentials, &users.service_token) {
+        (UserCredentials::Caller, _) => Credentials::Caller,
+        (UserCredentials::Service, Some(token)) if !token.expose_secret().is_empty() => {
+            Credentials::Service(token.clone())
         }
-        (other, _) => {
-            return Err(StartupError::Config(format!("users.credentials must be caller or service, not {other:?}")))
+        (UserCredentials::Service, _) => {
+            return Err(StartupError::Config("users.credentials = \"service\" needs users.service_token".into()))
         }
     };
     if users.timeout_ms == 0 {

@@ -90,6 +90,21 @@ pub enum KeyringError {
     /// Two keys share a version.
     #[error("key version {0} is given twice")]
     DuplicateVersion(u16),
+    /// An entry of a key list is not `version:base64`.
+    #[error("each key must be version:base64")]
+    NotVersionAndKey,
+    /// A version is not a number from 0 to 65535.
+    #[error("a key version is not a number")]
+    BadVersion,
+    /// A key is not valid base64.
+    #[error("a key is not valid base64")]
+    NotBase64,
+    /// A key is not 32 bytes.
+    #[error("every key must be 32 bytes")]
+    WrongLength,
+    /// The list holds no key.
+    #[error("no keys given")]
+    NoKeys,
 }
 
 /// Why a sealed entry did not open. Every variant is a cache miss for the core.
@@ -170,6 +185,27 @@ impl fmt::Debug for CacheKeyring {
     }
 }
 
+impl std::str::FromStr for CacheKeyring {
+    type Err = KeyringError;
+
+    /// Parses `version:base64, version:base64` (32-byte keys, standard
+    /// base64); the highest version seals (see [`CacheKeyring::sealing_with`]).
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        use base64::Engine as _;
+        let mut keys = Vec::new();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (version, key) = item.split_once(':').ok_or(KeyringError::NotVersionAndKey)?;
+            let version: u16 = version.trim().parse().map_err(|_| KeyringError::BadVersion)?;
+            let bytes =
+                base64::engine::general_purpose::STANDARD.decode(key.trim()).map_err(|_| KeyringError::NotBase64)?;
+            let key: [u8; 32] = bytes.try_into().map_err(|_| KeyringError::WrongLength)?;
+            keys.push((version, key));
+        }
+        let current = keys.iter().map(|(version, _)| *version).max().ok_or(KeyringError::NoKeys)?;
+        Self::new(current, keys)
+    }
+}
+
 impl CacheKeyring {
     /// A keyring that seals with `current` and opens entries of every given version.
     ///
@@ -194,6 +230,17 @@ impl CacheKeyring {
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
         Self { current: 1, ciphers: HashMap::from([(1, XChaChaKey(key))]) }
+    }
+
+    /// The same keys, sealing with `version`.
+    ///
+    /// # Errors
+    /// [`KeyringError::MissingCurrentKey`] when `version` has no key.
+    pub fn sealing_with(self, version: u16) -> Result<Self, KeyringError> {
+        if !self.ciphers.contains_key(&version) {
+            return Err(KeyringError::MissingCurrentKey(version));
+        }
+        Ok(Self { current: version, ..self })
     }
 
     /// The version new entries are sealed with.
@@ -300,6 +347,26 @@ mod tests {
     use super::*;
     use crate::domain::{MediaId, UserId};
     use time::macros::datetime;
+
+    #[test]
+    fn a_key_list_parses_with_its_highest_version_sealing() {
+        let k1 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let k2 = "HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=";
+        let ring: CacheKeyring = format!("1:{k1}, 2:{k2}").parse().unwrap();
+        assert_eq!(ring.current_version(), 2);
+        assert_eq!(ring.clone().sealing_with(1).unwrap().current_version(), 1);
+        assert_eq!(ring.sealing_with(3).unwrap_err(), KeyringError::MissingCurrentKey(3));
+        for (spec, error) in [
+            ("", KeyringError::NoKeys),
+            ("1", KeyringError::NotVersionAndKey),
+            (&format!("x:{k1}")[..], KeyringError::BadVersion),
+            ("1:not base64!", KeyringError::NotBase64),
+            ("1:AAEC", KeyringError::WrongLength),
+            (&format!("1:{k1},1:{k2}")[..], KeyringError::DuplicateVersion(1)),
+        ] {
+            assert_eq!(spec.parse::<CacheKeyring>().unwrap_err(), error, "{spec}");
+        }
+    }
 
     fn key(user: &str) -> StreamCacheKey {
         StreamCacheKey::new(
