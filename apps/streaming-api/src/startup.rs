@@ -25,7 +25,7 @@ use streaming_core::rate_limit::UserLimit;
 use streaming_core::url_signing::UrlSigner;
 use streaming_core::{
     BrowsePorts, CacheKeyring, ManifestGrants, MediaBrowser, PlaybackLimits, PlaybackPorts, PlaybackService,
-    PlaybackSettings, StreamUrlService, StreamingPorts, StreamingSettings,
+    PlaybackSettings, StreamUrlService, StreamingPorts, StreamingService, StreamingSettings,
 };
 use streaming_kafka::{BufferedKafkaPublisher, KafkaConfig, KafkaProducer, StartFrom, UpstreamConsumer, UpstreamTopic};
 use streaming_localfs::{JsonLinesAuditLog, JsonLinesEventPublisher};
@@ -275,7 +275,7 @@ impl Application {
             None => Arc::new(MemoryRateLimiter::new(clock.clone())),
         };
         let keyring = keyring(&settings)?;
-        let streaming = Arc::new(StreamUrlService::new(
+        let streaming: Arc<dyn StreamingService> = Arc::new(StreamUrlService::new(
             StreamingPorts {
                 catalog: catalog.clone(),
                 objects: storage.port(),

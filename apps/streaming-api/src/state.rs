@@ -5,15 +5,15 @@ use std::sync::Arc;
 use streaming_auth::TokenVerifier;
 use streaming_core::ports::Clock;
 use streaming_core::rate_limit::UserLimit;
-use streaming_core::{PlaybackService, StreamUrlService};
+use streaming_core::{PlaybackService, StreamingService};
 use streaming_localfs::LocalObjectStore;
 
 use crate::storage::Storage;
 
 /// Shared application state.
 pub struct AppState {
-    /// The core's streaming service.
-    pub streaming: Arc<StreamUrlService>,
+    /// The core's track URL service (its driving port).
+    pub streaming: Arc<dyn StreamingService>,
     /// The core's playback service (movies).
     pub playback: Arc<PlaybackService>,
     /// What a user may play.

@@ -1,7 +1,6 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use streaming_core::domain::MediaId;
-use streaming_core::StreamingService as _;
 use time::format_description::well_known::Rfc3339;
 
 use utoipa::ToSchema;
