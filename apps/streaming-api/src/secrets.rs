@@ -31,10 +31,6 @@ fn derive(root: &SecretString, label: &str) -> [u8; 32] {
     key
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Fills in every shared secret that is unset but derivable, and returns
 /// the names of those it derived.
 ///
@@ -62,7 +58,7 @@ pub fn complete(settings: &mut Settings) -> Result<Vec<&'static str>, StartupErr
             None => missing.push(name),
         }
     };
-    fill("playback.grant_secret", &mut settings.playback.grant_secret, |key| hex(key));
+    fill("playback.grant_secret", &mut settings.playback.grant_secret, |key| streaming_core::encoding::hex(key));
     // Only a shared cache needs a shared key; an instance's own may be
     // random, but is derived like the others where it can be.
     if settings.cache.kind == CacheKind::Redis || root.is_some() {
@@ -71,7 +67,7 @@ pub fn complete(settings: &mut Settings) -> Result<Vec<&'static str>, StartupErr
         });
     }
     if settings.storage.kind == StorageKind::Localfs {
-        fill("storage.signing_key", &mut settings.storage.signing_key, |key| hex(key));
+        fill("storage.signing_key", &mut settings.storage.signing_key, |key| streaming_core::encoding::hex(key));
     }
     if shared && !missing.is_empty() {
         let store = if settings.postgres.url.is_some() { "postgres.url" } else { "redis.url" };

@@ -675,7 +675,7 @@ async fn verifier(settings: &Settings) -> Result<(TokenVerifier, bool, Option<Se
         remembered_tokens: auth.remembered_tokens,
         uuid_subjects: auth.uuid_subjects,
     };
-    let verifier = TokenVerifier::new(&algorithms, secret.as_ref(), keys, options).map_err(|e| match e {
+    let verifier = TokenVerifier::new(algorithms, secret.as_ref(), keys, options).map_err(|e| match e {
         streaming_auth::ConfigError::WeakSecret => config(format!("auth.secret: {e}")),
         other => config(format!("auth: {other}")),
     })?;

@@ -103,7 +103,7 @@ impl ObjectStore for CdnSigner {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.key).map_err(|e| ObjectStoreError::Invalid(e.to_string()))?;
         mac.update(format!("{path}:{}", expires_at.unix_timestamp()).as_bytes());
-        let signature: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let signature = streaming_core::encoding::hex(&mac.finalize().into_bytes());
         let url = format!("{}{path}?expires={}&signature={signature}", self.base, expires_at.unix_timestamp());
         Ok(PresignedUrl { url, expires_at })
     }

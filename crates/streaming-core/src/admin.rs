@@ -112,8 +112,7 @@ pub fn media_audit_state(media: &Media) -> Value {
 /// The strong entity tag of an item's current representation (quoted).
 pub fn entity_tag(media: &Media) -> String {
     let digest = Sha256::digest(media_record(media).to_string().as_bytes());
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("\"{hex}\"")
+    format!("\"{}\"", crate::encoding::hex(&digest[..16]))
 }
 
 /// What the admin use cases work on.

@@ -10,6 +10,7 @@ pub mod circuit_breaker;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
 pub mod domain;
+pub mod encoding;
 pub mod manifest;
 mod playback;
 pub mod policy;

@@ -31,9 +31,10 @@ use secrecy::SecretString;
 use sha2::Sha256;
 use streaming_auth::{TokenVerifier, VerifierOptions};
 use streaming_core::domain::{MediaId, ObjectKey, SessionId, UserId};
+use streaming_core::encoding::{percent_decode as decode_path, percent_encode_path as encode_path};
 use streaming_core::manifest::{rewrite_dash, rewrite_hls, ManifestError, ManifestGrant, UriTarget};
 use streaming_core::url_signing::UrlSigner;
-use streaming_localfs::{decode_path, encode_path, LocalObjectStore};
+use streaming_localfs::LocalObjectStore;
 use time::OffsetDateTime;
 
 /// The fuzz targets, by name (the directories of saved inputs too).

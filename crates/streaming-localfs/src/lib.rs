@@ -10,7 +10,6 @@
 
 mod audit;
 mod events;
-mod percent;
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -25,7 +24,6 @@ use tokio::io::AsyncReadExt;
 
 pub use audit::JsonLinesAuditLog;
 pub use events::JsonLinesEventPublisher;
-pub use percent::{decode_path, encode_path};
 
 /// The route under which the service serves signed objects.
 pub const OBJECTS_ROUTE: &str = "/objects/";
@@ -109,7 +107,7 @@ impl LocalObjectStore {
         signature: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<ServableObject, AccessError> {
-        let decoded = decode_path(encoded_key).ok_or(AccessError::BadPath)?;
+        let decoded = streaming_core::encoding::percent_decode(encoded_key).ok_or(AccessError::BadPath)?;
         let key = ObjectKey::try_from(decoded.as_str()).map_err(|_| AccessError::BadPath)?;
         let expires: i64 = expires.and_then(|e| e.parse().ok()).ok_or(AccessError::BadSignature)?;
         let signature = signature.ok_or(AccessError::BadSignature)?;
@@ -186,7 +184,11 @@ impl ObjectStore for LocalObjectStore {
         let expires_at = signed_at + expires_in;
         let exp = expires_at.unix_timestamp();
         let sig = self.signer.sign("GET", key.as_str(), exp);
-        let url = format!("{}{OBJECTS_ROUTE}{}?exp={exp}&sig={sig}", self.base_url, encode_path(key.as_str()));
+        let url = format!(
+            "{}{OBJECTS_ROUTE}{}?exp={exp}&sig={sig}",
+            self.base_url,
+            streaming_core::encoding::percent_encode_path(key.as_str())
+        );
         Ok(PresignedUrl { url, expires_at: OffsetDateTime::from_unix_timestamp(exp).unwrap_or(expires_at) })
     }
 
@@ -298,7 +300,7 @@ mod tests {
             "a\\..\\b",
         ] {
             // Even with a valid signature over the decoded path, these never resolve.
-            let decoded = decode_path(attack).unwrap_or_default();
+            let decoded = streaming_core::encoding::percent_decode(attack).unwrap_or_default();
             let sig = signer.sign("GET", &decoded, exp.parse().unwrap());
             assert_eq!(
                 store.authorize(attack, Some(&exp), Some(&sig), NOW).await,

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+use streaming_core::encoding::{hex, percent_encode_into};
 use time::OffsetDateTime;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -92,9 +93,9 @@ impl QuerySigner {
 
         let mut uri = String::with_capacity(bucket.len() + key.len() + 8);
         uri.push('/');
-        encode_into(&mut uri, bucket, false);
+        percent_encode_into(&mut uri, bucket, false);
         uri.push('/');
-        encode_into(&mut uri, key, true);
+        percent_encode_into(&mut uri, key, true);
 
         let mut credential = String::with_capacity(64);
         let _ = write!(credential, "{}/{date:08}/{}/s3/aws4_request", credentials.access_key, self.region);
@@ -103,11 +104,11 @@ impl QuerySigner {
         // X-Amz-Signature, added last, between X-Amz-Security-Token and X-Amz-SignedHeaders.
         let mut query_head = String::with_capacity(256);
         query_head.push_str("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
-        encode_into(&mut query_head, &credential, false);
+        percent_encode_into(&mut query_head, &credential, false);
         let _ = write!(query_head, "&X-Amz-Date={amz_date}&X-Amz-Expires={expires_in_seconds}");
         if let Some(token) = credentials.session_token {
             query_head.push_str("&X-Amz-Security-Token=");
-            encode_into(&mut query_head, token, false);
+            percent_encode_into(&mut query_head, token, false);
         }
         let mut query_tail = String::from("X-Amz-SignedHeaders=host");
         for (name, value) in [
@@ -116,7 +117,7 @@ impl QuerySigner {
         ] {
             if let Some(value) = value {
                 let _ = write!(query_tail, "&{name}=");
-                encode_into(&mut query_tail, value, false);
+                percent_encode_into(&mut query_tail, value, false);
             }
         }
 
@@ -176,31 +177,6 @@ fn hmac(key: &[u8], data: &[u8]) -> Option<[u8; 32]> {
     let mut mac = HmacSha256::new_from_slice(key).ok()?;
     mac.update(data);
     Some(mac.finalize().into_bytes().into())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
-}
-
-/// RFC 3986 percent-encoding of everything but unreserved characters (and
-/// `/` when `keep_slash`), upper-case hex: SigV4's URI encoding.
-fn encode_into(out: &mut String, text: &str, keep_slash: bool) {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in text.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || (keep_slash && b == b'/') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(DIGITS[usize::from(b >> 4)]));
-            out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-        }
-    }
 }
 
 #[cfg(test)]
