@@ -20,6 +20,9 @@
 //! Caching is not here: the service puts this directory behind the Redis or
 //! in-process cache, which `subscription.changed` events invalidate.
 
+#[cfg(feature = "test-support")]
+pub mod testing;
+
 use std::time::Duration;
 
 use async_trait::async_trait;

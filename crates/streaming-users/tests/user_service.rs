@@ -5,74 +5,32 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use secrecy::SecretString;
 use streaming_core::circuit_breaker::{BreakerState, CircuitBreaker};
 use streaming_core::domain::{Plan, SubscriptionStatus, UserId};
 use streaming_core::ports::SubscriptionDirectory;
+use streaming_users::testing::{Answer, UserServiceStandIn};
 use streaming_users::{with_caller_token, Credentials, UserServiceConfig, UserServiceDirectory};
 
-#[derive(Default)]
-struct Stand {
-    requests: AtomicU32,
-    flaky_failures: AtomicU32,
-    broken: AtomicBool,
-    authorization: Mutex<Vec<String>>,
-}
-
-async fn answer(req: HttpRequest, stand: web::Data<Stand>) -> HttpResponse {
-    stand.requests.fetch_add(1, Ordering::Relaxed);
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let authorization = header("authorization");
-    stand.authorization.lock().unwrap().push(authorization.clone());
-    if stand.broken.load(Ordering::Relaxed) {
-        return HttpResponse::ServiceUnavailable().finish();
-    }
-    // The caller's token names the user in these tests ("Bearer token-of-{user}").
-    let user = match header("x-user-id") {
-        user if !user.is_empty() => user,
-        _ => authorization.trim_start_matches("Bearer token-of-").to_owned(),
-    };
-    match user.as_str() {
-        "premium" => HttpResponse::Ok().json(serde_json::json!({
-            "status": "active", "end_date": "2099-01-01T00:00:00Z",
-            "plan": { "max_devices": 4, "supports_hd": true, "supports_4k": true }
-        })),
-        "simple" => HttpResponse::Ok().json(serde_json::json!({ "is_active": true, "plan_id": "basic" })),
-        "lapsed" => HttpResponse::Ok().json(serde_json::json!({ "is_active": false })),
-        "nobody" => HttpResponse::NotFound().finish(),
-        "crashing" => HttpResponse::InternalServerError().body("stack trace"),
-        "forbidden" => HttpResponse::Forbidden().finish(),
-        "garbage" => HttpResponse::Ok().content_type("text/html").body("<html>maintenance</html>"),
-        "slow" => {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            HttpResponse::Ok().json(serde_json::json!({ "is_active": true }))
-        }
-        "flaky" if stand.flaky_failures.fetch_add(1, Ordering::Relaxed) < 2 => HttpResponse::BadGateway().finish(),
-        "flaky" => HttpResponse::Ok().json(serde_json::json!({ "is_active": true })),
-        _ => HttpResponse::NotFound().finish(),
-    }
-}
-
-/// Starts the stand-in; its base URL and state.
-async fn stand_in() -> (String, Arc<Stand>) {
-    let stand = web::Data::new(Stand::default());
-    let state = stand.clone();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = HttpServer::new(move || {
-        App::new().app_data(state.clone()).route("/api/v1/subscriptions/current", web::get().to(answer))
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    tokio::spawn(server);
-    (format!("http://127.0.0.1:{port}"), stand.into_inner())
+/// The stand-in with one user for every kind of answer.
+async fn stand_in() -> (String, UserServiceStandIn) {
+    let stand = UserServiceStandIn::start(Answer::Status(404)).await;
+    stand
+        .answer("premium", Answer::plan(4, true, true))
+        .answer("simple", Answer::Json(serde_json::json!({ "is_active": true, "plan_id": "basic" })))
+        .answer("lapsed", Answer::Json(serde_json::json!({ "is_active": false })))
+        .answer("nobody", Answer::Status(404))
+        .answer("crashing", Answer::Body(500, "text/plain", "stack trace"))
+        .answer("forbidden", Answer::Status(403))
+        .answer("garbage", Answer::Body(200, "text/html", "<html>maintenance</html>"))
+        .answer(
+            "slow",
+            Answer::After(Duration::from_secs(2), Box::new(Answer::Json(serde_json::json!({ "is_active": true })))),
+        )
+        .answer("flaky", Answer::FailFirst(2, Box::new(Answer::Json(serde_json::json!({ "is_active": true })))));
+    (stand.url().to_owned(), stand)
 }
 
 fn config(base: &str, credentials: Credentials) -> UserServiceConfig {
@@ -102,7 +60,7 @@ async fn both_payload_shapes_and_404_are_understood() {
     assert_eq!((simple.status, simple.plan.max_devices), (SubscriptionStatus::Active, Some(1)), "the default plan");
     assert_eq!(directory.current(&user("lapsed")).await.unwrap().unwrap().status, SubscriptionStatus::Expired);
     assert_eq!(directory.current(&user("nobody")).await.unwrap(), None, "404 is no subscription");
-    assert!(stand.authorization.lock().unwrap().iter().all(|a| a == "Bearer service-token"));
+    assert!(stand.seen().iter().all(|seen| seen.authorization == "Bearer service-token"));
 }
 
 #[actix_web::test]
@@ -112,7 +70,8 @@ async fn the_callers_token_is_forwarded_when_configured() {
     let answer =
         with_caller_token(SecretString::from("token-of-premium"), directory.current(&user("premium"))).await.unwrap();
     assert_eq!(answer.unwrap().plan.max_devices, Some(4));
-    assert_eq!(*stand.authorization.lock().unwrap(), vec!["Bearer token-of-premium".to_owned()]);
+    let sent: Vec<String> = stand.seen().into_iter().map(|seen| seen.authorization).collect();
+    assert_eq!(sent, vec!["Bearer token-of-premium".to_owned()]);
     let outside = directory.current(&user("premium")).await;
     assert!(outside.is_err(), "without a caller token there is nothing to forward: {outside:?}");
 }
@@ -127,12 +86,12 @@ async fn failures_are_unavailable_never_no_subscription() {
         let error = directory.current(&user(who)).await.unwrap_err();
         assert!(!error.to_string().contains("stack trace") && !error.to_string().contains("service-token"), "{error}");
     }
-    let before = stand.requests.load(Ordering::Relaxed);
+    let before = stand.requests();
     assert!(directory.current(&user("crashing")).await.is_err());
-    assert_eq!(stand.requests.load(Ordering::Relaxed) - before, 3, "a 5xx is tried 3 times (2 retries)");
-    let before = stand.requests.load(Ordering::Relaxed);
+    assert_eq!(stand.requests() - before, 3, "a 5xx is tried 3 times (2 retries)");
+    let before = stand.requests();
     assert!(directory.current(&user("garbage")).await.is_err());
-    assert_eq!(stand.requests.load(Ordering::Relaxed) - before, 1, "a garbage body is not retried");
+    assert_eq!(stand.requests() - before, 1, "a garbage body is not retried");
 
     assert!(directory.current(&user("flaky")).await.unwrap().is_some(), "two 502s, then an answer");
 
@@ -148,17 +107,17 @@ async fn the_breaker_opens_fails_fast_and_recovers_after_a_trial() {
     let directory = UserServiceDirectory::new(UserServiceConfig { retries: 0, ..config(&base, service()) })
         .unwrap()
         .with_breaker(CircuitBreaker::new(2, Duration::from_millis(300)));
-    stand.broken.store(true, Ordering::Relaxed);
+    stand.set_broken(true);
     for _ in 0..2 {
         assert!(directory.current(&user("premium")).await.is_err());
     }
     assert_eq!(directory.breaker().state(), BreakerState::Open);
-    let before = stand.requests.load(Ordering::Relaxed);
+    let before = stand.requests();
     let error = directory.current(&user("premium")).await.unwrap_err();
     assert!(error.to_string().contains("circuit open"), "{error}");
-    assert_eq!(stand.requests.load(Ordering::Relaxed), before, "no request while open");
+    assert_eq!(stand.requests(), before, "no request while open");
 
-    stand.broken.store(false, Ordering::Relaxed);
+    stand.set_broken(false);
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert!(directory.current(&user("premium")).await.unwrap().is_some(), "the half-open trial goes through");
     assert_eq!(directory.breaker().state(), BreakerState::Closed);

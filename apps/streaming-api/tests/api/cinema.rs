@@ -281,7 +281,7 @@ async fn the_cinema_flow_runs_with_only_the_cinema_variables() {
 #[tokio::test]
 async fn the_cinema_flow_starts_again_on_a_reload_and_publishes_every_report() {
     let (users, stand) = crate::users::stand_in(200).await;
-    stand.answer_as_the_cinema();
+    stand.answer_everyone(streaming_users::testing::Answer::cinema_active());
     let viewer = streaming_core::domain::SessionId::random().to_string();
     let drop_in = DropIn::start(&cinema_database().await, users, &viewer).await;
     for _ in 0..4 {
@@ -312,7 +312,7 @@ fn redis_cli(args: &[&str]) -> String {
 #[tokio::test]
 async fn the_drop_in_and_the_cinema_service_share_hot_copies_on_one_redis() {
     let (users, stand) = crate::users::stand_in(200).await;
-    stand.answer_as_the_cinema();
+    stand.answer_everyone(streaming_users::testing::Answer::cinema_active());
     let viewer = streaming_core::domain::SessionId::random().to_string();
     let drop_in = DropIn::start(&cinema_database().await, users, &viewer).await;
     let progress_key = format!("progress:{viewer}:{MOVIE}");
