@@ -5,8 +5,9 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest};
 use futures_util::StreamExt as _;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
-use streaming_core::domain::SessionId;
 
 use crate::problem::ApiError;
 
@@ -41,6 +42,55 @@ pub async fn json_object(
     }
 }
 
+/// The request body as a `T` (a request type whose fields are [`Field`]s,
+/// so that every field is read and judged on its own); an empty body or
+/// JSON `null` is `{}` when `empty_ok`.
+pub async fn json_body<T: DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    empty_ok: bool,
+) -> Result<T, ApiError> {
+    let object = json_object(req, payload, limit, empty_ok).await?;
+    serde_json::from_value(Value::Object(object)).map_err(|_| ApiError::field("body", "has fields of the wrong shape"))
+}
+
+/// A field of a request body as sent: left out, `null`, a value of its
+/// type, or anything else (which the request's conversion names).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Field<T> {
+    /// Not in the body.
+    #[default]
+    Absent,
+    /// `null`.
+    Null,
+    /// A value of the field's type.
+    Valid(T),
+    /// A value of another type.
+    Invalid,
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Field<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Value::deserialize(deserializer)? {
+            Value::Null => Self::Null,
+            value => T::deserialize(value).map_or(Self::Invalid, Self::Valid),
+        })
+    }
+}
+
+impl<T> Field<T> {
+    /// The value when one was sent; `None` when left out or `null`; `Err`
+    /// otherwise.
+    pub fn optional(self) -> Result<Option<T>, ()> {
+        match self {
+            Self::Absent | Self::Null => Ok(None),
+            Self::Valid(value) => Ok(Some(value)),
+            Self::Invalid => Err(()),
+        }
+    }
+}
+
 fn is_json(req: &HttpRequest) -> bool {
     let Some(content_type) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
@@ -49,49 +99,20 @@ fn is_json(req: &HttpRequest) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// A required finite number.
-pub fn required_number(body: &Map<String, Value>, field: &'static str) -> Result<f64, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Err(ApiError::field(field, "is required")),
-        Some(Value::Number(n)) => n.as_f64().ok_or_else(|| ApiError::field(field, "must be a finite number")),
-        Some(_) => Err(ApiError::field(field, "must be a number")),
-    }
-}
-
-/// An optional session id (a UUID string).
-pub fn optional_session(body: &Map<String, Value>, field: &'static str) -> Result<Option<SessionId>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => s.parse().map(Some).map_err(|_| ApiError::field(field, "must be a UUID")),
-        Some(_) => Err(ApiError::field(field, "must be a UUID string")),
-    }
-}
-
 /// The largest integer a JSON number carries exactly everywhere (a
 /// JavaScript player's `Number.MAX_SAFE_INTEGER`, 2^53 - 1).
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
-/// An optional whole number from 0 to [`MAX_SAFE_INTEGER`]. As in JSON
-/// Schema, a number with a zero fraction (`7.0`) is an integer.
-pub fn optional_count(body: &Map<String, Value>, field: &'static str) -> Result<Option<u64>, ApiError> {
-    let refused = || ApiError::field(field, format!("must be a whole number from 0 to {MAX_SAFE_INTEGER}"));
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => {
-            let whole = n.as_u64().or_else(|| {
-                n.as_f64().filter(|f| f.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER as f64).contains(f)).map(|f| f as u64)
-            });
-            whole.filter(|n| *n <= MAX_SAFE_INTEGER).map(Some).ok_or_else(refused)
-        }
-        Some(_) => Err(refused()),
-    }
-}
-
-/// An optional string.
-pub fn optional_str<'a>(body: &'a Map<String, Value>, field: &'static str) -> Result<Option<&'a str>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ApiError::field(field, "must be a string")),
-    }
+/// `number` as a whole number from 0 to [`MAX_SAFE_INTEGER`]. As in JSON
+/// Schema, a number with a zero fraction (`7.0`) is whole.
+pub fn count(number: &serde_json::Number) -> Option<u64> {
+    number
+        .as_u64()
+        .or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER as f64).contains(f))
+                .map(|f| f as u64)
+        })
+        .filter(|n| *n <= MAX_SAFE_INTEGER)
 }

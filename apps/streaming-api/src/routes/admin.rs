@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, Route};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use streaming_auth::ServiceCredentials;
 use streaming_core::admin::{entity_tag, media_record, AdminError, CatalogAdmin, Preconditions, Upserted};
@@ -20,7 +19,7 @@ use streaming_core::domain::{
 use time::format_description::well_known::Rfc3339;
 
 use crate::auth::bearer;
-use crate::body::json_object;
+use crate::body::{json_object, Field};
 use crate::problem::{ApiError, FieldError};
 use crate::state::AppState;
 
@@ -140,26 +139,6 @@ async fn get_media(
     operator(&req, &state)?;
     let media = state.admin.media(&media_id(&path)?).await?;
     Ok(with_etag(HttpResponse::Ok().json(media_record(&media)), &media))
-}
-
-/// A field of a request body as sent: left out, `null`, a value of its
-/// type, or anything else (which the validation names).
-#[derive(Debug, Default)]
-enum Field<T> {
-    #[default]
-    Absent,
-    Null,
-    Valid(T),
-    Invalid,
-}
-
-impl<'de, T: DeserializeOwned> Deserialize<'de> for Field<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(match Value::deserialize(deserializer)? {
-            Value::Null => Self::Null,
-            value => T::deserialize(value).map_or(Self::Invalid, Self::Valid),
-        })
-    }
 }
 
 /// The body of `PUT /internal/v1/media/{media_id}`: the item's fields as

@@ -2,8 +2,8 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Serialize;
-use streaming_core::domain::{ManifestKind, MediaId, UserId};
+use serde::{Deserialize, Serialize};
+use streaming_core::domain::{ManifestKind, MediaId, SessionId, UserId};
 use streaming_core::{ProgressReport, StartPlayback, StopOutcome};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -14,7 +14,7 @@ use super::openapi::{
     BadGateway, BadRequest, BodyProblems, GrantRefused, InternalError, NotFound, ServiceUnavailable, UserRouteProblems,
 };
 use crate::auth::authenticate;
-use crate::body::{json_object, optional_count, optional_session, optional_str, required_number};
+use crate::body::{count, json_body, Field, MAX_SAFE_INTEGER};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -37,13 +37,8 @@ async fn progress_request(
     payload: web::Payload,
 ) -> Result<(UserId, MediaId, ProgressReport), ApiError> {
     let (user, movie) = caller_and_movie(req, state, movie_id).await?;
-    let body = json_object(req, payload, state.max_body_bytes, false).await?;
-    let report = ProgressReport {
-        position_seconds: required_number(&body, "position_seconds")?,
-        session: optional_session(&body, "session_id")?,
-        sequence: optional_count(&body, "sequence")?,
-    };
-    Ok((user, movie, report))
+    let body: ProgressRequest = json_body(req, payload, state.max_body_bytes, false).await?;
+    Ok((user, movie, ProgressReport::try_from(body)?))
 }
 
 /// A manifest format.
@@ -65,12 +60,26 @@ impl From<ManifestKind> for ManifestType {
     }
 }
 
-/// The start body (optional; read field by field so each error names its field).
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documents the body the handler parses
+/// The start body (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct StartRequest {
     /// The format to play (default `hls`).
-    manifest_type: Option<ManifestType>,
+    #[serde(default)]
+    #[schema(value_type = Option<ManifestType>)]
+    manifest_type: Field<String>,
+}
+
+impl TryFrom<StartRequest> for ManifestKind {
+    type Error = ApiError;
+
+    fn try_from(body: StartRequest) -> Result<Self, ApiError> {
+        match body.manifest_type.optional().map_err(|()| ApiError::field("manifest_type", "must be a string"))? {
+            None => Ok(Self::default()),
+            Some(kind) => kind.parse().map_err(|e: streaming_core::domain::UnknownManifestKind| {
+                ApiError::field("manifest_type", e.to_string())
+            }),
+        }
+    }
 }
 
 /// A started stream.
@@ -95,23 +104,53 @@ pub struct StartResponse {
 }
 
 /// The progress and stop body.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documents the body the handler parses
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ProgressRequest {
     /// The position in seconds: at most a week, and within the movie's
     /// duration (plus `playback.position_slack_seconds`) when it is known.
-    #[schema(example = 42.5, minimum = 0, maximum = 604800)]
-    position_seconds: f64,
+    #[serde(default)]
+    #[schema(value_type = f64, required = true, example = 42.5, minimum = 0, maximum = 604800)]
+    position_seconds: Field<f64>,
     /// The session `start` returned; reports of a stopped session are refused.
+    #[serde(default)]
     #[schema(
+        value_type = Option<String>,
         format = "uuid",
         pattern = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
     )]
-    session_id: Option<String>,
+    session_id: Field<String>,
     /// The player's own counter: a report with a lower one than stored is
     /// ignored (a whole number up to 2^53 - 1, which every JSON reader keeps exact).
-    #[schema(minimum = 0, maximum = 9007199254740991_i64)]
-    sequence: Option<u64>,
+    #[serde(default)]
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 9007199254740991_i64)]
+    sequence: Field<serde_json::Number>,
+}
+
+impl TryFrom<ProgressRequest> for ProgressReport {
+    type Error = ApiError;
+
+    /// The report, each field judged in order; the first wrong one is named.
+    fn try_from(body: ProgressRequest) -> Result<Self, ApiError> {
+        let position_seconds = match body.position_seconds {
+            Field::Valid(seconds) => seconds,
+            Field::Absent | Field::Null => return Err(ApiError::field("position_seconds", "is required")),
+            Field::Invalid => return Err(ApiError::field("position_seconds", "must be a number")),
+        };
+        let session = match body.session_id.optional() {
+            Ok(None) => None,
+            Ok(Some(text)) => {
+                Some(text.parse::<SessionId>().map_err(|_| ApiError::field("session_id", "must be a UUID"))?)
+            }
+            Err(()) => return Err(ApiError::field("session_id", "must be a UUID string")),
+        };
+        let refused = || ApiError::field("sequence", format!("must be a whole number from 0 to {MAX_SAFE_INTEGER}"));
+        let sequence = match body.sequence.optional() {
+            Ok(None) => None,
+            Ok(Some(number)) => Some(count(&number).ok_or_else(refused)?),
+            Err(()) => return Err(refused()),
+        };
+        Ok(Self { position_seconds, session, sequence })
+    }
 }
 
 /// A progress report's outcome.
@@ -184,13 +223,8 @@ pub async fn start(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (user, movie) = caller_and_movie(&req, &state, &movie_id).await?;
-    let body = json_object(&req, payload, state.max_body_bytes, true).await?;
-    let manifest = match optional_str(&body, "manifest_type")? {
-        None => ManifestKind::default(),
-        Some(kind) => kind.parse().map_err(|e: streaming_core::domain::UnknownManifestKind| {
-            ApiError::field("manifest_type", e.to_string())
-        })?,
-    };
+    let body: StartRequest = json_body(&req, payload, state.max_body_bytes, true).await?;
+    let manifest = ManifestKind::try_from(body)?;
     let user_agent = req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let request = StartPlayback { manifest, user_agent, client_ip: req.peer_addr().map(|a| a.ip()) };
     let started =
