@@ -2,11 +2,19 @@
 //! watch progress, read it back, stop.
 
 pub(crate) mod coalescer;
+mod error;
 mod events;
+mod manifests;
+mod requests;
+mod sessions;
+
+pub use error::PlaybackError;
+use manifests::{playlist_url, rendered_cache, Rendered};
+pub use manifests::{ManifestGrants, ServedManifest, MAX_MANIFEST_BYTES};
+pub use requests::{PlaybackStarted, ProgressAck, ProgressReport, StartPlayback, StopOutcome};
 
 use crate::telemetry;
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,20 +22,18 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tracing::{debug_span, warn, Instrument};
 
-use crate::access::{check_access, existing, AccessError};
+use crate::access::check_access;
 use crate::domain::{
-    InvalidPosition, ManifestKind, Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlaybackAction, PlaybackEvent,
-    PositionSeconds, SessionId, StreamSession, UserId, WatchProgress,
+    ManifestKind, Media, MediaId, MediaKind, ObjectKey, PlaybackAction, PlaybackEvent, PositionSeconds, SessionId,
+    StreamSession, UserId, WatchProgress,
 };
-use crate::manifest::{requested_key, rewrite_dash, rewrite_hls, GrantError, ManifestError, ManifestGrant, UriTarget};
-use crate::policy::Denial;
+use crate::manifest::ManifestGrant;
 use crate::ports::{
-    Clock, CloseOutcome, EventGate, EventHandling, EventPublisher, MediaCatalog, ObjectStore, ObjectStoreError,
-    ProgressStore, RecordOutcome, SessionStore, SubscriptionDirectory,
+    Clock, EventGate, EventHandling, EventPublisher, MediaCatalog, ObjectStore, ObjectStoreError, ProgressStore,
+    RecordOutcome, SessionStore, SubscriptionDirectory,
 };
 use crate::rate_limit::{Limited, UserLimit};
 use crate::service::Dependency;
-use crate::url_signing::UrlSigner;
 use coalescer::Coalescer;
 
 /// Settings of the playback operations.
@@ -72,37 +78,6 @@ impl Default for PlaybackSettings {
 /// Sessions one statement of a sweep closes (see [`PlaybackService::close_idle_sessions`]).
 pub const SWEEP_BATCH: usize = 500;
 
-/// How manifests are served through the service (see [`crate::manifest`]).
-#[derive(Debug, Clone)]
-pub struct ManifestGrants {
-    /// Signs and checks grants.
-    pub signer: UrlSigner,
-    /// The public base of the manifest route: `{endpoint}/{movie_id}/manifest/{path}?grant=…`
-    /// (e.g. `https://stream.example/api/v1/stream`).
-    pub endpoint: String,
-    /// Object URLs in a manifest are signed at the start of the current
-    /// window, so every fetch within it returns byte-identical URLs (default 60 s).
-    pub url_window: Duration,
-    /// Lifetime of the object URLs in a manifest, from the window's start (default 1 h).
-    pub object_url_expiry: Duration,
-}
-
-/// A manifest ready to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServedManifest {
-    /// The rewritten playlist or MPD (shared with the rendering cache).
-    pub body: Arc<[u8]>,
-    /// Its media type.
-    pub content_type: &'static str,
-    /// How long the body stays byte-identical (the rest of the signing window).
-    pub fresh_for: Duration,
-    /// When its object URLs expire.
-    pub urls_expire_at: OffsetDateTime,
-}
-
-/// Manifests larger than this are refused (502), not read.
-pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
-
 /// The driven ports playback needs.
 #[derive(Clone)]
 pub struct PlaybackPorts {
@@ -135,149 +110,6 @@ pub struct PlaybackLimits {
     pub start: Option<UserLimit>,
     /// Manifest fetches, counted against the grant's user.
     pub manifest: Option<UserLimit>,
-}
-
-/// Why a playback operation failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum PlaybackError {
-    /// No such movie (or it was deleted).
-    #[error("movie not found")]
-    NotFound,
-    /// The movie exists but its manifest of the asked kind does not.
-    #[error("manifest not found")]
-    ManifestNotFound,
-    /// The movie is not streamable yet.
-    #[error("movie is {status}, not Ready")]
-    NotReady {
-        /// Its status.
-        status: MediaStatus,
-    },
-    /// The user may not play it.
-    #[error("access denied: {0:?}")]
-    Forbidden(Denial),
-    /// The position is not acceptable.
-    #[error("invalid position: {0}")]
-    InvalidPosition(InvalidPosition),
-    /// No session with that id belongs to this user and movie.
-    #[error("session not found")]
-    SessionNotFound,
-    /// The session was stopped; start a new one.
-    #[error("session already stopped")]
-    SessionClosed,
-    /// The plan's `max_devices` streams are already open; stopping one of
-    /// `open` (oldest first) makes room.
-    #[error("{limit} streams already open")]
-    TooManyStreams {
-        /// The plan's limit.
-        limit: u32,
-        /// The open sessions that count, oldest first.
-        open: Vec<SessionId>,
-    },
-    /// The manifest grant is not valid (forged, malformed, for another movie) or has expired.
-    #[error("manifest grant refused: {0}")]
-    GrantRefused(GrantError),
-    /// The grant's session was stopped (or the user may no longer play the movie).
-    #[error("manifest grant revoked")]
-    GrantRevoked,
-    /// The stored manifest cannot be served (malformed, too large, refers outside the movie).
-    #[error("{0}")]
-    ManifestInvalid(String),
-    /// The user is over a request limit ([`PlaybackLimits`]).
-    #[error("rate limited; retry after {retry_after:?}")]
-    RateLimited {
-        /// How long until one more request is allowed.
-        retry_after: Duration,
-    },
-    /// A dependency is down.
-    #[error("{} unavailable", dependency.as_str())]
-    Unavailable {
-        /// Which one.
-        dependency: Dependency,
-    },
-}
-
-impl From<AccessError> for PlaybackError {
-    fn from(error: AccessError) -> Self {
-        match error {
-            AccessError::Denied(Denial::NotFound | Denial::Deleted) => Self::NotFound,
-            AccessError::Denied(Denial::NotReady(status)) => Self::NotReady { status },
-            AccessError::Denied(denial) => Self::Forbidden(denial),
-            AccessError::Unavailable(dependency) => Self::Unavailable { dependency },
-        }
-    }
-}
-
-/// A request to start watching.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct StartPlayback {
-    /// HLS or DASH.
-    pub manifest: ManifestKind,
-    /// The player's `User-Agent`.
-    pub user_agent: Option<String>,
-    /// The client's address.
-    pub client_ip: Option<IpAddr>,
-}
-
-/// A started playback.
-#[derive(Clone, PartialEq)]
-pub struct PlaybackStarted {
-    /// The signed manifest URL (a credential: never log it).
-    pub manifest_url: String,
-    /// When it expires.
-    pub expires_at: OffsetDateTime,
-    /// How long it is valid from now.
-    pub expires_in: Duration,
-    /// Which manifest.
-    pub manifest: ManifestKind,
-    /// The new session.
-    pub session: SessionId,
-    /// Where to resume (0 for a new or finished movie).
-    pub resume_position: PositionSeconds,
-}
-
-impl fmt::Debug for PlaybackStarted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PlaybackStarted")
-            .field("manifest_url", &"<redacted>")
-            .field("expires_at", &self.expires_at)
-            .field("session", &self.session)
-            .field("resume_position", &self.resume_position)
-            .finish()
-    }
-}
-
-/// A progress report from a player.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct ProgressReport {
-    /// The position in seconds, as sent (validated here).
-    pub position_seconds: f64,
-    /// The session it belongs to, if the player knows it.
-    pub session: Option<SessionId>,
-    /// The player's own sequence number for ordering reports within a
-    /// session; without it, arrival order at the service decides.
-    pub sequence: Option<u64>,
-}
-
-/// What a progress report did.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ProgressAck {
-    /// Whether this report was stored (false: a newer one of the session already was).
-    pub applied: bool,
-    /// The stored resume position after this report.
-    pub position: PositionSeconds,
-    /// Whether the movie now counts as watched.
-    pub watched: bool,
-}
-
-/// What a stop did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StopOutcome {
-    /// The session was open and is now closed, its final progress recorded.
-    Stopped(StreamSession),
-    /// The session had been stopped already; nothing changed.
-    AlreadyStopped(StreamSession),
-    /// No open session of this user on this movie; nothing changed.
-    NoOpenSession,
 }
 
 /// How soon a progress update must reach the durable store.
@@ -332,20 +164,6 @@ impl fmt::Debug for SharedGate {
         f.write_str("SharedGate")
     }
 }
-
-/// A rewritten manifest and when its object URLs expire.
-type Rendered = (Arc<[u8]>, OffsetDateTime);
-
-/// A manifest rewriter ([`rewrite_hls`], [`rewrite_dash`]).
-type Rewrite = fn(
-    &[u8],
-    &ObjectKey,
-    &ObjectKey,
-    &mut dyn FnMut(UriTarget, &ObjectKey) -> Result<String, ManifestError>,
-) -> Result<Vec<u8>, ManifestError>;
-
-/// Rendered manifests kept at most (a long DASH movie expands to megabytes).
-const MAX_RENDERED_BYTES: u64 = 64 << 20;
 
 impl PlaybackService {
     /// A service over `ports`.
@@ -490,153 +308,6 @@ impl PlaybackService {
         })
     }
 
-    /// The HLS playlist (`.m3u8`) or DASH MPD (`.mpd`) at `path` (relative
-    /// to the movie's root) for the holder of `grant`, every URI rewritten:
-    /// nested playlists to this endpoint with the same grant, media to
-    /// presigned object URLs signed at the start of the current window
-    /// (a manifest without nested playlists is rendered once per window and
-    /// shared by every player). Refused when the grant is invalid or
-    /// expired, its session is stopped, or its user may no longer play the movie.
-    ///
-    /// # Errors
-    /// [`PlaybackError::GrantRefused`] / [`PlaybackError::GrantRevoked`] (403),
-    /// [`PlaybackError::RateLimited`], not found, [`PlaybackError::ManifestInvalid`] (502), or a dependency unavailable.
-    pub async fn manifest(
-        &self,
-        movie: &MediaId,
-        path: &str,
-        grant_text: &str,
-    ) -> Result<ServedManifest, PlaybackError> {
-        let result = self.serve_manifest(movie, path, grant_text).await;
-        let kind = ManifestKind::of_path(path).map_or("other", ManifestKind::as_str);
-        let outcome = match &result {
-            Ok(_) => "served",
-            Err(PlaybackError::GrantRefused(_) | PlaybackError::GrantRevoked | PlaybackError::Forbidden(_)) => {
-                "refused"
-            }
-            Err(PlaybackError::ManifestInvalid(_)) => "invalid",
-            Err(PlaybackError::RateLimited { .. }) => "limited",
-            Err(PlaybackError::Unavailable { .. }) => "unavailable",
-            Err(_) => "not_found",
-        };
-        metrics::counter!(telemetry::MANIFEST_REQUESTS, "kind" => kind, "outcome" => outcome).increment(1);
-        result
-    }
-
-    async fn serve_manifest(
-        &self,
-        movie: &MediaId,
-        path: &str,
-        grant_text: &str,
-    ) -> Result<ServedManifest, PlaybackError> {
-        let grants = self.grants.as_ref().ok_or(PlaybackError::ManifestNotFound)?;
-        let now = self.ports.clock.now();
-        let grant = ManifestGrant::decode(grant_text, &grants.signer, now).map_err(PlaybackError::GrantRefused)?;
-        if grant.movie != *movie {
-            return Err(PlaybackError::GrantRefused(GrantError::Invalid));
-        }
-        // Counted once the grant is known to be genuine: a forged one must
-        // not spend its user's allowance.
-        admit(self.limits.manifest.as_ref(), &grant.user).await?;
-        match self.open_session_of(grant.session, &grant.user, movie).await {
-            Err(PlaybackError::SessionNotFound | PlaybackError::SessionClosed) => {
-                return Err(PlaybackError::GrantRevoked)
-            }
-            other => other?,
-        };
-        let media = match self.authorized(movie, &grant.user, now).await {
-            Err(PlaybackError::Forbidden(_)) => return Err(PlaybackError::GrantRevoked),
-            other => other?,
-        };
-        // The kind is judged on the normalised key: a path is decoded once
-        // (by the HTTP layer) and only a manifest's name is read as one.
-        let root = &media.object_key;
-        let key = requested_key(root, path).ok_or(PlaybackError::ManifestNotFound)?;
-        let (rewrite, content_type): (Rewrite, &'static str) =
-            match ManifestKind::of_path(key.as_str()).ok_or(PlaybackError::ManifestNotFound)? {
-                ManifestKind::Hls => (rewrite_hls, "application/vnd.apple.mpegurl"),
-                ManifestKind::Dash => (rewrite_dash, "application/dash+xml"),
-            };
-        let window = grants.url_window.as_secs().max(1) as i64;
-        let signed_at =
-            OffsetDateTime::from_unix_timestamp(now.unix_timestamp() - now.unix_timestamp().rem_euclid(window))
-                .map_err(|_| unavailable(Dependency::ObjectStore))?;
-        let fresh_for = Duration::from_secs((signed_at.unix_timestamp() + window - now.unix_timestamp()).max(0) as u64);
-        let cache_key = (key.clone(), signed_at.unix_timestamp());
-        if let Some((body, urls_expire_at)) = self.rendered.get(&cache_key) {
-            return Ok(ServedManifest { body, content_type, fresh_for, urls_expire_at });
-        }
-        let bytes = self.stored_manifest(&key).await?;
-        let rendering = std::time::Instant::now();
-
-        // Pass 1: which objects the manifest names. Pass 2: the manifest with signed URLs.
-        let mut objects = Vec::new();
-        let mut names_playlists = false;
-        rewrite(&bytes, &key, root, &mut |target, key| {
-            match target {
-                UriTarget::Object => objects.push(key.clone()),
-                UriTarget::Playlist => names_playlists = true,
-            }
-            Ok(String::new())
-        })
-        .map_err(|e| PlaybackError::ManifestInvalid(e.to_string()))?;
-        let mut signed = std::collections::HashMap::with_capacity(objects.len());
-        let mut urls_expire_at = signed_at + grants.object_url_expiry;
-        for object in objects {
-            if signed.contains_key(&object) {
-                continue;
-            }
-            let url = self
-                .ports
-                .objects
-                .presign_get(&object, signed_at, grants.object_url_expiry)
-                .instrument(debug_span!("storage.presign"))
-                .await
-                .map_err(|_| unavailable(Dependency::ObjectStore))?;
-            urls_expire_at = url.expires_at;
-            signed.insert(object, url.url);
-        }
-        let root_prefix = format!("{}/", root.as_str());
-        let body: Arc<[u8]> = rewrite(&bytes, &key, root, &mut |target, key| match target {
-            UriTarget::Object => {
-                signed.get(key).cloned().ok_or_else(|| ManifestError::Signing("an object was not signed".into()))
-            }
-            UriTarget::Playlist => {
-                let relative = key.as_str().strip_prefix(&root_prefix).unwrap_or_default();
-                Ok(playlist_url(grants, movie, relative, grant_text))
-            }
-        })
-        .map_err(|e| PlaybackError::ManifestInvalid(e.to_string()))?
-        .into();
-        if !names_playlists {
-            self.rendered.insert(cache_key, (Arc::clone(&body), urls_expire_at));
-        }
-        metrics::histogram!(telemetry::MANIFEST_RENDER_MS).record(rendering.elapsed().as_secs_f64() * 1_000.0);
-        Ok(ServedManifest { body, content_type, fresh_for, urls_expire_at })
-    }
-
-    async fn stored_manifest(&self, key: &ObjectKey) -> Result<Arc<[u8]>, PlaybackError> {
-        if let Some(bytes) = self.manifests.get(key) {
-            return Ok(bytes);
-        }
-        let bytes: Arc<[u8]> = match self
-            .ports
-            .objects
-            .read_small(key, MAX_MANIFEST_BYTES)
-            .instrument(debug_span!("storage.read"))
-            .await
-        {
-            Ok(bytes) => bytes.into(),
-            Err(ObjectStoreError::NotFound) => return Err(PlaybackError::ManifestNotFound),
-            Err(ObjectStoreError::Invalid(_)) => {
-                return Err(PlaybackError::ManifestInvalid("the manifest is larger than 1 MiB".into()))
-            }
-            Err(_) => return Err(unavailable(Dependency::ObjectStore)),
-        };
-        self.manifests.insert(key.clone(), Arc::clone(&bytes));
-        Ok(bytes)
-    }
-
     /// Records a progress report of `user` in `movie`.
     ///
     /// # Errors
@@ -741,185 +412,6 @@ impl PlaybackService {
             .instrument(debug_span!("progress.get"))
             .await
             .map_err(|_| unavailable(Dependency::Progress))
-    }
-
-    /// Records the final position and closes the session (the given one, or
-    /// the user's latest open session on this movie). Idempotent: stopping a
-    /// stopped session changes nothing.
-    ///
-    /// # Errors
-    /// Not found, an invalid position, an unknown session, or a dependency unavailable.
-    pub async fn stop(
-        &self,
-        movie: &MediaId,
-        user: &UserId,
-        report: ProgressReport,
-    ) -> Result<StopOutcome, PlaybackError> {
-        let now = self.ports.clock.now();
-        let media = existing(&*self.ports.catalog, movie, MediaKind::Movie).await?;
-        let position = self.position(&media, report.position_seconds)?;
-        let session = match report.session {
-            Some(id) => match self.owned_session(id, user, movie).await? {
-                session if session.ended_at.is_some() => return Ok(StopOutcome::AlreadyStopped(session)),
-                session => session,
-            },
-            None => {
-                match self
-                    .every_open_session(user)
-                    .await?
-                    .into_iter()
-                    .filter(|s| &s.media == movie)
-                    .max_by_key(|s| s.started_at)
-                {
-                    Some(session) => session,
-                    None => return Ok(StopOutcome::NoOpenSession),
-                }
-            }
-        };
-        let report = ProgressReport { session: Some(session.id), ..report };
-        // The last position is acknowledged with the stop: written through, not behind.
-        self.store_progress(&media, user, position, report, now, Durability::Now).await?;
-        match self.close_session(&session, Some(position), now).await? {
-            CloseOutcome::Closed(session) => Ok(StopOutcome::Stopped(session)),
-            CloseOutcome::AlreadyClosed(session) => Ok(StopOutcome::AlreadyStopped(session)),
-            CloseOutcome::NotFound => Err(PlaybackError::SessionNotFound),
-        }
-    }
-
-    /// Closes `session` with its stop event (in the store's transaction when
-    /// it has an outbox, else handed to the publisher).
-    async fn close_session(
-        &self,
-        session: &StreamSession,
-        position: Option<PositionSeconds>,
-        now: OffsetDateTime,
-    ) -> Result<CloseOutcome, PlaybackError> {
-        let (user, movie) = (&session.user, &session.media);
-        let event = PlaybackEvent::new(PlaybackAction::Stop, user, movie, Some(session.id), position, now);
-        // Progress events still queued go first: no consumer sees progress after the stop.
-        if let Err(error) = self.ports.events.flush().instrument(debug_span!("events.flush")).await {
-            warn!(%error, "queued playback events not written before a stop");
-        }
-        let (outcome, handling) = self
-            .ports
-            .sessions
-            .close_with_event(&session.id, now, &event)
-            .instrument(debug_span!("sessions.close"))
-            .await
-            .map_err(|_| unavailable(Dependency::Sessions))?;
-        if let CloseOutcome::Closed(closed) = &outcome {
-            self.coalescer.forget(&(user.clone(), movie.clone(), Some(closed.id)));
-            if handling == EventHandling::NotTaken {
-                self.hand_over(event).await;
-            }
-        }
-        Ok(outcome)
-    }
-
-    /// One sweep: closes every session nobody stopped that has shown no
-    /// sign of life for [`PlaybackSettings::session_close_after`], in
-    /// batches of [`SWEEP_BATCH`], at its last heartbeat, each with its
-    /// [`PlaybackEvent::idle_stop`]. Returns how many it closed. Several
-    /// instances may sweep at once: each session is closed by one of them.
-    ///
-    /// # Errors
-    /// The session store unavailable (what earlier batches closed stays closed).
-    pub async fn close_idle_sessions(&self) -> Result<usize, PlaybackError> {
-        let Some(close_after) = self.settings.session_close_after else { return Ok(0) };
-        let idle_before = self.ports.clock.now() - close_after;
-        let mut closed = 0;
-        loop {
-            let (batch, handling) = self
-                .ports
-                .sessions
-                .close_idle(idle_before, SWEEP_BATCH)
-                .instrument(debug_span!("sessions.close_idle"))
-                .await
-                .map_err(|_| unavailable(Dependency::Sessions))?;
-            closed += batch.len();
-            metrics::counter!(telemetry::SESSIONS_CLOSED_IDLE).increment(batch.len() as u64);
-            for session in &batch {
-                self.coalescer.forget(&(session.user.clone(), session.media.clone(), Some(session.id)));
-                if handling == EventHandling::NotTaken {
-                    self.hand_over(PlaybackEvent::idle_stop(session)).await;
-                }
-            }
-            if batch.len() < SWEEP_BATCH {
-                return Ok(closed);
-            }
-        }
-    }
-
-    /// How often to call [`Self::close_idle_sessions`]: a quarter of
-    /// `session_close_after`, between 1 and 30 seconds; `None` when sessions
-    /// are never closed for idleness.
-    pub fn sweep_interval(&self) -> Option<Duration> {
-        let quarter = self.settings.session_close_after? / 4;
-        Some(quarter.clamp(Duration::from_secs(1), Duration::from_secs(30)))
-    }
-
-    /// Every open session of `user`, however long idle.
-    async fn every_open_session(&self, user: &UserId) -> Result<Vec<StreamSession>, PlaybackError> {
-        self.ports
-            .sessions
-            .open_sessions(user, OffsetDateTime::UNIX_EPOCH)
-            .instrument(debug_span!("sessions.list_open"))
-            .await
-            .map_err(|_| unavailable(Dependency::Sessions))
-    }
-
-    /// Closes every open session of `user` (a logout everywhere): their
-    /// manifest grants stop working at the next playlist fetch. Each closed
-    /// session gets its stop event, without a position. Returns how many
-    /// were closed.
-    ///
-    /// # Errors
-    /// The session store unavailable (some sessions may already be closed; calling again is safe).
-    pub async fn end_sessions_of(&self, user: &UserId) -> Result<usize, PlaybackError> {
-        let now = self.ports.clock.now();
-        let open = self.every_open_session(user).await?;
-        let mut closed = 0;
-        for session in open {
-            if let CloseOutcome::Closed(_) = self.close_session(&session, None, now).await? {
-                closed += 1;
-            }
-        }
-        Ok(closed)
-    }
-
-    /// Refuses a new stream when the user's active plan allows no more open
-    /// sessions. Users without an active subscription (owners, grantees,
-    /// public media) have no plan limit. The limit fails open when the
-    /// directory is down: access was already decided, and a stream too many
-    /// is better than refusing every viewer of a public movie. The count is
-    /// read before the new session is opened, so two starts at the same
-    /// instant can both pass: a soft limit (a per-user lock would make it exact).
-    async fn check_stream_limit(&self, user: &UserId, now: OffsetDateTime) -> Result<(), PlaybackError> {
-        let limit = match self.ports.subscriptions.current(user).instrument(debug_span!("subscriptions.current")).await
-        {
-            Ok(Some(subscription)) if subscription.is_active_at(now) => match subscription.plan.max_devices {
-                Some(limit) => limit,
-                None => return Ok(()),
-            },
-            Ok(_) => return Ok(()),
-            Err(error) => {
-                warn!(%error, "subscription unavailable for the stream limit; not enforced for this start");
-                self.stats.stream_limit_skipped.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
-        };
-        let alive_since = now - self.settings.session_idle_timeout;
-        let open = self
-            .ports
-            .sessions
-            .open_sessions(user, alive_since)
-            .instrument(debug_span!("sessions.list_open"))
-            .await
-            .map_err(|_| unavailable(Dependency::Sessions))?;
-        if open.len() >= limit as usize {
-            return Err(PlaybackError::TooManyStreams { limit, open: open.into_iter().map(|s| s.id).collect() });
-        }
-        Ok(())
     }
 
     async fn authorized(&self, movie: &MediaId, user: &UserId, now: OffsetDateTime) -> Result<Media, PlaybackError> {
@@ -1036,22 +528,6 @@ async fn admit(limit: Option<&UserLimit>, user: &UserId) -> Result<(), PlaybackE
 
 fn unavailable(dependency: Dependency) -> PlaybackError {
     PlaybackError::Unavailable { dependency }
-}
-
-/// The cache of rendered manifests: each lives for one signing window, at
-/// most [`MAX_RENDERED_BYTES`] in all.
-fn rendered_cache(window: Duration) -> moka::sync::Cache<(ObjectKey, i64), Rendered> {
-    moka::sync::Cache::builder()
-        .weigher(|_, (body, _): &Rendered| u32::try_from(body.len()).unwrap_or(u32::MAX))
-        .max_capacity(MAX_RENDERED_BYTES)
-        .time_to_live(window)
-        .build()
-}
-
-/// `{endpoint}/{movie}/manifest/{path}?grant={grant}`, the path percent-encoded per segment.
-fn playlist_url(grants: &ManifestGrants, movie: &MediaId, path: &str, grant: &str) -> String {
-    let endpoint = grants.endpoint.trim_end_matches('/');
-    format!("{endpoint}/{movie}/manifest/{}?grant={grant}", crate::domain::percent_encode_path(path))
 }
 
 /// `{manifest root}/index.m3u8` or `…/index.mpd`.
