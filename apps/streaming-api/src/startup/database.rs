@@ -1,0 +1,86 @@
+//! PostgreSQL: the connection pool and the schema check at start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use streaming_core::adapters::{MemoryProgressStore, MemorySessionStore};
+use streaming_core::ports::{ProgressStore, SessionStore};
+use streaming_postgres::{PgProgressStore, PgSessionStore, WriteBehindProgress, WriteBehindSessions};
+
+use crate::settings::Settings;
+
+use super::StartupError;
+use secrecy::ExposeSecret;
+use streaming_postgres::{PgConfig, PgDatabase};
+
+/// The database, with its schema checked: migrated at start when configured
+/// so, otherwise a schema that is behind stops the start with a clear error.
+pub(super) async fn postgres_database(settings: &Settings) -> Result<Option<PgDatabase>, StartupError> {
+    let Some(url) = &settings.postgres.url else {
+        return Ok(None);
+    };
+    let db = PgDatabase::connect(&PgConfig {
+        url: url.expose_secret().to_owned(),
+        pool_size: settings.postgres.pool_size,
+        statement_timeout: Duration::from_millis(settings.postgres.statement_timeout_ms),
+        acquire_timeout: Duration::from_secs(2),
+        breaker_cool_down: Duration::from_millis(settings.postgres.breaker_cool_down_ms),
+    })
+    .await
+    .map_err(|e| StartupError::Database(e.to_string()))?;
+    if settings.postgres.migrate_on_start {
+        let applied = db.migrate().await.map_err(|e| StartupError::Database(e.to_string()))?;
+        tracing::info!(applied, "database migrations applied");
+    } else {
+        let pending = db.pending_migrations().await.map_err(|e| StartupError::Database(e.to_string()))?;
+        if !pending.is_empty() {
+            return Err(StartupError::Database(format!(
+                "the schema is behind by {} migration(s) ({}); run `streaming-api migrate` or set postgres.migrate_on_start",
+                pending.len(),
+                pending.join(", ")
+            )));
+        }
+    }
+    let layouts = db.layouts().await.map_err(|e| StartupError::Database(e.to_string()))?;
+    if layouts.any_cinema() && !settings.auth.uuid_subjects {
+        return Err(StartupError::Database(
+            "the database holds the cinema service's watch_progress/stream_sessions, whose user ids are UUIDs: \
+             set auth.uuid_subjects = true (JWT_SECRET_KEY does)"
+                .into(),
+        ));
+    }
+    Ok(Some(db))
+}
+
+/// The durable progress and session stores, and the write-behind queues in
+/// front of PostgreSQL that shutdown drains.
+pub(super) struct DurableStores {
+    /// Progress written behind (PostgreSQL).
+    pub(super) write_behind: Option<Arc<WriteBehindProgress<PgProgressStore>>>,
+    /// Sessions read from memory, heartbeats written behind (PostgreSQL).
+    pub(super) session_cache: Option<Arc<WriteBehindSessions<PgSessionStore>>>,
+    /// The progress store.
+    pub(super) progress: Arc<dyn ProgressStore>,
+    /// The session store.
+    pub(super) sessions: Arc<dyn SessionStore>,
+}
+
+/// With PostgreSQL, progress is written behind (batched, drained on
+/// shutdown) and sessions are read from memory with their heartbeats written
+/// behind; without it, both live in memory.
+pub(super) fn durable_stores(settings: &Settings, postgres: Option<&PgDatabase>) -> DurableStores {
+    let flush = Duration::from_millis(settings.postgres.progress_flush_interval_ms.max(10));
+    let capacity = settings.postgres.progress_queue_capacity;
+    let write_behind = postgres.map(|db| WriteBehindProgress::start(PgProgressStore::new(db.clone()), capacity, flush));
+    let session_cache = postgres.filter(|_| settings.postgres.session_cache_ttl_ms > 0).map(|db| {
+        let ttl = Duration::from_millis(settings.postgres.session_cache_ttl_ms);
+        WriteBehindSessions::start(PgSessionStore::new(db.clone()), capacity, ttl, flush)
+    });
+    let (progress, sessions): (Arc<dyn ProgressStore>, Arc<dyn SessionStore>) =
+        match (postgres, &write_behind, &session_cache) {
+            (_, Some(queue), Some(cache)) => (queue.clone(), cache.clone()),
+            (Some(db), Some(queue), None) => (queue.clone(), Arc::new(PgSessionStore::new(db.clone()))),
+            _ => (Arc::new(MemoryProgressStore::new()), Arc::new(MemorySessionStore::new())),
+        };
+    DurableStores { write_behind, session_cache, progress, sessions }
+}

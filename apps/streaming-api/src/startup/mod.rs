@@ -1,0 +1,441 @@
+//! The composition root: settings in, a bound server out.
+
+mod auth;
+mod database;
+mod events;
+mod http;
+mod redis;
+mod services;
+
+use auth::{random_secret, verifier};
+use database::{durable_stores, postgres_database, DurableStores};
+use events::{event_pipeline, kafka_producer, upstream_consumer, EventPipeline};
+use http::{admin_server, json_error, nosniff, query_error};
+use redis::{hot_copies, keyring, rate_limiter, redis_connection, url_cache, HotCopies};
+use services::{demo_mode, manifest_grants, playback_settings, streaming_settings, sweep_idle_sessions};
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use streaming_core::adapters::{CachedCatalog, MemoryCatalog, MemorySubscriptions, StoredMovies, SystemClock};
+use streaming_core::changes::{CatalogChanges, ChangePorts, InvalidationStats};
+use streaming_core::ports::{Clock, MediaCatalog, SubscriptionDirectory};
+use streaming_core::rate_limit::UserLimit;
+use streaming_core::{
+    BrowsePorts, MediaBrowser, PlaybackLimits, PlaybackPorts, PlaybackService, StreamUrlService, StreamingPorts,
+    StreamingService,
+};
+use streaming_kafka::{BufferedKafkaPublisher, UpstreamConsumer};
+use streaming_postgres::{
+    OutboxRelay, PgCatalog, PgProgressStore, PgSessionStore, WriteBehindOutbox, WriteBehindProgress,
+    WriteBehindSessions,
+};
+use streaming_redis::RedisEventGate;
+
+use crate::auth::caller_token_scope;
+use crate::catalog::Catalog;
+use crate::demo::{self, DemoInfo};
+use crate::problem::{enrich_problems, ProblemTypeBase};
+use crate::routes;
+use crate::settings::{Settings, UserCredentials};
+use crate::state::AppState;
+use crate::storage::Storage;
+use crate::subscriptions::{user_service, SubscriptionCache};
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The settings are inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The socket could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The object store could not be opened or seeded.
+    #[error("object store: {0}")]
+    Storage(String),
+    /// The database is unreachable or its schema is not current.
+    #[error("database: {0}")]
+    Database(String),
+    /// The demo media could not be written (demo mode).
+    #[error(transparent)]
+    Demo(#[from] crate::demo::DemoError),
+}
+
+/// Ports an embedder (or a test) supplies instead of the configured ones.
+#[derive(Default, Clone)]
+pub struct PortOverrides {
+    /// Replaces the memory catalog (demo media are then not registered).
+    pub catalog: Option<Arc<dyn MediaCatalog>>,
+    /// Replaces the memory subscription directory.
+    pub subscriptions: Option<Arc<dyn SubscriptionDirectory>>,
+    /// Seeds the demo media and subscription into whatever stores are
+    /// configured, and makes the demo token, as demo mode does: for tests
+    /// and demonstrations assembled in code. No setting reaches it, so a
+    /// configuration can never write demo media into production stores.
+    pub demo: bool,
+}
+
+impl std::fmt::Debug for PortOverrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortOverrides")
+            .field("catalog", &self.catalog.is_some())
+            .field("subscriptions", &self.subscriptions.is_some())
+            .field("demo", &self.demo)
+            .finish()
+    }
+}
+
+/// A bound, not yet running service.
+pub struct Application {
+    port: u16,
+    base_url: String,
+    server: Server,
+    /// The admin API's bound port, when it is served.
+    admin_port: Option<u16>,
+    admin_server: Option<Server>,
+    demo: Option<DemoInfo>,
+    ephemeral_secret: bool,
+    write_behind: Option<Arc<WriteBehindProgress<PgProgressStore>>>,
+    session_cache: Option<Arc<WriteBehindSessions<PgSessionStore>>>,
+    outbox_queue: Option<Arc<WriteBehindOutbox>>,
+    relay: Option<OutboxRelay>,
+    kafka_buffer: Option<BufferedKafkaPublisher>,
+    consumer: Option<UpstreamConsumer>,
+    invalidations: Option<Arc<InvalidationStats>>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Builds every adapter the settings ask for and binds the listener
+    /// (port 0 picks a free port; see [`Application::port`]).
+    ///
+    /// # Errors
+    /// [`StartupError`] for bad settings, a busy port, or an unusable store.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with(settings, PortOverrides::default()).await
+    }
+
+    /// [`Application::build`] with some ports supplied by the caller.
+    ///
+    /// # Errors
+    /// As [`Application::build`].
+    pub async fn build_with(mut settings: Settings, overrides: PortOverrides) -> Result<Self, StartupError> {
+        let demo_mode = overrides.demo || demo_mode(&settings)?;
+        let derived = crate::secrets::complete(&mut settings)?;
+        if !derived.is_empty() {
+            tracing::info!(secrets = derived.join(", "), "derived from auth.secret");
+        }
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener =
+            TcpListener::bind(&address).map_err(|source| StartupError::Bind { address: address.clone(), source })?;
+        let port = listener.local_addr().map_err(|source| StartupError::Bind { address, source })?.port();
+        let base_url = settings.server.public_url.clone().unwrap_or_else(|| {
+            let host = match settings.server.host.as_str() {
+                "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+                host => host,
+            };
+            format!("http://{host}:{port}")
+        });
+
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let streaming_settings = streaming_settings(&settings)?;
+
+        let (verifier, ephemeral_secret, auth_secret) = verifier(&settings).await?;
+
+        let storage = Storage::open(&settings, &base_url, random_secret).await?;
+
+        let postgres = postgres_database(&settings).await?;
+        let owned_catalog = match &postgres {
+            Some(db) => {
+                let db = Arc::new(PgCatalog::new(db.clone()));
+                let ttl = settings.postgres.catalog_cache_ttl_ms;
+                let cache = (ttl > 0).then(|| {
+                    let max = settings.postgres.catalog_cache_max_entries;
+                    Arc::new(CachedCatalog::new(db.clone(), Duration::from_millis(ttl), max))
+                });
+                Catalog::Postgres { db, cache }
+            }
+            None => Catalog::Memory(Arc::new(MemoryCatalog::new())),
+        };
+        let catalog: Arc<dyn MediaCatalog> = overrides.catalog.unwrap_or_else(|| owned_catalog.port());
+        let catalog: Arc<dyn MediaCatalog> = if settings.playback.stored_movies {
+            Arc::new(StoredMovies::new(catalog, storage.port()))
+        } else {
+            catalog
+        };
+        let DurableStores { write_behind, session_cache, progress: durable_progress, sessions } =
+            durable_stores(&settings, postgres.as_ref());
+        let redis = redis_connection(&settings)?;
+        let cache = url_cache(&settings, redis.as_ref(), &clock)?;
+        let memory_subscriptions = Arc::new(MemorySubscriptions::new());
+        let user_service = user_service(&settings)?;
+        let remote = user_service.is_some();
+        let source: Arc<dyn SubscriptionDirectory> = match (overrides.subscriptions, user_service) {
+            (Some(source), _) => source,
+            (None, Some(users)) => users,
+            (None, None) => memory_subscriptions.clone(),
+        };
+        let HotCopies { subscription_cache, subscriptions, progress } =
+            hot_copies(&settings, redis.as_ref(), source, remote, durable_progress)?;
+        let limiter = rate_limiter(&settings, redis.as_ref(), &clock);
+        let keyring = keyring(&settings)?;
+        let streaming: Arc<dyn StreamingService> = Arc::new(StreamUrlService::new(
+            StreamingPorts {
+                catalog: catalog.clone(),
+                objects: storage.port(),
+                cache,
+                subscriptions: subscriptions.clone(),
+                clock: clock.clone(),
+            },
+            keyring,
+            streaming_settings,
+        ));
+
+        // With PostgreSQL every event goes to the outbox (start and stop in
+        // the session's own transaction), and with Kafka a relay publishes
+        // it; with Kafka alone events go through a bounded buffer; with
+        // neither, to the JSON-lines file.
+        let producer = kafka_producer(&settings)?;
+        let EventPipeline { events, relay, kafka_buffer, outbox_queue } =
+            event_pipeline(&settings, postgres.as_ref(), producer.as_ref()).await?;
+        let browser = Arc::new(MediaBrowser::new(BrowsePorts {
+            listing: owned_catalog.listing(),
+            catalog: catalog.clone(),
+            subscriptions: subscriptions.clone(),
+            clock: clock.clone(),
+        }));
+        let mut playback = PlaybackService::new(
+            PlaybackPorts {
+                catalog,
+                objects: storage.port(),
+                subscriptions,
+                progress,
+                sessions,
+                events,
+                clock: clock.clone(),
+            },
+            playback_settings(&settings)?,
+        )
+        .with_manifest_grants(manifest_grants(&settings, &base_url)?)
+        .with_limits(PlaybackLimits {
+            start: UserLimit::per_minute(limiter.clone(), "stream-start", settings.rate_limit.stream_start_per_minute),
+            manifest: UserLimit::per_minute(
+                limiter.clone(),
+                "stream-manifest",
+                settings.rate_limit.manifest_per_minute,
+            ),
+        });
+        // With Redis, progress events are thinned out across every instance.
+        if let Some(redis) = &redis {
+            playback = playback.with_shared_event_gate(Arc::new(RedisEventGate::new(redis.clone())));
+        }
+        let playback = Arc::new(playback);
+        sweep_idle_sessions(&playback);
+
+        let demo = if demo_mode {
+            let (user, tracks) = demo::seed(&owned_catalog, &storage).await?;
+            let movie = demo::seed_movie(&owned_catalog, &storage).await?;
+            memory_subscriptions.set(&user, Some(demo::demo_subscription()));
+            // Only an HS256 token can be minted here; with RS256/ES256 the issuer mints them.
+            let token = match &auth_secret {
+                Some(secret) => crate::auth::mint_token(
+                    &settings.auth,
+                    secret,
+                    user.as_str(),
+                    Duration::from_secs(12 * 3600),
+                    clock.now(),
+                )
+                .map_err(|e| StartupError::Config(format!("demo token: {e}")))?,
+                None => String::new(),
+            };
+            Some(DemoInfo { user, token, tracks, movie })
+        } else {
+            None
+        };
+
+        // Upstream catalog events: every instance reads them all (its
+        // in-process caches need them); offsets in PostgreSQL when there is one.
+        // One applier of catalog changes for the consumer and the admin API.
+        let consume = producer.is_some() && settings.kafka.consume;
+        let changes = (consume || settings.admin.enabled).then(|| {
+            Arc::new(CatalogChanges::new(ChangePorts {
+                writer: owned_catalog.writer(),
+                catalog: owned_catalog.fresh(),
+                catalog_cache: owned_catalog.cache(),
+                subscription_cache: subscription_cache.as_ref().map(SubscriptionCache::control),
+                streaming: streaming.clone(),
+                playback: playback.clone(),
+            }))
+        });
+        let invalidations = changes.as_ref().map(|changes| changes.stats());
+        let consumer = upstream_consumer(&settings, producer.as_ref(), changes.as_ref(), consume, postgres.as_ref())?;
+
+        let stream_url_limit = UserLimit::per_minute(limiter, "stream-url", settings.rate_limit.stream_url_per_minute);
+        let max_body = settings.server.max_body_bytes;
+        let state = web::Data::new(AppState {
+            streaming,
+            playback,
+            browser,
+            demo_token: demo.as_ref().map(|demo| demo.token.clone()),
+            max_body_bytes: max_body,
+            verifier,
+            stream_url_limit,
+            clock,
+            local_objects: storage.local(),
+            storage,
+            database: postgres.clone(),
+            metrics: if settings.metrics.enabled { crate::telemetry::prometheus() } else { None },
+        });
+        let problem_base = web::Data::new(ProblemTypeBase(settings.problems.type_base.clone()));
+
+        let admin = match changes {
+            Some(changes) if settings.admin.enabled => Some(
+                admin_server(
+                    &settings,
+                    changes,
+                    owned_catalog.clone(),
+                    postgres.clone(),
+                    state.clone(),
+                    problem_base.clone(),
+                )
+                .await?,
+            ),
+            _ => None,
+        };
+
+        let forward_caller_token =
+            settings.users.url.is_some() && settings.users.credentials == UserCredentials::Caller;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(problem_base.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .wrap(actix_web::middleware::Condition::new(forward_caller_token, from_fn(caller_token_scope)))
+                .wrap(from_fn(enrich_problems))
+                .wrap(nosniff())
+                .wrap(from_fn(crate::telemetry::observe))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .client_request_timeout(Duration::from_millis(settings.server.client_request_timeout_ms))
+        .shutdown_timeout(settings.server.shutdown_timeout_seconds);
+        if let Some(workers) = settings.server.workers {
+            server = server.workers(workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?
+            .run();
+
+        let (admin_port, admin_server) = admin.unzip();
+        Ok(Self {
+            port,
+            base_url,
+            server,
+            admin_port,
+            admin_server,
+            demo,
+            ephemeral_secret,
+            write_behind,
+            session_cache,
+            outbox_queue,
+            relay,
+            kafka_buffer,
+            consumer,
+            invalidations,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The admin API's bound port, when `admin.enabled`.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin_port
+    }
+
+    /// The base URL players reach the service at.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `stream_cache_invalidations_total{reason}`, when upstream events are
+    /// consumed or the admin API is served.
+    pub fn cache_invalidations(&self) -> Option<Arc<InvalidationStats>> {
+        self.invalidations.clone()
+    }
+
+    /// The demo user, tracks and token, when demo mode is on.
+    pub fn demo(&self) -> Option<&DemoInfo> {
+        self.demo.as_ref()
+    }
+
+    /// Whether the token secret was generated at start (embedded mode).
+    pub fn has_ephemeral_secret(&self) -> bool {
+        self.ephemeral_secret
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM drain in-flight requests).
+    ///
+    /// # Errors
+    /// The I/O error that stopped the server.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let admin = self.admin_server.map(|server| (server.handle(), tokio::spawn(server)));
+        let served = self.server.await;
+        if let Some((handle, running)) = admin {
+            handle.stop(true).await;
+            if let Ok(Err(error)) = running.await {
+                tracing::error!(%error, "the admin listener failed");
+            }
+        }
+        drop(self.consumer);
+        // In-flight requests have drained; now the progress they queued.
+        if let Some(queue) = &self.write_behind {
+            match queue.drain(Duration::from_secs(10)).await {
+                Ok(()) => tracing::info!("pending progress written"),
+                Err(error) => tracing::error!(%error, "pending progress could not be written before exit"),
+            }
+        }
+        if let Some(cache) = &self.session_cache {
+            if let Err(error) = cache.drain(Duration::from_secs(5)).await {
+                tracing::error!(%error, "pending session heartbeats could not be written before exit");
+            }
+        }
+        if let Some(queue) = &self.outbox_queue {
+            if let Err(error) = queue.drain(Duration::from_secs(5)).await {
+                tracing::error!(%error, "queued progress events could not be written before exit");
+            }
+        }
+        if let Some(relay) = self.relay {
+            relay.finish(Duration::from_secs(5)).await;
+        }
+        if let Some(buffer) = &self.kafka_buffer {
+            if let Err(error) = buffer.flush(Duration::from_secs(5)).await {
+                tracing::error!(%error, "buffered events could not be sent to kafka before exit");
+            }
+        }
+        served
+    }
+}

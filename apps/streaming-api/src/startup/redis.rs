@@ -1,0 +1,169 @@
+//! Redis: the connection, the hot-copy layout, and the URL cache's key ring.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use streaming_core::adapters::{CachedSubscriptions, MemoryRateLimiter, MemoryUrlCache, MokaUrlCache, NoUrlCache};
+use streaming_core::ports::{Clock, ProgressStore, RateLimiter, SubscriptionDirectory, UrlCache};
+use streaming_redis::{
+    HotCopyLayout, LocalLevel, RedisProgressCache, RedisRateLimiter, RedisSubscriptionCache, RedisUrlCache,
+    TwoLevelUrlCache,
+};
+
+use crate::settings::{CacheKind, Settings};
+use crate::subscriptions::{default_plan, SubscriptionCache};
+
+use super::StartupError;
+use crate::settings::HotCopyKeys;
+use secrecy::ExposeSecret;
+use streaming_core::CacheKeyring;
+use streaming_redis::RedisConfig;
+use streaming_redis::RedisConnection;
+
+/// The URL cache `cache.kind` names.
+pub(super) fn url_cache(
+    settings: &Settings,
+    redis: Option<&RedisConnection>,
+    clock: &Arc<dyn Clock>,
+) -> Result<Arc<dyn UrlCache>, StartupError> {
+    Ok(match (settings.cache.kind, redis) {
+        (CacheKind::Moka, _) => Arc::new(MokaUrlCache::new(settings.cache.max_bytes)),
+        (CacheKind::Memory, _) => Arc::new(MemoryUrlCache::new(clock.clone())),
+        (CacheKind::Off, _) => Arc::new(NoUrlCache),
+        (CacheKind::Redis, Some(redis)) if settings.cache.local_ttl_ms == 0 => {
+            Arc::new(RedisUrlCache::new(redis.clone()))
+        }
+        (CacheKind::Redis, Some(redis)) => {
+            let level = LocalLevel {
+                ttl: Duration::from_millis(settings.cache.local_ttl_ms),
+                max_bytes: settings.cache.local_max_bytes,
+            };
+            TwoLevelUrlCache::start(redis.clone(), level)
+                .map_err(|_| StartupError::Config("redis.url: cannot build the subscriber client".into()))?
+        }
+        (CacheKind::Redis, None) => return Err(StartupError::Config("cache.kind = \"redis\" needs redis.url".into())),
+    })
+}
+
+/// The caches in front of the subscription directory and the progress store.
+pub(super) struct HotCopies {
+    /// The subscription cache, which catalog changes clear.
+    pub(super) subscription_cache: Option<SubscriptionCache>,
+    /// The directory the services ask (through the cache, if any).
+    pub(super) subscriptions: Arc<dyn SubscriptionDirectory>,
+    /// The progress store the services use (through Redis, if any).
+    pub(super) progress: Arc<dyn ProgressStore>,
+}
+
+/// With Redis: the seed's hot copies in front of the progress store and the
+/// directory; without it, a `remote` directory gets a cache of its own.
+pub(super) fn hot_copies(
+    settings: &Settings,
+    redis: Option<&RedisConnection>,
+    source: Arc<dyn SubscriptionDirectory>,
+    remote: bool,
+    durable_progress: Arc<dyn ProgressStore>,
+) -> Result<HotCopies, StartupError> {
+    let layout = hot_copy_layout(settings, redis)?;
+    let subscription_cache = match redis {
+        Some(redis) => {
+            let ttl = Duration::from_secs(settings.redis.subscription_ttl_seconds);
+            let cache = RedisSubscriptionCache::new(redis.clone(), source.clone(), ttl);
+            Some(SubscriptionCache::Redis(Arc::new(match layout {
+                HotCopyLayout::Cinema => cache.with_cinema_layout(default_plan(&settings.users)),
+                HotCopyLayout::Tagged => cache,
+            })))
+        }
+        None if remote => Some(SubscriptionCache::Local(Arc::new(CachedSubscriptions::new(
+            source.clone(),
+            Duration::from_secs(settings.users.cache_ttl_seconds),
+            settings.cache.max_entries,
+        )))),
+        None => None,
+    };
+    let (subscriptions, progress): (Arc<dyn SubscriptionDirectory>, Arc<dyn ProgressStore>) =
+        match (redis, &subscription_cache) {
+            (Some(redis), Some(cache)) => (
+                cache.port(),
+                Arc::new(RedisProgressCache::with_layout(
+                    redis.clone(),
+                    durable_progress,
+                    Duration::from_secs(settings.redis.progress_ttl_seconds),
+                    layout,
+                )),
+            ),
+            (None, Some(cache)) => (cache.port(), durable_progress),
+            _ => (source, durable_progress),
+        };
+    Ok(HotCopies { subscription_cache, subscriptions, progress })
+}
+
+/// Per-user limits: shared through Redis, else this instance's own.
+pub(super) fn rate_limiter(
+    settings: &Settings,
+    redis: Option<&RedisConnection>,
+    clock: &Arc<dyn Clock>,
+) -> Arc<dyn RateLimiter> {
+    match redis {
+        Some(redis) => Arc::new(RedisRateLimiter::new(redis.clone()).with_max_lease(settings.rate_limit.max_lease)),
+        None => Arc::new(MemoryRateLimiter::new(clock.clone())),
+    }
+}
+
+pub(super) fn redis_connection(settings: &Settings) -> Result<Option<RedisConnection>, StartupError> {
+    let Some(url) = &settings.redis.url else {
+        return Ok(None);
+    };
+    let tls_ca_certificate = match &settings.redis.tls_ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| StartupError::Config(format!("redis.tls_ca_file {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let config = RedisConfig {
+        url: url.expose_secret().to_owned(),
+        pool_size: settings.redis.pool_size,
+        command_timeout: Duration::from_millis(settings.redis.command_timeout_ms),
+        breaker_cool_down: Duration::from_millis(settings.redis.breaker_cool_down_ms),
+        key_prefix: settings.redis.key_prefix.clone(),
+        tls_ca_certificate,
+    };
+    // A URL may carry a password: report the error kind, never the URL.
+    RedisConnection::connect(&config)
+        .map(Some)
+        .map_err(|_| StartupError::Config("redis.url is not a valid Redis URL".into()))
+}
+
+/// The layout of the Redis hot copies; the cinema's needs a standalone Redis.
+pub(super) fn hot_copy_layout(
+    settings: &Settings,
+    redis: Option<&RedisConnection>,
+) -> Result<HotCopyLayout, StartupError> {
+    match settings.redis.hot_copy_keys {
+        HotCopyKeys::Tagged => Ok(HotCopyLayout::Tagged),
+        HotCopyKeys::Cinema => {
+            if redis.is_some_and(RedisConnection::is_clustered) {
+                return Err(StartupError::Config(
+                    "redis.hot_copy_keys = \"cinema\" needs a standalone Redis: on a cluster keep \"tagged\" \
+                     (the cinema service's keys have no hash tags)"
+                        .into(),
+                ));
+            }
+            Ok(HotCopyLayout::Cinema)
+        }
+    }
+}
+
+/// Parses `version:base64key,…`; without keys, one random key for this process.
+pub(super) fn keyring(settings: &Settings) -> Result<CacheKeyring, StartupError> {
+    let Some(spec) = &settings.cache.encryption_keys else {
+        return Ok(CacheKeyring::random());
+    };
+    let bad = |e: streaming_core::KeyringError| StartupError::Config(format!("cache.encryption_keys: {e}"));
+    let keyring: CacheKeyring = spec.expose_secret().parse().map_err(bad)?;
+    match settings.cache.current_key_version {
+        Some(version) => keyring.sealing_with(version).map_err(bad),
+        None => Ok(keyring),
+    }
+}

@@ -1,0 +1,121 @@
+//! The core's services: their settings from ours, the idle-session sweeper, demo mode.
+
+use super::auth::random_secret;
+use super::StartupError;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use streaming_core::ports::check_presign_expiry;
+use streaming_core::url_signing::UrlSigner;
+use streaming_core::{ManifestGrants, PlaybackService, PlaybackSettings, StreamingSettings};
+
+use crate::settings::{Settings, StorageKind};
+
+pub(super) fn manifest_grants(settings: &Settings, base_url: &str) -> Result<ManifestGrants, StartupError> {
+    let p = &settings.playback;
+    let secret = p.grant_secret.clone().unwrap_or_else(random_secret);
+    let signer = UrlSigner::new(secret.expose_secret().as_bytes())
+        .map_err(|_| StartupError::Config("playback.grant_secret must be at least 32 bytes".into()))?;
+    check_presign_expiry(Duration::from_secs(p.object_url_expiry_seconds))
+        .map_err(|_| StartupError::Config("playback.object_url_expiry_seconds must be between 1 and 604800".into()))?;
+    if p.url_window_seconds == 0 || p.url_window_seconds >= p.object_url_expiry_seconds {
+        return Err(StartupError::Config(
+            "playback.url_window_seconds must be positive and shorter than playback.object_url_expiry_seconds".into(),
+        ));
+    }
+    Ok(ManifestGrants {
+        signer,
+        endpoint: format!("{}/api/v1/stream", base_url.trim_end_matches('/')),
+        url_window: Duration::from_secs(p.url_window_seconds),
+        object_url_expiry: Duration::from_secs(p.object_url_expiry_seconds),
+    })
+}
+
+pub(super) fn streaming_settings(settings: &Settings) -> Result<StreamingSettings, StartupError> {
+    let s = &settings.streaming;
+    check_presign_expiry(Duration::from_secs(s.presign_expiry_seconds))
+        .map_err(|_| StartupError::Config("streaming.presign_expiry_seconds must be between 1 and 604800".into()))?;
+    if s.cache_buffer_seconds >= s.presign_expiry_seconds {
+        return Err(StartupError::Config(
+            "streaming.cache_buffer_seconds must be shorter than streaming.presign_expiry_seconds".into(),
+        ));
+    }
+    Ok(StreamingSettings {
+        presign_expiry: Duration::from_secs(s.presign_expiry_seconds),
+        cache_buffer: Duration::from_secs(s.cache_buffer_seconds),
+        cache_key_prefix: s.cache_key_prefix.clone(),
+        log_user_ids: settings.log.user_ids,
+    })
+}
+
+pub(super) fn playback_settings(settings: &Settings) -> Result<PlaybackSettings, StartupError> {
+    let p = &settings.playback;
+    check_presign_expiry(Duration::from_secs(p.manifest_expiry_seconds))
+        .map_err(|_| StartupError::Config("playback.manifest_expiry_seconds must be between 1 and 604800".into()))?;
+    if !(p.position_slack_seconds.is_finite() && p.position_slack_seconds >= 0.0) {
+        return Err(StartupError::Config("playback.position_slack_seconds must be a number >= 0".into()));
+    }
+    if !(p.watched_fraction > 0.0 && p.watched_fraction <= 1.0) {
+        return Err(StartupError::Config("playback.watched_fraction must be in (0, 1]".into()));
+    }
+    let idle_timeout = p.session_idle_timeout_seconds.max(1);
+    if p.session_close_after_seconds != 0 && p.session_close_after_seconds < idle_timeout {
+        return Err(StartupError::Config(format!(
+            "playback.session_close_after_seconds must be 0 (never) or at least \
+             playback.session_idle_timeout_seconds ({idle_timeout})"
+        )));
+    }
+    Ok(PlaybackSettings {
+        manifest_expiry: Duration::from_secs(p.manifest_expiry_seconds),
+        position_slack_seconds: p.position_slack_seconds,
+        watched_fraction: p.watched_fraction,
+        progress_event_interval: Duration::from_secs(p.progress_event_interval_seconds),
+        session_idle_timeout: Duration::from_secs(idle_timeout),
+        session_close_after: (p.session_close_after_seconds > 0)
+            .then(|| Duration::from_secs(p.session_close_after_seconds)),
+        ..PlaybackSettings::default()
+    })
+}
+
+/// Closes the sessions nobody stopped, every [`PlaybackService::sweep_interval`],
+/// for as long as the service lives.
+pub(super) fn sweep_idle_sessions(playback: &Arc<PlaybackService>) {
+    let Some(every) = playback.sweep_interval() else { return };
+    let weak = Arc::downgrade(playback);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(playback) = weak.upgrade() else { break };
+            match playback.close_idle_sessions().await {
+                Ok(0) => {}
+                Ok(closed) => tracing::debug!(closed, "idle sessions closed"),
+                Err(error) => tracing::warn!(%error, "closing idle sessions failed; the next sweep tries again"),
+            }
+        }
+    });
+}
+
+/// Whether demo mode is on: as asked, else only when nothing real is
+/// configured. Asked for beside a real store, the start stops: the demo
+/// media would be written into it.
+pub(super) fn demo_mode(settings: &Settings) -> Result<bool, StartupError> {
+    let stores = [
+        (settings.postgres.url.is_some(), "postgres.url"),
+        (settings.redis.url.is_some(), "redis.url"),
+        (settings.storage.kind == StorageKind::S3, "storage.kind = \"s3\""),
+        (settings.kafka.enabled, "kafka.enabled"),
+        (settings.users.url.is_some(), "users.url"),
+    ];
+    let store = stores.iter().find(|(configured, _)| *configured).map(|(_, name)| *name);
+    let auth = &settings.auth;
+    let identity = auth.secret.is_some() || auth.jwks_url.is_some() || auth.jwks_file.is_some();
+    match (settings.demo.enabled, store) {
+        (Some(true), Some(store)) => Err(StartupError::Config(format!(
+            "demo.enabled = true with {store}: demo mode writes its media into the configured stores; \
+             leave demo.enabled unset (or false) with real stores"
+        ))),
+        (Some(enabled), _) => Ok(enabled),
+        (None, store) => Ok(store.is_none() && !identity),
+    }
+}
