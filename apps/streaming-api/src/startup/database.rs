@@ -10,7 +10,12 @@ use streaming_postgres::{PgProgressStore, PgSessionStore, WriteBehindProgress, W
 use crate::settings::Settings;
 
 use super::StartupError;
+use crate::catalog::Catalog;
+use crate::storage::Storage;
 use secrecy::ExposeSecret;
+use streaming_core::adapters::{CachedCatalog, MemoryCatalog, StoredMovies};
+use streaming_core::ports::MediaCatalog;
+use streaming_postgres::PgCatalog;
 use streaming_postgres::{PgConfig, PgDatabase};
 
 /// The database, with its schema checked: migrated at start when configured
@@ -83,4 +88,31 @@ pub(super) fn durable_stores(settings: &Settings, postgres: Option<&PgDatabase>)
             _ => (Arc::new(MemoryProgressStore::new()), Arc::new(MemorySessionStore::new())),
         };
     DurableStores { write_behind, session_cache, progress, sessions }
+}
+
+/// The catalog the settings choose (PostgreSQL behind an in-process cache,
+/// or memory), and the port the services read: an embedder's override, and
+/// with `playback.stored_movies` movies known only by their manifests.
+pub(super) fn catalogs(
+    settings: &Settings,
+    postgres: Option<&PgDatabase>,
+    overridden: Option<Arc<dyn MediaCatalog>>,
+    storage: &Storage,
+) -> (Catalog, Arc<dyn MediaCatalog>) {
+    let owned = match postgres {
+        Some(db) => {
+            let db = Arc::new(PgCatalog::new(db.clone()));
+            let ttl = settings.postgres.catalog_cache_ttl_ms;
+            let cache = (ttl > 0).then(|| {
+                let max = settings.postgres.catalog_cache_max_entries;
+                Arc::new(CachedCatalog::new(db.clone(), Duration::from_millis(ttl), max))
+            });
+            Catalog::Postgres { db, cache }
+        }
+        None => Catalog::Memory(Arc::new(MemoryCatalog::new())),
+    };
+    let catalog = overridden.unwrap_or_else(|| owned.port());
+    let catalog: Arc<dyn MediaCatalog> =
+        if settings.playback.stored_movies { Arc::new(StoredMovies::new(catalog, storage.port())) } else { catalog };
+    (owned, catalog)
 }

@@ -4,6 +4,7 @@
 use super::StartupError;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -15,10 +16,11 @@ use streaming_core::ports::AuditLog;
 use streaming_localfs::JsonLinesAuditLog;
 use streaming_postgres::{PgAuditLog, PgDatabase};
 
+use crate::auth::caller_token_scope;
 use crate::catalog::Catalog;
 use crate::problem::{enrich_problems, ApiError, ProblemTypeBase};
 use crate::routes;
-use crate::settings::Settings;
+use crate::settings::{Settings, UserCredentials};
 use crate::state::AppState;
 
 /// `X-Content-Type-Options: nosniff` on every answer: no browser guesses
@@ -99,4 +101,36 @@ pub(super) fn query_error(
         other => other.to_string(),
     };
     ApiError::BadRequest(format!("The query string is not valid: {detail}.")).into()
+}
+
+/// The public API's server on `listener` (bound to `port`).
+pub(super) fn public_server(
+    settings: &Settings,
+    state: web::Data<AppState>,
+    problem_base: web::Data<ProblemTypeBase>,
+    listener: TcpListener,
+    port: u16,
+) -> Result<Server, StartupError> {
+    let max_body = state.max_body_bytes;
+    let forward_caller_token = settings.users.url.is_some() && settings.users.credentials == UserCredentials::Caller;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(problem_base.clone())
+            .app_data(web::PayloadConfig::new(max_body))
+            .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .wrap(actix_web::middleware::Condition::new(forward_caller_token, from_fn(caller_token_scope)))
+            .wrap(from_fn(enrich_problems))
+            .wrap(nosniff())
+            .wrap(from_fn(crate::telemetry::observe))
+            .configure(routes::configure)
+            .default_service(web::to(routes::not_found))
+    })
+    .client_request_timeout(Duration::from_millis(settings.server.client_request_timeout_ms))
+    .shutdown_timeout(settings.server.shutdown_timeout_seconds);
+    if let Some(workers) = settings.server.workers {
+        server = server.workers(workers);
+    }
+    Ok(server.listen(listener).map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?.run())
 }

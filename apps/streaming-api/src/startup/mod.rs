@@ -8,9 +8,9 @@ mod redis;
 mod services;
 
 use auth::{random_secret, verifier};
-use database::{durable_stores, postgres_database, DurableStores};
+use database::{catalogs, durable_stores, postgres_database, DurableStores};
 use events::{event_pipeline, kafka_producer, upstream_consumer, EventPipeline};
-use http::{admin_server, json_error, nosniff, query_error};
+use http::{admin_server, public_server};
 use redis::{hot_copies, keyring, rate_limiter, redis_connection, url_cache, HotCopies};
 use services::{demo_mode, manifest_grants, playback_settings, streaming_settings, sweep_idle_sessions};
 
@@ -19,9 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
-use streaming_core::adapters::{CachedCatalog, MemoryCatalog, MemorySubscriptions, StoredMovies, SystemClock};
+use actix_web::web;
+use streaming_core::adapters::{MemorySubscriptions, SystemClock};
 use streaming_core::changes::{CatalogChanges, ChangePorts, InvalidationStats};
 use streaming_core::ports::{Clock, MediaCatalog, SubscriptionDirectory};
 use streaming_core::rate_limit::UserLimit;
@@ -31,17 +30,13 @@ use streaming_core::{
 };
 use streaming_kafka::{BufferedKafkaPublisher, UpstreamConsumer};
 use streaming_postgres::{
-    OutboxRelay, PgCatalog, PgProgressStore, PgSessionStore, WriteBehindOutbox, WriteBehindProgress,
-    WriteBehindSessions,
+    OutboxRelay, PgProgressStore, PgSessionStore, WriteBehindOutbox, WriteBehindProgress, WriteBehindSessions,
 };
 use streaming_redis::RedisEventGate;
 
-use crate::auth::caller_token_scope;
-use crate::catalog::Catalog;
 use crate::demo::{self, DemoInfo};
-use crate::problem::{enrich_problems, ProblemTypeBase};
-use crate::routes;
-use crate::settings::{Settings, UserCredentials};
+use crate::problem::ProblemTypeBase;
+use crate::settings::Settings;
 use crate::state::AppState;
 use crate::storage::Storage;
 use crate::subscriptions::{user_service, SubscriptionCache};
@@ -163,24 +158,7 @@ impl Application {
         let storage = Storage::open(&settings, &base_url, random_secret).await?;
 
         let postgres = postgres_database(&settings).await?;
-        let owned_catalog = match &postgres {
-            Some(db) => {
-                let db = Arc::new(PgCatalog::new(db.clone()));
-                let ttl = settings.postgres.catalog_cache_ttl_ms;
-                let cache = (ttl > 0).then(|| {
-                    let max = settings.postgres.catalog_cache_max_entries;
-                    Arc::new(CachedCatalog::new(db.clone(), Duration::from_millis(ttl), max))
-                });
-                Catalog::Postgres { db, cache }
-            }
-            None => Catalog::Memory(Arc::new(MemoryCatalog::new())),
-        };
-        let catalog: Arc<dyn MediaCatalog> = overrides.catalog.unwrap_or_else(|| owned_catalog.port());
-        let catalog: Arc<dyn MediaCatalog> = if settings.playback.stored_movies {
-            Arc::new(StoredMovies::new(catalog, storage.port()))
-        } else {
-            catalog
-        };
+        let (owned_catalog, catalog) = catalogs(&settings, postgres.as_ref(), overrides.catalog, &storage);
         let DurableStores { write_behind, session_cache, progress: durable_progress, sessions } =
             durable_stores(&settings, postgres.as_ref());
         let redis = redis_connection(&settings)?;
@@ -321,31 +299,7 @@ impl Application {
             _ => None,
         };
 
-        let forward_caller_token =
-            settings.users.url.is_some() && settings.users.credentials == UserCredentials::Caller;
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .app_data(problem_base.clone())
-                .app_data(web::PayloadConfig::new(max_body))
-                .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
-                .app_data(web::QueryConfig::default().error_handler(query_error))
-                .wrap(actix_web::middleware::Condition::new(forward_caller_token, from_fn(caller_token_scope)))
-                .wrap(from_fn(enrich_problems))
-                .wrap(nosniff())
-                .wrap(from_fn(crate::telemetry::observe))
-                .configure(routes::configure)
-                .default_service(web::to(routes::not_found))
-        })
-        .client_request_timeout(Duration::from_millis(settings.server.client_request_timeout_ms))
-        .shutdown_timeout(settings.server.shutdown_timeout_seconds);
-        if let Some(workers) = settings.server.workers {
-            server = server.workers(workers);
-        }
-        let server = server
-            .listen(listener)
-            .map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?
-            .run();
+        let server = public_server(&settings, state, problem_base, listener, port)?;
 
         let (admin_port, admin_server) = admin.unzip();
         Ok(Self {
