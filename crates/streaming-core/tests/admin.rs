@@ -180,3 +180,21 @@ async fn grants_go_to_live_items_and_active_users_only() {
     w.admin.delete_media("ops", &id, &none()).await.unwrap();
     assert_eq!(w.admin.set_grant("ops", &id, &fan, true).await, Err(AdminError::MediaNotFound), "deleted");
 }
+
+#[test]
+fn the_audit_state_keeps_a_fingerprint_of_the_object_key_only() {
+    let item = track(1);
+    let state = streaming_core::admin::media_audit_state(&item).to_string();
+    assert!(!state.contains("tracks/a.mp3"), "{state}");
+    assert!(state.contains("sha256:"), "{state}");
+    let elsewhere = Media { object_key: ObjectKey::try_from("tracks/b.mp3").unwrap(), ..item.clone() };
+    assert_ne!(streaming_core::admin::media_audit_state(&item), streaming_core::admin::media_audit_state(&elsewhere));
+}
+
+#[test]
+fn entity_tags_are_quoted_and_change_with_the_item() {
+    let tag = entity_tag(&track(1));
+    assert!(tag.starts_with('"') && tag.ends_with('"') && tag.len() == 34, "{tag}");
+    assert_eq!(tag, entity_tag(&track(1)));
+    assert_ne!(tag, entity_tag(&track(2)));
+}
