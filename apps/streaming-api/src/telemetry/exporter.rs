@@ -1,0 +1,102 @@
+//! The Prometheus exporter: histogram buckets, the process gauges, `/metrics`.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use actix_web::http::header::{self};
+use actix_web::{web, HttpResponse};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use streaming_core::telemetry as names;
+
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// Milliseconds buckets: sub-millisecond cache hits up to a slow second.
+const MS_BUCKETS: [f64; 12] = [0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
+
+/// Seconds buckets, the same range.
+const SECONDS_BUCKETS: [f64; 12] = [0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+/// The process-wide Prometheus recorder, installed on first use; `None` when
+/// another recorder was installed first (an embedder's), which then gets
+/// every metric instead.
+pub fn prometheus() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let mut builder = PrometheusBuilder::new();
+            for (metric, buckets) in [
+                (names::STREAM_URL_DURATION_MS, &MS_BUCKETS),
+                (names::MANIFEST_RENDER_MS, &MS_BUCKETS),
+                (names::HTTP_DURATION_SECONDS, &SECONDS_BUCKETS),
+                (names::FLUSH_SECONDS, &SECONDS_BUCKETS),
+            ] {
+                builder = builder.set_buckets_for_metric(Matcher::Full(metric.to_owned()), buckets).ok()?;
+            }
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            names::describe();
+            // Series a dashboard divides by exist from the start, at 0.
+            for counter in [names::STREAM_URL_CACHE_HITS, names::STREAM_URL_CACHE_MISSES, names::STREAM_URL_PRESIGNS] {
+                metrics::counter!(counter).increment(0);
+            }
+            for (status, cache_hit) in [("success", "true"), ("success", "false"), ("error", "false")] {
+                metrics::counter!(names::STREAM_URL_REQUESTS, "status" => status, "cache_hit" => cache_hit)
+                    .increment(0);
+            }
+            metrics::describe_gauge!(RSS, metrics::Unit::Bytes, "Resident memory of the process.");
+            // Histograms keep their samples until upkeep folds them in.
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(5));
+                upkeep.run_upkeep();
+            });
+            if let Err(error) = spawned {
+                tracing::warn!(%error, "metrics upkeep thread not started");
+            }
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// `process_resident_memory_bytes`, refreshed at each scrape.
+const RSS: &str = "process_resident_memory_bytes";
+
+/// Resident memory from `/proc/self/statm` (Linux; `None` elsewhere).
+fn resident_bytes() -> Option<f64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096.0)
+}
+
+/// Prometheus metrics (text exposition format 0.0.4).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every metric of the process.", body = String, content_type = "text/plain; version=0.0.4"),
+        (status = 404, description = "`metrics.enabled = false`, or the embedding program installed its own recorder.",
+            body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, response = crate::routes::openapi::InternalError),
+    ),
+)]
+pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let handle = state.metrics.ok_or(ApiError::RouteNotFound)?;
+    if let Some(rss) = resident_bytes() {
+        metrics::gauge!(RSS).set(rss);
+    }
+    handle.run_upkeep();
+    let mut body = Vec::with_capacity(16 * 1024);
+    handle.render_to_write(&mut body).map_err(|_| ApiError::Internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body))
+}
+
+/// Counts a request refused by rate-limit policy `policy`.
+pub fn rate_limited(policy: &str) {
+    metrics::counter!(names::RATE_LIMIT_REJECTIONS, "policy" => policy.to_owned()).increment(1);
+}
