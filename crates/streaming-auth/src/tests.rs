@@ -4,7 +4,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use biscuit::jwa::SignatureAlgorithm;
 use biscuit::jws::Secret;
+use secrecy::SecretString;
 use time::macros::datetime;
+use time::OffsetDateTime;
 
 use super::*;
 
