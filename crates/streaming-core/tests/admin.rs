@@ -7,17 +7,16 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use streaming_core::adapters::{
-    ManualClock, MemoryCatalog, MemoryEventPublisher, MemoryObjectStore, MemoryProgressStore, MemorySessionStore,
-    MemorySubscriptions,
-};
+mod support;
+
+use streaming_core::adapters::{ManualClock, MemoryCatalog, MemorySessionStore};
 use streaming_core::admin::{entity_tag, AdminError, AdminPorts, CatalogAdmin, Preconditions, Upserted};
 use streaming_core::changes::{CatalogChanges, ChangePorts};
 use streaming_core::domain::{
     Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures, UserId, UserStatus, Viewer, Visibility,
 };
 use streaming_core::ports::{AuditError, CatalogError, MediaCatalog, MockAuditLog};
-use streaming_core::{Dependency, MockStreamingService, PlaybackPorts, PlaybackService, PlaybackSettings};
+use streaming_core::{Dependency, MockStreamingService};
 use time::macros::datetime;
 
 const TRACK: &str = "01HXKZ3Y8Q4N7W2M5V6B9C0D1E";
@@ -70,18 +69,7 @@ fn world(audit_down: bool) -> World {
     let mut streaming = MockStreamingService::new();
     streaming.expect_invalidate().returning(|_, _| Ok(()));
     streaming.expect_invalidate_user().returning(|_| Ok(()));
-    let playback = PlaybackService::new(
-        PlaybackPorts {
-            catalog: catalog.clone(),
-            objects: Arc::new(MemoryObjectStore::new()),
-            subscriptions: Arc::new(MemorySubscriptions::new()),
-            progress: Arc::new(MemoryProgressStore::new()),
-            sessions: Arc::new(MemorySessionStore::new()),
-            events: Arc::new(MemoryEventPublisher::new()),
-            clock: clock.clone(),
-        },
-        PlaybackSettings::default(),
-    );
+    let playback = support::memory_playback(catalog.clone(), Arc::new(MemorySessionStore::new()), clock.clone());
     let changes = Arc::new(CatalogChanges::new(ChangePorts {
         writer: catalog.clone(),
         catalog: catalog.clone(),

@@ -7,11 +7,10 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+mod support;
+
 use mockall::predicate::eq;
-use streaming_core::adapters::{
-    ManualClock, MemoryCatalog, MemoryEventPublisher, MemoryObjectStore, MemoryProgressStore, MemorySessionStore,
-    MemorySubscriptions,
-};
+use streaming_core::adapters::{ManualClock, MemoryCatalog, MemorySessionStore};
 use streaming_core::changes::{CatalogChanges, ChangePorts};
 use streaming_core::domain::{
     CatalogChange, CatalogEvent, ManifestKind, Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures,
@@ -20,7 +19,7 @@ use streaming_core::domain::{
 use streaming_core::ports::{
     CatalogEventHandler, MediaCatalog, MockCatalogCache, MockSubscriptionCache, SessionStore, SubscriptionError,
 };
-use streaming_core::{Dependency, MockStreamingService, PlaybackPorts, PlaybackService, PlaybackSettings, StreamError};
+use streaming_core::{Dependency, MockStreamingService, StreamError};
 use time::macros::datetime;
 use time::OffsetDateTime;
 
@@ -62,18 +61,7 @@ fn world(
     let catalog = Arc::new(MemoryCatalog::new());
     catalog.upsert(track());
     let sessions = Arc::new(MemorySessionStore::new());
-    let playback = PlaybackService::new(
-        PlaybackPorts {
-            catalog: catalog.clone(),
-            objects: Arc::new(MemoryObjectStore::new()),
-            subscriptions: Arc::new(MemorySubscriptions::new()),
-            progress: Arc::new(MemoryProgressStore::new()),
-            sessions: sessions.clone(),
-            events: Arc::new(MemoryEventPublisher::new()),
-            clock: Arc::new(ManualClock::new(AT)),
-        },
-        PlaybackSettings::default(),
-    );
+    let playback = support::memory_playback(catalog.clone(), sessions.clone(), Arc::new(ManualClock::new(AT)));
     let changes = CatalogChanges::new(ChangePorts {
         writer: catalog.clone(),
         catalog: catalog.clone(),
