@@ -243,3 +243,39 @@ async fn progress_events_are_thinned_out_across_instances() {
     assert_eq!(report(&b, progress, 8).await, 200);
     assert_eq!(published(), 2);
 }
+
+/// The movie limits (`stream-start`, `stream-manifest`) count on Redis like
+/// `stream-url`: a user cannot double them by alternating instances.
+#[tokio::test]
+async fn the_start_and_manifest_limits_hold_across_instances() {
+    let url = infra_var("STREAMGATE_REDIS_URL");
+    let prefix = unique_prefix();
+    let limited = |url: String, prefix: String| {
+        spawn(move |s| {
+            s.redis.url = Some(SecretString::from(url));
+            s.redis.key_prefix = prefix;
+            s.rate_limit.stream_start_per_minute = 2;
+            s.rate_limit.manifest_per_minute = 2;
+            s.users.default_max_devices = 0;
+        })
+    };
+    let (a, b) = (limited(url.clone(), prefix.clone()).await, limited(url, prefix).await);
+    let start = format!("/api/v1/stream/{}", crate::harness::MOVIE);
+    let mut statuses = Vec::new();
+    let mut manifests = Vec::new();
+    for i in 0..3 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let response = app.send(reqwest::Method::POST, &start, None, None).await;
+        statuses.push(response.status().as_u16());
+        if response.status() == 200 {
+            let body: serde_json::Value = response.json().await.unwrap();
+            manifests.push((app, body["manifest_url"].as_str().unwrap().to_owned()));
+        }
+    }
+    assert_eq!(statuses, [200, 200, 429], "two starts between both instances");
+    let mut fetched = Vec::new();
+    for (app, url) in manifests.iter().chain(manifests.iter()) {
+        fetched.push(app.client.get(url).send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(fetched, [200, 200, 429, 429], "two manifest fetches between both instances");
+}
