@@ -8,7 +8,23 @@ use streaming_core::rate_limit::UserLimit;
 use streaming_core::{PlaybackService, StreamingService};
 use streaming_localfs::LocalObjectStore;
 
-use crate::storage::Storage;
+/// A dependency `/readyz` reports on.
+pub trait ReadinessCheck: Send + Sync {
+    /// Why it cannot serve now (`None`: it can), e.g. "circuit breaker open".
+    fn unready_reason(&self) -> Option<&'static str>;
+}
+
+impl ReadinessCheck for crate::storage::Storage {
+    fn unready_reason(&self) -> Option<&'static str> {
+        crate::storage::Storage::unready_reason(self)
+    }
+}
+
+impl ReadinessCheck for streaming_postgres::PgDatabase {
+    fn unready_reason(&self) -> Option<&'static str> {
+        (!self.reachable()).then_some("circuit breaker open")
+    }
+}
 
 /// Shared application state.
 pub struct AppState {
@@ -30,10 +46,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// The embedded object store, when it is the configured store (serves `/objects`).
     pub local_objects: Option<Arc<LocalObjectStore>>,
-    /// The configured object store (readiness).
-    pub storage: Storage,
-    /// PostgreSQL, when configured (readiness).
-    pub database: Option<streaming_postgres::PgDatabase>,
+    /// What `/readyz` reports on, by name (`object_store`, `database`).
+    pub readiness: Vec<(&'static str, Arc<dyn ReadinessCheck>)>,
     /// The Prometheus recorder, when `/metrics` is served.
     pub metrics: Option<&'static metrics_exporter_prometheus::PrometheusHandle>,
 }

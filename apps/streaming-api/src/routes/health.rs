@@ -47,10 +47,8 @@ pub async fn health() -> HttpResponse {
     ),
 )]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let mut checks = BTreeMap::from([("object_store", state.storage.unready_reason().unwrap_or("ok"))]);
-    if let Some(database) = &state.database {
-        checks.insert("database", if database.reachable() { "ok" } else { "circuit breaker open" });
-    }
+    let checks: BTreeMap<&'static str, &'static str> =
+        state.readiness.iter().map(|(name, check)| (*name, check.unready_reason().unwrap_or("ok"))).collect();
     if checks.values().all(|check| *check == "ok") {
         HttpResponse::Ok().json(Readiness { status: "ready", checks })
     } else {

@@ -37,9 +37,21 @@ use streaming_redis::RedisEventGate;
 use crate::demo::{self, DemoInfo};
 use crate::problem::ProblemTypeBase;
 use crate::settings::Settings;
-use crate::state::AppState;
+use crate::state::{AppState, ReadinessCheck};
 use crate::storage::Storage;
 use crate::subscriptions::{user_service, SubscriptionCache};
+
+/// What `/readyz` reports on: the object store, and PostgreSQL when configured.
+fn readiness(
+    storage: &Storage,
+    postgres: Option<&streaming_postgres::PgDatabase>,
+) -> Vec<(&'static str, Arc<dyn ReadinessCheck>)> {
+    let mut checks: Vec<(&'static str, Arc<dyn ReadinessCheck>)> = vec![("object_store", Arc::new(storage.clone()))];
+    if let Some(db) = postgres {
+        checks.push(("database", Arc::new(db.clone())));
+    }
+    checks
+}
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -278,8 +290,7 @@ impl Application {
             stream_url_limit,
             clock,
             local_objects: storage.local(),
-            storage,
-            database: postgres.clone(),
+            readiness: readiness(&storage, postgres.as_ref()),
             metrics: if settings.metrics.enabled { crate::telemetry::prometheus() } else { None },
         });
         let problem_base = web::Data::new(ProblemTypeBase(settings.problems.type_base.clone()));
