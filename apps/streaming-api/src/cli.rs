@@ -166,17 +166,13 @@ fn print_demo_banner(base_url: &str, demo: &DemoInfo) {
 
 /// `streaming-api seed-demo`: the demo media (tracks of the demo user, the
 /// demo movie and its trailer) written into the configured catalog and
-/// object store, for trying a real setup. The service is assembled as for
-/// serving, on a port of its own choosing, and dropped; no token is printed
-/// (`streaming-api token` makes one).
+/// object store, for trying a real setup. Only those two stores are opened
+/// (no listener, cache or broker); no token is printed (`streaming-api
+/// token` makes one).
 #[allow(clippy::print_stdout)] // the command's answer
-async fn seed_demo(mut settings: Settings) -> Result<(), CliError> {
-    settings.server.port = 0;
-    settings.admin.port = 0;
-    let overrides = crate::PortOverrides { demo: true, ..Default::default() };
-    let app = Application::build_with(settings, overrides).await?;
-    let demo = app.demo().ok_or_else(|| failed("seed-demo")("the demo media were not written".into()))?;
-    println!("demo media written: user {}, movie {}, {} tracks", demo.user, demo.movie, demo.tracks.len());
+async fn seed_demo(settings: Settings) -> Result<(), CliError> {
+    let seeded = crate::startup::seed_demo_media(&settings).await?;
+    println!("demo media written: user {}, movie {}, {} tracks", seeded.user, seeded.movie, seeded.tracks.len());
     Ok(())
 }
 

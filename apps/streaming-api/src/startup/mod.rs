@@ -41,6 +41,22 @@ use crate::state::{AppState, ReadinessCheck};
 use crate::storage::Storage;
 use crate::subscriptions::{user_service, SubscriptionCache};
 
+/// Writes the demo media into the stores `settings` configure (the
+/// catalog, PostgreSQL's or memory's, and the object store), opening only
+/// those: `streaming-api seed-demo`.
+///
+/// # Errors
+/// [`StartupError`] when a store cannot be opened or written.
+pub async fn seed_demo_media(settings: &Settings) -> Result<DemoInfo, StartupError> {
+    let postgres = postgres_database(settings).await?;
+    let base_url = settings.server.public_url.clone().unwrap_or_else(|| "http://127.0.0.1".into());
+    let storage = Storage::open(settings, &base_url, random_secret).await?;
+    let (catalog, _) = catalogs(settings, postgres.as_ref(), None, &storage);
+    let (user, tracks) = demo::seed(&catalog, &storage).await?;
+    let movie = demo::seed_movie(&catalog, &storage).await?;
+    Ok(DemoInfo { user, token: String::new(), tracks, movie })
+}
+
 /// What `/readyz` reports on: the object store, and PostgreSQL when configured.
 fn readiness(
     storage: &Storage,
