@@ -460,19 +460,8 @@ impl TraceId {
     }
 
     pub(crate) fn random() -> Self {
-        Self(lower_hex(&rand::random::<[u8; 16]>()))
+        Self(streaming_core::encoding::hex(&rand::random::<[u8; 16]>()))
     }
-}
-
-/// `bytes` in lowercase hex, two digits each.
-pub(crate) fn lower_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    text
 }
 
 /// Middleware body: turns any [`ApiError`] response into the full problem
@@ -519,7 +508,6 @@ mod tests {
         }
         assert_eq!(TraceId::random().0.len(), 32);
         assert_ne!(TraceId::random(), TraceId::random());
-        assert_eq!(lower_hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
     }
 
     #[test]

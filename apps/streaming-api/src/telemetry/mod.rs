@@ -86,7 +86,7 @@ fn request_span(method: &'static str, incoming: Option<(&str, &str, &str)>) -> (
     }
     let trace = incoming.map_or_else(TraceId::random, |(trace, _, _)| TraceId(trace.to_owned()));
     let span = tracing::info_span!("http.request", trace_id = trace.0.as_str(), method, route = Empty, status = Empty);
-    (span, trace, crate::problem::lower_hex(&rand::random::<u64>().max(1).to_be_bytes()), false)
+    (span, trace, streaming_core::encoding::hex(&rand::random::<u64>().max(1).to_be_bytes()), false)
 }
 
 /// The method as a label: the standard ones by name, any other `OTHER`
