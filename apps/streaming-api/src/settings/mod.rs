@@ -1,6 +1,6 @@
 //! Layered configuration: built-in defaults < optional TOML file < `STREAMING__*`
 //! environment variables (`__` separates sections: `STREAMING__SERVER__PORT=9000`).
-//! Secrets are [`SecretString`]s and never appear in `Debug` output.
+//! Secrets are [`SecretString`](secrecy::SecretString)s and never appear in `Debug` output.
 
 mod auth;
 mod events;

@@ -2,18 +2,20 @@
 //! documents with stable `type` URIs, the request path as `instance`, and a
 //! `traceId`. Status codes and problem types exist only here.
 
-use std::fmt;
+mod context;
+mod mapping;
+
+pub use context::{enrich_problems, ProblemTypeBase, TraceId};
+
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self};
 use actix_web::http::StatusCode;
-use actix_web::{HttpMessage, HttpResponse, ResponseError};
+use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Map, Value};
 use streaming_core::domain::MediaStatus;
 use streaming_core::policy::Denial;
-use streaming_core::{Dependency, PlaybackError, StreamError};
+use streaming_core::Dependency;
 
 /// Every way a request can fail.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -158,18 +160,6 @@ pub enum ApiError {
     NewerChangeApplied,
 }
 
-impl ApiError {
-    /// The problem for a failed stream-URL request for `track_id`.
-    pub fn from_stream(error: StreamError, track_id: &str) -> Self {
-        match error {
-            StreamError::NotFound => Self::TrackNotFound,
-            StreamError::NotReady { status } => Self::TrackNotReady { track_id: track_id.to_owned(), status },
-            StreamError::Forbidden(denial) => Self::Forbidden(denial),
-            StreamError::Unavailable { dependency } => Self::Unavailable(dependency),
-        }
-    }
-}
-
 /// One invalid field of a request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -177,45 +167,6 @@ pub struct FieldError {
     pub field: &'static str,
     /// What is wrong with it.
     pub message: String,
-}
-
-impl ApiError {
-    /// A validation error naming one field.
-    pub fn field(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Validation(vec![FieldError { field, message: message.into() }])
-    }
-
-    /// The problem for a failed playback operation on `movie_id`.
-    pub fn from_playback(error: PlaybackError, movie_id: &str) -> Self {
-        match error {
-            PlaybackError::NotFound => Self::MovieNotFound,
-            PlaybackError::ManifestNotFound => Self::ManifestNotFound,
-            PlaybackError::GrantRefused(streaming_core::manifest::GrantError::Expired) => {
-                Self::GrantRefused { reason: "The manifest grant has expired; start the stream again." }
-            }
-            PlaybackError::GrantRefused(_) => Self::GrantRefused { reason: "The manifest grant is not valid." },
-            PlaybackError::GrantRevoked => Self::GrantRefused {
-                reason: "The manifest grant was revoked: the session is stopped or the movie may no longer be played.",
-            },
-            // The reason names manifest URIs (object keys): not logged.
-            PlaybackError::ManifestInvalid(_) => {
-                tracing::error!(movie_id = %movie_id, "a stored manifest is malformed, too large, or refers outside the movie");
-                Self::ManifestInvalid
-            }
-            PlaybackError::NotReady { status } => Self::MovieNotReady { movie_id: movie_id.to_owned(), status },
-            PlaybackError::Forbidden(Denial::SubscriptionRequired) => Self::SubscriptionRequired,
-            PlaybackError::Forbidden(Denial::PlanUpgradeRequired) => Self::PlanUpgradeRequired,
-            PlaybackError::TooManyStreams { limit, open } => {
-                Self::TooManyStreams { limit, open: open.iter().map(ToString::to_string).collect() }
-            }
-            PlaybackError::Forbidden(denial) => Self::Forbidden(denial),
-            PlaybackError::InvalidPosition(error) => Self::field("position_seconds", error.to_string()),
-            PlaybackError::SessionNotFound => Self::SessionNotFound,
-            PlaybackError::SessionClosed => Self::SessionClosed,
-            PlaybackError::RateLimited { retry_after } => Self::RateLimited { retry_after },
-            PlaybackError::Unavailable { dependency } => Self::Unavailable(dependency),
-        }
-    }
 }
 
 struct Shape {
@@ -421,94 +372,9 @@ impl ResponseError for ApiError {
     }
 }
 
-/// The configured base of problem `type` URIs, kept in app data.
-#[derive(Debug, Clone)]
-pub struct ProblemTypeBase(pub String);
-
-impl ProblemTypeBase {
-    const DEFAULT: &'static str = "https://streamgate.dev/problems/";
-}
-
-/// A request's trace id: the trace-id of a valid incoming W3C `traceparent`,
-/// else a fresh random one. Returned in the `trace-id` response header and in
-/// problem documents.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceId(pub(crate) String);
-
-impl fmt::Display for TraceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TraceId {
-    /// The trace id, parent span id and flags of a valid W3C `traceparent`.
-    pub(crate) fn parse_traceparent(value: &HeaderValue) -> Option<(&str, &str, &str)> {
-        // version "-" trace-id(32 hex) "-" parent-id(16 hex) "-" flags(2 hex)
-        let value = value.to_str().ok()?;
-        let mut parts = value.split('-');
-        let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        let valid = hex(version, 2)
-            && version != "ff"
-            && hex(trace, 32)
-            && trace != "0".repeat(32)
-            && hex(parent, 16)
-            && parent != "0".repeat(16)
-            && hex(flags, 2);
-        valid.then_some((trace, parent, flags))
-    }
-
-    pub(crate) fn random() -> Self {
-        Self(streaming_core::encoding::hex(&rand::random::<[u8; 16]>()))
-    }
-}
-
-/// Middleware body: turns any [`ApiError`] response into the full problem
-/// document with `instance` and `traceId` (the id `telemetry::observe` assigned).
-pub async fn enrich_problems<B: MessageBody + 'static>(
-    req: ServiceRequest,
-    next: actix_web::middleware::Next<B>,
-) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    let mut res = next.call(req).await?.map_into_boxed_body();
-    // Only error responses pay for the problem document (and its settings lookup).
-    let problem = res.response().error().and_then(|e| e.as_error::<ApiError>()).cloned();
-    if let Some(problem) = problem {
-        let request = res.request();
-        let type_base = request.app_data::<actix_web::web::Data<ProblemTypeBase>>();
-        let type_base = type_base.map_or(ProblemTypeBase::DEFAULT, |base| base.0.as_str());
-        let trace = request.extensions().get::<TraceId>().cloned().unwrap_or_else(TraceId::random);
-        let document = problem.to_problem(type_base, request.path(), &trace.0);
-        res = res.into_response(document);
-    }
-    Ok(res)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn traceparent_is_honoured_only_when_valid() {
-        let valid = HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-        assert_eq!(
-            TraceId::parse_traceparent(&valid),
-            Some(("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "01"))
-        );
-        for bad in [
-            "",
-            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-            "00-<script>-00f067aa0ba902b7-01",
-        ] {
-            assert!(TraceId::parse_traceparent(&HeaderValue::from_static(bad)).is_none(), "{bad}");
-        }
-        assert_eq!(TraceId::random().0.len(), 32);
-        assert_ne!(TraceId::random(), TraceId::random());
-    }
 
     #[test]
     fn retry_after_rounds_up() {
