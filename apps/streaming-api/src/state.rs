@@ -5,7 +5,7 @@ use std::sync::Arc;
 use streaming_auth::TokenVerifier;
 use streaming_core::ports::Clock;
 use streaming_core::rate_limit::UserLimit;
-use streaming_core::{PlaybackService, StreamingService};
+use streaming_core::{Playback, StreamingService};
 use streaming_localfs::LocalObjectStore;
 
 /// A dependency `/readyz` reports on.
@@ -30,8 +30,8 @@ impl ReadinessCheck for streaming_postgres::PgDatabase {
 pub struct AppState {
     /// The core's track URL service (its driving port).
     pub streaming: Arc<dyn StreamingService>,
-    /// The core's playback service (movies).
-    pub playback: Arc<PlaybackService>,
+    /// The core's movie playback (its driving port).
+    pub playback: Arc<dyn Playback>,
     /// What a user may play.
     pub browser: Arc<streaming_core::MediaBrowser>,
     /// The demo token, while demo mode is on: the player page is served with it.

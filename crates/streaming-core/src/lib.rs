@@ -22,9 +22,12 @@ pub mod telemetry;
 pub mod url_signing;
 
 pub use browse::{BrowsePage, BrowsePorts, MediaBrowser, MAX_PAGE};
+#[cfg(any(test, feature = "mock"))]
+pub use playback::MockPlayback;
 pub use playback::{
-    ManifestGrants, PlaybackError, PlaybackLimits, PlaybackPorts, PlaybackService, PlaybackSettings, PlaybackStarted,
-    PlaybackStats, ProgressAck, ProgressReport, ServedManifest, StartPlayback, StopOutcome, MAX_MANIFEST_BYTES,
+    ManifestGrants, Playback, PlaybackError, PlaybackLimits, PlaybackPorts, PlaybackService, PlaybackSettings,
+    PlaybackStarted, PlaybackStats, ProgressAck, ProgressReport, ServedManifest, StartPlayback, StopOutcome,
+    MAX_MANIFEST_BYTES,
 };
 pub use sealed_entry::{object_fingerprint, CacheKeyring, CachedStreamUrl, KeyringError, OpenError, SealError};
 #[cfg(any(test, feature = "mock"))]

@@ -5,12 +5,16 @@ pub(crate) mod coalescer;
 mod error;
 mod events;
 mod manifests;
+mod port;
 mod requests;
 mod sessions;
 
 pub use error::PlaybackError;
 use manifests::{playlist_url, rendered_cache, Rendered};
 pub use manifests::{ManifestGrants, ServedManifest, MAX_MANIFEST_BYTES};
+#[cfg(any(test, feature = "mock"))]
+pub use port::MockPlayback;
+pub use port::Playback;
 pub use requests::{PlaybackStarted, ProgressAck, ProgressReport, StartPlayback, StopOutcome};
 
 use crate::telemetry;
