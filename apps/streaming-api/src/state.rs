@@ -32,8 +32,8 @@ pub struct AppState {
     pub streaming: Arc<dyn StreamingService>,
     /// The core's movie playback (its driving port).
     pub playback: Arc<dyn Playback>,
-    /// What a user may play.
-    pub browser: Arc<streaming_core::MediaBrowser>,
+    /// What a user may play (its driving port).
+    pub browser: Arc<dyn streaming_core::Browse>,
     /// The demo token, while demo mode is on: the player page is served with it.
     pub demo_token: Option<String>,
     /// Largest accepted request body.

@@ -121,3 +121,30 @@ impl MediaBrowser {
         Ok(BrowsePage { items, next })
     }
 }
+
+/// The driving port of listing what a user may play: what an HTTP layer
+/// calls. [`MediaBrowser`] implements it; with the `mock` feature,
+/// `MockBrowse` stands in for it.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait::async_trait]
+pub trait Browse: Send + Sync {
+    /// See [`MediaBrowser::playable`].
+    async fn playable<'a>(
+        &self,
+        user: &UserId,
+        after: Option<&'a MediaId>,
+        limit: usize,
+    ) -> Result<BrowsePage, StreamError>;
+}
+
+#[async_trait::async_trait]
+impl Browse for MediaBrowser {
+    async fn playable<'a>(
+        &self,
+        user: &UserId,
+        after: Option<&'a MediaId>,
+        limit: usize,
+    ) -> Result<BrowsePage, StreamError> {
+        MediaBrowser::playable(self, user, after, limit).await
+    }
+}

@@ -21,7 +21,9 @@ mod service;
 pub mod telemetry;
 pub mod url_signing;
 
-pub use browse::{BrowsePage, BrowsePorts, MediaBrowser, MAX_PAGE};
+#[cfg(any(test, feature = "mock"))]
+pub use browse::MockBrowse;
+pub use browse::{Browse, BrowsePage, BrowsePorts, MediaBrowser, MAX_PAGE};
 #[cfg(any(test, feature = "mock"))]
 pub use playback::MockPlayback;
 pub use playback::{
