@@ -12,7 +12,7 @@ use database::{catalogs, durable_stores, postgres_database, DurableStores};
 use events::{event_pipeline, kafka_producer, upstream_consumer, EventPipeline};
 use http::{admin_server, public_server};
 use redis::{hot_copies, keyring, rate_limiter, redis_connection, url_cache, HotCopies};
-use services::{demo_mode, manifest_grants, playback_settings, streaming_settings, sweep_idle_sessions};
+use services::{demo_media, demo_mode, playback_service, streaming_settings};
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -24,15 +24,11 @@ use streaming_core::adapters::{MemorySubscriptions, SystemClock};
 use streaming_core::changes::{CatalogChanges, ChangePorts, InvalidationStats};
 use streaming_core::ports::{Clock, MediaCatalog, SubscriptionDirectory};
 use streaming_core::rate_limit::UserLimit;
-use streaming_core::{
-    BrowsePorts, MediaBrowser, PlaybackLimits, PlaybackPorts, PlaybackService, StreamUrlService, StreamingPorts,
-    StreamingService,
-};
+use streaming_core::{BrowsePorts, MediaBrowser, PlaybackPorts, StreamUrlService, StreamingPorts, StreamingService};
 use streaming_kafka::{BufferedKafkaPublisher, UpstreamConsumer};
 use streaming_postgres::{
     OutboxRelay, PgProgressStore, PgSessionStore, WriteBehindOutbox, WriteBehindProgress, WriteBehindSessions,
 };
-use streaming_redis::RedisEventGate;
 
 use crate::demo::{self, DemoInfo};
 use crate::problem::ProblemTypeBase;
@@ -228,51 +224,23 @@ impl Application {
             subscriptions: subscriptions.clone(),
             clock: clock.clone(),
         }));
-        let mut playback = PlaybackService::new(
-            PlaybackPorts {
-                catalog,
-                objects: storage.port(),
-                subscriptions,
-                progress,
-                sessions,
-                events,
-                clock: clock.clone(),
-            },
-            playback_settings(&settings)?,
-        )
-        .with_manifest_grants(manifest_grants(&settings, &base_url)?)
-        .with_limits(PlaybackLimits {
-            start: UserLimit::per_minute(limiter.clone(), "stream-start", settings.rate_limit.stream_start_per_minute),
-            manifest: UserLimit::per_minute(
-                limiter.clone(),
-                "stream-manifest",
-                settings.rate_limit.manifest_per_minute,
-            ),
-        });
-        // With Redis, progress events are thinned out across every instance.
-        if let Some(redis) = &redis {
-            playback = playback.with_shared_event_gate(Arc::new(RedisEventGate::new(redis.clone())));
-        }
-        let playback = Arc::new(playback);
-        sweep_idle_sessions(&playback);
+        let ports = PlaybackPorts {
+            catalog,
+            objects: storage.port(),
+            subscriptions,
+            progress,
+            sessions,
+            events,
+            clock: clock.clone(),
+        };
+        let playback = playback_service(&settings, ports, &base_url, &limiter, redis.as_ref())?;
 
         let demo = if demo_mode {
-            let (user, tracks) = demo::seed(&owned_catalog, &storage).await?;
-            let movie = demo::seed_movie(&owned_catalog, &storage).await?;
-            memory_subscriptions.set(&user, Some(demo::demo_subscription()));
-            // Only an HS256 token can be minted here; with RS256/ES256 the issuer mints them.
-            let token = match &auth_secret {
-                Some(secret) => crate::auth::mint_token(
-                    &settings.auth,
-                    secret,
-                    user.as_str(),
-                    Duration::from_secs(12 * 3600),
-                    clock.now(),
-                )
-                .map_err(|e| StartupError::Config(format!("demo token: {e}")))?,
-                None => String::new(),
-            };
-            Some(DemoInfo { user, token, tracks, movie })
+            let now = clock.now();
+            Some(
+                demo_media(&settings, &owned_catalog, &storage, &memory_subscriptions, auth_secret.as_ref(), now)
+                    .await?,
+            )
         } else {
             None
         };

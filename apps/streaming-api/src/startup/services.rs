@@ -2,8 +2,17 @@
 
 use super::auth::random_secret;
 use super::StartupError;
+use crate::catalog::Catalog;
+use crate::demo::{self, DemoInfo};
+use crate::storage::Storage;
+use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
+use streaming_core::adapters::MemorySubscriptions;
+use streaming_core::ports::RateLimiter;
+use streaming_core::rate_limit::UserLimit;
+use streaming_core::{PlaybackLimits, PlaybackPorts};
+use streaming_redis::{RedisConnection, RedisEventGate};
 
 use secrecy::ExposeSecret;
 use streaming_core::ports::check_presign_expiry;
@@ -118,4 +127,54 @@ pub(super) fn demo_mode(settings: &Settings) -> Result<bool, StartupError> {
         (Some(enabled), _) => Ok(enabled),
         (None, store) => Ok(store.is_none() && !identity),
     }
+}
+
+/// Movie playback over `ports`: manifests served through grants, the start
+/// and manifest limits, the progress-event gate shared through Redis when
+/// there is one, and the idle-session sweeper running.
+pub(super) fn playback_service(
+    settings: &Settings,
+    ports: PlaybackPorts,
+    base_url: &str,
+    limiter: &Arc<dyn RateLimiter>,
+    redis: Option<&RedisConnection>,
+) -> Result<Arc<PlaybackService>, StartupError> {
+    let limits = &settings.rate_limit;
+    let mut playback = PlaybackService::new(ports, playback_settings(settings)?)
+        .with_manifest_grants(manifest_grants(settings, base_url)?)
+        .with_limits(PlaybackLimits {
+            start: UserLimit::per_minute(limiter.clone(), "stream-start", limits.stream_start_per_minute),
+            manifest: UserLimit::per_minute(limiter.clone(), "stream-manifest", limits.manifest_per_minute),
+        });
+    // With Redis, progress events are thinned out across every instance.
+    if let Some(redis) = redis {
+        playback = playback.with_shared_event_gate(Arc::new(RedisEventGate::new(redis.clone())));
+    }
+    let playback = Arc::new(playback);
+    sweep_idle_sessions(&playback);
+    Ok(playback)
+}
+
+/// Demo mode: the demo media written into the configured stores, the demo
+/// user's subscription, and (with HS256; with RS256/ES256 the issuer mints
+/// tokens) a 12-hour token for the demo user.
+pub(super) async fn demo_media(
+    settings: &Settings,
+    catalog: &Catalog,
+    storage: &Storage,
+    subscriptions: &MemorySubscriptions,
+    auth_secret: Option<&SecretString>,
+    now: time::OffsetDateTime,
+) -> Result<DemoInfo, StartupError> {
+    let (user, tracks) = demo::seed(catalog, storage).await?;
+    let movie = demo::seed_movie(catalog, storage).await?;
+    subscriptions.set(&user, Some(demo::demo_subscription()));
+    let token = match auth_secret {
+        Some(secret) => {
+            crate::auth::mint_token(&settings.auth, secret, user.as_str(), Duration::from_secs(12 * 3600), now)
+                .map_err(|e| StartupError::Config(format!("demo token: {e}")))?
+        }
+        None => String::new(),
+    };
+    Ok(DemoInfo { user, token, tracks, movie })
 }
