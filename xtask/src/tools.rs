@@ -155,20 +155,11 @@ pub const NODE_PACKAGES: &[(&str, &str)] = &[("node", "nodejs"), ("npm", "npm")]
 pub fn ensure_python_package(requirement: &str, module: &str) -> Result<PathBuf, String> {
     ensure_debian_packages(PYTHON_PACKAGES)?;
     let dir = cache_root().join("python").join(requirement.replace(['=', '<', '>'], "-"));
-    let imports = |dir: &PathBuf| {
-        Command::new("python3")
-            .args(["-S", "-c", &format!("import {module}")])
-            .env("PYTHONPATH", dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if imports(&dir) {
+    if imports(module, &dir) {
         return Ok(dir);
     }
-    pip_install(requirement, &dir)?;
-    if !imports(&dir) {
+    pip_install(requirement, &dir, "--upgrade", &[requirement])?;
+    if !imports(module, &dir) {
         return Err(format!("installing {requirement} failed"));
     }
     Ok(dir)
@@ -184,27 +175,11 @@ pub fn ensure_pinned_python_packages(name: &str, pinned: &[&str], module: &str) 
     let dir = cache_root().join("python").join(name);
     let list = dir.join("pinned.txt");
     let wanted = pinned.join("\n") + "\n";
-    let imports = Command::new("python3")
-        .args(["-S", "-c", &format!("import {module}")])
-        .env("PYTHONPATH", &dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if imports && std::fs::read_to_string(&list).is_ok_and(|have| have == wanted) {
+    if imports(module, &dir) && std::fs::read_to_string(&list).is_ok_and(|have| have == wanted) {
         return Ok(dir);
     }
-    println!("==> installing {name} into {} (once)", dir.display());
     let _ = std::fs::remove_dir_all(&dir);
-    let status = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", "--no-deps", "--target"])
-        .arg(&dir)
-        .args(pinned)
-        .status()
-        .map_err(|e| format!("pip install {name}: {e}"))?;
-    if !status.success() {
-        return Err(format!("installing {name} failed"));
-    }
+    pip_install(name, &dir, "--no-deps", pinned)?;
     std::fs::write(&list, wanted).map_err(|e| format!("{}: {e}", list.display()))?;
     Ok(dir)
 }
@@ -219,7 +194,7 @@ pub fn ensure_python_tool(requirement: &str, binary: &str) -> Result<PathBuf, St
     if works(&program, &["--version"]) {
         return Ok(program);
     }
-    pip_install(requirement, &dir)?;
+    pip_install(requirement, &dir, "--upgrade", &[requirement])?;
     if !works(&program, &["--version"]) {
         return Err(format!("installing {requirement} did not give a working {binary}"));
     }
@@ -249,18 +224,31 @@ pub fn ensure_npm_package(name: &str, version: &str) -> Result<PathBuf, String> 
     Ok(package)
 }
 
-fn pip_install(requirement: &str, dir: &Path) -> Result<(), String> {
-    println!("==> installing {requirement} into {} (once)", dir.display());
-    let status = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", "--upgrade", "--target"])
-        .arg(dir)
-        .arg(requirement)
+/// Whether `module` imports with `dir` as the only extra `PYTHONPATH`.
+fn imports(module: &str, dir: &Path) -> bool {
+    Command::new("python3")
+        .args(["-S", "-c", &format!("import {module}")])
+        .env("PYTHONPATH", dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
-        .map_err(|e| format!("pip install {requirement}: {e}"))?;
+        .is_ok_and(|s| s.success())
+}
+
+/// `pip install --target dir` of `requirements` with `flag` (`--upgrade`,
+/// or `--no-deps` for a fully pinned set); `what` names them in messages.
+fn pip_install(what: &str, dir: &Path, flag: &str, requirements: &[&str]) -> Result<(), String> {
+    println!("==> installing {what} into {} (once)", dir.display());
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input", flag, "--target"])
+        .arg(dir)
+        .args(requirements)
+        .status()
+        .map_err(|e| format!("pip install {what}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("installing {requirement} failed"))
+        Err(format!("installing {what} failed"))
     }
 }
 

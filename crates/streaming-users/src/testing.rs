@@ -141,7 +141,7 @@ async fn respond(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     let answer = {
         let mut by_user = state.by_user.lock().unwrap();
         match by_user.get_mut(&user) {
-            Some(Answer::FailFirst(left, then)) if *left > 0 => {
+            Some(Answer::FailFirst(left, _)) if *left > 0 => {
                 *left -= 1;
                 Answer::Status(502)
             }
@@ -153,24 +153,19 @@ async fn respond(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     reply(answer).await
 }
 
-async fn reply(answer: Answer) -> HttpResponse {
-    let mut answer = answer;
+async fn reply(mut answer: Answer) -> HttpResponse {
     loop {
-        return match answer {
-            Answer::Json(body) => HttpResponse::Ok().json(body),
-            Answer::Status(status) => HttpResponse::build(status_code(status)).finish(),
+        answer = match answer {
+            Answer::Json(body) => return HttpResponse::Ok().json(body),
+            Answer::Status(status) => return HttpResponse::build(status_code(status)).finish(),
             Answer::Body(status, content_type, body) => {
-                HttpResponse::build(status_code(status)).content_type(content_type).body(body)
+                return HttpResponse::build(status_code(status)).content_type(content_type).body(body)
             }
             Answer::After(delay, then) => {
                 tokio::time::sleep(delay).await;
-                answer = *then;
-                continue;
+                *then
             }
-            Answer::FailFirst(_, then) => {
-                answer = *then;
-                continue;
-            }
+            Answer::FailFirst(_, then) => *then,
         };
     }
 }

@@ -20,9 +20,6 @@ pub(super) async fn verifier(settings: &Settings) -> Result<(TokenVerifier, bool
     let auth = &settings.auth;
     let config = |message: String| StartupError::Config(message);
     let algorithms = &auth.algorithms.0;
-    if algorithms.is_empty() {
-        return Err(config("auth.algorithms: name at least one of HS256, RS256, ES256".into()));
-    }
     let hs256 = algorithms.contains(&Algorithm::Hs256);
     let asymmetric = algorithms.iter().any(|a| *a != Algorithm::Hs256);
     let keys = if asymmetric {

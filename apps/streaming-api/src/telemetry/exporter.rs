@@ -95,8 +95,3 @@ pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(body))
 }
-
-/// Counts a request refused by rate-limit policy `policy`.
-pub fn rate_limited(policy: &str) {
-    metrics::counter!(names::RATE_LIMIT_REJECTIONS, "policy" => policy.to_owned()).increment(1);
-}

@@ -6,7 +6,7 @@
 mod exporter;
 mod logging;
 
-pub use exporter::{__path_scrape, prometheus, rate_limited, scrape};
+pub use exporter::{__path_scrape, prometheus, scrape};
 pub use logging::{install_logging, Telemetry, TelemetryError};
 
 use std::time::Instant;
