@@ -12,7 +12,7 @@ use streaming_auth::{Algorithm, KeySource, KeyStore, TokenVerifier, VerifierOpti
 use crate::settings::Settings;
 
 /// The least `auth.jwks_min_refresh_seconds` accepted.
-pub(super) const MIN_JWKS_REFRESH_SECONDS: u64 = 5;
+const MIN_JWKS_REFRESH_SECONDS: u64 = 5;
 
 /// The token verifier the settings ask for; whether its HS256 secret was
 /// generated for this process; the HS256 secret, if HS256 is accepted.

@@ -121,7 +121,7 @@ pub(super) fn kafka_producer(settings: &Settings) -> Result<Option<Arc<KafkaProd
     }))))
 }
 
-pub(super) fn upstream_topics(settings: &Settings) -> Result<Vec<(UpstreamTopic, String)>, StartupError> {
+fn upstream_topics(settings: &Settings) -> Result<Vec<(UpstreamTopic, String)>, StartupError> {
     let names = &settings.kafka.upstream_topics;
     if let Some(unknown) = names.keys().find(|k| UpstreamTopic::ALL.iter().all(|t| t.default_name() != k.as_str())) {
         return Err(StartupError::Config(format!("kafka.upstream_topics: unknown event {unknown:?}")));
@@ -135,14 +135,14 @@ pub(super) fn upstream_topics(settings: &Settings) -> Result<Vec<(UpstreamTopic,
         .collect())
 }
 
-pub(super) fn start_from(settings: &Settings) -> StartFrom {
+fn start_from(settings: &Settings) -> StartFrom {
     match settings.kafka.consume_from {
         ConsumeFrom::Earliest => StartFrom::Earliest,
         ConsumeFrom::Latest => StartFrom::Latest,
     }
 }
 
-pub(super) fn relay_settings(settings: &Settings) -> RelaySettings {
+fn relay_settings(settings: &Settings) -> RelaySettings {
     RelaySettings {
         batch: settings.kafka.relay_batch_size,
         poll_interval: Duration::from_millis(settings.kafka.relay_poll_interval_ms.max(10)),

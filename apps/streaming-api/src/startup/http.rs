@@ -25,7 +25,7 @@ use crate::state::AppState;
 
 /// `X-Content-Type-Options: nosniff` on every answer: no browser guesses
 /// a type other than the one sent.
-pub(super) fn nosniff() -> actix_web::middleware::DefaultHeaders {
+fn nosniff() -> actix_web::middleware::DefaultHeaders {
     actix_web::middleware::DefaultHeaders::new().add((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
 }
 
@@ -81,7 +81,7 @@ pub(super) async fn admin_server(
     Ok((port, server))
 }
 
-pub(super) fn json_error(error: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+fn json_error(error: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as E;
     let api = match error {
         E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::PayloadTooLarge,
@@ -91,10 +91,7 @@ pub(super) fn json_error(error: actix_web::error::JsonPayloadError, _req: &actix
     api.into()
 }
 
-pub(super) fn query_error(
-    error: actix_web::error::QueryPayloadError,
-    _req: &actix_web::HttpRequest,
-) -> actix_web::Error {
+fn query_error(error: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
     // Names the missing or malformed parameter, never its value.
     let detail = match error {
         actix_web::error::QueryPayloadError::Deserialize(error) => error.to_string(),

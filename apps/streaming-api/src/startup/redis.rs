@@ -136,10 +136,7 @@ pub(super) fn redis_connection(settings: &Settings) -> Result<Option<RedisConnec
 }
 
 /// The layout of the Redis hot copies; the cinema's needs a standalone Redis.
-pub(super) fn hot_copy_layout(
-    settings: &Settings,
-    redis: Option<&RedisConnection>,
-) -> Result<HotCopyLayout, StartupError> {
+fn hot_copy_layout(settings: &Settings, redis: Option<&RedisConnection>) -> Result<HotCopyLayout, StartupError> {
     match settings.redis.hot_copy_keys {
         HotCopyKeys::Tagged => Ok(HotCopyLayout::Tagged),
         HotCopyKeys::Cinema => {

@@ -21,7 +21,7 @@ use streaming_core::{ManifestGrants, PlaybackService, PlaybackSettings, Streamin
 
 use crate::settings::{Settings, StorageKind};
 
-pub(super) fn manifest_grants(settings: &Settings, base_url: &str) -> Result<ManifestGrants, StartupError> {
+fn manifest_grants(settings: &Settings, base_url: &str) -> Result<ManifestGrants, StartupError> {
     let p = &settings.playback;
     let secret = p.grant_secret.clone().unwrap_or_else(random_secret);
     let signer = UrlSigner::new(secret.expose_secret().as_bytes())
@@ -58,7 +58,7 @@ pub(super) fn streaming_settings(settings: &Settings) -> Result<StreamingSetting
     })
 }
 
-pub(super) fn playback_settings(settings: &Settings) -> Result<PlaybackSettings, StartupError> {
+fn playback_settings(settings: &Settings) -> Result<PlaybackSettings, StartupError> {
     let p = &settings.playback;
     check_presign_expiry(Duration::from_secs(p.manifest_expiry_seconds))
         .map_err(|_| StartupError::Config("playback.manifest_expiry_seconds must be between 1 and 604800".into()))?;
@@ -89,7 +89,7 @@ pub(super) fn playback_settings(settings: &Settings) -> Result<PlaybackSettings,
 
 /// Closes the sessions nobody stopped, every [`PlaybackService::sweep_interval`],
 /// for as long as the service lives.
-pub(super) fn sweep_idle_sessions(playback: &Arc<PlaybackService>) {
+fn sweep_idle_sessions(playback: &Arc<PlaybackService>) {
     let Some(every) = playback.sweep_interval() else { return };
     let weak = Arc::downgrade(playback);
     tokio::spawn(async move {
