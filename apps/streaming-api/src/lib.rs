@@ -5,26 +5,22 @@
 //! embedders start the real server with it (port 0 for a free port).
 
 mod auth;
-mod body;
 mod catalog;
 pub mod cinema_env;
 pub mod cli;
-pub mod config_keys;
 pub mod demo;
 pub mod log_writer;
 #[cfg(feature = "otlp")]
 pub mod otlp;
-pub mod problem;
 mod routes;
 mod secrets;
 pub mod settings;
 mod startup;
-mod state;
 mod storage;
 mod subscriptions;
 pub mod telemetry;
 
-pub use routes::openapi::{document as openapi_document, ApiDoc};
+pub use routes::openapi::{document as openapi_document, openapi};
 pub use routes::served_routes;
 pub use settings::Settings;
 pub use startup::{Application, PortOverrides, StartupError};

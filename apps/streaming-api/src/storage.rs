@@ -4,9 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use streaming_core::circuit_breaker::BreakerState;
 use streaming_core::domain::ObjectKey;
-use streaming_core::ports::{ObjectStore, ObjectStoreError};
+use streaming_core::ports::{ObjectStore, ObjectStoreError, ReadinessCheck};
 use streaming_core::url_signing::UrlSigner;
 use streaming_localfs::LocalObjectStore;
 use streaming_s3::{S3Config, S3Credentials, S3ObjectStore};
@@ -89,14 +88,11 @@ impl Storage {
         }
     }
 
-    /// The store's health for `/readyz`: `None` when ready, else why not.
-    pub fn unready_reason(&self) -> Option<&'static str> {
+    /// The store as `/readyz` sees it.
+    pub fn readiness(&self) -> Arc<dyn ReadinessCheck> {
         match self {
-            Self::Local(_) => None,
-            Self::S3(s3) => match s3.breaker_state() {
-                BreakerState::Open => Some("circuit breaker open"),
-                BreakerState::Closed | BreakerState::HalfOpen => None,
-            },
+            Self::Local(local) => local.clone(),
+            Self::S3(s3) => s3.clone(),
         }
     }
 

@@ -1,183 +1,80 @@
-//! A backend team's own program around `streaming-core`: their catalog and
-//! their CDN's URL signing become the core's ports, the core decides who may
-//! play what and caches the signed URLs encrypted, and their unit tests mock
-//! the ports. The walk-through is `docs/embedding.md`.
-//!
-//! ```sh
-//! cargo run -p streaming-core --example embedding
-//! cargo test -p streaming-core --example embedding
-//! ```
+//! A team's program around `streaming-core`: their CDN signs URLs, memory adapters stand where their
+//! database would, and their back office edits the catalog through the admin use case, whose changes
+//! reach the URL cache. Walk-through: `docs/embedding.md`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
-use streaming_core::adapters::{MemorySubscriptions, MokaUrlCache, SystemClock};
-use streaming_core::domain::{
-    InvalidId, Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures, UserId, Viewer, Visibility,
-};
-use streaming_core::ports::{CatalogError, MediaCatalog, ObjectInfo, ObjectStore, ObjectStoreError, PresignedUrl};
-use streaming_core::{
-    CacheKeyring, StreamError, StreamUrlService, StreamingPorts, StreamingService, StreamingSettings,
-};
+use streaming_core::adapters::{MemoryAuditLog, MemoryCatalog, MemorySubscriptions, MokaUrlCache, SystemClock};
+use streaming_core::admin::{AdminPorts, CatalogAdmin, Preconditions};
+use streaming_core::changes::{CatalogChanges, ChangePorts};
+use streaming_core::domain::{Media, MediaId, MediaKind, MediaStatus, ObjectKey, PlanFeatures, UserId, Visibility};
+use streaming_core::ports::{ObjectInfo, ObjectStore, ObjectStoreError as StoreError, PresignedUrl};
+use streaming_core::{encoding, CacheKeyring, StreamUrlService, StreamingPorts, StreamingService, StreamingSettings};
 use time::OffsetDateTime;
 
-/// The team's own record of a song, as their database keeps it.
-#[derive(Clone)]
-struct Song {
-    uploader: String,
-    file: String,
-    bytes: u64,
-    seconds: f64,
-    published: bool,
-    deleted: bool,
-}
-
-/// Adapter 1: the team's library is the core's [`MediaCatalog`].
-#[derive(Default)]
-struct Library {
-    songs: RwLock<HashMap<MediaId, Song>>,
-}
-
-impl Library {
-    fn add(&self, id: &MediaId, song: Song) {
-        if let Ok(mut songs) = self.songs.write() {
-            songs.insert(id.clone(), song);
-        }
-    }
-}
+/// Their CDN: a URL carries its expiry and an HMAC of both.
+struct Cdn(Vec<u8>);
 
 #[async_trait]
-impl MediaCatalog for Library {
-    async fn media(&self, id: &MediaId) -> Result<Option<Media>, CatalogError> {
-        let songs = self.songs.read().map_err(|_| CatalogError::Unavailable("library lock poisoned".into()))?;
-        let Some(song) = songs.get(id) else { return Ok(None) };
-        let owner = UserId::try_from(song.uploader.as_str()).map_err(|e| CatalogError::Invalid(e.to_string()))?;
-        let object_key = ObjectKey::try_from(song.file.as_str()).map_err(|e| CatalogError::Invalid(e.to_string()))?;
-        Ok(Some(Media {
-            id: id.clone(),
-            kind: MediaKind::Track,
-            owner: Some(owner),
-            status: if song.deleted { MediaStatus::Deleted } else { MediaStatus::Ready },
-            object_key,
-            content_type: "audio/mpeg".into(),
-            size_bytes: song.bytes,
-            duration_seconds: Some(song.seconds),
-            visibility: if song.published { Visibility::Public } else { Visibility::Private },
-            required_features: PlanFeatures::default(),
-        }))
+impl ObjectStore for Cdn {
+    async fn head(&self, _key: &ObjectKey) -> Result<ObjectInfo, StoreError> {
+        Ok(ObjectInfo { size_bytes: 4_200_000, content_type: Some("audio/mpeg".into()) })
     }
-
-    async fn viewer<'a>(&self, _user: &UserId, _grant_on: Option<&'a MediaId>) -> Result<Viewer, CatalogError> {
-        // This team has no suspensions and no per-user grants.
-        Ok(Viewer::default())
-    }
-}
-
-/// Adapter 2: the team's CDN signs URLs with an HMAC of path and expiry; it
-/// is the core's [`ObjectStore`].
-struct CdnSigner {
-    base: String,
-    key: Vec<u8>,
-    sizes: HashMap<String, u64>,
-}
-
-#[async_trait]
-impl ObjectStore for CdnSigner {
-    async fn head(&self, key: &ObjectKey) -> Result<ObjectInfo, ObjectStoreError> {
-        let size = self.sizes.get(key.as_str()).ok_or(ObjectStoreError::NotFound)?;
-        Ok(ObjectInfo { size_bytes: *size, content_type: Some("audio/mpeg".into()) })
-    }
-
     async fn presign_get(
         &self,
         key: &ObjectKey,
-        signed_at: OffsetDateTime,
-        expires_in: Duration,
-    ) -> Result<PresignedUrl, ObjectStoreError> {
-        let expires_at = signed_at + expires_in;
-        let path = format!("/{}", key.as_str());
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.key).map_err(|e| ObjectStoreError::Invalid(e.to_string()))?;
-        mac.update(format!("{path}:{}", expires_at.unix_timestamp()).as_bytes());
-        let signature = streaming_core::encoding::hex(&mac.finalize().into_bytes());
-        let url = format!("{}{path}?expires={}&signature={signature}", self.base, expires_at.unix_timestamp());
-        Ok(PresignedUrl { url, expires_at })
+        at: OffsetDateTime,
+        ttl: Duration,
+    ) -> Result<PresignedUrl, StoreError> {
+        let (path, expires_at) = (format!("/{}?exp={}", key.as_str(), (at + ttl).unix_timestamp()), at + ttl);
+        let mac = Hmac::<sha2::Sha256>::new_from_slice(&self.0).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let signature = encoding::hex(&mac.chain_update(path.as_bytes()).finalize().into_bytes());
+        Ok(PresignedUrl { url: format!("https://cdn.example.com{path}&sig={signature}"), expires_at })
     }
-
-    async fn read_small(&self, _key: &ObjectKey, _max_bytes: u64) -> Result<Vec<u8>, ObjectStoreError> {
-        Err(ObjectStoreError::Invalid("this CDN serves tracks only, no manifests".into()))
+    async fn read_small(&self, _key: &ObjectKey, _max: u64) -> Result<Vec<u8>, StoreError> {
+        Err(StoreError::Invalid("tracks only, no manifests".into()))
     }
 }
 
-/// The service over the team's adapters and the core's own cache.
-fn streaming(library: Arc<Library>, signer: Arc<dyn ObjectStore>) -> StreamUrlService {
-    StreamUrlService::new(
-        StreamingPorts {
-            catalog: library,
-            objects: signer,
-            cache: Arc::new(MokaUrlCache::new(16 << 20)),
-            subscriptions: Arc::new(MemorySubscriptions::new()),
-            clock: Arc::new(SystemClock),
-        },
-        CacheKeyring::random(),
-        StreamingSettings::default(),
-    )
+/// The URL service over their CDN, and the admin use case whose changes reach its cache.
+fn wire(cdn: Cdn) -> (Arc<StreamUrlService>, CatalogAdmin) {
+    let catalog = Arc::new(MemoryCatalog::new());
+    let clock = Arc::new(SystemClock);
+    let cache = Arc::new(MokaUrlCache::new(16 << 20));
+    let subscriptions = Arc::new(MemorySubscriptions::new());
+    let objects = Arc::new(cdn);
+    let ports = StreamingPorts { catalog: catalog.clone(), objects, cache, subscriptions, clock: clock.clone() };
+    let streaming = Arc::new(StreamUrlService::new(ports, CacheKeyring::random(), StreamingSettings::default()));
+    let changes = Arc::new(CatalogChanges::new(ChangePorts::new(catalog.clone(), streaming.clone())));
+    let audit = Arc::new(MemoryAuditLog::new());
+    (streaming, CatalogAdmin::new(AdminPorts { changes, catalog, audit, clock }))
 }
 
-/// Track ids are ULIDs (the team's own ids would be mapped to them).
-fn song_id(last: char) -> Result<MediaId, InvalidId> {
-    MediaId::parse_ulid(&format!("01J9ZQ4M5N6P7Q8R9S0T1V2W3{last}"))
-}
-
-const UPLOADER: &str = "0b9c2a54-3d0e-4d5e-9a49-5b1d2b7d3c11";
-const LISTENER: &str = "7f3e4c1a-9b2d-4e8f-8a6b-1c2d3e4f5a6b";
-
-fn song(published: bool) -> Song {
-    Song {
-        uploader: UPLOADER.into(),
-        file: "songs/first-light.mp3".into(),
-        bytes: 4_200_000,
-        seconds: 210.0,
-        published,
-        deleted: false,
-    }
-}
-
-// What a service would answer over HTTP; printed here, never logged (a
-// signed URL is a bearer credential).
-#[allow(clippy::print_stdout)]
+#[allow(clippy::print_stdout)] // a signed URL is a credential: printed here, never logged
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let library = Arc::new(Library::default());
-    let private_song = song_id('A')?;
-    let public_song = song_id('B')?;
-    library.add(&private_song, song(false));
-    library.add(&public_song, song(true));
-    let cdn = CdnSigner {
-        base: "https://cdn.example.com".into(),
-        key: b"the-cdn-signing-key-of-this-team".to_vec(),
-        sizes: HashMap::from([("songs/first-light.mp3".to_owned(), 4_200_000)]),
+    let (streaming, admin) = wire(Cdn(b"the-cdn-signing-key-of-this-team".to_vec()));
+    let (id, uploader) = (MediaId::parse_ulid("01J9ZQ4M5N6P7Q8R9S0T1V2W3A")?, UserId::try_from("uploader-7")?);
+    let song = Media {
+        id: id.clone(),
+        kind: MediaKind::Track,
+        owner: Some(uploader.clone()),
+        status: MediaStatus::Ready,
+        object_key: ObjectKey::try_from("songs/first-light.mp3")?,
+        content_type: "audio/mpeg".into(),
+        size_bytes: 4_200_000,
+        duration_seconds: Some(210.0),
+        visibility: Visibility::Private,
+        required_features: PlanFeatures::default(),
     };
-    let service = streaming(Arc::clone(&library), Arc::new(cdn));
-    let uploader = UserId::try_from(UPLOADER)?;
-    let listener = UserId::try_from(LISTENER)?;
-
-    let first = service.get_stream_url(&private_song, &uploader).await?;
-    let again = service.get_stream_url(&private_song, &uploader).await?;
-    println!("the uploader's URL expires at {} (cache hit the second time: {})", first.expires_at, again.cache_hit);
-    match service.get_stream_url(&private_song, &listener).await {
-        Err(StreamError::Forbidden(denial)) => println!("another user is refused: {denial:?}"),
-        other => println!("unexpected: {other:?}"),
-    }
-    let public = service.get_stream_url(&public_song, &listener).await?;
-    println!(
-        "a published song plays for anyone: {} bytes, ranges: {}",
-        public.file_size_bytes, public.supports_range_requests
-    );
+    admin.put_media("back-office", song, &Preconditions::default()).await?;
+    println!("the uploader's URL: {}", streaming.get_stream_url(&id, &uploader).await?.url);
+    admin.delete_media("back-office", &id, &Preconditions::default()).await?;
+    println!("after the delete: {:?}", streaming.get_stream_url(&id, &uploader).await.err());
+    println!("audit: {:?}", admin.audit_trail(10).await?.into_iter().map(|r| r.action).collect::<Vec<_>>());
     Ok(())
 }
 
@@ -185,32 +82,52 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 mod tests {
     use super::*;
     use streaming_core::ports::MockObjectStore;
+    use streaming_core::StreamError;
 
-    fn cdn() -> CdnSigner {
-        CdnSigner { base: "https://cdn.test".into(), key: vec![7; 32], sizes: HashMap::new() }
+    fn song(id: &MediaId, owner: &UserId) -> Media {
+        Media {
+            id: id.clone(),
+            kind: MediaKind::Track,
+            owner: Some(owner.clone()),
+            status: MediaStatus::Ready,
+            object_key: ObjectKey::try_from("songs/a.mp3").unwrap(),
+            content_type: "audio/mpeg".into(),
+            size_bytes: 1,
+            duration_seconds: None,
+            visibility: Visibility::Private,
+            required_features: PlanFeatures::default(),
+        }
     }
 
-    /// The team's adapter under the core's own rules.
+    /// The admin use case's change reaches the URL cache: a deleted song has no URL, even cached.
     #[tokio::test]
-    async fn a_deleted_song_is_not_found_even_for_its_uploader() {
-        let library = Arc::new(Library::default());
-        let id = song_id('C').unwrap();
-        library.add(&id, Song { deleted: true, ..song(false) });
-        let outcome =
-            streaming(library, Arc::new(cdn())).get_stream_url(&id, &UserId::try_from(UPLOADER).unwrap()).await;
-        assert!(matches!(outcome, Err(StreamError::NotFound)), "{outcome:?}");
+    async fn a_deleted_song_loses_its_cached_url() {
+        let (streaming, admin) = wire(Cdn(vec![7; 32]));
+        let (id, owner) = (MediaId::parse_ulid("01J9ZQ4M5N6P7Q8R9S0T1V2W3C").unwrap(), UserId::try_from("u").unwrap());
+        admin.put_media("test", song(&id, &owner), &Preconditions::default()).await.unwrap();
+        streaming.get_stream_url(&id, &owner).await.unwrap();
+        assert!(streaming.get_stream_url(&id, &owner).await.unwrap().cache_hit);
+        admin.delete_media("test", &id, &Preconditions::default()).await.unwrap();
+        assert!(matches!(streaming.get_stream_url(&id, &owner).await, Err(StreamError::NotFound)));
     }
 
-    /// A mocked port (feature `mock`): a refused user never costs a signature.
+    /// A mocked port (feature `mock`): a refused listener never costs a signature.
     #[tokio::test]
     async fn a_refused_listener_never_reaches_the_signer() {
-        let library = Arc::new(Library::default());
-        let id = song_id('C').unwrap();
-        library.add(&id, song(false));
+        let catalog = Arc::new(MemoryCatalog::new());
+        let id = MediaId::parse_ulid("01J9ZQ4M5N6P7Q8R9S0T1V2W3D").unwrap();
+        catalog.upsert(song(&id, &UserId::try_from("owner").unwrap()));
         let mut signer = MockObjectStore::new();
         signer.expect_presign_get().never();
-        let outcome =
-            streaming(library, Arc::new(signer)).get_stream_url(&id, &UserId::try_from(LISTENER).unwrap()).await;
+        let ports = StreamingPorts {
+            catalog,
+            objects: Arc::new(signer),
+            cache: Arc::new(MokaUrlCache::new(1 << 20)),
+            subscriptions: Arc::new(MemorySubscriptions::new()),
+            clock: Arc::new(SystemClock),
+        };
+        let service = StreamUrlService::new(ports, CacheKeyring::random(), StreamingSettings::default());
+        let outcome = service.get_stream_url(&id, &UserId::try_from("listener").unwrap()).await;
         assert!(matches!(outcome, Err(StreamError::Forbidden(_))), "{outcome:?}");
     }
 
@@ -218,9 +135,9 @@ mod tests {
     async fn the_signature_covers_path_and_expiry() {
         let key = ObjectKey::try_from("songs/a.mp3").unwrap();
         let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
-        let one = cdn().presign_get(&key, at, Duration::from_secs(60)).await.unwrap();
-        let later = cdn().presign_get(&key, at, Duration::from_secs(61)).await.unwrap();
-        assert!(one.url.starts_with("https://cdn.test/songs/a.mp3?expires=1700000060&signature="));
-        assert_ne!(one.url.split("signature=").nth(1), later.url.split("signature=").nth(1));
+        let one = Cdn(vec![7; 32]).presign_get(&key, at, Duration::from_secs(60)).await.unwrap();
+        let later = Cdn(vec![7; 32]).presign_get(&key, at, Duration::from_secs(61)).await.unwrap();
+        assert!(one.url.starts_with("https://cdn.example.com/songs/a.mp3?exp=1700000060&sig="), "{}", one.url);
+        assert_ne!(one.url.split("sig=").nth(1), later.url.split("sig=").nth(1));
     }
 }

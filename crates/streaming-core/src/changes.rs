@@ -68,8 +68,26 @@ pub struct ChangePorts {
     pub subscription_cache: Option<Arc<dyn SubscriptionCache>>,
     /// The URL issuing path, whose cache is cleared.
     pub streaming: Arc<dyn StreamingService>,
-    /// Playback, whose sessions a logout ends.
-    pub playback: Arc<PlaybackService>,
+    /// Playback, whose sessions a logout ends (`None` where only tracks are played).
+    pub playback: Option<Arc<PlaybackService>>,
+}
+
+impl ChangePorts {
+    /// The ports of the common case: a catalog that is its own writer, no
+    /// caches in front of it, tracks only. Set the other fields for more.
+    pub fn new<C: MediaCatalog + CatalogWriter + 'static>(
+        catalog: Arc<C>,
+        streaming: Arc<dyn StreamingService>,
+    ) -> Self {
+        Self {
+            writer: catalog.clone(),
+            catalog,
+            catalog_cache: None,
+            subscription_cache: None,
+            streaming,
+            playback: None,
+        }
+    }
 }
 
 impl fmt::Debug for ChangePorts {
@@ -205,12 +223,13 @@ impl CatalogChanges {
             }
             CatalogChange::UserLoggedOutEverywhere { user } => {
                 // Their streams end too: manifest grants die with their sessions.
-                self.ports
-                    .playback
-                    .end_sessions_of(user)
-                    .await
-                    .map_err(|e| e.to_string())
-                    .map_err(failed(Dependency::Sessions))?;
+                if let Some(playback) = &self.ports.playback {
+                    playback
+                        .end_sessions_of(user)
+                        .await
+                        .map_err(|e| e.to_string())
+                        .map_err(failed(Dependency::Sessions))?;
+                }
                 self.forget_user(user, InvalidationReason::Logout).await?;
             }
             CatalogChange::SubscriptionChanged { user } => {

@@ -76,7 +76,7 @@ fn world(audit_down: bool) -> World {
         catalog_cache: None,
         subscription_cache: None,
         streaming: Arc::new(streaming),
-        playback: Arc::new(playback),
+        playback: Some(Arc::new(playback)),
     }));
     let recorded = Arc::new(AtomicUsize::new(0));
     let mut audit = MockAuditLog::new();

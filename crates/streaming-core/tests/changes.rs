@@ -68,7 +68,7 @@ fn world(
         catalog_cache: Some(Arc::new(catalog_cache)),
         subscription_cache: Some(Arc::new(subscriptions)),
         streaming: Arc::new(streaming),
-        playback: Arc::new(playback),
+        playback: Some(Arc::new(playback)),
     });
     World { catalog, sessions, changes }
 }

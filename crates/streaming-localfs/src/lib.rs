@@ -206,6 +206,13 @@ impl ObjectStore for LocalObjectStore {
     }
 }
 
+/// A directory on this machine is always ready.
+impl streaming_core::ports::ReadinessCheck for LocalObjectStore {
+    fn unready_reason(&self) -> Option<&'static str> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -294,3 +294,10 @@ where
         other => other,
     }
 }
+
+/// Not ready while the breaker is open: requests would fail fast.
+impl streaming_core::ports::ReadinessCheck for PgDatabase {
+    fn unready_reason(&self) -> Option<&'static str> {
+        (!self.reachable()).then_some("circuit breaker open")
+    }
+}

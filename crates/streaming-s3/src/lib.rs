@@ -335,6 +335,13 @@ impl ObjectStore for S3ObjectStore {
     }
 }
 
+/// Not ready while the breaker is open: requests would fail fast.
+impl streaming_core::ports::ReadinessCheck for S3ObjectStore {
+    fn unready_reason(&self) -> Option<&'static str> {
+        (self.breaker.state() == BreakerState::Open).then_some("circuit breaker open")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The hls.js version the demo player vendors (`apps/streaming-api/web/package.json`).
+/// The hls.js version the demo player vendors (`crates/streaming-http/web/package.json`).
 const HLS_JS_VERSION: &str = "1.7.4";
 
 /// The Swagger UI version `/docs` vendors (the same file names it).

@@ -3,9 +3,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use streaming_localfs::{AccessError, OBJECTS_ROUTE};
 
-use super::openapi::{InternalError, NotFound, SignatureRefused};
-use crate::problem::ApiError;
-use crate::state::AppState;
+use super::BinaryState;
+use streaming_http::openapi::{InternalError, NotFound, SignatureRefused};
+use streaming_http::ApiError;
 
 /// A presigned URL's query (read by hand in [`serve`]: a duplicated or
 /// missing parameter is a signature failure, not a parse error).
@@ -39,7 +39,7 @@ pub struct SignedQuery {
         (status = 500, response = InternalError),
     ),
 )]
-pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn serve(req: HttpRequest, state: web::Data<BinaryState>) -> Result<HttpResponse, ApiError> {
     let Some(store) = &state.local_objects else {
         return Err(ApiError::RouteNotFound);
     };
@@ -69,9 +69,10 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         .into_response(&req);
     // The URL is a credential: keep shared caches from storing the response.
     response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("private, max-age=60"));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static(super::STORED_CONTENT_POLICY));
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(streaming_http::STORED_CONTENT_POLICY),
+    );
     Ok(response)
 }
 
@@ -92,6 +93,6 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         (status = 500, description = "`internal-error` (no body)."),
     ),
 )]
-pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn head(req: HttpRequest, state: web::Data<BinaryState>) -> Result<HttpResponse, ApiError> {
     serve(req, state).await
 }

@@ -60,7 +60,7 @@ pub struct OtlpSettings {
     /// arrives with a `traceparent` follows its caller's sampling decision.
     pub sample_ratio: f64,
     /// Which spans are exported, as a `tracing` filter (default
-    /// `info,streaming_core=debug,streaming_api=debug`: requests, operations
+    /// `info,streaming_core=debug,streaming_http=debug,streaming_api=debug`: requests, operations
     /// and every port call).
     pub filter: String,
 }
@@ -71,7 +71,7 @@ impl Default for OtlpSettings {
             endpoint: None,
             service_name: "streaming-api".into(),
             sample_ratio: 1.0,
-            filter: "info,streaming_core=debug,streaming_api=debug".into(),
+            filter: "info,streaming_core=debug,streaming_http=debug,streaming_api=debug".into(),
         }
     }
 }

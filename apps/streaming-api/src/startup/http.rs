@@ -18,10 +18,9 @@ use streaming_postgres::{PgAuditLog, PgDatabase};
 
 use crate::auth::caller_token_scope;
 use crate::catalog::Catalog;
-use crate::problem::{enrich_problems, ApiError, ProblemTypeBase};
-use crate::routes;
+use crate::routes::{self, BinaryState};
 use crate::settings::{Settings, UserCredentials};
-use crate::state::AppState;
+use streaming_http::{enrich_problems, AdminState, ApiState, PagesState, ProblemTypeBase};
 
 /// `X-Content-Type-Options: nosniff` on every answer: no browser guesses
 /// a type other than the one sent.
@@ -35,7 +34,7 @@ pub(super) async fn admin_server(
     changes: Arc<CatalogChanges>,
     catalog: Catalog,
     postgres: Option<PgDatabase>,
-    app: web::Data<AppState>,
+    api: web::Data<ApiState>,
     problem_base: web::Data<ProblemTypeBase>,
 ) -> Result<(u16, Server), StartupError> {
     let admin = &settings.admin;
@@ -57,20 +56,16 @@ pub(super) async fn admin_server(
     let listener =
         TcpListener::bind(&address).map_err(|source| StartupError::Bind { address: address.clone(), source })?;
     let port = listener.local_addr().map_err(|source| StartupError::Bind { address, source })?.port();
-    let max_body = app.max_body_bytes;
-    let admin = CatalogAdmin::new(AdminPorts { changes, catalog: catalog.fresh(), audit, clock: app.clock.clone() });
-    let state = web::Data::new(crate::routes::admin::AdminState { credentials, admin, app });
+    let admin = CatalogAdmin::new(AdminPorts { changes, catalog: catalog.fresh(), audit, clock: api.clock.clone() });
+    let state = web::Data::new(AdminState { credentials, admin, api });
     let server = HttpServer::new(move || {
         App::new()
-            .app_data(state.clone())
             .app_data(problem_base.clone())
-            .app_data(web::PayloadConfig::new(max_body))
-            .app_data(web::QueryConfig::default().error_handler(query_error))
             .wrap(from_fn(enrich_problems))
             .wrap(nosniff())
             .wrap(from_fn(crate::telemetry::observe))
-            .configure(crate::routes::admin::configure)
-            .default_service(web::to(routes::not_found))
+            .configure(|cfg| streaming_http::admin::configure(cfg, state.clone()))
+            .default_service(web::to(streaming_http::not_found))
     })
     .workers(1)
     .shutdown_timeout(settings.server.shutdown_timeout_seconds)
@@ -81,48 +76,28 @@ pub(super) async fn admin_server(
     Ok((port, server))
 }
 
-fn json_error(error: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
-    use actix_web::error::JsonPayloadError as E;
-    let api = match error {
-        E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::PayloadTooLarge,
-        E::ContentType => ApiError::UnsupportedMediaType,
-        other => ApiError::BadRequest(format!("The request body is not valid JSON: {other}")),
-    };
-    api.into()
-}
-
-fn query_error(error: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
-    // Names the missing or malformed parameter, never its value.
-    let detail = match error {
-        actix_web::error::QueryPayloadError::Deserialize(error) => error.to_string(),
-        other => other.to_string(),
-    };
-    ApiError::BadRequest(format!("The query string is not valid: {detail}.")).into()
-}
-
 /// The public API's server on `listener` (bound to `port`).
 pub(super) fn public_server(
     settings: &Settings,
-    state: web::Data<AppState>,
+    state: web::Data<ApiState>,
+    pages: web::Data<PagesState>,
+    binary: web::Data<BinaryState>,
     problem_base: web::Data<ProblemTypeBase>,
     listener: TcpListener,
     port: u16,
 ) -> Result<Server, StartupError> {
-    let max_body = state.max_body_bytes;
     let forward_caller_token = settings.users.url.is_some() && settings.users.credentials == UserCredentials::Caller;
     let mut server = HttpServer::new(move || {
         App::new()
-            .app_data(state.clone())
             .app_data(problem_base.clone())
-            .app_data(web::PayloadConfig::new(max_body))
-            .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
-            .app_data(web::QueryConfig::default().error_handler(query_error))
             .wrap(actix_web::middleware::Condition::new(forward_caller_token, from_fn(caller_token_scope)))
             .wrap(from_fn(enrich_problems))
             .wrap(nosniff())
             .wrap(from_fn(crate::telemetry::observe))
-            .configure(routes::configure)
-            .default_service(web::to(routes::not_found))
+            .configure(|cfg| streaming_http::configure(cfg, state.clone()))
+            .configure(|cfg| streaming_http::configure_pages(cfg, pages.clone()))
+            .configure(|cfg| routes::configure(cfg, binary.clone()))
+            .default_service(web::to(streaming_http::not_found))
     })
     .client_request_timeout(Duration::from_millis(settings.server.client_request_timeout_ms))
     .shutdown_timeout(settings.server.shutdown_timeout_seconds);

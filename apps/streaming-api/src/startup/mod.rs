@@ -22,18 +22,18 @@ use actix_web::dev::Server;
 use actix_web::web;
 use streaming_core::adapters::{MemorySubscriptions, SystemClock};
 use streaming_core::changes::{CatalogChanges, ChangePorts, InvalidationStats};
-use streaming_core::ports::{Clock, MediaCatalog, SubscriptionDirectory};
+use streaming_core::ports::{Clock, MediaCatalog, ReadinessCheck, SubscriptionDirectory};
 use streaming_core::rate_limit::UserLimit;
 use streaming_core::{BrowsePorts, MediaBrowser, PlaybackPorts, StreamUrlService, StreamingPorts, StreamingService};
+use streaming_http::{ApiState, PagesState, ProblemTypeBase};
 use streaming_kafka::{BufferedKafkaPublisher, UpstreamConsumer};
 use streaming_postgres::{
     OutboxRelay, PgProgressStore, PgSessionStore, WriteBehindOutbox, WriteBehindProgress, WriteBehindSessions,
 };
 
 use crate::demo::{self, DemoInfo};
-use crate::problem::ProblemTypeBase;
+use crate::routes::BinaryState;
 use crate::settings::Settings;
-use crate::state::{AppState, ReadinessCheck};
 use crate::storage::Storage;
 use crate::subscriptions::{user_service, SubscriptionCache};
 
@@ -58,7 +58,7 @@ fn readiness(
     storage: &Storage,
     postgres: Option<&streaming_postgres::PgDatabase>,
 ) -> Vec<(&'static str, Arc<dyn ReadinessCheck>)> {
-    let mut checks: Vec<(&'static str, Arc<dyn ReadinessCheck>)> = vec![("object_store", Arc::new(storage.clone()))];
+    let mut checks: Vec<(&'static str, Arc<dyn ReadinessCheck>)> = vec![("object_store", storage.readiness())];
     if let Some(db) = postgres {
         checks.push(("database", Arc::new(db.clone())));
     }
@@ -256,26 +256,29 @@ impl Application {
                 catalog_cache: owned_catalog.cache(),
                 subscription_cache: subscription_cache.as_ref().map(SubscriptionCache::control),
                 streaming: streaming.clone(),
-                playback: playback.clone(),
+                playback: Some(playback.clone()),
             }))
         });
         let invalidations = changes.as_ref().map(|changes| changes.stats());
         let consumer = upstream_consumer(&settings, producer.as_ref(), changes.as_ref(), consume, postgres.as_ref())?;
 
         let stream_url_limit = UserLimit::per_minute(limiter, "stream-url", settings.rate_limit.stream_url_per_minute);
-        let max_body = settings.server.max_body_bytes;
-        let state = web::Data::new(AppState {
+        let pages = web::Data::new(PagesState { demo_token: demo.as_ref().map(|demo| demo.token.clone()) });
+        let binary = web::Data::new(BinaryState {
+            local_objects: storage.local(),
+            metrics: if settings.metrics.enabled { crate::telemetry::prometheus() } else { None },
+            clock: clock.clone(),
+        });
+        let state = web::Data::new(ApiState {
             streaming,
             playback,
             browser,
-            demo_token: demo.as_ref().map(|demo| demo.token.clone()),
-            max_body_bytes: max_body,
+            max_body_bytes: settings.server.max_body_bytes,
             verifier,
             stream_url_limit,
             clock,
-            local_objects: storage.local(),
             readiness: readiness(&storage, postgres.as_ref()),
-            metrics: if settings.metrics.enabled { crate::telemetry::prometheus() } else { None },
+            openapi: crate::routes::openapi::document(),
         });
         let problem_base = web::Data::new(ProblemTypeBase(settings.problems.type_base.clone()));
 
@@ -294,7 +297,7 @@ impl Application {
             _ => None,
         };
 
-        let server = public_server(&settings, state, problem_base, listener, port)?;
+        let server = public_server(&settings, state, pages, binary, problem_base, listener, port)?;
 
         let (admin_port, admin_server) = admin.unzip();
         Ok(Self {

@@ -8,8 +8,8 @@ use actix_web::{web, HttpResponse};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use streaming_core::telemetry as names;
 
-use crate::problem::ApiError;
-use crate::state::AppState;
+use crate::routes::BinaryState;
+use streaming_http::ApiError;
 
 /// Milliseconds buckets: sub-millisecond cache hits up to a slow second.
 const MS_BUCKETS: [f64; 12] = [0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
@@ -78,11 +78,11 @@ fn resident_bytes() -> Option<f64> {
     responses(
         (status = 200, description = "Every metric of the process.", body = String, content_type = "text/plain; version=0.0.4"),
         (status = 404, description = "`metrics.enabled = false`, or the embedding program installed its own recorder.",
-            body = crate::routes::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, response = crate::routes::openapi::InternalError),
+            body = streaming_http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, response = streaming_http::openapi::InternalError),
     ),
 )]
-pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn scrape(state: web::Data<BinaryState>) -> Result<HttpResponse, ApiError> {
     let handle = state.metrics.ok_or(ApiError::RouteNotFound)?;
     if let Some(rss) = resident_bytes() {
         metrics::gauge!(RSS).set(rss);

@@ -18,7 +18,7 @@ use actix_web::HttpMessage;
 use streaming_core::telemetry as names;
 use tracing::Instrument;
 
-use crate::problem::TraceId;
+use streaming_http::TraceId;
 
 /// Middleware body, outermost: the request's trace id (from a valid
 /// `traceparent`, else fresh), an `http.request` span every log line of the

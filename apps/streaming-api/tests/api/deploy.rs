@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use streaming_api::config_keys::keys_of;
+use crate::config_keys::keys_of;
 use streaming_api::Settings;
 
 fn repository_file(path: &str) -> (PathBuf, String) {

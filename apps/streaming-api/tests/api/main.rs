@@ -7,6 +7,7 @@
 
 mod admin;
 mod cinema;
+mod config_keys;
 mod deploy;
 mod guide;
 mod harness;

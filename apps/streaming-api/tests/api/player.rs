@@ -75,7 +75,7 @@ async fn without_demo_mode_there_is_no_page() {
 /// `web/package.json` names (installed from the npm registry by `infra up`).
 #[test]
 fn the_vendored_files_are_the_published_ones() {
-    let web = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web");
+    let web = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../crates/streaming-http/web");
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(web.join("package.json")).unwrap()).unwrap();
     for (package, variable, files) in [

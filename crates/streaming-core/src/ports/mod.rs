@@ -16,6 +16,7 @@ mod object_store;
 mod outbox;
 mod progress;
 mod rate_limiter;
+mod readiness;
 mod sessions;
 mod subscriptions;
 mod url_cache;
@@ -34,6 +35,7 @@ pub use object_store::{
 pub use outbox::{OutboxRecord, OutboxSink, SinkError};
 pub use progress::{ProgressError, ProgressStore, RecordOutcome};
 pub use rate_limiter::{RateDecision, RateLimitError, RateLimitPolicy, RateLimiter};
+pub use readiness::ReadinessCheck;
 pub use sessions::{CloseOutcome, EventHandling, SessionError, SessionStore};
 pub use subscriptions::{SubscriptionDirectory, SubscriptionError};
 pub use url_cache::{CacheError, CacheLookup, StreamCacheKey, UrlCache};
@@ -43,6 +45,6 @@ pub use {
     audit::MockAuditLog, caches::MockCatalogCache, caches::MockSubscriptionCache, catalog::MockCatalogWriter,
     catalog::MockMediaCatalog, clock::MockClock, consumer::MockCatalogEventHandler, consumer::MockOffsetStore,
     event_gate::MockEventGate, events::MockEventPublisher, listing::MockMediaListing, object_store::MockObjectStore,
-    outbox::MockOutboxSink, progress::MockProgressStore, rate_limiter::MockRateLimiter, sessions::MockSessionStore,
-    subscriptions::MockSubscriptionDirectory, url_cache::MockUrlCache,
+    outbox::MockOutboxSink, progress::MockProgressStore, rate_limiter::MockRateLimiter, readiness::MockReadinessCheck,
+    sessions::MockSessionStore, subscriptions::MockSubscriptionDirectory, url_cache::MockUrlCache,
 };

@@ -1,5 +1,6 @@
 //! In-memory adapters of every port.
 
+mod audit;
 mod catalog;
 mod event_gate;
 mod objects;
@@ -10,6 +11,7 @@ mod url_cache;
 
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+pub use audit::MemoryAuditLog;
 pub use catalog::MemoryCatalog;
 pub use event_gate::MemoryEventGate;
 pub use objects::MemoryObjectStore;

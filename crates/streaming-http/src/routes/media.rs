@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::openapi::{BadRequest, InternalError, ServiceUnavailable, Unauthorized, ValidationFailed};
 use crate::auth::authenticate;
 use crate::problem::ApiError;
-use crate::state::AppState;
+use crate::state::ApiState;
 
 /// Items per page when `limit` is not given.
 const DEFAULT_PAGE: usize = 50;
@@ -92,7 +92,7 @@ fn item(media: Media, caller: &UserId) -> MediaItem {
         (status = 503, response = ServiceUnavailable),
     ),
 )]
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let principal = authenticate(&req, &state.verifier, state.clock.now()).await?;
     let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
         .map_err(|_| ApiError::BadRequest("the query string is not valid".into()))?;

@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::state::AppState;
+use crate::state::ApiState;
 
 /// Liveness.
 #[derive(Debug, Serialize, ToSchema)]
@@ -46,7 +46,7 @@ pub async fn health() -> HttpResponse {
         (status = 503, description = "Not ready (`Retry-After: 5`); `checks` names why.", body = Readiness),
     ),
 )]
-pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+pub async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     let checks: BTreeMap<&'static str, &'static str> =
         state.readiness.iter().map(|(name, check)| (*name, check.unready_reason().unwrap_or("ok"))).collect();
     if checks.values().all(|check| *check == "ok") {

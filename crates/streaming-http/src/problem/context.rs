@@ -15,14 +15,15 @@ use actix_web::HttpMessage;
 pub struct ProblemTypeBase(pub String);
 
 impl ProblemTypeBase {
-    pub(super) const DEFAULT: &'static str = "https://streamgate.dev/problems/";
+    /// The base when none is configured.
+    pub const DEFAULT: &'static str = "https://streamgate.dev/problems/";
 }
 
 /// A request's trace id: the trace-id of a valid incoming W3C `traceparent`,
 /// else a fresh random one. Returned in the `trace-id` response header and in
 /// problem documents.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceId(pub(crate) String);
+pub struct TraceId(pub String);
 
 impl fmt::Display for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -32,7 +33,7 @@ impl fmt::Display for TraceId {
 
 impl TraceId {
     /// The trace id, parent span id and flags of a valid W3C `traceparent`.
-    pub(crate) fn parse_traceparent(value: &HeaderValue) -> Option<(&str, &str, &str)> {
+    pub fn parse_traceparent(value: &HeaderValue) -> Option<(&str, &str, &str)> {
         // version "-" trace-id(32 hex) "-" parent-id(16 hex) "-" flags(2 hex)
         let value = value.to_str().ok()?;
         let mut parts = value.split('-');
@@ -48,7 +49,8 @@ impl TraceId {
         valid.then_some((trace, parent, flags))
     }
 
-    pub(crate) fn random() -> Self {
+    /// A fresh random trace id.
+    pub fn random() -> Self {
         Self(streaming_core::encoding::hex(&rand::random::<[u8; 16]>()))
     }
 }

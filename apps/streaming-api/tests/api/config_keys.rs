@@ -1,4 +1,4 @@
-//! Every key [`Settings`](crate::Settings) accepts, read off its
+//! Every key [`Settings`](streaming_api::Settings) accepts, read off its
 //! `Deserialize` implementation: a deserializer that answers each request
 //! for a value with a neutral one and notes the path of every leaf asked for.
 //! The configuration reference and the deployment files are tested against
@@ -212,7 +212,7 @@ mod tests {
 
     #[test]
     fn the_settings_keys_are_the_documented_sections() {
-        let keys = keys_of::<crate::Settings>().unwrap();
+        let keys = keys_of::<streaming_api::Settings>().unwrap();
         assert!(keys.contains(&"server.port".to_owned()), "{keys:?}");
         assert!(keys.contains(&"storage.s3.secret_key".to_owned()), "{keys:?}");
         assert!(keys.contains(&"kafka.upstream_topics".to_owned()), "{keys:?}");

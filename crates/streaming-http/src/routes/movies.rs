@@ -16,10 +16,10 @@ use super::openapi::{
 use crate::auth::authenticate;
 use crate::body::{count, json_body, Field, MAX_SAFE_INTEGER};
 use crate::problem::ApiError;
-use crate::state::AppState;
+use crate::state::ApiState;
 
 /// Authenticates the caller and parses the movie id: 401 before 400.
-async fn caller_and_movie(req: &HttpRequest, state: &AppState, movie_id: &str) -> Result<(UserId, MediaId), ApiError> {
+async fn caller_and_movie(req: &HttpRequest, state: &ApiState, movie_id: &str) -> Result<(UserId, MediaId), ApiError> {
     let principal = authenticate(req, &state.verifier, state.clock.now()).await?;
     let movie = MediaId::parse_uuid(movie_id).map_err(|_| ApiError::InvalidMovieId)?;
     Ok((principal.user, movie))
@@ -32,7 +32,7 @@ fn rfc3339(at: OffsetDateTime) -> Result<String, ApiError> {
 /// Caller, movie and the `{position_seconds, session_id?, sequence?}` body of progress and stop.
 async fn progress_request(
     req: &HttpRequest,
-    state: &AppState,
+    state: &ApiState,
     movie_id: &str,
     payload: web::Payload,
 ) -> Result<(UserId, MediaId, ProgressReport), ApiError> {
@@ -220,7 +220,7 @@ pub async fn start(
     req: HttpRequest,
     movie_id: web::Path<String>,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let (user, movie) = caller_and_movie(&req, &state, &movie_id).await?;
     let body: StartRequest = json_body(&req, payload, state.max_body_bytes, true).await?;
@@ -263,7 +263,7 @@ pub async fn record_progress(
     req: HttpRequest,
     movie_id: web::Path<String>,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let (user, movie, report) = progress_request(&req, &state, &movie_id, payload).await?;
     let ack = state
@@ -300,7 +300,7 @@ pub async fn record_progress(
 pub async fn get_progress(
     req: HttpRequest,
     movie_id: web::Path<String>,
-    state: web::Data<AppState>,
+    state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let (user, movie) = caller_and_movie(&req, &state, &movie_id).await?;
     let progress =
@@ -339,7 +339,7 @@ pub async fn stop(
     req: HttpRequest,
     movie_id: web::Path<String>,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let (user, movie, report) = progress_request(&req, &state, &movie_id, payload).await?;
     let outcome =
@@ -391,7 +391,7 @@ pub async fn stop(
 pub async fn manifest(
     path: web::Path<(String, String)>,
     query: web::Query<GrantQuery>,
-    state: web::Data<AppState>,
+    state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let (movie_id, manifest_path) = path.into_inner();
     let movie = MediaId::parse_uuid(&movie_id).map_err(|_| ApiError::InvalidMovieId)?;

@@ -21,7 +21,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::auth::bearer;
 use crate::body::{json_object, Field};
 use crate::problem::{ApiError, FieldError};
-use crate::state::AppState;
+use crate::state::ApiState;
 
 /// Records the audit endpoint returns when `limit` is not given, and at most.
 const DEFAULT_AUDIT_PAGE: usize = 100;
@@ -34,7 +34,7 @@ pub struct AdminState {
     /// The use cases.
     pub admin: CatalogAdmin,
     /// The public API's state: token verification, clock, body limit.
-    pub app: web::Data<AppState>,
+    pub api: web::Data<ApiState>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -67,8 +67,14 @@ pub(super) fn table() -> Vec<(&'static str, Vec<(Method, Route)>)> {
     ]
 }
 
-/// Registers the admin routes; other methods on a known path are 405.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Mounts the admin API on an application (best its own listener): its
+/// routes (other methods on them are 405), `state`, and the body limit and
+/// query error answers.
+pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminState>) {
+    let max_body = state.api.max_body_bytes;
+    cfg.app_data(state)
+        .app_data(web::PayloadConfig::new(max_body))
+        .app_data(web::QueryConfig::default().error_handler(super::query_error));
     super::register(cfg, table());
 }
 
@@ -80,7 +86,7 @@ fn operator(req: &HttpRequest, state: &AdminState) -> Result<String, ApiError> {
     if let Some(name) = state.credentials.holder(token) {
         return Ok(name.to_owned());
     }
-    if state.app.verifier.verify(token, state.app.clock.now()).is_ok() {
+    if state.api.verifier.verify(token, state.api.clock.now()).is_ok() {
         return Err(ApiError::ServiceCredentialRequired);
     }
     Err(ApiError::Unauthorized { reason: Some("not a service credential") })
@@ -292,7 +298,7 @@ async fn put_media(
 ) -> Result<HttpResponse, ApiError> {
     let actor = operator(&req, &state)?;
     let id = media_id(&path)?;
-    let body = json_object(&req, payload, state.app.max_body_bytes, false).await?;
+    let body = json_object(&req, payload, state.api.max_body_bytes, false).await?;
     let body: MediaBody = serde_json::from_value(Value::Object(body))
         .map_err(|_| ApiError::field("body", "must be a JSON object of the media's fields"))?;
     let media = Media::try_from(MediaPut { id: id.clone(), body }).map_err(ApiError::Validation)?;
@@ -352,7 +358,7 @@ async fn put_user_status(
 ) -> Result<HttpResponse, ApiError> {
     let actor = operator(&req, &state)?;
     let user = user_id(&path)?;
-    let body = json_object(&req, payload, state.app.max_body_bytes, false).await?;
+    let body = json_object(&req, payload, state.api.max_body_bytes, false).await?;
     if body.keys().any(|key| key != "status") {
         return Err(ApiError::field("body", "has a field other than status"));
     }

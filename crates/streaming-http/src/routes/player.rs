@@ -5,8 +5,8 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::PagesState;
 use crate::problem::ApiError;
-use crate::state::AppState;
 
 const PAGE: &str = include_str!("../../web/index.html");
 const SCRIPT: &str = include_str!("../../web/player.js");
@@ -61,7 +61,7 @@ pub struct Root {
         )),
     ),
 )]
-pub async fn page(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn page(request: HttpRequest, state: web::Data<PagesState>) -> Result<HttpResponse, ApiError> {
     // The token goes only to a loopback client that asked for a loopback
     // name: a page reached through DNS rebinding (any name pointed at
     // 127.0.0.1) comes from a loopback client with a foreign `Host`.
@@ -130,7 +130,7 @@ pub(super) fn html_page(policy: &'static str) -> actix_web::HttpResponseBuilder 
         (status = 404, response = super::openapi::NotFound),
     ),
 )]
-pub async fn asset(file: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn asset(file: web::Path<String>, state: web::Data<PagesState>) -> Result<HttpResponse, ApiError> {
     if state.demo_token.is_none() {
         return Err(ApiError::PlayerFileNotFound);
     }

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::openapi::{Conflict, TooManyRequests, UserRouteProblems};
 use crate::auth::authenticate;
 use crate::problem::ApiError;
-use crate::state::AppState;
+use crate::state::ApiState;
 
 /// The track contract's success body.
 #[derive(Debug, Serialize, ToSchema)]
@@ -47,7 +47,7 @@ pub struct StreamResponse {
 pub async fn stream_url(
     req: HttpRequest,
     track_id: web::Path<String>,
-    state: web::Data<AppState>,
+    state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     let principal = authenticate(&req, &state.verifier, state.clock.now()).await?;
     if let Some(limit) = &state.stream_url_limit {
