@@ -1,14 +1,13 @@
 //! The configured object store: the embedded directory or S3.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use streaming_core::domain::ObjectKey;
 use streaming_core::ports::{ObjectStore, ObjectStoreError, ReadinessCheck};
 use streaming_core::url_signing::UrlSigner;
 use streaming_localfs::LocalObjectStore;
-use streaming_s3::{S3Config, S3Credentials, S3ObjectStore};
+use streaming_s3::S3ObjectStore;
 
 use crate::settings::{Settings, StorageKind};
 use crate::startup::StartupError;
@@ -44,29 +43,7 @@ impl Storage {
                 Ok(Self::Local(Arc::new(local)))
             }
             StorageKind::S3 => {
-                let s3 = &storage.s3;
-                // Both keys, or neither (then the standard AWS chain: environment,
-                // profile, container or instance role).
-                let credentials = match (s3.access_key.is_empty(), &s3.secret_key) {
-                    (false, Some(secret_key)) => {
-                        S3Credentials::Static { access_key: s3.access_key.clone(), secret_key: secret_key.clone() }
-                    }
-                    (true, None) => S3Credentials::Default,
-                    _ => {
-                        return Err(StartupError::Config(
-                            "storage.s3.access_key and storage.s3.secret_key go together".into(),
-                        ))
-                    }
-                };
-                let store = S3ObjectStore::new(S3Config {
-                    endpoint: s3.endpoint.clone(),
-                    region: s3.region.clone(),
-                    bucket: s3.bucket.clone(),
-                    credentials,
-                    request_timeout: Duration::from_millis(s3.request_timeout_ms),
-                    breaker_cool_down: Duration::from_millis(s3.breaker_cool_down_ms),
-                })
-                .map_err(|e| StartupError::Config(format!("storage.s3: {e}")))?;
+                let store = storage.s3.open().map_err(|e| StartupError::Config(format!("storage.s3: {e}")))?;
                 Ok(Self::S3(Arc::new(store)))
             }
         }

@@ -3,16 +3,13 @@
 //! an in-process cache when it is remote.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use secrecy::ExposeSecret;
 use streaming_core::adapters::CachedSubscriptions;
-use streaming_core::domain::Plan;
 use streaming_core::ports::SubscriptionDirectory;
 use streaming_redis::RedisSubscriptionCache;
-use streaming_users::{Credentials, UserServiceConfig, UserServiceDirectory};
+use streaming_users::UserServiceDirectory;
 
-use crate::settings::{Settings, UserCredentials, UsersSection};
+use crate::settings::Settings;
 use crate::startup::StartupError;
 
 /// The cache in front of the directory, which `subscription.changed` invalidates.
@@ -51,42 +48,10 @@ impl SubscriptionCache {
     }
 }
 
-/// The plan of a user service answer that names none (`{"is_active": …}`).
-pub fn default_plan(users: &UsersSection) -> Plan {
-    Plan {
-        max_devices: (users.default_max_devices > 0).then_some(users.default_max_devices),
-        supports_hd: users.default_supports_hd,
-        supports_4k: users.default_supports_4k,
-    }
-}
-
 /// The user service client, when `users.url` is set.
 ///
 /// # Errors
 /// [`StartupError::Config`] for inconsistent `users.*` settings.
 pub fn user_service(settings: &Settings) -> Result<Option<Arc<UserServiceDirectory>>, StartupError> {
-    let users = &settings.users;
-    let Some(url) = &users.url else { return Ok(None) };
-    let credentials = match (users.credentials, &users.service_token) {
-        (UserCredentials::Caller, _) => Credentials::Caller,
-        (UserCredentials::Service, Some(token)) if !token.expose_secret().is_empty() => {
-            Credentials::Service(token.clone())
-        }
-        (UserCredentials::Service, _) => {
-            return Err(StartupError::Config("users.credentials = \"service\" needs users.service_token".into()))
-        }
-    };
-    if users.timeout_ms == 0 {
-        return Err(StartupError::Config("users.timeout_ms must be positive".into()));
-    }
-    let config = UserServiceConfig {
-        path: users.path.clone(),
-        timeout: Duration::from_millis(users.timeout_ms),
-        retries: users.retries,
-        default_plan: default_plan(users),
-        ..UserServiceConfig::new(url.clone(), credentials)
-    };
-    UserServiceDirectory::new(config)
-        .map(|d| Some(Arc::new(d)))
-        .map_err(|e| StartupError::Config(format!("users.url: {e}")))
+    Ok(settings.users.directory().map_err(|e| StartupError::Config(e.to_string()))?.map(Arc::new))
 }

@@ -7,6 +7,7 @@ pub mod admin;
 mod browse;
 pub mod changes;
 pub mod circuit_breaker;
+pub mod config;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
 pub mod domain;

@@ -24,10 +24,12 @@
 
 mod auth;
 mod body;
+mod observe;
 pub mod problem;
 mod routes;
 mod state;
 
+pub use observe::{observe, set_trace_export, TraceExport, TraceJoin, Traceparent};
 pub use problem::{enrich_problems, ApiError, ProblemTypeBase, TraceId};
 pub use routes::admin::{self, AdminState};
 pub use routes::openapi::{self, document, ApiDoc, PagesDoc};

@@ -35,10 +35,13 @@ pub struct ConsumerStats {
     pub failed: AtomicU64,
 }
 
-/// Where to start a partition with no stored offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where to start a partition with no stored offset (`kafka.consume_from`:
+/// `earliest`, the default, or `latest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StartFrom {
     /// The oldest record the broker keeps (rebuilds the read model).
+    #[default]
     Earliest,
     /// Only records produced from now on.
     Latest,

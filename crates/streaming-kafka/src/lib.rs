@@ -19,6 +19,7 @@ mod consumer;
 mod partition;
 mod producer;
 mod publisher;
+mod settings;
 mod sink;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -28,4 +29,5 @@ pub use consumer::{ConsumerStats, StartFrom, UpstreamConsumer};
 pub use partition::{murmur2, partition_for};
 pub use producer::{KafkaConfig, KafkaError, KafkaProducer, OutgoingRecord};
 pub use publisher::{playback_record, BufferedKafkaPublisher, PublisherStats};
+pub use settings::{KafkaSettings, SettingsError};
 pub use upstream::{parse as parse_upstream, InvalidEvent, UpstreamTopic};

@@ -19,6 +19,7 @@ mod progress;
 mod relay;
 mod schema;
 mod sessions;
+mod settings;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod write_behind;
@@ -34,6 +35,7 @@ pub use outbox::{PgOutbox, RelayError, RelayOutcome, INSERT_CHUNK};
 pub use progress::PgProgressStore;
 pub use relay::{OutboxRelay, RelaySettings};
 pub use sessions::PgSessionStore;
+pub use settings::PgSettings;
 pub use write_behind::{WriteBehindProgress, WriteBehindStats};
 pub use write_behind_outbox::{WriteBehindOutbox, WriteBehindOutboxStats};
 pub use write_behind_sessions::{WriteBehindSessionStats, WriteBehindSessions, HEARTBEAT_STEP, OPEN_SESSIONS_MARGIN};

@@ -22,6 +22,7 @@ mod connection;
 mod event_gate;
 mod hot_copies;
 mod rate_limiter;
+mod settings;
 mod two_level;
 mod url_cache;
 
@@ -29,5 +30,6 @@ pub use connection::{RedisConfig, RedisConnection, RedisError};
 pub use event_gate::RedisEventGate;
 pub use hot_copies::{HotCopyLayout, RedisProgressCache, RedisSubscriptionCache, HOT_COPY_INTERVAL};
 pub use rate_limiter::{RedisRateLimiter, DEFAULT_MAX_LEASE, LEASE_FOR};
+pub use settings::{RedisSettings, SettingsError};
 pub use two_level::{LocalLevel, TwoLevelUrlCache};
 pub use url_cache::RedisUrlCache;

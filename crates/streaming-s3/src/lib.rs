@@ -10,6 +10,7 @@
 //!   open it; one trial after 30 s).
 //! * Requests use path-style addressing (`/{bucket}/{key}`), which MinIO needs.
 
+mod settings;
 mod sigv4;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ use streaming_core::ports::{check_presign_expiry, ObjectInfo, ObjectStore, Objec
 use time::OffsetDateTime;
 use tokio::io::AsyncReadExt;
 
+pub use settings::S3Settings;
 pub use sigv4::{QuerySigner, ResponseOverrides, SigningCredentials};
 
 /// How to reach the bucket.
@@ -79,6 +81,9 @@ pub enum S3ConfigError {
     /// The HTTP client could not be created (TLS initialisation).
     #[error("cannot create the HTTP client: {0}")]
     Client(String),
+    /// An access key without its secret, or a secret without its key.
+    #[error("access_key and secret_key go together")]
+    HalfAKey,
 }
 
 /// [`ObjectStore`] over S3.

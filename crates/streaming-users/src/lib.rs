@@ -20,6 +20,7 @@
 //! Caching is not here: the service puts this directory behind the Redis or
 //! in-process cache, which `subscription.changed` events invalidate.
 
+mod settings;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
@@ -33,6 +34,8 @@ use streaming_core::circuit_breaker::CircuitBreaker;
 use streaming_core::domain::{parse_instant, Plan, Subscription, SubscriptionStatus, UserId};
 use streaming_core::ports::{SubscriptionDirectory, SubscriptionError};
 use tracing::warn;
+
+pub use settings::{UserCredentials, UserServiceSettings};
 
 tokio::task_local! {
     static CALLER_TOKEN: SecretString;

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::real::redis_address;
 use super::wrk::{self, Figures, Requests};
-use super::{captured, redis_address, Options};
+use super::{captured, Options};
 
 /// The running `ceiling` example (actix-web, no middleware, a fixed JSON
 /// body of `body_bytes`), measured under the same `wrk` load as our routes;

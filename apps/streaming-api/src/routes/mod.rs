@@ -43,14 +43,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<BinaryState>) {
     streaming_http::register(cfg, table());
 }
 
-/// The route template a request matched, as a `'static` metric label: the
-/// library's routes and these.
-pub fn template(name: &str) -> Option<&'static str> {
-    static PATHS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    let ours = || PATHS.get_or_init(|| table().into_iter().map(|(path, _)| path).collect()).iter().copied();
-    streaming_http::template(name).or_else(|| ours().find(|t| *t == name))
-}
-
 /// `(method, path)` of every route the public listener serves, paths in
 /// OpenAPI form.
 pub fn served_routes() -> Vec<(String, String)> {

@@ -9,13 +9,11 @@ mod playback;
 mod stores;
 mod telemetry;
 
-pub use auth::{Algorithms, AuthSettings, UserCredentials, UsersSection};
-pub use events::{ConsumeFrom, EventsSettings, KafkaSection};
+pub use auth::{Algorithms, AuthSettings};
+pub use events::EventsSettings;
 pub use http::{AdminSettings, ProblemSettings, ServerSettings};
-pub use playback::{DemoSettings, PlaybackSection, RateLimitSettings, StreamingSection};
-pub use stores::{
-    CacheKind, CacheSettings, HotCopyKeys, PostgresSection, RedisSection, S3Section, StorageKind, StorageSettings,
-};
+pub use playback::{DemoSettings, RateLimitSettings};
+pub use stores::{CacheKind, CacheSettings, StorageKind, StorageSettings};
 pub use telemetry::{InvalidSetting, LogFormat, LogSettings, MetricsSettings, OtlpSettings};
 
 use std::path::Path;
@@ -31,9 +29,9 @@ pub struct Settings {
     /// Bearer-token verification.
     pub auth: AuthSettings,
     /// Presign expiry and cache semantics.
-    pub streaming: StreamingSection,
+    pub streaming: streaming_core::config::StreamingSection,
     /// Movie playback: manifests, progress, sessions.
-    pub playback: PlaybackSection,
+    pub playback: streaming_core::config::PlaybackSection,
     /// Where playback events go.
     pub events: EventsSettings,
     /// The URL cache.
@@ -41,13 +39,13 @@ pub struct Settings {
     /// Per-user request limits.
     pub rate_limit: RateLimitSettings,
     /// Redis, shared by every instance (cache, rate limits).
-    pub redis: RedisSection,
+    pub redis: streaming_redis::RedisSettings,
     /// PostgreSQL: catalog, progress, sessions.
-    pub postgres: PostgresSection,
+    pub postgres: streaming_postgres::PgSettings,
     /// Kafka: where playback events are published.
-    pub kafka: KafkaSection,
+    pub kafka: streaming_kafka::KafkaSettings,
     /// The user service: who has which subscription.
-    pub users: UsersSection,
+    pub users: streaming_users::UserServiceSettings,
     /// Where media objects live.
     pub storage: StorageSettings,
     /// Demo media and the printed demo token.
@@ -189,17 +187,20 @@ mod tests {
         let plain = Settings::load(None, env(&[])).unwrap();
         assert_eq!(plain.users.default_max_devices, 1, "our own default keeps one stream");
         assert_eq!(plain.playback.progress_event_interval_seconds, 10);
-        assert_eq!(plain.redis.hot_copy_keys, HotCopyKeys::Tagged);
+        assert_eq!(plain.redis.hot_copy_keys, streaming_redis::HotCopyLayout::Tagged);
     }
 
     #[test]
     fn the_cinema_redis_variables_choose_the_cinema_hot_copy_keys() {
         let cinema = [("REDIS_HOST", "redis"), ("REDIS_PORT", "6380")];
         let settings = Settings::load(None, env(&cinema)).unwrap();
-        assert_eq!(settings.redis.hot_copy_keys, HotCopyKeys::Cinema);
+        assert_eq!(settings.redis.hot_copy_keys, streaming_redis::HotCopyLayout::Cinema);
         let mut ours = cinema.to_vec();
         ours.push(("STREAMING__REDIS__HOT_COPY_KEYS", "tagged"));
-        assert_eq!(Settings::load(None, env(&ours)).unwrap().redis.hot_copy_keys, HotCopyKeys::Tagged);
+        assert_eq!(
+            Settings::load(None, env(&ours)).unwrap().redis.hot_copy_keys,
+            streaming_redis::HotCopyLayout::Tagged
+        );
         let refused = Settings::load(None, env(&[("STREAMING__REDIS__HOT_COPY_KEYS", "braces")])).unwrap_err();
         assert!(refused.to_string().contains("hot_copy_keys"), "{refused}");
     }

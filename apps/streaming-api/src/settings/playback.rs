@@ -1,75 +1,7 @@
-//! Settings of the services: track URLs, movie playback, per-user limits, demo mode.
+//! Settings of the per-user limits and demo mode (the services' own are
+//! `streaming_core::config`).
 
-use secrecy::SecretString;
 use serde::Deserialize;
-
-/// Presign expiry and cache semantics.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StreamingSection {
-    /// Lifetime of presigned URLs in seconds (default 120).
-    pub presign_expiry_seconds: u64,
-    /// Cached URLs are served only with more than this left, in seconds (default 30).
-    pub cache_buffer_seconds: u64,
-    /// Prefix of every cache key (default empty).
-    pub cache_key_prefix: String,
-}
-
-impl Default for StreamingSection {
-    fn default() -> Self {
-        Self { presign_expiry_seconds: 120, cache_buffer_seconds: 30, cache_key_prefix: String::new() }
-    }
-}
-
-/// Movie playback: manifests, progress, sessions.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PlaybackSection {
-    /// Lifetime of manifest URLs in seconds (default 3600).
-    pub manifest_expiry_seconds: u64,
-    /// How far past a movie's duration a position may be, in seconds (default 10).
-    pub position_slack_seconds: f64,
-    /// Fraction of the duration from which a movie counts as watched (default 0.95).
-    pub watched_fraction: f64,
-    /// At most one progress event per session per this many seconds (default 10).
-    pub progress_event_interval_seconds: u64,
-    /// A session without a heartbeat for this many seconds no longer counts
-    /// towards the plan's `max_devices` (default 90).
-    pub session_idle_timeout_seconds: u64,
-    /// A session nobody stopped is closed, at its last heartbeat, after this
-    /// many seconds without a sign of life (default 600; 0: never). At
-    /// least `session_idle_timeout_seconds`.
-    pub session_close_after_seconds: u64,
-    /// Signs manifest grants (at least 32 bytes; a secret). Unset: a random
-    /// key per process, so grants only work on the instance that issued them.
-    pub grant_secret: Option<SecretString>,
-    /// Object URLs in a served manifest are signed at the start of a window
-    /// of this many seconds, so fetches within it get identical URLs (default 60).
-    pub url_window_seconds: u64,
-    /// Lifetime of the object URLs in a served manifest, from the window's start (default 3600).
-    pub object_url_expiry_seconds: u64,
-    /// A movie the catalog has no row for exists when its manifest is in the
-    /// store under `movies/{id}/`, for subscribers (the cinema service's
-    /// behaviour; default false). A catalog row's rules always win.
-    pub stored_movies: bool,
-}
-
-impl Default for PlaybackSection {
-    fn default() -> Self {
-        Self {
-            manifest_expiry_seconds: 3600,
-            position_slack_seconds: 10.0,
-            watched_fraction: 0.95,
-            progress_event_interval_seconds: 10,
-            session_idle_timeout_seconds: 90,
-            session_close_after_seconds: 600,
-            grant_secret: None,
-            url_window_seconds: 60,
-            object_url_expiry_seconds: 3600,
-            stored_movies: false,
-        }
-    }
-}
 
 /// Per-user request limits.
 #[derive(Debug, Clone, Deserialize)]

@@ -12,40 +12,17 @@ use crate::settings::Settings;
 use super::StartupError;
 use crate::catalog::Catalog;
 use crate::storage::Storage;
-use secrecy::ExposeSecret;
 use streaming_core::adapters::{CachedCatalog, MemoryCatalog, StoredMovies};
 use streaming_core::ports::MediaCatalog;
 use streaming_postgres::PgCatalog;
-use streaming_postgres::{PgConfig, PgDatabase};
+use streaming_postgres::PgDatabase;
 
 /// The database, with its schema checked: migrated at start when configured
 /// so, otherwise a schema that is behind stops the start with a clear error.
 pub(super) async fn postgres_database(settings: &Settings) -> Result<Option<PgDatabase>, StartupError> {
-    let Some(url) = &settings.postgres.url else {
+    let Some(db) = settings.postgres.open().await.map_err(|e| StartupError::Database(e.to_string()))? else {
         return Ok(None);
     };
-    let db = PgDatabase::connect(&PgConfig {
-        url: url.expose_secret().to_owned(),
-        pool_size: settings.postgres.pool_size,
-        statement_timeout: Duration::from_millis(settings.postgres.statement_timeout_ms),
-        acquire_timeout: Duration::from_secs(2),
-        breaker_cool_down: Duration::from_millis(settings.postgres.breaker_cool_down_ms),
-    })
-    .await
-    .map_err(|e| StartupError::Database(e.to_string()))?;
-    if settings.postgres.migrate_on_start {
-        let applied = db.migrate().await.map_err(|e| StartupError::Database(e.to_string()))?;
-        tracing::info!(applied, "database migrations applied");
-    } else {
-        let pending = db.pending_migrations().await.map_err(|e| StartupError::Database(e.to_string()))?;
-        if !pending.is_empty() {
-            return Err(StartupError::Database(format!(
-                "the schema is behind by {} migration(s) ({}); run `streaming-api migrate` or set postgres.migrate_on_start",
-                pending.len(),
-                pending.join(", ")
-            )));
-        }
-    }
     let layouts = db.layouts().await.map_err(|e| StartupError::Database(e.to_string()))?;
     if layouts.any_cinema() && !settings.auth.uuid_subjects {
         return Err(StartupError::Database(

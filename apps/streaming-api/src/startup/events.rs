@@ -13,10 +13,8 @@ use streaming_postgres::{OutboxRelay, PgConsumerOffsets, PgOutbox, WriteBehindOu
 use crate::settings::Settings;
 
 use super::StartupError;
-use crate::settings::ConsumeFrom;
 use streaming_core::ports::OutboxSink;
-use streaming_kafka::{KafkaConfig, StartFrom};
-use streaming_kafka::{KafkaProducer, UpstreamTopic};
+use streaming_kafka::KafkaProducer;
 use streaming_postgres::PgDatabase;
 use streaming_postgres::RelaySettings;
 
@@ -94,52 +92,15 @@ pub(super) fn upstream_consumer(
     };
     Ok(Some(UpstreamConsumer::start(
         producer.clone(),
-        upstream_topics(settings)?,
+        settings.kafka.upstream_topics().map_err(|e| StartupError::Config(e.to_string()))?,
         offsets,
         handler.clone(),
-        start_from(settings),
+        settings.kafka.consume_from,
     )))
 }
 
 pub(super) fn kafka_producer(settings: &Settings) -> Result<Option<Arc<KafkaProducer>>, StartupError> {
-    let kafka = &settings.kafka;
-    if !kafka.enabled {
-        return Ok(None);
-    }
-    let brokers = kafka.broker_list();
-    if brokers.is_empty() {
-        return Err(StartupError::Config("kafka.enabled needs kafka.brokers (host:port, comma-separated)".into()));
-    }
-    if kafka.timeout_ms == 0 || kafka.relay_batch_size == 0 {
-        return Err(StartupError::Config("kafka.timeout_ms and kafka.relay_batch_size must be positive".into()));
-    }
-    Ok(Some(Arc::new(KafkaProducer::new(KafkaConfig {
-        brokers,
-        topic_prefix: kafka.topic_prefix.clone(),
-        client_id: kafka.client_id.clone(),
-        timeout: Duration::from_millis(kafka.timeout_ms),
-    }))))
-}
-
-fn upstream_topics(settings: &Settings) -> Result<Vec<(UpstreamTopic, String)>, StartupError> {
-    let names = &settings.kafka.upstream_topics;
-    if let Some(unknown) = names.keys().find(|k| UpstreamTopic::ALL.iter().all(|t| t.default_name() != k.as_str())) {
-        return Err(StartupError::Config(format!("kafka.upstream_topics: unknown event {unknown:?}")));
-    }
-    Ok(UpstreamTopic::ALL
-        .iter()
-        .map(|topic| {
-            let name = names.get(topic.default_name()).map_or(topic.default_name(), String::as_str);
-            (*topic, format!("{}{name}", settings.kafka.topic_prefix))
-        })
-        .collect())
-}
-
-fn start_from(settings: &Settings) -> StartFrom {
-    match settings.kafka.consume_from {
-        ConsumeFrom::Earliest => StartFrom::Earliest,
-        ConsumeFrom::Latest => StartFrom::Latest,
-    }
+    Ok(settings.kafka.producer().map_err(|e| StartupError::Config(e.to_string()))?.map(Arc::new))
 }
 
 fn relay_settings(settings: &Settings) -> RelaySettings {

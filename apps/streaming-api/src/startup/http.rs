@@ -19,8 +19,9 @@ use streaming_postgres::{PgAuditLog, PgDatabase};
 use crate::auth::caller_token_scope;
 use crate::catalog::Catalog;
 use crate::routes::{self, BinaryState};
-use crate::settings::{Settings, UserCredentials};
+use crate::settings::Settings;
 use streaming_http::{enrich_problems, AdminState, ApiState, PagesState, ProblemTypeBase};
+use streaming_users::UserCredentials;
 
 /// `X-Content-Type-Options: nosniff` on every answer: no browser guesses
 /// a type other than the one sent.
@@ -63,7 +64,7 @@ pub(super) async fn admin_server(
             .app_data(problem_base.clone())
             .wrap(from_fn(enrich_problems))
             .wrap(nosniff())
-            .wrap(from_fn(crate::telemetry::observe))
+            .wrap(from_fn(streaming_http::observe))
             .configure(|cfg| streaming_http::admin::configure(cfg, state.clone()))
             .default_service(web::to(streaming_http::not_found))
     })
@@ -93,7 +94,7 @@ pub(super) fn public_server(
             .wrap(actix_web::middleware::Condition::new(forward_caller_token, from_fn(caller_token_scope)))
             .wrap(from_fn(enrich_problems))
             .wrap(nosniff())
-            .wrap(from_fn(crate::telemetry::observe))
+            .wrap(from_fn(streaming_http::observe))
             .configure(|cfg| streaming_http::configure(cfg, state.clone()))
             .configure(|cfg| streaming_http::configure_pages(cfg, pages.clone()))
             .configure(|cfg| routes::configure(cfg, binary.clone()))

@@ -12,7 +12,7 @@ use database::{catalogs, durable_stores, postgres_database, DurableStores};
 use events::{event_pipeline, kafka_producer, upstream_consumer, EventPipeline};
 use http::{admin_server, public_server};
 use redis::{hot_copies, keyring, rate_limiter, redis_connection, url_cache, HotCopies};
-use services::{demo_media, demo_mode, playback_service, streaming_settings};
+use services::{config, demo_media, demo_mode, playback_service};
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -175,7 +175,7 @@ impl Application {
         });
 
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let streaming_settings = streaming_settings(&settings)?;
+        let streaming_settings = settings.streaming.settings(settings.log.user_ids).map_err(config)?;
 
         let (verifier, ephemeral_secret, auth_secret) = verifier(&settings).await?;
 

@@ -11,13 +11,11 @@ use streaming_redis::{
 };
 
 use crate::settings::{CacheKind, Settings};
-use crate::subscriptions::{default_plan, SubscriptionCache};
+use crate::subscriptions::SubscriptionCache;
 
 use super::StartupError;
-use crate::settings::HotCopyKeys;
 use secrecy::ExposeSecret;
 use streaming_core::CacheKeyring;
-use streaming_redis::RedisConfig;
 use streaming_redis::RedisConnection;
 
 /// The URL cache `cache.kind` names.
@@ -70,7 +68,7 @@ pub(super) fn hot_copies(
             let ttl = Duration::from_secs(settings.redis.subscription_ttl_seconds);
             let cache = RedisSubscriptionCache::new(redis.clone(), source.clone(), ttl);
             Some(SubscriptionCache::Redis(Arc::new(match layout {
-                HotCopyLayout::Cinema => cache.with_cinema_layout(default_plan(&settings.users)),
+                HotCopyLayout::Cinema => cache.with_cinema_layout(settings.users.default_plan()),
                 HotCopyLayout::Tagged => cache,
             })))
         }
@@ -111,44 +109,14 @@ pub(super) fn rate_limiter(
 }
 
 pub(super) fn redis_connection(settings: &Settings) -> Result<Option<RedisConnection>, StartupError> {
-    let Some(url) = &settings.redis.url else {
-        return Ok(None);
-    };
-    let tls_ca_certificate = match &settings.redis.tls_ca_file {
-        Some(path) => Some(
-            std::fs::read(path)
-                .map_err(|e| StartupError::Config(format!("redis.tls_ca_file {}: {e}", path.display())))?,
-        ),
-        None => None,
-    };
-    let config = RedisConfig {
-        url: url.expose_secret().to_owned(),
-        pool_size: settings.redis.pool_size,
-        command_timeout: Duration::from_millis(settings.redis.command_timeout_ms),
-        breaker_cool_down: Duration::from_millis(settings.redis.breaker_cool_down_ms),
-        key_prefix: settings.redis.key_prefix.clone(),
-        tls_ca_certificate,
-    };
-    // A URL may carry a password: report the error kind, never the URL.
-    RedisConnection::connect(&config)
-        .map(Some)
-        .map_err(|_| StartupError::Config("redis.url is not a valid Redis URL".into()))
+    settings.redis.connect().map_err(|e| StartupError::Config(e.to_string()))
 }
 
 /// The layout of the Redis hot copies; the cinema's needs a standalone Redis.
 fn hot_copy_layout(settings: &Settings, redis: Option<&RedisConnection>) -> Result<HotCopyLayout, StartupError> {
-    match settings.redis.hot_copy_keys {
-        HotCopyKeys::Tagged => Ok(HotCopyLayout::Tagged),
-        HotCopyKeys::Cinema => {
-            if redis.is_some_and(RedisConnection::is_clustered) {
-                return Err(StartupError::Config(
-                    "redis.hot_copy_keys = \"cinema\" needs a standalone Redis: on a cluster keep \"tagged\" \
-                     (the cinema service's keys have no hash tags)"
-                        .into(),
-                ));
-            }
-            Ok(HotCopyLayout::Cinema)
-        }
+    match redis {
+        Some(redis) => settings.redis.layout_on(redis).map_err(|e| StartupError::Config(e.to_string())),
+        None => Ok(settings.redis.hot_copy_keys),
     }
 }
 

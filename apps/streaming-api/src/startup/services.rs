@@ -14,77 +14,12 @@ use streaming_core::rate_limit::UserLimit;
 use streaming_core::{PlaybackLimits, PlaybackPorts};
 use streaming_redis::{RedisConnection, RedisEventGate};
 
-use secrecy::ExposeSecret;
-use streaming_core::ports::check_presign_expiry;
-use streaming_core::url_signing::UrlSigner;
-use streaming_core::{ManifestGrants, PlaybackService, PlaybackSettings, StreamingSettings};
+use streaming_core::PlaybackService;
 
 use crate::settings::{Settings, StorageKind};
 
-fn manifest_grants(settings: &Settings, base_url: &str) -> Result<ManifestGrants, StartupError> {
-    let p = &settings.playback;
-    let secret = p.grant_secret.clone().unwrap_or_else(random_secret);
-    let signer = UrlSigner::new(secret.expose_secret().as_bytes())
-        .map_err(|_| StartupError::Config("playback.grant_secret must be at least 32 bytes".into()))?;
-    check_presign_expiry(Duration::from_secs(p.object_url_expiry_seconds))
-        .map_err(|_| StartupError::Config("playback.object_url_expiry_seconds must be between 1 and 604800".into()))?;
-    if p.url_window_seconds == 0 || p.url_window_seconds >= p.object_url_expiry_seconds {
-        return Err(StartupError::Config(
-            "playback.url_window_seconds must be positive and shorter than playback.object_url_expiry_seconds".into(),
-        ));
-    }
-    Ok(ManifestGrants {
-        signer,
-        endpoint: format!("{}/api/v1/stream", base_url.trim_end_matches('/')),
-        url_window: Duration::from_secs(p.url_window_seconds),
-        object_url_expiry: Duration::from_secs(p.object_url_expiry_seconds),
-    })
-}
-
-pub(super) fn streaming_settings(settings: &Settings) -> Result<StreamingSettings, StartupError> {
-    let s = &settings.streaming;
-    check_presign_expiry(Duration::from_secs(s.presign_expiry_seconds))
-        .map_err(|_| StartupError::Config("streaming.presign_expiry_seconds must be between 1 and 604800".into()))?;
-    if s.cache_buffer_seconds >= s.presign_expiry_seconds {
-        return Err(StartupError::Config(
-            "streaming.cache_buffer_seconds must be shorter than streaming.presign_expiry_seconds".into(),
-        ));
-    }
-    Ok(StreamingSettings {
-        presign_expiry: Duration::from_secs(s.presign_expiry_seconds),
-        cache_buffer: Duration::from_secs(s.cache_buffer_seconds),
-        cache_key_prefix: s.cache_key_prefix.clone(),
-        log_user_ids: settings.log.user_ids,
-    })
-}
-
-fn playback_settings(settings: &Settings) -> Result<PlaybackSettings, StartupError> {
-    let p = &settings.playback;
-    check_presign_expiry(Duration::from_secs(p.manifest_expiry_seconds))
-        .map_err(|_| StartupError::Config("playback.manifest_expiry_seconds must be between 1 and 604800".into()))?;
-    if !(p.position_slack_seconds.is_finite() && p.position_slack_seconds >= 0.0) {
-        return Err(StartupError::Config("playback.position_slack_seconds must be a number >= 0".into()));
-    }
-    if !(p.watched_fraction > 0.0 && p.watched_fraction <= 1.0) {
-        return Err(StartupError::Config("playback.watched_fraction must be in (0, 1]".into()));
-    }
-    let idle_timeout = p.session_idle_timeout_seconds.max(1);
-    if p.session_close_after_seconds != 0 && p.session_close_after_seconds < idle_timeout {
-        return Err(StartupError::Config(format!(
-            "playback.session_close_after_seconds must be 0 (never) or at least \
-             playback.session_idle_timeout_seconds ({idle_timeout})"
-        )));
-    }
-    Ok(PlaybackSettings {
-        manifest_expiry: Duration::from_secs(p.manifest_expiry_seconds),
-        position_slack_seconds: p.position_slack_seconds,
-        watched_fraction: p.watched_fraction,
-        progress_event_interval: Duration::from_secs(p.progress_event_interval_seconds),
-        session_idle_timeout: Duration::from_secs(idle_timeout),
-        session_close_after: (p.session_close_after_seconds > 0)
-            .then(|| Duration::from_secs(p.session_close_after_seconds)),
-        ..PlaybackSettings::default()
-    })
+pub(super) fn config(error: streaming_core::config::ConfigError) -> StartupError {
+    StartupError::Config(error.to_string())
 }
 
 /// Closes the sessions nobody stopped, every [`PlaybackService::sweep_interval`],
@@ -140,8 +75,8 @@ pub(super) fn playback_service(
     redis: Option<&RedisConnection>,
 ) -> Result<Arc<PlaybackService>, StartupError> {
     let limits = &settings.rate_limit;
-    let mut playback = PlaybackService::new(ports, playback_settings(settings)?)
-        .with_manifest_grants(manifest_grants(settings, base_url)?)
+    let mut playback = PlaybackService::new(ports, settings.playback.settings().map_err(config)?)
+        .with_manifest_grants(settings.playback.grants(base_url, random_secret).map_err(config)?)
         .with_limits(PlaybackLimits {
             start: UserLimit::per_minute(limiter.clone(), "stream-start", limits.stream_start_per_minute),
             manifest: UserLimit::per_minute(limiter.clone(), "stream-manifest", limits.manifest_per_minute),

@@ -189,6 +189,10 @@ where
     #[cfg(feature = "otlp")]
     let (registry, telemetry) = {
         let exporter = crate::otlp::exporter(otlp)?;
+        streaming_http::set_trace_export(streaming_http::TraceExport {
+            exporting: crate::otlp::exporting,
+            join: crate::otlp::join,
+        });
         let spans = match &exporter {
             Some(exporter) => {
                 let filter = tracing_subscriber::EnvFilter::try_new(&otlp.filter)

@@ -42,7 +42,7 @@ async fn with_postgres(settings: &mut Settings) {
 }
 
 /// The app on PostgreSQL `postgres` (a section with a fresh database) with Kafka.
-async fn spawn_with_kafka(postgres: &streaming_api::settings::PostgresSection, brokers: &str, prefix: &str) -> TestApp {
+async fn spawn_with_kafka(postgres: &streaming_postgres::PgSettings, brokers: &str, prefix: &str) -> TestApp {
     spawn(|s| {
         s.postgres = postgres.clone();
         with_kafka(s, brokers, prefix);

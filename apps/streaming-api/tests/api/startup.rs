@@ -52,7 +52,7 @@ async fn the_cinema_hot_copy_keys_need_a_standalone_redis() {
     let message = config_error(
         build(|s| {
             s.redis.url = Some(SecretString::from(cluster));
-            s.redis.hot_copy_keys = streaming_api::settings::HotCopyKeys::Cinema;
+            s.redis.hot_copy_keys = streaming_redis::HotCopyLayout::Cinema;
             s.auth.secret = Some(SecretString::from(SECRET));
         })
         .await,

@@ -44,7 +44,7 @@ async fn no_subscription_is_403_and_a_failing_user_service_is_503() {
     let (url, stand) = stand_in(404).await;
     let app = spawn(|s| {
         s.users.url = Some(url.clone());
-        s.users.credentials = streaming_api::settings::UserCredentials::Service;
+        s.users.credentials = streaming_users::UserCredentials::Service;
         s.users.service_token = Some(SecretString::from("service-token"));
         s.users.timeout_ms = 500;
         s.users.retries = 0;

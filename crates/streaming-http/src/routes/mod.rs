@@ -113,8 +113,10 @@ pub(crate) fn query_error(
 
 /// Registers `routes`, each resource named after its path; other methods on
 /// a known path are 405 with the `Allow` header naming the path's methods.
+/// Each path becomes a [`template`] the request metrics are labelled with.
 pub fn register(cfg: &mut web::ServiceConfig, routes: RouteTable) {
     for (path, routes) in routes {
+        remember_template(path);
         let allow = routes.iter().map(|(method, _)| method.as_str()).collect::<Vec<_>>().join(", ");
         let refuse = move || {
             let allow = allow.clone();
@@ -128,16 +130,24 @@ pub fn register(cfg: &mut web::ServiceConfig, routes: RouteTable) {
     }
 }
 
+/// Every path [`register`] has registered in this process.
+fn templates() -> &'static std::sync::RwLock<Vec<&'static str>> {
+    static TEMPLATES: std::sync::OnceLock<std::sync::RwLock<Vec<&'static str>>> = std::sync::OnceLock::new();
+    TEMPLATES.get_or_init(Default::default)
+}
+
+fn remember_template(path: &'static str) {
+    let mut known = templates().write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !known.contains(&path) {
+        known.push(path);
+    }
+}
+
 /// The route template a request matched (the resource's name, which
-/// [`register`] sets to its path), as a `'static` metric label: one of the
-/// public routes, the pages or the admin routes.
+/// [`register`] sets to its path), as a `'static` metric label: any route
+/// registered through [`register`], ours or the program's.
 pub fn template(name: &str) -> Option<&'static str> {
-    static TEMPLATES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    TEMPLATES
-        .get_or_init(|| table().into_iter().chain(pages_table()).chain(admin::table()).map(|(path, _)| path).collect())
-        .iter()
-        .copied()
-        .find(|t| *t == name)
+    templates().read().unwrap_or_else(std::sync::PoisonError::into_inner).iter().copied().find(|t| *t == name)
 }
 
 /// `(method, path)` of every public route, paths in OpenAPI form

@@ -36,8 +36,10 @@ fn text(value: Value) -> Option<String> {
     value.into_string()
 }
 
-/// How the hot copies' keys and values are written and read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How the hot copies' keys and values are written and read
+/// (`redis.hot_copy_keys`: `tagged`, the default, or `cinema`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum HotCopyLayout {
     /// This service's: `progress:{<user>}:<movie>` and `subscription:{<user>}`,
     /// the user id a hash tag (one user's keys in one Redis Cluster slot);

@@ -1,0 +1,227 @@
+//! Port contract suites: one test suite per port, run against every adapter
+//! of it (memory and moka here; Redis, Postgres and S3 in their crates, with
+//! the `contract-tests` feature).
+//!
+//! Each suite panics on the first broken promise, like a test.
+// Test support: failing loudly is the point, so panicking helpers are fine here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::domain::{MediaId, ObjectKey, SessionId, UserId};
+use crate::ports::{
+    AuditLog, AuditRecord, EventGate, ObjectStore, ObjectStoreError, OffsetStore, RateDecision, RateLimitPolicy,
+    RateLimiter, StreamCacheKey, UrlCache,
+};
+
+/// A loopback port free at the time of asking, for a server a test starts itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Where a real test server is: the variable `name` from the environment
+/// (`cargo xtask test` sets it), else from `target/infra/env`, found by
+/// walking up from the current directory (after `cargo xtask infra up`).
+/// Panics with instructions when neither has it: tests that need a server
+/// fail loudly instead of skipping.
+pub fn infra_var(name: &str) -> String {
+    if let Ok(value) = std::env::var(name) {
+        return value;
+    }
+    let mut dir = std::env::current_dir().ok();
+    while let Some(current) = dir {
+        let file = current.join("target").join("infra").join("env");
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            if let Some(value) = text.lines().find_map(|l| l.strip_prefix(&format!("{name}="))) {
+                return value.to_owned();
+            }
+        }
+        dir = current.parent().map(std::path::Path::to_path_buf);
+    }
+    panic!("{name} is not set: run the tests with `cargo xtask test` (or `cargo xtask infra up` first)")
+}
+
+mod catalog;
+mod playback;
+
+pub use catalog::{catalog_writer, media_listing};
+pub use playback::{progress_store, session_store};
+
+fn user(id: &str) -> UserId {
+    UserId::try_from(id).unwrap()
+}
+
+/// A media id unique to this run, so suites can share a real backend.
+fn fresh_media() -> MediaId {
+    MediaId::parse_uuid(&SessionId::random().to_string()).unwrap()
+}
+
+/// A user id unique to this run: a UUID, the one spelling every store holds
+/// (the cinema service's tables keep user ids as `uuid`).
+fn fresh_user() -> UserId {
+    user(&SessionId::random().to_string())
+}
+
+/// Everything a [`UrlCache`] promises. `pass_time` must let at least the given
+/// duration pass for the cache (advance a manual clock, or sleep).
+pub async fn url_cache<C, F, Fut>(cache: &C, pass_time: F)
+where
+    C: UrlCache + ?Sized,
+    F: Fn(Duration) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let alice = fresh_user();
+    let bob = fresh_user();
+    let (m1, m2) = (fresh_media(), fresh_media());
+    let a1 = StreamCacheKey::new("contract:", &alice, &m1);
+    let a2 = StreamCacheKey::new("contract:", &alice, &m2);
+    let b1 = StreamCacheKey::new("contract:", &bob, &m1);
+    let long = Duration::from_secs(60);
+
+    let empty = cache.get(&a1).await.unwrap();
+    assert_eq!(empty.entry, None, "a fresh cache has no entry");
+    assert_eq!(empty.generation, 0, "a user without generation reads 0");
+
+    cache.set(&a1, b"first".to_vec(), long).await.unwrap();
+    assert_eq!(cache.get(&a1).await.unwrap().entry.as_deref(), Some(&b"first"[..]));
+    cache.set(&a1, b"second".to_vec(), long).await.unwrap();
+    assert_eq!(cache.get(&a1).await.unwrap().entry.as_deref(), Some(&b"second"[..]), "set replaces");
+
+    assert_eq!(cache.get(&a2).await.unwrap().entry, None, "keys of other media are separate");
+    assert_eq!(cache.get(&b1).await.unwrap().entry, None, "keys of other users are separate");
+
+    let binary: Vec<u8> = (0..=255).collect();
+    cache.set(&b1, binary.clone(), long).await.unwrap();
+    assert_eq!(cache.get(&b1).await.unwrap().entry, Some(binary), "blobs are stored byte for byte");
+
+    cache.delete(&a1).await.unwrap();
+    assert_eq!(cache.get(&a1).await.unwrap().entry, None, "delete removes");
+    cache.delete(&a1).await.unwrap();
+    assert!(cache.get(&b1).await.unwrap().entry.is_some(), "delete touches nothing else");
+
+    cache.set_generation(&alice, 7, long).await.unwrap();
+    assert_eq!(cache.get(&a1).await.unwrap().generation, 7);
+    assert_eq!(cache.get(&a2).await.unwrap().generation, 7, "the generation is per user");
+    assert_eq!(cache.get(&b1).await.unwrap().generation, 0, "other users keep theirs");
+    cache.set_generation(&alice, 9, long).await.unwrap();
+    assert_eq!(cache.get(&a1).await.unwrap().generation, 9, "set_generation replaces");
+
+    let short = Duration::from_millis(400);
+    cache.set(&a2, b"short-lived".to_vec(), short).await.unwrap();
+    cache.set_generation(&bob, 5, short).await.unwrap();
+    cache.set(&a1, b"long-lived".to_vec(), long).await.unwrap();
+    pass_time(Duration::from_millis(1_500)).await;
+    assert_eq!(cache.get(&a2).await.unwrap().entry, None, "entries expire after their TTL");
+    assert_eq!(cache.get(&b1).await.unwrap().generation, 0, "generations expire after their TTL");
+    assert!(cache.get(&a1).await.unwrap().entry.is_some(), "unexpired entries stay");
+}
+
+/// Everything a [`RateLimiter`] promises (without moving time).
+pub async fn rate_limiter<L: RateLimiter + ?Sized>(limiter: &L) {
+    let alice = fresh_user();
+    let bob = fresh_user();
+    let policy = RateLimitPolicy { name: "contract".into(), limit: 3, period: Duration::from_secs(60) };
+    let other = RateLimitPolicy { name: "contract-other".into(), ..policy.clone() };
+
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        match limiter.check(&alice, &policy).await.unwrap() {
+            RateDecision::Allowed { remaining: r } => remaining.push(r),
+            RateDecision::Limited { .. } => panic!("a burst up to the limit is allowed"),
+        }
+    }
+    assert_eq!(remaining, vec![2, 1, 0], "remaining counts down to zero");
+    match limiter.check(&alice, &policy).await.unwrap() {
+        RateDecision::Limited { retry_after } => {
+            assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(20), "{retry_after:?}");
+        }
+        allowed => panic!("the request after the limit must be refused, got {allowed:?}"),
+    }
+    assert!(matches!(limiter.check(&bob, &policy).await.unwrap(), RateDecision::Allowed { .. }), "users are separate");
+    assert!(
+        matches!(limiter.check(&alice, &other).await.unwrap(), RateDecision::Allowed { .. }),
+        "policies are separate"
+    );
+}
+
+/// Everything an [`OffsetStore`] promises. `mine` and `theirs` are the
+/// offsets of two consumers in one store; each starts empty.
+pub async fn offset_store<S: OffsetStore + ?Sized>(mine: &S, theirs: &S) {
+    assert_eq!(mine.load("media.deleted", 0).await.unwrap(), None, "nothing stored yet");
+    mine.store("media.deleted", 0, 42).await.unwrap();
+    mine.store("media.deleted", 0, 40).await.unwrap();
+    mine.store("media.deleted", 1, 7).await.unwrap();
+    assert_eq!(mine.load("media.deleted", 0).await.unwrap(), Some(42), "a late store does not move it back");
+    assert_eq!(mine.load("media.deleted", 1).await.unwrap(), Some(7), "partitions are separate");
+    assert_eq!(mine.load("media.upserted", 0).await.unwrap(), None, "topics are separate");
+    assert_eq!(theirs.load("media.deleted", 0).await.unwrap(), None, "each consumer has its own");
+}
+
+/// Everything an [`EventGate`] promises. `pass_time` must let at least the
+/// given duration pass for the gate (advance a manual clock, or sleep).
+pub async fn event_gate<G, F, Fut>(gate: &G, pass_time: F)
+where
+    G: EventGate + ?Sized,
+    F: Fn(Duration) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let key = format!("contract:{}", SessionId::random());
+    let other = format!("contract:{}", SessionId::random());
+    let gap = Duration::from_millis(300);
+    assert!(gate.pass(&key, gap).await.unwrap(), "the first event passes");
+    assert!(!gate.pass(&key, gap).await.unwrap(), "the next one within the gap does not");
+    assert!(gate.pass(&other, gap).await.unwrap(), "keys are separate");
+    assert!(gate.pass(&key, Duration::ZERO).await.unwrap(), "a zero gap passes everything");
+    pass_time(gap + Duration::from_millis(50)).await;
+    assert!(gate.pass(&key, gap).await.unwrap(), "after the gap one passes again");
+    assert!(!gate.pass(&key, gap).await.unwrap(), "and starts a new gap");
+}
+
+/// Everything an [`ObjectStore`] promises. `existing` must hold exactly `bytes`;
+/// `missing` must not exist.
+pub async fn object_store<S: ObjectStore + ?Sized>(store: &S, existing: &ObjectKey, bytes: &[u8], missing: &ObjectKey) {
+    let info = store.head(existing).await.unwrap();
+    assert_eq!(info.size_bytes, bytes.len() as u64);
+    assert_eq!(store.head(missing).await, Err(ObjectStoreError::NotFound));
+
+    assert_eq!(store.read_small(existing, bytes.len() as u64).await.unwrap(), bytes);
+    assert!(matches!(store.read_small(existing, bytes.len() as u64 - 1).await, Err(ObjectStoreError::Invalid(_))));
+    assert_eq!(store.read_small(missing, 1024).await, Err(ObjectStoreError::NotFound));
+
+    let signed_at = OffsetDateTime::now_utc();
+    let url = store.presign_get(existing, signed_at, Duration::from_secs(120)).await.unwrap();
+    assert_eq!(url.expires_at.unix_timestamp(), signed_at.unix_timestamp() + 120);
+    assert!(!url.url.is_empty());
+    let again = store.presign_get(existing, signed_at, Duration::from_secs(120)).await.unwrap();
+    assert_eq!(url, again, "signing is deterministic for the same instant");
+    assert!(matches!(
+        store.presign_get(existing, signed_at, Duration::from_secs(8 * 24 * 3600)).await,
+        Err(ObjectStoreError::Invalid(_))
+    ));
+}
+
+/// Everything an [`AuditLog`] promises, on an empty trail.
+pub async fn audit_log<A: AuditLog + ?Sized>(log: &A) {
+    assert_eq!(log.recent(10).await.unwrap(), Vec::new(), "an empty trail");
+    let at = |seconds: i64| OffsetDateTime::from_unix_timestamp(1_767_225_600 + seconds).unwrap();
+    let records: Vec<AuditRecord> = (0..3)
+        .map(|i| AuditRecord {
+            at: at(i),
+            actor: "ops-console".into(),
+            action: if i == 1 { "user.status".into() } else { "media.upsert".into() },
+            target: format!("media/{}", fresh_media()),
+            before: (i > 0).then(|| serde_json::json!({ "status": "processing", "size_bytes": i })),
+            after: Some(serde_json::json!({ "status": "ready", "nested": { "list": [1, 2.5, "x"] }, "none": null })),
+        })
+        .collect();
+    for record in &records {
+        log.record(record).await.unwrap();
+    }
+    let newest_first: Vec<AuditRecord> = records.iter().rev().cloned().collect();
+    assert_eq!(log.recent(10).await.unwrap(), newest_first, "every record as written, newest first");
+    assert_eq!(log.recent(2).await.unwrap(), newest_first[..2], "the newest ones");
+    assert_eq!(log.recent(0).await.unwrap(), Vec::new());
+}
