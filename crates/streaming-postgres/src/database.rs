@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use diesel::connection::SimpleConnection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
@@ -15,6 +16,10 @@ use crate::layout::Layouts;
 
 /// The migrations of `migrations/`, compiled in.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+/// The advisory lock every instance takes around its migrations.
+const MIGRATION_LOCK: &str = "SELECT pg_advisory_lock(hashtext('streamgate schema migrations'))";
+const MIGRATION_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext('streamgate schema migrations'))";
 
 /// How to reach PostgreSQL.
 #[derive(Clone)]
@@ -236,10 +241,14 @@ impl PgDatabase {
             AsyncPgConnection::establish(&self.url).await.map_err(|e| DbError::Unavailable(e.to_string()))?;
         tokio::task::spawn_blocking(move || {
             let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> = AsyncConnectionWrapper::from(connection);
-            wrapper
-                .run_pending_migrations(MIGRATIONS)
-                .map(|applied| applied.len())
-                .map_err(|e| DbError::Schema(e.to_string()))
+            // One instance at a time: replicas started together would race to
+            // create the same tables. The others wait here, then find nothing
+            // pending. The lock is the session's: it goes with the connection.
+            wrapper.batch_execute(MIGRATION_LOCK).map_err(|e| DbError::Schema(format!("migration lock: {e}")))?;
+            let applied =
+                wrapper.run_pending_migrations(MIGRATIONS).map(|a| a.len()).map_err(|e| DbError::Schema(e.to_string()));
+            let _ = wrapper.batch_execute(MIGRATION_UNLOCK);
+            applied
         })
         .await
         .map_err(|e| DbError::Schema(e.to_string()))?

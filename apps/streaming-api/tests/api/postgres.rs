@@ -40,6 +40,38 @@ async fn a_schema_that_is_behind_stops_the_start() {
     }
 }
 
+/// A Deployment's first rollout starts its replicas at once: three
+/// instances with `migrate_on_start` on one empty database all start, and
+/// the schema is migrated exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_started_together_on_an_empty_database_all_start() {
+    let url = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = |n: usize| {
+        let mut settings = Settings::default();
+        settings.server.port = 0;
+        settings.storage.root = dir.path().join(format!("objects-{n}"));
+        settings.events.path = dir.path().join(format!("events-{n}.jsonl"));
+        settings.postgres.url = Some(SecretString::from(url.clone()));
+        settings.postgres.migrate_on_start = true;
+        settings.auth.secret = Some(SecretString::from(crate::harness::SECRET));
+        settings
+    };
+    let (a, b, c) =
+        tokio::join!(Application::build(settings(1)), Application::build(settings(2)), Application::build(settings(3)));
+    for (n, started) in [a, b, c].into_iter().enumerate() {
+        if let Err(error) = started {
+            panic!("instance {} did not start: {error}", n + 1);
+        }
+    }
+    let applied = psql(&url, "SELECT count(*) FROM __diesel_schema_migrations");
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations"))
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().path().is_dir())
+        .count();
+    assert_eq!(applied.trim(), migrations.to_string(), "every migration applied once");
+}
+
 #[tokio::test]
 async fn the_migrate_command_brings_the_schema_up_to_date() {
     let url = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
