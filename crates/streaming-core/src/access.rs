@@ -18,6 +18,19 @@ pub(crate) enum AccessError {
     Unavailable(Dependency),
 }
 
+/// How much a check may rely on the subscription directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SubscriptionLookup {
+    /// A decision that needs the subscription waits for it; the directory
+    /// being unavailable is [`AccessError::Unavailable`].
+    Required,
+    /// The caller holds proof of a full check made earlier (a manifest
+    /// grant): a subscription the directory says is gone still refuses, but
+    /// a directory that cannot answer (it is down, or it needs a caller
+    /// token the request does not carry) leaves that proof standing.
+    VouchedFor,
+}
+
 /// The media if `user` may play it as a `kind`.
 pub(crate) async fn check_access(
     catalog: &dyn MediaCatalog,
@@ -26,6 +39,19 @@ pub(crate) async fn check_access(
     user: &UserId,
     kind: MediaKind,
     now: OffsetDateTime,
+) -> Result<Media, AccessError> {
+    check_access_with(catalog, subscriptions, media_id, user, kind, now, SubscriptionLookup::Required).await
+}
+
+/// [`check_access`], relying on the subscription directory as `lookup` says.
+pub(crate) async fn check_access_with(
+    catalog: &dyn MediaCatalog,
+    subscriptions: &dyn SubscriptionDirectory,
+    media_id: &MediaId,
+    user: &UserId,
+    kind: MediaKind,
+    now: OffsetDateTime,
+    lookup: SubscriptionLookup,
 ) -> Result<Media, AccessError> {
     let media = existing(catalog, media_id, kind).await?;
     // A grant decides only for private media the user does not own.
@@ -37,12 +63,17 @@ pub(crate) async fn check_access(
         .map_err(|_| AccessError::Unavailable(Dependency::Catalog))?;
     let mut decision = decide(Some(&media), user, viewer, SubscriptionFact::NotLooked, now);
     if decision == Decision::NeedsSubscription {
-        let subscription = subscriptions
-            .current(user)
-            .instrument(debug_span!("subscriptions.current"))
-            .await
-            .map_err(|_| AccessError::Unavailable(Dependency::Subscriptions))?;
-        decision = decide(Some(&media), user, viewer, SubscriptionFact::Known(subscription.as_ref()), now);
+        let subscription = subscriptions.current(user).instrument(debug_span!("subscriptions.current")).await;
+        decision = match (subscription, lookup) {
+            (Ok(subscription), _) => {
+                decide(Some(&media), user, viewer, SubscriptionFact::Known(subscription.as_ref()), now)
+            }
+            (Err(_), SubscriptionLookup::VouchedFor) => {
+                metrics::counter!(crate::telemetry::SUBSCRIPTION_VOUCHED).increment(1);
+                Decision::Allowed
+            }
+            (Err(_), SubscriptionLookup::Required) => return Err(AccessError::Unavailable(Dependency::Subscriptions)),
+        };
     }
     match decision {
         Decision::Allowed => Ok(media),

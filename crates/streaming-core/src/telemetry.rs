@@ -38,6 +38,9 @@ pub const SESSIONS_CLOSED_IDLE: &str = "playback_sessions_closed_idle_total";
 pub const PROGRESS_REPORTS: &str = "playback_progress_reports_total";
 /// `manifest_requests_total{kind="hls"|"dash", outcome="served"|"refused"|"invalid"|"error"}`.
 pub const MANIFEST_REQUESTS: &str = "manifest_requests_total";
+/// `manifest_subscription_vouched_total`: manifest fetches served on the
+/// grant's word because the subscription directory could not answer.
+pub const SUBSCRIPTION_VOUCHED: &str = "manifest_subscription_vouched_total";
 /// `manifest_render_duration_ms`: rewriting and signing one manifest (histogram; cache hits excluded).
 pub const MANIFEST_RENDER_MS: &str = "manifest_render_duration_ms";
 /// `write_behind_queue_depth{queue="progress"|"sessions"}`: updates waiting.
@@ -156,6 +159,10 @@ pub fn describe() {
     describe_counter!(SESSIONS_CLOSED_IDLE, "Sessions nobody stopped, closed after showing no sign of life.");
     describe_counter!(PROGRESS_REPORTS, "Progress reports, by outcome.");
     describe_counter!(MANIFEST_REQUESTS, "Manifest fetches through the manifest endpoint, by outcome.");
+    describe_counter!(
+        SUBSCRIPTION_VOUCHED,
+        "Manifest fetches served on the grant's word: the subscription directory could not answer."
+    );
     describe_histogram!(MANIFEST_RENDER_MS, Unit::Milliseconds, "Time to rewrite and sign a manifest.");
     describe_gauge!(QUEUE_DEPTH, "Updates waiting in a write-behind queue.");
     describe_histogram!(FLUSH_SECONDS, Unit::Seconds, "Time to write one write-behind batch.");

@@ -10,7 +10,7 @@ use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use streaming_core::circuit_breaker::{BreakerState, CircuitBreaker};
+use streaming_core::circuit_breaker::CircuitBreaker;
 
 use crate::layout::Layouts;
 
@@ -197,16 +197,16 @@ impl PgDatabase {
     /// [`DbError::Timeout`] if none can be had within the acquire timeout,
     /// [`DbError::Unavailable`] at once while the breaker is open.
     pub async fn connection(&self) -> Result<PooledConnection<'_, AsyncPgConnection>, DbError> {
-        if !self.breaker.allow() {
+        let Some(breaker) = self.breaker.call() else {
             return Err(DbError::Unavailable("circuit breaker open".into()));
-        }
+        };
         match self.pool.get().await {
             Ok(connection) => {
-                self.breaker.record_success();
+                breaker.succeeded();
                 Ok(connection)
             }
             Err(error) => {
-                self.breaker.record_failure();
+                breaker.failed();
                 Err(error.into())
             }
         }
@@ -227,9 +227,10 @@ impl PgDatabase {
         self.layouts.get_or_try_init(read).await.copied()
     }
 
-    /// Whether the breaker lets requests try the database.
+    /// Whether the breaker lets requests try the database: closed, or a
+    /// trial under way for less than a cool-down.
     pub fn reachable(&self) -> bool {
-        self.breaker.state() != BreakerState::Open
+        self.breaker.ready()
     }
 
     /// Applies every pending migration; returns how many ran.

@@ -172,16 +172,16 @@ impl RedisConnection {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, fred::error::Error>>,
     {
-        if !self.breaker.allow() {
+        let Some(breaker) = self.breaker.call() else {
             return Err(RedisError::Unavailable("circuit breaker open".into()));
-        }
+        };
         match call().await {
             Ok(value) => {
-                self.breaker.record_success();
+                breaker.succeeded();
                 Ok(value)
             }
             Err(error) => {
-                self.breaker.record_failure();
+                breaker.failed();
                 warn!(command = what, error = %error.kind().to_str(), "redis command failed");
                 Err(RedisError::Unavailable(format!("{what}: {}", error.kind().to_str())))
             }

@@ -210,29 +210,29 @@ impl S3ObjectStore {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, ObjectStoreError>>,
     {
-        if !self.breaker.allow() {
+        let Some(breaker) = self.breaker.call() else {
             return Err(ObjectStoreError::Unavailable("circuit breaker open".into()));
-        }
+        };
         let mut last = ObjectStoreError::Unavailable("no attempt made".into());
         for _attempt in 0..2 {
             match tokio::time::timeout(self.timeout, call()).await {
                 Ok(Ok(value)) => {
-                    self.breaker.record_success();
+                    breaker.succeeded();
                     return Ok(value);
                 }
                 Ok(Err(ObjectStoreError::NotFound)) => {
-                    self.breaker.record_success();
+                    breaker.succeeded();
                     return Err(ObjectStoreError::NotFound);
                 }
                 Ok(Err(invalid @ ObjectStoreError::Invalid(_))) => {
-                    self.breaker.record_success();
+                    breaker.succeeded();
                     return Err(invalid);
                 }
                 Ok(Err(error)) => last = error,
                 Err(_) => last = ObjectStoreError::Unavailable(format!("timed out after {:?}", self.timeout)),
             }
         }
-        self.breaker.record_failure();
+        breaker.failed();
         tracing::warn!(error = %last, "object store request failed");
         Err(last)
     }
@@ -343,7 +343,7 @@ impl ObjectStore for S3ObjectStore {
 /// Not ready while the breaker is open: requests would fail fast.
 impl streaming_core::ports::ReadinessCheck for S3ObjectStore {
     fn unready_reason(&self) -> Option<&'static str> {
-        (self.breaker.state() == BreakerState::Open).then_some("circuit breaker open")
+        (!self.breaker.ready()).then_some("circuit breaker open")
     }
 }
 

@@ -194,15 +194,20 @@ fn without_url(error: &reqwest::Error) -> String {
 #[async_trait]
 impl SubscriptionDirectory for UserServiceDirectory {
     async fn current(&self, user: &UserId) -> Result<Option<Subscription>, SubscriptionError> {
-        if !self.breaker.allow() {
-            return Err(SubscriptionError::Unavailable("user service circuit open".into()));
+        // No call can be made without the caller's token: that says nothing
+        // about the user service, so the breaker is not asked or told.
+        if matches!(self.config.credentials, Credentials::Caller) && CALLER_TOKEN.try_with(|_| ()).is_err() {
+            return Err(SubscriptionError::Unavailable("user service: no caller token in scope".into()));
         }
+        let Some(breaker) = self.breaker.call() else {
+            return Err(SubscriptionError::Unavailable("user service circuit open".into()));
+        };
         let mut delay = self.config.backoff;
         let mut attempts_left = self.config.retries;
         loop {
             match self.attempt(user).await {
                 Attempt::Answer(subscription) => {
-                    self.breaker.record_success();
+                    breaker.succeeded();
                     return Ok(subscription);
                 }
                 Attempt::Transient(reason) if attempts_left > 0 => {
@@ -212,8 +217,16 @@ impl SubscriptionDirectory for UserServiceDirectory {
                     tokio::time::sleep(jittered).await;
                     delay *= 2;
                 }
-                Attempt::Transient(reason) | Attempt::Permanent(reason) => {
-                    self.breaker.record_failure();
+                // Transport errors, timeouts and 5xx: the service is failing.
+                Attempt::Transient(reason) => {
+                    breaker.failed();
+                    return Err(SubscriptionError::Unavailable(format!("user service: {reason}")));
+                }
+                // A 4xx or an unusable body is an answer about this caller:
+                // the service is up, and one caller must not open the
+                // breaker for everyone.
+                Attempt::Permanent(reason) => {
+                    breaker.succeeded();
                     return Err(SubscriptionError::Unavailable(format!("user service: {reason}")));
                 }
             }

@@ -122,3 +122,55 @@ async fn the_breaker_opens_fails_fast_and_recovers_after_a_trial() {
     assert!(directory.current(&user("premium")).await.unwrap().is_some(), "the half-open trial goes through");
     assert_eq!(directory.breaker().state(), BreakerState::Closed);
 }
+
+/// One user whose token the service refuses, or lookups with no caller
+/// token at all (a manifest fetch carries none), say nothing about the
+/// service: the breaker stays closed and everyone else is answered.
+#[actix_web::test]
+async fn one_refused_caller_never_opens_the_breaker_for_everyone() {
+    let (base, stand) = stand_in().await;
+    let breaker = || CircuitBreaker::new(2, Duration::from_secs(30));
+    let service_directory =
+        UserServiceDirectory::new(UserServiceConfig { retries: 0, ..config(&base, service()) }).unwrap();
+    let service_directory = service_directory.with_breaker(breaker());
+    for _ in 0..5 {
+        assert!(service_directory.current(&user("forbidden")).await.is_err());
+        assert!(service_directory.current(&user("garbage")).await.is_err());
+    }
+    assert_eq!(service_directory.breaker().state(), BreakerState::Closed, "4xx and bad bodies are answers");
+    assert!(service_directory.current(&user("premium")).await.unwrap().is_some());
+
+    let caller_directory =
+        UserServiceDirectory::new(UserServiceConfig { retries: 0, ..config(&base, Credentials::Caller) }).unwrap();
+    let caller_directory = caller_directory.with_breaker(breaker());
+    let before = stand.requests();
+    for _ in 0..5 {
+        assert!(caller_directory.current(&user("premium")).await.is_err(), "no token, no call");
+    }
+    assert_eq!(stand.requests(), before, "nothing was sent");
+    assert_eq!(caller_directory.breaker().state(), BreakerState::Closed);
+    let answer =
+        with_caller_token(SecretString::from("token-of-premium"), caller_directory.current(&user("premium"))).await;
+    assert!(answer.unwrap().is_some());
+}
+
+/// The half-open trial's caller goes away (its future is dropped): the
+/// breaker must not wait for that trial for ever.
+#[actix_web::test]
+async fn a_dropped_trial_does_not_leave_the_breaker_half_open() {
+    let (base, stand) = stand_in().await;
+    let directory = UserServiceDirectory::new(UserServiceConfig { retries: 0, ..config(&base, service()) })
+        .unwrap()
+        .with_breaker(CircuitBreaker::new(1, Duration::from_millis(200)));
+    stand.set_broken(true);
+    assert!(directory.current(&user("premium")).await.is_err());
+    assert_eq!(directory.breaker().state(), BreakerState::Open);
+    stand.set_broken(false);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // The trial: a slow answer, abandoned after 50 ms.
+    let abandoned = tokio::time::timeout(Duration::from_millis(50), directory.current(&user("slow"))).await;
+    assert!(abandoned.is_err(), "the trial was cut off");
+    let answer = directory.current(&user("premium")).await;
+    assert!(answer.as_ref().is_ok_and(Option::is_some), "the next call is the trial: {answer:?}");
+    assert_eq!(directory.breaker().state(), BreakerState::Closed);
+}

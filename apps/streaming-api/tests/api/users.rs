@@ -61,3 +61,56 @@ async fn no_subscription_is_403_and_a_failing_user_service_is_503() {
     let down = start(&app).await;
     crate::harness::assert_unavailable(down).await;
 }
+
+/// A manifest fetch carries no bearer token. With `users.credentials =
+/// "caller"` and no cached answer, the subscription cannot be asked: the
+/// grant, issued after the start's full check, stands for it, and the
+/// lookups that could not be made do not open the user service's breaker.
+#[tokio::test]
+async fn a_manifest_fetch_never_needs_the_callers_token() {
+    let (url, stand) = stand_in(200).await;
+    let app = spawn(|s| {
+        s.users.url = Some(url.clone());
+        s.users.timeout_ms = 500;
+        s.users.retries = 0;
+        s.users.cache_ttl_seconds = 0;
+        s.rate_limit.manifest_per_minute = 0;
+    })
+    .await;
+    let started = app.send(Method::POST, &format!("/api/v1/stream/{MOVIE}"), None, Some(serde_json::json!({}))).await;
+    assert_eq!(started.status(), 200);
+    let body: serde_json::Value = started.json().await.unwrap();
+    let manifest = body["manifest_url"].as_str().unwrap().to_owned();
+    let asked_by_the_start = stand.requests();
+    for fetch in 0..8 {
+        let answer = app.client.get(&manifest).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "fetch {fetch}");
+    }
+    assert_eq!(stand.requests(), asked_by_the_start, "no fetch could ask the user service");
+    assert_eq!(start(&app).await.status(), 200, "the breaker stayed closed");
+}
+
+/// The grant stands in for a subscription only while the directory cannot
+/// answer: one it says is gone refuses the next fetch.
+#[tokio::test]
+async fn a_subscription_the_directory_says_is_gone_refuses_the_grant() {
+    let (url, stand) = stand_in(200).await;
+    let app = spawn(|s| {
+        s.users.url = Some(url.clone());
+        s.users.credentials = streaming_users::UserCredentials::Service;
+        s.users.service_token = Some(SecretString::from("service-token"));
+        s.users.timeout_ms = 500;
+        s.users.retries = 0;
+        s.users.cache_ttl_seconds = 0;
+        s.rate_limit.manifest_per_minute = 0;
+    })
+    .await;
+    let started = app.send(Method::POST, &format!("/api/v1/stream/{MOVIE}"), None, Some(serde_json::json!({}))).await;
+    let body: serde_json::Value = started.json().await.unwrap();
+    let manifest = body["manifest_url"].as_str().unwrap().to_owned();
+    stand.set_broken(true);
+    assert_eq!(app.client.get(&manifest).send().await.unwrap().status(), 200, "down: the grant vouches");
+    stand.set_broken(false);
+    stand.answer_everyone(Answer::Status(404));
+    assert_problem(app.client.get(&manifest).send().await.unwrap(), 403, "manifest-grant-refused").await;
+}

@@ -132,7 +132,7 @@ impl PlaybackService {
             }
             other => other?,
         };
-        let media = match self.authorized(movie, &grant.user, now).await {
+        let media = match self.authorized_by_grant(movie, &grant.user, now).await {
             Err(PlaybackError::Forbidden(_)) => return Err(PlaybackError::GrantRevoked),
             other => other?,
         };
