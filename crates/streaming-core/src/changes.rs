@@ -30,9 +30,14 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::domain::{CatalogChange, CatalogEvent, MediaId, UserId};
-use crate::ports::{ApplyError, CatalogCache, CatalogEventHandler, CatalogWriter, MediaCatalog, SubscriptionCache};
+use crate::ports::{
+    ApplyError, Broadcast, CatalogCache, CatalogEventHandler, CatalogWriter, MediaCatalog, SubscriptionCache,
+};
 use crate::telemetry::{self, InvalidationReason};
 use crate::{Dependency, PlaybackService, StreamingService};
+
+/// The broadcast topic of catalog cache invalidations (`media <id>`, `user <id>`).
+const CATALOG_TOPIC: &str = "catalog-changes";
 
 /// `stream_cache_invalidations_total{reason}`.
 #[derive(Debug, Default)]
@@ -70,6 +75,9 @@ pub struct ChangePorts {
     pub streaming: Arc<dyn StreamingService>,
     /// Playback, whose sessions a logout ends (`None` where only tracks are played).
     pub playback: Option<Arc<PlaybackService>>,
+    /// The other instances, told which catalog answers to drop from their
+    /// in-process caches (`None`: one instance, or none with such a cache).
+    pub peers: Option<Arc<dyn Broadcast>>,
 }
 
 impl ChangePorts {
@@ -86,6 +94,7 @@ impl ChangePorts {
             subscription_cache: None,
             streaming,
             playback: None,
+            peers: None,
         }
     }
 }
@@ -109,9 +118,39 @@ impl fmt::Debug for CatalogChanges {
 }
 
 impl CatalogChanges {
-    /// Changes applied to `ports`.
+    /// Changes applied to `ports`. With `peers`, the catalog answers the
+    /// other instances drop are dropped from this one's cache too.
     pub fn new(ports: ChangePorts) -> Self {
+        if let (Some(peers), Some(cache)) = (&ports.peers, &ports.catalog_cache) {
+            let cache = Arc::clone(cache);
+            peers.listen(
+                CATALOG_TOPIC,
+                Arc::new(move |message: &str| match message.split_once(' ') {
+                    Some(("media", id)) => {
+                        if let Ok(id) = id.parse::<MediaId>() {
+                            cache.forget_media(&id);
+                        }
+                    }
+                    Some(("user", id)) => {
+                        if let Ok(id) = UserId::try_from(id) {
+                            cache.forget_user(&id);
+                        }
+                    }
+                    _ => {}
+                }),
+            );
+        }
         Self { ports, stats: Arc::default() }
+    }
+
+    /// Tells the other instances to drop what `message` names from their
+    /// catalog caches. A lost message leaves their copies to their TTL.
+    async fn tell_peers(&self, message: String) {
+        if let (Some(peers), Some(_)) = (&self.ports.peers, &self.ports.catalog_cache) {
+            if let Err(error) = peers.publish(CATALOG_TOPIC, &message).await {
+                tracing::warn!(%error, "a catalog change was not told to the other instances; their caches expire within the TTL");
+            }
+        }
     }
 
     /// The invalidation counters.
@@ -136,6 +175,7 @@ impl CatalogChanges {
         if let Some(cache) = &self.ports.catalog_cache {
             cache.forget_media(media);
         }
+        self.tell_peers(format!("media {media}")).await;
         // The owner's URL, read as stored now.
         let owner = self
             .ports
@@ -153,10 +193,11 @@ impl CatalogChanges {
         Ok(())
     }
 
-    fn forget_catalog_user(&self, user: &UserId) {
+    async fn forget_catalog_user(&self, user: &UserId) {
         if let Some(cache) = &self.ports.catalog_cache {
             cache.forget_user(user);
         }
+        self.tell_peers(format!("user {user}")).await;
     }
 
     /// Drops the cached URL of `media` for `user`, counted under `reason`.
@@ -218,7 +259,7 @@ impl CatalogChanges {
             }
             CatalogChange::MediaDeleted { media } => self.forget_media(media, InvalidationReason::Deletion).await?,
             CatalogChange::UserStatusChanged { user, .. } => {
-                self.forget_catalog_user(user);
+                self.forget_catalog_user(user).await;
                 self.forget_user(user, InvalidationReason::StatusChange).await?;
             }
             CatalogChange::UserLoggedOutEverywhere { user } => {
@@ -239,7 +280,7 @@ impl CatalogChanges {
                 self.forget_user(user, InvalidationReason::Subscription).await?;
             }
             CatalogChange::GrantChanged { media, user, .. } => {
-                self.forget_catalog_user(user);
+                self.forget_catalog_user(user).await;
                 self.forget_url(media, user, InvalidationReason::Grant).await?;
             }
         }

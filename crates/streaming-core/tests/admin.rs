@@ -77,6 +77,7 @@ fn world(audit_down: bool) -> World {
         subscription_cache: None,
         streaming: Arc::new(streaming),
         playback: Some(Arc::new(playback)),
+        peers: None,
     }));
     let recorded = Arc::new(AtomicUsize::new(0));
     let mut audit = MockAuditLog::new();

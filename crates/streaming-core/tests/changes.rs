@@ -69,6 +69,7 @@ fn world(
         subscription_cache: Some(Arc::new(subscriptions)),
         streaming: Arc::new(streaming),
         playback: Some(Arc::new(playback)),
+        peers: None,
     });
     World { catalog, sessions, changes }
 }

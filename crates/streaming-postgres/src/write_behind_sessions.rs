@@ -28,11 +28,14 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use moka::sync::Cache;
 use streaming_core::domain::{PlaybackEvent, SessionId, StreamSession, UserId};
-use streaming_core::ports::{CloseOutcome, EventHandling, SessionError, SessionStore};
+use streaming_core::ports::{Broadcast, CloseOutcome, EventHandling, SessionError, SessionStore};
 use time::OffsetDateTime;
 use tracing::{debug, warn};
 
 use crate::write_behind::{drain, spawn_flusher, write_in_chunks, FailureStreak, Flush};
+
+/// The broadcast topic of closed sessions (a message is a session id).
+const CLOSES: &str = "session-closes";
 
 /// A cached open session's heartbeat is queued for the store only once it
 /// is at least this much newer than the last one queued: players that report
@@ -80,12 +83,19 @@ struct CachedState {
     /// The newest heartbeat handed to the queue (or read from the row).
     queued_heartbeat_at: OffsetDateTime,
     read_again_at: Instant,
+    /// When the row last confirmed this copy (opened here, or read).
+    confirmed_at: Instant,
 }
 
 impl CachedSession {
     fn new(session: StreamSession, read_again_at: Instant) -> Arc<Self> {
         let at = session.last_heartbeat_at;
-        let state = Mutex::new(CachedState { last_heartbeat_at: at, queued_heartbeat_at: at, read_again_at });
+        let state = Mutex::new(CachedState {
+            last_heartbeat_at: at,
+            queued_heartbeat_at: at,
+            read_again_at,
+            confirmed_at: Instant::now(),
+        });
         Arc::new(Self { session, state })
     }
 
@@ -109,6 +119,19 @@ impl CachedSession {
         }
         state.read_again_at = next;
         true
+    }
+
+    /// The row was read and still says open.
+    fn confirmed(&self, now: Instant) {
+        self.state().confirmed_at = now;
+    }
+
+    /// The row could not be read: the next read tries again, and whether
+    /// this copy is still within `ttl` of its last confirmation.
+    fn unconfirmed(&self, now: Instant, ttl: Duration) -> bool {
+        let mut state = self.state();
+        state.read_again_at = now;
+        now.duration_since(state.confirmed_at) <= ttl
     }
 
     /// Takes a heartbeat: whether it is to be queued for the store, being
@@ -152,6 +175,8 @@ pub struct WriteBehindSessions<S> {
     stats: WriteBehindSessionStats,
     streak: FailureStreak,
     wake: Arc<tokio::sync::Notify>,
+    /// Where closes are told to the other instances, once set.
+    peers: std::sync::OnceLock<Arc<dyn Broadcast>>,
 }
 
 impl<S> std::fmt::Debug for WriteBehindSessions<S> {
@@ -185,9 +210,38 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
             stats: WriteBehindSessionStats::default(),
             streak: FailureStreak::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
+            peers: std::sync::OnceLock::new(),
         });
         spawn_flusher(&queue, Arc::clone(&queue.wake), interval);
         queue
+    }
+
+    /// Tells every instance on `broadcast` of each session this one closes,
+    /// and drops the sessions the others close from this one's cache: a
+    /// stop, a logout everywhere or an idle close anywhere refuses the
+    /// session on every instance within moments instead of the TTL.
+    pub fn share_closes(self: &Arc<Self>, broadcast: Arc<dyn Broadcast>) {
+        let this = Arc::downgrade(self);
+        broadcast.listen(
+            CLOSES,
+            Arc::new(move |message: &str| {
+                if let (Some(this), Ok(id)) = (this.upgrade(), message.parse::<SessionId>()) {
+                    this.forget(&id);
+                }
+            }),
+        );
+        let _ = self.peers.set(broadcast);
+    }
+
+    /// Tells the other instances that `ids` are closed.
+    async fn tell_peers(&self, ids: impl IntoIterator<Item = SessionId> + Send) {
+        let Some(peers) = self.peers.get() else { return };
+        for id in ids {
+            if let Err(error) = peers.publish(CLOSES, &id.to_string()).await {
+                warn!(%error, "a session close was not told to the other instances; their copies expire within the TTL");
+                return;
+            }
+        }
     }
 
     /// The counters.
@@ -268,8 +322,9 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
     }
 
     /// Reads a cached open session's row again; it may have been stopped
-    /// through another instance. A store that cannot answer leaves the copy
-    /// in use (the next read after `ttl` tries again).
+    /// through another instance. While the store cannot answer the copy
+    /// stays in use, every read trying the store again, but never past
+    /// `ttl` since the row last confirmed it: then the read fails (closed).
     async fn read_again(&self, cached: Arc<CachedSession>) -> Result<Option<StreamSession>, SessionError> {
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let id = cached.session.id;
@@ -285,12 +340,14 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
             }
             Ok(Some(row)) => {
                 cached.stored_heartbeat(row.last_heartbeat_at);
+                cached.confirmed(Instant::now());
                 Ok(Some(cached.current()))
             }
-            Err(error) => {
+            Err(error) if cached.unconfirmed(Instant::now(), self.ttl) => {
                 debug!(%error, "a cached session could not be read again; the cached copy stays in use");
                 Ok(Some(cached.current()))
             }
+            Err(error) => Err(error),
         }
     }
 
@@ -406,6 +463,7 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
     async fn close(&self, id: &SessionId, ended_at: OffsetDateTime) -> Result<CloseOutcome, SessionError> {
         let outcome = self.inner.close(id, ended_at).await?;
         self.remember_outcome(id, &outcome);
+        self.tell_peers([*id]).await;
         Ok(outcome)
     }
 
@@ -417,6 +475,7 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
     ) -> Result<(CloseOutcome, EventHandling), SessionError> {
         let (outcome, handling) = self.inner.close_with_event(id, ended_at, event).await?;
         self.remember_outcome(id, &outcome);
+        self.tell_peers([*id]).await;
         Ok((outcome, handling))
     }
 
@@ -433,6 +492,8 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
         for session in &closed {
             self.forget(&session.id);
         }
+        let ids: Vec<SessionId> = closed.iter().map(|session| session.id).collect();
+        self.tell_peers(ids).await;
         Ok((closed, handling))
     }
 

@@ -213,11 +213,14 @@ async fn a_full_queue_writes_through() {
     assert_eq!(durable.get(&open[2].id).await.unwrap().unwrap().last_heartbeat_at, t0 + Duration::from_secs(5));
 }
 
-/// A store whose batched touches fail while `down` is set, and take `delay`.
+/// A store whose batched touches fail while `down` is set, and take
+/// `delay`, and whose reads fail while `reads_down` is set.
+#[derive(Default)]
 struct Flaky {
     inner: Arc<MemorySessionStore>,
     down: Arc<AtomicBool>,
     delay: Duration,
+    reads_down: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -226,6 +229,9 @@ impl SessionStore for Flaky {
         self.inner.open(session).await
     }
     async fn get(&self, id: &SessionId) -> Result<Option<StreamSession>, SessionError> {
+        if self.reads_down.load(Ordering::Relaxed) {
+            return Err(SessionError::Unavailable("database down".into()));
+        }
         self.inner.get(id).await
     }
     async fn touch(&self, id: &SessionId, at: OffsetDateTime) -> Result<(), SessionError> {
@@ -258,7 +264,7 @@ async fn a_failed_flush_keeps_the_heartbeats_and_drain_writes_them_later() {
     let down = Arc::new(AtomicBool::new(true));
     let memory = Arc::new(MemorySessionStore::new());
     let sessions = WriteBehindSessions::start(
-        Flaky { inner: memory.clone(), down: down.clone(), delay: Duration::ZERO },
+        Flaky { inner: memory.clone(), down: down.clone(), ..Flaky::default() },
         100,
         HOUR,
         HOUR,
@@ -284,7 +290,7 @@ async fn a_failed_flush_keeps_the_heartbeats_and_drain_writes_them_later() {
 #[tokio::test]
 async fn a_heartbeat_being_written_still_counts_for_open_sessions() {
     let memory = Arc::new(MemorySessionStore::new());
-    let slow = Flaky { inner: memory, down: Arc::new(AtomicBool::new(false)), delay: Duration::from_millis(300) };
+    let slow = Flaky { inner: memory, delay: Duration::from_millis(300), ..Flaky::default() };
     let sessions = WriteBehindSessions::start(slow, 100, HOUR, HOUR);
     let t0 = start_time();
     let s = session("viewer", t0);
@@ -355,4 +361,27 @@ async fn reads_of_sessions_not_seen_yet_do_not_wait_for_each_other() {
     }
     let took = started.elapsed();
     assert!(took < Duration::from_millis(400), "five 200 ms reads took {took:?}: they waited for each other");
+}
+
+/// While its row cannot be read, a cached open session is served from
+/// memory, but never longer than the TTL since the row last confirmed it:
+/// a stop made elsewhere during an outage must not go unseen for ever.
+#[tokio::test]
+async fn a_cached_session_is_not_served_past_its_ttl_while_its_row_cannot_be_read() {
+    let reads_down = Arc::new(AtomicBool::new(false));
+    let store = Flaky { reads_down: reads_down.clone(), ..Flaky::default() };
+    let sessions = WriteBehindSessions::start(store, 100, Duration::from_millis(300), HOUR);
+    let s = session("viewer", start_time());
+    sessions.open(s.clone()).await.unwrap();
+    reads_down.store(true, Ordering::Relaxed);
+    assert!(sessions.get(&s.id).await.unwrap().is_some(), "within the TTL: the cached copy");
+    let began = std::time::Instant::now();
+    let mut last = sessions.get(&s.id).await;
+    while began.elapsed() < Duration::from_millis(700) {
+        last = sessions.get(&s.id).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(last.is_err(), "past the TTL with nothing confirmed: refused, not served: {last:?}");
+    reads_down.store(false, Ordering::Relaxed);
+    assert!(sessions.get(&s.id).await.unwrap().is_some(), "read again once the store answers");
 }

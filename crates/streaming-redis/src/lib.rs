@@ -18,6 +18,7 @@
 //!   (`{prefix}stream:{user}:{media}`), so the seed's key stays readable and
 //!   an entry and its user's generation are read with one `MGET`.
 
+mod broadcast;
 mod connection;
 mod event_gate;
 mod hot_copies;
@@ -26,6 +27,7 @@ mod settings;
 mod two_level;
 mod url_cache;
 
+pub use broadcast::RedisBroadcast;
 pub use connection::{RedisConfig, RedisConnection, RedisError};
 pub use event_gate::RedisEventGate;
 pub use hot_copies::{HotCopyLayout, RedisProgressCache, RedisSubscriptionCache, HOT_COPY_INTERVAL};

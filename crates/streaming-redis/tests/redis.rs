@@ -37,6 +37,16 @@ async fn the_url_cache_keeps_the_contract_on_a_cluster() {
     contract::url_cache(&cache, tokio::time::sleep).await;
 }
 
+/// Two instances, each with its own connections and subscriber.
+#[tokio::test]
+async fn the_broadcast_keeps_the_contract_on_a_standalone_redis_and_a_cluster() {
+    for url in ["STREAMGATE_REDIS_URL", "STREAMGATE_REDIS_CLUSTER_URL"] {
+        let here = streaming_redis::RedisBroadcast::start(connect(&infra_var(url)).await).unwrap();
+        let there = streaming_redis::RedisBroadcast::start(connect(&infra_var(url)).await).unwrap();
+        contract::broadcast(&*here, &*there, tokio::time::sleep).await;
+    }
+}
+
 #[tokio::test]
 async fn the_rate_limiter_keeps_the_contract_on_a_standalone_redis() {
     contract::rate_limiter(&RedisRateLimiter::new(connect(&infra_var("STREAMGATE_REDIS_URL")).await)).await;

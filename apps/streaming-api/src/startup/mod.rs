@@ -30,6 +30,7 @@ use streaming_kafka::{BufferedKafkaPublisher, UpstreamConsumer};
 use streaming_postgres::{
     OutboxRelay, PgProgressStore, PgSessionStore, WriteBehindOutbox, WriteBehindProgress, WriteBehindSessions,
 };
+use streaming_redis::RedisBroadcast;
 
 use crate::demo::{self, DemoInfo};
 use crate::routes::BinaryState;
@@ -247,9 +248,19 @@ impl Application {
 
         // Upstream catalog events: every instance reads them all (its
         // in-process caches need them); offsets in PostgreSQL when there is one.
-        // One applier of catalog changes for the consumer and the admin API.
+        // One applier of catalog changes for the consumer and the admin API;
+        // with Redis it also hears what the other instances change, so every
+        // instance has one (it costs nothing idle).
+        let peers = redis
+            .as_ref()
+            .map(|redis| RedisBroadcast::start(redis.clone()))
+            .transpose()
+            .map_err(|_| StartupError::Config("redis.url: cannot build the subscriber client".into()))?;
+        if let (Some(peers), Some(sessions)) = (&peers, &session_cache) {
+            sessions.share_closes(peers.clone());
+        }
         let consume = producer.is_some() && settings.kafka.consume;
-        let changes = (consume || settings.admin.enabled).then(|| {
+        let changes = (consume || settings.admin.enabled || peers.is_some()).then(|| {
             Arc::new(CatalogChanges::new(ChangePorts {
                 writer: owned_catalog.writer(),
                 catalog: owned_catalog.fresh(),
@@ -257,6 +268,7 @@ impl Application {
                 subscription_cache: subscription_cache.as_ref().map(SubscriptionCache::control),
                 streaming: streaming.clone(),
                 playback: Some(playback.clone()),
+                peers: peers.map(|peers| peers as Arc<dyn streaming_core::ports::Broadcast>),
             }))
         });
         let invalidations = changes.as_ref().map(|changes| changes.stats());

@@ -12,6 +12,7 @@ mod deploy;
 mod guide;
 mod harness;
 mod hostile;
+mod instances;
 mod kafka;
 mod lifecycle;
 mod load;

@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 
 use crate::domain::{MediaId, ObjectKey, SessionId, UserId};
 use crate::ports::{
-    AuditLog, AuditRecord, EventGate, ObjectStore, ObjectStoreError, OffsetStore, RateDecision, RateLimitPolicy,
-    RateLimiter, StreamCacheKey, UrlCache,
+    AuditLog, AuditRecord, Broadcast, EventGate, ObjectStore, ObjectStoreError, OffsetStore, RateDecision,
+    RateLimitPolicy, RateLimiter, StreamCacheKey, UrlCache,
 };
 
 /// A loopback port free at the time of asking, for a server a test starts itself.
@@ -201,6 +201,41 @@ pub async fn object_store<S: ObjectStore + ?Sized>(store: &S, existing: &ObjectK
         store.presign_get(existing, signed_at, Duration::from_secs(8 * 24 * 3600)).await,
         Err(ObjectStoreError::Invalid(_))
     ));
+}
+
+/// Everything a [`Broadcast`] promises: `here` and `there` are two
+/// instances' ends of one channel (the same object for an in-process one);
+/// `pause` waits the given time (a sleep).
+pub async fn broadcast<B, F, Fut>(here: &B, there: &B, pause: F)
+where
+    B: Broadcast + ?Sized,
+    F: Fn(Duration) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    use std::sync::{Arc, Mutex};
+    let topic = format!("contract-{}", fresh_user());
+    let heard_here = Arc::new(Mutex::new(Vec::new()));
+    let heard_there = Arc::new(Mutex::new(Vec::new()));
+    let sink = |heard: &Arc<Mutex<Vec<String>>>| {
+        let heard = heard.clone();
+        Arc::new(move |message: &str| heard.lock().unwrap().push(message.to_owned())) as crate::ports::Listener
+    };
+    here.listen(&topic, sink(&heard_here));
+    there.listen(&topic, sink(&heard_there));
+    here.listen(&format!("{topic}-other"), Arc::new(|message: &str| panic!("another topic heard {message:?}")));
+    // A subscription may take a moment to be in place across a network.
+    pause(Duration::from_millis(200)).await;
+    for message in ["session 1", "user a b", ""] {
+        here.publish(&topic, message).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while heard_there.lock().unwrap().len() < 3 || heard_here.lock().unwrap().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "not every message arrived");
+        pause(Duration::from_millis(10)).await;
+    }
+    let expected = vec!["session 1".to_owned(), "user a b".to_owned(), String::new()];
+    assert_eq!(*heard_there.lock().unwrap(), expected, "the other instance hears every message, in order");
+    assert_eq!(*heard_here.lock().unwrap(), expected, "and so does the one that sent them");
 }
 
 /// Everything an [`AuditLog`] promises, on an empty trail.

@@ -5,6 +5,7 @@
 //! With the `mock` feature every port has a mockall mock (`MockMediaCatalog`, ...).
 
 mod audit;
+mod broadcast;
 mod caches;
 mod catalog;
 mod clock;
@@ -22,6 +23,7 @@ mod subscriptions;
 mod url_cache;
 
 pub use audit::{AuditError, AuditLog, AuditRecord};
+pub use broadcast::{Broadcast, BroadcastError, Listener};
 pub use caches::{CatalogCache, SubscriptionCache};
 pub use catalog::{CatalogError, CatalogWriter, MediaCatalog};
 pub use clock::Clock;

@@ -1,6 +1,7 @@
 //! In-memory adapters of every port.
 
 mod audit;
+mod broadcast;
 mod catalog;
 mod event_gate;
 mod objects;
@@ -12,6 +13,7 @@ mod url_cache;
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use audit::MemoryAuditLog;
+pub use broadcast::MemoryBroadcast;
 pub use catalog::MemoryCatalog;
 pub use event_gate::MemoryEventGate;
 pub use objects::MemoryObjectStore;
