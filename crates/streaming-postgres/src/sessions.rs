@@ -51,6 +51,7 @@ struct Statements {
     touch_many: String,
     open_of_user: String,
     close_idle: String,
+    prune_ended: String,
 }
 
 impl Statements {
@@ -115,6 +116,12 @@ impl Statements {
                 duration = layout.seconds_in(&format!("extract(epoch FROM {idle_end} - s.started_at)::float8")),
                 before = time_in("$1"),
             ),
+            prune_ended: format!(
+                "WITH old AS MATERIALIZED (SELECT id AS old_id FROM stream_sessions \
+                 WHERE ended_at IS NOT NULL AND ended_at < {before} LIMIT $2) \
+                 DELETE FROM stream_sessions s USING old WHERE s.id = old.old_id",
+                before = time_in("$1"),
+            ),
         }
     }
 
@@ -172,6 +179,22 @@ impl PgSessionStore {
         } else {
             Err(SessionError::Unavailable(layout.refusal().into()))
         }
+    }
+
+    /// Deletes up to `at_most` sessions that ended before `before` (never an
+    /// open one); how many. Run it in rounds until it deletes fewer than asked.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`] when the database cannot be reached.
+    pub async fn prune_ended(&self, before: OffsetDateTime, at_most: usize) -> Result<usize, SessionError> {
+        let (_, statements) = self.statements().await?;
+        let mut connection = self.db.connection().await.map_err(unavailable)?;
+        diesel::sql_query(&statements.prune_ended)
+            .bind::<Timestamptz, _>(before)
+            .bind::<BigInt, _>(i64::try_from(at_most).unwrap_or(i64::MAX))
+            .execute(&mut connection)
+            .await
+            .map_err(|e| unavailable(DbError::from(e)))
     }
 
     /// What a close that changed nothing means: closed before, or no such session.

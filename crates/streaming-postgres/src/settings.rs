@@ -41,6 +41,9 @@ pub struct PgSettings {
     /// milliseconds (default 30 000; 0 reads and writes the database on every
     /// progress report). Heartbeats are then written behind with progress.
     pub session_cache_ttl_ms: u64,
+    /// Ended stream sessions are deleted this many hours after they ended
+    /// (default 720, 30 days; 0 keeps them for ever). Open ones never are.
+    pub session_retention_hours: u64,
 }
 
 impl Default for PgSettings {
@@ -56,6 +59,7 @@ impl Default for PgSettings {
             catalog_cache_ttl_ms: 30_000,
             catalog_cache_max_entries: 100_000,
             session_cache_ttl_ms: 30_000,
+            session_retention_hours: 720,
         }
     }
 }

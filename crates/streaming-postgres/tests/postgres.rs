@@ -273,3 +273,47 @@ async fn progress_and_heartbeats_rewrite_their_rows_in_place() {
         assert!(table.in_place * 10 >= table.all * 9, "most updates in place: {table:?}");
     }
 }
+
+/// `stream_sessions` does not grow for ever: sessions that ended before the
+/// retention are deleted in bounded rounds; open ones never are.
+#[tokio::test]
+async fn ended_sessions_past_their_retention_are_pruned_and_open_ones_never() {
+    use streaming_core::domain::{ManifestKind, StreamSession};
+    use streaming_core::ports::SessionStore;
+
+    let sessions = PgSessionStore::new(fresh_database().await);
+    let movie: MediaId = "7c9e6679-7425-40de-944b-e07fc1f90ae7".parse().unwrap();
+    let t0 = time::OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
+    let session = |user: &str, started: time::OffsetDateTime| StreamSession {
+        id: SessionId::random(),
+        user: user.parse().unwrap(),
+        media: movie.clone(),
+        manifest: ManifestKind::Hls,
+        started_at: started,
+        ended_at: None,
+        duration_seconds: None,
+        user_agent: None,
+        client_ip: None,
+        last_heartbeat_at: started,
+    };
+    let old: Vec<StreamSession> = (0..5).map(|i| session(&format!("old-{i}"), t0)).collect();
+    let recent = session("recent", t0 + Duration::from_secs(86_400));
+    let open = session("open", t0);
+    for s in old.iter().chain([&recent, &open]) {
+        sessions.open(s.clone()).await.unwrap();
+    }
+    for s in &old {
+        sessions.close(&s.id, t0 + Duration::from_secs(60)).await.unwrap();
+    }
+    sessions.close(&recent.id, t0 + Duration::from_secs(86_460)).await.unwrap();
+
+    let before = t0 + Duration::from_secs(3_600);
+    assert_eq!(sessions.prune_ended(before, 3).await.unwrap(), 3, "a bounded round");
+    assert_eq!(sessions.prune_ended(before, 3).await.unwrap(), 2, "the rest");
+    assert_eq!(sessions.prune_ended(before, 3).await.unwrap(), 0);
+    for s in &old {
+        assert!(sessions.get(&s.id).await.unwrap().is_none());
+    }
+    assert!(sessions.get(&recent.id).await.unwrap().is_some(), "ended within the retention: kept");
+    assert!(sessions.get(&open.id).await.unwrap().is_some(), "open, however old: kept");
+}

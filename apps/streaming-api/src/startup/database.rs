@@ -34,6 +34,44 @@ pub(super) async fn postgres_database(settings: &Settings) -> Result<Option<PgDa
     Ok(Some(db))
 }
 
+/// Deletes ended stream sessions past `postgres.session_retention_hours`, in
+/// rounds of 10 000, a minute after the start and every ten minutes after,
+/// for as long as the service runs.
+pub(super) fn prune_ended_sessions(settings: &Settings, postgres: Option<&PgDatabase>) {
+    let (Some(db), hours) = (postgres, settings.postgres.session_retention_hours) else { return };
+    if hours == 0 {
+        return;
+    }
+    const ROUND: usize = 10_000;
+    let (store, retention) = (PgSessionStore::new(db.clone()), Duration::from_secs(hours * 3_600));
+    tokio::spawn(async move {
+        let mut every =
+            tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(60), Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            let before = time::OffsetDateTime::now_utc() - retention;
+            let mut pruned = 0;
+            loop {
+                match store.prune_ended(before, ROUND).await {
+                    Ok(count) => {
+                        pruned += count;
+                        if count < ROUND {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "ended sessions not pruned; the next round tries again");
+                        break;
+                    }
+                }
+            }
+            if pruned > 0 {
+                tracing::info!(pruned, "ended stream sessions past their retention deleted");
+            }
+        }
+    });
+}
+
 /// The durable progress and session stores, and the write-behind queues in
 /// front of PostgreSQL that shutdown drains.
 pub(super) struct DurableStores {

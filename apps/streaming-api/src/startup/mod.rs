@@ -8,7 +8,7 @@ mod redis;
 mod services;
 
 use auth::{random_secret, verifier};
-use database::{catalogs, durable_stores, postgres_database, DurableStores};
+use database::{catalogs, durable_stores, postgres_database, prune_ended_sessions, DurableStores};
 use events::{event_pipeline, kafka_producer, upstream_consumer, EventPipeline};
 use http::{admin_server, public_server};
 use redis::{hot_copies, keyring, rate_limiter, redis_connection, url_cache, HotCopies};
@@ -186,6 +186,7 @@ impl Application {
         let (owned_catalog, catalog) = catalogs(&settings, postgres.as_ref(), overrides.catalog, &storage);
         let DurableStores { write_behind, session_cache, progress: durable_progress, sessions } =
             durable_stores(&settings, postgres.as_ref());
+        prune_ended_sessions(&settings, postgres.as_ref());
         let redis = redis_connection(&settings)?;
         let cache = url_cache(&settings, redis.as_ref(), &clock)?;
         let memory_subscriptions = Arc::new(MemorySubscriptions::new());

@@ -546,3 +546,40 @@ async fn bodies_are_read_as_the_document_describes_them() {
     let refused = app.send(Method::POST, PROGRESS, None, Some(Value::Null)).await;
     assert_problem(refused, 422, "validation-error").await;
 }
+
+/// A player that never reports progress cannot walk around its plan's
+/// stream limit through old grants: a manifest fetch is a heartbeat, and a
+/// fetch through a session that has gone idle counts it again, refused
+/// only while the plan's other streams fill it (the demo plan: 2).
+#[tokio::test]
+async fn the_stream_limit_cannot_be_walked_around_through_old_grants() {
+    let app = spawn(|s| {
+        s.playback.session_idle_timeout_seconds = 1;
+        s.playback.session_close_after_seconds = 0;
+    })
+    .await;
+    let fetch = |url: String| {
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap().status().as_u16() }
+    };
+    let first = start(&app, None).await;
+    let second = start(&app, None).await;
+    let (one, two) = (first["manifest_url"].as_str().unwrap(), second["manifest_url"].as_str().unwrap());
+    // Playing without a progress report: the fetches keep both streams counted.
+    for _ in 0..6 {
+        assert_eq!((fetch(one.into()).await, fetch(two.into()).await), (200, 200));
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert_problem(app.send(Method::POST, START, None, None).await, 409, "too-many-streams").await;
+    // Both idle: two new streams fill the plan.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let third = start(&app, None).await;
+    start(&app, None).await;
+    let refused = app.client.get(one).send().await.unwrap();
+    assert_problem(refused, 409, "too-many-streams").await;
+    // One stopped: the paused viewer resumes without noticing.
+    let stop = json!({ "position_seconds": 1, "session_id": third["session_id"] });
+    ok_json(app.send(Method::POST, STOP, None, Some(stop)).await).await;
+    assert_eq!(fetch(one.into()).await, 200);
+    assert_problem(app.send(Method::POST, START, None, None).await, 409, "too-many-streams").await;
+}

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tracing::{debug_span, Instrument};
+use tracing::{debug_span, warn, Instrument};
 
 use super::{admit, unavailable, PlaybackError, PlaybackService};
-use crate::domain::{ManifestKind, MediaId, ObjectKey};
+use crate::domain::{ManifestKind, MediaId, ObjectKey, StreamSession};
 use crate::manifest::{requested_key, rewrite_dash, rewrite_hls, GrantError, ManifestError, ManifestGrant, UriTarget};
 use crate::ports::ObjectStoreError;
 use crate::service::Dependency;
@@ -99,9 +99,12 @@ impl PlaybackService {
         let kind = ManifestKind::of_path(path).map_or("other", ManifestKind::as_str);
         let outcome = match &result {
             Ok(_) => "served",
-            Err(PlaybackError::GrantRefused(_) | PlaybackError::GrantRevoked | PlaybackError::Forbidden(_)) => {
-                "refused"
-            }
+            Err(
+                PlaybackError::GrantRefused(_)
+                | PlaybackError::GrantRevoked
+                | PlaybackError::Forbidden(_)
+                | PlaybackError::TooManyStreams { .. },
+            ) => "refused",
             Err(PlaybackError::ManifestInvalid(_)) => "invalid",
             Err(PlaybackError::RateLimited { .. }) => "limited",
             Err(PlaybackError::Unavailable { .. }) => "unavailable",
@@ -109,6 +112,23 @@ impl PlaybackService {
         };
         metrics::counter!(telemetry::MANIFEST_REQUESTS, "kind" => kind, "outcome" => outcome).increment(1);
         result
+    }
+
+    /// A manifest fetch is a heartbeat of its session. A session that has
+    /// gone idle no longer counted towards the plan's stream limit; a fetch
+    /// through it counts it again, refused only while the user's other
+    /// streams already fill the plan (a paused viewer within the limit
+    /// resumes without noticing; a stream too many does not start through
+    /// an old grant).
+    async fn keep_alive(&self, session: &StreamSession, now: OffsetDateTime) -> Result<(), PlaybackError> {
+        if session.last_heartbeat_at < now - self.settings.session_idle_timeout {
+            self.check_stream_limit(&session.user, now).await?;
+        }
+        if let Err(error) = self.ports.sessions.touch(&session.id, now).instrument(debug_span!("sessions.touch")).await
+        {
+            warn!(%error, "a manifest fetch's heartbeat was not recorded");
+        }
+        Ok(())
     }
 
     async fn serve_manifest(
@@ -126,7 +146,7 @@ impl PlaybackService {
         // Counted once the grant is known to be genuine: a forged one must
         // not spend its user's allowance.
         admit(self.limits.manifest.as_ref(), &grant.user).await?;
-        match self.open_session_of(grant.session, &grant.user, movie).await {
+        let session = match self.open_session_of(grant.session, &grant.user, movie).await {
             Err(PlaybackError::SessionNotFound | PlaybackError::SessionClosed) => {
                 return Err(PlaybackError::GrantRevoked)
             }
@@ -136,6 +156,7 @@ impl PlaybackService {
             Err(PlaybackError::Forbidden(_)) => return Err(PlaybackError::GrantRevoked),
             other => other?,
         };
+        self.keep_alive(&session, now).await?;
         // The kind is judged on the normalised key: a path is decoded once
         // (by the HTTP layer) and only a manifest's name is read as one.
         let root = &media.object_key;

@@ -382,6 +382,7 @@ pub async fn stop(
         (status = 400, response = BadRequest),
         (status = 403, response = GrantRefused),
         (status = 404, response = NotFound),
+        (status = 409, response = super::openapi::Conflict),
         (status = 429, response = super::openapi::TooManyRequests),
         (status = 500, response = InternalError),
         (status = 502, response = BadGateway),

@@ -73,8 +73,9 @@ impl ProgressStore for MemoryProgressStore {
 }
 
 /// A [`SessionStore`] in memory, bounded: past [`Self::DEFAULT_CAPACITY`]
-/// sessions (or the capacity given), the tenth heard from least recently is
-/// forgotten — a stop of one of those is then "no such session". Open
+/// sessions (or the capacity given), up to a tenth of the closed ones are
+/// forgotten, those heard from least recently first; an open session never
+/// is, and with nothing closed to forget a new session is refused. Open
 /// sessions of a user are found through a per-user index of open sessions
 /// only, so a user's closed history costs nothing.
 #[derive(Debug)]
@@ -91,17 +92,22 @@ struct Sessions {
 }
 
 impl Sessions {
-    /// Forgets the tenth of the sessions heard from least recently.
-    fn evict_stalest(&mut self) {
+    /// Forgets up to a tenth of the sessions, closed ones only, those heard
+    /// from least recently first; how many it forgot. An open session is
+    /// never forgotten: it may be another user's active stream (the idle
+    /// sweep closes abandoned ones, which then can go).
+    fn evict_stalest_closed(&mut self) -> usize {
         let mut by_age: Vec<(OffsetDateTime, SessionId)> =
-            self.by_id.values().map(|s| (s.last_heartbeat_at, s.id)).collect();
-        let count = (by_age.len() / 10).max(1);
+            self.by_id.values().filter(|s| s.ended_at.is_some()).map(|s| (s.last_heartbeat_at, s.id)).collect();
+        let count = (self.by_id.len() / 10).max(1).min(by_age.len());
+        if count == 0 {
+            return 0;
+        }
         by_age.select_nth_unstable(count - 1);
         for (_, id) in by_age.into_iter().take(count) {
-            if let Some(session) = self.by_id.remove(&id) {
-                self.forget_open(&session.user, id);
-            }
+            self.by_id.remove(&id);
         }
+        count
     }
 
     /// Takes `id` out of `user`'s open sessions.
@@ -165,8 +171,11 @@ impl SessionStore for MemorySessionStore {
         if state.by_id.contains_key(&session.id) {
             return Err(SessionError::Duplicate);
         }
-        if state.by_id.len() >= self.capacity {
-            state.evict_stalest();
+        if state.by_id.len() >= self.capacity && state.evict_stalest_closed() == 0 {
+            return Err(SessionError::Unavailable(format!(
+                "the in-memory session store holds {} open sessions, its capacity",
+                self.capacity
+            )));
         }
         state.open_by_user.entry(session.user.clone()).or_default().push(session.id);
         state.by_id.insert(session.id, session);
@@ -281,28 +290,41 @@ mod tests {
         }
     }
 
+    /// Past its capacity the store forgets closed sessions, the stalest
+    /// first, and never an open one: it may be another user's active stream.
     #[tokio::test]
-    async fn past_its_capacity_the_store_forgets_the_sessions_heard_from_least_recently() {
+    async fn past_its_capacity_the_store_forgets_closed_sessions_never_open_ones() {
         let store = MemorySessionStore::with_capacity(20);
         let sessions: Vec<StreamSession> =
             (0..20).map(|i| session(if i % 2 == 0 { "even" } else { "odd" }, i)).collect();
         for s in &sessions {
             store.open(s.clone()).await.unwrap();
         }
-        // The oldest two are heard from again, so they are not the stalest any more.
-        for s in &sessions[..2] {
-            store.touch(&s.id, sessions[19].last_heartbeat_at + time::Duration::seconds(1)).await.unwrap();
+        // The odd ones end, late: the open even ones are heard from least recently.
+        for s in sessions.iter().filter(|s| s.user.as_str() == "odd") {
+            store.close(&s.id, sessions[19].last_heartbeat_at + time::Duration::seconds(5)).await.unwrap();
         }
         store.open(session("even", 30)).await.unwrap();
         assert_eq!(store.len(), 19, "a tenth (2) forgotten, one added");
-        assert!(store.get(&sessions[0].id).await.unwrap().is_some(), "heard from recently: kept");
-        assert!(store.get(&sessions[2].id).await.unwrap().is_none(), "the stalest went");
-        assert!(store.get(&sessions[3].id).await.unwrap().is_none());
-        assert!(store.get(&sessions[4].id).await.unwrap().is_some());
+        for s in sessions.iter().filter(|s| s.user.as_str() == "even") {
+            assert!(store.get(&s.id).await.unwrap().is_some(), "an open session is kept");
+        }
         let since = OffsetDateTime::UNIX_EPOCH;
         let even = store.open_sessions(&"even".parse().unwrap(), since).await.unwrap();
-        assert_eq!(even.len(), 10, "9 of the first 10, and the new one");
+        assert_eq!(even.len(), 11, "every open one, and the new one");
         assert!(even.windows(2).all(|w| w[0].started_at <= w[1].started_at), "oldest first");
-        assert_eq!(store.close(&sessions[2].id, since).await.unwrap(), CloseOutcome::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_store_full_of_open_sessions_refuses_a_new_one_and_forgets_none() {
+        let store = MemorySessionStore::with_capacity(10);
+        let sessions: Vec<StreamSession> = (0..10).map(|i| session(&format!("viewer-{i}"), i)).collect();
+        for s in &sessions {
+            store.open(s.clone()).await.unwrap();
+        }
+        assert!(matches!(store.open(session("late", 20)).await, Err(SessionError::Unavailable(_))));
+        for s in &sessions {
+            assert!(store.get(&s.id).await.unwrap().is_some());
+        }
     }
 }
