@@ -43,8 +43,11 @@ impl Storage {
                 Ok(Self::Local(Arc::new(local)))
             }
             StorageKind::S3 => {
-                let store = storage.s3.open().map_err(|e| StartupError::Config(format!("storage.s3: {e}")))?;
-                Ok(Self::S3(Arc::new(store)))
+                let store = Arc::new(storage.s3.open().map_err(|e| StartupError::Config(format!("storage.s3: {e}")))?);
+                if storage.s3.probe_interval_ms > 0 {
+                    store.probe_every(std::time::Duration::from_millis(storage.s3.probe_interval_ms));
+                }
+                Ok(Self::S3(store))
             }
         }
     }

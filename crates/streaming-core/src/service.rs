@@ -14,7 +14,7 @@ use crate::access::{check_access, AccessError};
 use crate::domain::{Media, MediaId, MediaKind, MediaStatus, UserId};
 use crate::policy::Denial;
 use crate::ports::{
-    Clock, MediaCatalog, ObjectStore, ObjectStoreError, StreamCacheKey, SubscriptionDirectory, UrlCache,
+    Clock, MediaCatalog, ObjectStore, ObjectStoreError, ReadinessCheck, StreamCacheKey, SubscriptionDirectory, UrlCache,
 };
 use crate::sealed_entry::{object_fingerprint, CacheKeyring, CachedStreamUrl};
 
@@ -198,19 +198,43 @@ impl fmt::Debug for StreamingPorts {
 }
 
 /// [`StreamingService`] over the driven ports, with the seed's cache semantics.
-#[derive(Debug)]
 pub struct StreamUrlService {
     ports: StreamingPorts,
     keyring: CacheKeyring,
     settings: StreamingSettings,
     stats: Arc<StreamStats>,
     metrics: std::sync::OnceLock<telemetry::UrlMetrics>,
+    store_health: Option<Arc<dyn ReadinessCheck>>,
+}
+
+impl fmt::Debug for StreamUrlService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamUrlService")
+            .field("settings", &self.settings)
+            .field("store_health", &self.store_health.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl StreamUrlService {
     /// A service over `ports`, sealing cache entries with `keyring`.
     pub fn new(ports: StreamingPorts, keyring: CacheKeyring, settings: StreamingSettings) -> Self {
-        Self { ports, keyring, settings, stats: Arc::default(), metrics: std::sync::OnceLock::new() }
+        Self {
+            ports,
+            keyring,
+            settings,
+            stats: Arc::default(),
+            metrics: std::sync::OnceLock::new(),
+            store_health: None,
+        }
+    }
+
+    /// Refuses URLs (`Unavailable`, naming the object store) while `health`
+    /// says the store cannot serve: presigning is local, so a URL signed or
+    /// cached while the store is down is one no player can fetch.
+    pub fn with_store_health(mut self, health: Arc<dyn ReadinessCheck>) -> Self {
+        self.store_health = Some(health);
+        self
     }
 
     fn metrics(&self) -> &telemetry::UrlMetrics {
@@ -333,6 +357,9 @@ impl StreamingService for StreamUrlService {
             tracing::info!("stream URL requested");
             let now = self.ports.clock.now();
             let media = self.authorize(media_id, user, now).await?;
+            if self.store_health.as_ref().is_some_and(|health| health.unready_reason().is_some()) {
+                return Err(StreamError::Unavailable { dependency: Dependency::ObjectStore });
+            }
             let key = self.cache_key(user, media_id);
 
             let (cached, generation) = self.cached(&key, &media, now).await;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusoto_core::{HttpClient, Region, RusotoError};
 use rusoto_credential::{DefaultCredentialsProvider, ProvideAwsCredentials, StaticProvider};
-use rusoto_s3::{GetObjectRequest, HeadObjectRequest, PutObjectRequest, S3Client, S3};
+use rusoto_s3::{GetObjectRequest, HeadBucketRequest, HeadObjectRequest, PutObjectRequest, S3Client, S3};
 use secrecy::{ExposeSecret, SecretString};
 use streaming_core::circuit_breaker::{BreakerState, CircuitBreaker};
 use streaming_core::domain::ObjectKey;
@@ -185,6 +185,31 @@ impl S3ObjectStore {
         // SigV4 dates have second resolution: the URL expires `seconds` after the signing second.
         let signed_second = OffsetDateTime::from_unix_timestamp(signed_at.unix_timestamp()).unwrap_or(signed_at);
         Ok(PresignedUrl { url, expires_at: signed_second + Duration::from_secs(seconds) })
+    }
+
+    /// Asks the store every `interval` whether it answers (a HEAD of the
+    /// bucket), through the breaker: presigning is local, so without this a
+    /// store that is down goes unnoticed until a HEAD or GET of a request
+    /// fails. Five failed probes open the breaker (the track path then
+    /// answers 503); after the cool-down, a probe is the trial that closes
+    /// it. Stops when the store is dropped.
+    pub fn probe_every(self: &std::sync::Arc<Self>, interval: Duration) {
+        let store = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(store) = store.upgrade() else { break };
+                let request = || {
+                    let request = HeadBucketRequest { bucket: store.bucket.clone(), ..HeadBucketRequest::default() };
+                    async {
+                        store.client.head_bucket(request).await.map_err(|e| ObjectStoreError::Unavailable(describe(&e)))
+                    }
+                };
+                if let Err(error) = store.guarded(request).await {
+                    tracing::debug!(%error, "the object store's probe failed");
+                }
+            }
+        });
     }
 
     /// Uploads an object (demo media, tests). Not on any request path.

@@ -27,6 +27,10 @@ pub struct S3Settings {
     /// After 5 failed requests to the store in a row, what needs it is 503
     /// at once for this many milliseconds, then one tries again (default 30000).
     pub breaker_cool_down_ms: u64,
+    /// How often the store is asked whether it answers (a HEAD of the
+    /// bucket), in milliseconds (default 5000; 0 never): presigning is local,
+    /// so without it a store that is down goes unnoticed by the track path.
+    pub probe_interval_ms: u64,
 }
 
 impl Default for S3Settings {
@@ -39,6 +43,7 @@ impl Default for S3Settings {
             secret_key: None,
             request_timeout_ms: 5_000,
             breaker_cool_down_ms: 30_000,
+            probe_interval_ms: 5_000,
         }
     }
 }

@@ -201,17 +201,20 @@ impl Application {
             hot_copies(&settings, redis.as_ref(), source, remote, durable_progress)?;
         let limiter = rate_limiter(&settings, redis.as_ref(), &clock);
         let keyring = keyring(&settings)?;
-        let streaming: Arc<dyn StreamingService> = Arc::new(StreamUrlService::new(
-            StreamingPorts {
-                catalog: catalog.clone(),
-                objects: storage.port(),
-                cache,
-                subscriptions: subscriptions.clone(),
-                clock: clock.clone(),
-            },
-            keyring,
-            streaming_settings,
-        ));
+        let streaming: Arc<dyn StreamingService> = Arc::new(
+            StreamUrlService::new(
+                StreamingPorts {
+                    catalog: catalog.clone(),
+                    objects: storage.port(),
+                    cache,
+                    subscriptions: subscriptions.clone(),
+                    clock: clock.clone(),
+                },
+                keyring,
+                streaming_settings,
+            )
+            .with_store_health(storage.readiness()),
+        );
 
         // With PostgreSQL every event goes to the outbox (start and stop in
         // the session's own transaction), and with Kafka a relay publishes

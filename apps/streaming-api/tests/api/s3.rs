@@ -124,10 +124,11 @@ async fn own_s3(dir: &std::path::Path, port: u16) -> tokio::process::Child {
 }
 
 /// The S3 server killed and started again while three clients ask for a
-/// track's URL and one starts and stops the movie: the cached URL is served
-/// throughout, movie starts (which check the manifest in the store) are 503
-/// with `Retry-After` while it is down and never 500, and they work again
-/// once it is back.
+/// track's URL and one starts and stops the movie. Track URLs are signed
+/// locally, so only the store's probe can tell it is gone: once its breaker
+/// opens, track URLs (cached or not: no player could fetch them) are 503
+/// with `Retry-After`, like movie starts (which check the manifest in the
+/// store); never 500; both work again once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_s3_server_killed_and_restarted_under_load_costs_only_what_needs_it() {
     use std::sync::Arc;
@@ -146,6 +147,7 @@ async fn the_s3_server_killed_and_restarted_under_load_costs_only_what_needs_it(
             s.storage.s3.bucket = "faults".into();
             s.storage.s3.request_timeout_ms = 500;
             s.storage.s3.breaker_cool_down_ms = 1_000;
+            s.storage.s3.probe_interval_ms = 100;
             s.rate_limit.stream_url_per_minute = 0;
         })
         .await,
@@ -153,7 +155,14 @@ async fn the_s3_server_killed_and_restarted_under_load_costs_only_what_needs_it(
     let shared = app.clone();
     let tracks = Load::start(3, move |_, _| {
         let app = shared.clone();
-        async move { app.stream(READY, Some(&app.demo.token)).await.status().as_u16() }
+        async move {
+            let response = app.stream(READY, Some(&app.demo.token)).await;
+            let status = response.status().as_u16();
+            if status == 503 {
+                crate::harness::assert_unavailable(response).await;
+            }
+            status
+        }
     });
     let shared = app.clone();
     let starts = Load::start(1, move |_, _| {
@@ -188,10 +197,56 @@ async fn the_s3_server_killed_and_restarted_under_load_costs_only_what_needs_it(
 
     println!("s3 outage, track URLs: {} requests; {}", tracks.total(), tracks.summary());
     println!("s3 outage, movie starts: {} requests; {}", starts.total(), starts.summary());
-    assert_eq!(tracks.other_than(&[200]), 0, "cached URLs are served throughout: {}", tracks.summary());
-    assert!(tracks.of(Phase::During, 200) > 0, "{}", tracks.summary());
+    assert_eq!(tracks.other_than(&[200, 503]), 0, "{}", tracks.summary());
+    assert_eq!(tracks.of(Phase::Before, 503), 0, "{}", tracks.summary());
+    assert!(tracks.of(Phase::During, 503) > 0, "URLs no player could fetch are refused: {}", tracks.summary());
+    assert!(tracks.of(Phase::After, 200) > 0, "track URLs again: {}", tracks.summary());
     assert_eq!(starts.other_than(&[200, 503]), 0, "{}", starts.summary());
     assert_eq!(starts.of(Phase::Before, 503), 0, "{}", starts.summary());
     assert!(starts.of(Phase::During, 503) > 0, "the outage was felt: {}", starts.summary());
     assert!(starts.of(Phase::After, 200) > 0, "movies start again: {}", starts.summary());
+}
+
+/// Only track URLs asked for, so nothing but the probe talks to the store:
+/// a store that is down is refused (503 with `Retry-After`) within a bound,
+/// instead of signing URLs no player can fetch, and served again once back.
+#[tokio::test]
+async fn a_store_that_is_down_gets_no_track_urls_signed() {
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("probed")).unwrap();
+    let port = streaming_core::contract::free_port();
+    let mut server = own_s3(dir.path(), port).await;
+    let app = spawn(|s| {
+        crate::harness::use_s3(s);
+        s.storage.s3.endpoint = Some(format!("http://127.0.0.1:{port}"));
+        s.storage.s3.bucket = "probed".into();
+        s.storage.s3.request_timeout_ms = 500;
+        s.storage.s3.breaker_cool_down_ms = 500;
+        s.storage.s3.probe_interval_ms = 100;
+        s.rate_limit.stream_url_per_minute = 0;
+    })
+    .await;
+    assert_eq!(app.stream(READY, Some(&app.demo.token)).await.status(), 200);
+    server.kill().await.unwrap();
+    let down = Instant::now();
+    loop {
+        let response = app.stream(READY, Some(&app.demo.token)).await;
+        if response.status() == 503 {
+            crate::harness::assert_unavailable(response).await;
+            break;
+        }
+        assert!(down.elapsed() < Duration::from_secs(3), "URLs still signed 3 s after the store went down");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("track URLs refused {:?} after the store went down", down.elapsed());
+    server = own_s3(dir.path(), port).await;
+    let back = Instant::now();
+    while app.stream(READY, Some(&app.demo.token)).await.status() != 200 {
+        assert!(back.elapsed() < Duration::from_secs(3), "still refused 3 s after the store came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("track URLs served again {:?} after the store came back", back.elapsed());
+    drop(server);
 }
