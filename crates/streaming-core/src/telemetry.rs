@@ -38,6 +38,16 @@ pub const SESSIONS_CLOSED_IDLE: &str = "playback_sessions_closed_idle_total";
 pub const PROGRESS_REPORTS: &str = "playback_progress_reports_total";
 /// `manifest_requests_total{kind="hls"|"dash", outcome="served"|"refused"|"invalid"|"error"}`.
 pub const MANIFEST_REQUESTS: &str = "manifest_requests_total";
+/// `kafka_consumer_events_handled_total{topic}`: upstream events applied.
+pub const CONSUMER_HANDLED: &str = "kafka_consumer_events_handled_total";
+/// `kafka_consumer_handler_failures_total{topic}`: failed attempts (retried, or then dead-lettered).
+pub const CONSUMER_FAILURES: &str = "kafka_consumer_handler_failures_total";
+/// `kafka_consumer_dead_letters_total{topic}`: events given up on, kept as dead letters.
+pub const CONSUMER_DEAD_LETTERS: &str = "kafka_consumer_dead_letters_total";
+/// `kafka_consumer_lag{topic, partition}`: records between the consumer and the end of the log.
+pub const CONSUMER_LAG: &str = "kafka_consumer_lag";
+/// `kafka_consumer_offsets_reset_total{topic}`: stored offsets the broker refused as out of range, reset.
+pub const CONSUMER_OFFSETS_RESET: &str = "kafka_consumer_offsets_reset_total";
 /// `manifest_subscription_vouched_total`: manifest fetches served on the
 /// grant's word because the subscription directory could not answer.
 pub const SUBSCRIPTION_VOUCHED: &str = "manifest_subscription_vouched_total";
@@ -159,6 +169,14 @@ pub fn describe() {
     describe_counter!(SESSIONS_CLOSED_IDLE, "Sessions nobody stopped, closed after showing no sign of life.");
     describe_counter!(PROGRESS_REPORTS, "Progress reports, by outcome.");
     describe_counter!(MANIFEST_REQUESTS, "Manifest fetches through the manifest endpoint, by outcome.");
+    describe_counter!(CONSUMER_HANDLED, "Upstream catalog events applied.");
+    describe_counter!(
+        CONSUMER_FAILURES,
+        "Failed attempts at applying an upstream event (retried, then dead-lettered)."
+    );
+    describe_counter!(CONSUMER_DEAD_LETTERS, "Upstream events given up on after every attempt, kept as dead letters.");
+    describe_gauge!(CONSUMER_LAG, "Records between the consumer and the end of each partition's log.");
+    describe_counter!(CONSUMER_OFFSETS_RESET, "Stored consumer offsets the broker refused as out of range, reset.");
     describe_counter!(
         SUBSCRIPTION_VOUCHED,
         "Manifest fetches served on the grant's word: the subscription directory could not answer."
@@ -178,7 +196,7 @@ pub fn describe() {
 }
 
 /// Every metric name above (dashboards and alert rules are checked against it).
-pub const ALL: [&str; 26] = [
+pub const ALL: [&str; 32] = [
     STREAM_URL_REQUESTS,
     STREAM_URL_DURATION_MS,
     STREAM_URL_CACHE_HITS,
@@ -202,6 +220,12 @@ pub const ALL: [&str; 26] = [
     EVENTS_DROPPED,
     OUTBOX_BACKLOG,
     OUTBOX_LAG_SECONDS,
+    CONSUMER_HANDLED,
+    CONSUMER_FAILURES,
+    CONSUMER_DEAD_LETTERS,
+    CONSUMER_LAG,
+    CONSUMER_OFFSETS_RESET,
+    SUBSCRIPTION_VOUCHED,
     RATE_LIMIT_REJECTIONS,
     HTTP_REQUESTS,
     HTTP_DURATION_SECONDS,

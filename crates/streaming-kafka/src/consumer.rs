@@ -6,7 +6,9 @@
 //! repeats events, so handlers are idempotent.
 //!
 //! * A handler error (its store is down) retries the same event with
-//!   backoff; nothing is skipped.
+//!   backoff, up to [`ConsumerOptions::attempts`]; then the event is kept as
+//!   a dead letter ([`DeadLetters`], counted, logged as an error) and the
+//!   partition moves on.
 //! * A record that is not a valid event is counted, logged by topic,
 //!   partition and offset (never its content), and skipped.
 //! * A topic that does not exist yet is looked up again after 100 ms, then at
@@ -16,8 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rskafka::client::error::{Error as RsError, ProtocolError};
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
-use streaming_core::ports::{CatalogEventHandler, OffsetStore};
+use streaming_core::ports::{CatalogEventHandler, DeadLetter, DeadLetters, OffsetStore};
+use streaming_core::telemetry as names;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
@@ -33,6 +37,29 @@ pub struct ConsumerStats {
     pub invalid: AtomicU64,
     /// Handler failures (retried).
     pub failed: AtomicU64,
+    /// Stored offsets the broker refused as out of range, reset where
+    /// `kafka.consume_from` says.
+    pub offsets_reset: AtomicU64,
+    /// Events given up on after every attempt, kept as dead letters.
+    pub dead_lettered: AtomicU64,
+}
+
+/// How the consumer starts and how long it insists.
+#[derive(Clone)]
+pub struct ConsumerOptions {
+    /// Where a partition with no stored offset (or an out-of-range one) starts.
+    pub start: StartFrom,
+    /// Attempts at handling one event before it becomes a dead letter and
+    /// the partition moves on (at least 1).
+    pub attempts: u32,
+    /// Where the events given up on are kept.
+    pub dead_letters: Arc<dyn DeadLetters>,
+}
+
+impl std::fmt::Debug for ConsumerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerOptions").field("start", &self.start).field("attempts", &self.attempts).finish()
+    }
 }
 
 /// Where to start a partition with no stored offset (`kafka.consume_from`:
@@ -82,6 +109,8 @@ struct Shared {
     handler: Arc<dyn CatalogEventHandler>,
     stats: Arc<ConsumerStats>,
     start: StartFrom,
+    attempts: u32,
+    dead_letters: Arc<dyn DeadLetters>,
 }
 
 impl UpstreamConsumer {
@@ -91,10 +120,19 @@ impl UpstreamConsumer {
         topics: Vec<(UpstreamTopic, String)>,
         offsets: Arc<dyn OffsetStore>,
         handler: Arc<dyn CatalogEventHandler>,
-        start: StartFrom,
+        options: ConsumerOptions,
     ) -> Self {
         let stats = Arc::new(ConsumerStats::default());
-        let shared = Arc::new(Shared { producer, offsets, handler, stats: Arc::clone(&stats), start });
+        let ConsumerOptions { start, attempts, dead_letters } = options;
+        let shared = Arc::new(Shared {
+            producer,
+            offsets,
+            handler,
+            stats: Arc::clone(&stats),
+            start,
+            attempts: attempts.max(1),
+            dead_letters,
+        });
         let tasks =
             topics.into_iter().map(|(kind, name)| tokio::spawn(topic_task(Arc::clone(&shared), kind, name))).collect();
         Self { tasks, stats }
@@ -167,6 +205,48 @@ async fn starting_offset(shared: &Shared, pc: &PartitionClient, name: &str, part
     shared.producer.bounded(pc.get_offset(at)).await.map_err(|e| e.to_string())
 }
 
+/// Keeps `letter` (retrying until it is kept: nothing is lost), then counts
+/// and logs it; the partition then moves on.
+async fn keep_dead_letter(shared: &Shared, letter: &DeadLetter) {
+    let mut retry = Duration::from_millis(100);
+    while let Err(error) = shared.dead_letters.keep(letter).await {
+        warn!(topic = %letter.topic, partition = letter.partition, offset = letter.offset, %error, "a dead letter could not be kept; retrying");
+        pause(&mut retry).await;
+    }
+    shared.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!(names::CONSUMER_DEAD_LETTERS, "topic" => letter.topic.clone()).increment(1);
+    tracing::error!(
+        topic = %letter.topic,
+        partition = letter.partition,
+        offset = letter.offset,
+        attempts = letter.attempts,
+        error = %letter.error,
+        "an upstream event was given up on and kept as a dead letter; the partition moves on"
+    );
+}
+
+/// The offset `kafka.consume_from` names, after the broker refused
+/// `refused` as out of range (the log no longer holds it, or never did),
+/// stored, counted and logged.
+async fn reset_offset(
+    shared: &Shared,
+    pc: &PartitionClient,
+    name: &str,
+    partition: i32,
+    refused: i64,
+) -> Result<i64, String> {
+    let at = match shared.start {
+        StartFrom::Earliest => OffsetAt::Earliest,
+        StartFrom::Latest => OffsetAt::Latest,
+    };
+    let reset = shared.producer.bounded(pc.get_offset(at)).await.map_err(|e| e.to_string())?;
+    shared.offsets.reset(name, partition, reset).await.map_err(|e| e.to_string())?;
+    shared.stats.offsets_reset.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!(names::CONSUMER_OFFSETS_RESET, "topic" => name.to_owned()).increment(1);
+    warn!(topic = %name, partition, refused, reset, start = ?shared.start, "the stored offset is out of range; reset");
+    Ok(reset)
+}
+
 async fn partition_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String, partition: i32) {
     let mut backoff = Duration::from_millis(100);
     // (Re)connects, then reads until an error sends it back here.
@@ -188,8 +268,29 @@ async fn partition_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String, 
             let fetched =
                 tokio::time::timeout(Duration::from_secs(10), pc.fetch_records(offset, 1..MAX_BYTES, MAX_WAIT_MS))
                     .await;
+            // Past the end of the log: Kafka refuses the offset, some
+            // brokers answer nothing with a high watermark below it.
+            let out_of_range = matches!(
+                &fetched,
+                Ok(Err(RsError::ServerError { protocol_error: ProtocolError::OffsetOutOfRange, .. }))
+            ) || matches!(&fetched, Ok(Ok((records, high_watermark))) if records.is_empty() && offset > *high_watermark);
             let records = match fetched {
-                Ok(Ok((records, _high_watermark))) => records,
+                _ if out_of_range => match reset_offset(&shared, &pc, &name, partition, offset).await {
+                    Ok(reset) => {
+                        offset = reset;
+                        continue;
+                    }
+                    Err(error) => {
+                        warn!(topic = %name, partition, offset, %error, "resetting an out-of-range offset failed; reconnecting");
+                        break;
+                    }
+                },
+                Ok(Ok((records, high_watermark))) => {
+                    let lag = (high_watermark - offset).max(0) as f64;
+                    metrics::gauge!(names::CONSUMER_LAG, "topic" => name.clone(), "partition" => partition.to_string())
+                        .set(lag);
+                    records
+                }
                 Ok(Err(error)) => {
                     warn!(topic = %name, partition, offset, %error, "fetch failed; reconnecting");
                     break;
@@ -208,12 +309,32 @@ async fn partition_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String, 
                 match parse(kind, &value) {
                     Ok(event) => {
                         let mut retry = Duration::from_millis(100);
-                        while let Err(error) = shared.handler.handle(&event).await {
+                        let mut attempts = 0;
+                        loop {
+                            attempts += 1;
+                            let Err(error) = shared.handler.handle(&event).await else {
+                                shared.stats.handled.fetch_add(1, Ordering::Relaxed);
+                                metrics::counter!(names::CONSUMER_HANDLED, "topic" => name.clone()).increment(1);
+                                break;
+                            };
                             shared.stats.failed.fetch_add(1, Ordering::Relaxed);
-                            warn!(topic = %name, partition, offset = record.offset, %error, "handling an event failed; retrying");
+                            metrics::counter!(names::CONSUMER_FAILURES, "topic" => name.clone()).increment(1);
+                            if attempts >= shared.attempts {
+                                let letter = DeadLetter {
+                                    topic: name.clone(),
+                                    partition,
+                                    offset: record.offset,
+                                    event_id: Some(event.event_id),
+                                    payload: value.clone(),
+                                    error: error.to_string(),
+                                    attempts,
+                                };
+                                keep_dead_letter(&shared, &letter).await;
+                                break;
+                            }
+                            warn!(topic = %name, partition, offset = record.offset, %error, attempts, "handling an event failed; retrying");
                             pause(&mut retry).await;
                         }
-                        shared.stats.handled.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(error) => {
                         shared.stats.invalid.fetch_add(1, Ordering::Relaxed);

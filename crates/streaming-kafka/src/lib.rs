@@ -25,7 +25,7 @@ mod sink;
 pub mod testing;
 mod upstream;
 
-pub use consumer::{ConsumerStats, StartFrom, UpstreamConsumer};
+pub use consumer::{ConsumerOptions, ConsumerStats, StartFrom, UpstreamConsumer};
 pub use partition::{murmur2, partition_for};
 pub use producer::{KafkaConfig, KafkaError, KafkaProducer, OutgoingRecord};
 pub use publisher::{playback_record, BufferedKafkaPublisher, PublisherStats};

@@ -41,6 +41,10 @@ pub struct KafkaSettings {
     /// Where a partition with no stored offset starts: `earliest` (default:
     /// rebuilds the read model from what the broker keeps) or `latest`.
     pub consume_from: StartFrom,
+    /// Attempts at applying one upstream event before it is kept as a dead
+    /// letter (PostgreSQL's `dead_letters`, or memory) and its partition
+    /// moves on (default 20: about two and a half minutes of backoff).
+    pub handler_attempts: u32,
     /// Topic names of the upstream events, by their default names
     /// (`media.upserted`, `media.status_changed`, `media.deleted`,
     /// `user.suspended`, `user.logout_all`, `subscription.changed`); unset ones
@@ -63,6 +67,7 @@ impl Default for KafkaSettings {
             consume: true,
             consumer_id: "streamgate".into(),
             consume_from: StartFrom::Earliest,
+            handler_attempts: 20,
             upstream_topics: HashMap::new(),
         }
     }

@@ -30,11 +30,22 @@ pub async fn create_topics(brokers: &str, prefix: &str, topics: &[&str]) {
     let controller = client.controller_client().unwrap();
     for topic in topics {
         let name = format!("{prefix}{topic}");
-        controller.create_topic(name.clone(), 3, 1, 5_000).await.unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while let Err(error) = client.partition_client(name.clone(), 2, UnknownTopicHandling::Error).await {
-            assert!(std::time::Instant::now() < deadline, "the broker does not know {name}: {error}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        // The broker may lose a creation made while it handles another
+        // (seen with tests creating topics at the same moment): asked again
+        // until it knows the topic ("already exists" is then fine).
+        'created: loop {
+            if let Err(error) = controller.create_topic(name.clone(), 3, 1, 5_000).await {
+                assert!(error.to_string().contains("TopicAlreadyExists"), "creating {name}: {error}");
+            }
+            let asked = std::time::Instant::now();
+            while asked.elapsed() < Duration::from_secs(2) {
+                if client.partition_client(name.clone(), 2, UnknownTopicHandling::Error).await.is_ok() {
+                    break 'created;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(std::time::Instant::now() < deadline, "the broker does not know {name}");
         }
     }
 }

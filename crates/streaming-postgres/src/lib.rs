@@ -30,7 +30,7 @@ pub use audit::PgAuditLog;
 pub use catalog::PgCatalog;
 pub use database::{DbError, PgConfig, PgDatabase, MIGRATIONS};
 pub use layout::{Layouts, TableLayout};
-pub use offsets::PgConsumerOffsets;
+pub use offsets::{PgConsumerOffsets, PgDeadLetters};
 pub use outbox::{PgOutbox, RelayError, RelayOutcome, INSERT_CHUNK};
 pub use progress::PgProgressStore;
 pub use relay::{OutboxRelay, RelaySettings};

@@ -2,9 +2,9 @@
 //! that do not use broker-side consumer groups.
 
 use async_trait::async_trait;
-use diesel::sql_types::{BigInt, Integer, Text};
+use diesel::sql_types::{BigInt, Bytea, Integer, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
-use streaming_core::ports::{OffsetError, OffsetStore};
+use streaming_core::ports::{DeadLetter, DeadLetters, OffsetError, OffsetStore};
 
 use crate::database::{DbError, PgDatabase};
 
@@ -40,19 +40,24 @@ impl PgConsumerOffsets {
         Ok(rows.into_iter().next().map(|r| r.next_offset))
     }
 
-    async fn write(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), DbError> {
+    async fn write(&self, topic: &str, partition: i32, next_offset: i64, forward_only: bool) -> Result<(), DbError> {
         let mut connection = self.db.connection().await?;
-        diesel::sql_query(
+        let statement = if forward_only {
             "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (consumer, topic, partition) DO UPDATE \
-             SET next_offset = greatest(consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()",
-        )
-        .bind::<Text, _>(&self.consumer)
-        .bind::<Text, _>(topic)
-        .bind::<Integer, _>(partition)
-        .bind::<BigInt, _>(next_offset)
-        .execute(&mut connection)
-        .await?;
+             SET next_offset = greatest(consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()"
+        } else {
+            "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (consumer, topic, partition) DO UPDATE \
+             SET next_offset = EXCLUDED.next_offset, updated_at = now()"
+        };
+        diesel::sql_query(statement)
+            .bind::<Text, _>(&self.consumer)
+            .bind::<Text, _>(topic)
+            .bind::<Integer, _>(partition)
+            .bind::<BigInt, _>(next_offset)
+            .execute(&mut connection)
+            .await?;
         Ok(())
     }
 }
@@ -65,6 +70,91 @@ impl OffsetStore for PgConsumerOffsets {
 
     /// Never moves back: the higher of the stored and the given offset stays.
     async fn store(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), OffsetError> {
-        self.write(topic, partition, next_offset).await.map_err(|e| OffsetError::Unavailable(e.to_string()))
+        self.write(topic, partition, next_offset, true).await.map_err(|e| OffsetError::Unavailable(e.to_string()))
+    }
+
+    async fn reset(&self, topic: &str, partition: i32, next_offset: i64) -> Result<(), OffsetError> {
+        self.write(topic, partition, next_offset, false).await.map_err(|e| OffsetError::Unavailable(e.to_string()))
+    }
+}
+
+/// The records the consumer gave up on, in `dead_letters`.
+#[derive(Debug, Clone)]
+pub struct PgDeadLetters {
+    db: PgDatabase,
+}
+
+impl PgDeadLetters {
+    /// The dead letters on `db`.
+    pub fn new(db: PgDatabase) -> Self {
+        Self { db }
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct LetterRow {
+    #[diesel(sql_type = Text)]
+    topic: String,
+    #[diesel(sql_type = Integer)]
+    partition: i32,
+    #[diesel(sql_type = BigInt)]
+    offset: i64,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    event_id: Option<uuid::Uuid>,
+    #[diesel(sql_type = Bytea)]
+    payload: Vec<u8>,
+    #[diesel(sql_type = Text)]
+    error: String,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+}
+
+fn unavailable(error: DbError) -> OffsetError {
+    OffsetError::Unavailable(error.to_string())
+}
+
+#[async_trait]
+impl DeadLetters for PgDeadLetters {
+    async fn keep(&self, letter: &DeadLetter) -> Result<(), OffsetError> {
+        let mut connection = self.db.connection().await.map_err(unavailable)?;
+        diesel::sql_query(
+            "INSERT INTO dead_letters (topic, partition, \"offset\", event_id, payload, error, attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (topic, partition, \"offset\") DO NOTHING",
+        )
+        .bind::<Text, _>(&letter.topic)
+        .bind::<Integer, _>(letter.partition)
+        .bind::<BigInt, _>(letter.offset)
+        .bind::<Nullable<SqlUuid>, _>(letter.event_id)
+        .bind::<Bytea, _>(&letter.payload)
+        .bind::<Text, _>(&letter.error)
+        .bind::<Integer, _>(i32::try_from(letter.attempts).unwrap_or(i32::MAX))
+        .execute(&mut connection)
+        .await
+        .map_err(|e| unavailable(e.into()))?;
+        Ok(())
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<DeadLetter>, OffsetError> {
+        let mut connection = self.db.connection().await.map_err(unavailable)?;
+        let rows: Vec<LetterRow> = diesel::sql_query(
+            "SELECT topic, partition, \"offset\", event_id, payload, error, attempts FROM dead_letters \
+             ORDER BY id DESC LIMIT $1",
+        )
+        .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+        .load(&mut connection)
+        .await
+        .map_err(|e| unavailable(e.into()))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| DeadLetter {
+                topic: row.topic,
+                partition: row.partition,
+                offset: row.offset,
+                event_id: row.event_id,
+                payload: row.payload,
+                error: row.error,
+                attempts: u32::try_from(row.attempts).unwrap_or(0),
+            })
+            .collect())
     }
 }

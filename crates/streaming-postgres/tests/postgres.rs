@@ -69,6 +69,11 @@ async fn the_audit_log_keeps_the_contract() {
 }
 
 #[tokio::test]
+async fn dead_letters_keep_the_contract() {
+    contract::dead_letters(&streaming_postgres::PgDeadLetters::new(fresh_database().await)).await;
+}
+
+#[tokio::test]
 async fn the_session_store_keeps_the_contract() {
     contract::session_store(&PgSessionStore::new(fresh_database().await)).await;
 }

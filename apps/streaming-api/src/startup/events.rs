@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use streaming_core::adapters::MemoryOffsetStore;
+use streaming_core::adapters::{MemoryDeadLetters, MemoryOffsetStore};
 use streaming_core::changes::CatalogChanges;
-use streaming_core::ports::{EventPublisher, OffsetStore};
-use streaming_kafka::{BufferedKafkaPublisher, UpstreamConsumer};
+use streaming_core::ports::{DeadLetters, EventPublisher, OffsetStore};
+use streaming_kafka::{BufferedKafkaPublisher, ConsumerOptions, UpstreamConsumer};
 use streaming_localfs::JsonLinesEventPublisher;
-use streaming_postgres::{OutboxRelay, PgConsumerOffsets, PgOutbox, WriteBehindOutbox};
+use streaming_postgres::{OutboxRelay, PgConsumerOffsets, PgDeadLetters, PgOutbox, WriteBehindOutbox};
 
 use crate::settings::Settings;
 
@@ -86,16 +86,19 @@ pub(super) fn upstream_consumer(
     if !consume {
         return Ok(None);
     }
-    let offsets: Arc<dyn OffsetStore> = match postgres {
-        Some(db) => Arc::new(PgConsumerOffsets::new(db.clone(), settings.kafka.consumer_id.clone())),
-        None => Arc::new(MemoryOffsetStore::default()),
+    let (offsets, dead_letters): (Arc<dyn OffsetStore>, Arc<dyn DeadLetters>) = match postgres {
+        Some(db) => (
+            Arc::new(PgConsumerOffsets::new(db.clone(), settings.kafka.consumer_id.clone())),
+            Arc::new(PgDeadLetters::new(db.clone())),
+        ),
+        None => (Arc::new(MemoryOffsetStore::default()), Arc::new(MemoryDeadLetters::default())),
     };
     Ok(Some(UpstreamConsumer::start(
         producer.clone(),
         settings.kafka.upstream_topics().map_err(|e| StartupError::Config(e.to_string()))?,
         offsets,
         handler.clone(),
-        settings.kafka.consume_from,
+        ConsumerOptions { start: settings.kafka.consume_from, attempts: settings.kafka.handler_attempts, dead_letters },
     )))
 }
 

@@ -13,8 +13,9 @@ pub use cached_catalog::{CachedCatalog, CachedCatalogStats};
 pub use cached_subscriptions::CachedSubscriptions;
 pub use clock::{ManualClock, SystemClock};
 pub use memory::{
-    MemoryAuditLog, MemoryBroadcast, MemoryCatalog, MemoryEventGate, MemoryEventPublisher, MemoryObjectStore,
-    MemoryOffsetStore, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore, MemorySubscriptions, MemoryUrlCache,
+    MemoryAuditLog, MemoryBroadcast, MemoryCatalog, MemoryDeadLetters, MemoryEventGate, MemoryEventPublisher,
+    MemoryObjectStore, MemoryOffsetStore, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore,
+    MemorySubscriptions, MemoryUrlCache,
 };
 pub use moka_cache::{MokaUrlCache, ENTRY_OVERHEAD_BYTES};
 pub use no_cache::NoUrlCache;

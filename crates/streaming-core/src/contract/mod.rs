@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 
 use crate::domain::{MediaId, ObjectKey, SessionId, UserId};
 use crate::ports::{
-    AuditLog, AuditRecord, Broadcast, EventGate, ObjectStore, ObjectStoreError, OffsetStore, RateDecision,
-    RateLimitPolicy, RateLimiter, StreamCacheKey, UrlCache,
+    AuditLog, AuditRecord, Broadcast, DeadLetter, DeadLetters, EventGate, ObjectStore, ObjectStoreError, OffsetStore,
+    RateDecision, RateLimitPolicy, RateLimiter, StreamCacheKey, UrlCache,
 };
 
 /// A loopback port free at the time of asking, for a server a test starts itself.
@@ -158,6 +158,10 @@ pub async fn offset_store<S: OffsetStore + ?Sized>(mine: &S, theirs: &S) {
     assert_eq!(mine.load("media.deleted", 1).await.unwrap(), Some(7), "partitions are separate");
     assert_eq!(mine.load("media.upserted", 0).await.unwrap(), None, "topics are separate");
     assert_eq!(theirs.load("media.deleted", 0).await.unwrap(), None, "each consumer has its own");
+    mine.reset("media.deleted", 0, 3).await.unwrap();
+    assert_eq!(mine.load("media.deleted", 0).await.unwrap(), Some(3), "a reset moves it back");
+    mine.store("media.deleted", 0, 5).await.unwrap();
+    assert_eq!(mine.load("media.deleted", 0).await.unwrap(), Some(5), "and it moves forward from there");
 }
 
 /// Everything an [`EventGate`] promises. `pass_time` must let at least the
@@ -236,6 +240,26 @@ where
     let expected = vec!["session 1".to_owned(), "user a b".to_owned(), String::new()];
     assert_eq!(*heard_there.lock().unwrap(), expected, "the other instance hears every message, in order");
     assert_eq!(*heard_here.lock().unwrap(), expected, "and so does the one that sent them");
+}
+
+/// Everything a [`DeadLetters`] promises, on an empty store.
+pub async fn dead_letters<D: DeadLetters + ?Sized>(letters: &D) {
+    assert!(letters.recent(10).await.unwrap().is_empty());
+    let letter = |offset: i64| DeadLetter {
+        topic: "prod.media.deleted".into(),
+        partition: 2,
+        offset,
+        event_id: (offset % 2 == 0).then(|| uuid::Uuid::from_u128(offset as u128 + 1)),
+        payload: format!("{{\"n\":{offset}}}").into_bytes(),
+        error: "catalog: unavailable".into(),
+        attempts: 5,
+    };
+    for offset in [7, 8, 9] {
+        letters.keep(&letter(offset)).await.unwrap();
+    }
+    letters.keep(&letter(8)).await.unwrap();
+    assert_eq!(letters.recent(10).await.unwrap(), vec![letter(9), letter(8), letter(7)], "once each, newest first");
+    assert_eq!(letters.recent(1).await.unwrap(), vec![letter(9)]);
 }
 
 /// Everything an [`AuditLog`] promises, on an empty trail.

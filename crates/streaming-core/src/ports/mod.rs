@@ -27,7 +27,7 @@ pub use broadcast::{Broadcast, BroadcastError, Listener};
 pub use caches::{CatalogCache, SubscriptionCache};
 pub use catalog::{CatalogError, CatalogWriter, MediaCatalog};
 pub use clock::Clock;
-pub use consumer::{ApplyError, CatalogEventHandler, OffsetError, OffsetStore};
+pub use consumer::{ApplyError, CatalogEventHandler, DeadLetter, DeadLetters, OffsetError, OffsetStore};
 pub use event_gate::{EventGate, EventGateError};
 pub use events::{EventPublisher, PublishError};
 pub use listing::{MediaCandidate, MediaListing};
@@ -45,8 +45,9 @@ pub use url_cache::{CacheError, CacheLookup, StreamCacheKey, UrlCache};
 #[cfg(any(test, feature = "mock"))]
 pub use {
     audit::MockAuditLog, caches::MockCatalogCache, caches::MockSubscriptionCache, catalog::MockCatalogWriter,
-    catalog::MockMediaCatalog, clock::MockClock, consumer::MockCatalogEventHandler, consumer::MockOffsetStore,
-    event_gate::MockEventGate, events::MockEventPublisher, listing::MockMediaListing, object_store::MockObjectStore,
-    outbox::MockOutboxSink, progress::MockProgressStore, rate_limiter::MockRateLimiter, readiness::MockReadinessCheck,
-    sessions::MockSessionStore, subscriptions::MockSubscriptionDirectory, url_cache::MockUrlCache,
+    catalog::MockMediaCatalog, clock::MockClock, consumer::MockCatalogEventHandler, consumer::MockDeadLetters,
+    consumer::MockOffsetStore, event_gate::MockEventGate, events::MockEventPublisher, listing::MockMediaListing,
+    object_store::MockObjectStore, outbox::MockOutboxSink, progress::MockProgressStore, rate_limiter::MockRateLimiter,
+    readiness::MockReadinessCheck, sessions::MockSessionStore, subscriptions::MockSubscriptionDirectory,
+    url_cache::MockUrlCache,
 };

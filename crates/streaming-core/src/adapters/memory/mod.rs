@@ -17,7 +17,7 @@ pub use broadcast::MemoryBroadcast;
 pub use catalog::MemoryCatalog;
 pub use event_gate::MemoryEventGate;
 pub use objects::MemoryObjectStore;
-pub use offsets::MemoryOffsetStore;
+pub use offsets::{MemoryDeadLetters, MemoryOffsetStore};
 pub use playback::{MemoryEventPublisher, MemoryProgressStore, MemorySessionStore, MemorySubscriptions};
 pub use rate_limiter::MemoryRateLimiter;
 pub use url_cache::MemoryUrlCache;
