@@ -249,11 +249,18 @@ async fn reset_offset(
 
 async fn partition_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String, partition: i32) {
     let mut backoff = Duration::from_millis(100);
+    // Where this task has read up to. A reconnect goes on from here, never
+    // from the stored offset: instances share it, and one that went further
+    // would make this one skip changes its own caches never saw.
+    let mut position: Option<i64> = None;
     // (Re)connects, then reads until an error sends it back here.
     loop {
         let setup = async {
             let pc = partition_client(&shared, &name, partition).await?;
-            let offset = starting_offset(&shared, &pc, &name, partition).await?;
+            let offset = match position {
+                Some(offset) => offset,
+                None => starting_offset(&shared, &pc, &name, partition).await?,
+            };
             Ok::<_, String>((pc, offset))
         };
         let (pc, mut offset) = match setup.await {
@@ -343,6 +350,7 @@ async fn partition_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String, 
                 }
                 offset = record.offset + 1;
             }
+            position = Some(offset);
             if let Err(error) = shared.offsets.store(&name, partition, offset).await {
                 warn!(topic = %name, partition, offset, %error, "storing the consumer offset failed");
             }

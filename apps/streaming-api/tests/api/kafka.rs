@@ -421,3 +421,52 @@ async fn a_broker_outage_under_load_through_the_outbox_loses_no_event() {
 async fn a_broker_outage_under_load_through_the_buffer_loses_no_event() {
     broker_outage_under_load(false).await;
 }
+
+/// Two instances consume the upstream topics under one stored offset, so
+/// each event is read by one of them only. Every instance's own caches must
+/// still drop what the event changed: the one that applies it tells the
+/// others (a deletion is 404 through both at once; so is a suspension 403).
+#[tokio::test]
+async fn every_instance_sees_every_catalog_change_though_they_share_one_offset() {
+    let brokers = infra_var("STREAMGATE_KAFKA_BROKERS");
+    let prefix = unique_prefix();
+    create_topics(&brokers, &prefix, &PLAYBACK_TOPICS).await;
+    create_topics(&brokers, &prefix, &UpstreamTopic::ALL.map(UpstreamTopic::default_name)).await;
+    let producer =
+        KafkaProducer::new(KafkaConfig { topic_prefix: prefix.clone(), ..KafkaConfig::new(vec![brokers.clone()]) });
+    let mut settings = Settings::default();
+    with_postgres(&mut settings).await;
+    let redis = infra_var("STREAMGATE_REDIS_URL");
+    let instance = || {
+        let (postgres, brokers, prefix, redis) =
+            (settings.postgres.clone(), brokers.clone(), prefix.clone(), redis.clone());
+        spawn(move |s| {
+            s.postgres = postgres;
+            with_kafka(s, &brokers, &prefix);
+            s.redis.url = Some(SecretString::from(redis));
+            s.redis.key_prefix = prefix;
+        })
+    };
+    let (a, b) = (instance().await, instance().await);
+    for app in [&a, &b] {
+        assert_eq!(stream_url(app).await.0, 200, "both have the track in their caches");
+    }
+    announce(&producer, "media.deleted", READY, json!({ "media_id": READY })).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stream_url(&a).await.0 != 404 || stream_url(&b).await.0 != 404 {
+        assert!(Instant::now() < deadline, "an instance still serves the deleted track");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    announce(&producer, "media.status_changed", READY, json!({ "media_id": READY, "status": "ready" })).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stream_url(&a).await.0 != 200 || stream_url(&b).await.0 != 200 {
+        assert!(Instant::now() < deadline, "an instance still refuses the restored track");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    announce(&producer, "user.suspended", DEMO_USER, json!({ "user_id": DEMO_USER })).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stream_url(&a).await.0 != 403 || stream_url(&b).await.0 != 403 {
+        assert!(Instant::now() < deadline, "an instance still serves a suspended user");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
