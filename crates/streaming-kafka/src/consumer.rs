@@ -54,11 +54,18 @@ pub struct ConsumerOptions {
     pub attempts: u32,
     /// Where the events given up on are kept.
     pub dead_letters: Arc<dyn DeadLetters>,
+    /// How often a topic's partitions are listed again, so partitions added
+    /// later are read too (the service: every minute).
+    pub relist_every: Duration,
 }
 
 impl std::fmt::Debug for ConsumerOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConsumerOptions").field("start", &self.start).field("attempts", &self.attempts).finish()
+        f.debug_struct("ConsumerOptions")
+            .field("start", &self.start)
+            .field("attempts", &self.attempts)
+            .field("relist_every", &self.relist_every)
+            .finish()
     }
 }
 
@@ -111,6 +118,7 @@ struct Shared {
     start: StartFrom,
     attempts: u32,
     dead_letters: Arc<dyn DeadLetters>,
+    relist_every: Duration,
 }
 
 impl UpstreamConsumer {
@@ -123,7 +131,7 @@ impl UpstreamConsumer {
         options: ConsumerOptions,
     ) -> Self {
         let stats = Arc::new(ConsumerStats::default());
-        let ConsumerOptions { start, attempts, dead_letters } = options;
+        let ConsumerOptions { start, attempts, dead_letters, relist_every } = options;
         let shared = Arc::new(Shared {
             producer,
             offsets,
@@ -132,6 +140,7 @@ impl UpstreamConsumer {
             start,
             attempts: attempts.max(1),
             dead_letters,
+            relist_every: relist_every.max(Duration::from_millis(100)),
         });
         let tasks =
             topics.into_iter().map(|(kind, name)| tokio::spawn(topic_task(Arc::clone(&shared), kind, name))).collect();
@@ -144,17 +153,21 @@ impl UpstreamConsumer {
     }
 }
 
-/// Finds the topic's partitions, then runs one task per partition.
+/// The topic's partitions, as the broker lists them now.
+async fn list_partitions(shared: &Shared, name: &str) -> Result<Option<Vec<i32>>, KafkaError> {
+    let client = shared.producer.client().await?;
+    let topics = shared.producer.bounded(client.list_topics()).await?;
+    Ok(topics.into_iter().find(|t| t.name == name).map(|t| t.partitions.into_iter().collect()))
+}
+
+/// Finds the topic's partitions and runs one task per partition, listing
+/// them again every [`ConsumerOptions::relist_every`] to start on the
+/// partitions added since.
 async fn topic_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String) {
     let mut warned = false;
     let mut backoff = Duration::from_millis(100);
-    let partitions = loop {
-        let listed = async {
-            let client = shared.producer.client().await?;
-            let topics = shared.producer.bounded(client.list_topics()).await?;
-            Ok::<_, KafkaError>(topics.into_iter().find(|t| t.name == name).map(|t| t.partitions))
-        };
-        match listed.await {
+    let mut partitions = loop {
+        match list_partitions(&shared, &name).await {
             Ok(Some(partitions)) if !partitions.is_empty() => break partitions,
             outcome => {
                 if !warned {
@@ -169,10 +182,6 @@ async fn topic_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String) {
             }
         }
     };
-    let mut tasks = Vec::new();
-    for partition in partitions {
-        tasks.push(tokio::spawn(partition_task(Arc::clone(&shared), kind, name.clone(), partition)));
-    }
     // Aborting this task must stop the partitions too.
     struct AbortOnDrop(Vec<JoinHandle<()>>);
     impl Drop for AbortOnDrop {
@@ -182,9 +191,22 @@ async fn topic_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String) {
             }
         }
     }
-    let mut guard = AbortOnDrop(tasks);
-    for task in &mut guard.0 {
-        let _ = task.await;
+    let mut running = AbortOnDrop(Vec::new());
+    let mut known = std::collections::BTreeSet::new();
+    loop {
+        for partition in partitions {
+            if known.insert(partition) {
+                if !running.0.is_empty() {
+                    tracing::info!(topic = %name, partition, "a new partition; reading it");
+                }
+                running.0.push(tokio::spawn(partition_task(Arc::clone(&shared), kind, name.clone(), partition)));
+            }
+        }
+        tokio::time::sleep(shared.relist_every).await;
+        partitions = match list_partitions(&shared, &name).await {
+            Ok(Some(listed)) => listed,
+            Ok(None) | Err(_) => Vec::new(),
+        };
     }
 }
 

@@ -34,7 +34,7 @@ impl CatalogEventHandler for Recording {
 }
 
 fn options(start: StartFrom, attempts: u32, dead_letters: Arc<dyn DeadLetters>) -> ConsumerOptions {
-    ConsumerOptions { start, attempts, dead_letters }
+    ConsumerOptions { start, attempts, dead_letters, relist_every: Duration::from_millis(200) }
 }
 
 fn producer(brokers: &str, prefix: &str) -> Arc<KafkaProducer> {
@@ -165,4 +165,61 @@ async fn an_event_that_never_applies_becomes_a_dead_letter_and_its_partition_mov
     let stats = consumer.stats();
     assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 1);
     assert_eq!(stats.failed.load(Ordering::Relaxed), 3);
+}
+
+/// Partitions the topic gains after the consumer started are read too:
+/// the topic recreated with twice the partitions, events on every one of
+/// them are handled.
+#[tokio::test]
+async fn partitions_added_after_the_start_are_read_too() {
+    use rskafka::client::ClientBuilder;
+
+    let brokers = infra_var("STREAMGATE_KAFKA_BROKERS");
+    let prefix = unique_prefix();
+    create_topics(&brokers, &prefix, &["media.deleted"]).await;
+    let topic = format!("{prefix}media.deleted");
+    let first = producer(&brokers, &prefix);
+    let handler = Arc::new(Recording::default());
+    let consumer = UpstreamConsumer::start(
+        first,
+        vec![(UpstreamTopic::MediaDeleted, topic.clone())],
+        Arc::new(MemoryOffsetStore::default()),
+        handler.clone(),
+        options(StartFrom::Earliest, 20, Arc::new(MemoryDeadLetters::default())),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let controller = ClientBuilder::new(vec![brokers.clone()]).build().await.unwrap();
+    let controller = controller.controller_client().unwrap();
+    controller.delete_topic(topic.clone(), 5_000).await.unwrap();
+    controller.create_topic(topic.clone(), 6, 1, 5_000).await.unwrap();
+    let fresh = producer(&brokers, &prefix);
+    let mut sent = Vec::new();
+    // Keys until every one of the six partitions has an event.
+    let mut covered = std::collections::BTreeSet::new();
+    for n in 0.. {
+        let key = format!("key-{n}");
+        if covered.insert(streaming_kafka::partition_for(key.as_bytes(), 6)) || covered.len() == 6 {
+            sent.push(delete_one(&fresh, &key).await);
+        }
+        if covered.len() == 6 && sent.len() >= 6 {
+            break;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut handled = deleted(&handler.0.lock().unwrap());
+        handled.sort();
+        handled.dedup();
+        if sent.iter().all(|media| handled.contains(media)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events on the new partitions were never handled: {} of {}",
+            handled.len(),
+            sent.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(consumer);
 }

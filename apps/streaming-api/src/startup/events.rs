@@ -98,7 +98,12 @@ pub(super) fn upstream_consumer(
         settings.kafka.upstream_topics().map_err(|e| StartupError::Config(e.to_string()))?,
         offsets,
         handler.clone(),
-        ConsumerOptions { start: settings.kafka.consume_from, attempts: settings.kafka.handler_attempts, dead_letters },
+        ConsumerOptions {
+            start: settings.kafka.consume_from,
+            attempts: settings.kafka.handler_attempts,
+            dead_letters,
+            relist_every: Duration::from_secs(60),
+        },
     )))
 }
 
