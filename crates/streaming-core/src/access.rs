@@ -31,20 +31,9 @@ pub(crate) enum SubscriptionLookup {
     VouchedFor,
 }
 
-/// The media if `user` may play it as a `kind`.
+/// The media if `user` may play it as a `kind`, relying on the
+/// subscription directory as `lookup` says.
 pub(crate) async fn check_access(
-    catalog: &dyn MediaCatalog,
-    subscriptions: &dyn SubscriptionDirectory,
-    media_id: &MediaId,
-    user: &UserId,
-    kind: MediaKind,
-    now: OffsetDateTime,
-) -> Result<Media, AccessError> {
-    check_access_with(catalog, subscriptions, media_id, user, kind, now, SubscriptionLookup::Required).await
-}
-
-/// [`check_access`], relying on the subscription directory as `lookup` says.
-pub(crate) async fn check_access_with(
     catalog: &dyn MediaCatalog,
     subscriptions: &dyn SubscriptionDirectory,
     media_id: &MediaId,

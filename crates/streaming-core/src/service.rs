@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use tracing::{debug, warn, Instrument};
 
-use crate::access::{check_access, AccessError};
+use crate::access::{check_access, AccessError, SubscriptionLookup};
 use crate::domain::{Media, MediaId, MediaKind, MediaStatus, UserId};
 use crate::policy::Denial;
 use crate::ports::{
@@ -253,8 +253,10 @@ impl StreamUrlService {
 
     async fn authorize(&self, media_id: &MediaId, user: &UserId, now: OffsetDateTime) -> Result<Media, StreamError> {
         let ports = &self.ports;
-        check_access(&*ports.catalog, &*ports.subscriptions, media_id, user, MediaKind::Track, now).await.map_err(
-            |error| match error {
+        let lookup = SubscriptionLookup::Required;
+        check_access(&*ports.catalog, &*ports.subscriptions, media_id, user, MediaKind::Track, now, lookup)
+            .await
+            .map_err(|error| match error {
                 AccessError::Denied(Denial::NotFound | Denial::Deleted) => StreamError::NotFound,
                 AccessError::Denied(Denial::NotReady(status)) => {
                     warn!(Status = status.as_str(), "track not ready");
@@ -265,8 +267,7 @@ impl StreamUrlService {
                     StreamError::Forbidden(denial)
                 }
                 AccessError::Unavailable(dependency) => StreamError::Unavailable { dependency },
-            },
-        )
+            })
     }
 
     /// The cached URL if it is intact, of the user's current generation,

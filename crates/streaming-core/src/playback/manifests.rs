@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use tracing::{debug_span, warn, Instrument};
 
 use super::{admit, unavailable, PlaybackError, PlaybackService};
+use crate::access::SubscriptionLookup;
 use crate::domain::{ManifestKind, MediaId, ObjectKey, StreamSession};
 use crate::manifest::{requested_key, rewrite_dash, rewrite_hls, GrantError, ManifestError, ManifestGrant, UriTarget};
 use crate::ports::ObjectStoreError;
@@ -152,7 +153,7 @@ impl PlaybackService {
             }
             other => other?,
         };
-        let media = match self.authorized_by_grant(movie, &grant.user, now).await {
+        let media = match self.authorized(movie, &grant.user, now, SubscriptionLookup::VouchedFor).await {
             Err(PlaybackError::Forbidden(_)) => return Err(PlaybackError::GrantRevoked),
             other => other?,
         };

@@ -27,7 +27,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tracing::{debug_span, warn, Instrument};
 
-use crate::access::{check_access, check_access_with, SubscriptionLookup};
+use crate::access::{check_access, SubscriptionLookup};
 use crate::domain::{
     ManifestKind, Media, MediaId, MediaKind, ObjectKey, PlaybackAction, PlaybackEvent, PositionSeconds, SessionId,
     StreamSession, UserId,
@@ -230,7 +230,7 @@ impl PlaybackService {
     ) -> Result<PlaybackStarted, PlaybackError> {
         admit(self.limits.start.as_ref(), user).await?;
         let now = self.ports.clock.now();
-        let media = self.authorized(movie, user, now).await?;
+        let media = self.authorized(movie, user, now, SubscriptionLookup::Required).await?;
         self.check_stream_limit(user, now).await?;
         let manifest_key = manifest_key(&media, request.manifest)?;
         self.ports.objects.head(&manifest_key).instrument(debug_span!("storage.head")).await.map_err(|error| {
@@ -313,24 +313,19 @@ impl PlaybackService {
         })
     }
 
-    async fn authorized(&self, movie: &MediaId, user: &UserId, now: OffsetDateTime) -> Result<Media, PlaybackError> {
-        let ports = &self.ports;
-        Ok(check_access(&*ports.catalog, &*ports.subscriptions, movie, user, MediaKind::Movie, now).await?)
-    }
-
-    /// [`Self::authorized`] for the holder of a manifest grant: the grant
-    /// vouches for the subscription the start checked when the directory
-    /// cannot answer now (a manifest fetch carries no caller token).
-    async fn authorized_by_grant(
+    /// The movie if `user` may play it now; `lookup` says how much the
+    /// check may rely on the subscription directory (a manifest grant
+    /// vouches for the subscription the start checked, when the directory
+    /// cannot answer: a manifest fetch carries no caller token).
+    async fn authorized(
         &self,
         movie: &MediaId,
         user: &UserId,
         now: OffsetDateTime,
+        lookup: SubscriptionLookup,
     ) -> Result<Media, PlaybackError> {
         let ports = &self.ports;
-        let (catalog, subscriptions) = (&*ports.catalog, &*ports.subscriptions);
-        let vouched = SubscriptionLookup::VouchedFor;
-        Ok(check_access_with(catalog, subscriptions, movie, user, MediaKind::Movie, now, vouched).await?)
+        Ok(check_access(&*ports.catalog, &*ports.subscriptions, movie, user, MediaKind::Movie, now, lookup).await?)
     }
 
     /// The session if it belongs to this user and movie; others' sessions

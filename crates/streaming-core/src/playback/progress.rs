@@ -8,6 +8,7 @@ use tracing::{debug_span, warn, Instrument};
 
 use super::coalescer;
 use super::{unavailable, Durability, PlaybackError, PlaybackService, ProgressAck, ProgressReport, SharedGate};
+use crate::access::SubscriptionLookup;
 use crate::domain::{Media, MediaId, PlaybackAction, PlaybackEvent, PositionSeconds, SessionId, UserId, WatchProgress};
 use crate::ports::RecordOutcome;
 use crate::service::Dependency;
@@ -26,7 +27,7 @@ impl PlaybackService {
         report: ProgressReport,
     ) -> Result<ProgressAck, PlaybackError> {
         let now = self.ports.clock.now();
-        let media = self.authorized(movie, user, now).await?;
+        let media = self.authorized(movie, user, now, SubscriptionLookup::Required).await?;
         let position = self.position(&media, report.position_seconds)?;
         let session = match report.session {
             Some(id) => Some(self.open_session_of(id, user, movie).await?),
@@ -108,7 +109,7 @@ impl PlaybackService {
     /// # Errors
     /// Not found, forbidden, or a dependency unavailable.
     pub async fn progress(&self, movie: &MediaId, user: &UserId) -> Result<Option<WatchProgress>, PlaybackError> {
-        match self.authorized(movie, user, self.ports.clock.now()).await {
+        match self.authorized(movie, user, self.ports.clock.now(), SubscriptionLookup::Required).await {
             Ok(_) | Err(PlaybackError::NotReady { .. }) => {}
             Err(refused) => return Err(refused),
         }
