@@ -77,8 +77,11 @@ fn cache_hit(c: &mut Criterion) {
 
     let remote_only = service(Arc::new(RedisUrlCache::new(redis.clone())), &track);
     let two_level = runtime.block_on(async {
-        match TwoLevelUrlCache::start(redis, LocalLevel { ttl: Duration::from_secs(60), max_bytes: 16 << 20 }) {
-            Ok(cache) => service(cache, &track),
+        match streaming_redis::RedisBroadcast::start(redis.clone()) {
+            Ok(peers) => {
+                let level = LocalLevel { ttl: Duration::from_secs(60), max_bytes: 16 << 20 };
+                service(TwoLevelUrlCache::start(redis, level, peers), &track)
+            }
             Err(e) => panic!("{e}"),
         }
     });

@@ -1,22 +1,22 @@
 //! A two-level [`UrlCache`]: moka in process in front of Redis, so a hit does
-//! not always cross the network. Invalidations are published on a Redis
-//! channel and every instance drops its in-process copy when the message
-//! arrives (milliseconds); if a message is lost (Redis down, a reconnect),
-//! the in-process TTL bounds how long a stale copy can be served.
+//! not always cross the network. Invalidations go to every instance through
+//! the [`Broadcast`] (topic `url-cache`) and each drops its in-process copy
+//! when the message arrives (milliseconds); if a message is lost (Redis
+//! down, a reconnect), the in-process TTL bounds how long a stale copy can
+//! be served.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::types::scripts::Script;
 use fred::types::Value;
 use moka::sync::Cache;
 use streaming_core::domain::UserId;
-use streaming_core::ports::{CacheError, CacheLookup, StreamCacheKey, UrlCache};
+use streaming_core::ports::{Broadcast, CacheError, CacheLookup, StreamCacheKey, UrlCache};
 use tracing::warn;
 
-use crate::connection::{RedisConnection, RedisError};
+use crate::connection::RedisConnection;
 use crate::url_cache::RedisUrlCache;
 
 /// Settings of the in-process level.
@@ -58,22 +58,22 @@ pub struct TwoLevelUrlCache {
     entries: Cache<String, Local>,
     generations: Cache<UserId, u64>,
     level: LocalLevel,
-    channel: String,
+    peers: Arc<dyn Broadcast>,
 }
+
+/// The broadcast topic of URL cache invalidations (`entry <key>`, `user <id>`).
+const TOPIC: &str = "url-cache";
 
 impl std::fmt::Debug for TwoLevelUrlCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TwoLevelUrlCache").field("level", &self.level).field("channel", &self.channel).finish()
+        f.debug_struct("TwoLevelUrlCache").field("level", &self.level).finish_non_exhaustive()
     }
 }
 
 impl TwoLevelUrlCache {
-    /// Starts the cache and its invalidation listener (which ends when the cache is dropped).
-    ///
-    /// # Errors
-    /// [`RedisError::Config`] if the subscriber client cannot be built.
-    pub fn start(redis: RedisConnection, level: LocalLevel) -> Result<Arc<Self>, RedisError> {
-        let channel = format!("{}stream-invalidations", redis.prefix());
+    /// The cache, listening to the invalidations `peers` carries (for as
+    /// long as the cache lives).
+    pub fn start(redis: RedisConnection, level: LocalLevel, peers: Arc<dyn Broadcast>) -> Arc<Self> {
         let cache = Arc::new(Self {
             remote: RedisUrlCache::new(redis.clone()),
             read_script: Script::from_lua(include_str!("read_entry.lua")),
@@ -87,28 +87,19 @@ impl TwoLevelUrlCache {
                 .build(),
             generations: Cache::builder().time_to_live(level.ttl).build(),
             level,
-            channel: channel.clone(),
-            redis: redis.clone(),
+            redis,
+            peers: peers.clone(),
         });
-        let subscriber = redis.subscriber()?;
         let weak: Weak<Self> = Arc::downgrade(&cache);
-        tokio::spawn(async move {
-            drop(subscriber.connect());
-            // Re-subscribes after every reconnect.
-            let _manager = subscriber.manage_subscriptions();
-            if let Err(error) = subscriber.subscribe(channel).await {
-                warn!(error = %error.kind().to_str(), "cannot subscribe to cache invalidations; relying on the local TTL");
-            }
-            let mut messages = subscriber.message_rx();
-            while let Ok(message) = messages.recv().await {
-                let Some(cache) = weak.upgrade() else { break };
-                if let Some(text) = message.value.as_str() {
-                    cache.apply_invalidation(&text);
+        peers.listen(
+            TOPIC,
+            Arc::new(move |message: &str| {
+                if let Some(cache) = weak.upgrade() {
+                    cache.apply_invalidation(message);
                 }
-            }
-            let _ = subscriber.quit().await;
-        });
-        Ok(cache)
+            }),
+        );
+        cache
     }
 
     fn apply_invalidation(&self, message: &str) {
@@ -124,9 +115,7 @@ impl TwoLevelUrlCache {
     }
 
     async fn publish(&self, message: String) {
-        let pool = self.redis.pool();
-        let channel = self.channel.clone();
-        if let Err(error) = self.redis.guarded("PUBLISH", || pool.next().publish::<i64, _, _>(channel, message)).await {
+        if let Err(error) = self.peers.publish(TOPIC, &message).await {
             warn!(%error, "invalidation not broadcast; other instances catch up within the local TTL");
         }
     }

@@ -16,7 +16,8 @@ use streaming_redis::{LocalLevel, RedisConfig, RedisConnection, TwoLevelUrlCache
 async fn two_level(url: &str, prefix: &str, local_ttl: Duration) -> Arc<TwoLevelUrlCache> {
     let redis = RedisConnection::connect(&RedisConfig { key_prefix: prefix.into(), ..RedisConfig::new(url) }).unwrap();
     redis.wait_connected(Duration::from_secs(5)).await.unwrap();
-    let cache = TwoLevelUrlCache::start(redis, LocalLevel { ttl: local_ttl, max_bytes: 1 << 20 }).unwrap();
+    let peers = streaming_redis::RedisBroadcast::start(redis.clone()).unwrap();
+    let cache = TwoLevelUrlCache::start(redis, LocalLevel { ttl: local_ttl, max_bytes: 1 << 20 }, peers);
     // Let the subscriber connect and subscribe before the test publishes.
     tokio::time::sleep(Duration::from_millis(300)).await;
     cache

@@ -11,7 +11,7 @@ use auth::{random_secret, verifier};
 use database::{catalogs, durable_stores, postgres_database, prune_ended_sessions, DurableStores};
 use events::{event_pipeline, kafka_producer, upstream_consumer, EventPipeline};
 use http::{admin_server, public_server};
-use redis::{hot_copies, keyring, rate_limiter, redis_connection, url_cache, HotCopies};
+use redis::{hot_copies, keyring, peers, rate_limiter, redis_connection, url_cache, HotCopies};
 use services::{config, demo_media, demo_mode, playback_service};
 
 use std::net::TcpListener;
@@ -30,7 +30,6 @@ use streaming_kafka::{BufferedKafkaPublisher, UpstreamConsumer};
 use streaming_postgres::{
     OutboxRelay, PgProgressStore, PgSessionStore, WriteBehindOutbox, WriteBehindProgress, WriteBehindSessions,
 };
-use streaming_redis::RedisBroadcast;
 
 use crate::demo::{self, DemoInfo};
 use crate::routes::BinaryState;
@@ -188,7 +187,8 @@ impl Application {
             durable_stores(&settings, postgres.as_ref());
         prune_ended_sessions(&settings, postgres.as_ref());
         let redis = redis_connection(&settings)?;
-        let cache = url_cache(&settings, redis.as_ref(), &clock)?;
+        let peers = peers(redis.as_ref())?;
+        let cache = url_cache(&settings, redis.as_ref(), peers.as_ref(), &clock)?;
         let memory_subscriptions = Arc::new(MemorySubscriptions::new());
         let user_service = user_service(&settings)?;
         let remote = user_service.is_some();
@@ -255,11 +255,6 @@ impl Application {
         // One applier of catalog changes for the consumer and the admin API;
         // with Redis it also hears what the other instances change, so every
         // instance has one (it costs nothing idle).
-        let peers = redis
-            .as_ref()
-            .map(|redis| RedisBroadcast::start(redis.clone()))
-            .transpose()
-            .map_err(|_| StartupError::Config("redis.url: cannot build the subscriber client".into()))?;
         if let (Some(peers), Some(sessions)) = (&peers, &session_cache) {
             sessions.share_closes(peers.clone());
         }

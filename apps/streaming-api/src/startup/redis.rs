@@ -6,8 +6,8 @@ use std::time::Duration;
 use streaming_core::adapters::{CachedSubscriptions, MemoryRateLimiter, MemoryUrlCache, MokaUrlCache, NoUrlCache};
 use streaming_core::ports::{Clock, ProgressStore, RateLimiter, SubscriptionDirectory, UrlCache};
 use streaming_redis::{
-    HotCopyLayout, LocalLevel, RedisProgressCache, RedisRateLimiter, RedisSubscriptionCache, RedisUrlCache,
-    TwoLevelUrlCache,
+    HotCopyLayout, LocalLevel, RedisBroadcast, RedisProgressCache, RedisRateLimiter, RedisSubscriptionCache,
+    RedisUrlCache, TwoLevelUrlCache,
 };
 
 use crate::settings::{CacheKind, Settings};
@@ -18,10 +18,20 @@ use secrecy::ExposeSecret;
 use streaming_core::CacheKeyring;
 use streaming_redis::RedisConnection;
 
+/// The channel between the instances on one Redis (URL cache, session
+/// closes and catalog changes travel on it).
+pub(super) fn peers(redis: Option<&RedisConnection>) -> Result<Option<Arc<RedisBroadcast>>, StartupError> {
+    redis
+        .map(|redis| RedisBroadcast::start(redis.clone()))
+        .transpose()
+        .map_err(|_| StartupError::Config("redis.url: cannot build the subscriber client".into()))
+}
+
 /// The URL cache `cache.kind` names.
 pub(super) fn url_cache(
     settings: &Settings,
     redis: Option<&RedisConnection>,
+    peers: Option<&Arc<RedisBroadcast>>,
     clock: &Arc<dyn Clock>,
 ) -> Result<Arc<dyn UrlCache>, StartupError> {
     Ok(match (settings.cache.kind, redis) {
@@ -36,8 +46,9 @@ pub(super) fn url_cache(
                 ttl: Duration::from_millis(settings.cache.local_ttl_ms),
                 max_bytes: settings.cache.local_max_bytes,
             };
-            TwoLevelUrlCache::start(redis.clone(), level)
-                .map_err(|_| StartupError::Config("redis.url: cannot build the subscriber client".into()))?
+            // Every instance with Redis has its broadcast (see `peers`).
+            let peers = peers.ok_or_else(|| StartupError::Config("redis.url: no broadcast".into()))?;
+            TwoLevelUrlCache::start(redis.clone(), level, peers.clone())
         }
         (CacheKind::Redis, None) => return Err(StartupError::Config("cache.kind = \"redis\" needs redis.url".into())),
     })
