@@ -34,7 +34,7 @@ use tracing::{debug, warn};
 
 use crate::write_behind::{drain, spawn_flusher, write_in_chunks, FailureStreak, Flush};
 
-/// The broadcast topic of closed sessions (a message is a session id).
+/// The broadcast topic of closed sessions (a message: their ids, space-separated).
 const CLOSES: &str = "session-closes";
 
 /// A cached open session's heartbeat is queued for the store only once it
@@ -225,7 +225,8 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
         broadcast.listen(
             CLOSES,
             Arc::new(move |message: &str| {
-                if let (Some(this), Ok(id)) = (this.upgrade(), message.parse::<SessionId>()) {
+                let Some(this) = this.upgrade() else { return };
+                for id in message.split_whitespace().filter_map(|id| id.parse::<SessionId>().ok()) {
                     this.forget(&id);
                 }
             }),
@@ -233,14 +234,12 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
         let _ = self.peers.set(broadcast);
     }
 
-    /// Tells the other instances that `ids` are closed.
-    async fn tell_peers(&self, ids: impl IntoIterator<Item = SessionId> + Send) {
-        let Some(peers) = self.peers.get() else { return };
-        for id in ids {
-            if let Err(error) = peers.publish(CLOSES, &id.to_string()).await {
-                warn!(%error, "a session close was not told to the other instances; their copies expire within the TTL");
-                return;
-            }
+    /// Tells the other instances that `ids` are closed, in one message.
+    async fn tell_peers(&self, ids: &[SessionId]) {
+        let Some(peers) = self.peers.get().filter(|_| !ids.is_empty()) else { return };
+        let message = ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
+        if let Err(error) = peers.publish(CLOSES, &message).await {
+            warn!(%error, "session closes were not told to the other instances; their copies expire within the TTL");
         }
     }
 
@@ -463,7 +462,7 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
     async fn close(&self, id: &SessionId, ended_at: OffsetDateTime) -> Result<CloseOutcome, SessionError> {
         let outcome = self.inner.close(id, ended_at).await?;
         self.remember_outcome(id, &outcome);
-        self.tell_peers([*id]).await;
+        self.tell_peers(&[*id]).await;
         Ok(outcome)
     }
 
@@ -475,7 +474,7 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
     ) -> Result<(CloseOutcome, EventHandling), SessionError> {
         let (outcome, handling) = self.inner.close_with_event(id, ended_at, event).await?;
         self.remember_outcome(id, &outcome);
-        self.tell_peers([*id]).await;
+        self.tell_peers(&[*id]).await;
         Ok((outcome, handling))
     }
 
@@ -493,7 +492,7 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
             self.forget(&session.id);
         }
         let ids: Vec<SessionId> = closed.iter().map(|session| session.id).collect();
-        self.tell_peers(ids).await;
+        self.tell_peers(&ids).await;
         Ok((closed, handling))
     }
 

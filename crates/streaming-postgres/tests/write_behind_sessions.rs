@@ -385,3 +385,27 @@ async fn a_cached_session_is_not_served_past_its_ttl_while_its_row_cannot_be_rea
     reads_down.store(false, Ordering::Relaxed);
     assert!(sessions.get(&s.id).await.unwrap().is_some(), "read again once the store answers");
 }
+
+/// Sessions one instance closes, one or a sweep's worth at once, leave the
+/// other instances' caches at once through the broadcast.
+#[tokio::test]
+async fn closes_made_through_one_instance_leave_the_others_caches() {
+    let store = Arc::new(MemorySessionStore::new());
+    let peers = Arc::new(streaming_core::adapters::MemoryBroadcast::new());
+    let over = |store: &Arc<MemorySessionStore>| Flaky { inner: store.clone(), ..Flaky::default() };
+    let here = WriteBehindSessions::start(over(&store), 100, HOUR, HOUR);
+    let there = WriteBehindSessions::start(over(&store), 100, HOUR, HOUR);
+    here.share_closes(peers.clone());
+    there.share_closes(peers);
+    let t0 = start_time();
+    let sessions: Vec<StreamSession> = (0..3).map(|i| session(&format!("viewer-{i}"), t0)).collect();
+    for s in &sessions {
+        here.open(s.clone()).await.unwrap();
+        assert!(there.get(&s.id).await.unwrap().unwrap().ended_at.is_none(), "cached open over there");
+    }
+    here.close(&sessions[0].id, t0 + Duration::from_secs(1)).await.unwrap();
+    here.close_idle(t0 + Duration::from_secs(3_600), 10).await.unwrap();
+    for s in &sessions {
+        assert!(there.get(&s.id).await.unwrap().unwrap().ended_at.is_some(), "seen closed over there at once");
+    }
+}
