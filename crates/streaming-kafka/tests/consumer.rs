@@ -191,7 +191,13 @@ async fn partitions_added_after_the_start_are_read_too() {
     let controller = ClientBuilder::new(vec![brokers.clone()]).build().await.unwrap();
     let controller = controller.controller_client().unwrap();
     controller.delete_topic(topic.clone(), 5_000).await.unwrap();
-    controller.create_topic(topic.clone(), 6, 1, 5_000).await.unwrap();
+    // The deletion completes in the background: until it has, the name is taken.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(error) = controller.create_topic(topic.clone(), 6, 1, 5_000).await {
+        assert!(error.to_string().contains("TopicAlreadyExists"), "{error}");
+        assert!(Instant::now() < deadline, "the deleted topic's name was never free again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let fresh = producer(&brokers, &prefix);
     let mut sent = Vec::new();
     // Keys until every one of the six partitions has an event.
