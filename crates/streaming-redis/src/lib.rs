@@ -5,7 +5,9 @@
 //! distributed [`RateLimiter`](streaming_core::ports::RateLimiter), the
 //! [`EventGate`](streaming_core::ports::EventGate) that thins progress
 //! events out across instances, and the
-//! seed's hot copies of watch progress and subscriptions.
+//! seed's hot copies of watch progress and subscriptions, the
+//! [`PendingWrites`](streaming_core::ports::PendingWrites) an instance's
+//! acknowledged writes wait in until PostgreSQL has them.
 //!
 //! * Standalone, sentinel and cluster, chosen by the URL: `redis://host:port`,
 //!   `redis-sentinel://host:port?sentinelServiceName=…`,
@@ -22,6 +24,7 @@ mod broadcast;
 mod connection;
 mod event_gate;
 mod hot_copies;
+mod pending;
 mod rate_limiter;
 mod settings;
 mod two_level;
@@ -31,6 +34,7 @@ pub use broadcast::RedisBroadcast;
 pub use connection::{RedisConfig, RedisConnection, RedisError};
 pub use event_gate::RedisEventGate;
 pub use hot_copies::{HotCopyLayout, RedisProgressCache, RedisSubscriptionCache, HOT_COPY_INTERVAL};
+pub use pending::{RedisPendingWrites, SHARDS as PENDING_SHARDS};
 pub use rate_limiter::{RedisRateLimiter, DEFAULT_MAX_LEASE, LEASE_FOR};
 pub use settings::{RedisSettings, SettingsError};
 pub use two_level::{LocalLevel, TwoLevelUrlCache};

@@ -221,3 +221,52 @@ async fn what_a_reservation_leaves_unspent_is_given_back() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn pending_writes_keep_the_contract_on_a_standalone_redis_and_a_cluster() {
+    for url in ["STREAMGATE_REDIS_URL", "STREAMGATE_REDIS_CLUSTER_URL"] {
+        let pending = streaming_redis::RedisPendingWrites::start(connect(&infra_var(url)).await);
+        contract::pending_writes(&pending).await;
+    }
+}
+
+/// Thousands of concurrent holds through one instance go out in a few rounds
+/// of script calls, every one answered, and another instance claims them all.
+#[tokio::test]
+async fn concurrent_holds_are_committed_together_and_claimed_by_another_instance() {
+    use streaming_core::ports::{PendingWrite, PendingWrites};
+    let url = infra_var("STREAMGATE_REDIS_URL");
+    let here = streaming_redis::RedisPendingWrites::start(connect(&url).await);
+    let there = streaming_redis::RedisPendingWrites::start(connect(&url).await);
+    let kind = format!("together-{}", streaming_core::ports::claim_stamp());
+    let holds = (0..3_000).map(|i| {
+        let (here, kind) = (here.clone(), kind.clone());
+        tokio::spawn(async move {
+            let write =
+                PendingWrite { id: format!("id-{i}"), stamp: format!("s{i}"), order: None, body: format!("body {i}") };
+            here.hold(&kind, vec![write]).await
+        })
+    });
+    for hold in futures_util::future::join_all(holds).await {
+        hold.unwrap().unwrap();
+    }
+    let hour = Duration::from_secs(3_600);
+    let claimed = there.claim(&kind, Duration::ZERO, hour, 5_000).await.unwrap();
+    assert_eq!(claimed.len(), 3_000);
+    assert!(claimed.iter().all(|w| w.body == format!("body {}", &w.id[3..])));
+    let stamps = claimed.into_iter().map(|w| (w.id, w.stamp)).collect();
+    there.release(&kind, stamps).await.unwrap();
+    assert!(there.claim(&kind, Duration::ZERO, Duration::ZERO, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_hold_fails_at_once_when_redis_cannot_be_reached() {
+    use streaming_core::ports::{PendingWrite, PendingWrites};
+    let mut config = RedisConfig::new(dead_url());
+    config.command_timeout = Duration::from_millis(200);
+    let pending = streaming_redis::RedisPendingWrites::start(RedisConnection::connect(&config).unwrap());
+    let write = PendingWrite { id: "a".into(), stamp: "a".into(), order: None, body: "b".into() };
+    let started = std::time::Instant::now();
+    assert!(pending.hold("down", vec![write]).await.is_err(), "nothing is acknowledged as held");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+}

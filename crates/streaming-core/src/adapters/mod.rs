@@ -14,8 +14,8 @@ pub use cached_subscriptions::CachedSubscriptions;
 pub use clock::{ManualClock, SystemClock};
 pub use memory::{
     MemoryAuditLog, MemoryBroadcast, MemoryCatalog, MemoryDeadLetters, MemoryEventGate, MemoryEventPublisher,
-    MemoryObjectStore, MemoryOffsetStore, MemoryProgressStore, MemoryRateLimiter, MemorySessionStore,
-    MemorySubscriptions, MemoryUrlCache,
+    MemoryObjectStore, MemoryOffsetStore, MemoryPendingWrites, MemoryProgressStore, MemoryRateLimiter,
+    MemorySessionStore, MemorySubscriptions, MemoryUrlCache,
 };
 pub use moka_cache::{MokaUrlCache, ENTRY_OVERHEAD_BYTES};
 pub use no_cache::NoUrlCache;

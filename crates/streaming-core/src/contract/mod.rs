@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use crate::domain::{MediaId, ObjectKey, SessionId, UserId};
 use crate::ports::{
     AuditLog, AuditRecord, Broadcast, DeadLetter, DeadLetters, EventGate, ObjectStore, ObjectStoreError, OffsetStore,
-    RateDecision, RateLimitPolicy, RateLimiter, StreamCacheKey, UrlCache,
+    PendingWrite, PendingWrites, RateDecision, RateLimitPolicy, RateLimiter, StreamCacheKey, UrlCache,
 };
 
 /// A loopback port free at the time of asking, for a server a test starts itself.
@@ -283,4 +283,78 @@ pub async fn audit_log<A: AuditLog + ?Sized>(log: &A) {
     assert_eq!(log.recent(10).await.unwrap(), newest_first, "every record as written, newest first");
     assert_eq!(log.recent(2).await.unwrap(), newest_first[..2], "the newest ones");
     assert_eq!(log.recent(0).await.unwrap(), Vec::new());
+}
+
+/// Everything a [`PendingWrites`] promises, on writes of a kind of its own.
+pub async fn pending_writes<P: PendingWrites + ?Sized>(pending: &P) {
+    let kind = format!("contract-{}", fresh_user());
+    let hour = Duration::from_secs(3_600);
+    let write = |id: &str, stamp: &str, order: Option<(&str, u64)>, body: &str| PendingWrite {
+        id: id.into(),
+        stamp: stamp.into(),
+        order: order.map(|(group, number)| (group.into(), number)),
+        body: body.into(),
+    };
+    let claim_all = || pending.claim(&kind, Duration::ZERO, hour, 100);
+    let bodies = |claimed: &[PendingWrite]| {
+        let mut bodies: Vec<(String, String)> = claimed.iter().map(|w| (w.id.clone(), w.body.clone())).collect();
+        bodies.sort();
+        bodies
+    };
+
+    // Held writes are claimed once old enough, with a stamp of the claim's.
+    pending
+        .hold(&kind, vec![write("a", "a1", None, "first"), write("b", "b1", Some(("s", 5)), "b at 5")])
+        .await
+        .unwrap();
+    assert!(pending.claim(&kind, hour, hour, 100).await.unwrap().is_empty(), "nothing is an hour old");
+    assert!(pending.claim(&format!("{kind}-other"), Duration::ZERO, hour, 100).await.unwrap().is_empty());
+    let claimed = claim_all().await.unwrap();
+    assert_eq!(bodies(&claimed), [("a".into(), "first".into()), ("b".into(), "b at 5".into())]);
+    assert!(claimed.iter().all(|w| w.stamp != "a1" && w.stamp != "b1"), "a claim stamps what it takes");
+    assert!(claim_all().await.unwrap().is_empty(), "claimed writes are leased");
+
+    // A release names a stamp: the holder's after a claim forgets nothing, the claim's does.
+    pending.release(&kind, vec![("a".into(), "a1".into())]).await.unwrap();
+    let stamps: Vec<(String, String)> = claimed.iter().map(|w| (w.id.clone(), w.stamp.clone())).collect();
+    pending.release(&kind, stamps).await.unwrap();
+    assert!(claim_all().await.unwrap().is_empty());
+    let short = pending.claim(&kind, Duration::ZERO, Duration::ZERO, 100).await.unwrap();
+    assert!(short.is_empty(), "released writes are gone, not only leased");
+
+    // Order: a lower number of the same group does not replace the held write.
+    pending.hold(&kind, vec![write("c", "c7", Some(("s", 7)), "c at 7")]).await.unwrap();
+    pending.hold(&kind, vec![write("c", "c3", Some(("s", 3)), "c at 3")]).await.unwrap();
+    pending.release(&kind, vec![("c".into(), "c3".into())]).await.unwrap();
+    assert_eq!(bodies(&claim_all().await.unwrap()), [("c".into(), "c at 7".into())], "the late write lost");
+    pending.hold(&kind, vec![write("d", "d7", Some(("s", 7)), "d at 7")]).await.unwrap();
+    pending.hold(&kind, vec![write("d", "d1", Some(("t", 1)), "d, another session")]).await.unwrap();
+    pending.hold(&kind, vec![write("e", "e7", Some(("s", 7)), "e at 7")]).await.unwrap();
+    pending.hold(&kind, vec![write("e", "e0", None, "e, unordered")]).await.unwrap();
+    // A release of the replaced write leaves the newer one.
+    pending.release(&kind, vec![("d".into(), "d7".into()), ("e".into(), "e7".into())]).await.unwrap();
+    assert_eq!(
+        bodies(&claim_all().await.unwrap()),
+        [("d".into(), "d, another session".into()), ("e".into(), "e, unordered".into())]
+    );
+
+    // A release with the holder's own stamp forgets it; `max` bounds a claim.
+    let many: Vec<PendingWrite> = (0..5).map(|i| write(&format!("m{i}"), &format!("m{i}"), None, "many")).collect();
+    pending.hold(&kind, many).await.unwrap();
+    pending.release(&kind, vec![("m0".into(), "m0".into())]).await.unwrap();
+    assert_eq!(pending.claim(&kind, Duration::ZERO, hour, 3).await.unwrap().len(), 3);
+    assert_eq!(claim_all().await.unwrap().len(), 1, "four were held");
+
+    // A lease that ran out lets another claim take the write again; bodies
+    // with newlines and other bytes come back whole.
+    let odd = "line one\nline two\n{\"x\":\"ü\"}";
+    pending.hold(&kind, vec![write("odd id\n1", "o", Some(("g", 1)), odd)]).await.unwrap();
+    let first = pending.claim(&kind, Duration::ZERO, Duration::ZERO, 10).await.unwrap();
+    assert_eq!(bodies(&first), [("odd id\n1".into(), odd.into())]);
+    let again = pending.claim(&kind, Duration::ZERO, Duration::ZERO, 10).await.unwrap();
+    assert_eq!(bodies(&again), bodies(&first), "the lease ran out");
+    assert_ne!(again[0].stamp, first[0].stamp);
+    pending.release(&kind, vec![(first[0].id.clone(), first[0].stamp.clone())]).await.unwrap();
+    let short = pending.claim(&kind, Duration::ZERO, Duration::ZERO, 10).await.unwrap();
+    assert_eq!(short.len(), 1, "the first claim's stamp no longer releases it");
 }

@@ -15,6 +15,7 @@ mod events;
 mod listing;
 mod object_store;
 mod outbox;
+mod pending;
 mod progress;
 mod rate_limiter;
 mod readiness;
@@ -35,6 +36,7 @@ pub use object_store::{
     check_presign_expiry, ObjectInfo, ObjectStore, ObjectStoreError, PresignedUrl, MAX_PRESIGN_EXPIRY,
 };
 pub use outbox::{OutboxRecord, OutboxSink, SinkError};
+pub use pending::{claim_stamp, PendingError, PendingWrite, PendingWrites};
 pub use progress::{ProgressError, ProgressStore, RecordOutcome};
 pub use rate_limiter::{RateDecision, RateLimitError, RateLimitPolicy, RateLimiter};
 pub use readiness::ReadinessCheck;

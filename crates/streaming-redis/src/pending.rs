@@ -1,0 +1,235 @@
+//! Acknowledged writes held in Redis until PostgreSQL has them
+//! ([`PendingWrites`]): if the instance that acknowledged them is killed
+//! before its flush, another claims and writes them.
+//!
+//! Per kind, writes are spread over [`SHARDS`] pairs of keys by id, each
+//! pair in one cluster slot: a sorted set of when each id was held (by
+//! Redis's clock, so instances' clocks need not agree) and a hash of the
+//! writes (`stamp\ngroup\norder\nbody`). The scripts keep the two in step.
+//!
+//! Holds are committed in groups: every hold waiting while a round of
+//! script calls is in flight goes out in the next round, so a report costs
+//! one round trip of latency and a fraction of a script call.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::types::scripts::Script;
+use fred::types::Value;
+use streaming_core::ports::{claim_stamp, PendingError, PendingWrite, PendingWrites};
+use tokio::sync::{oneshot, Notify};
+
+use crate::RedisConnection;
+
+/// Key pairs per kind: claims and releases of different ids spread over
+/// this many slots of a cluster.
+pub const SHARDS: u32 = 8;
+
+/// Most writes in one script call: a call holds Redis for its run.
+const WRITES_PER_CALL: usize = 128;
+
+/// Most script calls of one round in flight at once.
+const CALLS_IN_FLIGHT: usize = 16;
+
+type Waiter = oneshot::Sender<Result<(), PendingError>>;
+
+/// [`PendingWrites`] on Redis (standalone, sentinel or cluster).
+#[derive(Debug, Clone)]
+pub struct RedisPendingWrites {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    redis: RedisConnection,
+    hold: Script,
+    release: Script,
+    claim: Script,
+    /// Holds waiting for the next round.
+    waiting: Mutex<Vec<(String, Vec<PendingWrite>, Waiter)>>,
+    wake: Arc<Notify>,
+}
+
+impl RedisPendingWrites {
+    /// Pending writes on `redis`, with the task that commits holds (it ends
+    /// when the last clone is dropped).
+    pub fn start(redis: RedisConnection) -> Self {
+        let inner = Arc::new(Inner {
+            redis,
+            hold: Script::from_lua(include_str!("pending_hold.lua")),
+            release: Script::from_lua(include_str!("pending_release.lua")),
+            claim: Script::from_lua(include_str!("pending_claim.lua")),
+            waiting: Mutex::default(),
+            wake: Arc::new(Notify::new()),
+        });
+        tokio::spawn(commit_holds(Arc::downgrade(&inner), Arc::clone(&inner.wake)));
+        Self { inner }
+    }
+}
+
+/// Sends the waiting holds, one round at a time, until the adapter is dropped.
+async fn commit_holds(inner: Weak<Inner>, wake: Arc<Notify>) {
+    loop {
+        let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
+        let Some(inner) = inner.upgrade() else { break };
+        let round = std::mem::take(&mut *inner.lock());
+        if !round.is_empty() {
+            inner.commit(round).await;
+        }
+    }
+}
+
+/// The shard of `id`: FNV-1a, stable across instances and versions.
+fn shard(id: &str) -> u32 {
+    let hash = id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+    (hash % u64::from(SHARDS)) as u32
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Vec<(String, Vec<PendingWrite>, Waiter)>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The sorted set and the hash of `kind`'s shard `shard`.
+    fn keys(&self, kind: &str, shard: u32) -> Vec<String> {
+        let prefix = self.redis.prefix();
+        vec![format!("{prefix}pending:{{{kind}:{shard}}}:at"), format!("{prefix}pending:{{{kind}:{shard}}}:writes")]
+    }
+
+    async fn call(&self, script: &Script, keys: Vec<String>, args: Vec<Value>) -> Result<Value, PendingError> {
+        let client = self.redis.pool().next();
+        self.redis
+            .guarded("EVALSHA", || script.evalsha_with_reload(client, keys, args))
+            .await
+            .map_err(|e| PendingError::Unavailable(e.to_string()))
+    }
+
+    /// Writes one round of holds: per kind and shard, [`WRITES_PER_CALL`]
+    /// writes a call; each hold answered ok when every call carrying its
+    /// writes succeeded.
+    async fn commit(&self, round: Vec<(String, Vec<PendingWrite>, Waiter)>) {
+        use futures_util::StreamExt as _;
+        let mut by_shard: HashMap<(&str, u32), Vec<(usize, &PendingWrite)>> = HashMap::new();
+        for (waiter, (kind, writes, _)) in round.iter().enumerate() {
+            for write in writes {
+                by_shard.entry((kind.as_str(), shard(&write.id))).or_default().push((waiter, write));
+            }
+        }
+        // Owned calls (keys, arguments, the holds they carry).
+        let mut calls: Vec<(Vec<String>, Vec<Value>, Vec<usize>)> = Vec::new();
+        for ((kind, shard), writes) in by_shard {
+            for chunk in writes.chunks(WRITES_PER_CALL) {
+                let mut args: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+                for (_, write) in chunk {
+                    let (group, order) = write.order.clone().unwrap_or_default();
+                    args.extend([
+                        write.id.clone().into(),
+                        write.stamp.clone().into(),
+                        group.into(),
+                        order.to_string().into(),
+                        write.body.clone().into(),
+                    ]);
+                }
+                calls.push((self.keys(kind, shard), args, chunk.iter().map(|(waiter, _)| *waiter).collect()));
+            }
+        }
+        let failed: Vec<(Vec<usize>, PendingError)> = futures_util::stream::iter(calls)
+            .map(|(keys, args, waiters)| async move {
+                self.call(&self.hold, keys, args).await.err().map(|error| (waiters, error))
+            })
+            .buffer_unordered(CALLS_IN_FLIGHT)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        let mut outcome: Vec<Result<(), PendingError>> = vec![Ok(()); round.len()];
+        for (waiters, error) in failed {
+            for waiter in waiters {
+                outcome[waiter] = Err(error.clone());
+            }
+        }
+        for ((_, _, waiter), result) in round.into_iter().zip(outcome) {
+            // A hold whose caller went away needs no answer.
+            let _ = waiter.send(result);
+        }
+    }
+}
+
+#[async_trait]
+impl PendingWrites for RedisPendingWrites {
+    async fn hold(&self, kind: &str, writes: Vec<PendingWrite>) -> Result<(), PendingError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let (answer, answered) = oneshot::channel();
+        self.inner.lock().push((kind.to_owned(), writes, answer));
+        self.inner.wake.notify_one();
+        answered.await.unwrap_or_else(|_| Err(PendingError::Unavailable("the hold was not committed".into())))
+    }
+
+    async fn release(&self, kind: &str, written: Vec<(String, String)>) -> Result<(), PendingError> {
+        let mut by_shard: HashMap<u32, Vec<(String, String)>> = HashMap::new();
+        for (id, stamp) in written {
+            by_shard.entry(shard(&id)).or_default().push((id, stamp));
+        }
+        for (shard, written) in by_shard {
+            for chunk in written.chunks(WRITES_PER_CALL * 2) {
+                let args = chunk.iter().flat_map(|(id, stamp)| [id.clone().into(), stamp.clone().into()]).collect();
+                self.inner.call(&self.inner.release, self.inner.keys(kind, shard), args).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        kind: &str,
+        age: Duration,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<PendingWrite>, PendingError> {
+        let stamp = claim_stamp();
+        let mut claimed = Vec::new();
+        for shard in 0..SHARDS {
+            let left = max.saturating_sub(claimed.len());
+            if left == 0 {
+                break;
+            }
+            let args: Vec<Value> = vec![
+                (age.as_millis() as i64).into(),
+                (lease.as_millis() as i64).into(),
+                stamp.clone().into(),
+                (left as i64).into(),
+            ];
+            let answer = self.inner.call(&self.inner.claim, self.inner.keys(kind, shard), args).await?;
+            let fields: Vec<String> = match answer {
+                Value::Array(values) => values.into_iter().filter_map(Value::into_string).collect(),
+                _ => Vec::new(),
+            };
+            for pair in fields.chunks_exact(2) {
+                let mut parts = pair[1].splitn(3, '\n');
+                let (Some(group), Some(order), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
+                    continue;
+                };
+                let order = (!group.is_empty()).then(|| (group.to_owned(), order.parse().unwrap_or_default()));
+                claimed.push(PendingWrite { id: pair[0].clone(), stamp: stamp.clone(), order, body: body.to_owned() });
+            }
+        }
+        Ok(claimed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(shard("a"), shard("a"));
+        let used: std::collections::HashSet<u32> = (0..100).map(|i| shard(&format!("id-{i}"))).collect();
+        assert_eq!(used.len(), SHARDS as usize);
+    }
+}
