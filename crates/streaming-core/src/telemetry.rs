@@ -61,6 +61,10 @@ pub const FLUSH_SECONDS: &str = "write_behind_flush_duration_seconds";
 pub const FLUSH_FAILURES: &str = "write_behind_flush_failures_total";
 /// `write_behind_overflows_total{queue}`: updates written through because the queue was full.
 pub const QUEUE_OVERFLOWS: &str = "write_behind_overflows_total";
+/// Counter `{queue}`: acknowledged writes that could not be held for rescue (written through instead).
+pub const PENDING_HOLD_FAILURES: &str = "pending_writes_hold_failures_total";
+/// Counter `{queue}`: held writes of another instance (gone before its flush) written by this one.
+pub const PENDING_RESCUED: &str = "pending_writes_rescued_total";
 /// `events_published_total{path="outbox"|"direct"}`: playback events handed to the broker.
 pub const EVENTS_PUBLISHED: &str = "events_published_total";
 /// `events_dropped_total{reason}`: playback events given up on.
@@ -186,6 +190,11 @@ pub fn describe() {
     describe_histogram!(FLUSH_SECONDS, Unit::Seconds, "Time to write one write-behind batch.");
     describe_counter!(FLUSH_FAILURES, "Write-behind batches that failed (kept for the next flush).");
     describe_counter!(QUEUE_OVERFLOWS, "Updates written straight through because a write-behind queue was full.");
+    describe_counter!(
+        PENDING_HOLD_FAILURES,
+        "Acknowledged writes not held for rescue, written straight through instead."
+    );
+    describe_counter!(PENDING_RESCUED, "Held writes of an instance gone before its flush, written by this one.");
     describe_counter!(EVENTS_PUBLISHED, "Playback events handed to the broker.");
     describe_counter!(EVENTS_DROPPED, "Playback events given up on, by reason.");
     describe_gauge!(OUTBOX_BACKLOG, "Outbox events not yet published.");
@@ -196,7 +205,7 @@ pub fn describe() {
 }
 
 /// Every metric name above (dashboards and alert rules are checked against it).
-pub const ALL: [&str; 32] = [
+pub const ALL: [&str; 34] = [
     STREAM_URL_REQUESTS,
     STREAM_URL_DURATION_MS,
     STREAM_URL_CACHE_HITS,
@@ -216,6 +225,8 @@ pub const ALL: [&str; 32] = [
     FLUSH_SECONDS,
     FLUSH_FAILURES,
     QUEUE_OVERFLOWS,
+    PENDING_HOLD_FAILURES,
+    PENDING_RESCUED,
     EVENTS_PUBLISHED,
     EVENTS_DROPPED,
     OUTBOX_BACKLOG,

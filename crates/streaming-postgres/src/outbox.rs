@@ -25,7 +25,8 @@ pub(crate) async fn insert_outbox(connection: &mut AsyncPgConnection, event: &Pl
     Ok(())
 }
 
-/// Writes the outbox rows of `events`, in order, one statement per
+/// Writes the outbox rows of `events`, in order, skipping any whose
+/// `event_id` is there already (a write both flushed and rescued), one statement per
 /// [`INSERT_CHUNK`] events (inside the caller's transaction, if any: with
 /// more than one chunk, the caller wants one for all or none).
 pub(crate) async fn insert_outbox_many(
@@ -37,7 +38,8 @@ pub(crate) async fn insert_outbox_many(
         diesel::sql_query(
             "INSERT INTO outbox (event_id, topic, key, payload) \
              SELECT e, t, k, p::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) \
-             WITH ORDINALITY AS u(e, t, k, p, n) ORDER BY n",
+             WITH ORDINALITY AS u(e, t, k, p, n) ORDER BY n \
+             ON CONFLICT (event_id) DO NOTHING",
         )
         .bind::<Array<SqlUuid>, _>(chunk.iter().map(|e| e.event_id).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(chunk.iter().map(|e| format!("stream.{}", e.topic_suffix())).collect::<Vec<_>>())

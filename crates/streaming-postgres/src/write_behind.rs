@@ -13,6 +13,9 @@
 //! * [`ProgressStore::record_durably`] (a stop) writes through, replacing
 //!   the pending update of its key: acknowledged means in the store.
 //! * [`WriteBehindProgress::drain`] flushes everything (graceful shutdown).
+//! * With [`WriteBehindProgress::hold_in`], an update is also held in a
+//!   [`PendingWrites`] store before it is acknowledged, so another instance
+//!   writes it if this one dies before its flush (see [`crate::rescue`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,10 +24,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use streaming_core::domain::{MediaId, SessionId, UserId, WatchProgress};
-use streaming_core::ports::{ProgressError, ProgressStore, RecordOutcome};
+use streaming_core::ports::{PendingWrite, PendingWrites, ProgressError, ProgressStore, RecordOutcome};
 use streaming_core::telemetry;
 use tokio::sync::Notify;
 use tracing::{info, warn};
+
+use crate::rescue::{spawn_rescuer, Holding, Rescue};
 
 type Key = (UserId, MediaId);
 
@@ -61,7 +66,22 @@ pub struct WriteBehindProgress<S> {
     stats: Arc<WriteBehindStats>,
     streak: FailureStreak,
     wake: Arc<Notify>,
+    /// Where acknowledged updates are held until flushed, once set.
+    holding: Holding,
+    /// Told of the updates rescued from other instances, once set.
+    rescued: std::sync::OnceLock<Hook>,
 }
+
+struct Hook(RescuedHook);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RescuedHook")
+    }
+}
+
+/// What [`WriteBehindProgress::on_rescued`] calls.
+pub type RescuedHook = Arc<dyn Fn(&[WatchProgress]) + Send + Sync>;
 
 fn stale(stored: &WatchProgress, incoming: &WatchProgress) -> bool {
     stored.session.is_some() && stored.session == incoming.session && stored.sequence >= incoming.sequence
@@ -80,9 +100,26 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
             stats: Arc::default(),
             streak: FailureStreak::default(),
             wake: Arc::new(Notify::new()),
+            holding: Holding::default(),
+            rescued: std::sync::OnceLock::new(),
         });
         spawn_flusher(&queue, Arc::clone(&queue.wake), interval);
         queue
+    }
+
+    /// Holds every update in `pending` before it is acknowledged (a failed
+    /// hold writes it through), and writes the updates other instances held
+    /// but did not flush within `rescue_after`. The first call counts.
+    pub fn hold_in(self: &Arc<Self>, pending: Arc<dyn PendingWrites>, rescue_after: Duration) {
+        if self.holding.set(Arc::clone(&pending)) {
+            spawn_rescuer(self, pending, rescue_after, rescue_every(rescue_after));
+        }
+    }
+
+    /// Calls `hook` with the updates rescued from other instances once they
+    /// are written (a cache in front refreshes its copies). The first call counts.
+    pub fn on_rescued(&self, hook: RescuedHook) {
+        let _ = self.rescued.set(Hook(hook));
     }
 
     /// The queue's counters.
@@ -114,10 +151,12 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
         if batch.is_empty() {
             return true;
         }
+        let written = self.holding.is_set().then(|| batch.iter().map(held_as).collect::<Vec<_>>());
         match write_in_chunks(batch, |chunk| self.inner.record_many(chunk)).await {
             Ok(()) => {
                 self.stats.flushes.fetch_add(1, Ordering::Relaxed);
                 self.streak.succeeded(Self::QUEUE);
+                self.holding.release(Self::QUEUE, written.unwrap_or_default()).await;
                 self.lock().is_empty()
             }
             Err((unwritten, error)) => {
@@ -179,6 +218,37 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
             Err(ProgressError::Unavailable(format!("{} progress updates not written", self.depth())))
         }
     }
+}
+
+/// How often a rescuer looks for writes held longer than `after`.
+pub(crate) fn rescue_every(after: Duration) -> Duration {
+    (after / 4).clamp(Duration::from_millis(20), Duration::from_secs(1))
+}
+
+/// How `progress` is held: per (user, movie), stamped by session,
+/// sequence, time and position; ordered by sequence within a session, as
+/// the store is.
+fn held(progress: &WatchProgress) -> PendingWrite {
+    let (user, media) = (progress.user.as_str(), progress.media.as_str());
+    let session = progress.session.map(|s| s.to_string());
+    PendingWrite {
+        id: format!("{}:{user}{media}", user.len()),
+        stamp: format!(
+            "{}:{}:{}:{}",
+            session.as_deref().unwrap_or_default(),
+            progress.sequence,
+            progress.last_watched_at.unix_timestamp_nanos(),
+            progress.position.get()
+        ),
+        order: session.map(|session| (session, progress.sequence)),
+        body: progress.to_json(),
+    }
+}
+
+/// The id and stamp `progress` is held under.
+fn held_as(progress: &WatchProgress) -> (String, String) {
+    let write = held(progress);
+    (write.id, write.stamp)
 }
 
 /// Most rows one flush statement carries: a flush after thousands of
@@ -312,7 +382,7 @@ impl<S: ProgressStore + 'static> ProgressStore for WriteBehindProgress<S> {
     }
 
     async fn record(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
-        {
+        let queued = {
             let mut pending = self.lock();
             let key = (progress.user.clone(), progress.media.clone());
             if self.is_stale(&pending, &key, &progress) {
@@ -320,20 +390,28 @@ impl<S: ProgressStore + 'static> ProgressStore for WriteBehindProgress<S> {
             }
             if let Some(current) = pending.get_mut(&key) {
                 self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-                *current = progress;
-                return Ok(RecordOutcome::Applied);
-            }
-            if pending.len() < self.capacity {
+                current.clone_from(&progress);
+                true
+            } else if pending.len() < self.capacity {
                 self.stats.queued.fetch_add(1, Ordering::Relaxed);
-                pending.insert(key, progress);
-                return Ok(RecordOutcome::Applied);
+                pending.insert(key, progress.clone());
+                true
+            } else {
+                false
             }
+        };
+        if !queued {
+            // Full: write through, and ask the flusher to make room.
+            self.stats.overflowed.fetch_add(1, Ordering::Relaxed);
+            overflowed("progress");
+            self.wake.notify_one();
+            return self.inner.record(progress).await;
         }
-        // Full: write through, and ask the flusher to make room.
-        self.stats.overflowed.fetch_add(1, Ordering::Relaxed);
-        overflowed("progress");
-        self.wake.notify_one();
-        self.inner.record(progress).await
+        // Queued: acknowledged once held, or else written through.
+        if self.holding.hold(Self::QUEUE, held(&progress)).await.is_err() {
+            self.inner.record(progress).await?;
+        }
+        Ok(RecordOutcome::Applied)
     }
 
     /// Writes through: the pending update of the same key (older, or it
@@ -341,20 +419,37 @@ impl<S: ProgressStore + 'static> ProgressStore for WriteBehindProgress<S> {
     /// the store now. A failed write leaves it queued for the flusher, and
     /// the caller gets the error, so it never acknowledges what may be lost.
     async fn record_durably(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {
-        {
+        let replaced = {
             let mut pending = self.lock();
             let key = (progress.user.clone(), progress.media.clone());
             if self.is_stale(&pending, &key, &progress) {
                 return Ok(RecordOutcome::Stale);
             }
-            pending.remove(&key);
+            let replaced = pending.remove(&key);
             self.mark_written(std::slice::from_ref(&progress));
-        }
+            replaced
+        };
         let written = self.inner.record(progress.clone()).await;
-        if written.is_err() {
-            self.requeue(vec![progress]);
+        match (&written, replaced) {
+            (Err(_), _) => self.requeue(vec![progress]),
+            // The update it replaced is superseded in the store.
+            (Ok(_), Some(replaced)) => self.holding.release(Self::QUEUE, vec![held_as(&replaced)]).await,
+            (Ok(_), None) => {}
         }
         written
+    }
+}
+
+#[async_trait]
+impl<S: ProgressStore + 'static> Rescue for WriteBehindProgress<S> {
+    async fn rescue(&self, bodies: Vec<String>) -> Result<usize, String> {
+        let batch: Vec<WatchProgress> = bodies.iter().filter_map(|body| WatchProgress::from_json(body)).collect();
+        let read = batch.len();
+        write_in_chunks(batch.clone(), |chunk| self.inner.record_many(chunk)).await.map_err(|(_, e)| e.to_string())?;
+        if let Some(Hook(hook)) = self.rescued.get() {
+            hook(&batch);
+        }
+        Ok(read)
     }
 }
 

@@ -15,8 +15,12 @@
 //!   so a consumer never sees a session's progress after its stop.
 //! * [`WriteBehindOutbox::drain`] flushes everything (graceful shutdown).
 //!
-//! Like the progress it describes, an event still queued when the process
-//! is killed is lost; starts and stops never pass through here.
+//! With [`WriteBehindOutbox::hold_in`] an event is held in a
+//! [`PendingWrites`] store before it is acknowledged, and another instance
+//! writes it if this one is killed before its flush (a rescued event may
+//! then reach the outbox after events published later). Without it, an
+//! event still queued when the process is killed is lost. Starts and stops
+//! never pass through here.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,11 +29,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use streaming_core::domain::PlaybackEvent;
-use streaming_core::ports::{EventPublisher, PublishError};
+use streaming_core::ports::{EventPublisher, PendingWrite, PendingWrites, PublishError};
 use tokio::sync::Notify;
 use tracing::warn;
 
 use crate::outbox::PgOutbox;
+use crate::rescue::{spawn_rescuer, Holding, Rescue};
 use crate::write_behind::{drain, overflowed, spawn_flusher, FailureStreak, Flush};
 
 /// Counters (metrics).
@@ -57,6 +62,13 @@ pub struct WriteBehindOutbox {
     stats: Arc<WriteBehindOutboxStats>,
     streak: FailureStreak,
     wake: Arc<Notify>,
+    /// Where queued events are held until flushed, once set.
+    holding: Holding,
+}
+
+/// How an event is held: by its id, which no other event has.
+fn held(event: &PlaybackEvent) -> PendingWrite {
+    PendingWrite { id: event.event_id.to_string(), stamp: "event".into(), order: None, body: event.to_json() }
 }
 
 impl WriteBehindOutbox {
@@ -71,9 +83,19 @@ impl WriteBehindOutbox {
             stats: Arc::default(),
             streak: FailureStreak::default(),
             wake: Arc::new(Notify::new()),
+            holding: Holding::default(),
         });
         spawn_flusher(&queue, Arc::clone(&queue.wake), interval);
         queue
+    }
+
+    /// Holds every event in `pending` before it is acknowledged (a failed
+    /// hold writes the queue through), and writes the events other
+    /// instances held but did not flush within `rescue_after`. The first call counts.
+    pub fn hold_in(self: &Arc<Self>, pending: Arc<dyn PendingWrites>, rescue_after: Duration) {
+        if self.holding.set(Arc::clone(&pending)) {
+            spawn_rescuer(self, pending, rescue_after, crate::write_behind::rescue_every(rescue_after));
+        }
     }
 
     /// The queue's counters.
@@ -103,6 +125,11 @@ impl WriteBehindOutbox {
 
     /// Writes every queued event now; whether the queue is empty afterwards.
     pub async fn flush(&self) -> bool {
+        self.write_queued().await && self.lock().is_empty()
+    }
+
+    /// Writes every queued event now; whether that write succeeded.
+    async fn write_queued(&self) -> bool {
         let _writing = self.writing.lock().await;
         let batch: Vec<PlaybackEvent> = self.lock().drain(..).collect();
         if batch.is_empty() {
@@ -112,7 +139,11 @@ impl WriteBehindOutbox {
             Ok(()) => {
                 self.stats.flushes.fetch_add(1, Ordering::Relaxed);
                 self.streak.succeeded(Self::QUEUE);
-                self.lock().is_empty()
+                if self.holding.is_set() {
+                    let written = batch.iter().map(held).map(|w| (w.id, w.stamp)).collect();
+                    self.holding.release(Self::QUEUE, written).await;
+                }
+                true
             }
             Err(error) => {
                 self.stats.failed_flushes.fetch_add(1, Ordering::Relaxed);
@@ -155,9 +186,27 @@ impl Flush for WriteBehindOutbox {
 }
 
 #[async_trait]
+impl Rescue for WriteBehindOutbox {
+    async fn rescue(&self, bodies: Vec<String>) -> Result<usize, String> {
+        let events: Vec<PlaybackEvent> = bodies.iter().filter_map(|body| PlaybackEvent::from_json(body)).collect();
+        self.outbox.insert_many(&events).await.map_err(|e| e.to_string())?;
+        Ok(events.len())
+    }
+}
+
+#[async_trait]
 impl EventPublisher for WriteBehindOutbox {
     async fn publish(&self, event: PlaybackEvent) -> Result<(), PublishError> {
-        let Err(event) = self.queue(event) else { return Ok(()) };
+        let write = self.holding.is_set().then(|| held(&event));
+        let Err(event) = self.queue(event) else {
+            // Queued: acknowledged once held, or else once the queue, this
+            // event included, is written (so order holds).
+            let Some(write) = write else { return Ok(()) };
+            if self.holding.hold(Self::QUEUE, write).await.is_ok() || self.write_queued().await {
+                return Ok(());
+            }
+            return Err(PublishError::Unavailable("the event could be neither held nor written".into()));
+        };
         // Full: this request writes the queue, so order holds and nothing is dropped.
         self.stats.overflowed.fetch_add(1, Ordering::Relaxed);
         overflowed(Self::QUEUE);

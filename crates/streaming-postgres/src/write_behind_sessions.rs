@@ -28,10 +28,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use moka::sync::Cache;
 use streaming_core::domain::{PlaybackEvent, SessionId, StreamSession, UserId};
-use streaming_core::ports::{Broadcast, CloseOutcome, EventHandling, SessionError, SessionStore};
+use streaming_core::ports::{
+    Broadcast, CloseOutcome, EventHandling, PendingWrite, PendingWrites, SessionError, SessionStore,
+};
 use time::OffsetDateTime;
 use tracing::{debug, warn};
 
+use crate::rescue::{spawn_rescuer, Holding, Rescue};
 use crate::write_behind::{drain, spawn_flusher, write_in_chunks, FailureStreak, Flush};
 
 /// The broadcast topic of closed sessions (a message: their ids, space-separated).
@@ -177,6 +180,8 @@ pub struct WriteBehindSessions<S> {
     wake: Arc<tokio::sync::Notify>,
     /// Where closes are told to the other instances, once set.
     peers: std::sync::OnceLock<Arc<dyn Broadcast>>,
+    /// Where queued heartbeats are held until flushed, once set.
+    holding: Holding,
 }
 
 impl<S> std::fmt::Debug for WriteBehindSessions<S> {
@@ -211,6 +216,7 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
             streak: FailureStreak::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
             peers: std::sync::OnceLock::new(),
+            holding: Holding::default(),
         });
         spawn_flusher(&queue, Arc::clone(&queue.wake), interval);
         queue
@@ -232,6 +238,17 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
             }),
         );
         let _ = self.peers.set(broadcast);
+    }
+
+    /// Holds every queued heartbeat in `pending` before it is acknowledged
+    /// (a failed hold writes it through), and writes the heartbeats other
+    /// instances held but did not flush within `rescue_after`. Heartbeats
+    /// kept in memory only (less than [`HEARTBEAT_STEP`] newer than the last
+    /// one queued) are not held. The first call counts.
+    pub fn hold_in(self: &Arc<Self>, pending: Arc<dyn PendingWrites>, rescue_after: Duration) {
+        if self.holding.set(Arc::clone(&pending)) {
+            spawn_rescuer(self, pending, rescue_after, crate::write_behind::rescue_every(rescue_after));
+        }
     }
 
     /// Tells the other instances that `ids` are closed, in one message.
@@ -269,7 +286,15 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
         if batch.is_empty() {
             return true;
         }
+        let held: Vec<(String, String)> = if self.holding.is_set() {
+            batch.iter().map(|(id, at)| held(id, *at)).map(|w| (w.id, w.stamp)).collect()
+        } else {
+            Vec::new()
+        };
         let written = write_in_chunks(batch, |chunk| self.inner.touch_many(chunk)).await;
+        if written.is_ok() {
+            self.holding.release(Self::QUEUE, held).await;
+        }
         self.settle(written)
     }
 
@@ -380,6 +405,35 @@ impl<S: SessionStore + 'static> Flush for WriteBehindSessions<S> {
     }
 }
 
+/// How a queued heartbeat is held: per session, ordered by time (a later
+/// one replaces an earlier one, never the reverse).
+fn held(id: &SessionId, at: OffsetDateTime) -> PendingWrite {
+    let nanos = at.unix_timestamp_nanos();
+    PendingWrite {
+        id: id.to_string(),
+        stamp: nanos.to_string(),
+        order: Some(("heartbeat".into(), u64::try_from(nanos / 1_000_000).unwrap_or_default())),
+        body: format!("{id} {nanos}"),
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore + 'static> Rescue for WriteBehindSessions<S> {
+    async fn rescue(&self, bodies: Vec<String>) -> Result<usize, String> {
+        let batch: Vec<(SessionId, OffsetDateTime)> = bodies
+            .iter()
+            .filter_map(|body| {
+                let (id, nanos) = body.split_once(' ')?;
+                let at = OffsetDateTime::from_unix_timestamp_nanos(nanos.parse().ok()?).ok()?;
+                Some((id.parse().ok()?, at))
+            })
+            .collect();
+        let read = batch.len();
+        write_in_chunks(batch, |chunk| self.inner.touch_many(chunk)).await.map_err(|(_, e)| e.to_string())?;
+        Ok(read)
+    }
+}
+
 #[async_trait]
 impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
     async fn open(&self, session: StreamSession) -> Result<(), SessionError> {
@@ -425,7 +479,7 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
             // The store never moves a stopped session's heartbeat.
             return Ok(());
         }
-        {
+        let queued = {
             let mut pending = self.lock();
             let due = cached.as_ref().is_none_or(|c| c.heartbeat(at));
             if let Some(queued) = pending.get_mut(id) {
@@ -434,17 +488,24 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
                     cached.stored_heartbeat(*queued);
                 }
                 self.stats.touches.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
-            if !due {
+                Some(*queued)
+            } else if !due {
                 self.stats.held.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
-            }
-            if pending.len() < self.capacity {
+            } else if pending.len() < self.capacity {
                 pending.insert(*id, at);
                 self.stats.touches.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
+                Some(at)
+            } else {
+                None
             }
+        };
+        if let Some(queued) = queued {
+            // Acknowledged once held, or else written through.
+            if self.holding.hold(Self::QUEUE, held(id, queued)).await.is_err() {
+                self.inner.touch(id, queued).await?;
+            }
+            return Ok(());
         }
         self.stats.overflowed.fetch_add(1, Ordering::Relaxed);
         crate::write_behind::overflowed("sessions");

@@ -36,6 +36,13 @@ pub struct RedisSettings {
     /// `tagged` (default) or `cinema` (the cinema service's, on a standalone
     /// Redis it shares; set by its variables).
     pub hot_copy_keys: HotCopyLayout,
+    /// With PostgreSQL too: hold every acknowledged progress update, queued
+    /// heartbeat and progress event in Redis until it is flushed, so that
+    /// another instance writes it if this one dies first (default true).
+    pub pending_writes: bool,
+    /// Held writes older than this many milliseconds belong to an instance
+    /// presumed gone, and another writes them (default 5000: five flushes).
+    pub rescue_after_ms: u64,
 }
 
 impl Default for RedisSettings {
@@ -50,6 +57,8 @@ impl Default for RedisSettings {
             progress_ttl_seconds: 86_400,
             subscription_ttl_seconds: 300,
             hot_copy_keys: HotCopyLayout::Tagged,
+            pending_writes: true,
+            rescue_after_ms: 5_000,
         }
     }
 }

@@ -11,7 +11,9 @@ use auth::{random_secret, verifier};
 use database::{catalogs, durable_stores, postgres_database, prune_ended_sessions, DurableStores};
 use events::{event_pipeline, kafka_producer, upstream_consumer, EventPipeline};
 use http::{admin_server, public_server};
-use redis::{hot_copies, keyring, peers, rate_limiter, redis_connection, url_cache, HotCopies};
+use redis::{
+    hold_pending_writes, hot_copies, keyring, peers, rate_limiter, redis_connection, url_cache, HotCopies, Queues,
+};
 use services::{config, demo_media, demo_mode, playback_service};
 
 use std::net::TcpListener;
@@ -197,7 +199,7 @@ impl Application {
             (None, Some(users)) => users,
             (None, None) => memory_subscriptions.clone(),
         };
-        let HotCopies { subscription_cache, subscriptions, progress } =
+        let HotCopies { subscription_cache, subscriptions, progress, hot_progress } =
             hot_copies(&settings, redis.as_ref(), source, remote, durable_progress)?;
         let limiter = rate_limiter(&settings, redis.as_ref(), &clock);
         let keyring = keyring(&settings)?;
@@ -223,6 +225,9 @@ impl Application {
         let producer = kafka_producer(&settings)?;
         let EventPipeline { events, relay, kafka_buffer, outbox_queue } =
             event_pipeline(&settings, postgres.as_ref(), producer.as_ref()).await?;
+        let queues =
+            Queues { progress: write_behind.as_ref(), sessions: session_cache.as_ref(), outbox: outbox_queue.as_ref() };
+        hold_pending_writes(&settings, redis.as_ref(), queues, hot_progress.as_ref());
         let browser = Arc::new(MediaBrowser::new(BrowsePorts {
             listing: owned_catalog.listing(),
             catalog: catalog.clone(),

@@ -4,10 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streaming_core::adapters::{CachedSubscriptions, MemoryRateLimiter, MemoryUrlCache, MokaUrlCache, NoUrlCache};
-use streaming_core::ports::{Clock, ProgressStore, RateLimiter, SubscriptionDirectory, UrlCache};
+use streaming_core::ports::{Clock, PendingWrites, ProgressStore, RateLimiter, SubscriptionDirectory, UrlCache};
 use streaming_redis::{
-    HotCopyLayout, LocalLevel, RedisBroadcast, RedisProgressCache, RedisRateLimiter, RedisSubscriptionCache,
-    RedisUrlCache, TwoLevelUrlCache,
+    HotCopyLayout, LocalLevel, RedisBroadcast, RedisPendingWrites, RedisProgressCache, RedisRateLimiter,
+    RedisSubscriptionCache, RedisUrlCache, TwoLevelUrlCache,
+};
+
+use streaming_postgres::{
+    PgProgressStore, PgSessionStore, WriteBehindOutbox, WriteBehindProgress, WriteBehindSessions,
 };
 
 use crate::settings::{CacheKind, Settings};
@@ -62,6 +66,8 @@ pub(super) struct HotCopies {
     pub(super) subscriptions: Arc<dyn SubscriptionDirectory>,
     /// The progress store the services use (through Redis, if any).
     pub(super) progress: Arc<dyn ProgressStore>,
+    /// The Redis hot copy in front of the durable progress, if any.
+    pub(super) hot_progress: Option<Arc<RedisProgressCache<Arc<dyn ProgressStore>>>>,
 }
 
 /// With Redis: the seed's hot copies in front of the progress store and the
@@ -90,21 +96,64 @@ pub(super) fn hot_copies(
         )))),
         None => None,
     };
-    let (subscriptions, progress): (Arc<dyn SubscriptionDirectory>, Arc<dyn ProgressStore>) =
-        match (redis, &subscription_cache) {
-            (Some(redis), Some(cache)) => (
-                cache.port(),
-                Arc::new(RedisProgressCache::with_layout(
-                    redis.clone(),
-                    durable_progress,
-                    Duration::from_secs(settings.redis.progress_ttl_seconds),
-                    layout,
-                )),
-            ),
-            (None, Some(cache)) => (cache.port(), durable_progress),
-            _ => (source, durable_progress),
-        };
-    Ok(HotCopies { subscription_cache, subscriptions, progress })
+    let (subscriptions, hot_progress) = match (redis, &subscription_cache) {
+        (Some(redis), Some(cache)) => (
+            cache.port(),
+            Some(Arc::new(RedisProgressCache::with_layout(
+                redis.clone(),
+                durable_progress.clone(),
+                Duration::from_secs(settings.redis.progress_ttl_seconds),
+                layout,
+            ))),
+        ),
+        (None, Some(cache)) => (cache.port(), None),
+        _ => (source, None),
+    };
+    let progress: Arc<dyn ProgressStore> = match &hot_progress {
+        Some(hot) => hot.clone(),
+        None => durable_progress,
+    };
+    Ok(HotCopies { subscription_cache, subscriptions, progress, hot_progress })
+}
+
+/// The write-behind queues in front of PostgreSQL.
+pub(super) struct Queues<'a> {
+    pub(super) progress: Option<&'a Arc<WriteBehindProgress<PgProgressStore>>>,
+    pub(super) sessions: Option<&'a Arc<WriteBehindSessions<PgSessionStore>>>,
+    pub(super) outbox: Option<&'a Arc<WriteBehindOutbox>>,
+}
+
+/// With Redis and PostgreSQL (and `redis.pending_writes`): every
+/// acknowledged progress update, queued heartbeat and progress event is held
+/// in Redis until its flush, and each instance writes what another held but
+/// did not flush within `redis.rescue_after_ms` (it died), refreshing the
+/// progress hot copies it wrote.
+pub(super) fn hold_pending_writes(
+    settings: &Settings,
+    redis: Option<&RedisConnection>,
+    Queues { progress, sessions, outbox }: Queues<'_>,
+    hot_progress: Option<&Arc<RedisProgressCache<Arc<dyn ProgressStore>>>>,
+) {
+    let Some(redis) = redis.filter(|_| settings.redis.pending_writes) else { return };
+    let pending: Arc<dyn PendingWrites> = Arc::new(RedisPendingWrites::start(redis.clone()));
+    let after = Duration::from_millis(settings.redis.rescue_after_ms.max(100));
+    if let Some(progress) = progress {
+        progress.hold_in(pending.clone(), after);
+        if let Some(hot) = hot_progress {
+            let hot = Arc::downgrade(hot);
+            progress.on_rescued(Arc::new(move |batch| {
+                if let Some(hot) = hot.upgrade() {
+                    hot.refresh(batch);
+                }
+            }));
+        }
+    }
+    if let Some(sessions) = sessions {
+        sessions.hold_in(pending.clone(), after);
+    }
+    if let Some(outbox) = outbox {
+        outbox.hold_in(pending, after);
+    }
 }
 
 /// Per-user limits: shared through Redis, else this instance's own.

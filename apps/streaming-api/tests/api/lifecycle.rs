@@ -28,6 +28,17 @@ impl Service {
     /// subscriptions from the user service at `users`, progress flushed every
     /// `flush_ms`, and waits until it answers `/healthz`.
     async fn start(dir: &std::path::Path, database: &str, users: &str, flush_ms: u64) -> Self {
+        Self::start_with(dir, database, users, flush_ms, &[]).await
+    }
+
+    /// [`Service::start`] with `extra` settings in the environment.
+    async fn start_with(
+        dir: &std::path::Path,
+        database: &str,
+        users: &str,
+        flush_ms: u64,
+        extra: &[(&str, String)],
+    ) -> Self {
         let port = streaming_core::contract::free_port();
         let log = dir.join(format!("service-{port}.log"));
         let command = || {
@@ -42,7 +53,8 @@ impl Service {
                 .env("STREAMING__POSTGRES__MIGRATE_ON_START", "true")
                 .env("STREAMING__POSTGRES__PROGRESS_FLUSH_INTERVAL_MS", flush_ms.to_string())
                 .env("STREAMING__USERS__URL", users)
-                .env("STREAMING__LOG__FORMAT", "text");
+                .env("STREAMING__LOG__FORMAT", "text")
+                .envs(extra.iter().map(|(name, value)| (*name, value.as_str())));
             command
         };
         // The demo movie, written by the explicit step (demo mode stays off beside real stores).
@@ -89,7 +101,11 @@ struct Viewer {
 
 impl Viewer {
     fn new(base: &str, user: &str) -> Self {
-        Self { client: reqwest::Client::new(), base: base.to_owned(), token: token_for(user) }
+        Self::with_client(reqwest::Client::new(), base, user)
+    }
+
+    fn with_client(client: reqwest::Client, base: &str, user: &str) -> Self {
+        Self { client, base: base.to_owned(), token: token_for(user) }
     }
 
     async fn post(&self, path: &str, body: Value) -> Option<(u16, Value)> {
@@ -297,4 +313,88 @@ async fn sigterm_finishes_in_flight_requests_and_writes_queued_progress() {
         psql(&database, "SELECT position_seconds FROM watch_progress WHERE user_id = 'draining-slow-viewer'");
     assert_eq!(slow_stored.trim(), "4.2", "the in-flight report was written too");
     println!("SIGTERM under load: {total} progress reports acknowledged by 4 viewers, each viewer's last one written");
+}
+
+/// Three instances on one Redis and PostgreSQL; one acknowledges a progress
+/// report (with a heartbeat and an event) from each of 300 viewers and is
+/// killed with SIGKILL at once, its queues never flushed. The other two
+/// write everything it acknowledged, within `redis.rescue_after_ms` (5 s) and
+/// a rescue round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_killed_instance_acknowledged_is_written_by_the_others() {
+    const VIEWERS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let database = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let (users, _stand) = crate::users::stand_in(200).await;
+    let prefix = format!("kill-{}:", streaming_core::domain::SessionId::random());
+    let shared = [
+        ("STREAMING__REDIS__URL", infra_var("STREAMGATE_REDIS_URL")),
+        ("STREAMING__REDIS__KEY_PREFIX", prefix),
+        ("STREAMING__RATE_LIMIT__STREAM_URL_PER_MINUTE", "0".to_owned()),
+    ];
+    // The one to be killed never flushes on its own.
+    let mut killed = Service::start_with(dir.path(), &database, &users, 3_600_000, &shared).await;
+    let _survivors = [
+        Service::start_with(dir.path(), &database, &users, 1_000, &shared).await,
+        Service::start_with(dir.path(), &database, &users, 1_000, &shared).await,
+    ];
+
+    let client = reqwest::Client::new();
+    let viewers: Vec<Viewer> =
+        (0..VIEWERS).map(|i| Viewer::with_client(client.clone(), &killed.address, &format!("kill9-{i}"))).collect();
+    let starts = futures_util::future::join_all(viewers.iter().map(|v| v.post(MOVIE_PATH, json!({})))).await;
+    let sessions: Vec<String> = starts
+        .into_iter()
+        .map(|answer| match answer {
+            Some((200, started)) => started["session_id"].as_str().unwrap().to_owned(),
+            other => panic!("start refused: {other:?}"),
+        })
+        .collect();
+    // Past the heartbeat step (5 s), so each report's heartbeat is queued, not only kept in memory.
+    tokio::time::sleep(Duration::from_millis(5_200)).await;
+    let progress_path = format!("{MOVIE_PATH}/progress");
+    let reports = viewers.iter().zip(&sessions).enumerate().map(|(i, (viewer, session))| {
+        let body = json!({ "position_seconds": at(100 + i as u64), "session_id": session, "sequence": 1 });
+        viewer.post(&progress_path, body)
+    });
+    for answer in futures_util::future::join_all(reports).await {
+        assert!(matches!(&answer, Some((200, ack)) if ack["applied"] == true), "{answer:?}");
+    }
+    killed.signal("-KILL");
+    let killed_at = Instant::now();
+    assert!(!killed.exit(Duration::from_secs(10)).await.success());
+
+    let users_in = (0..VIEWERS).map(|i| format!("'kill9-{i}'")).collect::<Vec<_>>().join(",");
+    let sessions_in = sessions.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+    let count = |sql: String| -> usize { psql(&database, &sql).trim().parse().unwrap() };
+    let written = || {
+        let progress = count(format!(
+            "SELECT count(*) FROM watch_progress WHERE user_id IN ({users_in}) \
+             AND round(position_seconds * 100)::bigint = 100 + substr(user_id, 7)::bigint"
+        ));
+        let heartbeats = count(format!(
+            "SELECT count(*) FROM stream_sessions WHERE id::text IN ({sessions_in}) \
+             AND last_heartbeat_at >= started_at + interval '5 seconds'"
+        ));
+        let events = count(format!(
+            "SELECT count(*) FROM outbox WHERE topic = 'stream.progress' AND payload->>'session_id' IN ({sessions_in})"
+        ));
+        (progress, heartbeats, events)
+    };
+    let deadline = killed_at + Duration::from_secs(15);
+    let mut last = written();
+    while last != (VIEWERS, VIEWERS, VIEWERS) {
+        assert!(
+            Instant::now() < deadline,
+            "after {:?}: (progress, heartbeats, events) written {last:?} of {VIEWERS} each",
+            killed_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        last = written();
+    }
+    println!(
+        "SIGKILL of one of three instances: {VIEWERS} progress reports, heartbeats and events it acknowledged \
+         all written by the others {:.1} s after the kill",
+        killed_at.elapsed().as_secs_f64()
+    );
 }

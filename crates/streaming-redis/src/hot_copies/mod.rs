@@ -160,6 +160,15 @@ impl<S: ProgressStore> RedisProgressCache<S> {
         self.copies.flush().await;
     }
 
+    /// Refreshes the hot copies of `batch` (written to the durable store
+    /// elsewhere, e.g. rescued from an instance that died before it wrote
+    /// its own copies), with the usual ordering rule.
+    pub fn refresh(&self, batch: &[WatchProgress]) {
+        for progress in batch {
+            self.copies.queue(progress);
+        }
+    }
+
     /// How many hot copies wait for the flusher.
     pub fn pending(&self) -> usize {
         self.copies.lock().len()

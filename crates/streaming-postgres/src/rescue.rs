@@ -1,0 +1,146 @@
+//! What the write-behind queues acknowledge survives the instance: each
+//! acknowledged write is held in a [`PendingWrites`] store (Redis) before
+//! the request is answered, released once a flush has written it, and, if
+//! the instance dies first, claimed by another instance's rescuer once it is
+//! older than any flush takes and written from there.
+//!
+//! * A hold that fails (Redis down) makes that request write through: an
+//!   acknowledged write is always in Redis or in PostgreSQL.
+//! * Writes are idempotent (progress obeys the sequence rule, heartbeats
+//!   only move forward, an event id is inserted once), so a write both
+//!   flushed and rescued is harmless.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use streaming_core::ports::{PendingError, PendingWrite, PendingWrites};
+use streaming_core::telemetry;
+use tracing::{debug, info, warn};
+
+use crate::write_behind::{FailureStreak, Flush};
+
+/// How long a claimed write is out of other rescuers' reach: if this
+/// instance dies while writing it, another takes it after this.
+pub const RESCUE_LEASE: Duration = Duration::from_secs(30);
+
+/// Most writes one rescue round claims.
+const RESCUE_BATCH: usize = 1_000;
+
+/// Where a queue holds its acknowledged writes, once set.
+#[derive(Default)]
+pub(crate) struct Holding(OnceLock<Arc<dyn PendingWrites>>);
+
+impl std::fmt::Debug for Holding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Holding").field(&self.0.get().is_some()).finish()
+    }
+}
+
+impl Holding {
+    /// Holds in `pending` from now on; whether this was the first call.
+    pub(crate) fn set(&self, pending: Arc<dyn PendingWrites>) -> bool {
+        self.0.set(pending).is_ok()
+    }
+
+    /// Whether writes are held.
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.get().is_some()
+    }
+
+    /// Holds `write` of `queue`; `Ok` too when nothing is held (no store set).
+    ///
+    /// # Errors
+    /// The store's: the caller writes through.
+    pub(crate) async fn hold(&self, queue: &'static str, write: PendingWrite) -> Result<(), PendingError> {
+        let Some(pending) = self.0.get() else { return Ok(()) };
+        let held = pending.hold(queue, vec![write]).await;
+        if held.is_err() {
+            metrics::counter!(telemetry::PENDING_HOLD_FAILURES, "queue" => queue).increment(1);
+        }
+        held
+    }
+
+    /// Forgets writes a flush wrote (`(id, stamp)` each). A failure leaves
+    /// them held; a rescuer writes them again later, harmlessly.
+    pub(crate) async fn release(&self, queue: &'static str, written: Vec<(String, String)>) {
+        let Some(pending) = self.0.get().filter(|_| !written.is_empty()) else { return };
+        if let Err(error) = pending.release(queue, written).await {
+            debug!(%error, queue, "written writes not released; a rescuer writes them again");
+        }
+    }
+}
+
+/// A queue whose held writes can be written by another instance.
+#[async_trait]
+pub(crate) trait Rescue: Flush {
+    /// Writes the claimed `bodies` (writes of instances presumed gone) to
+    /// the durable store; how many could be read.
+    ///
+    /// # Errors
+    /// The store's, as text: the writes stay claimed until the lease ends.
+    async fn rescue(&self, bodies: Vec<String>) -> Result<usize, String>;
+}
+
+/// Every `every`, claims this queue's writes held for longer than `after`
+/// and writes them, until the queue is dropped.
+pub(crate) fn spawn_rescuer<Q: Rescue>(
+    queue: &Arc<Q>,
+    pending: Arc<dyn PendingWrites>,
+    after: Duration,
+    every: Duration,
+) {
+    let weak = Arc::downgrade(queue);
+    tokio::spawn(async move {
+        let streak = FailureStreak::default();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(queue) = weak.upgrade() else { break };
+            // Rounds until a claim comes back short.
+            while rescue_round(queue.as_ref(), pending.as_ref(), after, &streak).await == Some(RESCUE_BATCH) {}
+        }
+    });
+}
+
+/// One claim and its write; how many writes were claimed (`None` on failure).
+async fn rescue_round<Q: Rescue>(
+    queue: &Q,
+    pending: &dyn PendingWrites,
+    after: Duration,
+    streak: &FailureStreak,
+) -> Option<usize> {
+    let claimed = match pending.claim(Q::QUEUE, after, RESCUE_LEASE, RESCUE_BATCH).await {
+        Ok(claimed) => claimed,
+        Err(error) => {
+            debug!(%error, queue = Q::QUEUE, "held writes not claimed");
+            return None;
+        }
+    };
+    if claimed.is_empty() {
+        return Some(0);
+    }
+    let count = claimed.len();
+    let stamps: Vec<(String, String)> = claimed.iter().map(|w| (w.id.clone(), w.stamp.clone())).collect();
+    match queue.rescue(claimed.into_iter().map(|w| w.body).collect()).await {
+        Ok(read) => {
+            streak.succeeded(Q::QUEUE);
+            if read < count {
+                warn!(queue = Q::QUEUE, unreadable = count - read, "held writes that could not be read were dropped");
+            }
+            metrics::counter!(telemetry::PENDING_RESCUED, "queue" => Q::QUEUE).increment(read as u64);
+            info!(queue = Q::QUEUE, writes = read, "acknowledged writes of another instance written");
+            if let Err(error) = pending.release(Q::QUEUE, stamps).await {
+                debug!(%error, queue = Q::QUEUE, "rescued writes not released; claimed again after the lease");
+            }
+            Some(count)
+        }
+        Err(error) => {
+            if let Some(streak) = streak.failed(Q::QUEUE) {
+                warn!(%error, queue = Q::QUEUE, writes = count, streak, "held writes not written; tried again after the lease");
+            }
+            None
+        }
+    }
+}
