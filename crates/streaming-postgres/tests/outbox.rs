@@ -296,15 +296,35 @@ async fn a_batch_larger_than_one_statement_lands_whole_and_in_order() {
 }
 
 #[tokio::test]
+async fn an_event_written_twice_is_in_the_outbox_once() {
+    let (url, db) = setup().await;
+    let outbox = PgOutbox::new(db);
+    let s = session();
+    let events: Vec<PlaybackEvent> = (0..3).map(|i| event(&s, PlaybackAction::Progress, i as f64)).collect();
+    outbox.insert_many(&events[..2]).await.unwrap();
+    // A flush after a rescue of the same events (or the reverse) adds only the new one.
+    outbox.insert_many(&events).await.unwrap();
+    let positions: Vec<i64> = rows(&url).await.into_iter().map(|r| r.position).collect();
+    assert_eq!(positions, [0, 1, 2]);
+}
+
+#[tokio::test]
 async fn a_refused_row_in_a_later_statement_writes_none_of_the_batch() {
     let (url, db) = setup().await;
     let outbox = PgOutbox::new(db);
     let s = session();
-    let mut events: Vec<PlaybackEvent> =
+    let events: Vec<PlaybackEvent> =
         (0..streaming_postgres::INSERT_CHUNK + 10).map(|i| event(&s, PlaybackAction::Progress, i as f64)).collect();
-    // The last event repeats the first one's id: the second statement is refused.
-    let first = events[0].event_id;
-    events.last_mut().unwrap().event_id = first;
+    // The database refuses the last event (a repeated id would only be skipped):
+    // the second statement fails.
+    let last = events.last().unwrap().position.unwrap().get();
+    let mut connection = AsyncPgConnection::establish(&url).await.unwrap();
+    diesel::sql_query(format!(
+        "ALTER TABLE outbox ADD CONSTRAINT refuse_last CHECK (payload->>'position_seconds' <> '{last}')"
+    ))
+    .execute(&mut connection)
+    .await
+    .unwrap();
     assert!(outbox.insert_many(&events).await.is_err());
     assert!(rows(&url).await.is_empty(), "the first statement was rolled back with it");
 }
