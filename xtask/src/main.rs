@@ -7,6 +7,7 @@
 //! * `infra up|down` — the real servers the tests use, on loopback (see `infra`).
 //! * `bench` — the criterion benchmarks, then the load harness; writes `docs/benchmarks.md`.
 //! * `load`  — the load harness alone (wrk against the release build; see `load`).
+//! * `faults` — the fault tests alone, one at a time, and their figures (see `faults`).
 //! * `fuzz`  — the cargo-fuzz targets for a bounded time each (not in CI; see `fuzz`).
 
 // A command-line tool: its progress lines on stdout are its interface.
@@ -20,6 +21,7 @@ use std::time::Instant;
 use steps::{run as step, timed};
 
 mod deploy;
+mod faults;
 mod fuzz;
 mod infra;
 mod load;
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Some("bench") => {
             load::Options::parse(&args[1..], true).and_then(|options| bench(&options, &command_line(&args)))
         }
+        Some("faults") => faults::run(&workspace_root()),
         Some("fuzz") => fuzz::Options::parse(&workspace_root(), &args[1..])
             .and_then(|options| fuzz::run(&workspace_root(), &options)),
         Some("load") => load::Options::parse(&args[1..], false)
@@ -60,7 +63,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <test | install [ITEM...] | tidy | deny | deploy | infra up | infra down | bench [--no-criterion] [--duration S] [--connections N] [--viewers N] [--setup embedded|real] | load [--duration S] [--connections N] [--viewers N] [--setup embedded|real] | fuzz [--seconds N] [TARGET...]>";
+const USAGE: &str = "usage: cargo xtask <test | install [ITEM...] | tidy | deny | deploy | infra up | infra down | bench [--no-criterion] [--duration S] [--connections N] [--viewers N] [--setup embedded|real] | load [--duration S] [--connections N] [--viewers N] [--setup embedded|real] | faults | fuzz [--seconds N] [TARGET...]>";
 
 fn workspace_root() -> PathBuf {
     let manifest = env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("xtask"), PathBuf::from);

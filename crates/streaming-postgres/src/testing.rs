@@ -84,7 +84,9 @@ impl OwnPostgres {
         format!("postgres://streamgate@127.0.0.1:{}/postgres", self.port)
     }
 
-    /// Starts it again on the same port and data; returns once it accepts connections.
+    /// Starts it again on the same port and data; returns once it accepts
+    /// connections. After [`OwnPostgres::kill`] the first tries may find the
+    /// old server's processes still leaving: it tries again for up to 10 s.
     pub fn resume(&self) {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off{}",
@@ -92,15 +94,36 @@ impl OwnPostgres {
             self.dir.display(),
             self.settings
         );
-        run(
-            "pg_ctl start",
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let start = || {
             as_postgres(&self.bin, "pg_ctl")
                 .arg("-D")
                 .arg(self.dir.join("cluster"))
                 .args(["-o", &options, "-l"])
                 .arg(self.dir.join("postgres.log"))
-                .args(["-w", "start"]),
+                .args(["-w", "start"])
+                .output()
+                .unwrap()
+        };
+        let mut output = start();
+        while !output.status.success() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            output = start();
+        }
+        assert!(
+            output.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
         );
+    }
+
+    /// Kills the server's main process with SIGKILL (its backends notice
+    /// and leave; nothing is flushed; crash recovery at the next start).
+    pub fn kill(&self) {
+        let pid_file = std::fs::read_to_string(self.dir.join("cluster").join("postmaster.pid")).unwrap();
+        let pid = pid_file.lines().next().unwrap().trim().to_owned();
+        run("kill -9", std::process::Command::new("kill").args(["-9", &pid]));
     }
 
     /// Stops it the abrupt way (`pg_ctl stop -m immediate`: no checkpoint,

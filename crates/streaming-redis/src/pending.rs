@@ -7,19 +7,22 @@
 //! Redis's clock, so instances' clocks need not agree) and a hash of the
 //! writes (`stamp\ngroup\norder\nbody`). The scripts keep the two in step.
 //!
-//! Holds are committed in groups: every hold waiting while a round of
-//! script calls is in flight goes out in the next round, so a report costs
-//! one round trip of latency and a fraction of a script call.
+//! Holds are committed in groups: the holds waiting when a round starts go
+//! out together (one script call on a standalone Redis, one per slot on a
+//! cluster), with up to [`ROUNDS_IN_FLIGHT`] rounds under way at once. The
+//! caller that finds a round free sends it itself (no hand-over to another
+//! task on the way), so a report costs about one round trip of latency and
+//! a fraction of a call.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::types::scripts::Script;
 use fred::types::Value;
 use streaming_core::ports::{claim_stamp, PendingError, PendingWrite, PendingWrites};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 use crate::RedisConnection;
 
@@ -33,7 +36,13 @@ const WRITES_PER_CALL: usize = 128;
 /// Most script calls of one round in flight at once.
 const CALLS_IN_FLIGHT: usize = 16;
 
+/// Most rounds of holds under way at once.
+pub const ROUNDS_IN_FLIGHT: usize = 4;
+
 type Waiter = oneshot::Sender<Result<(), PendingError>>;
+
+/// The writes of one kind and shard in a round, each with its hold's number.
+type ShardWrites<'a> = ((&'a str, u32), Vec<(usize, &'a PendingWrite)>);
 
 /// [`PendingWrites`] on Redis (standalone, sentinel or cluster).
 #[derive(Debug, Clone)]
@@ -47,14 +56,18 @@ struct Inner {
     hold: Script,
     release: Script,
     claim: Script,
-    /// Holds waiting for the next round.
-    waiting: Mutex<Vec<(String, Vec<PendingWrite>, Waiter)>>,
-    wake: Arc<Notify>,
+    /// Holds waiting for the next round, and the rounds under way.
+    waiting: Mutex<Waiting>,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    holds: Vec<(String, Vec<PendingWrite>, Waiter)>,
+    rounds: usize,
 }
 
 impl RedisPendingWrites {
-    /// Pending writes on `redis`, with the task that commits holds (it ends
-    /// when the last clone is dropped).
+    /// Pending writes on `redis`.
     pub fn start(redis: RedisConnection) -> Self {
         let inner = Arc::new(Inner {
             redis,
@@ -62,21 +75,38 @@ impl RedisPendingWrites {
             release: Script::from_lua(include_str!("pending_release.lua")),
             claim: Script::from_lua(include_str!("pending_claim.lua")),
             waiting: Mutex::default(),
-            wake: Arc::new(Notify::new()),
         });
-        tokio::spawn(commit_holds(Arc::downgrade(&inner), Arc::clone(&inner.wake)));
         Self { inner }
     }
 }
 
-/// Sends the waiting holds, one round at a time, until the adapter is dropped.
-async fn commit_holds(inner: Weak<Inner>, wake: Arc<Notify>) {
-    loop {
-        let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
-        let Some(inner) = inner.upgrade() else { break };
-        let round = std::mem::take(&mut *inner.lock());
-        if !round.is_empty() {
-            inner.commit(round).await;
+/// A round taken by a caller: if the caller goes away while leading, a
+/// task takes the round over, so waiting holds are never left without one.
+struct Leading(Option<Arc<Inner>>);
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.take() {
+            tokio::spawn(inner.lead());
+        }
+    }
+}
+
+impl Inner {
+    /// Sends rounds of waiting holds while there are any, then gives its
+    /// round back. The caller has taken a round (`rounds` counted it).
+    async fn lead(self: Arc<Self>) {
+        loop {
+            let round = {
+                let mut waiting = self.lock();
+                let round = std::mem::take(&mut waiting.holds);
+                if round.is_empty() {
+                    waiting.rounds -= 1;
+                    return;
+                }
+                round
+            };
+            self.commit(round).await;
         }
     }
 }
@@ -90,7 +120,7 @@ fn shard(id: &str) -> u32 {
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, Vec<(String, Vec<PendingWrite>, Waiter)>> {
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -119,23 +149,37 @@ impl Inner {
                 by_shard.entry((kind.as_str(), shard(&write.id))).or_default().push((waiter, write));
             }
         }
-        // Owned calls (keys, arguments, the holds they carry).
+        // Owned calls (keys, arguments, the holds they carry). On a cluster a
+        // call's keys must share a slot: one pair each; else any number.
+        let per_call_pairs = if self.redis.is_clustered() { 1 } else { usize::MAX };
         let mut calls: Vec<(Vec<String>, Vec<Value>, Vec<usize>)> = Vec::new();
-        for ((kind, shard), writes) in by_shard {
+        let mut pairs: Vec<ShardWrites<'_>> = by_shard.into_iter().collect();
+        pairs.sort_by_key(|(key, _)| *key);
+        let mut call: (Vec<String>, Vec<Value>, Vec<usize>) = Default::default();
+        for ((kind, shard), writes) in pairs {
             for chunk in writes.chunks(WRITES_PER_CALL) {
-                let mut args: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
-                for (_, write) in chunk {
+                let (full_keys, full_writes) = (call.0.len() / 2 >= per_call_pairs, call.2.len() >= WRITES_PER_CALL);
+                if !call.2.is_empty() && (full_keys || full_writes) {
+                    calls.push(std::mem::take(&mut call));
+                }
+                call.0.extend(self.keys(kind, shard));
+                let pair = (call.0.len() / 2).to_string();
+                for (waiter, write) in chunk {
                     let (group, order) = write.order.clone().unwrap_or_default();
-                    args.extend([
+                    call.1.extend([
+                        pair.clone().into(),
                         write.id.clone().into(),
                         write.stamp.clone().into(),
                         group.into(),
                         order.to_string().into(),
                         write.body.clone().into(),
                     ]);
+                    call.2.push(*waiter);
                 }
-                calls.push((self.keys(kind, shard), args, chunk.iter().map(|(waiter, _)| *waiter).collect()));
             }
+        }
+        if !call.2.is_empty() {
+            calls.push(call);
         }
         let failed: Vec<(Vec<usize>, PendingError)> = futures_util::stream::iter(calls)
             .map(|(keys, args, waiters)| async move {
@@ -164,9 +208,30 @@ impl PendingWrites for RedisPendingWrites {
         if writes.is_empty() {
             return Ok(());
         }
-        let (answer, answered) = oneshot::channel();
-        self.inner.lock().push((kind.to_owned(), writes, answer));
-        self.inner.wake.notify_one();
+        let (answer, mut answered) = oneshot::channel();
+        let lead = {
+            let mut waiting = self.inner.lock();
+            waiting.holds.push((kind.to_owned(), writes, answer));
+            let free = waiting.rounds < ROUNDS_IN_FLIGHT;
+            waiting.rounds += usize::from(free);
+            free
+        };
+        if lead {
+            // Sends its own hold with whatever waits, then the rounds that
+            // gathered meanwhile until its own is answered; the rest, or
+            // everything if its caller goes away, goes on in a task.
+            let mut leading = Leading(Some(Arc::clone(&self.inner)));
+            let mut rounds = Box::pin(Arc::clone(&self.inner).lead());
+            tokio::select! {
+                biased;
+                answer = &mut answered => {
+                    leading.0 = None;
+                    tokio::spawn(rounds);
+                    return answer.unwrap_or_else(|_| Err(PendingError::Unavailable("the hold was not committed".into())));
+                }
+                () = &mut rounds => leading.0 = None,
+            }
+        }
         answered.await.unwrap_or_else(|_| Err(PendingError::Unavailable("the hold was not committed".into())))
     }
 

@@ -1,7 +1,7 @@
 -- Claim writes held for at least ARGV[1] ms: each gets stamp ARGV[3] and
 -- counts as held from now + ARGV[2] (lease) - ARGV[1], so no other claim of
 -- that age takes it until the lease runs out. At most ARGV[4] of them.
--- KEYS as in pending_hold.lua. Returns id, "group\norder\nbody" pairs.
+-- KEYS[1], KEYS[2]: one pair of pending_hold.lua. Returns id, "group\norder\nbody" pairs.
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local age, lease, stamp = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]

@@ -1,5 +1,5 @@
 -- Forget written writes whose held stamp is still the one written.
--- KEYS as in pending_hold.lua; ARGV, two per write: id, stamp.
+-- KEYS[1], KEYS[2]: one pair of pending_hold.lua; ARGV, two per write: id, stamp.
 local released = 0
 for i = 1, #ARGV, 2 do
   local held = redis.call('HGET', KEYS[2], ARGV[i])

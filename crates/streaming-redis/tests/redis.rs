@@ -270,3 +270,29 @@ async fn a_hold_fails_at_once_when_redis_cannot_be_reached() {
     assert!(pending.hold("down", vec![write]).await.is_err(), "nothing is acknowledged as held");
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
 }
+
+/// Callers that go away while their hold is on its way (a client hung up)
+/// never leave the others' holds without a round to carry them.
+#[tokio::test]
+async fn holds_whose_callers_went_away_leave_the_rest_answered() {
+    use streaming_core::ports::{PendingWrite, PendingWrites};
+    let pending = streaming_redis::RedisPendingWrites::start(connect(&infra_var("STREAMGATE_REDIS_URL")).await);
+    let kind = format!("cancelled-{}", streaming_core::ports::claim_stamp());
+    let write = |i: usize| PendingWrite { id: format!("id-{i}"), stamp: "s".into(), order: None, body: "b".into() };
+    for round in 0..20 {
+        let given_up: Vec<_> = (0..8)
+            .map(|i| {
+                let (pending, kind) = (pending.clone(), kind.clone());
+                tokio::spawn(async move {
+                    let _ =
+                        tokio::time::timeout(Duration::ZERO, pending.hold(&kind, vec![write(round * 100 + i)])).await;
+                })
+            })
+            .collect();
+        for task in given_up {
+            task.await.unwrap();
+        }
+        let answered = tokio::time::timeout(Duration::from_secs(2), pending.hold(&kind, vec![write(round * 100 + 99)]));
+        answered.await.expect("answered within 2 s").unwrap();
+    }
+}

@@ -26,6 +26,10 @@ pub struct UserServiceSettings {
     pub timeout_ms: u64,
     /// Retries of a failed idempotent call (default 2), jittered exponential backoff.
     pub retries: u32,
+    /// After 5 failed lookups in a row (transport errors, timeouts, 5xx),
+    /// lookups are 503 at once for this many milliseconds, then one tries
+    /// again (default 30000).
+    pub breaker_cool_down_ms: u64,
     /// Without Redis: answers kept in process this long (default 300; with
     /// Redis, `redis.subscription_ttl_seconds` applies).
     pub cache_ttl_seconds: u64,
@@ -48,6 +52,7 @@ impl Default for UserServiceSettings {
             service_token: None,
             timeout_ms: 5_000,
             retries: 2,
+            breaker_cool_down_ms: 30_000,
             cache_ttl_seconds: 300,
             default_max_devices: 1,
             default_supports_hd: false,
@@ -103,6 +108,13 @@ impl UserServiceSettings {
             default_plan: self.default_plan(),
             ..UserServiceConfig::new(url.clone(), credentials)
         };
-        UserServiceDirectory::new(config).map(Some).map_err(|e| ConfigError(format!("users.url: {e}")))
+        let breaker = streaming_core::circuit_breaker::CircuitBreaker::new(
+            5,
+            Duration::from_millis(self.breaker_cool_down_ms.max(1)),
+        )
+        .named("user_service");
+        UserServiceDirectory::new(config)
+            .map(|directory| Some(directory.with_breaker(breaker)))
+            .map_err(|e| ConfigError(format!("users.url: {e}")))
     }
 }

@@ -67,7 +67,9 @@ struct State {
 #[derive(Debug, Clone)]
 pub struct UserServiceStandIn {
     url: String,
+    port: u16,
     state: web::Data<State>,
+    server: std::sync::Arc<Mutex<Option<actix_web::dev::ServerHandle>>>,
 }
 
 impl UserServiceStandIn {
@@ -80,18 +82,30 @@ impl UserServiceStandIn {
             by_user: Mutex::new(HashMap::new()),
             everyone: Mutex::new(everyone),
         });
-        let shared = state.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         let port = listener.local_addr().expect("its address").port();
-        let server = HttpServer::new(move || {
-            App::new().app_data(shared.clone()).route("/api/v1/subscriptions/current", web::get().to(respond))
-        })
-        .workers(1)
-        .listen(listener)
-        .expect("listening")
-        .run();
-        tokio::spawn(server);
-        Self { url: format!("http://127.0.0.1:{port}"), state }
+        let server = serve(state.clone(), listener);
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            state,
+            server: std::sync::Arc::new(Mutex::new(Some(server))),
+        }
+    }
+
+    /// Stops at once, its open connections closed, as a killed process
+    /// would (requests are refused until [`UserServiceStandIn::restart`]).
+    pub async fn kill(&self) {
+        let server = self.server.lock().unwrap().take();
+        if let Some(server) = server {
+            server.stop(false).await;
+        }
+    }
+
+    /// Serves again on the same port, answering as before.
+    pub fn restart(&self) {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("the same loopback port");
+        *self.server.lock().unwrap() = Some(serve(self.state.clone(), listener));
     }
 
     /// Its base URL (`users.url`).
@@ -124,6 +138,20 @@ impl UserServiceStandIn {
     pub fn seen(&self) -> Vec<Seen> {
         self.state.seen.lock().unwrap().clone()
     }
+}
+
+fn serve(state: web::Data<State>, listener: std::net::TcpListener) -> actix_web::dev::ServerHandle {
+    let server = HttpServer::new(move || {
+        App::new().app_data(state.clone()).route("/api/v1/subscriptions/current", web::get().to(respond))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .expect("listening")
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    handle
 }
 
 async fn respond(req: HttpRequest, state: web::Data<State>) -> HttpResponse {

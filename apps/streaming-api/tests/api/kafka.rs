@@ -377,6 +377,7 @@ async fn broker_outage_under_load(through_postgres: bool) {
     let acknowledged: Vec<Acks> = acknowledged.iter().map(|a| a.lock().unwrap().clone()).collect();
     let expected = |pick: fn(&Acks) -> &Vec<String>| -> usize { acknowledged.iter().map(|a| pick(a).len()).sum() };
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut events_lost = 0;
     for (action, wanted) in [("start", expected(|a| &a.started)), ("stop", expected(|a| &a.stopped))] {
         let received = loop {
             let received = read_all(&brokers, &format!("stream.{action}")).await;
@@ -389,6 +390,8 @@ async fn broker_outage_under_load(through_postgres: bool) {
         };
         // A batch resent after a lost acknowledgement arrives twice (same
         // `event_id`, for consumers to skip): first arrivals count.
+        let distinct = received.iter().map(|r| &r.event_id).collect::<HashSet<_>>().len();
+        events_lost += wanted.saturating_sub(distinct) as u64;
         let (mut arrived, mut seen) = (HashMap::<String, Vec<String>>::new(), HashSet::new());
         for record in &received {
             if seen.insert(record.event_id.clone()) {
@@ -410,6 +413,7 @@ async fn broker_outage_under_load(through_postgres: bool) {
             received.len() - seen.len()
         );
     }
+    outcomes.report(&format!("Kafka broker (SIGKILL), events through the {mode}"), None, Some(events_lost));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

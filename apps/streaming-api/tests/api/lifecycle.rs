@@ -127,6 +127,11 @@ struct Acknowledged {
     reports: u64,
 }
 
+/// Position `n` in seconds as thousandths.
+fn thousandths(n: u64) -> f64 {
+    n as f64 / 1000.0
+}
+
 /// Position `n` in seconds: hundredths, so thousands of requests stay
 /// within the 16 s demo movie (near its end it counts as watched).
 fn at(n: u64) -> f64 {
@@ -400,4 +405,152 @@ async fn what_a_killed_instance_acknowledged_is_written_by_the_others() {
          all written by the others {:.1} s after the kill",
         killed_at.elapsed().as_secs_f64()
     );
+}
+
+/// Two instances behind a client that spreads requests over both (and
+/// sends a request the refused connection of a dead instance could not
+/// carry to the other, as a load balancer does); one is killed with SIGKILL
+/// in the middle of playback and started again. Requests in flight on it
+/// go unanswered; nothing it acknowledged is lost: every acknowledged
+/// start and stop is in the database with its event, and each viewer's
+/// newest acknowledged position is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_two_instances_killed_under_load_loses_nothing_it_acknowledged() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use crate::load::{Load, Phase};
+
+    let dir = tempfile::tempdir().unwrap();
+    let database = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let (users, _stand) = crate::users::stand_in(200).await;
+    let prefix = format!("instance-fault-{}:", streaming_core::domain::SessionId::random());
+    let shared = [
+        ("STREAMING__REDIS__URL", infra_var("STREAMGATE_REDIS_URL")),
+        ("STREAMING__REDIS__KEY_PREFIX", prefix),
+        ("STREAMING__RATE_LIMIT__STREAM_URL_PER_MINUTE", "0".to_owned()),
+        ("STREAMING__RATE_LIMIT__STREAM_START_PER_MINUTE", "0".to_owned()),
+    ];
+    let survivor = Service::start_with(dir.path(), &database, &users, 1_000, &shared).await;
+    let mut victim = Service::start_with(dir.path(), &database, &users, 1_000, &shared).await;
+    let addresses = Arc::new([survivor.address.clone(), victim.address.clone()]);
+
+    let viewers: Vec<String> = (0..4).map(|i| format!("instance-fault-{i}")).collect();
+    let acknowledged: Arc<Vec<Mutex<Acknowledged>>> = Arc::new(viewers.iter().map(|_| Mutex::default()).collect());
+    // The newest position each viewer had acknowledged (thousandths: far
+    // from the end of the 16 s demo movie, where it would count as watched).
+    let newest: Arc<Vec<AtomicU64>> = Arc::new(viewers.iter().map(|_| AtomicU64::new(0)).collect());
+    let tokens: Arc<Vec<String>> = Arc::new(viewers.iter().map(|v| token_for(v)).collect());
+    let client = reqwest::Client::new();
+    let turn = Arc::new(AtomicU64::new(0));
+    let (acks, positions) = (acknowledged.clone(), newest.clone());
+    let load = Load::start(viewers.len(), move |i, n| {
+        let (client, addresses, tokens, turn) = (client.clone(), addresses.clone(), tokens.clone(), turn.clone());
+        let (acks, positions) = (acks.clone(), positions.clone());
+        async move {
+            // One request: to the next instance, or the other if this one refuses the connection.
+            let send = |path: String, body: Value| {
+                let (client, addresses, token) = (client.clone(), addresses.clone(), tokens[i].clone());
+                let first = turn.fetch_add(1, Ordering::Relaxed) as usize % 2;
+                async move {
+                    for attempt in [first, 1 - first] {
+                        let request = client.post(format!("{}{path}", addresses[attempt])).bearer_auth(&token);
+                        match request.json(&body).send().await {
+                            Ok(response) => {
+                                let status = response.status().as_u16();
+                                return (status, response.json::<Value>().await.unwrap_or(Value::Null));
+                            }
+                            Err(error) if error.is_connect() => continue,
+                            Err(_) => return (0, Value::Null),
+                        }
+                    }
+                    (0, Value::Null)
+                }
+            };
+            // Rounds of start, two reports, stop; positions grow with every request.
+            let position = n * 4;
+            let (status, started) = send(MOVIE_PATH.to_owned(), json!({})).await;
+            if status != 200 {
+                return status;
+            }
+            let session = started["session_id"].as_str().unwrap().to_owned();
+            acks[i].lock().unwrap().started.push(session.clone());
+            for sequence in 1..=2 {
+                let body = json!({ "position_seconds": thousandths(position + sequence), "session_id": session, "sequence": sequence });
+                let (status, _) = send(format!("{MOVIE_PATH}/progress"), body).await;
+                if status != 200 {
+                    return status;
+                }
+                positions[i].fetch_max(position + sequence, Ordering::Relaxed);
+            }
+            let body = json!({ "position_seconds": thousandths(position + 3), "session_id": session });
+            let (status, _) = send(format!("{MOVIE_PATH}/stop"), body).await;
+            if status == 200 {
+                acks[i].lock().unwrap().stopped.push((session, position + 3));
+                positions[i].fetch_max(position + 3, Ordering::Relaxed);
+            }
+            status
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    load.enter(Phase::During);
+    victim.signal("-KILL");
+    assert!(!victim.exit(Duration::from_secs(10)).await.success());
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let restarted = Instant::now();
+    let _victim = Service::start_with(dir.path(), &database, &users, 1_000, &shared).await;
+    let recovery = restarted.elapsed();
+    load.enter(Phase::After);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let outcomes = load.finish().await;
+
+    // What was acknowledged, looked for once the held writes of the killed
+    // instance had time to be written (`redis.rescue_after_ms`, 5 s).
+    let acknowledged: Vec<Acknowledged> = acknowledged.iter().map(|a| a.lock().unwrap().clone()).collect();
+    let count = |sql: String| -> u64 { psql(&database, &sql).trim().parse().unwrap() };
+    let quoted = |sessions: Vec<&String>| sessions.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(",");
+    let started = quoted(acknowledged.iter().flat_map(|a| &a.started).collect());
+    let stopped = quoted(acknowledged.iter().flat_map(|a| a.stopped.iter().map(|(s, _)| s)).collect());
+    let (starts, stops) = (
+        acknowledged.iter().map(|a| a.started.len() as u64).sum::<u64>(),
+        acknowledged.iter().map(|a| a.stopped.len() as u64).sum::<u64>(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (writes_lost, events_lost) = loop {
+        let sessions = count(format!("SELECT count(*) FROM stream_sessions WHERE id::text IN ({started})"));
+        let closed = count(format!(
+            "SELECT count(*) FROM stream_sessions WHERE ended_at IS NOT NULL AND id::text IN ({stopped})"
+        ));
+        let mut positions_lost = 0;
+        for (viewer, newest) in viewers.iter().zip(newest.iter()) {
+            let sql =
+                format!("SELECT round(position_seconds * 1000)::bigint FROM watch_progress WHERE user_id = '{viewer}'");
+            let stored: u64 = psql(&database, &sql).trim().parse().unwrap_or(0);
+            positions_lost += u64::from(stored < newest.load(Ordering::Relaxed));
+        }
+        let events = |topic: &str, sessions: &str| {
+            count(format!(
+                "SELECT count(*) FROM outbox WHERE topic = '{topic}' AND payload->>'session_id' IN ({sessions})"
+            ))
+        };
+        let writes_lost = (starts - sessions) + (stops - closed) + positions_lost;
+        let events_lost = (starts - events("stream.start", &started)) + (stops - events("stream.stop", &stopped));
+        if writes_lost + events_lost == 0 || Instant::now() > deadline {
+            break (writes_lost, events_lost);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!(
+        "one of two instances killed: {} rounds; {}; {starts} starts and {stops} stops acknowledged",
+        outcomes.total(),
+        outcomes.summary()
+    );
+    outcomes.report_recovered_in(
+        "one of two service instances (SIGKILL)",
+        Some(writes_lost),
+        Some(events_lost),
+        recovery,
+    );
+    assert_eq!((writes_lost, events_lost), (0, 0), "acknowledged writes and events lost");
+    assert_eq!(outcomes.server_errors(), 0, "{}", outcomes.summary());
+    assert!(outcomes.of(Phase::During, 200) > 0 && outcomes.of(Phase::After, 200) > 0, "{}", outcomes.summary());
 }

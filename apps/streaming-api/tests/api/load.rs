@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
@@ -21,6 +22,9 @@ pub enum Phase {
 #[derive(Debug, Default)]
 pub struct Outcomes {
     counts: Mutex<BTreeMap<(Phase, u16), u64>>,
+    /// When the run entered [`Phase::After`] (the fault was mended), and
+    /// when a request last failed (no answer, or 5xx) after that.
+    mended: Mutex<(Option<Instant>, Option<Instant>)>,
 }
 
 impl Outcomes {
@@ -37,6 +41,51 @@ impl Outcomes {
     /// How many requests were sent.
     pub fn total(&self) -> u64 {
         self.counts.lock().unwrap().values().sum()
+    }
+
+    /// How many requests got an answer (any status).
+    pub fn answered(&self) -> u64 {
+        self.total() - self.counts.lock().unwrap().iter().filter(|((_, s), _)| *s == 0).map(|(_, n)| n).sum::<u64>()
+    }
+
+    /// How many answers were 5xx.
+    pub fn server_errors(&self) -> u64 {
+        self.counts.lock().unwrap().iter().filter(|((_, s), _)| *s >= 500).map(|(_, n)| n).sum()
+    }
+
+    /// From the mend to the last failed request after it (zero without one).
+    pub fn recovery(&self) -> Duration {
+        match *self.mended.lock().unwrap() {
+            (Some(mended), Some(failed)) => failed.saturating_duration_since(mended),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Prints the fault's figures as `cargo xtask faults` collects them
+    /// (`None`: the fault's load makes no such writes or events).
+    pub fn report(&self, fault: &str, writes_lost: Option<u64>, events_lost: Option<u64>) {
+        self.report_recovered_in(fault, writes_lost, events_lost, self.recovery());
+    }
+
+    /// [`Outcomes::report`] with the time to recover measured by the test.
+    pub fn report_recovered_in(
+        &self,
+        fault: &str,
+        writes_lost: Option<u64>,
+        events_lost: Option<u64>,
+        recovery: Duration,
+    ) {
+        let or_dash = |n: Option<u64>| n.map_or_else(|| "—".to_owned(), |n| n.to_string());
+        println!(
+            "FAULT|{fault}|{}|{}|{}|{}|{}|{:.2}|{}",
+            self.total(),
+            self.answered(),
+            self.server_errors(),
+            or_dash(writes_lost),
+            or_dash(events_lost),
+            recovery.as_secs_f64(),
+            self.summary(),
+        );
     }
 
     /// `before: 200×N; during: 200×N, 503×M; after: …`
@@ -89,6 +138,9 @@ impl Load {
                         // answer counted before an outage preceded it.
                         let answered_in = phase_of(phase.load(Ordering::Relaxed));
                         *outcomes.counts.lock().unwrap().entry((answered_in, status)).or_default() += 1;
+                        if answered_in == Phase::After && (status == 0 || status >= 500) {
+                            outcomes.mended.lock().unwrap().1 = Some(Instant::now());
+                        }
                     }
                 })
             })
@@ -98,6 +150,9 @@ impl Load {
 
     /// Requests answered from now on count in `phase`.
     pub fn enter(&self, phase: Phase) {
+        if phase == Phase::After {
+            self.outcomes.mended.lock().unwrap().0 = Some(Instant::now());
+        }
         self.phase.store(phase as u8, Ordering::Relaxed);
     }
 

@@ -151,6 +151,7 @@ async fn redis_killed_and_restarted_under_load_fails_no_request() {
     let outcomes = load.finish().await;
 
     println!("redis outage: {} requests; {}", outcomes.total(), outcomes.summary());
+    outcomes.report("Redis (SIGKILL)", None, None);
     assert_eq!(outcomes.other_than(&[200]), 0, "{}", outcomes.summary());
     assert!(
         outcomes.of(Phase::Before, 200) > 0 && outcomes.of(Phase::During, 200) > 0,

@@ -197,6 +197,8 @@ async fn the_s3_server_killed_and_restarted_under_load_costs_only_what_needs_it(
 
     println!("s3 outage, track URLs: {} requests; {}", tracks.total(), tracks.summary());
     println!("s3 outage, movie starts: {} requests; {}", starts.total(), starts.summary());
+    tracks.report("S3 server (SIGKILL): track URLs", None, None);
+    starts.report("S3 server (SIGKILL): movie starts and stops", None, None);
     assert_eq!(tracks.other_than(&[200, 503]), 0, "{}", tracks.summary());
     assert_eq!(tracks.of(Phase::Before, 503), 0, "{}", tracks.summary());
     assert!(tracks.of(Phase::During, 503) > 0, "URLs no player could fetch are refused: {}", tracks.summary());

@@ -114,3 +114,64 @@ async fn a_subscription_the_directory_says_is_gone_refuses_the_grant() {
     stand.answer_everyone(Answer::Status(404));
     assert_problem(app.client.get(&manifest).send().await.unwrap(), 403, "manifest-grant-refused").await;
 }
+
+/// The user service killed (its connections dropped, new ones refused) in
+/// the middle of a bounded load of movie starts by viewers it has not been
+/// asked about yet (no cached answer), and started again: starts are 503
+/// with `Retry-After` while it is gone (never 403: an outage is not a
+/// refusal), and 200 again once a trial after the breaker's cool-down finds
+/// it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_service_killed_and_restarted_under_load_costs_only_starts_that_need_it() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::load::{Load, Phase};
+
+    let (url, stand) = stand_in(200).await;
+    let app = Arc::new(
+        spawn(|s| {
+            s.users.url = Some(url.clone());
+            s.users.timeout_ms = 500;
+            s.users.retries = 0;
+            s.users.breaker_cool_down_ms = 500;
+            s.rate_limit.stream_url_per_minute = 0;
+        })
+        .await,
+    );
+    let shared = app.clone();
+    let load = Load::start(4, move |client, n| {
+        let app = shared.clone();
+        async move {
+            // A viewer the service has not been asked about: every start looks it up.
+            let token = crate::harness::token_for(&format!("users-fault-{client}-{n}"));
+            let movie = format!("/api/v1/stream/{MOVIE}");
+            let response = app.send(Method::POST, &movie, Some(&token), None).await;
+            let status = response.status().as_u16();
+            if status == 503 {
+                crate::harness::assert_unavailable(response).await;
+            } else if status == 200 {
+                let started: serde_json::Value = response.json().await.unwrap();
+                let stop = serde_json::json!({ "position_seconds": 1, "session_id": started["session_id"] });
+                let stopped = app.send(Method::POST, &format!("{movie}/stop"), Some(&token), Some(stop)).await;
+                assert_eq!(stopped.status(), 200);
+            }
+            status
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    load.enter(Phase::During);
+    stand.kill().await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    stand.restart();
+    load.enter(Phase::After);
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let outcomes = load.finish().await;
+    println!("user service outage: {} starts; {}", outcomes.total(), outcomes.summary());
+    outcomes.report("user service (killed)", None, None);
+    assert_eq!(outcomes.other_than(&[200, 503]), 0, "{}", outcomes.summary());
+    assert_eq!(outcomes.of(Phase::Before, 503), 0, "{}", outcomes.summary());
+    assert!(outcomes.of(Phase::During, 503) > 0, "the outage was felt: {}", outcomes.summary());
+    assert!(outcomes.of(Phase::After, 200) > 0, "starts again: {}", outcomes.summary());
+    assert!(outcomes.recovery() < Duration::from_millis(1_500), "recovered in {:?}", outcomes.recovery());
+}

@@ -1,7 +1,9 @@
 //! Progress: reports, the position they carry, the progress events they
 //! become (at most one per session per interval), and reading it back.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 use time::OffsetDateTime;
 use tracing::{debug_span, warn, Instrument};
@@ -13,6 +15,32 @@ use crate::domain::{Media, MediaId, PlaybackAction, PlaybackEvent, PositionSecon
 use crate::ports::RecordOutcome;
 use crate::service::Dependency;
 use crate::telemetry;
+
+/// Runs `a` and `b` at once; both outputs.
+async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut first, mut second) = (None, None);
+    std::future::poll_fn(|cx| {
+        if first.is_none() {
+            if let Poll::Ready(output) = a.as_mut().poll(cx) {
+                first = Some(output);
+            }
+        }
+        if second.is_none() {
+            if let Poll::Ready(output) = b.as_mut().poll(cx) {
+                second = Some(output);
+            }
+        }
+        match (first.take(), second.take()) {
+            (Some(a), Some(b)) => Poll::Ready((a, b)),
+            (a, b) => {
+                (first, second) = (a, b);
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
 
 impl PlaybackService {
     /// Records a progress report of `user` in `movie`.
@@ -33,15 +61,24 @@ impl PlaybackService {
             Some(id) => Some(self.open_session_of(id, user, movie).await?),
             None => None,
         };
-        if let Some(session) = &session {
-            self.ports
-                .sessions
-                .touch(&session.id, now)
-                .instrument(debug_span!("sessions.touch"))
-                .await
-                .map_err(|_| unavailable(Dependency::Sessions))?;
-        }
-        let (outcome, stored) = self.store_progress(&media, user, position, report, now, Durability::Behind).await?;
+        // The heartbeat and the position are written at once (each may wait
+        // for its store's round trip); a failure of either fails the report.
+        let touched = async {
+            match &session {
+                Some(session) => self
+                    .ports
+                    .sessions
+                    .touch(&session.id, now)
+                    .instrument(debug_span!("sessions.touch"))
+                    .await
+                    .map_err(|_| unavailable(Dependency::Sessions)),
+                None => Ok(()),
+            }
+        };
+        let stored = self.store_progress(&media, user, position, report, now, Durability::Behind);
+        let (touched, stored) = both(touched, stored).await;
+        touched?;
+        let (outcome, stored) = stored?;
         if outcome == RecordOutcome::Applied {
             if self.progress_event_passes(user, movie, report.session, now).await {
                 self.hand_over(PlaybackEvent::new(
