@@ -156,6 +156,8 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
             Ok(()) => {
                 self.stats.flushes.fetch_add(1, Ordering::Relaxed);
                 self.streak.succeeded(Self::QUEUE);
+                // Reads need not wait for the release.
+                drop(_turn);
                 self.holding.release(Self::QUEUE, written.unwrap_or_default()).await;
                 self.lock().is_empty()
             }
@@ -229,26 +231,27 @@ pub(crate) fn rescue_every(after: Duration) -> Duration {
 /// sequence, time and position; ordered by sequence within a session, as
 /// the store is.
 fn held(progress: &WatchProgress) -> PendingWrite {
-    let (user, media) = (progress.user.as_str(), progress.media.as_str());
-    let session = progress.session.map(|s| s.to_string());
+    let (id, stamp) = held_as(progress);
     PendingWrite {
-        id: format!("{}:{user}{media}", user.len()),
-        stamp: format!(
-            "{}:{}:{}:{}",
-            session.as_deref().unwrap_or_default(),
-            progress.sequence,
-            progress.last_watched_at.unix_timestamp_nanos(),
-            progress.position.get()
-        ),
-        order: session.map(|session| (session, progress.sequence)),
+        id,
+        stamp,
+        order: progress.session.map(|session| (session.to_string(), progress.sequence)),
         body: progress.to_json(),
     }
 }
 
 /// The id and stamp `progress` is held under.
 fn held_as(progress: &WatchProgress) -> (String, String) {
-    let write = held(progress);
-    (write.id, write.stamp)
+    let (user, media) = (progress.user.as_str(), progress.media.as_str());
+    let session = progress.session.map(|s| s.to_string()).unwrap_or_default();
+    let id = format!("{}:{user}{media}", user.len());
+    let stamp = format!(
+        "{session}:{}:{}:{}",
+        progress.sequence,
+        progress.last_watched_at.unix_timestamp_nanos(),
+        progress.position.get()
+    );
+    (id, stamp)
 }
 
 /// Most rows one flush statement carries: a flush after thousands of

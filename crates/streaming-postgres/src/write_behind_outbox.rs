@@ -68,7 +68,13 @@ pub struct WriteBehindOutbox {
 
 /// How an event is held: by its id, which no other event has.
 fn held(event: &PlaybackEvent) -> PendingWrite {
-    PendingWrite { id: event.event_id.to_string(), stamp: "event".into(), order: None, body: event.to_json() }
+    let (id, stamp) = held_as(event);
+    PendingWrite { id, stamp, order: None, body: event.to_json() }
+}
+
+/// The id and stamp an event is held under (one write per id: a constant stamp).
+fn held_as(event: &PlaybackEvent) -> (String, String) {
+    (event.event_id.to_string(), "event".to_owned())
 }
 
 impl WriteBehindOutbox {
@@ -140,7 +146,7 @@ impl WriteBehindOutbox {
                 self.stats.flushes.fetch_add(1, Ordering::Relaxed);
                 self.streak.succeeded(Self::QUEUE);
                 if self.holding.is_set() {
-                    let written = batch.iter().map(held).map(|w| (w.id, w.stamp)).collect();
+                    let written = batch.iter().map(held_as).collect();
                     self.holding.release(Self::QUEUE, written).await;
                 }
                 true

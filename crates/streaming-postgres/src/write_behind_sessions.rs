@@ -286,13 +286,12 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
         if batch.is_empty() {
             return true;
         }
-        let held: Vec<(String, String)> = if self.holding.is_set() {
-            batch.iter().map(|(id, at)| held(id, *at)).map(|w| (w.id, w.stamp)).collect()
-        } else {
-            Vec::new()
-        };
+        let held: Vec<(String, String)> =
+            if self.holding.is_set() { batch.iter().map(|(id, at)| held_as(id, *at)).collect() } else { Vec::new() };
         let written = write_in_chunks(batch, |chunk| self.inner.touch_many(chunk)).await;
         if written.is_ok() {
+            // Reads need not wait for the release.
+            drop(_turn);
             self.holding.release(Self::QUEUE, held).await;
         }
         self.settle(written)
@@ -409,12 +408,18 @@ impl<S: SessionStore + 'static> Flush for WriteBehindSessions<S> {
 /// one replaces an earlier one, never the reverse).
 fn held(id: &SessionId, at: OffsetDateTime) -> PendingWrite {
     let nanos = at.unix_timestamp_nanos();
+    let (id, stamp) = held_as(id, at);
     PendingWrite {
-        id: id.to_string(),
-        stamp: nanos.to_string(),
+        body: format!("{id} {stamp}"),
+        id,
+        stamp,
         order: Some(("heartbeat".into(), u64::try_from(nanos / 1_000_000).unwrap_or_default())),
-        body: format!("{id} {nanos}"),
     }
+}
+
+/// The id and stamp a heartbeat is held under: the session, the time in nanoseconds.
+fn held_as(id: &SessionId, at: OffsetDateTime) -> (String, String) {
+    (id.to_string(), at.unix_timestamp_nanos().to_string())
 }
 
 #[async_trait]
