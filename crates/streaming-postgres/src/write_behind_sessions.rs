@@ -168,6 +168,8 @@ pub struct WriteBehindSessions<S> {
     sessions: Cache<SessionId, Arc<CachedSession>>,
     ttl: Duration,
     pending: Mutex<HashMap<SessionId, OffsetDateTime>>,
+    /// The heartbeat last held per queued session (with a pending-writes store).
+    held_at: Mutex<HashMap<SessionId, OffsetDateTime>>,
     /// Held exclusively by a flush from taking the queue until it is
     /// written, and shared by the database reads merged with the queue: a
     /// reader never sees a heartbeat neither queued nor written yet, and
@@ -210,6 +212,7 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
             sessions: Cache::builder().max_capacity(capacity as u64).time_to_idle(ttl).build(),
             ttl,
             pending: Mutex::default(),
+            held_at: Mutex::default(),
             flushing: tokio::sync::RwLock::new(()),
             capacity,
             stats: WriteBehindSessionStats::default(),
@@ -274,6 +277,10 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
         self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn held_at(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, OffsetDateTime>> {
+        self.held_at.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The queued heartbeat of `id`, if any.
     fn unwritten(&self, id: &SessionId) -> Option<OffsetDateTime> {
         self.lock().get(id).copied()
@@ -286,13 +293,21 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
         if batch.is_empty() {
             return true;
         }
-        let held: Vec<(String, String)> =
-            if self.holding.is_set() { batch.iter().map(|(id, at)| held_as(id, *at)).collect() } else { Vec::new() };
+        let flushed: Vec<(SessionId, OffsetDateTime)> = if self.holding.is_set() { batch.clone() } else { Vec::new() };
         let written = write_in_chunks(batch, |chunk| self.inner.touch_many(chunk)).await;
-        if written.is_ok() {
+        if written.is_ok() && !flushed.is_empty() {
+            {
+                // What a later touch held since stays.
+                let mut held_at = self.held_at();
+                for (id, at) in &flushed {
+                    if held_at.get(id).is_some_and(|held| held <= at) {
+                        held_at.remove(id);
+                    }
+                }
+            }
             // Reads need not wait for the release.
             drop(_turn);
-            self.holding.release(Self::QUEUE, held).await;
+            self.holding.release(Self::QUEUE, flushed.iter().map(|(id, at)| held_as(id, *at)).collect()).await;
         }
         self.settle(written)
     }
@@ -377,6 +392,7 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
     /// Drops what this instance holds of `id`: its next read goes to the store.
     fn forget(&self, id: &SessionId) {
         self.lock().remove(id);
+        self.held_at().remove(id);
         self.sessions.invalidate(id);
     }
 
@@ -488,11 +504,18 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
             let mut pending = self.lock();
             let due = cached.as_ref().is_none_or(|c| c.heartbeat(at));
             if let Some(queued) = pending.get_mut(id) {
+                let before = *queued;
                 *queued = (*queued).max(at);
                 if let Some(cached) = &cached {
                     cached.stored_heartbeat(*queued);
                 }
                 self.stats.touches.fetch_add(1, Ordering::Relaxed);
+                // Held again only a step newer than the one held: what a
+                // kill loses stays within the step, as for one never queued.
+                let held = self.held_at().get(id).copied().unwrap_or(before);
+                if *queued - held < HEARTBEAT_STEP {
+                    return Ok(());
+                }
                 Some(*queued)
             } else if !due {
                 self.stats.held.fetch_add(1, Ordering::Relaxed);
@@ -507,6 +530,14 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
         };
         if let Some(queued) = queued {
             // Acknowledged once held, or else written through.
+            if self.holding.is_set() {
+                let mut held_at = self.held_at();
+                // Bounded like the queue (a closed session's entry may stay behind).
+                if held_at.len() >= self.capacity {
+                    held_at.clear();
+                }
+                held_at.insert(*id, queued);
+            }
             if self.holding.hold(Self::QUEUE, held(id, queued)).await.is_err() {
                 self.inner.touch(id, queued).await?;
             }

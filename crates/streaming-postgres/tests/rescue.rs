@@ -248,3 +248,26 @@ async fn heartbeats_and_events_acknowledged_by_queues_that_died_are_written_by_o
     assert!(late.flush().await);
     assert_eq!(count(&url, "SELECT count(*) FROM outbox").await, 20);
 }
+
+/// A player reporting every second while its heartbeats wait (here, for a
+/// flush that never comes) has one held a step apart: what a kill would
+/// lose stays within the step, without a hold per report.
+#[tokio::test]
+async fn a_chatty_players_heartbeats_are_held_a_step_apart() {
+    let (_, db) = database().await;
+    let pending = Arc::new(MemoryPendingWrites::default());
+    let sessions = WriteBehindSessions::start(PgSessionStore::new(db.clone()), 1_000, HOUR, HOUR);
+    sessions.hold_in(pending.clone(), HOUR);
+    let opened = open_session(&sessions).await;
+    let mut held = std::collections::BTreeSet::new();
+    for second in 6..=20 {
+        let at = opened.started_at + Duration::from_secs(second);
+        sessions.touch(&opened.id, at).await.unwrap();
+        let claimed = pending.claim("sessions", Duration::ZERO, Duration::ZERO, 10).await.unwrap();
+        let nanos: i128 = claimed[0].body.split_once(' ').unwrap().1.parse().unwrap();
+        let held_at = OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap();
+        assert!(at - held_at < streaming_postgres::HEARTBEAT_STEP, "at +{second} s the held heartbeat is {held_at}");
+        held.insert(held_at);
+    }
+    assert_eq!(held.len(), 3, "held at +6, +11 and +16 s: {held:?}");
+}
