@@ -320,6 +320,25 @@ async fn sigterm_finishes_in_flight_requests_and_writes_queued_progress() {
     println!("SIGTERM under load: {total} progress reports acknowledged by 4 viewers, each viewer's last one written");
 }
 
+/// A directory, a fresh database and a user-service stand-in for instances of the binary.
+async fn instances_setup() -> (tempfile::TempDir, String, String, streaming_users::testing::UserServiceStandIn) {
+    let dir = tempfile::tempdir().unwrap();
+    let database = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let (users, stand) = crate::users::stand_in(200).await;
+    (dir, database, users, stand)
+}
+
+/// The settings of instances sharing the test Redis under a prefix of
+/// their own, with no per-user rate limits (each viewer asks often).
+fn shared_redis(name: &str) -> [(&'static str, String); 4] {
+    [
+        ("STREAMING__REDIS__URL", infra_var("STREAMGATE_REDIS_URL")),
+        ("STREAMING__REDIS__KEY_PREFIX", format!("{name}-{}:", streaming_core::domain::SessionId::random())),
+        ("STREAMING__RATE_LIMIT__STREAM_URL_PER_MINUTE", "0".to_owned()),
+        ("STREAMING__RATE_LIMIT__STREAM_START_PER_MINUTE", "0".to_owned()),
+    ]
+}
+
 /// Three instances on one Redis and PostgreSQL; one acknowledges a progress
 /// report (with a heartbeat and an event) from each of 300 viewers and is
 /// killed with SIGKILL at once, its queues never flushed. The other two
@@ -328,15 +347,8 @@ async fn sigterm_finishes_in_flight_requests_and_writes_queued_progress() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_killed_instance_acknowledged_is_written_by_the_others() {
     const VIEWERS: usize = 300;
-    let dir = tempfile::tempdir().unwrap();
-    let database = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
-    let (users, _stand) = crate::users::stand_in(200).await;
-    let prefix = format!("kill-{}:", streaming_core::domain::SessionId::random());
-    let shared = [
-        ("STREAMING__REDIS__URL", infra_var("STREAMGATE_REDIS_URL")),
-        ("STREAMING__REDIS__KEY_PREFIX", prefix),
-        ("STREAMING__RATE_LIMIT__STREAM_URL_PER_MINUTE", "0".to_owned()),
-    ];
+    let (dir, database, users, _stand) = instances_setup().await;
+    let shared = shared_redis("kill");
     // The one to be killed never flushes on its own.
     let mut killed = Service::start_with(dir.path(), &database, &users, 3_600_000, &shared).await;
     let _survivors = [
@@ -420,16 +432,8 @@ async fn one_of_two_instances_killed_under_load_loses_nothing_it_acknowledged() 
 
     use crate::load::{Load, Phase};
 
-    let dir = tempfile::tempdir().unwrap();
-    let database = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
-    let (users, _stand) = crate::users::stand_in(200).await;
-    let prefix = format!("instance-fault-{}:", streaming_core::domain::SessionId::random());
-    let shared = [
-        ("STREAMING__REDIS__URL", infra_var("STREAMGATE_REDIS_URL")),
-        ("STREAMING__REDIS__KEY_PREFIX", prefix),
-        ("STREAMING__RATE_LIMIT__STREAM_URL_PER_MINUTE", "0".to_owned()),
-        ("STREAMING__RATE_LIMIT__STREAM_START_PER_MINUTE", "0".to_owned()),
-    ];
+    let (dir, database, users, _stand) = instances_setup().await;
+    let shared = shared_redis("instance-fault");
     let survivor = Service::start_with(dir.path(), &database, &users, 1_000, &shared).await;
     let mut victim = Service::start_with(dir.path(), &database, &users, 1_000, &shared).await;
     let addresses = Arc::new([survivor.address.clone(), victim.address.clone()]);
