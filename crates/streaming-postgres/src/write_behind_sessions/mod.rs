@@ -28,14 +28,18 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use moka::sync::Cache;
 use streaming_core::domain::{PlaybackEvent, SessionId, StreamSession, UserId};
-use streaming_core::ports::{
-    Broadcast, CloseOutcome, EventHandling, PendingWrite, PendingWrites, SessionError, SessionStore,
-};
+use streaming_core::ports::{Broadcast, CloseOutcome, EventHandling, PendingWrites, SessionError, SessionStore};
 use time::OffsetDateTime;
 use tracing::{debug, warn};
 
-use crate::rescue::{spawn_rescuer, Holding, Rescue};
+use crate::rescue::{spawn_rescuer, Holding};
 use crate::write_behind::{drain, spawn_flusher, write_in_chunks, FailureStreak, Flush};
+
+mod cached;
+mod held;
+
+use cached::CachedSession;
+use held::{held, held_as};
 
 /// The broadcast topic of closed sessions (a message: their ids, space-separated).
 const CLOSES: &str = "session-closes";
@@ -69,97 +73,6 @@ pub struct WriteBehindSessionStats {
     pub flushes: AtomicU64,
     /// Flushes that failed (their heartbeats were kept).
     pub failed_flushes: AtomicU64,
-}
-
-/// A cached session: its row as read or opened, the newest heartbeat this
-/// instance has seen (moved forward in place: a heartbeat does not rebuild
-/// the entry), and when the row is to be read again.
-#[derive(Debug)]
-struct CachedSession {
-    session: StreamSession,
-    state: Mutex<CachedState>,
-}
-
-#[derive(Debug)]
-struct CachedState {
-    last_heartbeat_at: OffsetDateTime,
-    /// The newest heartbeat handed to the queue (or read from the row).
-    queued_heartbeat_at: OffsetDateTime,
-    read_again_at: Instant,
-    /// When the row last confirmed this copy (opened here, or read).
-    confirmed_at: Instant,
-}
-
-impl CachedSession {
-    fn new(session: StreamSession, read_again_at: Instant) -> Arc<Self> {
-        let at = session.last_heartbeat_at;
-        let state = Mutex::new(CachedState {
-            last_heartbeat_at: at,
-            queued_heartbeat_at: at,
-            read_again_at,
-            confirmed_at: Instant::now(),
-        });
-        Arc::new(Self { session, state })
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, CachedState> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The session with the newest heartbeat seen.
-    fn current(&self) -> StreamSession {
-        let mut session = self.session.clone();
-        session.last_heartbeat_at = session.last_heartbeat_at.max(self.state().last_heartbeat_at);
-        session
-    }
-
-    /// Whether the row is due to be read again; the caller that gets `true`
-    /// reads it, the others go on with this copy until `next`.
-    fn claim_read(&self, now: Instant, next: Instant) -> bool {
-        let mut state = self.state();
-        if self.session.ended_at.is_some() || now < state.read_again_at {
-            return false;
-        }
-        state.read_again_at = next;
-        true
-    }
-
-    /// The row was read and still says open.
-    fn confirmed(&self, now: Instant) {
-        self.state().confirmed_at = now;
-    }
-
-    /// The row could not be read: the next read tries again, and whether
-    /// this copy is still within `ttl` of its last confirmation.
-    fn unconfirmed(&self, now: Instant, ttl: Duration) -> bool {
-        let mut state = self.state();
-        state.read_again_at = now;
-        now.duration_since(state.confirmed_at) <= ttl
-    }
-
-    /// Takes a heartbeat: whether it is to be queued for the store, being
-    /// [`HEARTBEAT_STEP`] newer than the last one queued.
-    fn heartbeat(&self, at: OffsetDateTime) -> bool {
-        let mut state = self.state();
-        state.last_heartbeat_at = state.last_heartbeat_at.max(at);
-        if at - state.queued_heartbeat_at < HEARTBEAT_STEP {
-            return false;
-        }
-        state.queued_heartbeat_at = at;
-        true
-    }
-
-    /// A heartbeat read from the row (written by any instance) or on its
-    /// way there in the queue.
-    fn stored_heartbeat(&self, at: OffsetDateTime) {
-        let mut state = self.state();
-        state.last_heartbeat_at = state.last_heartbeat_at.max(at);
-        state.queued_heartbeat_at = state.queued_heartbeat_at.max(at);
-    }
-
-    fn last_heartbeat_at(&self) -> OffsetDateTime {
-        self.state().last_heartbeat_at
-    }
 }
 
 /// A session cache and heartbeat queue in front of a [`SessionStore`].
@@ -417,41 +330,6 @@ impl<S: SessionStore + 'static> Flush for WriteBehindSessions<S> {
 
     fn depth(&self) -> usize {
         WriteBehindSessions::depth(self)
-    }
-}
-
-/// How a queued heartbeat is held: per session, ordered by time (a later
-/// one replaces an earlier one, never the reverse).
-fn held(id: &SessionId, at: OffsetDateTime) -> PendingWrite {
-    let nanos = at.unix_timestamp_nanos();
-    let (id, stamp) = held_as(id, at);
-    PendingWrite {
-        body: format!("{id} {stamp}"),
-        id,
-        stamp,
-        order: Some(("heartbeat".into(), u64::try_from(nanos / 1_000_000).unwrap_or_default())),
-    }
-}
-
-/// The id and stamp a heartbeat is held under: the session, the time in nanoseconds.
-fn held_as(id: &SessionId, at: OffsetDateTime) -> (String, String) {
-    (id.to_string(), at.unix_timestamp_nanos().to_string())
-}
-
-#[async_trait]
-impl<S: SessionStore + 'static> Rescue for WriteBehindSessions<S> {
-    async fn rescue(&self, bodies: Vec<String>) -> Result<usize, String> {
-        let batch: Vec<(SessionId, OffsetDateTime)> = bodies
-            .iter()
-            .filter_map(|body| {
-                let (id, nanos) = body.split_once(' ')?;
-                let at = OffsetDateTime::from_unix_timestamp_nanos(nanos.parse().ok()?).ok()?;
-                Some((id.parse().ok()?, at))
-            })
-            .collect();
-        let read = batch.len();
-        write_in_chunks(batch, |chunk| self.inner.touch_many(chunk)).await.map_err(|(_, e)| e.to_string())?;
-        Ok(read)
     }
 }
 
