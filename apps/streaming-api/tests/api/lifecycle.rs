@@ -558,3 +558,62 @@ async fn one_of_two_instances_killed_under_load_loses_nothing_it_acknowledged() 
     assert_eq!(outcomes.server_errors(), 0, "{}", outcomes.summary());
     assert!(outcomes.of(Phase::During, 200) > 0 && outcomes.of(Phase::After, 200) > 0, "{}", outcomes.summary());
 }
+
+/// PostgreSQL killed; one of two instances acknowledges a progress report
+/// from each of 50 viewers while it is down (they wait in its queues and
+/// are held in Redis) and is killed too; PostgreSQL comes back: the other
+/// instance writes every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_acknowledged_during_a_database_outage_survive_the_instance() {
+    const VIEWERS: usize = 50;
+    let server = streaming_postgres::testing::OwnPostgres::start(&infra_var("STREAMGATE_POSTGRES_BIN"));
+    let (dir, _, users, _stand) = instances_setup().await;
+    let database = server.url();
+    let mut settings = shared_redis("outage-kill").to_vec();
+    settings.push(("STREAMING__POSTGRES__BREAKER_COOL_DOWN_MS", "500".to_owned()));
+    let mut killed = Service::start_with(dir.path(), &database, &users, 1_000, &settings).await;
+    let _survivor = Service::start_with(dir.path(), &database, &users, 1_000, &settings).await;
+
+    let client = reqwest::Client::new();
+    let viewers: Vec<Viewer> =
+        (0..VIEWERS).map(|i| Viewer::with_client(client.clone(), &killed.address, &format!("outage-{i}"))).collect();
+    let mut sessions = Vec::new();
+    for viewer in &viewers {
+        let Some((200, started)) = viewer.post(MOVIE_PATH, json!({})).await else { panic!("start refused") };
+        sessions.push(started["session_id"].as_str().unwrap().to_owned());
+    }
+    server.kill();
+    let progress_path = format!("{MOVIE_PATH}/progress");
+    for (i, (viewer, session)) in viewers.iter().zip(&sessions).enumerate() {
+        let body = json!({ "position_seconds": at(100 + i as u64), "session_id": session, "sequence": 1 });
+        let answer = viewer.post(&progress_path, body).await;
+        assert!(matches!(&answer, Some((200, ack)) if ack["applied"] == true), "with the database down: {answer:?}");
+    }
+    killed.signal("-KILL");
+    assert!(!killed.exit(Duration::from_secs(10)).await.success());
+    server.resume();
+    let back = Instant::now();
+
+    let written = || -> usize {
+        let sql = format!(
+            "SELECT count(*) FROM watch_progress WHERE user_id LIKE 'outage-%' \
+             AND round(position_seconds * 100)::bigint = 100 + substr(user_id, 8)::bigint"
+        );
+        psql(&database, &sql).trim().parse().unwrap_or(0)
+    };
+    let deadline = back + Duration::from_secs(20);
+    let mut stored = written();
+    while stored < VIEWERS {
+        assert!(
+            Instant::now() < deadline,
+            "{stored} of {VIEWERS} reports written {:?} after the database came back",
+            back.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        stored = written();
+    }
+    println!(
+        "{VIEWERS} reports acknowledged while the database was down, by an instance then killed: all written {:.1} s after the database came back",
+        back.elapsed().as_secs_f64()
+    );
+}
