@@ -595,11 +595,9 @@ async fn reports_acknowledged_during_a_database_outage_survive_the_instance() {
     let back = Instant::now();
 
     let written = || -> usize {
-        let sql = format!(
-            "SELECT count(*) FROM watch_progress WHERE user_id LIKE 'outage-%' \
-             AND round(position_seconds * 100)::bigint = 100 + substr(user_id, 8)::bigint"
-        );
-        psql(&database, &sql).trim().parse().unwrap_or(0)
+        let sql = "SELECT count(*) FROM watch_progress WHERE user_id LIKE 'outage-%' \
+             AND round(position_seconds * 100)::bigint = 100 + substr(user_id, 8)::bigint";
+        psql(&database, sql).trim().parse().unwrap_or(0)
     };
     let deadline = back + Duration::from_secs(20);
     let mut stored = written();
