@@ -64,9 +64,6 @@ struct Inner {
 struct Waiting {
     holds: Vec<(String, Vec<PendingWrite>, Waiter)>,
     rounds: usize,
-    /// A leader is letting the holds of this moment gather before it takes
-    /// them: a new hold joins its round rather than starting another.
-    gathering: bool,
 }
 
 impl RedisPendingWrites {
@@ -100,12 +97,8 @@ impl Inner {
     /// round back. The caller has taken a round (`rounds` counted it).
     async fn lead(self: Arc<Self>) {
         loop {
-            // Once round the scheduler: holds made at the same moment (a
-            // report's heartbeat and position, other requests) join this round.
-            tokio::task::yield_now().await;
             let round = {
                 let mut waiting = self.lock();
-                waiting.gathering = false;
                 let round = std::mem::take(&mut waiting.holds);
                 if round.is_empty() {
                     waiting.rounds -= 1;
@@ -219,9 +212,8 @@ impl PendingWrites for RedisPendingWrites {
         let lead = {
             let mut waiting = self.inner.lock();
             waiting.holds.push((kind.to_owned(), writes, answer));
-            let free = !waiting.gathering && waiting.rounds < ROUNDS_IN_FLIGHT;
+            let free = waiting.rounds < ROUNDS_IN_FLIGHT;
             waiting.rounds += usize::from(free);
-            waiting.gathering |= free;
             free
         };
         if lead {
