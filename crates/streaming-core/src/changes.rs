@@ -99,6 +99,15 @@ impl ChangePorts {
     }
 }
 
+impl ChangePorts {
+    /// Whether this instance keeps answers a catalog change makes stale
+    /// (catalog answers, which manifests exist), which the other instances'
+    /// changes must clear too.
+    fn holds_catalog_answers(&self) -> bool {
+        self.catalog_cache.is_some() || self.playback.is_some()
+    }
+}
+
 impl fmt::Debug for ChangePorts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChangePorts").finish_non_exhaustive()
@@ -121,18 +130,21 @@ impl CatalogChanges {
     /// Changes applied to `ports`. With `peers`, the catalog answers the
     /// other instances drop are dropped from this one's cache too.
     pub fn new(ports: ChangePorts) -> Self {
-        if let (Some(peers), Some(cache)) = (&ports.peers, &ports.catalog_cache) {
-            let cache = Arc::clone(cache);
+        if let (Some(peers), true) = (&ports.peers, ports.holds_catalog_answers()) {
+            let (cache, playback) = (ports.catalog_cache.clone(), ports.playback.clone());
             peers.listen(
                 CATALOG_TOPIC,
                 Arc::new(move |message: &str| match message.split_once(' ') {
                     Some(("media", id)) => {
-                        if let Ok(id) = id.parse::<MediaId>() {
+                        if let (Some(cache), Ok(id)) = (&cache, id.parse::<MediaId>()) {
                             cache.forget_media(&id);
+                        }
+                        if let Some(playback) = &playback {
+                            playback.forget_manifests();
                         }
                     }
                     Some(("user", id)) => {
-                        if let Ok(id) = UserId::try_from(id) {
+                        if let (Some(cache), Ok(id)) = (&cache, UserId::try_from(id)) {
                             cache.forget_user(&id);
                         }
                     }
@@ -146,7 +158,7 @@ impl CatalogChanges {
     /// Tells the other instances to drop what `message` names from their
     /// catalog caches. A lost message leaves their copies to their TTL.
     async fn tell_peers(&self, message: String) {
-        if let (Some(peers), Some(_)) = (&self.ports.peers, &self.ports.catalog_cache) {
+        if let (Some(peers), true) = (&self.ports.peers, self.ports.holds_catalog_answers()) {
             if let Err(error) = peers.publish(CATALOG_TOPIC, &message).await {
                 tracing::warn!(%error, "a catalog change was not told to the other instances; their caches expire within the TTL");
             }
@@ -174,6 +186,9 @@ impl CatalogChanges {
     async fn forget_media(&self, media: &MediaId, reason: InvalidationReason) -> Result<(), ApplyError> {
         if let Some(cache) = &self.ports.catalog_cache {
             cache.forget_media(media);
+        }
+        if let Some(playback) = &self.ports.playback {
+            playback.forget_manifests();
         }
         self.tell_peers(format!("media {media}")).await;
         // The owner's URL, read as stored now.

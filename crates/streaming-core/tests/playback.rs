@@ -555,3 +555,16 @@ async fn an_mpd_is_expanded_signed_once_per_window_and_refused_once_its_session_
     let other = service.manifest(&movie_id(), "index.m4s", &grant).await;
     assert!(other.is_err());
 }
+
+#[tokio::test]
+async fn starts_ask_the_store_for_a_manifest_once_until_a_catalog_change() {
+    let w = world();
+    for _ in 0..2 {
+        w.service.start(&movie_id(), &user("viewer"), StartPlayback::default()).await.unwrap();
+    }
+    let checks = || w.service.stats().manifest_checks.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(checks(), 1, "the second start remembered the manifest");
+    w.service.forget_manifests();
+    w.service.start(&movie_id(), &user("other"), StartPlayback::default()).await.unwrap();
+    assert_eq!(checks(), 2, "after a catalog change the store is asked again");
+}

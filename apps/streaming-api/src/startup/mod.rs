@@ -243,7 +243,7 @@ impl Application {
             events,
             clock: clock.clone(),
         };
-        let playback = playback_service(&settings, ports, &base_url, &limiter, redis.as_ref())?;
+        let playback = playback_service(&settings, ports, &base_url, &limiter, redis.as_ref(), storage.readiness())?;
 
         let demo = if demo_mode {
             let now = clock.now();

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
 use streaming_core::adapters::MemorySubscriptions;
-use streaming_core::ports::RateLimiter;
+use streaming_core::ports::{RateLimiter, ReadinessCheck};
 use streaming_core::rate_limit::UserLimit;
 use streaming_core::{PlaybackLimits, PlaybackPorts};
 use streaming_redis::{RedisConnection, RedisEventGate};
@@ -73,9 +73,11 @@ pub(super) fn playback_service(
     base_url: &str,
     limiter: &Arc<dyn RateLimiter>,
     redis: Option<&RedisConnection>,
+    store_health: Arc<dyn ReadinessCheck>,
 ) -> Result<Arc<PlaybackService>, StartupError> {
     let limits = &settings.rate_limit;
     let mut playback = PlaybackService::new(ports, settings.playback.settings().map_err(config)?)
+        .with_store_health(store_health)
         .with_manifest_grants(settings.playback.grants(base_url, random_secret).map_err(config)?)
         .with_limits(PlaybackLimits {
             start: UserLimit::per_minute(limiter.clone(), "stream-start", limits.stream_start_per_minute),

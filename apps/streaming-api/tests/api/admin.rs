@@ -478,3 +478,37 @@ fn arbitrary_admin_requests_are_answered_with_2xx_or_4xx_problems() {
         crate::hostile::no_5xx_and_problems(status, content.as_deref(), &format!("{method} {path} {body:?}"))?;
     });
 }
+
+/// A start asks the store whether the movie's manifest exists once, then
+/// remembers it (a premiere's starts cost one `HEAD` a minute, not one
+/// each); a catalog change of the movie makes it ask again.
+#[tokio::test]
+async fn a_start_remembers_the_manifest_until_the_movie_changes() {
+    use crate::harness::MOVIE;
+    let app = spawn(with_admin).await;
+    let movie_path = format!("/api/v1/stream/{MOVIE}");
+    let start = || app.send(Method::POST, &movie_path, None, None);
+    // Each session started is stopped, so the plan's stream limit stays clear.
+    let start_and_stop = || async {
+        let started = start().await;
+        let status = started.status();
+        let session: Value = started.json().await.unwrap();
+        let stop = json!({ "position_seconds": 1, "session_id": session["session_id"] });
+        app.send(Method::POST, &format!("{movie_path}/stop"), None, Some(stop)).await;
+        status
+    };
+    assert_eq!(start_and_stop().await, 200);
+    // The manifest goes away behind the catalog's back.
+    let manifest = app.dir.path().join("objects").join("movies").join(MOVIE).join("index.m3u8");
+    std::fs::remove_file(&manifest).unwrap();
+    assert_eq!(start_and_stop().await, 200, "the manifest is remembered, not asked for again");
+
+    // A change of the movie in the catalog: the next start asks the store.
+    let path = format!("/internal/v1/media/{MOVIE}");
+    let mut movie: Value = app.admin_ok(Method::GET, &path, None).await.json().await.unwrap();
+    movie["status"] = json!("processing");
+    app.admin_ok(Method::PUT, &path, Some(movie.clone())).await;
+    movie["status"] = json!("ready");
+    app.admin_ok(Method::PUT, &path, Some(movie)).await;
+    assert_problem(start().await, 404, "manifest-not-found").await;
+}

@@ -18,6 +18,7 @@ pub use port::MockPlayback;
 pub use port::Playback;
 pub use requests::{PlaybackStarted, ProgressAck, ProgressReport, StartPlayback, StopOutcome};
 
+use crate::ports::ReadinessCheck;
 use crate::telemetry;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -139,6 +140,9 @@ pub struct PlaybackStats {
     pub stream_limit_skipped: AtomicU64,
     /// Progress events let through because the shared event gate was down.
     pub event_gate_unavailable: AtomicU64,
+    /// Manifest existence checks (`HEAD`s) made for starts; the other
+    /// starts were answered from what this instance remembers.
+    pub manifest_checks: AtomicU64,
 }
 
 /// The cinema contract's operations over the driven ports.
@@ -158,7 +162,32 @@ pub struct PlaybackService {
     /// Rewritten manifests that name no nested playlist (so carry no
     /// grant): the same for every player within a signing window.
     rendered: moka::sync::Cache<(ObjectKey, i64), Rendered>,
+    /// Manifests a start found (for [`MANIFEST_SEEN_FOR`]) or did not find
+    /// (for [`MANIFEST_MISSED_FOR`]): a premiere's thousands of starts a
+    /// second cost one `HEAD` a minute. Catalog changes clear both.
+    seen: moka::sync::Cache<ObjectKey, ()>,
+    missed: moka::sync::Cache<ObjectKey, ()>,
+    /// Whether the object store can serve now (a breaker fed by a probe).
+    store_health: Option<StoreHealth>,
 }
+
+/// The object store's [`ReadinessCheck`].
+#[derive(Clone)]
+struct StoreHealth(Arc<dyn ReadinessCheck>);
+
+impl fmt::Debug for StoreHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreHealth")
+    }
+}
+
+/// How long a start remembers that a manifest exists: as long as the
+/// manifest itself is kept for players.
+pub const MANIFEST_SEEN_FOR: Duration = Duration::from_secs(60);
+
+/// How long a start remembers that a manifest is missing (an upload may be
+/// on its way).
+pub const MANIFEST_MISSED_FOR: Duration = Duration::from_secs(2);
 
 /// The [`EventGate`] shared with the other instances.
 #[derive(Clone)]
@@ -185,6 +214,52 @@ impl PlaybackService {
             limits: PlaybackLimits::default(),
             manifests,
             rendered,
+            seen: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(MANIFEST_SEEN_FOR).build(),
+            missed: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(MANIFEST_MISSED_FOR).build(),
+            store_health: None,
+        }
+    }
+
+    /// Refuses starts (`Unavailable`, naming the object store) while
+    /// `health` says the store cannot serve, even for a manifest known to
+    /// exist: its player could fetch nothing.
+    pub fn with_store_health(mut self, health: Arc<dyn ReadinessCheck>) -> Self {
+        self.store_health = Some(StoreHealth(health));
+        self
+    }
+
+    /// Forgets which manifests exist, and the manifests kept for players: a
+    /// catalog change (here or on another instance) may have moved or
+    /// removed them. Cheap, and rare beside starts.
+    pub fn forget_manifests(&self) {
+        self.seen.invalidate_all();
+        self.missed.invalidate_all();
+        self.manifests.invalidate_all();
+        self.rendered.invalidate_all();
+    }
+
+    /// Whether the manifest at `key` exists: remembered, or asked of the store.
+    async fn check_manifest(&self, key: &ObjectKey) -> Result<(), PlaybackError> {
+        if self.store_health.as_ref().is_some_and(|StoreHealth(health)| health.unready_reason().is_some()) {
+            return Err(unavailable(Dependency::ObjectStore));
+        }
+        if self.seen.contains_key(key) {
+            return Ok(());
+        }
+        if self.missed.contains_key(key) {
+            return Err(PlaybackError::ManifestNotFound);
+        }
+        self.stats.manifest_checks.fetch_add(1, Ordering::Relaxed);
+        match self.ports.objects.head(key).instrument(debug_span!("storage.head")).await {
+            Ok(_) => {
+                self.seen.insert(key.clone(), ());
+                Ok(())
+            }
+            Err(ObjectStoreError::NotFound) => {
+                self.missed.insert(key.clone(), ());
+                Err(PlaybackError::ManifestNotFound)
+            }
+            Err(_) => Err(unavailable(Dependency::ObjectStore)),
         }
     }
 
@@ -233,12 +308,7 @@ impl PlaybackService {
         let media = self.authorized(movie, user, now, SubscriptionLookup::Required).await?;
         self.check_stream_limit(user, now).await?;
         let manifest_key = manifest_key(&media, request.manifest)?;
-        self.ports.objects.head(&manifest_key).instrument(debug_span!("storage.head")).await.map_err(|error| {
-            match error {
-                ObjectStoreError::NotFound => PlaybackError::ManifestNotFound,
-                _ => unavailable(Dependency::ObjectStore),
-            }
-        })?;
+        self.check_manifest(&manifest_key).await?;
         let session_id = SessionId::random();
         let (manifest_url, expires_at) = match (&self.grants, request.manifest) {
             (Some(grants), _) => {
