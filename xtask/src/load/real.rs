@@ -103,7 +103,7 @@ pub(super) fn real_infrastructure(
         ceiling: framework,
         target: None,
         note: format!(
-            "public trailer, {} viewers round-robin: S3 HEAD of the manifest, session row and outbox event \
+            "public trailer, {} viewers round-robin: the manifest known to exist (an S3 HEAD a minute per instance), session row and outbox event \
              committed in PostgreSQL before the answer",
             options.viewers
         ),
