@@ -21,7 +21,8 @@ use tracing::{debug, info, warn};
 use crate::write_behind::{FailureStreak, Flush};
 
 /// How long a claimed write is out of other rescuers' reach: if this
-/// instance dies while writing it, another takes it after this.
+/// instance dies while writing it, another takes it after this. A rescuer
+/// whose write fails keeps what it claimed and tries again every round.
 pub const RESCUE_LEASE: Duration = Duration::from_secs(30);
 
 /// Most writes one rescue round claims.
@@ -93,37 +94,54 @@ pub(crate) fn spawn_rescuer<Q: Rescue>(
     let weak = Arc::downgrade(queue);
     tokio::spawn(async move {
         let streak = FailureStreak::default();
+        // Claimed writes whose write failed: tried again every round (they
+        // stay leased to this instance meanwhile), not only after the lease.
+        let mut unwritten: Vec<PendingWrite> = Vec::new();
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let Some(queue) = weak.upgrade() else { break };
+            if !unwritten.is_empty() {
+                if let Err(kept) =
+                    write(queue.as_ref(), pending.as_ref(), std::mem::take(&mut unwritten), &streak).await
+                {
+                    unwritten = kept;
+                    continue;
+                }
+            }
             // Rounds until a claim comes back short.
-            while rescue_round(queue.as_ref(), pending.as_ref(), after, &streak).await == Some(RESCUE_BATCH) {}
+            loop {
+                let claimed = match pending.claim(Q::QUEUE, after, RESCUE_LEASE, RESCUE_BATCH).await {
+                    Ok(claimed) if !claimed.is_empty() => claimed,
+                    Ok(_) => break,
+                    Err(error) => {
+                        debug!(%error, queue = Q::QUEUE, "held writes not claimed");
+                        break;
+                    }
+                };
+                let full = claimed.len() == RESCUE_BATCH;
+                if let Err(kept) = write(queue.as_ref(), pending.as_ref(), claimed, &streak).await {
+                    unwritten = kept;
+                    break;
+                }
+                if !full {
+                    break;
+                }
+            }
         }
     });
 }
 
-/// One claim and its write; how many writes were claimed (`None` on failure).
-async fn rescue_round<Q: Rescue>(
+/// Writes claimed writes and releases them; hands them back if the write failed.
+async fn write<Q: Rescue>(
     queue: &Q,
     pending: &dyn PendingWrites,
-    after: Duration,
+    claimed: Vec<PendingWrite>,
     streak: &FailureStreak,
-) -> Option<usize> {
-    let claimed = match pending.claim(Q::QUEUE, after, RESCUE_LEASE, RESCUE_BATCH).await {
-        Ok(claimed) => claimed,
-        Err(error) => {
-            debug!(%error, queue = Q::QUEUE, "held writes not claimed");
-            return None;
-        }
-    };
-    if claimed.is_empty() {
-        return Some(0);
-    }
+) -> Result<(), Vec<PendingWrite>> {
     let count = claimed.len();
-    let stamps: Vec<(String, String)> = claimed.iter().map(|w| (w.id.clone(), w.stamp.clone())).collect();
-    match queue.rescue(claimed.into_iter().map(|w| w.body).collect()).await {
+    match queue.rescue(claimed.iter().map(|w| w.body.clone()).collect()).await {
         Ok(read) => {
             streak.succeeded(Q::QUEUE);
             if read < count {
@@ -131,16 +149,17 @@ async fn rescue_round<Q: Rescue>(
             }
             metrics::counter!(telemetry::PENDING_RESCUED, "queue" => Q::QUEUE).increment(read as u64);
             info!(queue = Q::QUEUE, writes = read, "acknowledged writes of another instance written");
+            let stamps = claimed.into_iter().map(|w| (w.id, w.stamp)).collect();
             if let Err(error) = pending.release(Q::QUEUE, stamps).await {
                 debug!(%error, queue = Q::QUEUE, "rescued writes not released; claimed again after the lease");
             }
-            Some(count)
+            Ok(())
         }
         Err(error) => {
             if let Some(streak) = streak.failed(Q::QUEUE) {
-                warn!(%error, queue = Q::QUEUE, writes = count, streak, "held writes not written; tried again after the lease");
+                warn!(%error, queue = Q::QUEUE, writes = count, streak, "held writes not written; tried again next round");
             }
-            None
+            Err(claimed)
         }
     }
 }

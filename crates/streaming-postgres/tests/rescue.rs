@@ -271,3 +271,61 @@ async fn a_chatty_players_heartbeats_are_held_a_step_apart() {
     }
     assert_eq!(held.len(), 3, "held at +6, +11 and +16 s: {held:?}");
 }
+
+/// A progress store that refuses writes while `down` is set.
+struct Flaky {
+    inner: PgProgressStore,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait]
+impl ProgressStore for Flaky {
+    async fn get(
+        &self,
+        user: &streaming_core::domain::UserId,
+        media: &streaming_core::domain::MediaId,
+    ) -> Result<Option<WatchProgress>, streaming_core::ports::ProgressError> {
+        self.inner.get(user, media).await
+    }
+
+    async fn record(
+        &self,
+        progress: WatchProgress,
+    ) -> Result<streaming_core::ports::RecordOutcome, streaming_core::ports::ProgressError> {
+        self.record_many(vec![progress.clone()]).await?;
+        self.inner.record(progress).await
+    }
+
+    async fn record_many(&self, batch: Vec<WatchProgress>) -> Result<(), streaming_core::ports::ProgressError> {
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(streaming_core::ports::ProgressError::Unavailable("down".into()));
+        }
+        self.inner.record_many(batch).await
+    }
+}
+
+/// The store is down when the rescuer first claims another instance's
+/// writes: it tries them again each round, not only after its lease.
+#[tokio::test]
+async fn a_rescue_that_found_the_store_down_is_tried_again_at_once_when_it_is_back() {
+    let (_, db) = database().await;
+    let durable = PgProgressStore::new(db.clone());
+    let pending = Arc::new(MemoryPendingWrites::default());
+    let dying = WriteBehindProgress::start(durable.clone(), 1_000, HOUR);
+    dying.hold_in(pending.clone(), HOUR);
+    let session = SessionId::random();
+    for user in 0..10 {
+        dying.record(report(100 + user, session, 1)).await.unwrap();
+    }
+    drop(dying);
+
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let rescuer = WriteBehindProgress::start(Flaky { inner: durable.clone(), down: down.clone() }, 1_000, HOUR);
+    rescuer.hold_in(pending.clone(), RESCUE_AFTER);
+    tokio::time::sleep(RESCUE_AFTER * 3).await;
+    assert_eq!(pending.held("progress"), 10, "claimed, not written");
+    down.store(false, std::sync::atomic::Ordering::Relaxed);
+    eventually("written within moments of the store's return", || async { pending.held("progress") == 0 }).await;
+    let stored = durable.get(&"rescued-105".parse().unwrap(), &movie()).await.unwrap();
+    assert_eq!(stored.map(|p| p.sequence), Some(1));
+}
