@@ -39,9 +39,13 @@ impl std::fmt::Debug for Holding {
 }
 
 impl Holding {
-    /// Holds in `pending` from now on; whether this was the first call.
-    pub(crate) fn set(&self, pending: Arc<dyn PendingWrites>) -> bool {
-        self.0.set(pending).is_ok()
+    /// Holds the writes of `queue` in `pending` from now on, and starts its
+    /// rescuer of the writes other instances held longer than `after`. The
+    /// first call counts.
+    pub(crate) fn start<Q: Rescue>(&self, queue: &Arc<Q>, pending: Arc<dyn PendingWrites>, after: Duration) {
+        if self.0.set(Arc::clone(&pending)).is_ok() {
+            spawn_rescuer(queue, pending, after, rescue_every(after));
+        }
     }
 
     /// Whether writes are held.
@@ -49,13 +53,18 @@ impl Holding {
         self.0.get().is_some()
     }
 
-    /// Holds `write` of `queue`; `Ok` too when nothing is held (no store set).
+    /// Holds the write `write` makes (made only when there is a store to
+    /// hold it in) for `queue`; `Ok` too when nothing is held.
     ///
     /// # Errors
     /// The store's: the caller writes through.
-    pub(crate) async fn hold(&self, queue: &'static str, write: PendingWrite) -> Result<(), PendingError> {
+    pub(crate) async fn hold(
+        &self,
+        queue: &'static str,
+        write: impl FnOnce() -> PendingWrite + Send,
+    ) -> Result<(), PendingError> {
         let Some(pending) = self.0.get() else { return Ok(()) };
-        let held = pending.hold(queue, vec![write]).await;
+        let held = pending.hold(queue, vec![write()]).await;
         if held.is_err() {
             metrics::counter!(telemetry::PENDING_HOLD_FAILURES, "queue" => queue).increment(1);
         }
@@ -83,14 +92,14 @@ pub(crate) trait Rescue: Flush {
     async fn rescue(&self, bodies: Vec<String>) -> Result<usize, String>;
 }
 
+/// How often a rescuer looks for writes held longer than `after`.
+fn rescue_every(after: Duration) -> Duration {
+    (after / 4).clamp(Duration::from_millis(20), Duration::from_secs(1))
+}
+
 /// Every `every`, claims this queue's writes held for longer than `after`
 /// and writes them, until the queue is dropped.
-pub(crate) fn spawn_rescuer<Q: Rescue>(
-    queue: &Arc<Q>,
-    pending: Arc<dyn PendingWrites>,
-    after: Duration,
-    every: Duration,
-) {
+fn spawn_rescuer<Q: Rescue>(queue: &Arc<Q>, pending: Arc<dyn PendingWrites>, after: Duration, every: Duration) {
     let weak = Arc::downgrade(queue);
     tokio::spawn(async move {
         let streak = FailureStreak::default();

@@ -29,7 +29,7 @@ use streaming_core::telemetry;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::rescue::{spawn_rescuer, Holding, Rescue};
+use crate::rescue::{Holding, Rescue};
 
 type Key = (UserId, MediaId);
 
@@ -111,9 +111,7 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
     /// hold writes it through), and writes the updates other instances held
     /// but did not flush within `rescue_after`. The first call counts.
     pub fn hold_in(self: &Arc<Self>, pending: Arc<dyn PendingWrites>, rescue_after: Duration) {
-        if self.holding.set(Arc::clone(&pending)) {
-            spawn_rescuer(self, pending, rescue_after, rescue_every(rescue_after));
-        }
+        self.holding.start(self, pending, rescue_after);
     }
 
     /// Calls `hook` with the updates rescued from other instances once they
@@ -220,11 +218,6 @@ impl<S: ProgressStore + 'static> WriteBehindProgress<S> {
             Err(ProgressError::Unavailable(format!("{} progress updates not written", self.depth())))
         }
     }
-}
-
-/// How often a rescuer looks for writes held longer than `after`.
-pub(crate) fn rescue_every(after: Duration) -> Duration {
-    (after / 4).clamp(Duration::from_millis(20), Duration::from_secs(1))
 }
 
 /// How `progress` is held: per (user, movie), stamped by session,
@@ -411,7 +404,7 @@ impl<S: ProgressStore + 'static> ProgressStore for WriteBehindProgress<S> {
             return self.inner.record(progress).await;
         }
         // Queued: acknowledged once held, or else written through.
-        if self.holding.hold(Self::QUEUE, held(&progress)).await.is_err() {
+        if self.holding.hold(Self::QUEUE, || held(&progress)).await.is_err() {
             self.inner.record(progress).await?;
         }
         Ok(RecordOutcome::Applied)

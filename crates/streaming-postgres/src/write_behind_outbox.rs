@@ -34,7 +34,7 @@ use tokio::sync::Notify;
 use tracing::warn;
 
 use crate::outbox::PgOutbox;
-use crate::rescue::{spawn_rescuer, Holding, Rescue};
+use crate::rescue::{Holding, Rescue};
 use crate::write_behind::{drain, overflowed, spawn_flusher, FailureStreak, Flush};
 
 /// Counters (metrics).
@@ -99,9 +99,7 @@ impl WriteBehindOutbox {
     /// hold writes the queue through), and writes the events other
     /// instances held but did not flush within `rescue_after`. The first call counts.
     pub fn hold_in(self: &Arc<Self>, pending: Arc<dyn PendingWrites>, rescue_after: Duration) {
-        if self.holding.set(Arc::clone(&pending)) {
-            spawn_rescuer(self, pending, rescue_after, crate::write_behind::rescue_every(rescue_after));
-        }
+        self.holding.start(self, pending, rescue_after);
     }
 
     /// The queue's counters.
@@ -208,7 +206,7 @@ impl EventPublisher for WriteBehindOutbox {
             // Queued: acknowledged once held, or else once the queue, this
             // event included, is written (so order holds).
             let Some(write) = write else { return Ok(()) };
-            if self.holding.hold(Self::QUEUE, write).await.is_ok() || self.write_queued().await {
+            if self.holding.hold(Self::QUEUE, move || write).await.is_ok() || self.write_queued().await {
                 return Ok(());
             }
             return Err(PublishError::Unavailable("the event could be neither held nor written".into()));

@@ -32,7 +32,7 @@ use streaming_core::ports::{Broadcast, CloseOutcome, EventHandling, PendingWrite
 use time::OffsetDateTime;
 use tracing::{debug, warn};
 
-use crate::rescue::{spawn_rescuer, Holding};
+use crate::rescue::Holding;
 use crate::write_behind::{drain, spawn_flusher, write_in_chunks, FailureStreak, Flush};
 
 mod cached;
@@ -162,9 +162,7 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
     /// kept in memory only (less than [`HEARTBEAT_STEP`] newer than the last
     /// one queued) are not held. The first call counts.
     pub fn hold_in(self: &Arc<Self>, pending: Arc<dyn PendingWrites>, rescue_after: Duration) {
-        if self.holding.set(Arc::clone(&pending)) {
-            spawn_rescuer(self, pending, rescue_after, crate::write_behind::rescue_every(rescue_after));
-        }
+        self.holding.start(self, pending, rescue_after);
     }
 
     /// Tells the other instances that `ids` are closed, in one message.
@@ -416,7 +414,7 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
                 }
                 held_at.insert(*id, queued);
             }
-            if self.holding.hold(Self::QUEUE, held(id, queued)).await.is_err() {
+            if self.holding.hold(Self::QUEUE, || held(id, queued)).await.is_err() {
                 self.inner.touch(id, queued).await?;
             }
             return Ok(());
