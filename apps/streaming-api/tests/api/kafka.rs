@@ -226,8 +226,16 @@ async fn stream_url(app: &TestApp) -> (u16, Value) {
     (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
 }
 
-#[tokio::test]
-async fn upstream_events_change_what_the_api_answers_and_drop_cached_urls() {
+/// Playback and upstream topics of a prefix of the test's own, a producer
+/// of upstream events on them, and settings with a fresh database.
+struct Upstream {
+    brokers: String,
+    prefix: String,
+    producer: KafkaProducer,
+    settings: Settings,
+}
+
+async fn upstream() -> Upstream {
     let brokers = infra_var("STREAMGATE_KAFKA_BROKERS");
     let prefix = unique_prefix();
     create_topics(&brokers, &prefix, &PLAYBACK_TOPICS).await;
@@ -236,6 +244,12 @@ async fn upstream_events_change_what_the_api_answers_and_drop_cached_urls() {
         KafkaProducer::new(KafkaConfig { topic_prefix: prefix.clone(), ..KafkaConfig::new(vec![brokers.clone()]) });
     let mut settings = Settings::default();
     with_postgres(&mut settings).await;
+    Upstream { brokers, prefix, producer, settings }
+}
+
+#[tokio::test]
+async fn upstream_events_change_what_the_api_answers_and_drop_cached_urls() {
+    let Upstream { brokers, prefix, producer, settings } = upstream().await;
     let app = spawn_with_kafka(&settings.postgres, &brokers, &prefix).await;
     let stats = app.invalidations.clone().expect("the app consumes upstream events");
 
@@ -432,14 +446,7 @@ async fn a_broker_outage_under_load_through_the_buffer_loses_no_event() {
 /// others (a deletion is 404 through both at once; so is a suspension 403).
 #[tokio::test]
 async fn every_instance_sees_every_catalog_change_though_they_share_one_offset() {
-    let brokers = infra_var("STREAMGATE_KAFKA_BROKERS");
-    let prefix = unique_prefix();
-    create_topics(&brokers, &prefix, &PLAYBACK_TOPICS).await;
-    create_topics(&brokers, &prefix, &UpstreamTopic::ALL.map(UpstreamTopic::default_name)).await;
-    let producer =
-        KafkaProducer::new(KafkaConfig { topic_prefix: prefix.clone(), ..KafkaConfig::new(vec![brokers.clone()]) });
-    let mut settings = Settings::default();
-    with_postgres(&mut settings).await;
+    let Upstream { brokers, prefix, producer, settings } = upstream().await;
     let redis = infra_var("STREAMGATE_REDIS_URL");
     let instance = || {
         let (postgres, brokers, prefix, redis) =

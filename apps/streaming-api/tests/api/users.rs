@@ -3,6 +3,7 @@
 
 use reqwest::Method;
 use secrecy::SecretString;
+use streaming_api::Settings;
 use streaming_users::testing::{Answer, Seen, UserServiceStandIn};
 
 use crate::harness::{assert_problem, spawn, TestApp, MOVIE};
@@ -15,6 +16,20 @@ pub(crate) async fn stand_in(status: u16) -> (String, UserServiceStandIn) {
     (stand.url().to_owned(), stand)
 }
 
+/// The user service at `url`, asked once per lookup for at most 500 ms.
+fn use_users(settings: &mut Settings, url: &str) {
+    settings.users.url = Some(url.to_owned());
+    settings.users.timeout_ms = 500;
+    settings.users.retries = 0;
+}
+
+/// Lookups with the service's own token (the user named in `X-User-Id`), none cached.
+fn as_service_uncached(settings: &mut Settings) {
+    settings.users.credentials = streaming_users::UserCredentials::Service;
+    settings.users.service_token = Some(SecretString::from("service-token"));
+    settings.users.cache_ttl_seconds = 0;
+}
+
 async fn start(app: &TestApp) -> reqwest::Response {
     app.send(Method::POST, &format!("/api/v1/stream/{MOVIE}"), None, None).await
 }
@@ -23,9 +38,7 @@ async fn start(app: &TestApp) -> reqwest::Response {
 async fn the_callers_token_reaches_the_user_service_and_its_answer_decides() {
     let (url, stand) = stand_in(200).await;
     let app = spawn(|s| {
-        s.users.url = Some(url.clone());
-        s.users.timeout_ms = 500;
-        s.users.retries = 0;
+        use_users(s, &url);
     })
     .await;
     assert_eq!(start(&app).await.status(), 200, "an active plan");
@@ -43,12 +56,8 @@ async fn the_callers_token_reaches_the_user_service_and_its_answer_decides() {
 async fn no_subscription_is_403_and_a_failing_user_service_is_503() {
     let (url, stand) = stand_in(404).await;
     let app = spawn(|s| {
-        s.users.url = Some(url.clone());
-        s.users.credentials = streaming_users::UserCredentials::Service;
-        s.users.service_token = Some(SecretString::from("service-token"));
-        s.users.timeout_ms = 500;
-        s.users.retries = 0;
-        s.users.cache_ttl_seconds = 0;
+        use_users(s, &url);
+        as_service_uncached(s);
     })
     .await;
     assert_problem(start(&app).await, 403, "subscription-required").await;
@@ -70,9 +79,7 @@ async fn no_subscription_is_403_and_a_failing_user_service_is_503() {
 async fn a_manifest_fetch_never_needs_the_callers_token() {
     let (url, stand) = stand_in(200).await;
     let app = spawn(|s| {
-        s.users.url = Some(url.clone());
-        s.users.timeout_ms = 500;
-        s.users.retries = 0;
+        use_users(s, &url);
         s.users.cache_ttl_seconds = 0;
         s.rate_limit.manifest_per_minute = 0;
     })
@@ -96,12 +103,8 @@ async fn a_manifest_fetch_never_needs_the_callers_token() {
 async fn a_subscription_the_directory_says_is_gone_refuses_the_grant() {
     let (url, stand) = stand_in(200).await;
     let app = spawn(|s| {
-        s.users.url = Some(url.clone());
-        s.users.credentials = streaming_users::UserCredentials::Service;
-        s.users.service_token = Some(SecretString::from("service-token"));
-        s.users.timeout_ms = 500;
-        s.users.retries = 0;
-        s.users.cache_ttl_seconds = 0;
+        use_users(s, &url);
+        as_service_uncached(s);
         s.rate_limit.manifest_per_minute = 0;
     })
     .await;
@@ -131,9 +134,7 @@ async fn the_user_service_killed_and_restarted_under_load_costs_only_starts_that
     let (url, stand) = stand_in(200).await;
     let app = Arc::new(
         spawn(|s| {
-            s.users.url = Some(url.clone());
-            s.users.timeout_ms = 500;
-            s.users.retries = 0;
+            use_users(s, &url);
             s.users.breaker_cool_down_ms = 500;
             s.rate_limit.stream_url_per_minute = 0;
         })
