@@ -108,3 +108,40 @@ async fn a_suspension_on_one_instance_refuses_the_grant_on_the_other_within_a_se
     let after = refused_within(&b, &a, &manifest, Duration::from_secs(1)).await;
     eprintln!("refused through the other instance after {after:?}");
 }
+
+/// Each instance remembers which manifests exist; a catalog change of the
+/// movie on one instance makes the other ask the store again.
+#[tokio::test]
+async fn a_movie_changed_on_one_instance_has_its_manifest_looked_for_again_on_the_other() {
+    let (a, b) = pair().await;
+    // Each session is stopped again, so the plan's stream limit stays clear.
+    let start_and_stop = || async {
+        let (session, _) = start(&b).await;
+        let stop = json!({ "position_seconds": 1, "session_id": session });
+        b.send(Method::POST, &format!("/api/v1/stream/{MOVIE}/stop"), None, Some(stop)).await;
+    };
+    start_and_stop().await;
+    // The manifest goes away behind the catalog's back; the other still remembers it.
+    std::fs::remove_file(b.dir.path().join("objects").join("movies").join(MOVIE).join("index.m3u8")).unwrap();
+    start_and_stop().await;
+
+    let path = format!("/internal/v1/media/{MOVIE}");
+    let base = a.admin.as_ref().unwrap();
+    let read = a.client.get(format!("{base}{path}")).bearer_auth(ADMIN_KEY).send().await.unwrap();
+    let mut movie: serde_json::Value = read.json().await.unwrap();
+    movie["status"] = json!("processing");
+    admin(&a, Method::PUT, &path, movie.clone()).await;
+    movie["status"] = json!("ready");
+    admin(&a, Method::PUT, &path, movie).await;
+    let changed = Instant::now();
+    let movie_path = format!("/api/v1/stream/{MOVIE}");
+    loop {
+        let status = b.send(Method::POST, &movie_path, None, Some(json!({}))).await.status().as_u16();
+        if status == 404 {
+            break;
+        }
+        assert!(changed.elapsed() < Duration::from_secs(1), "still {status} a second after the change");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("the other instance looked for the manifest again after {:?}", changed.elapsed());
+}
