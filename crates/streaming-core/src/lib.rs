@@ -12,6 +12,7 @@ pub mod config;
 pub mod contract;
 pub mod domain;
 pub mod encoding;
+pub mod group_commit;
 pub mod manifest;
 mod playback;
 pub mod policy;

@@ -21,6 +21,7 @@ mod rescue;
 mod schema;
 mod sessions;
 mod settings;
+mod starts;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod write_behind;

@@ -3,6 +3,7 @@ use diesel::sql_types::{Array, BigInt, Float8, Nullable, Text, Timestamptz, Uuid
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use streaming_core::domain::{ManifestKind, MediaId, PlaybackEvent, SessionId, StreamSession, UserId};
+use streaming_core::group_commit::GroupCommit;
 use streaming_core::ports::{CloseOutcome, EventHandling, SessionError, SessionStore};
 use time::OffsetDateTime;
 use tracing::warn;
@@ -10,12 +11,17 @@ use tracing::warn;
 use crate::database::{DbError, PgDatabase};
 use crate::layout::{PerLayout, TableLayout};
 use crate::outbox::{insert_outbox, insert_outbox_many};
+use crate::starts::{Starts, STARTS_IN_FLIGHT, STARTS_PER_GROUP};
 
 /// [`SessionStore`] on PostgreSQL (`stream_sessions`), this service's table
 /// or the cinema service's (see [`TableLayout`]).
+///
+/// Starts with their events are committed in groups (see `starts.rs`):
+/// concurrent starts share one statement and one transaction.
 #[derive(Debug, Clone)]
 pub struct PgSessionStore {
     db: PgDatabase,
+    starts: GroupCommit<Starts>,
 }
 
 #[derive(QueryableByName)]
@@ -43,8 +49,12 @@ struct SessionRow {
 }
 
 /// The statements of one [`TableLayout`].
-struct Statements {
+pub(crate) struct Statements {
     insert: String,
+    /// Sessions and their start events in one statement (one transaction):
+    /// `RETURNING` the event ids of the sessions inserted; a session whose
+    /// id is taken is skipped with its event.
+    pub(crate) start_many: String,
     close: String,
     get: String,
     touch: String,
@@ -77,6 +87,24 @@ impl Statements {
                 started = time_in("$5"),
                 ip = layout.ip_in("$7"),
                 beat = time_in("$8"),
+            ),
+            start_many: format!(
+                "WITH started AS (INSERT INTO stream_sessions (id, user_id, movie_id, manifest_type, started_at, \
+                 user_agent, ip_address, last_heartbeat_at) \
+                 SELECT s.id, {user}, {movie}, s.manifest, {started}, s.agent, {ip}, {beat} \
+                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], \
+                 $7::text[], $8::timestamptz[]) AS s(id, user_id, movie_id, manifest, started, agent, ip, beat) \
+                 ON CONFLICT (id) DO NOTHING RETURNING id) \
+                 INSERT INTO outbox (event_id, topic, key, payload) \
+                 SELECT e.event_id, e.topic, e.key, e.payload::jsonb \
+                 FROM unnest($1::uuid[], $9::uuid[], $10::text[], $11::text[], $12::text[]) \
+                 WITH ORDINALITY AS e(session_id, event_id, topic, key, payload, n) \
+                 JOIN started ON started.id = e.session_id ORDER BY e.n RETURNING event_id",
+                user = layout.id_in("s.user_id"),
+                movie = layout.id_in("s.movie_id"),
+                started = time_in("s.started"),
+                ip = layout.ip_in("s.ip"),
+                beat = time_in("s.beat"),
             ),
             // Only an open session is closed; the RETURNING row says whether this call did it.
             close: format!(
@@ -125,7 +153,7 @@ impl Statements {
         }
     }
 
-    fn for_layout(layout: TableLayout) -> &'static Self {
+    pub(crate) fn for_layout(layout: TableLayout) -> &'static Self {
         static STATEMENTS: PerLayout<Statements> =
             PerLayout::new(|| Statements::of(TableLayout::Own), || Statements::of(TableLayout::Cinema));
         STATEMENTS.get(layout)
@@ -163,7 +191,8 @@ fn db(error: diesel::result::Error) -> SessionError {
 impl PgSessionStore {
     /// A store on `db`.
     pub fn new(db: PgDatabase) -> Self {
-        Self { db }
+        let starts = GroupCommit::new(Starts { db: db.clone() }, STARTS_IN_FLIGHT, STARTS_PER_GROUP);
+        Self { db, starts }
     }
 
     async fn statements(&self) -> Result<(TableLayout, &'static Statements), SessionError> {
@@ -206,7 +235,7 @@ impl PgSessionStore {
     }
 }
 
-fn insert_session<'a>(
+pub(crate) fn insert_session<'a>(
     statements: &'static Statements,
     session: &'a StreamSession,
 ) -> impl diesel_async::methods::ExecuteDsl<AsyncPgConnection> + 'a {
@@ -221,7 +250,7 @@ fn insert_session<'a>(
         .bind::<Timestamptz, _>(session.last_heartbeat_at)
 }
 
-fn session_error(error: DbError) -> SessionError {
+pub(crate) fn session_error(error: DbError) -> SessionError {
     match error {
         DbError::UniqueViolation => SessionError::Duplicate,
         other => unavailable(other),
@@ -235,15 +264,8 @@ impl SessionStore for PgSessionStore {
         session: StreamSession,
         event: &PlaybackEvent,
     ) -> Result<EventHandling, SessionError> {
-        let statements = self.statements_holding(&session).await?;
-        let mut connection = self.db.connection().await.map_err(unavailable)?;
-        connection
-            .transaction::<_, DbError, _>(async |tx| {
-                insert_session(statements, &session).execute(tx).await?;
-                insert_outbox(tx, event).await
-            })
-            .await
-            .map_err(session_error)?;
+        self.statements_holding(&session).await?;
+        self.starts.submit((session, event.clone())).await?;
         Ok(EventHandling::Recorded)
     }
 

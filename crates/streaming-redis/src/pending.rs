@@ -12,17 +12,16 @@
 //! cluster), with up to [`ROUNDS_IN_FLIGHT`] rounds under way at once. The
 //! caller that finds a round free sends it itself (no hand-over to another
 //! task on the way), so a report costs about one round trip of latency and
-//! a fraction of a call.
+//! a fraction of a call ([`streaming_core::group_commit`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::types::scripts::Script;
 use fred::types::Value;
+use streaming_core::group_commit::{Commit, GroupCommit};
 use streaming_core::ports::{claim_stamp, PendingError, PendingWrite, PendingWrites};
-use tokio::sync::oneshot;
 
 use crate::RedisConnection;
 
@@ -39,7 +38,8 @@ const CALLS_IN_FLIGHT: usize = 16;
 /// Most rounds of holds under way at once.
 pub const ROUNDS_IN_FLIGHT: usize = 4;
 
-type Waiter = oneshot::Sender<Result<(), PendingError>>;
+/// Most holds in one round.
+const HOLDS_PER_ROUND: usize = 1_024;
 
 /// The writes of one kind and shard in a round, each with its hold's number.
 type ShardWrites<'a> = ((&'a str, u32), Vec<(usize, &'a PendingWrite)>);
@@ -47,67 +47,31 @@ type ShardWrites<'a> = ((&'a str, u32), Vec<(usize, &'a PendingWrite)>);
 /// [`PendingWrites`] on Redis (standalone, sentinel or cluster).
 #[derive(Debug, Clone)]
 pub struct RedisPendingWrites {
-    inner: Arc<Inner>,
+    holds: GroupCommit<Scripts>,
 }
 
 #[derive(Debug)]
-struct Inner {
+struct Scripts {
     redis: RedisConnection,
     hold: Script,
     release: Script,
     claim: Script,
-    /// Holds waiting for the next round, and the rounds under way.
-    waiting: Mutex<Waiting>,
-}
-
-#[derive(Debug, Default)]
-struct Waiting {
-    holds: Vec<(String, Vec<PendingWrite>, Waiter)>,
-    rounds: usize,
 }
 
 impl RedisPendingWrites {
     /// Pending writes on `redis`.
     pub fn start(redis: RedisConnection) -> Self {
-        let inner = Arc::new(Inner {
+        let scripts = Scripts {
             redis,
             hold: Script::from_lua(include_str!("pending_hold.lua")),
             release: Script::from_lua(include_str!("pending_release.lua")),
             claim: Script::from_lua(include_str!("pending_claim.lua")),
-            waiting: Mutex::default(),
-        });
-        Self { inner }
+        };
+        Self { holds: GroupCommit::new(scripts, ROUNDS_IN_FLIGHT, HOLDS_PER_ROUND) }
     }
-}
 
-/// A round taken by a caller: if the caller goes away while leading, a
-/// task takes the round over, so waiting holds are never left without one.
-struct Leading(Option<Arc<Inner>>);
-
-impl Drop for Leading {
-    fn drop(&mut self) {
-        if let Some(inner) = self.0.take() {
-            tokio::spawn(inner.lead());
-        }
-    }
-}
-
-impl Inner {
-    /// Sends rounds of waiting holds while there are any, then gives its
-    /// round back. The caller has taken a round (`rounds` counted it).
-    async fn lead(self: Arc<Self>) {
-        loop {
-            let round = {
-                let mut waiting = self.lock();
-                let round = std::mem::take(&mut waiting.holds);
-                if round.is_empty() {
-                    waiting.rounds -= 1;
-                    return;
-                }
-                round
-            };
-            self.commit(round).await;
-        }
+    fn scripts(&self) -> &Scripts {
+        self.holds.committer()
     }
 }
 
@@ -119,11 +83,7 @@ fn shard(id: &str) -> u32 {
     (hash % u64::from(SHARDS)) as u32
 }
 
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, Waiting> {
-        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
+impl Scripts {
     /// The sorted set and the hash of `kind`'s shard `shard`.
     fn keys(&self, kind: &str, shard: u32) -> Vec<String> {
         let prefix = self.redis.prefix();
@@ -137,14 +97,19 @@ impl Inner {
             .await
             .map_err(|e| PendingError::Unavailable(e.to_string()))
     }
+}
+
+impl Commit for Scripts {
+    type Item = (String, Vec<PendingWrite>);
+    type Answer = Result<(), PendingError>;
 
     /// Writes one round of holds: per kind and shard, [`WRITES_PER_CALL`]
     /// writes a call; each hold answered ok when every call carrying its
     /// writes succeeded.
-    async fn commit(&self, round: Vec<(String, Vec<PendingWrite>, Waiter)>) {
+    async fn commit(&self, round: Vec<(String, Vec<PendingWrite>)>) -> Vec<Self::Answer> {
         use futures_util::StreamExt as _;
         let mut by_shard: HashMap<(&str, u32), Vec<(usize, &PendingWrite)>> = HashMap::new();
-        for (waiter, (kind, writes, _)) in round.iter().enumerate() {
+        for (waiter, (kind, writes)) in round.iter().enumerate() {
             for write in writes {
                 by_shard.entry((kind.as_str(), shard(&write.id))).or_default().push((waiter, write));
             }
@@ -195,10 +160,11 @@ impl Inner {
                 outcome[waiter] = Err(error.clone());
             }
         }
-        for ((_, _, waiter), result) in round.into_iter().zip(outcome) {
-            // A hold whose caller went away needs no answer.
-            let _ = waiter.send(result);
-        }
+        outcome
+    }
+
+    fn lost(&self) -> Self::Answer {
+        Err(PendingError::Unavailable("the hold was not committed".into()))
     }
 }
 
@@ -208,31 +174,7 @@ impl PendingWrites for RedisPendingWrites {
         if writes.is_empty() {
             return Ok(());
         }
-        let (answer, mut answered) = oneshot::channel();
-        let lead = {
-            let mut waiting = self.inner.lock();
-            waiting.holds.push((kind.to_owned(), writes, answer));
-            let free = waiting.rounds < ROUNDS_IN_FLIGHT;
-            waiting.rounds += usize::from(free);
-            free
-        };
-        if lead {
-            // Sends its own hold with whatever waits, then the rounds that
-            // gathered meanwhile until its own is answered; the rest, or
-            // everything if its caller goes away, goes on in a task.
-            let mut leading = Leading(Some(Arc::clone(&self.inner)));
-            let mut rounds = Box::pin(Arc::clone(&self.inner).lead());
-            tokio::select! {
-                biased;
-                answer = &mut answered => {
-                    leading.0 = None;
-                    tokio::spawn(rounds);
-                    return answer.unwrap_or_else(|_| Err(PendingError::Unavailable("the hold was not committed".into())));
-                }
-                () = &mut rounds => leading.0 = None,
-            }
-        }
-        answered.await.unwrap_or_else(|_| Err(PendingError::Unavailable("the hold was not committed".into())))
+        self.holds.submit((kind.to_owned(), writes)).await
     }
 
     async fn release(&self, kind: &str, written: Vec<(String, String)>) -> Result<(), PendingError> {
@@ -243,7 +185,7 @@ impl PendingWrites for RedisPendingWrites {
         for (shard, written) in by_shard {
             for chunk in written.chunks(WRITES_PER_CALL * 2) {
                 let args = chunk.iter().flat_map(|(id, stamp)| [id.clone().into(), stamp.clone().into()]).collect();
-                self.inner.call(&self.inner.release, self.inner.keys(kind, shard), args).await?;
+                self.scripts().call(&self.scripts().release, self.scripts().keys(kind, shard), args).await?;
             }
         }
         Ok(())
@@ -269,7 +211,7 @@ impl PendingWrites for RedisPendingWrites {
                 stamp.clone().into(),
                 (left as i64).into(),
             ];
-            let answer = self.inner.call(&self.inner.claim, self.inner.keys(kind, shard), args).await?;
+            let answer = self.scripts().call(&self.scripts().claim, self.scripts().keys(kind, shard), args).await?;
             let fields: Vec<String> = match answer {
                 Value::Array(values) => values.into_iter().filter_map(Value::into_string).collect(),
                 _ => Vec::new(),

@@ -53,12 +53,31 @@ pub struct Options {
     /// Only this setup (`embedded` or `real`); the report is then printed
     /// and saved under `target/load/` but not written into the docs.
     pub setup: Option<String>,
+    /// Only these paths of the real setup (`--paths start,progress`; see
+    /// [`REAL_PATHS`]); the report is then not written into the docs either.
+    pub paths: Option<Vec<String>>,
+}
+
+/// The parts of the real setup's run `--paths` can choose.
+pub const REAL_PATHS: [&str; 7] = ["hit", "miss", "start", "progress", "manifest", "paced", "solo"];
+
+impl Options {
+    /// Whether the run measures `path` (one of [`REAL_PATHS`]).
+    pub fn wants(&self, path: &str) -> bool {
+        self.paths.as_ref().is_none_or(|paths| paths.iter().any(|p| p == path))
+    }
 }
 
 impl Options {
     pub fn parse(args: &[String], criterion: bool) -> Result<Self, String> {
-        let mut options =
-            Self { duration: Duration::from_secs(10), connections: 64, viewers: 10_000, criterion, setup: None };
+        let mut options = Self {
+            duration: Duration::from_secs(10),
+            connections: 64,
+            viewers: 10_000,
+            criterion,
+            setup: None,
+            paths: None,
+        };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let mut value = |name: &str| -> Result<u64, String> {
@@ -70,6 +89,16 @@ impl Options {
                     Some(setup @ ("embedded" | "real")) => options.setup = Some(setup.to_owned()),
                     other => return Err(format!("--setup needs embedded or real, not {other:?}")),
                 }
+                continue;
+            }
+            if arg == "--paths" {
+                let list = args.next().ok_or("--paths needs a list, e.g. start,progress")?;
+                let paths: Vec<String> = list.split(',').map(str::to_owned).collect();
+                if let Some(unknown) = paths.iter().find(|p| !REAL_PATHS.contains(&p.as_str())) {
+                    return Err(format!("--paths: {unknown:?} is none of {}", REAL_PATHS.join(", ")));
+                }
+                options.paths = Some(paths);
+                options.setup = Some("real".into());
                 continue;
             }
             match arg.as_str() {
@@ -152,7 +181,7 @@ pub fn run(root: &Path, options: &Options, command_line: &str) -> Result<(), Str
     print!("{text}");
     fs::write(dir.join("report.md"), &text).map_err(|e| e.to_string())?;
     if options.setup.is_some() {
-        println!("==> one setup only: docs/benchmarks.md left as it is");
+        println!("==> one setup or some paths only: docs/benchmarks.md left as it is");
         return Ok(());
     }
     report::into_docs(&root.join("docs").join("benchmarks.md"), &text)
@@ -366,12 +395,18 @@ fn video_starts(
     options: &Options,
     name: &str,
 ) -> Result<(Figures, Vec<String>, PathBuf), String> {
-    let viewers: Vec<String> = (0..options.viewers).map(|i| format!("load-viewer-{i:06}")).collect();
-    let tokens = server.mint_tokens(&viewers)?;
-    let tokens_file = write_lines(dir, &format!("{name}-tokens"), &tokens)?;
+    let (tokens, tokens_file) = viewer_tokens(server, dir, options, name)?;
     let starts = write_lines(dir, &format!("{name}-start-paths"), &[format!("/api/v1/stream/{DEMO_TRAILER}")])?;
     let figures = measure(server, dir, options, &Requests::Pairs { tokens: &tokens_file, paths: &starts, body: "{}" })?;
     Ok((figures, tokens, tokens_file))
+}
+
+/// Tokens of `--viewers` viewers, and the file that holds them.
+fn viewer_tokens(server: &Server, dir: &Path, options: &Options, name: &str) -> Result<(Vec<String>, PathBuf), String> {
+    let viewers: Vec<String> = (0..options.viewers).map(|i| format!("load-viewer-{i:06}")).collect();
+    let tokens = server.mint_tokens(&viewers)?;
+    let tokens_file = write_lines(dir, &format!("{name}-tokens"), &tokens)?;
+    Ok((tokens, tokens_file))
 }
 
 /// Past sessions of the viewer of "video start, one viewer with history".

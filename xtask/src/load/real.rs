@@ -2,7 +2,7 @@
 //! Redis, the S3 server and the broker, and what paced viewers cost them.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use std::process::Command;
@@ -11,8 +11,8 @@ use super::server::Server;
 use super::wrk::Requests;
 use super::{
     base_settings, cache_path, captured, ceilings, json_string, manifest, measure, one_viewer_starts, psql, report,
-    video_starts, with, write_lines, wrk, Measured, Memory, Options, Results, BENCH_MOVIE, BENCH_TRACKS, DEMO_MOVIE,
-    DEMO_TRACK, DEMO_USER, MISS_VIEWERS, PAST_SESSIONS,
+    video_starts, viewer_tokens, with, write_lines, wrk, Measured, Memory, Options, Results, BENCH_MOVIE, BENCH_TRACKS,
+    DEMO_MOVIE, DEMO_TRACK, DEMO_USER, MISS_VIEWERS, PAST_SESSIONS,
 };
 
 pub(super) fn real_infrastructure(
@@ -63,74 +63,88 @@ pub(super) fn real_infrastructure(
     )?;
     let token = server.mint_tokens(&[DEMO_USER.to_owned()])?.remove(0);
     let track = format!("/tracks/{DEMO_TRACK}/stream");
-    let (hit, note) = cache_path(&server, dir, options, &track, &token)?;
     let framework = results.framework.as_ref().map(|(_, f)| ("bare actix-web", f.requests_per_second));
-    results.paths.push(Measured {
-        setup: SETUP,
-        path: "track URL, cache hit",
-        figures: hit,
-        ceiling: framework,
-        target: Some((30_000.0, Some(5_000))),
-        note: format!("{note}; Redis behind the in-process level, rate limit in Redis"),
-    });
+    if options.wants("hit") {
+        let (hit, note) = cache_path(&server, dir, options, &track, &token)?;
+        results.paths.push(Measured {
+            setup: SETUP,
+            path: "track URL, cache hit",
+            figures: hit,
+            ceiling: framework,
+            target: Some((30_000.0, Some(5_000))),
+            note: format!("{note}; Redis behind the in-process level, rate limit in Redis"),
+        });
+    }
+    if options.wants("miss") {
+        cache_misses(&server, dir, options, framework, results)?;
+    }
+    let (tokens, tokens_file) = if options.wants("start") {
+        starts(&server, dir, options, &url, framework, results)?
+    } else {
+        viewer_tokens(&server, dir, options, "real")?
+    };
 
-    let miss_viewers: Vec<String> = (0..MISS_VIEWERS).map(|i| format!("miss-viewer-{i:05}")).collect();
-    let miss_tokens = write_lines(dir, "miss-tokens", &server.mint_tokens(&miss_viewers)?)?;
-    let track_paths: Vec<String> =
-        (1..=BENCH_TRACKS).map(|n| format!("/tracks/01JG0BENCHTRACK{n:011}/stream")).collect();
-    let miss_paths = write_lines(dir, "miss-paths", &track_paths)?;
-    let hits_before = server.counter("stream_url_cache_hits_total")?;
-    let figures =
-        measure(&server, dir, options, &Requests::Pairs { tokens: &miss_tokens, paths: &miss_paths, body: "" })?;
-    let hits = server.counter("stream_url_cache_hits_total")? - hits_before;
-    results.paths.push(Measured {
-        setup: SETUP,
-        path: "track URL, cache miss (sign each time)",
-        figures,
-        ceiling: framework,
-        target: Some((10_000.0, None)),
-        note: format!(
-            "{MISS_VIEWERS} viewers × {BENCH_TRACKS} public tracks in order, no pair twice ({hits:.0} cache hits): \
-             Redis read, SigV4 presign, seal, Redis write"
-        ),
-    });
-
-    let (figures, tokens, tokens_file) = video_starts(&server, dir, options, "real")?;
-    results.paths.push(Measured {
-        setup: SETUP,
-        path: "video start",
-        figures,
-        ceiling: framework,
-        target: None,
-        note: format!(
-            "public trailer, {} viewers round-robin: the manifest known to exist (an S3 HEAD a minute per instance), session row and outbox event \
-             committed in PostgreSQL before the answer",
-            options.viewers
-        ),
-    });
-
-    println!("==> starting {} sessions", tokens.len());
+    let wants_sessions = options.wants("progress") || options.wants("paced");
+    println!("==> starting {} sessions", if wants_sessions { tokens.len() } else { 0 });
     let mut sessions = Vec::with_capacity(tokens.len());
-    for token in &tokens {
+    for token in tokens.iter().filter(|_| wants_sessions) {
         let body = server.post_ok(&format!("/api/v1/stream/{BENCH_MOVIE}"), token, "{}")?;
         sessions.push(json_string(&body, "session_id").ok_or("no session_id in the start answer")?);
     }
     let sessions_file = write_lines(dir, "real-sessions", &sessions)?;
-    results.pgbench_tps =
-        Some(ceilings::postgres(&get("STREAMGATE_POSTGRES_BIN")?, &url, dir, options.duration, BENCH_MOVIE)?);
     let progress = Requests::Progress {
         tokens: &tokens_file,
         movie: BENCH_MOVIE,
         sessions: Some(&sessions_file),
         fixed_position: false,
     };
-    let before = table_writes(&url)?;
+    if options.wants("progress") {
+        results.pgbench_tps =
+            Some(ceilings::postgres(&get("STREAMGATE_POSTGRES_BIN")?, &url, dir, options.duration, BENCH_MOVIE)?);
+        progress_updates(&server, dir, options, &progress, &url, results)?;
+    }
+    if options.wants("manifest") {
+        let figures = manifest(&server, dir, options, BENCH_MOVIE, &token)?;
+        results.paths.push(Measured {
+            setup: SETUP,
+            path: "manifest (HLS playlist, signed segment URLs)",
+            figures,
+            ceiling: framework,
+            target: None,
+            note: "the public bench movie (the demo movie's files) from S3 through its grant, segment URLs presigned"
+                .into(),
+        });
+    }
+    if options.wants("paced") {
+        results.viewers = paced_viewers(&server, dir, options, &progress, &url, &redis_url)?;
+    }
+    // Last: the sweep of the history and the relay of its stop events must not
+    // fall into the other paths' runs.
+    if options.wants("solo") {
+        solo_starts(&server, dir, options, &url, framework, results)?;
+    }
+    results.memory.push(Memory { setup: "real infrastructure", idle_kib: idle, peak_kib: server.peak_rss_kib() });
+    server.stop()?;
+    results.redis = ceilings::redis(&redis_url, 200_000)?;
+    Ok(())
+}
+
+/// The progress path: every viewer's session reporting round-robin.
+fn progress_updates(
+    server: &Server,
+    dir: &Path,
+    options: &Options,
+    progress: &Requests<'_>,
+    url: &str,
+    results: &mut Results,
+) -> Result<(), String> {
+    let before = table_writes(url)?;
     let started = Instant::now();
-    let figures = measure(&server, dir, options, &progress)?;
+    let figures = measure(server, dir, options, progress)?;
     let elapsed = started.elapsed();
     // The write-behind queue drains within a flush interval or two.
     std::thread::sleep(Duration::from_secs(2));
-    let after = table_writes(&url)?;
+    let after = table_writes(url)?;
     let written: Vec<String> = rows_written(&before, &after)
         .into_iter()
         .map(|(table, rows)| {
@@ -141,7 +155,7 @@ pub(super) fn real_infrastructure(
         })
         .collect();
     results.paths.push(Measured {
-        setup: SETUP,
+        setup: "real infrastructure",
         path: "progress update",
         figures,
         ceiling: results.pgbench_tps.map(|tps| ("pgbench single-row upsert", tps)),
@@ -153,21 +167,20 @@ pub(super) fn real_infrastructure(
         ),
     });
 
-    let figures = manifest(&server, dir, options, BENCH_MOVIE, &token)?;
-    results.paths.push(Measured {
-        setup: SETUP,
-        path: "manifest (HLS playlist, signed segment URLs)",
-        figures,
-        ceiling: framework,
-        target: None,
-        note: "the public bench movie (the demo movie's files) from S3 through its grant, segment URLs presigned"
-            .into(),
-    });
+    Ok(())
+}
 
-    results.viewers = paced_viewers(&server, dir, options, &progress, &url, &redis_url)?;
-    // Last: the sweep of the history and the relay of its stop events must not
-    // fall into the other paths' runs.
-    let [new, history] = one_viewer_starts(&server, dir, options, &url)?;
+/// Video starts by one viewer on every connection: first a new viewer,
+/// then one with a long history.
+fn solo_starts(
+    server: &Server,
+    dir: &Path,
+    options: &Options,
+    url: &str,
+    framework: Option<(&'static str, f64)>,
+    results: &mut Results,
+) -> Result<(), String> {
+    let [new, history] = one_viewer_starts(server, dir, options, url)?;
     for (path, figures, note) in [
         ("video start, one viewer", new, "one new viewer starting the public trailer on every connection".to_owned()),
         (
@@ -179,12 +192,78 @@ pub(super) fn real_infrastructure(
             ),
         ),
     ] {
-        results.paths.push(Measured { setup: SETUP, path, figures, ceiling: framework, target: None, note });
+        let setup = "real infrastructure";
+        results.paths.push(Measured { setup, path, figures, ceiling: framework, target: None, note });
     }
-    results.memory.push(Memory { setup: "real infrastructure", idle_kib: idle, peak_kib: server.peak_rss_kib() });
-    server.stop()?;
-    results.redis = ceilings::redis(&redis_url, 200_000)?;
     Ok(())
+}
+
+/// Track URLs never asked before: every request misses the cache.
+fn cache_misses(
+    server: &Server,
+    dir: &Path,
+    options: &Options,
+    framework: Option<(&'static str, f64)>,
+    results: &mut Results,
+) -> Result<(), String> {
+    let miss_viewers: Vec<String> = (0..MISS_VIEWERS).map(|i| format!("miss-viewer-{i:05}")).collect();
+    let miss_tokens = write_lines(dir, "miss-tokens", &server.mint_tokens(&miss_viewers)?)?;
+    let track_paths: Vec<String> =
+        (1..=BENCH_TRACKS).map(|n| format!("/tracks/01JG0BENCHTRACK{n:011}/stream")).collect();
+    let miss_paths = write_lines(dir, "miss-paths", &track_paths)?;
+    let hits_before = server.counter("stream_url_cache_hits_total")?;
+    let figures =
+        measure(server, dir, options, &Requests::Pairs { tokens: &miss_tokens, paths: &miss_paths, body: "" })?;
+    let hits = server.counter("stream_url_cache_hits_total")? - hits_before;
+    results.paths.push(Measured {
+        setup: "real infrastructure",
+        path: "track URL, cache miss (sign each time)",
+        figures,
+        ceiling: framework,
+        target: Some((10_000.0, None)),
+        note: format!(
+            "{MISS_VIEWERS} viewers × {BENCH_TRACKS} public tracks in order, no pair twice ({hits:.0} cache hits): \
+             Redis read, SigV4 presign, seal, Redis write"
+        ),
+    });
+    Ok(())
+}
+
+/// Video starts of `--viewers` viewers round-robin, with what PostgreSQL
+/// spent on them; the viewers' tokens and their file.
+fn starts(
+    server: &Server,
+    dir: &Path,
+    options: &Options,
+    url: &str,
+    framework: Option<(&'static str, f64)>,
+    results: &mut Results,
+) -> Result<(Vec<String>, PathBuf), String> {
+    let before = pg_activity(url)?;
+    let (figures, tokens, tokens_file) = video_starts(server, dir, options, "real")?;
+    // The server's statistics reach the view within a second.
+    std::thread::sleep(Duration::from_millis(1_100));
+    let after = pg_activity(url)?;
+    let starts = figures.requests as f64;
+    let per_thousand = |n: u64| n as f64 * 1_000.0 / starts.max(1.0);
+    let pg_cores = figures.cpu.iter().find(|(name, _)| name == "postgres").map_or(0.0, |(_, cores)| *cores);
+    let seconds = starts / figures.requests_per_second.max(1.0);
+    let pg_cpu_ms = pg_cores * seconds * 1_000.0 * 1_000.0 / starts.max(1.0);
+    results.paths.push(Measured {
+        setup: "real infrastructure",
+        path: "video start",
+        figures,
+        ceiling: framework,
+        target: Some((10_000.0, None)),
+        note: format!(
+            "public trailer, {} viewers round-robin: the manifest known to exist (an S3 HEAD a minute per instance), \
+             session row and outbox event committed in PostgreSQL before the answer, starts committed in groups; \
+             per 1 000 starts PostgreSQL committed {:.0} transactions and used {pg_cpu_ms:.0} ms of CPU",
+            options.viewers,
+            per_thousand(after.0.saturating_sub(before.0)),
+        ),
+    });
+    Ok((tokens, tokens_file))
 }
 
 /// 10 000 viewers (or `--viewers`) reporting once every 10 s: what Redis and

@@ -1,0 +1,145 @@
+//! Session starts committed in groups: concurrent starts share transactions,
+//! each session row in the same transaction as its start event, and a start
+//! the database refuses fails alone.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use diesel::sql_types::BigInt;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use streaming_core::contract::infra_var;
+use streaming_core::domain::{ManifestKind, PlaybackAction, PlaybackEvent, PositionSeconds, SessionId, StreamSession};
+use streaming_core::ports::{EventHandling, SessionError, SessionStore};
+use streaming_postgres::testing::fresh_database_url;
+use streaming_postgres::{PgConfig, PgDatabase, PgSessionStore};
+use time::OffsetDateTime;
+
+async fn setup() -> (String, PgSessionStore) {
+    let url = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let db = PgDatabase::connect(&PgConfig::new(url.clone())).await.unwrap();
+    db.migrate().await.unwrap();
+    (url, PgSessionStore::new(db))
+}
+
+fn session(viewer: usize) -> StreamSession {
+    let now = OffsetDateTime::now_utc();
+    StreamSession {
+        id: SessionId::random(),
+        user: format!("viewer-{viewer}").parse().unwrap(),
+        media: "7c9e6679-7425-40de-944b-e07fc1f90ae7".parse().unwrap(),
+        manifest: ManifestKind::Hls,
+        started_at: now,
+        ended_at: None,
+        duration_seconds: None,
+        user_agent: Some("player/1.0".into()),
+        client_ip: Some("192.0.2.7".parse().unwrap()),
+        last_heartbeat_at: now,
+    }
+}
+
+fn start_event(session: &StreamSession) -> PlaybackEvent {
+    PlaybackEvent::new(
+        PlaybackAction::Start,
+        &session.user,
+        &session.media,
+        Some(session.id),
+        Some(PositionSeconds::default()),
+        session.started_at,
+    )
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+async fn count(url: &str, sql: &str) -> i64 {
+    let mut connection = AsyncPgConnection::establish(url).await.unwrap();
+    let rows: Vec<Count> = diesel::sql_query(sql).load(&mut connection).await.unwrap();
+    rows[0].n
+}
+
+/// Starts `sessions` at once, each from its own task.
+async fn start_all(
+    store: &PgSessionStore,
+    sessions: Vec<(StreamSession, PlaybackEvent)>,
+) -> Vec<Result<EventHandling, SessionError>> {
+    let calls: Vec<_> = sessions
+        .into_iter()
+        .map(|(session, event)| {
+            let store = store.clone();
+            tokio::spawn(async move { store.open_with_event(session, &event).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for call in calls {
+        answers.push(call.await.unwrap());
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_starts_share_transactions_each_with_its_event() {
+    let (url, store) = setup().await;
+    let starts: Vec<_> = (0..300).map(session).map(|s| (s.clone(), start_event(&s))).collect();
+    for answer in start_all(&store, starts).await {
+        assert_eq!(answer, Ok(EventHandling::Recorded));
+    }
+    assert_eq!(count(&url, "SELECT count(*) AS n FROM stream_sessions").await, 300);
+    // Each session row committed in the transaction of its start event.
+    let together = "SELECT count(*) AS n FROM stream_sessions s JOIN outbox o \
+                    ON o.payload->>'session_id' = s.id::text AND o.xmin = s.xmin";
+    assert_eq!(count(&url, together).await, 300);
+    let transactions = count(&url, "SELECT count(DISTINCT xmin::text) AS n FROM stream_sessions").await;
+    assert!(transactions <= 300 / 4, "300 concurrent starts took {transactions} transactions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_the_database_refuses_fails_alone_in_its_group() {
+    let (url, store) = setup().await;
+    let taken = session(0);
+    store.open_with_event(taken.clone(), &start_event(&taken)).await.unwrap();
+    let used_event = start_event(&session(1));
+    store.open_with_event(session(1), &used_event).await.unwrap();
+
+    // Hold the table so the rounds under way wait, and the starts after
+    // them gather into one group with the two the database will refuse.
+    let mut holder = AsyncPgConnection::establish(&url).await.unwrap();
+    holder.batch_execute("BEGIN; LOCK TABLE stream_sessions IN EXCLUSIVE MODE").await.unwrap();
+    let early: Vec<_> = (10..14)
+        .map(|viewer| {
+            let store = store.clone();
+            let s = session(viewer);
+            tokio::spawn(async move { store.open_with_event(s.clone(), &start_event(&s)).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut group: Vec<(StreamSession, PlaybackEvent)> =
+        (20..60).map(session).map(|s| (s.clone(), start_event(&s))).collect();
+    // The same session id again, and a new session with an event id already recorded.
+    group.insert(7, (taken.clone(), start_event(&taken)));
+    let reused = session(2);
+    group.insert(23, (reused.clone(), PlaybackEvent { session: Some(reused.id), ..used_event.clone() }));
+    let late = tokio::spawn({
+        let store = store.clone();
+        async move { start_all(&store, group).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+
+    for call in early {
+        assert_eq!(call.await.unwrap(), Ok(EventHandling::Recorded));
+    }
+    let answers = late.await.unwrap();
+    for (i, answer) in answers.iter().enumerate() {
+        let expected = if i == 7 || i == 23 { Err(SessionError::Duplicate) } else { Ok(EventHandling::Recorded) };
+        assert_eq!(answer, &expected, "start {i}");
+    }
+    assert_eq!(store.get(&reused.id).await.unwrap(), None, "a refused start leaves no session");
+    // 2 before, 4 early, 40 in the group.
+    assert_eq!(count(&url, "SELECT count(*) AS n FROM stream_sessions").await, 46);
+    assert_eq!(count(&url, "SELECT count(*) AS n FROM outbox").await, 46);
+}
