@@ -1,13 +1,16 @@
 //! The pool, migrations and the classification of driver errors.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use streaming_core::circuit_breaker::CircuitBreaker;
@@ -107,9 +110,43 @@ const STATEMENT_TIMEOUT_MESSAGE: &str = "canceling statement due to statement ti
 const DEADLOCK_MESSAGE: &str = "deadlock detected";
 const TERMINATED_MESSAGE: &str = "terminating connection";
 
+/// When a connection was last lost, in milliseconds since [`lost_clock`]'s
+/// start, plus one (0: never).
+static LAST_LOST: AtomicU64 = AtomicU64::new(0);
+
+/// How long after a lost connection checkouts are verified by a statement.
+const VERIFY_AFTER_LOSS: Duration = Duration::from_secs(10);
+
+fn lost_clock() -> Duration {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
+
+fn note_lost() {
+    LAST_LOST.store(lost_clock().as_millis() as u64 + 1, Ordering::Relaxed);
+}
+
+/// Whether a connection of this process was lost within [`VERIFY_AFTER_LOSS`].
+fn recently_lost() -> bool {
+    match AtomicU64::load(&LAST_LOST, Ordering::Relaxed) {
+        0 => false,
+        at => lost_clock().as_millis() as u64 + 1 - at < VERIFY_AFTER_LOSS.as_millis() as u64,
+    }
+}
+
 impl From<DieselError> for DbError {
     fn from(error: DieselError) -> Self {
-        match &error {
+        let classified = Self::classify(&error);
+        if matches!(classified, Self::ConnectionLost(_)) {
+            note_lost();
+        }
+        classified
+    }
+}
+
+impl DbError {
+    fn classify(error: &DieselError) -> Self {
+        match error {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Self::UniqueViolation,
             DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => Self::Retryable,
             DieselError::DatabaseError(
@@ -181,6 +218,27 @@ impl PgDatabase {
                 Ok(connection)
             })
         });
+        // A checkout sends the server nothing (the default `SELECT 1` was a
+        // round trip and a transaction per checkout): a connection is handed
+        // out unless it is known broken, which includes a socket the server
+        // closed (a restart, a terminated backend). Shortly after any
+        // connection was lost, when others may be broken without knowing it
+        // yet, checkouts ask the server again (see [`recently_lost`]).
+        manager_config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|connection| {
+            let broken = PoolableConnection::is_broken(connection);
+            Box::pin(async move {
+                if broken {
+                    return Err(DieselError::DatabaseError(
+                        DatabaseErrorKind::ClosedConnection,
+                        Box::new("the pooled connection is closed".to_owned()),
+                    ));
+                }
+                if recently_lost() {
+                    diesel::sql_query("SELECT 1").execute(connection).await?;
+                }
+                Ok(())
+            })
+        }));
         let manager = AsyncDieselConnectionManager::new_with_config(&config.url, manager_config);
         let pool = Pool::builder()
             .max_size(config.pool_size.max(1))

@@ -120,3 +120,44 @@ async fn an_exhausted_pool_is_a_timeout() {
     drop(held);
     assert_eq!(execute(&db, "SELECT 1").await.unwrap(), 1);
 }
+
+#[derive(diesel::QueryableByName)]
+struct Query {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    query: String,
+}
+
+/// The last statement each backend of the pool's database ran, as the server saw it.
+async fn last_statements(admin: &mut AsyncPgConnection) -> Vec<String> {
+    let sql = "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    diesel::sql_query(sql).load::<Query>(admin).await.unwrap().into_iter().map(|q| q.query).collect()
+}
+
+#[tokio::test]
+async fn a_checkout_costs_the_database_no_statement() {
+    let (url, db) = database(|url| PgConfig { pool_size: 1, ..PgConfig::new(url) }).await;
+    execute(&db, "SELECT 'the last work'").await.unwrap();
+    let mut admin = AsyncPgConnection::establish(&url).await.unwrap();
+    assert_eq!(last_statements(&mut admin).await, vec!["SELECT 'the last work'".to_owned()]);
+    let connection = db.connection().await.unwrap();
+    assert_eq!(
+        last_statements(&mut admin).await,
+        vec!["SELECT 'the last work'".to_owned()],
+        "a checkout sent the server a statement of its own"
+    );
+    drop(connection);
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_is_not_handed_out() {
+    let (url, db) = database(|url| PgConfig { pool_size: 1, ..PgConfig::new(url) }).await;
+    execute(&db, "SELECT 1").await.unwrap();
+    let mut admin = AsyncPgConnection::establish(&url).await.unwrap();
+    let terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    diesel::sql_query(terminate).execute(&mut admin).await.unwrap();
+    // The server closed the idle pooled connection (as on a restart); the
+    // next checkout must not hand it out.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(execute(&db, "SELECT 1").await, Ok(1));
+}
