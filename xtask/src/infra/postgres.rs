@@ -81,7 +81,8 @@ pub fn start(dir: &Path) -> Result<BTreeMap<String, String>, String> {
     let port = super::free_port()?;
     let options = format!(
         "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off \
-         -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+         -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
+         -c shared_preload_libraries=pg_stat_statements",
         data.display()
     );
     run(

@@ -239,11 +239,21 @@ fn starts(
     framework: Option<(&'static str, f64)>,
     results: &mut Results,
 ) -> Result<(Vec<String>, PathBuf), String> {
+    psql(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
+    let statements_before = statement_calls(url)?;
     let before = pg_activity(url)?;
     let (figures, tokens, tokens_file) = video_starts(server, dir, options, "real")?;
     // The server's statistics reach the view within a second.
     std::thread::sleep(Duration::from_millis(1_100));
     let after = pg_activity(url)?;
+    let mut statements: Vec<(String, u64)> = statement_calls(url)?
+        .into_iter()
+        .map(|(statement, calls)| {
+            let before = statements_before.get(&statement).copied().unwrap_or(0);
+            (statement, calls.saturating_sub(before))
+        })
+        .collect();
+    statements.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let starts = figures.requests as f64;
     let per_thousand = |n: u64| n as f64 * 1_000.0 / starts.max(1.0);
     let pg_cores = figures.cpu.iter().find(|(name, _)| name == "postgres").map_or(0.0, |(_, cores)| *cores);
@@ -258,9 +268,16 @@ fn starts(
         note: format!(
             "public trailer, {} viewers round-robin: the manifest known to exist (an S3 HEAD a minute per instance), \
              session row and outbox event committed in PostgreSQL before the answer, starts committed in groups; \
-             per 1 000 starts PostgreSQL committed {:.0} transactions and used {pg_cpu_ms:.0} ms of CPU",
+             per 1 000 starts PostgreSQL committed {:.0} transactions and used {pg_cpu_ms:.0} ms of CPU; \
+             statements per 1 000 starts: {}",
             options.viewers,
             per_thousand(after.0.saturating_sub(before.0)),
+            statements
+                .iter()
+                .take(6)
+                .map(|(statement, calls)| format!("{:.0} × `{statement}`", per_thousand(*calls)))
+                .collect::<Vec<_>>()
+                .join(", "),
         ),
     });
     Ok((tokens, tokens_file))
@@ -356,6 +373,23 @@ fn pg_activity(url: &str) -> Result<(u64, u64), String> {
     )?;
     let (commits, writes) = text.trim().split_once('|').ok_or("no pg_stat_database row")?;
     Ok((commits.parse().map_err(|_| "xact_commit")?, writes.parse().map_err(|_| "tuples")?))
+}
+
+/// Calls so far per statement of the database (its first 60 characters),
+/// from `pg_stat_statements`.
+fn statement_calls(url: &str) -> Result<BTreeMap<String, u64>, String> {
+    let text = psql(
+        url,
+        "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 60), sum(calls) FROM pg_stat_statements \
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) GROUP BY 1",
+    )?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let (statement, calls) = line.rsplit_once('|')?;
+            Some((statement.replace('|', "/"), calls.trim().parse().ok()?))
+        })
+        .collect())
 }
 
 /// `(table, rows)` written between two [`table_writes`] readings.
