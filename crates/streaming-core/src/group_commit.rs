@@ -9,7 +9,8 @@
 //! an item waits at most for the rounds already under way before its own,
 //! and an idle store commits a lone item at once. A leader whose caller
 //! goes away (a cancelled request) hands its round over to a task, so
-//! waiting items are never left without one.
+//! waiting items are never left without one. The core runs on no runtime of
+//! its own: the adapter that builds the group says how to spawn that task.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -27,12 +28,13 @@
 //!     }
 //! }
 //!
-//! let group = GroupCommit::new(Doubler, 2, 64);
+//! let group = GroupCommit::new(Doubler, 2, 64, |task| drop(tokio::spawn(task)));
 //! assert_eq!(group.submit(21).await, Some(42));
 //! # });
 //! ```
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::oneshot;
@@ -54,6 +56,9 @@ pub trait Commit: Send + Sync + 'static {
 }
 
 type Waiter<C> = (<C as Commit>::Item, oneshot::Sender<<C as Commit>::Answer>);
+
+/// Runs a task of the group in the background (e.g. `|task| drop(tokio::spawn(task))`).
+pub type Spawn = fn(Pin<Box<dyn Future<Output = ()> + Send>>);
 
 /// Commits submitted items in groups; see the [module](self).
 pub struct GroupCommit<C: Commit> {
@@ -78,6 +83,7 @@ impl<C: Commit> std::fmt::Debug for GroupCommit<C> {
 
 struct Inner<C: Commit> {
     committer: C,
+    spawn: Spawn,
     rounds_in_flight: usize,
     most_per_round: usize,
     waiting: Mutex<Waiting<C>>,
@@ -91,10 +97,12 @@ struct Waiting<C: Commit> {
 
 impl<C: Commit> GroupCommit<C> {
     /// Groups for `committer`: at most `rounds_in_flight` rounds under way
-    /// at once, each of at most `most_per_round` items (both at least 1).
-    pub fn new(committer: C, rounds_in_flight: usize, most_per_round: usize) -> Self {
+    /// at once, each of at most `most_per_round` items (both at least 1);
+    /// `spawn` runs the rounds a leader leaves behind.
+    pub fn new(committer: C, rounds_in_flight: usize, most_per_round: usize, spawn: Spawn) -> Self {
         let inner = Inner {
             committer,
+            spawn,
             rounds_in_flight: rounds_in_flight.max(1),
             most_per_round: most_per_round.max(1),
             waiting: Mutex::new(Waiting { items: Vec::new(), rounds: 0 }),
@@ -127,7 +135,7 @@ impl<C: Commit> GroupCommit<C> {
                 biased;
                 answer = &mut answered => {
                     leading.0 = None;
-                    tokio::spawn(rounds);
+                    (self.inner.spawn)(rounds);
                     return answer.unwrap_or_else(|_| self.inner.committer.lost());
                 }
                 () = &mut rounds => leading.0 = None,
@@ -144,7 +152,7 @@ struct Leading<C: Commit>(Option<Arc<Inner<C>>>);
 impl<C: Commit> Drop for Leading<C> {
     fn drop(&mut self) {
         if let Some(inner) = self.0.take() {
-            tokio::spawn(inner.lead());
+            (inner.spawn)(Box::pin(inner.lead()));
         }
     }
 }
@@ -185,6 +193,10 @@ mod tests {
 
     use super::*;
 
+    fn spawn(task: Pin<Box<dyn Future<Output = ()> + Send>>) {
+        drop(tokio::spawn(task));
+    }
+
     /// Records the size of each round; answers each item with itself, or
     /// gives no answers for a round holding 13.
     #[derive(Default)]
@@ -218,7 +230,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_items_share_rounds_bounded_in_number_and_size() {
         let recorder = Arc::new(Recorder::default());
-        let group = GroupCommit::new(Arc::clone(&recorder), 2, 50);
+        let group = GroupCommit::new(Arc::clone(&recorder), 2, 50, spawn);
         let calls: Vec<_> = (0..400_u32)
             .map(|n| {
                 let group = group.clone();
@@ -238,7 +250,7 @@ mod tests {
     #[tokio::test]
     async fn a_lone_item_is_committed_at_once_and_a_round_without_answers_answers_lost() {
         let recorder = Arc::new(Recorder::default());
-        let group = GroupCommit::new(Arc::clone(&recorder), 4, 64);
+        let group = GroupCommit::new(Arc::clone(&recorder), 4, 64, spawn);
         assert_eq!(group.submit(7).await, Ok(7));
         assert_eq!(group.submit(13).await, Err("lost"));
         assert_eq!(group.submit(8).await, Ok(8), "the group goes on after a lost round");
@@ -248,7 +260,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_leader_cancelled_mid_round_leaves_the_others_answered() {
         let recorder = Arc::new(Recorder::default());
-        let group = GroupCommit::new(Arc::clone(&recorder), 1, 64);
+        let group = GroupCommit::new(Arc::clone(&recorder), 1, 64, spawn);
         // The leader is cancelled while its round is under way; the items
         // that gathered behind it are still committed.
         let leader = {

@@ -3,6 +3,7 @@ use diesel::sql_types::{Array, Bool, Float8, Int8, Nullable, Text, Timestamptz, 
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 use streaming_core::domain::{MediaId, PositionSeconds, SessionId, UserId, WatchProgress};
+use streaming_core::group_commit::{Commit, GroupCommit};
 use streaming_core::ports::{ProgressError, ProgressStore, RecordOutcome};
 use time::OffsetDateTime;
 use tracing::error;
@@ -17,9 +18,61 @@ use crate::layout::{PerLayout, TableLayout};
 /// Works on this service's `watch_progress` and on the cinema service's
 /// (see [`TableLayout`]); there positions are kept in whole seconds and
 /// only UUID users are held.
+///
+/// Reads are grouped ([`streaming_core::group_commit`]): the reads that
+/// arrive while others are under way share the next statement (a start
+/// reads the viewer's position to resume from).
 #[derive(Debug, Clone)]
 pub struct PgProgressStore {
     db: PgDatabase,
+    reads: GroupCommit<Reads>,
+}
+
+/// Most groups of reads under way at once (each holds a pooled connection).
+const READS_IN_FLIGHT: usize = 4;
+
+/// Most keys in one grouped read.
+const READS_PER_GROUP: usize = 256;
+
+/// Reads groups of `(user, movie)` keys on `db`.
+#[derive(Debug)]
+struct Reads {
+    db: PgDatabase,
+}
+
+impl Commit for Reads {
+    type Item = (UserId, MediaId);
+    type Answer = Result<Option<WatchProgress>, ProgressError>;
+
+    async fn commit(&self, keys: Vec<(UserId, MediaId)>) -> Vec<Self::Answer> {
+        let read = || async {
+            let layout = self.db.layouts().await?.progress;
+            let mut connection = self.db.connection().await?;
+            let rows: Vec<NumberedRow> = diesel::sql_query(&Statements::for_layout(layout).get_many)
+                .bind::<Array<Text>, _>(keys.iter().map(|(user, _)| user.as_str()).collect::<Vec<_>>())
+                .bind::<Array<Text>, _>(keys.iter().map(|(_, movie)| movie.as_str()).collect::<Vec<_>>())
+                .load(&mut connection)
+                .await?;
+            Ok::<_, DbError>(rows)
+        };
+        match retry_once(read).await {
+            Ok(rows) => {
+                let mut answers: Vec<Self::Answer> = keys.iter().map(|_| Ok(None)).collect();
+                for numbered in rows {
+                    let index = usize::try_from(numbered.key_number - 1).unwrap_or(usize::MAX);
+                    if let Some(answer) = answers.get_mut(index) {
+                        *answer = to_progress(numbered.row).map(Some);
+                    }
+                }
+                answers
+            }
+            Err(error) => keys.iter().map(|_| Err(unavailable(error.clone()))).collect(),
+        }
+    }
+
+    fn lost(&self) -> Self::Answer {
+        Err(ProgressError::Unavailable("the read was not answered".into()))
+    }
 }
 
 #[derive(QueryableByName)]
@@ -47,9 +100,19 @@ struct ProgressRow {
     sequence: i64,
 }
 
+/// A row of a grouped read, with the number of the key it answers.
+#[derive(QueryableByName)]
+struct NumberedRow {
+    #[diesel(sql_type = Int8)]
+    key_number: i64,
+    #[diesel(embed)]
+    row: ProgressRow,
+}
+
 /// The statements of one [`TableLayout`].
 struct Statements {
-    get: String,
+    /// The rows of many `(user, movie)` keys, each with its key's number (from 1).
+    get_many: String,
     upsert: String,
     upsert_many: String,
 }
@@ -76,13 +139,15 @@ WHERE NOT (watch_progress.session_id IS NOT NULL
         let insert = "INSERT INTO watch_progress \
                       (user_id, movie_id, position_seconds, last_watched_at, watched, session_id, sequence)";
         Self {
-            get: format!(
-                "SELECT user_id::text AS user_id, movie_id::text AS movie_id, \
+            get_many: format!(
+                "SELECT k.n AS key_number, user_id::text AS user_id, movie_id::text AS movie_id, \
                  position_seconds::float8 AS position_seconds, {last_watched_at} AS last_watched_at, \
-                 watched, session_id, sequence FROM watch_progress WHERE user_id = {user} AND movie_id = {movie}",
+                 watched, session_id, sequence \
+                 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(u, m, n) \
+                 JOIN watch_progress ON user_id = {user} AND movie_id = {movie}",
                 last_watched_at = layout.time_out("last_watched_at"),
-                user = id("$1"),
-                movie = id("$2"),
+                user = id("k.u"),
+                movie = id("k.m"),
             ),
             upsert: format!(
                 "{insert} VALUES ({user}, {movie}, {position}, {at}, $5, $6, $7) {on_conflict_keep_newest} RETURNING id",
@@ -117,7 +182,10 @@ fn unavailable(error: DbError) -> ProgressError {
 impl PgProgressStore {
     /// A store on `db`.
     pub fn new(db: PgDatabase) -> Self {
-        Self { db }
+        let reads = GroupCommit::new(Reads { db: db.clone() }, READS_IN_FLIGHT, READS_PER_GROUP, |task| {
+            drop(tokio::spawn(task))
+        });
+        Self { db, reads }
     }
 
     async fn layout(&self) -> Result<TableLayout, ProgressError> {
@@ -145,17 +213,7 @@ impl ProgressStore for PgProgressStore {
         if !layout.holds(user, media) {
             return Ok(None);
         }
-        let read = || async {
-            let mut connection = self.db.connection().await?;
-            let rows: Vec<ProgressRow> = diesel::sql_query(&Statements::for_layout(layout).get)
-                .bind::<Text, _>(user.as_str())
-                .bind::<Text, _>(media.as_str())
-                .load(&mut connection)
-                .await?;
-            Ok::<_, DbError>(rows.into_iter().next())
-        };
-        let row = retry_once(read).await.map_err(unavailable)?;
-        row.map(to_progress).transpose()
+        self.reads.submit((user.clone(), media.clone())).await
     }
 
     async fn record(&self, progress: WatchProgress) -> Result<RecordOutcome, ProgressError> {

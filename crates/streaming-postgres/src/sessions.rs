@@ -191,7 +191,9 @@ fn db(error: diesel::result::Error) -> SessionError {
 impl PgSessionStore {
     /// A store on `db`.
     pub fn new(db: PgDatabase) -> Self {
-        let starts = GroupCommit::new(Starts { db: db.clone() }, STARTS_IN_FLIGHT, STARTS_PER_GROUP);
+        let starts = GroupCommit::new(Starts { db: db.clone() }, STARTS_IN_FLIGHT, STARTS_PER_GROUP, |task| {
+            drop(tokio::spawn(task))
+        });
         Self { db, starts }
     }
 

@@ -1,6 +1,7 @@
 //! Session starts committed in groups: concurrent starts share transactions,
 //! each session row in the same transaction as its start event, and a start
-//! the database refuses fails alone.
+//! the database refuses fails alone; the positions starts resume from are
+//! read in groups too.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,10 +11,11 @@ use std::time::Duration;
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use streaming_core::contract::infra_var;
+use streaming_core::domain::WatchProgress;
 use streaming_core::domain::{ManifestKind, PlaybackAction, PlaybackEvent, PositionSeconds, SessionId, StreamSession};
-use streaming_core::ports::{EventHandling, SessionError, SessionStore};
+use streaming_core::ports::{EventHandling, ProgressStore, SessionError, SessionStore};
 use streaming_postgres::testing::fresh_database_url;
-use streaming_postgres::{PgConfig, PgDatabase, PgSessionStore};
+use streaming_postgres::{PgConfig, PgDatabase, PgProgressStore, PgSessionStore};
 use time::OffsetDateTime;
 
 async fn setup() -> (String, PgSessionStore) {
@@ -142,4 +144,47 @@ async fn a_start_the_database_refuses_fails_alone_in_its_group() {
     // 2 before, 4 early, 40 in the group.
     assert_eq!(count(&url, "SELECT count(*) AS n FROM stream_sessions").await, 46);
     assert_eq!(count(&url, "SELECT count(*) AS n FROM outbox").await, 46);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_resume_reads_share_statements_and_each_gets_its_own_row() {
+    let url = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let db = PgDatabase::connect(&PgConfig::new(url.clone())).await.unwrap();
+    db.migrate().await.unwrap();
+    let progress = PgProgressStore::new(db);
+    let movie: streaming_core::domain::MediaId = "7c9e6679-7425-40de-944b-e07fc1f90ae7".parse().unwrap();
+    // Viewers 0..100 have a position (their number in seconds); 100..200 none.
+    let saved: Vec<WatchProgress> = (0..100)
+        .map(|viewer| WatchProgress {
+            user: format!("viewer-{viewer}").parse().unwrap(),
+            media: movie.clone(),
+            position: PositionSeconds::new(f64::from(viewer)).unwrap(),
+            last_watched_at: OffsetDateTime::now_utc(),
+            watched: false,
+            session: None,
+            sequence: 1,
+        })
+        .collect();
+    progress.record_many(saved).await.unwrap();
+    let mut admin = AsyncPgConnection::establish(&url).await.unwrap();
+    admin.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.unwrap();
+    let reads = "SELECT coalesce(sum(calls), 0)::bigint AS n FROM pg_stat_statements \
+                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 AND query LIKE 'SELECT%watch_progress%'";
+    let before = count(&url, reads).await;
+    let calls: Vec<_> = (0..200_u32)
+        .map(|viewer| {
+            let (progress, movie) = (progress.clone(), movie.clone());
+            let user = format!("viewer-{viewer}").parse().unwrap();
+            tokio::spawn(async move { (viewer, progress.get(&user, &movie).await.unwrap()) })
+        })
+        .collect();
+    for call in calls {
+        let (viewer, found) = call.await.unwrap();
+        let position = found.map(|p| (p.user.to_string(), p.position.get()));
+        let expected = (viewer < 100).then(|| (format!("viewer-{viewer}"), f64::from(viewer)));
+        assert_eq!(position, expected, "viewer {viewer}");
+    }
+    let statements = count(&url, reads).await - before;
+    assert!(statements <= 200 / 4, "200 concurrent reads took {statements} statements");
 }

@@ -67,7 +67,7 @@ impl RedisPendingWrites {
             release: Script::from_lua(include_str!("pending_release.lua")),
             claim: Script::from_lua(include_str!("pending_claim.lua")),
         };
-        Self { holds: GroupCommit::new(scripts, ROUNDS_IN_FLIGHT, HOLDS_PER_ROUND) }
+        Self { holds: GroupCommit::new(scripts, ROUNDS_IN_FLIGHT, HOLDS_PER_ROUND, |task| drop(tokio::spawn(task))) }
     }
 
     fn scripts(&self) -> &Scripts {
