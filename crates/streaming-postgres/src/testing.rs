@@ -14,6 +14,26 @@ pub async fn fresh_database_url(admin_url: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// The movie the tests' sessions play: a UUID, so both table layouts hold it.
+pub const TEST_MOVIE: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+
+/// An open session of `user` on [`TEST_MOVIE`] started at `at`, without a
+/// user agent or address.
+pub fn open_session(user: &str, at: time::OffsetDateTime) -> streaming_core::domain::StreamSession {
+    streaming_core::domain::StreamSession {
+        id: streaming_core::domain::SessionId::random(),
+        user: user.parse().expect("a valid user id"),
+        media: TEST_MOVIE.parse().expect("a valid movie id"),
+        manifest: streaming_core::domain::ManifestKind::Hls,
+        started_at: at,
+        ended_at: None,
+        duration_seconds: None,
+        user_agent: None,
+        client_ip: None,
+        last_heartbeat_at: at,
+    }
+}
+
 /// A PostgreSQL server of a test's own, to stop and start again in the
 /// middle of a run: `initdb` in a directory of the system's temporary
 /// directory, run as the `postgres` user (initdb refuses root), on a free

@@ -6,11 +6,11 @@
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use streaming_core::contract::infra_var;
-use streaming_core::domain::{ManifestKind, PlaybackAction, PlaybackEvent, PositionSeconds, SessionId, StreamSession};
+use streaming_core::domain::{PlaybackAction, PlaybackEvent, PositionSeconds, SessionId, StreamSession};
 use streaming_core::ports::{
     CloseOutcome, EventHandling, EventPublisher, OutboxRecord, OutboxSink, SessionError, SessionStore, SinkError,
 };
-use streaming_postgres::testing::fresh_database_url;
+use streaming_postgres::testing::{fresh_database_url, open_session};
 use streaming_postgres::{PgConfig, PgDatabase, PgOutbox, PgSessionStore, RelayError, RelayOutcome, WriteBehindOutbox};
 use time::OffsetDateTime;
 
@@ -45,19 +45,7 @@ async fn rows(url: &str) -> Vec<Row> {
 }
 
 fn session() -> StreamSession {
-    let now = OffsetDateTime::now_utc();
-    StreamSession {
-        id: SessionId::random(),
-        user: "viewer".parse().unwrap(),
-        media: "7c9e6679-7425-40de-944b-e07fc1f90ae7".parse().unwrap(),
-        manifest: ManifestKind::Hls,
-        started_at: now,
-        ended_at: None,
-        duration_seconds: None,
-        user_agent: None,
-        client_ip: None,
-        last_heartbeat_at: now,
-    }
+    open_session("viewer", OffsetDateTime::now_utc())
 }
 
 fn event(session: &StreamSession, action: PlaybackAction, position: f64) -> PlaybackEvent {

@@ -13,11 +13,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use streaming_core::adapters::MemoryPendingWrites;
 use streaming_core::contract::infra_var;
-use streaming_core::domain::{
-    ManifestKind, PlaybackAction, PlaybackEvent, PositionSeconds, SessionId, StreamSession, WatchProgress,
-};
+use streaming_core::domain::{PlaybackAction, PlaybackEvent, PositionSeconds, SessionId, StreamSession, WatchProgress};
 use streaming_core::ports::{EventPublisher, PendingError, PendingWrite, PendingWrites, ProgressStore, SessionStore};
-use streaming_postgres::testing::fresh_database_url;
+use streaming_postgres::testing::{fresh_database_url, TEST_MOVIE};
 use streaming_postgres::{
     PgConfig, PgDatabase, PgOutbox, PgProgressStore, PgSessionStore, WriteBehindOutbox, WriteBehindProgress,
     WriteBehindSessions,
@@ -35,7 +33,7 @@ async fn database() -> (String, PgDatabase) {
 }
 
 fn movie() -> streaming_core::domain::MediaId {
-    "7c9e6679-7425-40de-944b-e07fc1f90ae7".parse().unwrap()
+    TEST_MOVIE.parse().unwrap()
 }
 
 fn report(user: usize, session: SessionId, sequence: u64) -> WatchProgress {
@@ -163,18 +161,7 @@ async fn what_cannot_be_held_is_written_through_before_it_is_acknowledged() {
 async fn open_session(sessions: &WriteBehindSessions<PgSessionStore>) -> StreamSession {
     // Whole microseconds, as PostgreSQL stores them.
     let now = OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp()).unwrap();
-    let session = StreamSession {
-        id: SessionId::random(),
-        user: "rescued-viewer".parse().unwrap(),
-        media: movie(),
-        manifest: ManifestKind::Hls,
-        started_at: now,
-        ended_at: None,
-        duration_seconds: None,
-        user_agent: None,
-        client_ip: None,
-        last_heartbeat_at: now,
-    };
+    let session = streaming_postgres::testing::open_session("rescued-viewer", now);
     sessions.open(session.clone()).await.unwrap();
     session
 }

@@ -12,9 +12,9 @@ use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use streaming_core::contract::infra_var;
 use streaming_core::domain::WatchProgress;
-use streaming_core::domain::{ManifestKind, PlaybackAction, PlaybackEvent, PositionSeconds, SessionId, StreamSession};
+use streaming_core::domain::{PlaybackAction, PlaybackEvent, PositionSeconds, StreamSession};
 use streaming_core::ports::{EventHandling, ProgressStore, SessionError, SessionStore};
-use streaming_postgres::testing::fresh_database_url;
+use streaming_postgres::testing::{fresh_database_url, open_session, TEST_MOVIE};
 use streaming_postgres::{PgConfig, PgDatabase, PgProgressStore, PgSessionStore};
 use time::OffsetDateTime;
 
@@ -26,18 +26,10 @@ async fn setup() -> (String, PgSessionStore) {
 }
 
 fn session(viewer: usize) -> StreamSession {
-    let now = OffsetDateTime::now_utc();
     StreamSession {
-        id: SessionId::random(),
-        user: format!("viewer-{viewer}").parse().unwrap(),
-        media: "7c9e6679-7425-40de-944b-e07fc1f90ae7".parse().unwrap(),
-        manifest: ManifestKind::Hls,
-        started_at: now,
-        ended_at: None,
-        duration_seconds: None,
         user_agent: Some("player/1.0".into()),
         client_ip: Some("192.0.2.7".parse().unwrap()),
-        last_heartbeat_at: now,
+        ..open_session(&format!("viewer-{viewer}"), OffsetDateTime::now_utc())
     }
 }
 
@@ -152,7 +144,7 @@ async fn concurrent_resume_reads_share_statements_and_each_gets_its_own_row() {
     let db = PgDatabase::connect(&PgConfig::new(url.clone())).await.unwrap();
     db.migrate().await.unwrap();
     let progress = PgProgressStore::new(db);
-    let movie: streaming_core::domain::MediaId = "7c9e6679-7425-40de-944b-e07fc1f90ae7".parse().unwrap();
+    let movie: streaming_core::domain::MediaId = TEST_MOVIE.parse().unwrap();
     // Viewers 0..100 have a position (their number in seconds); 100..200 none.
     let saved: Vec<WatchProgress> = (0..100)
         .map(|viewer| WatchProgress {

@@ -10,9 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use streaming_core::adapters::MemorySessionStore;
 use streaming_core::contract::{self, infra_var};
-use streaming_core::domain::{ManifestKind, SessionId, StreamSession, UserId};
+use streaming_core::domain::{SessionId, StreamSession, UserId};
 use streaming_core::ports::{CloseOutcome, EventHandling, SessionError, SessionStore};
-use streaming_postgres::testing::fresh_database_url;
+use streaming_postgres::testing::{fresh_database_url, open_session};
 use streaming_postgres::{PgConfig, PgDatabase, PgSessionStore, WriteBehindSessions};
 use time::OffsetDateTime;
 
@@ -24,21 +24,6 @@ async fn store() -> PgSessionStore {
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn session(user: &str, started_at: OffsetDateTime) -> StreamSession {
-    StreamSession {
-        id: SessionId::random(),
-        user: user.parse().unwrap(),
-        media: "7c9e6679-7425-40de-944b-e07fc1f90ae7".parse().unwrap(),
-        manifest: ManifestKind::Hls,
-        started_at,
-        ended_at: None,
-        duration_seconds: None,
-        user_agent: None,
-        client_ip: None,
-        last_heartbeat_at: started_at,
-    }
-}
 
 fn start_time() -> OffsetDateTime {
     // Whole microseconds, as PostgreSQL stores them.
@@ -56,7 +41,7 @@ async fn many_heartbeats_become_one_write_per_session_per_flush() {
     let durable = store().await;
     let sessions = WriteBehindSessions::start(durable.clone(), 1_000, HOUR, HOUR);
     let t0 = start_time();
-    let open: Vec<StreamSession> = (0..40).map(|i| session(&format!("viewer-{i}"), t0)).collect();
+    let open: Vec<StreamSession> = (0..40).map(|i| open_session(&format!("viewer-{i}"), t0)).collect();
     for s in &open {
         sessions.open(s.clone()).await.unwrap();
     }
@@ -84,7 +69,7 @@ async fn a_session_opened_elsewhere_is_read_once_and_a_close_is_seen_at_once() {
     let durable = store().await;
     let here = WriteBehindSessions::start(durable.clone(), 1_000, HOUR, HOUR);
     let elsewhere = WriteBehindSessions::start(durable.clone(), 1_000, HOUR, HOUR);
-    let s = session("viewer", start_time());
+    let s = open_session("viewer", start_time());
     elsewhere.open(s.clone()).await.unwrap();
 
     assert_eq!(here.get(&s.id).await.unwrap(), Some(s.clone()));
@@ -109,7 +94,7 @@ async fn a_session_in_use_is_read_again_and_a_stop_elsewhere_is_seen_within_the_
     let here = WriteBehindSessions::start(durable.clone(), 1_000, ttl, HOUR);
     let elsewhere = WriteBehindSessions::start(durable.clone(), 1_000, HOUR, HOUR);
     let t0 = start_time();
-    let s = session("viewer", t0);
+    let s = open_session("viewer", t0);
     here.open(s.clone()).await.unwrap();
 
     // Reports keep coming here; the row is read again while they do, and
@@ -146,7 +131,7 @@ async fn a_chatty_player_s_heartbeats_are_written_a_step_apart_and_still_count_h
     let durable = store().await;
     let sessions = WriteBehindSessions::start(durable.clone(), 1_000, HOUR, HOUR);
     let t0 = start_time();
-    let s = session("chatty", t0);
+    let s = open_session("chatty", t0);
     sessions.open(s.clone()).await.unwrap();
     let user: UserId = "chatty".parse().unwrap();
     let second = |n: u64| t0 + Duration::from_secs(n);
@@ -187,8 +172,8 @@ async fn queued_heartbeats_count_for_open_sessions() {
     let durable = store().await;
     let sessions = WriteBehindSessions::start(durable.clone(), 1_000, HOUR, HOUR);
     let t0 = start_time();
-    let idle = session("viewer", t0);
-    let active = session("viewer", t0);
+    let idle = open_session("viewer", t0);
+    let active = open_session("viewer", t0);
     sessions.open(idle.clone()).await.unwrap();
     sessions.open(active.clone()).await.unwrap();
     sessions.touch(&active.id, t0 + Duration::from_secs(50)).await.unwrap();
@@ -204,7 +189,7 @@ async fn a_full_queue_writes_through() {
     let durable = store().await;
     let sessions = WriteBehindSessions::start(durable.clone(), 2, HOUR, HOUR);
     let t0 = start_time();
-    let open: Vec<StreamSession> = (0..3).map(|i| session(&format!("viewer-{i}"), t0)).collect();
+    let open: Vec<StreamSession> = (0..3).map(|i| open_session(&format!("viewer-{i}"), t0)).collect();
     for s in &open {
         sessions.open(s.clone()).await.unwrap();
         sessions.touch(&s.id, t0 + Duration::from_secs(5)).await.unwrap();
@@ -270,7 +255,7 @@ async fn a_failed_flush_keeps_the_heartbeats_and_drain_writes_them_later() {
         HOUR,
     );
     let t0 = start_time();
-    let s = session("viewer", t0);
+    let s = open_session("viewer", t0);
     sessions.open(s.clone()).await.unwrap();
     sessions.touch(&s.id, t0 + Duration::from_secs(10)).await.unwrap();
     assert!(!sessions.flush().await);
@@ -293,7 +278,7 @@ async fn a_heartbeat_being_written_still_counts_for_open_sessions() {
     let slow = Flaky { inner: memory, delay: Duration::from_millis(300), ..Flaky::default() };
     let sessions = WriteBehindSessions::start(slow, 100, HOUR, HOUR);
     let t0 = start_time();
-    let s = session("viewer", t0);
+    let s = open_session("viewer", t0);
     sessions.open(s.clone()).await.unwrap();
     sessions.touch(&s.id, t0 + Duration::from_secs(100)).await.unwrap();
     let flushing = tokio::spawn({
@@ -343,7 +328,7 @@ impl SessionStore for SlowReads {
 async fn reads_of_sessions_not_seen_yet_do_not_wait_for_each_other() {
     let memory = Arc::new(MemorySessionStore::new());
     let t0 = start_time();
-    let seen_elsewhere: Vec<StreamSession> = (0..5).map(|i| session(&format!("viewer-{i}"), t0)).collect();
+    let seen_elsewhere: Vec<StreamSession> = (0..5).map(|i| open_session(&format!("viewer-{i}"), t0)).collect();
     for s in &seen_elsewhere {
         memory.open(s.clone()).await.unwrap();
     }
@@ -371,7 +356,7 @@ async fn a_cached_session_is_not_served_past_its_ttl_while_its_row_cannot_be_rea
     let reads_down = Arc::new(AtomicBool::new(false));
     let store = Flaky { reads_down: reads_down.clone(), ..Flaky::default() };
     let sessions = WriteBehindSessions::start(store, 100, Duration::from_millis(300), HOUR);
-    let s = session("viewer", start_time());
+    let s = open_session("viewer", start_time());
     sessions.open(s.clone()).await.unwrap();
     reads_down.store(true, Ordering::Relaxed);
     assert!(sessions.get(&s.id).await.unwrap().is_some(), "within the TTL: the cached copy");
@@ -398,7 +383,7 @@ async fn closes_made_through_one_instance_leave_the_others_caches() {
     here.share_closes(peers.clone());
     there.share_closes(peers);
     let t0 = start_time();
-    let sessions: Vec<StreamSession> = (0..3).map(|i| session(&format!("viewer-{i}"), t0)).collect();
+    let sessions: Vec<StreamSession> = (0..3).map(|i| open_session(&format!("viewer-{i}"), t0)).collect();
     for s in &sessions {
         here.open(s.clone()).await.unwrap();
         assert!(there.get(&s.id).await.unwrap().unwrap().ended_at.is_none(), "cached open over there");
