@@ -65,14 +65,19 @@ impl Commit for Starts {
         let group: Vec<&Start> =
             starts.iter().zip(&first).filter(|(_, first)| **first).map(|(start, _)| start).collect();
         match start_many(&mut connection, statements, &group).await {
-            Ok(inserted) => starts
-                .iter()
-                .zip(first)
-                .map(|((_, event), first)| match first && inserted.contains(&event.event_id) {
-                    true => Ok(()),
-                    false => Err(SessionError::Duplicate),
-                })
-                .collect(),
+            Ok(inserted) => {
+                starts
+                    .iter()
+                    .zip(first)
+                    .map(|((_, event), first)| {
+                        if first && inserted.contains(&event.event_id) {
+                            Ok(())
+                        } else {
+                            Err(SessionError::Duplicate)
+                        }
+                    })
+                    .collect()
+            }
             Err(error) if error.is_transient() || matches!(error, DbError::Timeout(_)) || starts.len() == 1 => {
                 all(error)
             }

@@ -178,6 +178,7 @@ impl PendingWrites for RedisPendingWrites {
     }
 
     async fn release(&self, kind: &str, written: Vec<(String, String)>) -> Result<(), PendingError> {
+        let scripts = self.scripts();
         let mut by_shard: HashMap<u32, Vec<(String, String)>> = HashMap::new();
         for (id, stamp) in written {
             by_shard.entry(shard(&id)).or_default().push((id, stamp));
@@ -185,7 +186,7 @@ impl PendingWrites for RedisPendingWrites {
         for (shard, written) in by_shard {
             for chunk in written.chunks(WRITES_PER_CALL * 2) {
                 let args = chunk.iter().flat_map(|(id, stamp)| [id.clone().into(), stamp.clone().into()]).collect();
-                self.scripts().call(&self.scripts().release, self.scripts().keys(kind, shard), args).await?;
+                scripts.call(&scripts.release, scripts.keys(kind, shard), args).await?;
             }
         }
         Ok(())
@@ -198,6 +199,7 @@ impl PendingWrites for RedisPendingWrites {
         lease: Duration,
         max: usize,
     ) -> Result<Vec<PendingWrite>, PendingError> {
+        let scripts = self.scripts();
         let stamp = claim_stamp();
         let mut claimed = Vec::new();
         for shard in 0..SHARDS {
@@ -211,7 +213,7 @@ impl PendingWrites for RedisPendingWrites {
                 stamp.clone().into(),
                 (left as i64).into(),
             ];
-            let answer = self.scripts().call(&self.scripts().claim, self.scripts().keys(kind, shard), args).await?;
+            let answer = scripts.call(&scripts.claim, scripts.keys(kind, shard), args).await?;
             let fields: Vec<String> = match answer {
                 Value::Array(values) => values.into_iter().filter_map(Value::into_string).collect(),
                 _ => Vec::new(),

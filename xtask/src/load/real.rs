@@ -15,6 +15,9 @@ use super::{
     DEMO_MOVIE, DEMO_TRACK, DEMO_USER, MISS_VIEWERS, PAST_SESSIONS,
 };
 
+/// The setup's name in the report.
+const SETUP: &str = "real infrastructure";
+
 pub(super) fn real_infrastructure(
     root: &Path,
     dir: &Path,
@@ -22,7 +25,6 @@ pub(super) fn real_infrastructure(
     env: &BTreeMap<String, String>,
     results: &mut Results,
 ) -> Result<(), String> {
-    const SETUP: &str = "real infrastructure";
     let get = |key: &str| env.get(key).cloned().ok_or(format!("infra up gave no {key}"));
     let admin_url = get("STREAMGATE_POSTGRES_URL")?;
     let url = admin_url.rsplit_once('/').map(|(base, _)| format!("{base}/streamgate_load")).ok_or("bad URL")?;
@@ -123,7 +125,7 @@ pub(super) fn real_infrastructure(
     if options.wants("solo") {
         solo_starts(&server, dir, options, &url, framework, results)?;
     }
-    results.memory.push(Memory { setup: "real infrastructure", idle_kib: idle, peak_kib: server.peak_rss_kib() });
+    results.memory.push(Memory { setup: SETUP, idle_kib: idle, peak_kib: server.peak_rss_kib() });
     server.stop()?;
     results.redis = ceilings::redis(&redis_url, 200_000)?;
     Ok(())
@@ -155,7 +157,7 @@ fn progress_updates(
         })
         .collect();
     results.paths.push(Measured {
-        setup: "real infrastructure",
+        setup: SETUP,
         path: "progress update",
         figures,
         ceiling: results.pgbench_tps.map(|tps| ("pgbench single-row upsert", tps)),
@@ -192,8 +194,7 @@ fn solo_starts(
             ),
         ),
     ] {
-        let setup = "real infrastructure";
-        results.paths.push(Measured { setup, path, figures, ceiling: framework, target: None, note });
+        results.paths.push(Measured { setup: SETUP, path, figures, ceiling: framework, target: None, note });
     }
     Ok(())
 }
@@ -216,7 +217,7 @@ fn cache_misses(
         measure(server, dir, options, &Requests::Pairs { tokens: &miss_tokens, paths: &miss_paths, body: "" })?;
     let hits = server.counter("stream_url_cache_hits_total")? - hits_before;
     results.paths.push(Measured {
-        setup: "real infrastructure",
+        setup: SETUP,
         path: "track URL, cache miss (sign each time)",
         figures,
         ceiling: framework,
@@ -257,10 +258,10 @@ fn starts(
     let starts = figures.requests as f64;
     let per_thousand = |n: u64| n as f64 * 1_000.0 / starts.max(1.0);
     let pg_cores = figures.cpu.iter().find(|(name, _)| name == "postgres").map_or(0.0, |(_, cores)| *cores);
-    let seconds = starts / figures.requests_per_second.max(1.0);
-    let pg_cpu_ms = pg_cores * seconds * 1_000.0 * 1_000.0 / starts.max(1.0);
+    // Cores are CPU-seconds per second: per start, cores / starts per second.
+    let pg_cpu_ms = pg_cores * 1_000.0 * 1_000.0 / figures.requests_per_second.max(1.0);
     results.paths.push(Measured {
-        setup: "real infrastructure",
+        setup: SETUP,
         path: "video start",
         figures,
         ceiling: framework,
