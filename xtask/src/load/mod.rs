@@ -12,6 +12,7 @@
 
 mod ceilings;
 mod cpu;
+mod fixed_rate;
 mod http;
 mod real;
 mod report;
@@ -39,9 +40,10 @@ const DEMO_USER: &str = "01JG0DEM0VSER00000000000A1";
 const DEMO_TRACK: &str = "01JG0DEM0TRACK000000000001";
 /// Public tracks inserted on PostgreSQL for the cache-miss path.
 const BENCH_TRACKS: u32 = 200;
-/// Viewers of the cache-miss path: with `BENCH_TRACKS`, 200 000 distinct
-/// (viewer, track) pairs, more than a run sends, so every request misses.
-const MISS_VIEWERS: u32 = 1_000;
+/// Viewers of the cache-miss path: with `BENCH_TRACKS`, a million distinct
+/// (viewer, track) pairs, more than its runs at full and fixed rates send
+/// together, so every request misses.
+const MISS_VIEWERS: u32 = 5_000;
 
 /// What the harness was asked to do.
 pub struct Options {
@@ -144,6 +146,8 @@ pub struct Results {
     /// Embedded cache hit and bare framework, req/s, measured in turns.
     pub alternated: Vec<(f64, f64)>,
     pub viewers: Vec<String>,
+    /// The real setup's paths at fixed shares of their maximum.
+    pub fixed_rate: Vec<fixed_rate::AtRate>,
 }
 
 /// Runs every measurement and writes the report.
@@ -257,7 +261,7 @@ fn embedded(root: &Path, dir: &Path, options: &Options, results: &mut Results) -
         note: "the demo user, memory stores".into(),
     });
 
-    let figures = manifest(&server, dir, options, DEMO_MOVIE, &token)?;
+    let (figures, _) = manifest(&server, dir, options, DEMO_MOVIE, &token)?;
     results.paths.push(Measured {
         setup: SETUP,
         path: "manifest (HLS playlist, signed segment URLs)",
@@ -379,26 +383,34 @@ fn measure(server: &Server, dir: &Path, options: &Options, requests: &Requests<'
 }
 
 /// `movie`'s playlist, fetched through the grant of a session the holder of
-/// `token` starts first.
-fn manifest(server: &Server, dir: &Path, options: &Options, movie: &str, token: &str) -> Result<Figures, String> {
+/// `token` starts first; the figures and the playlist's path.
+fn manifest(
+    server: &Server,
+    dir: &Path,
+    options: &Options,
+    movie: &str,
+    token: &str,
+) -> Result<(Figures, String), String> {
     let started = server.post_ok(&format!("/api/v1/stream/{movie}"), token, "{}")?;
     let url = json_string(&started, "manifest_url").ok_or("no manifest_url in the start answer")?;
     let path = &url[url.find("/api/").ok_or("the manifest URL has no /api/ path")?..];
-    measure(server, dir, options, &Requests::Fixed { method: "GET", path, token: None, body: None })
+    let figures = measure(server, dir, options, &Requests::Fixed { method: "GET", path, token: None, body: None })?;
+    Ok((figures, path.to_owned()))
 }
 
 /// `--viewers` viewers starting the public trailer round-robin, each start a
-/// new session; the viewers' tokens and the file that holds them.
+/// new session; the viewers' tokens and the files of the viewers' tokens
+/// and of the start path.
 fn video_starts(
     server: &Server,
     dir: &Path,
     options: &Options,
     name: &str,
-) -> Result<(Figures, Vec<String>, PathBuf), String> {
+) -> Result<(Figures, Vec<String>, [PathBuf; 2]), String> {
     let (tokens, tokens_file) = viewer_tokens(server, dir, options, name)?;
     let starts = write_lines(dir, &format!("{name}-start-paths"), &[format!("/api/v1/stream/{DEMO_TRAILER}")])?;
     let figures = measure(server, dir, options, &Requests::Pairs { tokens: &tokens_file, paths: &starts, body: "{}" })?;
-    Ok((figures, tokens, tokens_file))
+    Ok((figures, tokens, [tokens_file, starts]))
 }
 
 /// Tokens of `--viewers` viewers, and the file that holds them.

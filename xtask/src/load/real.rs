@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use std::process::Command;
 
+use super::fixed_rate::at_shares;
 use super::server::Server;
 use super::wrk::Requests;
 use super::{
@@ -66,8 +67,13 @@ pub(super) fn real_infrastructure(
     let token = server.mint_tokens(&[DEMO_USER.to_owned()])?.remove(0);
     let track = format!("/tracks/{DEMO_TRACK}/stream");
     let framework = results.framework.as_ref().map(|(_, f)| ("bare actix-web", f.requests_per_second));
+    let runs = (options.duration, options.connections);
     if options.wants("hit") {
         let (hit, note) = cache_path(&server, dir, options, &track, &token)?;
+        let requests = Requests::Fixed { method: "POST", path: &track, token: Some(&token), body: None };
+        let fixed =
+            at_shares(server.port, ("track URL, cache hit", &requests, 0), hit.requests_per_second, runs, 5_000)?;
+        results.fixed_rate.extend(fixed);
         results.paths.push(Measured {
             setup: SETUP,
             path: "track URL, cache hit",
@@ -106,7 +112,10 @@ pub(super) fn real_infrastructure(
         progress_updates(&server, dir, options, &progress, &url, results)?;
     }
     if options.wants("manifest") {
-        let figures = manifest(&server, dir, options, BENCH_MOVIE, &token)?;
+        let (figures, path) = manifest(&server, dir, options, BENCH_MOVIE, &token)?;
+        let requests = Requests::Fixed { method: "GET", path: &path, token: None, body: None };
+        let maximum = figures.requests_per_second;
+        results.fixed_rate.extend(at_shares(server.port, ("manifest", &requests, 0), maximum, runs, 5_000)?);
         results.paths.push(Measured {
             setup: SETUP,
             path: "manifest (HLS playlist, signed segment URLs)",
@@ -144,6 +153,7 @@ fn progress_updates(
     let started = Instant::now();
     let figures = measure(server, dir, options, progress)?;
     let elapsed = started.elapsed();
+    let maximum = figures.requests_per_second;
     // The write-behind queue drains within a flush interval or two.
     std::thread::sleep(Duration::from_secs(2));
     let after = table_writes(url)?;
@@ -168,7 +178,8 @@ fn progress_updates(
             written.join(", ")
         ),
     });
-
+    let runs = (options.duration, options.connections);
+    results.fixed_rate.extend(at_shares(server.port, ("progress update", progress, 0), maximum, runs, 10_000)?);
     Ok(())
 }
 
@@ -213,8 +224,16 @@ fn cache_misses(
         (1..=BENCH_TRACKS).map(|n| format!("/tracks/01JG0BENCHTRACK{n:011}/stream")).collect();
     let miss_paths = write_lines(dir, "miss-paths", &track_paths)?;
     let hits_before = server.counter("stream_url_cache_hits_total")?;
-    let figures =
-        measure(server, dir, options, &Requests::Pairs { tokens: &miss_tokens, paths: &miss_paths, body: "" })?;
+    let requests = Requests::Pairs { tokens: &miss_tokens, paths: &miss_paths, body: "" };
+    let figures = measure(server, dir, options, &requests)?;
+    let runs = (options.duration, options.connections);
+    let fixed = at_shares(
+        server.port,
+        ("track URL, cache miss", &requests, figures.requests),
+        figures.requests_per_second,
+        runs,
+        5_000,
+    )?;
     let hits = server.counter("stream_url_cache_hits_total")? - hits_before;
     results.paths.push(Measured {
         setup: SETUP,
@@ -223,10 +242,11 @@ fn cache_misses(
         ceiling: framework,
         target: Some((10_000.0, None)),
         note: format!(
-            "{MISS_VIEWERS} viewers × {BENCH_TRACKS} public tracks in order, no pair twice ({hits:.0} cache hits): \
-             Redis read, SigV4 presign, seal, Redis write"
+            "{MISS_VIEWERS} viewers × {BENCH_TRACKS} public tracks in order, no pair twice ({hits:.0} cache hits \
+             here and in the fixed-rate runs after it): Redis read, SigV4 presign, seal, Redis write"
         ),
     });
+    results.fixed_rate.extend(fixed);
     Ok(())
 }
 
@@ -243,7 +263,7 @@ fn starts(
     psql(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
     let statements_before = statement_calls(url)?;
     let before = pg_activity(url)?;
-    let (figures, tokens, tokens_file) = video_starts(server, dir, options, "real")?;
+    let (figures, tokens, [tokens_file, paths_file]) = video_starts(server, dir, options, "real")?;
     // The server's statistics reach the view within a second.
     std::thread::sleep(Duration::from_millis(1_100));
     let after = pg_activity(url)?;
@@ -281,6 +301,10 @@ fn starts(
                 .join(", "),
         ),
     });
+    let requests = Requests::Pairs { tokens: &tokens_file, paths: &paths_file, body: "{}" };
+    let maximum = results.paths.last().map_or(0.0, |m| m.figures.requests_per_second);
+    let runs = (options.duration, options.connections);
+    results.fixed_rate.extend(at_shares(server.port, ("video start", &requests, 0), maximum, runs, 10_000)?);
     Ok((tokens, tokens_file))
 }
 
