@@ -6,16 +6,21 @@ use diesel_async::RunQueryDsl;
 use streaming_core::domain::{
     CatalogChange, Media, MediaId, MediaStatus, ObjectKey, PlanFeatures, UserId, UserStatus, Viewer,
 };
+use streaming_core::group_commit::GroupCommit;
 use streaming_core::ports::{CatalogError, CatalogWriter, MediaCandidate, MediaCatalog, MediaListing};
 use time::OffsetDateTime;
 
 use crate::database::{retry_once, DbError, PgDatabase};
 use crate::schema::{media, media_grants, users};
+use crate::status_reads::{StatusReads, READS_IN_FLIGHT, READS_PER_GROUP};
 
-/// [`MediaCatalog`] on PostgreSQL, plus the writes that keep the read model current.
+/// [`MediaCatalog`] on PostgreSQL, plus the writes that keep the read model
+/// current. A viewer's status alone (no grant asked) is read in groups (see
+/// `status_reads.rs`).
 #[derive(Debug, Clone)]
 pub struct PgCatalog {
     db: PgDatabase,
+    statuses: GroupCommit<StatusReads>,
 }
 
 #[derive(Queryable, QueryableByName, Insertable, AsChangeset)]
@@ -104,7 +109,10 @@ fn unavailable(error: DbError) -> CatalogError {
 impl PgCatalog {
     /// A catalog on `db`.
     pub fn new(db: PgDatabase) -> Self {
-        Self { db }
+        let statuses = GroupCommit::new(StatusReads { db: db.clone() }, READS_IN_FLIGHT, READS_PER_GROUP, |task| {
+            drop(tokio::spawn(task))
+        });
+        Self { db, statuses }
     }
 
     /// Inserts or replaces a media item.
@@ -265,13 +273,9 @@ impl PgCatalog {
             .optional()?)
     }
 
-    async fn load_viewer(&self, user: &UserId, grant_on: Option<&MediaId>) -> Result<(Option<String>, bool), DbError> {
+    /// The user's status and whether a grant on `id` exists, in one round trip.
+    async fn load_viewer_with_grant(&self, user: &UserId, id: &MediaId) -> Result<(Option<String>, bool), DbError> {
         let mut connection = self.db.connection().await?;
-        let status = users::table.filter(users::id.eq(user.as_str())).select(users::status);
-        let Some(id) = grant_on else {
-            return Ok((status.first::<String>(&mut connection).await.optional()?, false));
-        };
-        // One round trip: the user's status and whether a grant exists.
         Ok(diesel::select((
             users::table.filter(users::id.eq(user.as_str())).select(users::status).single_value(),
             exists(
@@ -293,7 +297,11 @@ impl MediaCatalog for PgCatalog {
     }
 
     async fn viewer<'a>(&self, user: &UserId, grant_on: Option<&'a MediaId>) -> Result<Viewer, CatalogError> {
-        let (status, granted) = retry_once(|| self.load_viewer(user, grant_on)).await.map_err(unavailable)?;
+        let (status, granted) = match grant_on {
+            Some(id) => retry_once(|| self.load_viewer_with_grant(user, id)).await,
+            None => self.statuses.submit(user.clone()).await.map(|status| (status, false)),
+        }
+        .map_err(unavailable)?;
         let status = match status.as_deref() {
             Some("suspended") => UserStatus::Suspended,
             _ => UserStatus::Active,

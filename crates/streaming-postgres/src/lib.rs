@@ -19,9 +19,11 @@ mod progress;
 mod relay;
 mod rescue;
 mod schema;
+mod session_reads;
 mod sessions;
 mod settings;
 mod starts;
+mod status_reads;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod write_behind;

@@ -11,23 +11,26 @@ use tracing::warn;
 use crate::database::{DbError, PgDatabase};
 use crate::layout::{PerLayout, TableLayout};
 use crate::outbox::{insert_outbox, insert_outbox_many};
+use crate::session_reads::{SessionReads, READS_IN_FLIGHT, READS_PER_GROUP};
 use crate::starts::{Starts, STARTS_IN_FLIGHT, STARTS_PER_GROUP};
 
 /// [`SessionStore`] on PostgreSQL (`stream_sessions`), this service's table
 /// or the cinema service's (see [`TableLayout`]).
 ///
 /// Starts with their events are committed in groups (see `starts.rs`):
-/// concurrent starts share one statement and one transaction.
+/// concurrent starts share one statement and one transaction. Reads by id
+/// are grouped the same way (see `session_reads.rs`).
 #[derive(Debug, Clone)]
 pub struct PgSessionStore {
     db: PgDatabase,
     starts: GroupCommit<Starts>,
+    reads: GroupCommit<SessionReads>,
 }
 
 #[derive(QueryableByName)]
-struct SessionRow {
+pub(crate) struct SessionRow {
     #[diesel(sql_type = SqlUuid)]
-    id: uuid::Uuid,
+    pub(crate) id: uuid::Uuid,
     #[diesel(sql_type = Text)]
     user_id: String,
     #[diesel(sql_type = Text)]
@@ -56,7 +59,8 @@ pub(crate) struct Statements {
     /// id is taken is skipped with its event.
     pub(crate) start_many: String,
     close: String,
-    get: String,
+    /// The sessions of an array of ids, in no order.
+    pub(crate) get_many: String,
     touch: String,
     touch_many: String,
     open_of_user: String,
@@ -114,7 +118,7 @@ impl Statements {
                 duration = layout.seconds_in(&format!("extract(epoch FROM {ended} - started_at)::float8")),
                 at = time_in("$2"),
             ),
-            get: format!("SELECT {columns} FROM stream_sessions WHERE id = $1"),
+            get_many: format!("SELECT {columns} FROM stream_sessions WHERE id = ANY($1)"),
             touch: format!(
                 "UPDATE stream_sessions SET last_heartbeat_at = greatest(last_heartbeat_at, {at}) \
                  WHERE id = $1 AND ended_at IS NULL",
@@ -180,7 +184,7 @@ impl TryFrom<SessionRow> for StreamSession {
     }
 }
 
-fn unavailable(error: DbError) -> SessionError {
+pub(crate) fn unavailable(error: DbError) -> SessionError {
     SessionError::Unavailable(error.to_string())
 }
 
@@ -194,7 +198,10 @@ impl PgSessionStore {
         let starts = GroupCommit::new(Starts { db: db.clone() }, STARTS_IN_FLIGHT, STARTS_PER_GROUP, |task| {
             drop(tokio::spawn(task))
         });
-        Self { db, starts }
+        let reads = GroupCommit::new(SessionReads { db: db.clone() }, READS_IN_FLIGHT, READS_PER_GROUP, |task| {
+            drop(tokio::spawn(task))
+        });
+        Self { db, starts, reads }
     }
 
     async fn statements(&self) -> Result<(TableLayout, &'static Statements), SessionError> {
@@ -310,14 +317,7 @@ impl SessionStore for PgSessionStore {
     }
 
     async fn get(&self, id: &SessionId) -> Result<Option<StreamSession>, SessionError> {
-        let (_, statements) = self.statements().await?;
-        let mut connection = self.db.connection().await.map_err(unavailable)?;
-        let rows: Vec<SessionRow> = diesel::sql_query(&statements.get)
-            .bind::<SqlUuid, _>(id.as_uuid())
-            .load(&mut connection)
-            .await
-            .map_err(db)?;
-        rows.into_iter().next().map(StreamSession::try_from).transpose()
+        self.reads.submit(*id).await
     }
 
     async fn touch(&self, id: &SessionId, at: OffsetDateTime) -> Result<(), SessionError> {

@@ -1,7 +1,7 @@
 //! Session starts committed in groups: concurrent starts share transactions,
 //! each session row in the same transaction as its start event, and a start
 //! the database refuses fails alone; the positions starts resume from are
-//! read in groups too.
+//! read in groups too, and so are sessions by id and users' statuses.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -176,6 +176,77 @@ async fn concurrent_resume_reads_share_statements_and_each_gets_its_own_row() {
         let position = found.map(|p| (p.user.to_string(), p.position.get()));
         let expected = (viewer < 100).then(|| (format!("viewer-{viewer}"), f64::from(viewer)));
         assert_eq!(position, expected, "viewer {viewer}");
+    }
+    let statements = count(&url, reads).await - before;
+    assert!(statements <= 200 / 4, "200 concurrent reads took {statements} statements");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_session_reads_share_statements_and_each_gets_its_own_session() {
+    let (url, store) = setup().await;
+    let sessions: Vec<StreamSession> = (0..100).map(session).collect();
+    for session in &sessions {
+        store.open_with_event(session.clone(), &start_event(session)).await.unwrap();
+    }
+    let mut admin = AsyncPgConnection::establish(&url).await.unwrap();
+    admin.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.unwrap();
+    let reads = "SELECT coalesce(sum(calls), 0)::bigint AS n FROM pg_stat_statements \
+                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 AND query LIKE 'SELECT%FROM stream_sessions WHERE id%'";
+    let before = count(&url, reads).await;
+    // Each session read twice, and 100 ids never started.
+    let asked: Vec<(Option<StreamSession>, streaming_core::domain::SessionId)> = sessions
+        .iter()
+        .chain(&sessions)
+        .map(|s| (Some(s.clone()), s.id))
+        .chain((0..100).map(|_| (None, streaming_core::domain::SessionId::random())))
+        .collect();
+    let calls: Vec<_> = asked
+        .into_iter()
+        .map(|(expected, id)| {
+            let store = store.clone();
+            tokio::spawn(async move { (expected, store.get(&id).await.unwrap()) })
+        })
+        .collect();
+    for call in calls {
+        let (expected, found) = call.await.unwrap();
+        assert_eq!(found.map(|s| (s.id, s.user)), expected.map(|s| (s.id, s.user)));
+    }
+    let statements = count(&url, reads).await - before;
+    assert!(statements <= 300 / 4, "300 concurrent reads took {statements} statements");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_status_reads_share_statements_and_each_gets_its_own_status() {
+    use streaming_core::domain::{UserId, UserStatus};
+    use streaming_core::ports::MediaCatalog;
+    let url = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let db = PgDatabase::connect(&PgConfig::new(url.clone())).await.unwrap();
+    db.migrate().await.unwrap();
+    let catalog = streaming_postgres::PgCatalog::new(db);
+    // Viewers 0..50 suspended, 50..100 active, 100..200 without a row.
+    for viewer in 0..100 {
+        let status = if viewer < 50 { UserStatus::Suspended } else { UserStatus::Active };
+        catalog.set_user_status(&format!("viewer-{viewer}").parse().unwrap(), status).await.unwrap();
+    }
+    let mut admin = AsyncPgConnection::establish(&url).await.unwrap();
+    admin.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.unwrap();
+    let reads = "SELECT coalesce(sum(calls), 0)::bigint AS n FROM pg_stat_statements \
+                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 AND query LIKE 'SELECT%FROM \"users\"%'";
+    let before = count(&url, reads).await;
+    let calls: Vec<_> = (0..200_u32)
+        .map(|viewer| {
+            let catalog = catalog.clone();
+            let user: UserId = format!("viewer-{viewer}").parse().unwrap();
+            tokio::spawn(async move { (viewer, catalog.viewer(&user, None).await.unwrap()) })
+        })
+        .collect();
+    for call in calls {
+        let (viewer, found) = call.await.unwrap();
+        let expected = if viewer < 50 { UserStatus::Suspended } else { UserStatus::Active };
+        assert_eq!(found.status, expected, "viewer {viewer}");
+        assert!(!found.granted);
     }
     let statements = count(&url, reads).await - before;
     assert!(statements <= 200 / 4, "200 concurrent reads took {statements} statements");

@@ -117,8 +117,15 @@ impl Source {
 
 /// Sends `rate` requests a second for `duration` over `connections`
 /// connections to `port`; the latencies run from each request's due time.
-/// `requests_per_second` in the figures is the rate achieved.
-pub fn run(port: u16, source: &Source, rate: f64, duration: Duration, connections: u32) -> Result<Figures, String> {
+/// `requests_per_second` in the figures is the rate achieved. With the
+/// figures, every request's number and latency (µs), in order.
+pub fn run(
+    port: u16,
+    source: &Source,
+    rate: f64,
+    duration: Duration,
+    connections: u32,
+) -> Result<(Figures, Vec<(u64, u64)>), String> {
     if rate <= 0.0 || !rate.is_finite() {
         return Err(format!("a fixed rate must be positive, not {rate}"));
     }
@@ -141,7 +148,7 @@ pub fn run(port: u16, source: &Source, rate: f64, duration: Duration, connection
                         if let Some(wait) = due.checked_duration_since(Instant::now()) {
                             std::thread::sleep(wait);
                         }
-                        connection.exchange(port, &source.request(i), due);
+                        connection.exchange(port, &source.request(i), (i, due));
                     }
                 })
             })
@@ -150,19 +157,21 @@ pub fn run(port: u16, source: &Source, rate: f64, duration: Duration, connection
     });
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = super::cpu::since(&before);
-    let mut latencies = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    let mut samples = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
     let mut errors = 0;
     for outcome in outcomes {
         let connection = outcome?;
-        latencies.extend(connection.latencies_us);
+        samples.extend(connection.samples);
         errors += connection.errors;
     }
+    samples.sort_unstable();
+    let mut latencies: Vec<u64> = samples.iter().map(|(_, latency)| *latency).collect();
     latencies.sort_unstable();
     let percentile = |p: f64| -> u64 {
         let rank = ((p / 100.0) * latencies.len() as f64).ceil() as usize;
         latencies.get(rank.saturating_sub(1).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0)
     };
-    Ok(Figures {
+    let figures = Figures {
         requests: latencies.len() as u64,
         requests_per_second: latencies.len() as f64 / elapsed.max(f64::EPSILON),
         p50_us: percentile(50.0),
@@ -170,7 +179,8 @@ pub fn run(port: u16, source: &Source, rate: f64, duration: Duration, connection
         p999_us: percentile(99.9),
         errors,
         cpu,
-    })
+    };
+    Ok((figures, samples))
 }
 
 /// Shares of a path's measured maximum at which its latency is measured.
@@ -190,8 +200,12 @@ pub struct AtRate {
 
 /// `requests` at each of [`SHARES`] of `maximum` req/s for `duration` each,
 /// over `connections`; request numbers start at `offset` and go on from one
-/// run to the next.
+/// run to the next. Each run's latencies over time go to
+/// `dir/fixed-rate-<path>-<share>.tsv` (milliseconds since the start at
+/// which the request fell due, its latency in µs), to see when a tail
+/// happened.
 pub fn at_shares(
+    dir: &Path,
     port: u16,
     (path, requests, offset): (&'static str, &Requests<'_>, u64),
     maximum: f64,
@@ -203,7 +217,12 @@ pub fn at_shares(
     for share in SHARES {
         let rate = (maximum * share).max(1.0);
         println!("==> {path}: {rate:.0} req/s for {} s ({:.0} % of its maximum)", duration.as_secs(), share * 100.0);
-        let figures = run(port, &Source::new(port, requests, offset)?, rate, duration, connections)?;
+        let (figures, samples) = run(port, &Source::new(port, requests, offset)?, rate, duration, connections)?;
+        let series: String =
+            samples.iter().map(|(i, latency)| format!("{:.1}\t{latency}\n", *i as f64 * 1_000.0 / rate)).collect();
+        let name: String = path.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let file = dir.join(format!("fixed-rate-{name}-{:.0}.tsv", share * 100.0));
+        fs::write(&file, series).map_err(|e| format!("{}: {e}", file.display()))?;
         println!(
             "    sent {:.0} req/s; from their due times p50 {} µs, p99 {} µs, p99.9 {} µs; {} errors",
             figures.requests_per_second, figures.p50_us, figures.p99_us, figures.p999_us, figures.errors
@@ -221,22 +240,22 @@ pub fn at_shares(
 struct Connection {
     stream: Option<TcpStream>,
     buffer: Vec<u8>,
-    latencies_us: Vec<u64>,
+    /// Each request's number and latency (µs).
+    samples: Vec<(u64, u64)>,
     /// Answers other than 2xx, and requests that got no answer.
     errors: u64,
 }
 
 impl Connection {
     fn open(port: u16) -> Result<Self, String> {
-        let mut connection =
-            Self { stream: None, buffer: Vec::with_capacity(8192), latencies_us: Vec::new(), errors: 0 };
+        let mut connection = Self { stream: None, buffer: Vec::with_capacity(8192), samples: Vec::new(), errors: 0 };
         connection.stream = Some(connect(port)?);
         Ok(connection)
     }
 
     /// Sends `request` and waits for its answer; a broken connection is
     /// opened again for the next request.
-    fn exchange(&mut self, port: u16, request: &[u8], due: Instant) {
+    fn exchange(&mut self, port: u16, request: &[u8], (i, due): (u64, Instant)) {
         let answered = match self.stream.as_mut() {
             Some(stream) => answer(stream, &mut self.buffer, request),
             None => connect(port).and_then(|mut stream| {
@@ -245,7 +264,7 @@ impl Connection {
                 status
             }),
         };
-        self.latencies_us.push(u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX));
+        self.samples.push((i, u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX)));
         match answered {
             Ok(status) if (200..300).contains(&status) => {}
             Ok(_) => self.errors += 1,
@@ -349,7 +368,9 @@ mod tests {
         let port = stalling_server(Duration::from_millis(500));
         let requests = Requests::Fixed { method: "GET", path: "/", token: None, body: None };
         let source = Source::new(port, &requests, 0).unwrap();
-        let figures = run(port, &source, 1_000.0, Duration::from_secs(2), 4).unwrap();
+        let (figures, samples) = run(port, &source, 1_000.0, Duration::from_secs(2), 4).unwrap();
+        assert_eq!(samples.len(), 2_000);
+        assert!(samples.windows(2).all(|w| w[0].0 + 1 == w[1].0), "every request once, in order");
         assert_eq!(figures.requests, 2_000);
         assert_eq!(figures.errors, 0);
         // About 500 of the 2 000 requests fell due during the stall: waiting

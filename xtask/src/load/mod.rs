@@ -46,6 +46,7 @@ const BENCH_TRACKS: u32 = 200;
 const MISS_VIEWERS: u32 = 5_000;
 
 /// What the harness was asked to do.
+#[derive(Debug, Clone)]
 pub struct Options {
     pub duration: Duration,
     pub connections: u32,
@@ -235,14 +236,25 @@ fn embedded(root: &Path, dir: &Path, options: &Options, results: &mut Results) -
         figures: hit.0,
     });
 
-    let (figures, _, _) = video_starts(&server, dir, options, "embedded")?;
+    // The memory store keeps every open session and refuses a start when
+    // full of them (50 000, the embedded mode's bound): the starts run for
+    // at most 3 s, on a store emptied first.
+    server.stop()?;
+    let server = Server::start(root, dir, "embedded", &embedded_settings())?;
+    let starts = Options { duration: options.duration.min(Duration::from_secs(STARTS_SECONDS)), ..options.clone() };
+    let (figures, _, _) = video_starts(&server, dir, &starts, "embedded")?;
     results.paths.push(Measured {
         setup: SETUP,
         path: "video start",
         figures,
         ceiling: framework,
         target: None,
-        note: format!("public trailer, {} viewers round-robin, a new session each", options.viewers),
+        note: format!(
+            "public trailer, {} viewers round-robin, a new session each, for {} s (the memory store refuses a \
+             start when it holds 50 000 open sessions)",
+            options.viewers,
+            starts.duration.as_secs()
+        ),
     });
 
     let single = write_lines(dir, "embedded-demo-token", std::slice::from_ref(&token))?;
@@ -308,6 +320,10 @@ fn embedded(root: &Path, dir: &Path, options: &Options, results: &mut Results) -
     results.workers = vec![(1, one), (2, results.paths[0].figures.clone())];
     Ok(())
 }
+
+/// How long embedded starts run: the memory store's 50 000 open sessions
+/// hold about four seconds of them.
+const STARTS_SECONDS: u64 = 3;
 
 /// Rounds of the alternated comparison.
 const ALTERNATED_ROUNDS: usize = 3;

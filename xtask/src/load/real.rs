@@ -72,7 +72,7 @@ pub(super) fn real_infrastructure(
         let (hit, note) = cache_path(&server, dir, options, &track, &token)?;
         let requests = Requests::Fixed { method: "POST", path: &track, token: Some(&token), body: None };
         let fixed =
-            at_shares(server.port, ("track URL, cache hit", &requests, 0), hit.requests_per_second, runs, 5_000)?;
+            at_shares(dir, server.port, ("track URL, cache hit", &requests, 0), hit.requests_per_second, runs, 5_000)?;
         results.fixed_rate.extend(fixed);
         results.paths.push(Measured {
             setup: SETUP,
@@ -115,7 +115,7 @@ pub(super) fn real_infrastructure(
         let (figures, path) = manifest(&server, dir, options, BENCH_MOVIE, &token)?;
         let requests = Requests::Fixed { method: "GET", path: &path, token: None, body: None };
         let maximum = figures.requests_per_second;
-        results.fixed_rate.extend(at_shares(server.port, ("manifest", &requests, 0), maximum, runs, 5_000)?);
+        results.fixed_rate.extend(at_shares(dir, server.port, ("manifest", &requests, 0), maximum, runs, 5_000)?);
         results.paths.push(Measured {
             setup: SETUP,
             path: "manifest (HLS playlist, signed segment URLs)",
@@ -179,7 +179,7 @@ fn progress_updates(
         ),
     });
     let runs = (options.duration, options.connections);
-    results.fixed_rate.extend(at_shares(server.port, ("progress update", progress, 0), maximum, runs, 10_000)?);
+    results.fixed_rate.extend(at_shares(dir, server.port, ("progress update", progress, 0), maximum, runs, 10_000)?);
     Ok(())
 }
 
@@ -228,6 +228,7 @@ fn cache_misses(
     let figures = measure(server, dir, options, &requests)?;
     let runs = (options.duration, options.connections);
     let fixed = at_shares(
+        dir,
         server.port,
         ("track URL, cache miss", &requests, figures.requests),
         figures.requests_per_second,
@@ -304,7 +305,7 @@ fn starts(
     let requests = Requests::Pairs { tokens: &tokens_file, paths: &paths_file, body: "{}" };
     let maximum = results.paths.last().map_or(0.0, |m| m.figures.requests_per_second);
     let runs = (options.duration, options.connections);
-    results.fixed_rate.extend(at_shares(server.port, ("video start", &requests, 0), maximum, runs, 10_000)?);
+    results.fixed_rate.extend(at_shares(dir, server.port, ("video start", &requests, 0), maximum, runs, 10_000)?);
     Ok((tokens, tokens_file))
 }
 

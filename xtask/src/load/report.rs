@@ -135,7 +135,9 @@ fn fixed_rates(runs: &[AtRate], options: &Options) -> String {
     let mut out = format!(
         "Each path at {} of the maximum it reached above, {} s each over {} connections: request i falls due \
          at i / rate and its latency runs from then to its answer, so a stall counts for every request it \
-         delayed (wrk2's method; the harness's own generator, `xtask/src/load/fixed_rate.rs`).\n\n",
+         delayed (wrk2's method; the harness's own generator, `xtask/src/load/fixed_rate.rs`). Where fewer \
+         than 98 % of the requests asked went out, the generator shared the two cores with a saturated \
+         machine and the latencies are those of its backlog.\n\n",
         SHARES.map(|s| format!("{:.0} %", s * 100.0)).join(" and "),
         options.duration.as_secs(),
         options.connections,
@@ -144,12 +146,20 @@ fn fixed_rates(runs: &[AtRate], options: &Options) -> String {
     let _ = writeln!(out, "|---|---|---|---|---|---|---|");
     for run in runs {
         let f = &run.figures;
-        let met = if f.p99_us <= run.p99_target_us { "✔" } else { "✘" };
+        let asked = run.maximum * run.share;
+        // Short of the rate asked, requests queued behind the generator's
+        // own threads: the machine, not the path, set those latencies.
+        let reached = f.requests_per_second >= asked * 0.98;
+        let met = match (reached, f.p99_us <= run.p99_target_us) {
+            (false, _) => "(rate not reached)",
+            (true, true) => "✔",
+            (true, false) => "✘",
+        };
         let _ = writeln!(
             out,
             "| {} | {:.0}/s ({:.0} % of {:.0}) | {:.0}/s | {} | {} | {} | ≤ {} {met} |",
             run.path,
-            run.maximum * run.share,
+            asked,
             run.share * 100.0,
             run.maximum,
             f.requests_per_second,
