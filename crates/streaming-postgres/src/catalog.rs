@@ -11,8 +11,9 @@ use streaming_core::ports::{CatalogError, CatalogWriter, MediaCandidate, MediaCa
 use time::OffsetDateTime;
 
 use crate::database::{retry_once, DbError, PgDatabase};
+use crate::grouped::grouped_reads;
 use crate::schema::{media, media_grants, users};
-use crate::status_reads::{StatusReads, READS_IN_FLIGHT, READS_PER_GROUP};
+use crate::status_reads::StatusReads;
 
 /// [`MediaCatalog`] on PostgreSQL, plus the writes that keep the read model
 /// current. A viewer's status alone (no grant asked) is read in groups (see
@@ -109,9 +110,7 @@ fn unavailable(error: DbError) -> CatalogError {
 impl PgCatalog {
     /// A catalog on `db`.
     pub fn new(db: PgDatabase) -> Self {
-        let statuses = GroupCommit::new(StatusReads { db: db.clone() }, READS_IN_FLIGHT, READS_PER_GROUP, |task| {
-            drop(tokio::spawn(task))
-        });
+        let statuses = grouped_reads(StatusReads { db: db.clone() });
         Self { db, statuses }
     }
 

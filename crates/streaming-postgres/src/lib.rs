@@ -12,6 +12,7 @@
 mod audit;
 mod catalog;
 mod database;
+mod grouped;
 mod layout;
 mod offsets;
 mod outbox;

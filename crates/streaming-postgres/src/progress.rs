@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use tracing::error;
 
 use crate::database::{retry_once, DbError, PgDatabase};
+use crate::grouped::grouped_reads;
 use crate::layout::{PerLayout, TableLayout};
 
 /// [`ProgressStore`] on PostgreSQL. Monotonic per session in SQL: the upsert
@@ -27,12 +28,6 @@ pub struct PgProgressStore {
     db: PgDatabase,
     reads: GroupCommit<Reads>,
 }
-
-/// Most groups of reads under way at once (each holds a pooled connection).
-const READS_IN_FLIGHT: usize = 4;
-
-/// Most keys in one grouped read.
-const READS_PER_GROUP: usize = 256;
 
 /// Reads groups of `(user, movie)` keys on `db`.
 #[derive(Debug)]
@@ -182,9 +177,7 @@ fn unavailable(error: DbError) -> ProgressError {
 impl PgProgressStore {
     /// A store on `db`.
     pub fn new(db: PgDatabase) -> Self {
-        let reads = GroupCommit::new(Reads { db: db.clone() }, READS_IN_FLIGHT, READS_PER_GROUP, |task| {
-            drop(tokio::spawn(task))
-        });
+        let reads = grouped_reads(Reads { db: db.clone() });
         Self { db, reads }
     }
 

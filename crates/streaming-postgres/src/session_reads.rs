@@ -15,12 +15,6 @@ use streaming_core::ports::SessionError;
 use crate::database::{retry_once, DbError, PgDatabase};
 use crate::sessions::{unavailable, SessionRow, Statements};
 
-/// Most groups of reads under way at once (each holds a pooled connection).
-pub(crate) const READS_IN_FLIGHT: usize = 4;
-
-/// Most sessions in one grouped read.
-pub(crate) const READS_PER_GROUP: usize = 256;
-
 /// Reads groups of sessions on `db`.
 #[derive(Debug)]
 pub(crate) struct SessionReads {

@@ -9,9 +9,10 @@ use time::OffsetDateTime;
 use tracing::warn;
 
 use crate::database::{DbError, PgDatabase};
+use crate::grouped::{grouped, grouped_reads};
 use crate::layout::{PerLayout, TableLayout};
 use crate::outbox::{insert_outbox, insert_outbox_many};
-use crate::session_reads::{SessionReads, READS_IN_FLIGHT, READS_PER_GROUP};
+use crate::session_reads::SessionReads;
 use crate::starts::{Starts, STARTS_IN_FLIGHT, STARTS_PER_GROUP};
 
 /// [`SessionStore`] on PostgreSQL (`stream_sessions`), this service's table
@@ -195,12 +196,8 @@ fn db(error: diesel::result::Error) -> SessionError {
 impl PgSessionStore {
     /// A store on `db`.
     pub fn new(db: PgDatabase) -> Self {
-        let starts = GroupCommit::new(Starts { db: db.clone() }, STARTS_IN_FLIGHT, STARTS_PER_GROUP, |task| {
-            drop(tokio::spawn(task))
-        });
-        let reads = GroupCommit::new(SessionReads { db: db.clone() }, READS_IN_FLIGHT, READS_PER_GROUP, |task| {
-            drop(tokio::spawn(task))
-        });
+        let starts = grouped(Starts { db: db.clone() }, STARTS_IN_FLIGHT, STARTS_PER_GROUP);
+        let reads = grouped_reads(SessionReads { db: db.clone() });
         Self { db, starts, reads }
     }
 

@@ -14,12 +14,6 @@ use streaming_core::group_commit::Commit;
 use crate::database::{retry_once, DbError, PgDatabase};
 use crate::schema::users;
 
-/// Most groups of reads under way at once (each holds a pooled connection).
-pub(crate) const READS_IN_FLIGHT: usize = 4;
-
-/// Most users in one grouped read.
-pub(crate) const READS_PER_GROUP: usize = 256;
-
 /// Reads groups of users' statuses on `db`.
 #[derive(Debug)]
 pub(crate) struct StatusReads {

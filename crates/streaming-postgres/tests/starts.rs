@@ -56,6 +56,18 @@ async fn count(url: &str, sql: &str) -> i64 {
     rows[0].n
 }
 
+/// Calls so far of this database's statements whose text is `LIKE pattern`
+/// (`pg_stat_statements`, created here if missing).
+async fn statement_calls(url: &str, pattern: &str) -> i64 {
+    let mut admin = AsyncPgConnection::establish(url).await.unwrap();
+    admin.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.unwrap();
+    let sql = format!(
+        "SELECT coalesce(sum(calls), 0)::bigint AS n FROM pg_stat_statements \
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query LIKE '{pattern}'"
+    );
+    count(url, &sql).await
+}
+
 /// Starts `sessions` at once, each from its own task.
 async fn start_all(
     store: &PgSessionStore,
@@ -158,12 +170,8 @@ async fn concurrent_resume_reads_share_statements_and_each_gets_its_own_row() {
         })
         .collect();
     progress.record_many(saved).await.unwrap();
-    let mut admin = AsyncPgConnection::establish(&url).await.unwrap();
-    admin.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.unwrap();
-    let reads = "SELECT coalesce(sum(calls), 0)::bigint AS n FROM pg_stat_statements \
-                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                 AND query LIKE 'SELECT%watch_progress%'";
-    let before = count(&url, reads).await;
+    let reads = "SELECT%watch_progress%";
+    let before = statement_calls(&url, reads).await;
     let calls: Vec<_> = (0..200_u32)
         .map(|viewer| {
             let (progress, movie) = (progress.clone(), movie.clone());
@@ -177,7 +185,7 @@ async fn concurrent_resume_reads_share_statements_and_each_gets_its_own_row() {
         let expected = (viewer < 100).then(|| (format!("viewer-{viewer}"), f64::from(viewer)));
         assert_eq!(position, expected, "viewer {viewer}");
     }
-    let statements = count(&url, reads).await - before;
+    let statements = statement_calls(&url, reads).await - before;
     assert!(statements <= 200 / 4, "200 concurrent reads took {statements} statements");
 }
 
@@ -188,12 +196,8 @@ async fn concurrent_session_reads_share_statements_and_each_gets_its_own_session
     for session in &sessions {
         store.open_with_event(session.clone(), &start_event(session)).await.unwrap();
     }
-    let mut admin = AsyncPgConnection::establish(&url).await.unwrap();
-    admin.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.unwrap();
-    let reads = "SELECT coalesce(sum(calls), 0)::bigint AS n FROM pg_stat_statements \
-                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                 AND query LIKE 'SELECT%FROM stream_sessions WHERE id%'";
-    let before = count(&url, reads).await;
+    let reads = "SELECT%FROM stream_sessions WHERE id%";
+    let before = statement_calls(&url, reads).await;
     // Each session read twice, and 100 ids never started.
     let asked: Vec<(Option<StreamSession>, streaming_core::domain::SessionId)> = sessions
         .iter()
@@ -212,7 +216,7 @@ async fn concurrent_session_reads_share_statements_and_each_gets_its_own_session
         let (expected, found) = call.await.unwrap();
         assert_eq!(found.map(|s| (s.id, s.user)), expected.map(|s| (s.id, s.user)));
     }
-    let statements = count(&url, reads).await - before;
+    let statements = statement_calls(&url, reads).await - before;
     assert!(statements <= 300 / 4, "300 concurrent reads took {statements} statements");
 }
 
@@ -229,12 +233,8 @@ async fn concurrent_status_reads_share_statements_and_each_gets_its_own_status()
         let status = if viewer < 50 { UserStatus::Suspended } else { UserStatus::Active };
         catalog.set_user_status(&format!("viewer-{viewer}").parse().unwrap(), status).await.unwrap();
     }
-    let mut admin = AsyncPgConnection::establish(&url).await.unwrap();
-    admin.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await.unwrap();
-    let reads = "SELECT coalesce(sum(calls), 0)::bigint AS n FROM pg_stat_statements \
-                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                 AND query LIKE 'SELECT%FROM \"users\"%'";
-    let before = count(&url, reads).await;
+    let reads = "SELECT%FROM \"users\"%";
+    let before = statement_calls(&url, reads).await;
     let calls: Vec<_> = (0..200_u32)
         .map(|viewer| {
             let catalog = catalog.clone();
@@ -248,6 +248,6 @@ async fn concurrent_status_reads_share_statements_and_each_gets_its_own_status()
         assert_eq!(found.status, expected, "viewer {viewer}");
         assert!(!found.granted);
     }
-    let statements = count(&url, reads).await - before;
+    let statements = statement_calls(&url, reads).await - before;
     assert!(statements <= 200 / 4, "200 concurrent reads took {statements} statements");
 }
