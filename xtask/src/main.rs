@@ -6,7 +6,7 @@
 //! * `deny`  — the supply-chain check alone (see `supply_chain`).
 //! * `infra up|down` — the real servers the tests use, on loopback (see `infra`).
 //! * `bench` — the criterion benchmarks, then the load harness; writes `docs/benchmarks.md`.
-//! * `load`  — the load harness alone (wrk against the release build; see `load`).
+//! * `load`  — the load harness alone (wrk against the release build, then each real path at fixed rates; see `load`).
 //! * `faults` — the fault tests alone, one at a time, and their figures (see `faults`).
 //! * `fuzz`  — the cargo-fuzz targets for a bounded time each (not in CI; see `fuzz`).
 

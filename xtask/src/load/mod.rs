@@ -1,8 +1,9 @@
 //! The HTTP load harness behind `cargo xtask bench` and `cargo xtask load`.
 //!
 //! It builds the release binary and the `ceiling` example, then drives each
-//! path with `wrk` (one thread, loopback, bounded time): first on the
-//! embedded defaults, then on the real infrastructure of `infra up`
+//! path with `wrk` (one thread, loopback, bounded time) for its maximum,
+//! and each real path again at fixed shares of it (`fixed_rate.rs`): first on
+//! the embedded defaults, then on the real infrastructure of `infra up`
 //! (PostgreSQL, Redis, the S3 server, the Kafka-protocol broker). In the same
 //! run it measures the ceilings (the bare framework, `redis-benchmark`,
 //! `pgbench`), the memory, the scaling with workers, and what 10 000 viewers
