@@ -108,7 +108,8 @@ async fn a_session_in_use_is_read_again_and_a_stop_elsewhere_is_seen_within_the_
         assert_eq!((read.ended_at, read.last_heartbeat_at), (None, beat));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(here.stats().misses.load(Ordering::Relaxed) >= 1, "read again while in use");
+    let read_again = here.stats().misses.load(Ordering::Relaxed) + here.stats().read_ahead.load(Ordering::Relaxed);
+    assert!(read_again >= 1, "read again while in use");
 
     // Stopped through another instance: seen here within the TTL.
     let ended = t0 + Duration::from_secs(3_600);
@@ -393,4 +394,40 @@ async fn closes_made_through_one_instance_leave_the_others_caches() {
     for s in &sessions {
         assert!(there.get(&s.id).await.unwrap().unwrap().ended_at.is_some(), "seen closed over there at once");
     }
+}
+
+/// Sessions in use come due for a re-read of their rows every TTL. They are
+/// read again ahead of that, together, so a report does not wait for its
+/// session's read; a stop made elsewhere is still seen within the TTL.
+#[tokio::test]
+async fn sessions_in_use_are_read_again_ahead_of_their_reports() {
+    let durable = store().await;
+    // Read ahead every 250 ms, 500 ms ahead.
+    let ttl = Duration::from_secs(2);
+    let here = WriteBehindSessions::start(durable.clone(), 1_000, ttl, HOUR);
+    let t0 = start_time();
+    let sessions: Vec<StreamSession> = (0..20).map(|n| open_session(&format!("viewer-{n}"), t0)).collect();
+    for session in &sessions {
+        here.open(session.clone()).await.unwrap();
+    }
+    // Half of them stopped through another instance that tells no one.
+    let ended = t0 + Duration::from_secs(60);
+    for session in &sessions[..10] {
+        assert!(matches!(durable.close(&session.id, ended).await.unwrap(), CloseOutcome::Closed(_)));
+    }
+    // Reports every 50 ms for more than a TTL: not one of them reads a row.
+    let until = std::time::Instant::now() + ttl + Duration::from_millis(400);
+    let misses_before = here.stats().misses.load(Ordering::Relaxed);
+    let mut seen_closed = 0;
+    while std::time::Instant::now() < until {
+        seen_closed = 0;
+        for session in &sessions {
+            let read = here.get(&session.id).await.unwrap().unwrap();
+            seen_closed += usize::from(read.ended_at == Some(ended));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(here.stats().misses.load(Ordering::Relaxed) - misses_before, 0, "a report read a row");
+    assert!(here.stats().read_ahead.load(Ordering::Relaxed) >= 20, "every session was read again ahead");
+    assert_eq!(seen_closed, 10, "the stops made elsewhere were seen within the TTL");
 }

@@ -35,6 +35,7 @@ use tracing::{debug, warn};
 use crate::rescue::Holding;
 use crate::write_behind::{drain, spawn_flusher, write_in_chunks, FailureStreak, Flush};
 
+mod ahead;
 mod cached;
 mod held;
 
@@ -60,8 +61,10 @@ pub const OPEN_SESSIONS_MARGIN: Duration = Duration::from_secs(60);
 pub struct WriteBehindSessionStats {
     /// Session reads answered from memory.
     pub hits: AtomicU64,
-    /// Session reads that went to the store.
+    /// Session reads that went to the store on a caller's behalf.
     pub misses: AtomicU64,
+    /// Cached sessions read again ahead of their callers (see `ahead.rs`).
+    pub read_ahead: AtomicU64,
     /// Heartbeats queued (a repeated one of the same session replaces it).
     pub touches: AtomicU64,
     /// Heartbeats of cached sessions kept in memory only, less than
@@ -135,6 +138,7 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
             holding: Holding::default(),
         });
         spawn_flusher(&queue, Arc::clone(&queue.wake), interval);
+        ahead::spawn_reader_ahead(&queue);
         queue
     }
 
@@ -275,7 +279,6 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
     /// stays in use, every read trying the store again, but never past
     /// `ttl` since the row last confirmed it: then the read fails (closed).
     async fn read_again(&self, cached: Arc<CachedSession>) -> Result<Option<StreamSession>, SessionError> {
-        self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let id = cached.session.id;
         match self.inner.get(&id).await {
             Ok(None) => {
@@ -353,6 +356,7 @@ impl<S: SessionStore + 'static> SessionStore for WriteBehindSessions<S> {
         if let Some(cached) = self.sessions.get(id) {
             let now = Instant::now();
             if cached.claim_read(now, self.read_again_at(id, now)) {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
                 return self.read_again(cached).await;
             }
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
