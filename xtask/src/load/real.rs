@@ -268,14 +268,7 @@ fn starts(
     // The server's statistics reach the view within a second.
     std::thread::sleep(Duration::from_millis(1_100));
     let after = pg_activity(url)?;
-    let mut statements: Vec<(String, u64)> = statement_calls(url)?
-        .into_iter()
-        .map(|(statement, calls)| {
-            let before = statements_before.get(&statement).copied().unwrap_or(0);
-            (statement, calls.saturating_sub(before))
-        })
-        .collect();
-    statements.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let statements = statements_since(url, &statements_before)?;
     let starts = figures.requests as f64;
     let per_thousand = |n: u64| n as f64 * 1_000.0 / starts.max(1.0);
     let pg_cores = figures.cpu.iter().find(|(name, _)| name == "postgres").map_or(0.0, |(_, cores)| *cores);
@@ -327,6 +320,8 @@ fn paced_viewers(
     let pg_before = pg_activity(pg_url)?;
     let rows_before = table_writes(pg_url)?;
     let scans_before = table_scans(pg_url)?;
+    psql(pg_url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
+    let statements_before = statement_calls(pg_url)?;
     let started = Instant::now();
     let figures = wrk::run(dir, server.port, progress, options.connections, duration, Some(pace))?;
     let seconds = started.elapsed().as_secs_f64();
@@ -362,6 +357,15 @@ fn paced_viewers(
             "PostgreSQL: {:.1} transactions/s, {:.1} rows written/s over all tables",
             (commits - pg_before.0) as f64 / seconds,
             (writes - pg_before.1) as f64 / seconds
+        ),
+        format!(
+            "PostgreSQL statements/s, most called first: {}",
+            statements_since(pg_url, &statements_before)?
+                .iter()
+                .take(8)
+                .map(|(statement, calls)| format!("{:.0} × `{statement}`", *calls as f64 / seconds))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     ];
     for (table, rows) in rows_written(&rows_before, &rows_after) {
@@ -416,6 +420,21 @@ fn statement_calls(url: &str) -> Result<BTreeMap<String, u64>, String> {
             Some((statement.replace('|', "/"), calls.trim().parse().ok()?))
         })
         .collect())
+}
+
+/// The statements called since `before` (a [`statement_calls`] reading)
+/// and how often, most called first.
+fn statements_since(url: &str, before: &BTreeMap<String, u64>) -> Result<Vec<(String, u64)>, String> {
+    let mut statements: Vec<(String, u64)> = statement_calls(url)?
+        .into_iter()
+        .map(|(statement, calls)| {
+            let earlier = before.get(&statement).copied().unwrap_or(0);
+            (statement, calls.saturating_sub(earlier))
+        })
+        .filter(|(_, calls)| *calls > 0)
+        .collect();
+    statements.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(statements)
 }
 
 /// `(table, rows)` written between two [`table_writes`] readings.
