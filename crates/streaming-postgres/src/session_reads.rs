@@ -15,6 +15,10 @@ use streaming_core::ports::SessionError;
 use crate::database::{retry_once, DbError, PgDatabase};
 use crate::sessions::{unavailable, SessionRow, Statements};
 
+/// Most sessions one statement reads when they are asked for together
+/// (`SessionStore::get_many`).
+pub(crate) const SESSIONS_PER_READ: usize = 1_000;
+
 /// Reads groups of sessions on `db`.
 #[derive(Debug)]
 pub(crate) struct SessionReads {

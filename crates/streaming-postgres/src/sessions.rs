@@ -3,7 +3,7 @@ use diesel::sql_types::{Array, BigInt, Float8, Nullable, Text, Timestamptz, Uuid
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use streaming_core::domain::{ManifestKind, MediaId, PlaybackEvent, SessionId, StreamSession, UserId};
-use streaming_core::group_commit::GroupCommit;
+use streaming_core::group_commit::{Commit, GroupCommit};
 use streaming_core::ports::{CloseOutcome, EventHandling, SessionError, SessionStore};
 use time::OffsetDateTime;
 use tracing::warn;
@@ -12,7 +12,7 @@ use crate::database::{DbError, PgDatabase};
 use crate::grouped::{grouped, grouped_reads};
 use crate::layout::{PerLayout, TableLayout};
 use crate::outbox::{insert_outbox, insert_outbox_many};
-use crate::session_reads::SessionReads;
+use crate::session_reads::{SessionReads, SESSIONS_PER_READ};
 use crate::starts::{Starts, STARTS_IN_FLIGHT, STARTS_PER_GROUP};
 
 /// [`SessionStore`] on PostgreSQL (`stream_sessions`), this service's table
@@ -315,6 +315,16 @@ impl SessionStore for PgSessionStore {
 
     async fn get(&self, id: &SessionId) -> Result<Option<StreamSession>, SessionError> {
         self.reads.submit(*id).await
+    }
+
+    async fn get_many(&self, ids: &[SessionId]) -> Result<Vec<Option<StreamSession>>, SessionError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(SESSIONS_PER_READ) {
+            for answer in self.reads.committer().commit(chunk.to_vec()).await {
+                found.push(answer?);
+            }
+        }
+        Ok(found)
     }
 
     async fn touch(&self, id: &SessionId, at: OffsetDateTime) -> Result<(), SessionError> {

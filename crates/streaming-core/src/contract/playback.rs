@@ -78,6 +78,8 @@ pub async fn session_store<S: SessionStore + ?Sized>(store: &S) {
     store.open(second.clone()).await.unwrap();
     assert_eq!(store.get(&first.id).await.unwrap(), Some(first.clone()));
     assert_eq!(store.get(&SessionId::random()).await.unwrap(), None);
+    let both = store.get_many(&[second.id, SessionId::random(), first.id]).await.unwrap();
+    assert_eq!(both, vec![Some(second.clone()), None, Some(first.clone())], "in the order asked");
 
     let open = store.open_sessions(&alice, start).await.unwrap();
     assert_eq!(open.iter().map(|s| s.id).collect::<Vec<_>>(), vec![first.id, second.id], "oldest first");

@@ -51,6 +51,20 @@ pub trait SessionStore: Send + Sync {
     /// [`SessionError::Unavailable`].
     async fn get(&self, id: &SessionId) -> Result<Option<StreamSession>, SessionError>;
 
+    /// The sessions with these ids, in the order asked (`None` where there
+    /// is none). The default reads them one by one; a store that can read
+    /// them together should.
+    ///
+    /// # Errors
+    /// [`SessionError::Unavailable`].
+    async fn get_many(&self, ids: &[SessionId]) -> Result<Vec<Option<StreamSession>>, SessionError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.push(self.get(id).await?);
+        }
+        Ok(found)
+    }
+
     /// Marks the session as still alive at `at`.
     ///
     /// # Errors

@@ -5,9 +5,9 @@
 //! the report that finds it due, each such read is a pooled connection and a
 //! round trip the report waits for, and viewers who started together come
 //! due together. A task reads again, every [`period`], the sessions due
-//! within the next two periods, all at once: the store groups the reads
-//! (`PgSessionStore`: one statement for the reads under way together), and
-//! reports find their sessions confirmed. The TTL bound is unchanged: a
+//! within the next two periods, all at once (`SessionStore::get_many`:
+//! `PgSessionStore` reads up to 1 000 in one statement), and reports find
+//! their sessions confirmed. The TTL bound is unchanged: a
 //! session is only read earlier. A read that fails leaves the session due,
 //! and the next report reads it itself, as before.
 
@@ -15,26 +15,45 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use streaming_core::domain::SessionId;
 use streaming_core::ports::SessionStore;
 
-use super::WriteBehindSessions;
+use super::{CachedSession, WriteBehindSessions};
 
 impl<S: SessionStore + 'static> WriteBehindSessions<S> {
-    /// Starts a read of every cached open session due within `ahead`, all
-    /// at once, without waiting for them (a slow database does not hold back
-    /// the next round: what is being read is not due again); how many.
+    /// Starts one read of every cached open session due within `ahead`
+    /// (`SessionStore::get_many`), without waiting for it (a slow database
+    /// does not hold back the next round: what is being read is not due
+    /// again); how many.
     pub fn read_ahead(self: &Arc<Self>, ahead: Duration) -> usize {
         let now = Instant::now();
-        let mut count = 0;
-        for (id, cached) in self.sessions.iter() {
-            if cached.claim_read(now + ahead, self.read_again_at(&id, now)) {
-                count += 1;
-                let queue = Arc::clone(self);
-                // A failure leaves it due for its next caller.
-                drop(tokio::spawn(async move { queue.read_again(cached).await }));
-            }
-        }
+        let due: Vec<Arc<CachedSession>> = self
+            .sessions
+            .iter()
+            .filter(|(id, cached)| cached.claim_read(now + ahead, self.read_again_at(id, now)))
+            .map(|(_, cached)| cached)
+            .collect();
+        let count = due.len();
         self.stats.read_ahead.fetch_add(count as u64, Ordering::Relaxed);
+        if count > 0 {
+            let queue = Arc::clone(self);
+            drop(tokio::spawn(async move {
+                let ids: Vec<SessionId> = due.iter().map(|cached| cached.session.id).collect();
+                match queue.inner.get_many(&ids).await {
+                    Ok(rows) => {
+                        for (cached, row) in due.iter().zip(rows) {
+                            let _ = queue.settle_read(cached, Ok(row));
+                        }
+                    }
+                    // Each stays due for its next caller (or is past its TTL).
+                    Err(error) => {
+                        for cached in &due {
+                            let _ = queue.settle_read(cached, Err(error.clone()));
+                        }
+                    }
+                }
+            }));
+        }
         count
     }
 }

@@ -279,8 +279,18 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
     /// stays in use, every read trying the store again, but never past
     /// `ttl` since the row last confirmed it: then the read fails (closed).
     async fn read_again(&self, cached: Arc<CachedSession>) -> Result<Option<StreamSession>, SessionError> {
+        let read = self.inner.get(&cached.session.id).await;
+        self.settle_read(&cached, read)
+    }
+
+    /// What a read of a cached session's row means for the copy, and the answer.
+    fn settle_read(
+        &self,
+        cached: &Arc<CachedSession>,
+        read: Result<Option<StreamSession>, SessionError>,
+    ) -> Result<Option<StreamSession>, SessionError> {
         let id = cached.session.id;
-        match self.inner.get(&id).await {
+        match read {
             Ok(None) => {
                 self.sessions.invalidate(&id);
                 Ok(None)
