@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::wrk::{Figures, Requests};
+use super::Options;
 
 /// The requests of one run, built in memory from the files the `wrk`
 /// scripts read, request `i` being the one the script would send `i`-th.
@@ -80,39 +81,46 @@ impl Source {
     /// The bytes of request `i`.
     fn request(&self, i: u64) -> Vec<u8> {
         let n = i + self.offset;
-        let pick = |list: &[String], k: u64| list[usize::try_from(k % list.len() as u64).unwrap_or(0)].clone();
-        let (method, path, token, body) = match &self.kind {
-            Kind::Fixed { method, path, token, body } => (method.as_str(), path.clone(), token.clone(), body.clone()),
+        let progress_body;
+        let (method, path, token, body): (&str, &str, Option<&str>, &str) = match &self.kind {
+            Kind::Fixed { method, path, token, body } => {
+                (method, path, token.as_deref(), body.as_deref().unwrap_or(""))
+            }
             Kind::Pairs { tokens, paths, body } => {
                 let viewers = tokens.len() as u64;
-                ("POST", pick(paths, n / viewers), Some(pick(tokens, n)), Some(body.clone()))
+                ("POST", pick(paths, n / viewers), Some(pick(tokens, n)), body)
             }
             Kind::Progress { tokens, path, sessions, sequence } => {
                 let sequence = sequence + n;
                 let viewer = usize::try_from(n % tokens.len() as u64).unwrap_or(0);
-                let body = match sessions.get(viewer) {
+                progress_body = match sessions.get(viewer) {
                     Some(session) => format!(
                         r#"{{"position_seconds":{},"session_id":"{session}","sequence":{sequence}}}"#,
                         sequence % 3000
                     ),
                     None => format!(r#"{{"position_seconds":{}}}"#, sequence % 3000),
                 };
-                ("POST", path.clone(), Some(tokens[viewer].clone()), Some(body))
+                ("POST", path, Some(tokens[viewer].as_str()), &progress_body)
             }
         };
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        // Writing into a Vec cannot fail.
+        let mut bytes = Vec::with_capacity(256 + body.len());
+        let _ = write!(bytes, "{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
         if let Some(token) = token {
-            head += &format!("Authorization: Bearer {token}\r\n");
+            let _ = write!(bytes, "Authorization: Bearer {token}\r\n");
         }
-        let body = body.unwrap_or_default();
         if method == "POST" {
-            head += &format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len());
+            let _ = write!(bytes, "Content-Type: application/json\r\nContent-Length: {}\r\n", body.len());
         }
-        head += "\r\n";
-        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(b"\r\n");
         bytes.extend_from_slice(body.as_bytes());
         bytes
     }
+}
+
+/// Entry `k` of `list`, round-robin.
+fn pick(list: &[String], k: u64) -> &str {
+    &list[usize::try_from(k % list.len() as u64).unwrap_or(0)]
 }
 
 /// Sends `rate` requests a second for `duration` over `connections`
@@ -198,8 +206,8 @@ pub struct AtRate {
     pub p99_target_us: u64,
 }
 
-/// `requests` at each of [`SHARES`] of `maximum` req/s for `duration` each,
-/// over `connections`; request numbers start at `offset` and go on from one
+/// `requests` at each of [`SHARES`] of `maximum` req/s for `--duration`
+/// each, over `--connections`; request numbers start at `offset` and go on from one
 /// run to the next. Each run's latencies over time go to
 /// `dir/fixed-rate-<path>-<share>.tsv` (milliseconds since the start at
 /// which the request fell due, its latency in µs), to see when a tail
@@ -209,9 +217,10 @@ pub fn at_shares(
     port: u16,
     (path, requests, offset): (&'static str, &Requests<'_>, u64),
     maximum: f64,
-    (duration, connections): (Duration, u32),
+    options: &Options,
     p99_target_us: u64,
 ) -> Result<Vec<AtRate>, String> {
+    let (duration, connections) = (options.duration, options.connections);
     let mut offset = offset;
     let mut measured = Vec::with_capacity(SHARES.len());
     for share in SHARES {

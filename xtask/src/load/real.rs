@@ -31,6 +31,8 @@ pub(super) fn real_infrastructure(
     let url = admin_url.rsplit_once('/').map(|(base, _)| format!("{base}/streamgate_load")).ok_or("bad URL")?;
     psql(&admin_url, "DROP DATABASE IF EXISTS streamgate_load")?;
     psql(&admin_url, "CREATE DATABASE streamgate_load")?;
+    // Statement counts for the start and paced-viewer notes (the module is preloaded by `infra up`).
+    psql(&url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
     let redis_url = get("STREAMGATE_REDIS_URL")?;
     let settings = with(
         base_settings(),
@@ -67,12 +69,17 @@ pub(super) fn real_infrastructure(
     let token = server.mint_tokens(&[DEMO_USER.to_owned()])?.remove(0);
     let track = format!("/tracks/{DEMO_TRACK}/stream");
     let framework = results.framework.as_ref().map(|(_, f)| ("bare actix-web", f.requests_per_second));
-    let runs = (options.duration, options.connections);
     if options.wants("hit") {
         let (hit, note) = cache_path(&server, dir, options, &track, &token)?;
         let requests = Requests::Fixed { method: "POST", path: &track, token: Some(&token), body: None };
-        let fixed =
-            at_shares(dir, server.port, ("track URL, cache hit", &requests, 0), hit.requests_per_second, runs, 5_000)?;
+        let fixed = at_shares(
+            dir,
+            server.port,
+            ("track URL, cache hit", &requests, 0),
+            hit.requests_per_second,
+            options,
+            5_000,
+        )?;
         results.fixed_rate.extend(fixed);
         results.paths.push(Measured {
             setup: SETUP,
@@ -115,7 +122,7 @@ pub(super) fn real_infrastructure(
         let (figures, path) = manifest(&server, dir, options, BENCH_MOVIE, &token)?;
         let requests = Requests::Fixed { method: "GET", path: &path, token: None, body: None };
         let maximum = figures.requests_per_second;
-        results.fixed_rate.extend(at_shares(dir, server.port, ("manifest", &requests, 0), maximum, runs, 5_000)?);
+        results.fixed_rate.extend(at_shares(dir, server.port, ("manifest", &requests, 0), maximum, options, 5_000)?);
         results.paths.push(Measured {
             setup: SETUP,
             path: "manifest (HLS playlist, signed segment URLs)",
@@ -178,8 +185,7 @@ fn progress_updates(
             written.join(", ")
         ),
     });
-    let runs = (options.duration, options.connections);
-    results.fixed_rate.extend(at_shares(dir, server.port, ("progress update", progress, 0), maximum, runs, 10_000)?);
+    results.fixed_rate.extend(at_shares(dir, server.port, ("progress update", progress, 0), maximum, options, 10_000)?);
     Ok(())
 }
 
@@ -226,13 +232,12 @@ fn cache_misses(
     let hits_before = server.counter("stream_url_cache_hits_total")?;
     let requests = Requests::Pairs { tokens: &miss_tokens, paths: &miss_paths, body: "" };
     let figures = measure(server, dir, options, &requests)?;
-    let runs = (options.duration, options.connections);
     let fixed = at_shares(
         dir,
         server.port,
         ("track URL, cache miss", &requests, figures.requests),
         figures.requests_per_second,
-        runs,
+        options,
         5_000,
     )?;
     let hits = server.counter("stream_url_cache_hits_total")? - hits_before;
@@ -261,7 +266,6 @@ fn starts(
     framework: Option<(&'static str, f64)>,
     results: &mut Results,
 ) -> Result<(Vec<String>, PathBuf), String> {
-    psql(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
     let statements_before = statement_calls(url)?;
     let before = pg_activity(url)?;
     let (figures, tokens, [tokens_file, paths_file]) = video_starts(server, dir, options, "real")?;
@@ -273,7 +277,8 @@ fn starts(
     let per_thousand = |n: u64| n as f64 * 1_000.0 / starts.max(1.0);
     let pg_cores = figures.cpu.iter().find(|(name, _)| name == "postgres").map_or(0.0, |(_, cores)| *cores);
     // Cores are CPU-seconds per second: per start, cores / starts per second.
-    let pg_cpu_ms = pg_cores * 1_000.0 * 1_000.0 / figures.requests_per_second.max(1.0);
+    let maximum = figures.requests_per_second;
+    let pg_cpu_ms = pg_cores * 1_000.0 * 1_000.0 / maximum.max(1.0);
     results.paths.push(Measured {
         setup: SETUP,
         path: "video start",
@@ -296,9 +301,7 @@ fn starts(
         ),
     });
     let requests = Requests::Pairs { tokens: &tokens_file, paths: &paths_file, body: "{}" };
-    let maximum = results.paths.last().map_or(0.0, |m| m.figures.requests_per_second);
-    let runs = (options.duration, options.connections);
-    results.fixed_rate.extend(at_shares(dir, server.port, ("video start", &requests, 0), maximum, runs, 10_000)?);
+    results.fixed_rate.extend(at_shares(dir, server.port, ("video start", &requests, 0), maximum, options, 10_000)?);
     Ok((tokens, tokens_file))
 }
 
@@ -320,7 +323,6 @@ fn paced_viewers(
     let pg_before = pg_activity(pg_url)?;
     let rows_before = table_writes(pg_url)?;
     let scans_before = table_scans(pg_url)?;
-    psql(pg_url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
     let statements_before = statement_calls(pg_url)?;
     let started = Instant::now();
     let figures = wrk::run(dir, server.port, progress, options.connections, duration, Some(pace))?;
