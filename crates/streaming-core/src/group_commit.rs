@@ -7,7 +7,12 @@
 //! `most_per_round`), commits it, and goes on with the rounds that gathered
 //! meanwhile until its own item is answered; the rest goes on in a task. So
 //! an item waits at most for the rounds already under way before its own,
-//! and an idle store commits a lone item at once. A leader whose caller
+//! and an idle store commits a lone item at once. A group built with
+//! [`GroupCommit::gathering`] has its leader let the scheduler run once
+//! before it takes its first round, while nobody else leads: what is
+//! submitted in the same pass (the other half of a request's joined writes,
+//! the other requests of the same worker) joins it, for one yield of
+//! latency. A leader whose caller
 //! goes away (a cancelled request) hands its round over to a task, so
 //! waiting items are never left without one. The core runs on no runtime of
 //! its own: the adapter that builds the group says how to spawn that task.
@@ -86,6 +91,8 @@ struct Inner<C: Commit> {
     spawn: Spawn,
     rounds_in_flight: usize,
     most_per_round: usize,
+    /// Leaders yield once before their first round.
+    gather: bool,
     waiting: Mutex<Waiting<C>>,
 }
 
@@ -93,6 +100,8 @@ struct Waiting<C: Commit> {
     items: Vec<Waiter<C>>,
     /// Rounds under way.
     rounds: usize,
+    /// A gathering leader has yet to take its first round: newcomers join it.
+    gathering: bool,
 }
 
 impl<C: Commit> GroupCommit<C> {
@@ -100,12 +109,23 @@ impl<C: Commit> GroupCommit<C> {
     /// at once, each of at most `most_per_round` items (both at least 1);
     /// `spawn` runs the rounds a leader leaves behind.
     pub fn new(committer: C, rounds_in_flight: usize, most_per_round: usize, spawn: Spawn) -> Self {
+        Self::build(committer, rounds_in_flight, most_per_round, spawn, false)
+    }
+
+    /// [`GroupCommit::new`] whose leaders gather what is submitted in the
+    /// same pass of the scheduler before they take it (see the [module](self)).
+    pub fn gathering(committer: C, rounds_in_flight: usize, most_per_round: usize, spawn: Spawn) -> Self {
+        Self::build(committer, rounds_in_flight, most_per_round, spawn, true)
+    }
+
+    fn build(committer: C, rounds_in_flight: usize, most_per_round: usize, spawn: Spawn, gather: bool) -> Self {
         let inner = Inner {
             committer,
             spawn,
             rounds_in_flight: rounds_in_flight.max(1),
             most_per_round: most_per_round.max(1),
-            waiting: Mutex::new(Waiting { items: Vec::new(), rounds: 0 }),
+            gather,
+            waiting: Mutex::new(Waiting { items: Vec::new(), rounds: 0, gathering: false }),
         };
         Self { inner: Arc::new(inner) }
     }
@@ -121,8 +141,9 @@ impl<C: Commit> GroupCommit<C> {
         let lead = {
             let mut waiting = self.inner.lock();
             waiting.items.push((item, answer));
-            let free = waiting.rounds < self.inner.rounds_in_flight;
+            let free = !waiting.gathering && waiting.rounds < self.inner.rounds_in_flight;
             waiting.rounds += usize::from(free);
+            waiting.gathering |= free && self.inner.gather;
             free
         };
         if lead {
@@ -130,7 +151,7 @@ impl<C: Commit> GroupCommit<C> {
             // gathered meanwhile until its own is answered; the rest, or
             // everything if its caller goes away, goes on in a task.
             let mut leading = Leading(Some(Arc::clone(&self.inner)));
-            let mut rounds = Box::pin(Arc::clone(&self.inner).lead());
+            let mut rounds = Box::pin(Arc::clone(&self.inner).lead(self.inner.gather));
             tokio::select! {
                 biased;
                 answer = &mut answered => {
@@ -152,7 +173,8 @@ struct Leading<C: Commit>(Option<Arc<Inner<C>>>);
 impl<C: Commit> Drop for Leading<C> {
     fn drop(&mut self) {
         if let Some(inner) = self.0.take() {
-            (inner.spawn)(Box::pin(inner.lead()));
+            let gather = inner.gather;
+            (inner.spawn)(Box::pin(inner.lead(gather)));
         }
     }
 }
@@ -163,11 +185,18 @@ impl<C: Commit> Inner<C> {
     }
 
     /// Commits rounds of waiting items while there are any, then gives its
-    /// round back. The caller has taken a round (`rounds` counted it).
-    async fn lead(self: Arc<Self>) {
+    /// round back. The caller has taken a round (`rounds` counted it) and,
+    /// if `gathering`, lets the scheduler run once before its first.
+    async fn lead(self: Arc<Self>, mut gathering: bool) {
         loop {
+            if gathering {
+                tokio::task::yield_now().await;
+            }
             let round: Vec<Waiter<C>> = {
                 let mut waiting = self.lock();
+                if std::mem::take(&mut gathering) {
+                    waiting.gathering = false;
+                }
                 if waiting.items.is_empty() {
                     waiting.rounds -= 1;
                     return;
@@ -257,6 +286,27 @@ mod tests {
         assert_eq!(*recorder.rounds.lock().unwrap(), vec![1, 1, 1]);
     }
 
+    /// Items submitted in one pass of the scheduler (the futures of one
+    /// request joined, or requests on one worker) go out in one round, even
+    /// with rounds free to lead: the first leader gathers before it takes.
+    #[tokio::test]
+    async fn items_submitted_together_share_one_round_though_rounds_are_free() {
+        let recorder = Arc::new(Recorder::default());
+        let group = GroupCommit::gathering(Arc::clone(&recorder), 4, 64, spawn);
+        let (a, b, c) = tokio::join!(group.submit(1), group.submit(2), group.submit(3));
+        assert_eq!((a, b, c), (Ok(1), Ok(2), Ok(3)));
+        let tasks: Vec<_> = (20..30_u32)
+            .map(|n| {
+                let group = group.clone();
+                tokio::spawn(async move { group.submit(n).await })
+            })
+            .collect();
+        for (n, task) in (20..30_u32).zip(tasks) {
+            assert_eq!(task.await.unwrap(), Ok(n));
+        }
+        assert_eq!(*recorder.rounds.lock().unwrap(), vec![3, 10]);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_leader_cancelled_mid_round_leaves_the_others_answered() {
         let recorder = Arc::new(Recorder::default());
@@ -267,7 +317,11 @@ mod tests {
             let group = group.clone();
             tokio::spawn(async move { group.submit(1).await })
         };
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        // The followers come once the leader's round is under way (on a
+        // busy machine the leader may start late).
+        while recorder.in_flight.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
         let followers: Vec<_> = (2..6_u32)
             .map(|n| {
                 let group = group.clone();

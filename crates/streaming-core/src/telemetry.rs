@@ -65,6 +65,11 @@ pub const QUEUE_OVERFLOWS: &str = "write_behind_overflows_total";
 pub const PENDING_HOLD_FAILURES: &str = "pending_writes_hold_failures_total";
 /// Counter `{queue}`: held writes of another instance (gone before its flush) written by this one.
 pub const PENDING_RESCUED: &str = "pending_writes_rescued_total";
+/// Counter `{queue}`: acknowledged writes held for rescue.
+pub const PENDING_HELD: &str = "pending_writes_held_total";
+/// Counter: calls to the pending-writes store that carried holds (writes
+/// held per call = `pending_writes_held_total` / this).
+pub const PENDING_HOLD_CALLS: &str = "pending_writes_hold_calls_total";
 /// `events_published_total{path="outbox"|"direct"}`: playback events handed to the broker.
 pub const EVENTS_PUBLISHED: &str = "events_published_total";
 /// `events_dropped_total{reason}`: playback events given up on.
@@ -195,6 +200,11 @@ pub fn describe() {
         "Acknowledged writes not held for rescue, written straight through instead."
     );
     describe_counter!(PENDING_RESCUED, "Held writes of an instance gone before its flush, written by this one.");
+    describe_counter!(PENDING_HELD, "Acknowledged writes held for rescue until their flush.");
+    describe_counter!(
+        PENDING_HOLD_CALLS,
+        "Calls to the pending-writes store that carried holds, each for many writes."
+    );
     describe_counter!(EVENTS_PUBLISHED, "Playback events handed to the broker.");
     describe_counter!(EVENTS_DROPPED, "Playback events given up on, by reason.");
     describe_gauge!(OUTBOX_BACKLOG, "Outbox events not yet published.");
@@ -205,7 +215,7 @@ pub fn describe() {
 }
 
 /// Every metric name above (dashboards and alert rules are checked against it).
-pub const ALL: [&str; 34] = [
+pub const ALL: [&str; 36] = [
     STREAM_URL_REQUESTS,
     STREAM_URL_DURATION_MS,
     STREAM_URL_CACHE_HITS,
@@ -227,6 +237,8 @@ pub const ALL: [&str; 34] = [
     QUEUE_OVERFLOWS,
     PENDING_HOLD_FAILURES,
     PENDING_RESCUED,
+    PENDING_HELD,
+    PENDING_HOLD_CALLS,
     EVENTS_PUBLISHED,
     EVENTS_DROPPED,
     OUTBOX_BACKLOG,

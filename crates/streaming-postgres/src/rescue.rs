@@ -65,7 +65,9 @@ impl Holding {
     ) -> Result<(), PendingError> {
         let Some(pending) = self.0.get() else { return Ok(()) };
         let held = pending.hold(queue, vec![write()]).await;
-        if held.is_err() {
+        if held.is_ok() {
+            metrics::counter!(telemetry::PENDING_HELD, "queue" => queue).increment(1);
+        } else {
             metrics::counter!(telemetry::PENDING_HOLD_FAILURES, "queue" => queue).increment(1);
         }
         held

@@ -259,6 +259,25 @@ async fn a_chatty_players_heartbeats_are_held_a_step_apart() {
     assert_eq!(held.len(), 3, "held at +6, +11 and +16 s: {held:?}");
 }
 
+/// A heartbeat newer than the one held (within the step, so not held
+/// again) is what the flush writes: the flush still releases the held one,
+/// so a live instance leaves nothing for the rescuers to write again.
+#[tokio::test]
+async fn a_flush_releases_the_held_heartbeat_though_a_newer_one_was_written() {
+    let (_, db) = database().await;
+    let pending = Arc::new(MemoryPendingWrites::default());
+    let sessions = WriteBehindSessions::start(PgSessionStore::new(db.clone()), 1_000, HOUR, HOUR);
+    sessions.hold_in(pending.clone(), HOUR);
+    let opened = open_session(&sessions).await;
+    sessions.touch(&opened.id, opened.started_at + Duration::from_secs(6)).await.unwrap();
+    sessions.touch(&opened.id, opened.started_at + Duration::from_secs(8)).await.unwrap();
+    assert_eq!(pending.held("sessions"), 1);
+    assert!(sessions.flush().await);
+    assert_eq!(pending.held("sessions"), 0, "the flush released the held heartbeat");
+    let row = sessions.get(&opened.id).await.unwrap().unwrap();
+    assert_eq!(row.last_heartbeat_at, opened.started_at + Duration::from_secs(8));
+}
+
 /// A progress store that refuses writes while `down` is set.
 struct Flaky {
     inner: PgProgressStore,

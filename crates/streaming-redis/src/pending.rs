@@ -10,9 +10,11 @@
 //! Holds are committed in groups: the holds waiting when a round starts go
 //! out together (one script call on a standalone Redis, one per slot on a
 //! cluster), with up to [`ROUNDS_IN_FLIGHT`] rounds under way at once. The
-//! caller that finds a round free sends it itself (no hand-over to another
-//! task on the way), so a report costs about one round trip of latency and
-//! a fraction of a call ([`streaming_core::group_commit`]).
+//! caller that finds a round free yields once, so that the holds submitted
+//! in the same pass (a report's heartbeat with its position) join it, and
+//! sends it itself (no hand-over to another task on the way): a report
+//! costs about one round trip of latency and a fraction of a call
+//! ([`streaming_core::group_commit`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,6 +24,7 @@ use fred::types::scripts::Script;
 use fred::types::Value;
 use streaming_core::group_commit::{Commit, GroupCommit};
 use streaming_core::ports::{claim_stamp, PendingError, PendingWrite, PendingWrites};
+use streaming_core::telemetry;
 
 use crate::RedisConnection;
 
@@ -67,7 +70,8 @@ impl RedisPendingWrites {
             release: Script::from_lua(include_str!("pending_release.lua")),
             claim: Script::from_lua(include_str!("pending_claim.lua")),
         };
-        Self { holds: GroupCommit::new(scripts, ROUNDS_IN_FLIGHT, HOLDS_PER_ROUND, |task| drop(tokio::spawn(task))) }
+        let spawn = |task| drop(tokio::spawn(task));
+        Self { holds: GroupCommit::gathering(scripts, ROUNDS_IN_FLIGHT, HOLDS_PER_ROUND, spawn) }
     }
 
     fn scripts(&self) -> &Scripts {
@@ -148,6 +152,7 @@ impl Commit for Scripts {
         }
         let failed: Vec<(Vec<usize>, PendingError)> = futures_util::stream::iter(calls)
             .map(|(keys, args, waiters)| async move {
+                metrics::counter!(telemetry::PENDING_HOLD_CALLS).increment(1);
                 self.call(&self.hold, keys, args).await.err().map(|error| (waiters, error))
             })
             .buffer_unordered(CALLS_IN_FLIGHT)

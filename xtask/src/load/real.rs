@@ -2,6 +2,7 @@
 //! Redis, the S3 server and the broker, and what paced viewers cost them.
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -186,6 +187,11 @@ fn progress_updates(
         ),
     });
     results.fixed_rate.extend(at_shares(dir, server.port, ("progress update", progress, 0), maximum, options, 10_000)?);
+    // The service's own counters (queue overflows, held writes, flushes)
+    // after the progress runs, to read beside their latencies.
+    let (_, metrics) = super::http::get(server.port, "/metrics")?;
+    let file = dir.join("metrics-after-progress.prom");
+    fs::write(&file, metrics).map_err(|e| format!("{}: {e}", file.display()))?;
     Ok(())
 }
 

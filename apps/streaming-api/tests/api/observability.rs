@@ -7,7 +7,7 @@ use reqwest::Method;
 use crate::harness::{spawn, TestApp, MOVIE, READY};
 
 /// `/metrics` as `series → value` (`name{labels}` exactly as rendered).
-async fn scrape(app: &TestApp) -> HashMap<String, f64> {
+pub(crate) async fn scrape(app: &TestApp) -> HashMap<String, f64> {
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
@@ -22,7 +22,7 @@ async fn scrape(app: &TestApp) -> HashMap<String, f64> {
 }
 
 /// How much `series` grew between two scrapes.
-fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, series: &str) -> f64 {
+pub(crate) fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, series: &str) -> f64 {
     after.get(series).copied().unwrap_or(0.0) - before.get(series).copied().unwrap_or(0.0)
 }
 

@@ -280,3 +280,77 @@ async fn the_start_and_manifest_limits_hold_across_instances() {
     }
     assert_eq!(fetched, [200, 200, 429, 429], "two manifest fetches between both instances");
 }
+
+/// The writes a progress report holds in Redis until its flush (its
+/// position, maybe its heartbeat and its event) share script calls with each
+/// other and with the other reports' writes waiting then: 48 reports sent at
+/// once hold their writes in calls of several writes each, not one call a
+/// write (the Redis round trips were most of a report's CPU under load).
+#[tokio::test]
+async fn concurrent_reports_hold_their_writes_in_shared_redis_calls() {
+    use reqwest::Method;
+    use serde_json::json;
+    use streaming_postgres::testing::fresh_database_url;
+
+    use crate::harness::MOVIE;
+    use crate::observability::{delta, scrape};
+
+    let database = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let (url, prefix) = (infra_var("STREAMGATE_REDIS_URL"), unique_prefix());
+    let viewers: Vec<String> = (0..48).map(|n| format!("holds-viewer-{n}")).collect();
+    let configure = move |s: &mut streaming_api::Settings| {
+        s.postgres.url = Some(SecretString::from(database));
+        s.postgres.migrate_on_start = true;
+        s.redis.url = Some(SecretString::from(url));
+        s.redis.key_prefix = prefix;
+    };
+    let app = crate::harness::spawn_with(configure, crate::harness::subscribers(&viewers)).await;
+    let movie = format!("/api/v1/stream/{MOVIE}");
+    let mut sessions = Vec::new();
+    for viewer in &viewers {
+        let token = crate::harness::token_for(viewer);
+        let started = app.send(Method::POST, &movie, Some(&token), Some(json!({}))).await;
+        let started: serde_json::Value = started.json().await.unwrap();
+        assert!(started["session_id"].is_string(), "{started}");
+        sessions.push((token, started["session_id"].as_str().unwrap().to_owned()));
+    }
+    let progress = format!("{movie}/progress");
+    let before = scrape(&app).await;
+    // Positions within the 16 s demo movie.
+    let reports = sessions.iter().enumerate().map(|(n, (token, session))| {
+        let body = json!({ "position_seconds": n % 10 + 1, "session_id": session });
+        app.send(Method::POST, &progress, Some(token), Some(body))
+    });
+    for answer in futures_util::future::join_all(reports).await {
+        assert_eq!(answer.status(), 200);
+    }
+    let after = scrape(&app).await;
+    let held: f64 = ["progress", "sessions", "outbox"]
+        .iter()
+        .map(|queue| delta(&before, &after, &format!("pending_writes_held_total{{queue=\"{queue}\"}}")))
+        .sum();
+    let calls = delta(&before, &after, "pending_writes_hold_calls_total");
+    println!("48 reports at once held {held} writes in {calls} calls");
+    assert!(held >= 48.0, "each report holds its position at least: {held}");
+    assert!(calls * 3.0 <= held, "{held} writes held in {calls} calls: fewer than three a call");
+
+    // One report at a time, once a heartbeat is due again: its heartbeat
+    // and its position go out in one call (before, one call each).
+    tokio::time::sleep(streaming_postgres::HEARTBEAT_STEP + Duration::from_millis(100)).await;
+    let (before, lone) = (scrape(&app).await, &sessions[..8]);
+    for (n, (token, session)) in lone.iter().enumerate() {
+        let body = json!({ "position_seconds": n % 4 + 12, "session_id": session });
+        assert_eq!(app.send(Method::POST, &progress, Some(token), Some(body)).await.status(), 200);
+    }
+    let after = scrape(&app).await;
+    let heartbeats = delta(&before, &after, "pending_writes_held_total{queue=\"sessions\"}");
+    let positions = delta(&before, &after, "pending_writes_held_total{queue=\"progress\"}");
+    let events = delta(&before, &after, "pending_writes_held_total{queue=\"outbox\"}");
+    let calls = delta(&before, &after, "pending_writes_hold_calls_total");
+    println!("8 lone reports held {heartbeats} heartbeats, {positions} positions, {events} events in {calls} calls");
+    assert_eq!((heartbeats, positions), (8.0, 8.0), "each report holds its heartbeat and its position");
+    assert!(
+        calls <= 8.0 + events,
+        "{calls} calls for 8 reports and {events} events: one call for heartbeat and position"
+    );
+}

@@ -1,6 +1,8 @@
 //! Queued heartbeats as they are held until flushed, and how another
 //! instance writes them (see [`crate::rescue`]).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use streaming_core::domain::SessionId;
 use streaming_core::ports::{PendingWrite, SessionStore};
@@ -26,6 +28,26 @@ pub(super) fn held(id: &SessionId, at: OffsetDateTime) -> PendingWrite {
 /// The id and stamp a heartbeat is held under: the session, the time in nanoseconds.
 pub(super) fn held_as(id: &SessionId, at: OffsetDateTime) -> (String, String) {
     (id.to_string(), at.unix_timestamp_nanos().to_string())
+}
+
+/// What a flush that wrote `flushed` releases, forgetting it in `held_at`:
+/// each session under the heartbeat it was held with (a newer one within the
+/// step was written but not held), unless a later touch held one since.
+pub(super) fn released(
+    held_at: &mut HashMap<SessionId, OffsetDateTime>,
+    flushed: &[(SessionId, OffsetDateTime)],
+) -> Vec<(String, String)> {
+    flushed
+        .iter()
+        .filter_map(|(id, at)| match held_at.get(id).copied() {
+            Some(held) if held <= *at => {
+                held_at.remove(id);
+                Some(held_as(id, held))
+            }
+            Some(_) => None,
+            None => Some(held_as(id, *at)),
+        })
+        .collect()
 }
 
 #[async_trait]

@@ -40,7 +40,7 @@ mod cached;
 mod held;
 
 use cached::CachedSession;
-use held::{held, held_as};
+use held::held;
 
 /// The broadcast topic of closed sessions (a message: their ids, space-separated).
 const CLOSES: &str = "session-closes";
@@ -211,18 +211,10 @@ impl<S: SessionStore + 'static> WriteBehindSessions<S> {
         let flushed: Vec<(SessionId, OffsetDateTime)> = if self.holding.is_set() { batch.clone() } else { Vec::new() };
         let written = write_in_chunks(batch, |chunk| self.inner.touch_many(chunk)).await;
         if written.is_ok() && !flushed.is_empty() {
-            {
-                // What a later touch held since stays.
-                let mut held_at = self.held_at();
-                for (id, at) in &flushed {
-                    if held_at.get(id).is_some_and(|held| held <= at) {
-                        held_at.remove(id);
-                    }
-                }
-            }
+            let released = held::released(&mut self.held_at(), &flushed);
             // Reads need not wait for the release.
             drop(_turn);
-            self.holding.release(Self::QUEUE, flushed.iter().map(|(id, at)| held_as(id, *at)).collect()).await;
+            self.holding.release(Self::QUEUE, released).await;
         }
         self.settle(written)
     }
