@@ -44,7 +44,46 @@ pub fn run(root: &Path) -> Result<(), String> {
         return Err(format!("tidy: the layers are crossed:\n  {}", violations.join("\n  ")));
     }
     println!("tidy: no adapter depends on another, and the app implements no port of the core");
+    license_texts(root)?;
     core_tree(root)
+}
+
+/// Every license the workspace declares has its text at the root
+/// (`LICENSE-MIT`, `LICENSE-APACHE`).
+fn license_texts(root: &Path) -> Result<(), String> {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| format!("Cargo.toml: {e}"))?;
+    let missing = missing_license_texts(&manifest, |file| {
+        std::fs::read_to_string(root.join(file)).ok().filter(|text| !text.trim().is_empty())
+    });
+    if !missing.is_empty() {
+        return Err(format!("tidy: licenses declared without their text: {}", missing.join(", ")));
+    }
+    println!("tidy: every declared license has its text");
+    Ok(())
+}
+
+/// The license files the `license` expression of `manifest` needs and
+/// `read` does not find with the license's title in them.
+fn missing_license_texts(manifest: &str, read: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let Some(expression) = manifest
+        .lines()
+        .map(str::trim)
+        .find_map(|line| line.strip_prefix("license = \"").and_then(|rest| rest.strip_suffix('"')))
+    else {
+        return vec!["Cargo.toml declares no license".to_owned()];
+    };
+    expression
+        .split(" OR ")
+        .filter_map(|id| {
+            let (file, title) = match id.trim() {
+                "MIT" => ("LICENSE-MIT", "MIT License"),
+                "Apache-2.0" => ("LICENSE-APACHE", "Apache License"),
+                other => return Some(format!("{other} (no known file)")),
+            };
+            let found = read(file).is_some_and(|text| text.contains(title));
+            (!found).then(|| file.to_owned())
+        })
+        .collect()
 }
 
 /// `name depends on adapter` for each adapter (or edge) depending on a driven adapter.
@@ -204,7 +243,7 @@ fn check_core_tree(tree: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_core_tree, implemented_traits, normal_dependencies, public_traits};
+    use super::{check_core_tree, implemented_traits, missing_license_texts, normal_dependencies, public_traits};
 
     #[test]
     fn reads_the_normal_dependencies_only() {
@@ -236,5 +275,15 @@ mod tests {
     #[test]
     fn passes_a_clean_tree() {
         assert!(check_core_tree("streaming-core v0.1.0\ntokio v1.40.0 sync\nmoka v0.12.0 sync\n").is_empty());
+    }
+
+    #[test]
+    fn each_declared_license_needs_its_text() {
+        let manifest = "[workspace.package]\nlicense = \"MIT OR Apache-2.0\"\n";
+        let only_mit = |file: &str| (file == "LICENSE-MIT").then(|| "MIT License ...".to_owned());
+        assert_eq!(missing_license_texts(manifest, only_mit), ["LICENSE-APACHE"]);
+        let both = |file: &str| Some(if file == "LICENSE-MIT" { "MIT License" } else { "Apache License" }.to_owned());
+        assert!(missing_license_texts(manifest, both).is_empty());
+        assert_eq!(missing_license_texts("[package]\n", both), ["Cargo.toml declares no license"]);
     }
 }

@@ -110,6 +110,20 @@ mod tests {
         assert_ne!(grant(&a), grant(&other_root));
     }
 
+    /// The README's word on production settings names every secret an
+    /// instance would otherwise derive or make up for itself.
+    #[test]
+    fn the_readme_names_every_shared_secret() {
+        let readme = include_str!("../../../README.md");
+        let mut s = settings(&[ROOT, ("STREAMING__POSTGRES__URL", "postgres://db/x")]);
+        let mut named = complete(&mut s).unwrap();
+        named.push("auth.secret");
+        let section = readme.split("## Configuration").nth(1).unwrap_or_default();
+        for name in named {
+            assert!(section.contains(&format!("`{name}`")), "README's configuration section omits `{name}`");
+        }
+    }
+
     #[test]
     fn a_secret_set_on_its_own_is_kept() {
         let mut s =
