@@ -61,6 +61,7 @@ impl CircuitBreaker {
     pub fn named(mut self, name: &'static str) -> Self {
         self.name = Some(name);
         crate::telemetry::breaker_state(name, BreakerState::Closed);
+        metrics::counter!(crate::telemetry::BREAKER_OPENED, "dependency" => name).increment(0);
         self
     }
 

@@ -32,8 +32,9 @@ impl fmt::Debug for UserLimit {
 }
 
 impl UserLimit {
-    /// `policy` enforced through `limiter`.
+    /// `policy` enforced through `limiter` (its rejections counted from 0).
     pub fn new(limiter: Arc<dyn RateLimiter>, policy: RateLimitPolicy) -> Self {
+        metrics::counter!(telemetry::RATE_LIMIT_REJECTIONS, "policy" => policy.name.clone()).increment(0);
         Self { limiter, policy }
     }
 

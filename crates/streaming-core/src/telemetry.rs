@@ -36,7 +36,7 @@ pub const SESSIONS_STARTED: &str = "playback_sessions_started_total";
 pub const SESSIONS_CLOSED_IDLE: &str = "playback_sessions_closed_idle_total";
 /// `playback_progress_reports_total{outcome="applied"|"stale"}`.
 pub const PROGRESS_REPORTS: &str = "playback_progress_reports_total";
-/// `manifest_requests_total{kind="hls"|"dash", outcome="served"|"refused"|"invalid"|"error"}`.
+/// `manifest_requests_total{kind="hls"|"dash"|"other", outcome}` (see [`MANIFEST_OUTCOMES`]).
 pub const MANIFEST_REQUESTS: &str = "manifest_requests_total";
 /// `kafka_consumer_events_handled_total{topic}`: upstream events applied.
 pub const CONSUMER_HANDLED: &str = "kafka_consumer_events_handled_total";
@@ -113,6 +113,68 @@ impl InvalidationReason {
             Self::Grant => "grant",
             Self::Operator => "operator",
         }
+    }
+}
+
+impl InvalidationReason {
+    /// Every reason.
+    pub const ALL: [Self; 6] =
+        [Self::Deletion, Self::StatusChange, Self::Logout, Self::Subscription, Self::Grant, Self::Operator];
+}
+
+/// The `outcome` label values of [`MANIFEST_REQUESTS`].
+pub const MANIFEST_OUTCOMES: [&str; 6] = ["served", "refused", "invalid", "limited", "unavailable", "not_found"];
+
+/// The write-behind queues (`{queue}` of the write-behind and pending-writes counters).
+pub const QUEUES: [&str; 3] = ["progress", "sessions", "outbox"];
+
+/// Exports every counter whose labels are known before anything happens,
+/// at 0, for each of its label values: a `rate()` panel or an `absent()`
+/// alert sees a series only once it exists. Counters labelled by what a
+/// deployment configures (a rate-limit policy, a breaker's dependency, a
+/// consumed topic) start at 0 where that is set up.
+pub fn zero_known_series() {
+    for name in [
+        STREAM_URL_CACHE_HITS,
+        STREAM_URL_CACHE_MISSES,
+        STREAM_URL_PRESIGNS,
+        STREAM_CACHE_DECRYPT_FAILURES,
+        SESSIONS_CLOSED_IDLE,
+        SUBSCRIPTION_VOUCHED,
+        PENDING_HOLD_CALLS,
+    ] {
+        counter!(name).increment(0);
+    }
+    for (status, cache_hit) in [("success", "true"), ("success", "false"), ("error", "false")] {
+        counter!(STREAM_URL_REQUESTS, "status" => status, "cache_hit" => cache_hit).increment(0);
+    }
+    for reason in InvalidationReason::ALL {
+        counter!(STREAM_CACHE_INVALIDATIONS, "reason" => reason.as_str()).increment(0);
+    }
+    for op in ["get", "set"] {
+        counter!(STREAM_CACHE_ERRORS, "op" => op).increment(0);
+    }
+    for kind in ["hls", "dash"] {
+        counter!(SESSIONS_STARTED, "manifest" => kind).increment(0);
+    }
+    for kind in ["hls", "dash", "other"] {
+        for outcome in MANIFEST_OUTCOMES {
+            counter!(MANIFEST_REQUESTS, "kind" => kind, "outcome" => outcome).increment(0);
+        }
+    }
+    for outcome in ["applied", "stale"] {
+        counter!(PROGRESS_REPORTS, "outcome" => outcome).increment(0);
+    }
+    for queue in QUEUES {
+        for name in [FLUSH_FAILURES, QUEUE_OVERFLOWS, PENDING_HOLD_FAILURES, PENDING_RESCUED, PENDING_HELD] {
+            counter!(name, "queue" => queue).increment(0);
+        }
+    }
+    for path in ["outbox", "direct"] {
+        counter!(EVENTS_PUBLISHED, "path" => path).increment(0);
+    }
+    for reason in ["publish_failed", "buffer_full", "sender_stopped"] {
+        counter!(EVENTS_DROPPED, "reason" => reason).increment(0);
     }
 }
 

@@ -164,6 +164,11 @@ async fn list_partitions(shared: &Shared, name: &str) -> Result<Option<Vec<i32>>
 /// them again every [`ConsumerOptions::relist_every`] to start on the
 /// partitions added since.
 async fn topic_task(shared: Arc<Shared>, kind: UpstreamTopic, name: String) {
+    for counter in
+        [names::CONSUMER_HANDLED, names::CONSUMER_FAILURES, names::CONSUMER_DEAD_LETTERS, names::CONSUMER_OFFSETS_RESET]
+    {
+        metrics::counter!(counter, "topic" => name.clone()).increment(0);
+    }
     let mut warned = false;
     let mut backoff = Duration::from_millis(100);
     let mut partitions = loop {

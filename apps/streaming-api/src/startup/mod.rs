@@ -159,6 +159,9 @@ impl Application {
     /// # Errors
     /// As [`Application::build`].
     pub async fn build_with(mut settings: Settings, overrides: PortOverrides) -> Result<Self, StartupError> {
+        // Installed before any adapter is built: what they export at
+        // construction (breaker states, counters at 0) reaches it.
+        let metrics = if settings.metrics.enabled { crate::telemetry::prometheus() } else { None };
         let demo_mode = overrides.demo || demo_mode(&settings)?;
         let derived = crate::secrets::complete(&mut settings)?;
         if !derived.is_empty() {
@@ -280,11 +283,7 @@ impl Application {
 
         let stream_url_limit = UserLimit::per_minute(limiter, "stream-url", settings.rate_limit.stream_url_per_minute);
         let pages = web::Data::new(PagesState { demo_token: demo.as_ref().map(|demo| demo.token.clone()) });
-        let binary = web::Data::new(BinaryState {
-            local_objects: storage.local(),
-            metrics: if settings.metrics.enabled { crate::telemetry::prometheus() } else { None },
-            clock: clock.clone(),
-        });
+        let binary = web::Data::new(BinaryState { local_objects: storage.local(), metrics, clock: clock.clone() });
         let state = web::Data::new(ApiState {
             streaming,
             playback,

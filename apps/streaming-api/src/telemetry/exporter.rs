@@ -37,14 +37,7 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             names::describe();
-            // Series a dashboard divides by exist from the start, at 0.
-            for counter in [names::STREAM_URL_CACHE_HITS, names::STREAM_URL_CACHE_MISSES, names::STREAM_URL_PRESIGNS] {
-                metrics::counter!(counter).increment(0);
-            }
-            for (status, cache_hit) in [("success", "true"), ("success", "false"), ("error", "false")] {
-                metrics::counter!(names::STREAM_URL_REQUESTS, "status" => status, "cache_hit" => cache_hit)
-                    .increment(0);
-            }
+            names::zero_known_series();
             metrics::describe_gauge!(RSS, metrics::Unit::Bytes, "Resident memory of the process.");
             // Histograms keep their samples until upkeep folds them in.
             let upkeep = handle.clone();

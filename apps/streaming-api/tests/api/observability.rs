@@ -26,6 +26,73 @@ pub(crate) fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>,
     after.get(series).copied().unwrap_or(0.0) - before.get(series).copied().unwrap_or(0.0)
 }
 
+/// A `rate()` panel or an `absent()` alert sees a counter only once it is
+/// exported: every counter whose labels are known is on the first scrape,
+/// at 0, for each of its label values.
+#[tokio::test]
+async fn every_counter_with_known_labels_is_exported_at_zero_from_the_start() {
+    let app = spawn(|s| s.rate_limit.stream_url_per_minute = 60).await;
+    let first = scrape(&app).await;
+    let mut expected: Vec<String> = [
+        "stream_cache_decrypt_failures_total",
+        "playback_sessions_closed_idle_total",
+        "manifest_subscription_vouched_total",
+        "pending_writes_hold_calls_total",
+        "rate_limit_rejections_total{policy=\"stream-url\"}",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for reason in ["deletion", "status_change", "logout", "subscription", "grant", "operator"] {
+        expected.push(format!("stream_cache_invalidations_total{{reason=\"{reason}\"}}"));
+    }
+    for op in ["get", "set"] {
+        expected.push(format!("stream_cache_errors_total{{op=\"{op}\"}}"));
+    }
+    for manifest in ["hls", "dash"] {
+        expected.push(format!("playback_sessions_started_total{{manifest=\"{manifest}\"}}"));
+    }
+    for outcome in ["applied", "stale"] {
+        expected.push(format!("playback_progress_reports_total{{outcome=\"{outcome}\"}}"));
+    }
+    for kind in ["hls", "dash", "other"] {
+        for outcome in ["served", "refused", "invalid", "limited", "unavailable", "not_found"] {
+            expected.push(format!("manifest_requests_total{{kind=\"{kind}\",outcome=\"{outcome}\"}}"));
+        }
+    }
+    for queue in ["progress", "sessions", "outbox"] {
+        for name in [
+            "write_behind_flush_failures_total",
+            "write_behind_overflows_total",
+            "pending_writes_hold_failures_total",
+            "pending_writes_rescued_total",
+            "pending_writes_held_total",
+        ] {
+            expected.push(format!("{name}{{queue=\"{queue}\"}}"));
+        }
+    }
+    for path in ["outbox", "direct"] {
+        expected.push(format!("events_published_total{{path=\"{path}\"}}"));
+    }
+    for reason in ["publish_failed", "buffer_full", "sender_stopped"] {
+        expected.push(format!("events_dropped_total{{reason=\"{reason}\"}}"));
+    }
+    let absent: Vec<&String> = expected.iter().filter(|series| first.get(*series) != Some(&0.0)).collect();
+    assert!(absent.is_empty(), "not on the first scrape at 0: {absent:#?}");
+}
+
+/// A configured dependency's breaker is on the first scrape: its state
+/// (closed) and its openings (none).
+#[tokio::test]
+async fn a_configured_dependency_s_breaker_is_exported_from_the_start() {
+    let redis = streaming_core::contract::infra_var("STREAMGATE_REDIS_URL");
+    let app = spawn(move |s| s.redis.url = Some(secrecy::SecretString::from(redis))).await;
+    let first = scrape(&app).await;
+    for series in ["circuit_breaker_state{dependency=\"redis\"}", "circuit_breaker_opened_total{dependency=\"redis\"}"]
+    {
+        assert_eq!(first.get(series), Some(&0.0), "{series} on the first scrape at 0");
+    }
+}
+
 #[tokio::test]
 async fn the_spec_metrics_count_the_url_path_and_http_is_labelled_by_route_template() {
     let app = spawn(|_| {}).await;
