@@ -38,7 +38,7 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
             metrics::set_global_recorder(recorder).ok()?;
             names::describe();
             names::zero_known_series();
-            metrics::describe_gauge!(RSS, metrics::Unit::Bytes, "Resident memory of the process.");
+            process_metrics().describe();
             // Histograms keep their samples until upkeep folds them in.
             let upkeep = handle.clone();
             let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
@@ -53,14 +53,12 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// `process_resident_memory_bytes`, refreshed at each scrape.
-const RSS: &str = "process_resident_memory_bytes";
-
-/// Resident memory from `/proc/self/statm` (Linux; `None` elsewhere).
-fn resident_bytes() -> Option<f64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096.0)
+/// The standard `process_*` metrics (CPU seconds, resident and virtual
+/// memory, open and maximum file descriptors, threads, start time), as
+/// Prometheus's own clients name them, read afresh at each scrape.
+fn process_metrics() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
 }
 
 /// Prometheus metrics (text exposition format 0.0.4).
@@ -77,9 +75,7 @@ fn resident_bytes() -> Option<f64> {
 )]
 pub async fn scrape(state: web::Data<BinaryState>) -> Result<HttpResponse, ApiError> {
     let handle = state.metrics.ok_or(ApiError::RouteNotFound)?;
-    if let Some(rss) = resident_bytes() {
-        metrics::gauge!(RSS).set(rss);
-    }
+    process_metrics().collect();
     handle.run_upkeep();
     let mut body = Vec::with_capacity(16 * 1024);
     handle.render_to_write(&mut body).map_err(|_| ApiError::Internal)?;

@@ -131,7 +131,13 @@ async fn the_spec_metrics_count_the_url_path_and_http_is_labelled_by_route_templ
     assert_eq!(grew("http_requests_total{method=\"POST\",route=\"/tracks/{track_id}/stream\",status=\"200\"}"), 2.0);
     assert_eq!(grew("http_requests_total{method=\"POST\",route=\"/tracks/{track_id}/stream\",status=\"404\"}"), 1.0);
     assert_eq!(grew("http_requests_total{method=\"GET\",route=\"/objects/{key:.+}\",status=\"206\"}"), 1.0);
+    // The standard process metrics (those of Prometheus's own clients).
     assert!(after.get("process_resident_memory_bytes").is_some_and(|rss| *rss > 1e6));
+    // Whole seconds (the metrics facade's counters are integers).
+    assert!(after.get("process_cpu_seconds_total").is_some_and(|cpu| *cpu >= 0.0));
+    assert!(after.get("process_start_time_seconds").is_some_and(|start| *start > 1.7e9));
+    assert!(after.get("process_open_fds").is_some_and(|fds| *fds > 3.0));
+    assert!(after.get("process_threads").is_some_and(|threads| *threads >= 2.0));
 
     // No raw path, id or key ever becomes a label; every series is one we document.
     let known: Vec<&str> = streaming_core::telemetry::ALL.to_vec();
@@ -141,7 +147,7 @@ async fn the_spec_metrics_count_the_url_path_and_http_is_labelled_by_route_templ
         }
         let name = series.split('{').next().unwrap();
         let base = ["_bucket", "_sum", "_count"].iter().fold(name, |n, suffix| n.strip_suffix(suffix).unwrap_or(n));
-        assert!(known.contains(&base) || base == "process_resident_memory_bytes", "undocumented metric {name}");
+        assert!(known.contains(&base) || base.starts_with("process_"), "undocumented metric {name}");
     }
 }
 
@@ -262,7 +268,7 @@ fn dashboard_and_alert_rules_use_only_metrics_the_service_exports() {
     let known: Vec<&str> = streaming_core::telemetry::ALL.to_vec();
     let exported = |name: &str| {
         let base = ["_bucket", "_sum", "_count"].iter().fold(name, |n, suffix| n.strip_suffix(suffix).unwrap_or(n));
-        known.contains(&base) || ["up", "process_resident_memory_bytes"].contains(&base)
+        known.contains(&base) || base == "up" || base.starts_with("process_")
     };
     assert_eq!(
         metric_names(r#"sum by (le, route) (rate(x_bucket{a="b", c=~"d"}[5m])) / y == 2 and $v"#),
