@@ -33,14 +33,25 @@ impl std::fmt::Debug for BinaryState {
 fn table() -> RouteTable {
     vec![
         ("/objects/{key:.+}", vec![to(Method::GET, web::to(objects::serve)), to(Method::HEAD, web::to(objects::head))]),
-        ("/metrics", vec![to(Method::GET, web::to(crate::telemetry::scrape))]),
+        metrics_route(),
     ]
 }
 
+fn metrics_route() -> (&'static str, Vec<(Method, actix_web::Route)>) {
+    ("/metrics", vec![to(Method::GET, web::to(crate::telemetry::scrape))])
+}
+
 /// Registers these routes and `state`; other methods on them are 405.
+/// `/metrics` answers 404 where `state` holds no recorder.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<BinaryState>) {
     cfg.app_data(state);
     streaming_http::register(cfg, table());
+}
+
+/// Registers `/metrics` alone (the admin listener's, with `metrics.listener = "admin"`).
+pub fn configure_metrics(cfg: &mut web::ServiceConfig, state: web::Data<BinaryState>) {
+    cfg.app_data(state);
+    streaming_http::register(cfg, vec![metrics_route()]);
 }
 
 /// `(method, path)` of every route the public listener serves, paths in

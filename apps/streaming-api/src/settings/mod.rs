@@ -14,7 +14,7 @@ pub use events::EventsSettings;
 pub use http::{AdminSettings, ProblemSettings, ServerSettings};
 pub use playback::{DemoSettings, RateLimitSettings};
 pub use stores::{CacheKind, CacheSettings, StorageKind, StorageSettings};
-pub use telemetry::{InvalidSetting, LogFormat, LogSettings, MetricsSettings, OtlpSettings};
+pub use telemetry::{InvalidSetting, LogFormat, LogSettings, MetricsListener, MetricsSettings, OtlpSettings};
 
 use std::path::Path;
 

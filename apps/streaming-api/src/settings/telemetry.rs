@@ -38,12 +38,26 @@ pub struct MetricsSettings {
     /// Serve `/metrics` (default true). Off, or when the embedding program
     /// installed its own `metrics` recorder first, the route is 404.
     pub enabled: bool,
+    /// Which listener serves `/metrics` (default `public`).
+    pub listener: MetricsListener,
 }
 
 impl Default for MetricsSettings {
     fn default() -> Self {
-        Self { enabled: true }
+        Self { enabled: true, listener: MetricsListener::Public }
     }
+}
+
+/// Where `/metrics` is served (`metrics.listener`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsListener {
+    /// The public API's port, beside the API.
+    #[default]
+    Public,
+    /// The admin API's port only (`admin.enabled`), so the public port need
+    /// not expose it; no admin key is asked for it.
+    Admin,
 }
 
 /// Trace export over OTLP/HTTP.

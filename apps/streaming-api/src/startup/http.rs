@@ -37,6 +37,7 @@ pub(super) async fn admin_server(
     postgres: Option<PgDatabase>,
     api: web::Data<ApiState>,
     problem_base: web::Data<ProblemTypeBase>,
+    metrics: Option<web::Data<BinaryState>>,
 ) -> Result<(u16, Server), StartupError> {
     let admin = &settings.admin;
     let keys = admin
@@ -66,6 +67,12 @@ pub(super) async fn admin_server(
             .wrap(nosniff())
             .wrap(from_fn(streaming_http::observe))
             .configure(|cfg| streaming_http::admin::configure(cfg, state.clone()))
+            .configure(|cfg| {
+                // `metrics.listener = "admin"`: scraped here, without a key.
+                if let Some(metrics) = &metrics {
+                    routes::configure_metrics(cfg, metrics.clone());
+                }
+            })
             .default_service(web::to(streaming_http::not_found))
     })
     .workers(1)

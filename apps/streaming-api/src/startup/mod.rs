@@ -35,7 +35,7 @@ use streaming_postgres::{
 
 use crate::demo::{self, DemoInfo};
 use crate::routes::BinaryState;
-use crate::settings::Settings;
+use crate::settings::{MetricsListener, Settings};
 use crate::storage::Storage;
 use crate::subscriptions::{user_service, SubscriptionCache};
 
@@ -162,6 +162,12 @@ impl Application {
         // Installed before any adapter is built: what they export at
         // construction (breaker states, counters at 0) reaches it.
         let metrics = if settings.metrics.enabled { crate::telemetry::prometheus() } else { None };
+        let metrics_on_admin = settings.metrics.listener == MetricsListener::Admin;
+        if metrics_on_admin && !settings.admin.enabled {
+            return Err(StartupError::Config(
+                "metrics.listener = \"admin\" serves /metrics on the admin listener: it needs admin.enabled".into(),
+            ));
+        }
         let demo_mode = overrides.demo || demo_mode(&settings)?;
         let derived = crate::secrets::complete(&mut settings)?;
         if !derived.is_empty() {
@@ -283,7 +289,14 @@ impl Application {
 
         let stream_url_limit = UserLimit::per_minute(limiter, "stream-url", settings.rate_limit.stream_url_per_minute);
         let pages = web::Data::new(PagesState { demo_token: demo.as_ref().map(|demo| demo.token.clone()) });
-        let binary = web::Data::new(BinaryState { local_objects: storage.local(), metrics, clock: clock.clone() });
+        let public_metrics = metrics.filter(|_| !metrics_on_admin);
+        let binary = web::Data::new(BinaryState {
+            local_objects: storage.local(),
+            metrics: public_metrics,
+            clock: clock.clone(),
+        });
+        let admin_metrics = metrics_on_admin
+            .then(|| web::Data::new(BinaryState { local_objects: None, metrics, clock: clock.clone() }));
         let state = web::Data::new(ApiState {
             streaming,
             playback,
@@ -306,6 +319,7 @@ impl Application {
                     postgres.clone(),
                     state.clone(),
                     problem_base.clone(),
+                    admin_metrics,
                 )
                 .await?,
             ),

@@ -198,6 +198,32 @@ async fn metrics_can_be_switched_off() {
     assert_eq!(app.client.get(app.url("/metrics")).send().await.unwrap().status(), 404);
 }
 
+/// `metrics.listener = "admin"`: `/metrics` is served by the admin
+/// listener only (no key needed: the port is internal), and the public port
+/// answers 404 for it; without the admin API the start stops.
+#[tokio::test]
+async fn metrics_can_be_served_on_the_admin_listener_only() {
+    use streaming_api::settings::MetricsListener;
+    let app = spawn(|s| {
+        s.metrics.listener = MetricsListener::Admin;
+        s.admin.enabled = true;
+        s.admin.port = 0;
+        s.admin.keys = Some(secrecy::SecretString::from("ops:operator-key-for-the-admin-api-0123456789"));
+    })
+    .await;
+    assert_eq!(app.client.get(app.url("/metrics")).send().await.unwrap().status(), 404);
+    let admin = app.admin.clone().unwrap();
+    let scraped = app.client.get(format!("{admin}/metrics")).send().await.unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert!(scraped.text().await.unwrap().contains("stream_url_cache_hits_total"));
+
+    let mut settings = streaming_api::Settings::default();
+    settings.server.port = 0;
+    settings.metrics.listener = MetricsListener::Admin;
+    let refused = streaming_api::Application::build(settings).await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(refused.contains("metrics.listener") && refused.contains("admin.enabled"), "{refused}");
+}
+
 /// The dashboard and the alert rules in `deploy/`.
 fn deploy_file(path: &str) -> (std::path::PathBuf, String) {
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy").join(path);
