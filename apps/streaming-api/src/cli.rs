@@ -127,10 +127,7 @@ async fn run_command(
     }
 
     let app = Application::build(settings).await?;
-    tracing::info!(base_url = app.base_url(), "streaming service listening");
-    if app.has_ephemeral_secret() {
-        tracing::warn!("auth.secret is not set: a random secret was generated; only the printed demo token works");
-    }
+    app.log_summary();
     if let Some(demo) = app.demo() {
         // The log lines so far come first.
         lines.flush();

@@ -6,6 +6,7 @@ mod events;
 mod http;
 mod redis;
 mod services;
+mod summary;
 
 use auth::{random_secret, verifier};
 use database::{catalogs, durable_stores, postgres_database, prune_ended_sessions, DurableStores};
@@ -126,6 +127,7 @@ pub struct Application {
     admin_server: Option<Server>,
     demo: Option<DemoInfo>,
     ephemeral_secret: bool,
+    summary: summary::Summary,
     write_behind: Option<Arc<WriteBehindProgress<PgProgressStore>>>,
     session_cache: Option<Arc<WriteBehindSessions<PgSessionStore>>>,
     outbox_queue: Option<Arc<WriteBehindOutbox>>,
@@ -170,6 +172,7 @@ impl Application {
         }
         let demo_mode = overrides.demo || demo_mode(&settings)?;
         let derived = crate::secrets::complete(&mut settings)?;
+        let summary = summary::Summary::of(&settings);
         if !derived.is_empty() {
             tracing::info!(secrets = derived.join(", "), "derived from auth.secret");
         }
@@ -337,6 +340,7 @@ impl Application {
             admin_server,
             demo,
             ephemeral_secret,
+            summary,
             write_behind,
             session_cache,
             outbox_queue,
@@ -376,6 +380,13 @@ impl Application {
     /// Whether the token secret was generated at start (embedded mode).
     pub fn has_ephemeral_secret(&self) -> bool {
         self.ephemeral_secret
+    }
+
+    /// Logs what runs: one line with the version, the adapters, the token
+    /// algorithms and the listeners, then a warning per shared secret made up
+    /// at random for this process.
+    pub fn log_summary(&self) {
+        self.summary.log(&self.base_url, self.admin_port);
     }
 
     /// Serves until the server is stopped (SIGINT/SIGTERM drain in-flight requests).

@@ -377,3 +377,66 @@ async fn a_grant_from_one_instance_works_on_another_with_only_the_root_secret_sh
     let through_b = b.client.get(b.url(path)).send().await.unwrap();
     assert_eq!(through_b.status(), 200, "{}", through_b.text().await.unwrap());
 }
+
+/// An operator reads from the first lines what runs: one line with the
+/// version, the adapters, the token algorithms and the listeners, and one
+/// warning per secret made up at random (lost with the process).
+#[tokio::test]
+async fn the_start_is_summed_up_in_one_line_and_each_random_secret_is_warned_of() {
+    use std::time::Duration;
+
+    use tokio::io::AsyncBufReadExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = streaming_core::contract::free_port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_streaming-api"))
+        .env("STREAMING__SERVER__PORT", port.to_string())
+        .env("STREAMING__STORAGE__ROOT", dir.path().join("objects"))
+        .env("STREAMING__EVENTS__PATH", dir.path().join("events.jsonl"))
+        .env("STREAMING__LOG__FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut summary, mut warnings) = (None, Vec::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while summary.is_none() {
+        let line = tokio::time::timeout_at(deadline, lines.next_line()).await.unwrap().unwrap().unwrap();
+        let Ok(line) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        if line["level"] == "WARN" {
+            warnings.push(line["message"].as_str().unwrap_or_default().to_owned());
+        }
+        if line["message"] == "streaming service started" {
+            summary = Some(line);
+        }
+    }
+    // The warnings come with the summary, before anything else.
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_millis(300), lines.next_line()).await {
+        let Ok(line) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        if line["level"] == "WARN" {
+            warnings.push(line["message"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    let summary = summary.unwrap();
+    assert_eq!(summary["version"], env!("CARGO_PKG_VERSION"));
+    for (field, value) in [
+        ("storage", "localfs"),
+        ("cache", "memory"),
+        ("database", "memory"),
+        ("events", "file"),
+        ("users", "memory"),
+        ("token_algorithms", "HS256"),
+        ("metrics", "public"),
+    ] {
+        assert_eq!(summary[field], value, "{field} in {summary}");
+    }
+    assert_eq!(summary["listening"], format!("http://127.0.0.1:{port}"), "{summary}");
+    for secret in ["auth.secret", "playback.grant_secret", "cache.encryption_keys", "storage.signing_key"] {
+        assert_eq!(
+            warnings.iter().filter(|w| w.contains(secret) && w.contains("random")).count(),
+            1,
+            "one warning for {secret}: {warnings:#?}"
+        );
+    }
+}
