@@ -94,14 +94,26 @@ fn kubernetes_manifests(root: &Path) -> Result<Vec<String>, String> {
     }
     manifests.sort();
     let kustomization = std::fs::read_to_string(dir.join("kustomization.yaml")).map_err(|e| e.to_string())?;
-    for line in kustomization.lines() {
-        if let Some(resource) = line.trim().strip_prefix("- ") {
-            if !manifests.contains(&format!("deploy/k8s/{resource}")) {
-                return Err(format!("deploy/k8s/kustomization.yaml names {resource}, which is not there"));
-            }
+    for resource in kustomization_resources(&kustomization) {
+        if !manifests.contains(&format!("deploy/k8s/{resource}")) {
+            return Err(format!("deploy/k8s/kustomization.yaml names {resource}, which is not there"));
         }
     }
     Ok(manifests)
+}
+
+/// The items of the kustomization's top-level `resources:` list.
+fn kustomization_resources(kustomization: &str) -> Vec<&str> {
+    let mut in_resources = false;
+    let mut resources = Vec::new();
+    for line in kustomization.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()) {
+        if !line.starts_with(' ') && !line.starts_with('-') {
+            in_resources = line.trim_end() == "resources:";
+        } else if let Some(resource) = line.trim().strip_prefix("- ").filter(|_| in_resources) {
+            resources.push(resource);
+        }
+    }
+    resources
 }
 
 /// The image is built from the repository root: `.dockerignore` must keep
@@ -136,4 +148,13 @@ fn build_context(root: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_resources_list_names_files() {
+        let kustomization = "kind: Kustomization\nresources:\n  - a.yaml\n# note\n  - b.yaml\nimages:\n  - name: x\n    newTag: \"1\"\n";
+        assert_eq!(super::kustomization_resources(kustomization), ["a.yaml", "b.yaml"]);
+    }
 }

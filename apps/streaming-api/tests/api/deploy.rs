@@ -135,3 +135,24 @@ fn the_deployment_files_set_only_settings_the_service_accepts() {
     }
     assert!(seen >= 20, "the compose stack and the ConfigMap set the service's settings ({seen} found)");
 }
+
+/// The Kubernetes manifests: a drain takes one replica at a time, replicas
+/// spread over nodes and zones, and the image is named where kustomize can
+/// set its tag or digest (`kustomize edit set image`).
+#[test]
+fn the_manifests_drain_one_replica_at_a_time_spread_them_and_let_kustomize_set_the_image() {
+    let (_, pdb) = repository_file("deploy/k8s/pdb.yaml");
+    assert!(pdb.contains("maxUnavailable: 1") && !pdb.contains("minAvailable:"), "pdb.yaml:\n{pdb}");
+    let (_, deployment) = repository_file("deploy/k8s/deployment.yaml");
+    assert!(deployment.contains("topologySpreadConstraints:"), "no topology spread");
+    for key in ["topology.kubernetes.io/zone", "kubernetes.io/hostname"] {
+        assert!(deployment.contains(&format!("topologyKey: {key}")), "no spread over {key}");
+    }
+    let (_, kustomization) = repository_file("deploy/k8s/kustomization.yaml");
+    assert!(kustomization.contains("images:") && kustomization.contains("- name: streamgate"), "{kustomization}");
+    assert!(deployment.contains("image: streamgate\n"), "the Deployment names the image kustomize sets");
+    // The migration Job, applied on its own before the rollout, runs the same version.
+    let tag = kustomization.split("newTag: ").nth(1).unwrap().lines().next().unwrap().trim_matches('"');
+    let (_, job) = repository_file("deploy/k8s/migrate-job.yaml");
+    assert!(job.contains(&format!("image: streamgate:{tag}\n")), "migrate-job.yaml runs streamgate:{tag}");
+}
