@@ -128,7 +128,7 @@ fn build_context(root: &Path) -> Result<(), String> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| l.trim_end_matches('/'))
         .collect();
-    for kept in ["target", "data", ".git"] {
+    for kept in ["target", "data", ".git", "**/node_modules"] {
         if !patterns.contains(&kept) {
             return Err(format!(".dockerignore must exclude {kept}/"));
         }
