@@ -103,6 +103,10 @@ pub enum InvalidationReason {
 }
 
 impl InvalidationReason {
+    /// Every reason.
+    pub const ALL: [Self; 6] =
+        [Self::Deletion, Self::StatusChange, Self::Logout, Self::Subscription, Self::Grant, Self::Operator];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -114,12 +118,6 @@ impl InvalidationReason {
             Self::Operator => "operator",
         }
     }
-}
-
-impl InvalidationReason {
-    /// Every reason.
-    pub const ALL: [Self; 6] =
-        [Self::Deletion, Self::StatusChange, Self::Logout, Self::Subscription, Self::Grant, Self::Operator];
 }
 
 /// The `outcome` label values of [`MANIFEST_REQUESTS`].

@@ -16,7 +16,7 @@ use crate::harness::{assert_problem, psql, spawn, token_for, TestApp, READY};
 
 const ADMIN_KEY: &str = "operator-key-for-the-admin-api-0123456789";
 
-fn with_admin(settings: &mut Settings) {
+pub(crate) fn with_admin(settings: &mut Settings) {
     settings.admin.enabled = true;
     settings.admin.port = 0;
     settings.admin.keys =

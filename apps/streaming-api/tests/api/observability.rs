@@ -206,9 +206,7 @@ async fn metrics_can_be_served_on_the_admin_listener_only() {
     use streaming_api::settings::MetricsListener;
     let app = spawn(|s| {
         s.metrics.listener = MetricsListener::Admin;
-        s.admin.enabled = true;
-        s.admin.port = 0;
-        s.admin.keys = Some(secrecy::SecretString::from("ops:operator-key-for-the-admin-api-0123456789"));
+        crate::admin::with_admin(s);
     })
     .await;
     assert_eq!(app.client.get(app.url("/metrics")).send().await.unwrap().status(), 404);
