@@ -33,6 +33,11 @@ mod tools;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
+    // Help is an answer, wherever it is asked for; no command is a mistake.
+    if args.first().is_some_and(|first| first == "help") || args.iter().any(|arg| arg == "--help" || arg == "-h") {
+        print!("{HELP}");
+        return ExitCode::SUCCESS;
+    }
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("tidy") => tidy::run(&workspace_root()),
@@ -50,9 +55,9 @@ fn main() -> ExitCode {
         Some("infra") => match args.get(1).map(String::as_str) {
             Some("up") => infra::up(&workspace_root()).map(drop),
             Some("down") => infra::down(&workspace_root()),
-            _ => Err(USAGE.to_owned()),
+            _ => return usage_error(),
         },
-        _ => Err(USAGE.to_owned()),
+        _ => return usage_error(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -63,7 +68,40 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <test | install [ITEM...] | tidy | deny | deploy | infra up | infra down | bench [--no-criterion] [--duration S] [--connections N] [--viewers N] [--setup embedded|real] | load [--duration S] [--connections N] [--viewers N] [--setup embedded|real] [--paths hit,miss,start,progress,manifest,paced,solo] | faults | fuzz [--seconds N] [TARGET...]>";
+/// A command that is not one: the help on stderr, exit 2 (as a parser's).
+fn usage_error() -> ExitCode {
+    eprint!("xtask: no such command\n\n{HELP}");
+    ExitCode::from(2)
+}
+
+const HELP: &str = "\
+Usage: cargo xtask <COMMAND> [OPTIONS]
+
+The project's repeatable chores.
+
+Commands:
+  test      format check, clippy, tidy, supply chain, deployment files, then every test
+            against the real servers it starts on loopback (what CI runs)
+  install [ITEM...]
+            what `test` needs besides the workspace (tools, packages, servers)
+  tidy      architecture and repository checks
+  deny      the supply-chain check alone (cargo-deny)
+  deploy    the deployment files alone (Dockerfile, Compose, Kubernetes, Prometheus)
+  infra up|down
+            start or stop the real servers the tests use, on loopback
+  bench [--no-criterion] [LOAD OPTIONS]
+            the criterion benchmarks, then the load harness; writes docs/benchmarks.md
+  load [LOAD OPTIONS] [--paths hit,miss,start,progress,manifest,paced,solo]
+            the load harness alone, against the release build
+  faults    the fault tests alone, one at a time, with their figures
+  fuzz [--seconds N] [TARGET...]
+            the fuzz targets for a bounded time each (not in CI)
+
+Load options:
+  --duration S  --connections N  --viewers N  --setup embedded|real
+
+  -h, --help  Print this help (also after a command)
+";
 
 fn workspace_root() -> PathBuf {
     let manifest = env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("xtask"), PathBuf::from);

@@ -1,32 +1,80 @@
-//! The command line: `streaming-api [serve | migrate | seed-demo | healthcheck | token SUBJECT…] [--config FILE]`.
+//! The command line: `streaming-api [--config FILE] [COMMAND]`, parsed by
+//! clap (`--help` on each command, `--version`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::demo::DemoInfo;
 use crate::log_writer::BatchedWriter;
 use crate::{Application, Settings};
 
-const USAGE: &str =
-    "usage: streaming-api [serve | migrate | seed-demo | healthcheck | token [--ttl-seconds N] SUBJECT...] [--config FILE]\n\n\
-serve (the default) runs the service; migrate applies pending database migrations and exits;\n\
-seed-demo writes the demo media into the configured stores (catalog and objects) and exits;\n\
-healthcheck asks the service on server.host:server.port for /healthz and exits 0 if it answers 200;\n\
-token prints one token per SUBJECT (a user id) signed with auth.secret, valid N seconds (default 3600).\n\
-Settings come from built-in defaults, then FILE (or $STREAMING_CONFIG), then\n\
-STREAMING__SECTION__KEY environment variables.";
+/// The streaming-access service: who may play which media, short-lived
+/// signed URLs straight to the object store, playback progress, sessions
+/// and events.
+#[derive(Debug, Parser)]
+#[command(
+    name = "streaming-api",
+    version,
+    after_help = "Settings come from built-in defaults, then FILE, then the cinema service's variables \
+                  (PORT, DATABASE_URL, …), then STREAMING__SECTION__KEY environment variables; \
+                  docs/configuration.md lists every key."
+)]
+struct Cli {
+    /// A TOML settings file.
+    #[arg(long, global = true, value_name = "FILE", env = "STREAMING_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Apply the pending database migrations to postgres.url and exit.
+    Migrate,
+    /// Write the demo media into the configured catalog and object store and exit.
+    SeedDemo,
+    /// Ask the service on server.host:server.port for /healthz; exit 0 if it answers 200 within 3 s.
+    Healthcheck,
+    /// Print one token per SUBJECT, signed with auth.secret and carrying the configured iss/aud/type.
+    Token {
+        /// How long the tokens are valid, in seconds.
+        #[arg(long, value_name = "N", default_value_t = 3600)]
+        ttl_seconds: u64,
+        /// A user id; one token per line for each.
+        #[arg(value_name = "SUBJECT", required = true)]
+        subjects: Vec<String>,
+    },
+    /// Work with the settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate the settings without starting: print the effective ones as
+    /// TOML on stdout (every secret redacted), then every problem on stderr;
+    /// exit 1 if there is one.
+    Check,
+}
 
 /// Why a command did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// The arguments are not understood (or help was asked for): the usage text.
+    /// The arguments are not understood, or help or the version was asked
+    /// for: clap's answer, with its exit code (0 for help, 2 for a mistake).
     #[error("{0}")]
-    Usage(String),
+    Usage(#[from] clap::Error),
     /// The settings cannot be loaded.
     #[error(transparent)]
     Settings(#[from] crate::settings::SettingsError),
+    /// The settings are read but cannot be used: every problem.
+    #[error("invalid configuration: {}", .0.join("; "))]
+    Invalid(Vec<String>),
     /// Logging could not be set up.
     #[error(transparent)]
     Telemetry(#[from] crate::telemetry::TelemetryError),
@@ -50,50 +98,26 @@ fn failed(command: &'static str) -> impl FnOnce(String) -> CliError {
     move |problem| CliError::Failed { command, problem }
 }
 
-fn usage(problem: impl std::fmt::Display) -> CliError {
-    CliError::Usage(format!("{problem}\n\n{USAGE}"))
-}
-
-enum Command {
-    Serve,
-    Migrate,
-    SeedDemo,
-    Healthcheck,
-    Token(Vec<String>),
-}
-
 /// Runs the command line.
 ///
 /// # Errors
-/// [`CliError`]: why the service could not start or stopped abnormally, or
-/// the command failed.
+/// [`CliError`]: the usage (or help) text, why the service could not start
+/// or stopped abnormally, or why the command failed.
 pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), CliError> {
-    let mut config: Option<PathBuf> = std::env::var_os("STREAMING_CONFIG").map(PathBuf::from);
-    let mut args = args.into_iter().skip(1);
-    let mut command = Command::Serve;
-    let mut ttl_seconds: u64 = 3600;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "serve" => {}
-            "migrate" => command = Command::Migrate,
-            "seed-demo" => command = Command::SeedDemo,
-            "healthcheck" => command = Command::Healthcheck,
-            "token" => command = Command::Token(Vec::new()),
-            "--config" => config = Some(args.next().ok_or_else(|| usage("--config needs a file"))?.into()),
-            "--ttl-seconds" => {
-                let value = args.next().ok_or_else(|| usage("--ttl-seconds needs a number"))?;
-                ttl_seconds = value.parse().map_err(|_| usage(format!("--ttl-seconds: {value:?} is not a number")))?;
-            }
-            "-h" | "--help" => return Err(CliError::Usage(USAGE.into())),
-            subject if !subject.starts_with('-') && matches!(command, Command::Token(_)) => {
-                if let Command::Token(subjects) = &mut command {
-                    subjects.push(subject.to_owned());
-                }
-            }
-            other => return Err(usage(format!("unknown argument {other:?}"))),
+    let cli = Cli::try_parse_from(args)?;
+    let command = cli.command.unwrap_or(Command::Serve);
+    let env = std::env::vars();
+    if let Command::Config(ConfigCommand::Check) = command {
+        return check_config(Settings::load(cli.config.as_deref(), env));
+    }
+    let settings = Settings::load(cli.config.as_deref(), env)?;
+    if let Command::Serve = command {
+        // Every problem at once, rather than the first the start meets.
+        let problems = settings.problems();
+        if !problems.is_empty() {
+            return Err(CliError::Invalid(problems));
         }
     }
-    let settings = Settings::load(config.as_deref(), std::env::vars())?;
     let filter =
         EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&settings.log.filter)).map_err(|e| {
             crate::telemetry::TelemetryError::Setting(crate::settings::InvalidSetting {
@@ -105,25 +129,58 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), CliError>
     let lines = BatchedWriter::start(std::io::stdout(), Duration::from_millis(50))
         .map_err(|e| CliError::Failed { command: "serve", problem: format!("log writer thread: {e}") })?;
     let telemetry = crate::telemetry::install_logging(&settings.log, &settings.otlp, filter, lines.clone())?;
-    let outcome = run_command(command, settings, ttl_seconds, &lines).await;
+    let outcome = run_command(command, settings, &lines).await;
     // Buffered spans go out before the process ends (the exporter blocks).
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     lines.flush();
     outcome
 }
 
+/// `streaming-api config check`: the effective settings as TOML, secrets
+/// redacted, on stdout; every problem on stderr, one a line.
+#[allow(clippy::print_stdout, clippy::print_stderr)] // the command's answer
+fn check_config(loaded: Result<Settings, crate::settings::SettingsError>) -> Result<(), CliError> {
+    let settings = match loaded {
+        Ok(settings) => settings,
+        Err(error) => {
+            for problem in error.problems() {
+                eprintln!("problem: {problem}");
+            }
+            return Err(failed("config check")(format!(
+                "{} problem(s); nothing else was checked",
+                error.problems().len()
+            )));
+        }
+    };
+    let effective =
+        toml::to_string(&settings).map_err(|e| failed("config check")(format!("printing the settings: {e}")))?;
+    print!("{effective}");
+    let problems = settings.problems();
+    for problem in &problems {
+        eprintln!("problem: {problem}");
+    }
+    if problems.is_empty() {
+        eprintln!("config check: no problems");
+        Ok(())
+    } else {
+        Err(failed("config check")(format!("{} problem(s)", problems.len())))
+    }
+}
+
 async fn run_command(
     command: Command,
     settings: Settings,
-    ttl_seconds: u64,
     lines: &BatchedWriter<std::io::Stdout>,
 ) -> Result<(), CliError> {
     match command {
-        Command::Serve => {}
+        // `config check` never gets here: it answers before logging is set up.
+        Command::Serve | Command::Config(_) => {}
         Command::Migrate => return run_migrations(&settings).await,
         Command::SeedDemo => return seed_demo(settings).await,
         Command::Healthcheck => return healthcheck(&settings).await,
-        Command::Token(subjects) => return print_tokens(&settings, &subjects, Duration::from_secs(ttl_seconds)),
+        Command::Token { ttl_seconds, subjects } => {
+            return print_tokens(&settings, &subjects, Duration::from_secs(ttl_seconds))
+        }
     }
 
     let app = Application::build(settings).await?;
@@ -238,9 +295,6 @@ fn print_tokens(settings: &Settings, subjects: &[String], ttl: Duration) -> Resu
         .secret
         .as_ref()
         .ok_or_else(|| failed("token")("needs auth.secret (STREAMING__AUTH__SECRET)".into()))?;
-    if subjects.is_empty() {
-        return Err(usage("token needs at least one SUBJECT"));
-    }
     for subject in subjects {
         streaming_core::domain::UserId::try_from(subject.as_str())
             .map_err(|e| failed("token")(format!("subject {subject:?} is not a user id: {e}")))?;

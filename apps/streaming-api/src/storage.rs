@@ -52,6 +52,23 @@ impl Storage {
         }
     }
 
+    /// Whether the storage settings can be used, without touching the store.
+    ///
+    /// # Errors
+    /// [`StartupError::Config`] naming the setting.
+    pub fn check(settings: &Settings) -> Result<(), StartupError> {
+        let storage = &settings.storage;
+        match (storage.kind, &storage.signing_key) {
+            (StorageKind::Localfs, Some(key)) => UrlSigner::new(key.expose_secret().as_bytes())
+                .map(drop)
+                .map_err(|e| StartupError::Config(format!("storage.signing_key: {e}"))),
+            (StorageKind::Localfs, None) => Ok(()),
+            (StorageKind::S3, _) => {
+                storage.s3.open().map(drop).map_err(|e| StartupError::Config(format!("storage.s3: {e}")))
+            }
+        }
+    }
+
     /// The store as the core's port.
     pub fn port(&self) -> Arc<dyn ObjectStore> {
         match self {

@@ -93,6 +93,15 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// The JOSE name (`HS256`, `RS256`, `ES256`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hs256 => "HS256",
+            Self::Rs256 => "RS256",
+            Self::Es256 => "ES256",
+        }
+    }
+
     fn signature(self) -> SignatureAlgorithm {
         match self {
             Self::Hs256 => SignatureAlgorithm::HS256,

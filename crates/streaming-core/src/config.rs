@@ -22,8 +22,26 @@ fn refuse(message: impl Into<String>) -> ConfigError {
     ConfigError(message.into())
 }
 
+/// What a secret setting that is set shows when the effective settings are
+/// printed.
+pub const REDACTED: &str = "<redacted>";
+
+/// Serializes a secret setting as [`REDACTED`] (an unset one stays unset),
+/// so that the effective settings can be shown without their secrets:
+/// `#[serde(serialize_with = "streaming_core::config::redacted")]`.
+///
+/// # Errors
+/// The serializer's.
+#[allow(clippy::ref_option)] // the signature serde's `serialize_with` calls
+pub fn redacted<S: serde::Serializer>(secret: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => serializer.serialize_some(REDACTED),
+        None => serializer.serialize_none(),
+    }
+}
+
 /// Presign expiry and cache semantics.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamingSection {
     /// Lifetime of presigned URLs in seconds (default 120).
@@ -41,7 +59,7 @@ impl Default for StreamingSection {
 }
 
 /// Movie playback: manifests, progress, sessions.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PlaybackSection {
     /// Lifetime of manifest URLs in seconds (default 3600).
@@ -61,6 +79,7 @@ pub struct PlaybackSection {
     pub session_close_after_seconds: u64,
     /// Signs manifest grants (at least 32 bytes; a secret). Unset: a random
     /// key per process, so grants only work on the instance that issued them.
+    #[serde(serialize_with = "crate::config::redacted")]
     pub grant_secret: Option<SecretString>,
     /// Object URLs in a served manifest are signed at the start of a window
     /// of this many seconds, so fetches within it get identical URLs (default 60).

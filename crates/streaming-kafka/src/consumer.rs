@@ -71,7 +71,7 @@ impl std::fmt::Debug for ConsumerOptions {
 
 /// Where to start a partition with no stored offset (`kafka.consume_from`:
 /// `earliest`, the default, or `latest`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StartFrom {
     /// The oldest record the broker keeps (rebuilds the read model).

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::{KafkaConfig, KafkaProducer, StartFrom, UpstreamTopic};
 
 /// Kafka: playback events go to `{topic_prefix}stream.{start|progress|stop}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Publish to Kafka (default false: without it, events stay in the

@@ -9,10 +9,11 @@ use serde::Deserialize;
 use crate::{DbError, PgConfig, PgDatabase};
 
 /// PostgreSQL: the catalog read model, watch progress and stream sessions.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PgSettings {
     /// `postgres://user:password@host:port/database`; unset keeps everything in memory.
+    #[serde(serialize_with = "streaming_core::config::redacted")]
     pub url: Option<SecretString>,
     /// Connections in the pool (default 16).
     pub pool_size: u32,

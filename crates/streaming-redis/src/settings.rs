@@ -10,11 +10,12 @@ use serde::Deserialize;
 use crate::{HotCopyLayout, RedisConfig, RedisConnection};
 
 /// Redis, shared by every instance.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
     /// `redis://`, `rediss://`, `redis-cluster://…?node=…` or `redis-sentinel://…`.
     /// When set, rate limits are shared through Redis.
+    #[serde(serialize_with = "streaming_core::config::redacted")]
     pub url: Option<SecretString>,
     /// Connections in the pool (default 4).
     pub pool_size: usize,

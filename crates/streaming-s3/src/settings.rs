@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::{S3Config, S3ConfigError, S3Credentials, S3ObjectStore};
 
 /// The S3 store.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct S3Settings {
     /// `http(s)://host[:port]` of an S3-compatible server; unset for AWS.
@@ -21,6 +21,7 @@ pub struct S3Settings {
     /// Access key id; with `secret_key` unset too, the standard AWS chain is used.
     pub access_key: String,
     /// Secret access key.
+    #[serde(serialize_with = "streaming_core::config::redacted")]
     pub secret_key: Option<SecretString>,
     /// Timeout of each HEAD/GET to the store, in milliseconds (default 5000).
     pub request_timeout_ms: u64,

@@ -10,7 +10,7 @@ use streaming_core::domain::Plan;
 use crate::{ConfigError, Credentials, UserServiceConfig, UserServiceDirectory};
 
 /// The user service (`GET {url}{path}`): subscriptions and plans.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UserServiceSettings {
     /// `https://users.internal`; unset keeps subscriptions in memory (the demo's).
@@ -21,6 +21,7 @@ pub struct UserServiceSettings {
     /// (send `service_token` and name the user in `X-User-Id`).
     pub credentials: UserCredentials,
     /// The token for `credentials = "service"` (a secret).
+    #[serde(serialize_with = "streaming_core::config::redacted")]
     pub service_token: Option<SecretString>,
     /// Bound of each attempt in milliseconds (default 5000).
     pub timeout_ms: u64,
@@ -62,7 +63,7 @@ impl Default for UserServiceSettings {
 }
 
 /// How the user service client authenticates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum UserCredentials {
     /// Forwards the caller's bearer token.

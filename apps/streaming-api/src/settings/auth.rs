@@ -7,11 +7,12 @@ use serde::Deserialize;
 use streaming_auth::Algorithm;
 
 /// Bearer-token verification.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     /// HS256 secret (at least 32 bytes). Unset: a random one is generated at
     /// start and only the printed demo token works (embedded mode).
+    #[serde(serialize_with = "streaming_core::config::redacted")]
     pub secret: Option<SecretString>,
     /// Required `iss`.
     pub issuer: Option<String>,
@@ -77,6 +78,13 @@ impl std::str::FromStr for Algorithms {
 impl<'de> Deserialize<'de> for Algorithms {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for Algorithms {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let names: Vec<&str> = self.0.iter().map(|algorithm| algorithm.name()).collect();
+        serializer.serialize_str(&names.join(","))
     }
 }
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 /// The internal admin API (`/internal/v1/`): catalog, grants, user status
 /// and cache invalidation for operators and services without Kafka.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSettings {
     /// Serve it (default false).
@@ -19,6 +19,7 @@ pub struct AdminSettings {
     /// The service credentials, `name:key` pairs separated by commas; each
     /// key at least 32 bytes. The name is what the audit trail records as
     /// the actor. Required when enabled.
+    #[serde(serialize_with = "streaming_core::config::redacted")]
     pub keys: Option<SecretString>,
     /// The audit trail's JSON-lines file when there is no PostgreSQL
     /// (default `data/admin-audit.jsonl`; with PostgreSQL: `admin_audit`).
@@ -38,7 +39,7 @@ impl Default for AdminSettings {
 }
 
 /// Where and how to listen.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
     /// Interface to bind (default `127.0.0.1`).
@@ -73,7 +74,7 @@ impl Default for ServerSettings {
 }
 
 /// Problem documents.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProblemSettings {
     /// Base of the `type` URIs (default `https://streamgate.dev/problems/`).

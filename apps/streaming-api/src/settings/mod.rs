@@ -21,7 +21,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 /// Everything the service can be told.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Where and how to listen.
@@ -62,17 +62,40 @@ pub struct Settings {
     pub admin: AdminSettings,
 }
 
-/// Why the configuration could not be loaded.
-#[derive(Debug, thiserror::Error)]
-#[error("configuration: {0}")]
-pub struct SettingsError(String);
+/// Why the configuration could not be loaded: every problem found, each
+/// naming its key (or file) and, for a value, where it came from.
+#[derive(Debug)]
+pub struct SettingsError(Vec<String>);
+
+impl SettingsError {
+    fn one(problem: impl Into<String>) -> Self {
+        Self(vec![problem.into()])
+    }
+
+    /// Each problem, one line each.
+    pub fn problems(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_slice() {
+            [one] => write!(f, "configuration: {one}"),
+            problems => write!(f, "configuration: {} problems: {}", problems.len(), problems.join("; ")),
+        }
+    }
+}
+
+impl std::error::Error for SettingsError {}
 
 impl Settings {
     /// Loads defaults, then `file` (if given; it must exist), then the
     /// `STREAMING__*` variables of `env`.
     ///
     /// # Errors
-    /// [`SettingsError`] naming the offending key or file.
+    /// [`SettingsError`] naming the offending file, or every key whose value
+    /// cannot be read (each key of a section is tried on its own).
     pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, SettingsError> {
         let mut builder = config::Config::builder();
         if let Some(file) = file {
@@ -80,7 +103,8 @@ impl Settings {
         }
         let env: std::collections::HashMap<String, String> = env.into_iter().collect();
         // The cinema service's variables, below our own names.
-        let cinema = crate::cinema_env::settings(&env).map_err(|e| SettingsError(format!("cinema variables: {e}")))?;
+        let cinema =
+            crate::cinema_env::settings(&env).map_err(|e| SettingsError::one(format!("cinema variables: {e}")))?;
         let cinema: config::Map<String, String> = cinema
             .into_iter()
             .map(|(key, value)| (format!("CINEMA__{}", key.replace('.', "__").to_uppercase()), value))
@@ -100,9 +124,45 @@ impl Settings {
                 .try_parsing(true)
                 .source(Some(env)),
         );
-        let config = builder.build().map_err(|e| SettingsError(e.to_string()))?;
-        config.try_deserialize().map_err(|e| SettingsError(e.to_string()))
+        let config = builder.build().map_err(|e| SettingsError::one(e.to_string()))?;
+        let layered = config.cache.clone();
+        config.try_deserialize().map_err(|first| SettingsError(unreadable(layered, &first)))
     }
+}
+
+/// Every value of `layered` that cannot be read, found by reading each
+/// section, then each key of a section that fails, on its own (every
+/// section and key has a default, so one alone is a whole configuration).
+/// `first` is the error of the whole, kept when no single key explains it.
+fn unreadable(layered: config::Value, first: &config::ConfigError) -> Vec<String> {
+    use config::{Map, Value, ValueKind};
+    let alone = |section: &str, value: Value| {
+        let root = Value::new(None, ValueKind::Table(Map::from([(section.to_owned(), value)])));
+        root.try_deserialize::<Settings>().err().map(|e| e.to_string())
+    };
+    let sorted = |table: Map<String, Value>| {
+        let mut entries: Vec<(String, Value)> = table.into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries
+    };
+    let mut problems = Vec::new();
+    for (section, value) in sorted(layered.into_table().unwrap_or_default()) {
+        let Some(section_problem) = alone(&section, value.clone()) else { continue };
+        let before = problems.len();
+        if let ValueKind::Table(keys) = value.kind {
+            for (key, value) in sorted(keys) {
+                let single = Value::new(None, ValueKind::Table(Map::from([(key, value)])));
+                problems.extend(alone(&section, single));
+            }
+        }
+        if problems.len() == before {
+            problems.push(section_problem);
+        }
+    }
+    if problems.is_empty() {
+        problems.push(first.to_string());
+    }
+    problems
 }
 
 #[cfg(test)]
@@ -240,6 +300,21 @@ mod tests {
         for ratio in [-0.1, 1.5, f64::NAN] {
             assert!(otlp("http://c", ratio).traces_url().unwrap_err().key == "otlp.sample_ratio");
         }
+    }
+
+    #[test]
+    fn every_unreadable_value_is_reported_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("streaming.toml");
+        std::fs::write(&file, "[server]\nport = \"eighty\"\nprot = 1\nhost = \"0.0.0.0\"\n[sever]\nport = 1\n")
+            .unwrap();
+        let error = Settings::load(Some(&file), env(&[("STREAMING__LOG__USER_IDS", "perhaps")])).unwrap_err();
+        let problems = error.problems();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        for (problem, names) in problems.iter().zip(["user_ids", "port", "prot", "sever"]) {
+            assert!(problem.contains(names), "{names}: {problem}");
+        }
+        assert!(error.to_string().starts_with("configuration: 4 problems: "), "{error}");
     }
 
     #[test]

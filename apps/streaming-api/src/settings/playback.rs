@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 /// Per-user request limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitSettings {
     /// Stream-URL requests per minute per user (policy `stream-url`, default 60; 0 disables).
@@ -33,7 +33,7 @@ impl Default for RateLimitSettings {
 }
 
 /// Demo media and the printed demo token.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DemoSettings {
     /// Seed demo media, print a demo token and serve the demo player.

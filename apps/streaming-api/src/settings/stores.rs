@@ -7,7 +7,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 /// Which URL cache to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum CacheKind {
     /// In-process, bounded (moka).
@@ -22,7 +22,7 @@ pub enum CacheKind {
 }
 
 /// The URL cache.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheSettings {
     /// Which cache.
@@ -46,6 +46,7 @@ pub struct CacheSettings {
     pub current_key_version: Option<u16>,
     /// Keys as `version:base64-32-bytes`, comma-separated (e.g. `1:AAAA…,2:BBBB…`).
     /// Unset: a random key per process.
+    #[serde(serialize_with = "streaming_core::config::redacted")]
     pub encryption_keys: Option<SecretString>,
 }
 
@@ -64,7 +65,7 @@ impl Default for CacheSettings {
 }
 
 /// Which object store to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageKind {
     /// A local directory served by this service with signed URLs.
@@ -75,7 +76,7 @@ pub enum StorageKind {
 }
 
 /// Where media objects live.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSettings {
     /// Which store.
@@ -83,6 +84,7 @@ pub struct StorageSettings {
     /// The local store's directory (default `./data/objects`).
     pub root: PathBuf,
     /// HMAC key of the local store's URLs (at least 32 bytes). Unset: random per process.
+    #[serde(serialize_with = "streaming_core::config::redacted")]
     pub signing_key: Option<SecretString>,
     /// The S3 store (`kind = "s3"`).
     pub s3: streaming_s3::S3Settings,

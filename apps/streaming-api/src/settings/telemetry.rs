@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 /// Logging.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     /// A `tracing` filter (default `info`); `RUST_LOG` overrides it.
@@ -22,7 +22,7 @@ impl Default for LogSettings {
 }
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// For people.
@@ -32,7 +32,7 @@ pub enum LogFormat {
 }
 
 /// Prometheus metrics.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsSettings {
     /// Serve `/metrics` (default true). Off, or when the embedding program
@@ -49,7 +49,7 @@ impl Default for MetricsSettings {
 }
 
 /// Where `/metrics` is served (`metrics.listener`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MetricsListener {
     /// The public API's port, beside the API.
@@ -61,7 +61,7 @@ pub enum MetricsListener {
 }
 
 /// Trace export over OTLP/HTTP.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OtlpSettings {
     /// The collector's OTLP/HTTP base URL (`http://collector:4318`; spans go

@@ -40,12 +40,7 @@ pub(super) async fn admin_server(
     metrics: Option<web::Data<BinaryState>>,
 ) -> Result<(u16, Server), StartupError> {
     let admin = &settings.admin;
-    let keys = admin
-        .keys
-        .as_ref()
-        .ok_or_else(|| StartupError::Config("admin.keys is required when admin.enabled is true".into()))?;
-    let credentials: streaming_auth::ServiceCredentials =
-        keys.expose_secret().parse().map_err(|e| StartupError::Config(format!("admin.keys: {e}")))?;
+    let credentials = admin_credentials(settings)?;
     let audit: Arc<dyn AuditLog> = match postgres {
         Some(db) => Arc::new(PgAuditLog::new(db)),
         None => Arc::new(
@@ -113,4 +108,17 @@ pub(super) fn public_server(
         server = server.workers(workers);
     }
     Ok(server.listen(listener).map_err(|source| StartupError::Bind { address: format!("port {port}"), source })?.run())
+}
+
+/// The admin API's service credentials (`admin.keys`).
+///
+/// # Errors
+/// [`StartupError::Config`] when they are missing or malformed.
+pub(super) fn admin_credentials(settings: &Settings) -> Result<streaming_auth::ServiceCredentials, StartupError> {
+    let keys = settings
+        .admin
+        .keys
+        .as_ref()
+        .ok_or_else(|| StartupError::Config("admin.keys is required when admin.enabled is true".into()))?;
+    keys.expose_secret().parse().map_err(|e| StartupError::Config(format!("admin.keys: {e}")))
 }

@@ -1,6 +1,7 @@
 //! The composition root: settings in, a bound server out.
 
 mod auth;
+mod check;
 mod database;
 mod events;
 mod http;
@@ -164,12 +165,8 @@ impl Application {
         // Installed before any adapter is built: what they export at
         // construction (breaker states, counters at 0) reaches it.
         let metrics = if settings.metrics.enabled { crate::telemetry::prometheus() } else { None };
+        check::metrics_listener(&settings)?;
         let metrics_on_admin = settings.metrics.listener == MetricsListener::Admin;
-        if metrics_on_admin && !settings.admin.enabled {
-            return Err(StartupError::Config(
-                "metrics.listener = \"admin\" serves /metrics on the admin listener: it needs admin.enabled".into(),
-            ));
-        }
         let demo_mode = overrides.demo || demo_mode(&settings)?;
         let derived = crate::secrets::complete(&mut settings)?;
         let summary = summary::Summary::of(&settings);

@@ -51,16 +51,7 @@ impl Summary {
             database: if settings.postgres.url.is_some() { "postgres" } else { "memory" },
             events: if settings.kafka.enabled { "kafka" } else { "file" },
             users: if settings.users.url.is_some() { "user service" } else { "memory" },
-            token_algorithms: algorithms
-                .0
-                .iter()
-                .map(|algorithm| match algorithm {
-                    Algorithm::Hs256 => "HS256",
-                    Algorithm::Rs256 => "RS256",
-                    Algorithm::Es256 => "ES256",
-                })
-                .collect::<Vec<_>>()
-                .join(","),
+            token_algorithms: algorithms.0.iter().map(|algorithm| algorithm.name()).collect::<Vec<_>>().join(","),
             metrics: match (settings.metrics.enabled, settings.metrics.listener) {
                 (false, _) => "off",
                 (true, MetricsListener::Public) => "public",

@@ -152,6 +152,37 @@ impl Telemetry {
     }
 }
 
+/// Trace export asked of a build without it.
+#[cfg(not(feature = "otlp"))]
+fn no_trace_export() -> crate::settings::InvalidSetting {
+    crate::settings::InvalidSetting {
+        key: "otlp.endpoint",
+        problem: "set, but this build has no trace export (build with the `otlp` feature)".into(),
+    }
+}
+
+/// Every setting of logging and trace export that [`install_logging`]
+/// would refuse (`RUST_LOG` aside), without installing anything.
+pub fn check_settings(
+    log: &crate::settings::LogSettings,
+    otlp: &crate::settings::OtlpSettings,
+) -> Vec<crate::settings::InvalidSetting> {
+    use crate::settings::InvalidSetting;
+    let filter = |key: &'static str, filter: &str| {
+        tracing_subscriber::EnvFilter::try_new(filter).err().map(|e| InvalidSetting { key, problem: e.to_string() })
+    };
+    let mut problems: Vec<InvalidSetting> = filter("log.filter", &log.filter).into_iter().collect();
+    match otlp.traces_url() {
+        Err(problem) => problems.push(problem),
+        Ok(None) => {}
+        #[cfg(feature = "otlp")]
+        Ok(Some(_)) => problems.extend(filter("otlp.filter", &otlp.filter)),
+        #[cfg(not(feature = "otlp"))]
+        Ok(Some(_)) => problems.push(no_trace_export()),
+    }
+    problems
+}
+
 /// Installs the process's logging and tracing: `filter` applied (leaky
 /// dependencies capped), lines in `log.format` written to `writer` (stdout in
 /// the binary; a buffer in tests), records of crates that use the `log`
@@ -205,12 +236,7 @@ where
     };
     #[cfg(not(feature = "otlp"))]
     let telemetry = match otlp.traces_url()? {
-        Some(_) => {
-            return Err(TelemetryError::Setting(crate::settings::InvalidSetting {
-                key: "otlp.endpoint",
-                problem: "set, but this build has no trace export (build with the `otlp` feature)".into(),
-            }))
-        }
+        Some(_) => return Err(TelemetryError::Setting(no_trace_export())),
         None => Telemetry::default(),
     };
 

@@ -6,4 +6,4 @@ mod exporter;
 mod logging;
 
 pub use exporter::{__path_scrape, prometheus, scrape};
-pub use logging::{install_logging, Telemetry, TelemetryError};
+pub use logging::{check_settings, install_logging, Telemetry, TelemetryError};

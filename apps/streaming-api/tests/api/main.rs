@@ -7,6 +7,7 @@
 
 mod admin;
 mod cinema;
+mod cli;
 mod config_keys;
 mod deploy;
 mod guide;

@@ -38,7 +38,7 @@ fn text(value: Value) -> Option<String> {
 
 /// How the hot copies' keys and values are written and read
 /// (`redis.hot_copy_keys`: `tagged`, the default, or `cinema`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HotCopyLayout {
     /// This service's: `progress:{<user>}:<movie>` and `subscription:{<user>}`,
