@@ -10,6 +10,7 @@
 //!   open it; one trial after 30 s).
 //! * Requests use path-style addressing (`/{bucket}/{key}`), which MinIO needs.
 
+mod credentials;
 mod settings;
 mod sigv4;
 
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusoto_core::{HttpClient, Region, RusotoError};
-use rusoto_credential::{DefaultCredentialsProvider, ProvideAwsCredentials, StaticProvider};
+use rusoto_credential::{ProvideAwsCredentials, StaticProvider};
 use rusoto_s3::{GetObjectRequest, HeadBucketRequest, HeadObjectRequest, PutObjectRequest, S3Client, S3};
 use secrecy::{ExposeSecret, SecretString};
 use streaming_core::circuit_breaker::{BreakerState, CircuitBreaker};
@@ -58,15 +59,20 @@ pub enum S3Credentials {
         secret_key: SecretString,
     },
     /// The standard chain: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
-    /// (`AWS_SESSION_TOKEN`), the profile file, then container or instance
-    /// metadata; temporary credentials are refreshed before they expire.
+    /// (`AWS_SESSION_TOKEN`); else, with `AWS_WEB_IDENTITY_TOKEN_FILE` and
+    /// `AWS_ROLE_ARN` set (a Kubernetes service account bound to a role, as
+    /// EKS IRSA injects), the role's credentials from STS
+    /// AssumeRoleWithWebIdentity (`AWS_ENDPOINT_URL_STS`, `AWS_REGION`,
+    /// `AWS_ROLE_SESSION_NAME` are honoured); else the profile file, then
+    /// container or instance metadata. Temporary credentials are cached and
+    /// renewed before they expire.
     Default,
 }
 
 /// The credentials at hand: fixed, or the refreshing chain.
 enum CredentialSource {
     Static { access_key: String, secret_key: SecretString },
-    Chain(Box<DefaultCredentialsProvider>),
+    Chain(Box<credentials::CachedChain>),
 }
 
 /// Why the store could not be built.
@@ -84,6 +90,9 @@ pub enum S3ConfigError {
     /// An access key without its secret, or a secret without its key.
     #[error("access_key and secret_key go together")]
     HalfAKey,
+    /// A web identity token file without a role to assume, or the reverse.
+    #[error("AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN go together")]
+    HalfAWebIdentity,
 }
 
 /// [`ObjectStore`] over S3.
@@ -128,7 +137,7 @@ impl S3ObjectStore {
                 (S3Client::new_with(http, provider, region), CredentialSource::Static { access_key, secret_key })
             }
             S3Credentials::Default => {
-                let chain = DefaultCredentialsProvider::new().map_err(|e| S3ConfigError::Client(e.to_string()))?;
+                let chain = credentials::Chain::from_environment(&config.region)?;
                 (S3Client::new_with(http, chain.clone(), region), CredentialSource::Chain(Box::new(chain)))
             }
         };
@@ -272,7 +281,7 @@ fn aws_endpoint(region: &str) -> String {
 }
 
 /// `http(s)://host[:port]` → (scheme, host[:port]).
-fn split_endpoint(endpoint: &str) -> Option<(&'static str, &str)> {
+pub(crate) fn split_endpoint(endpoint: &str) -> Option<(&'static str, &str)> {
     let (scheme, rest) = if let Some(rest) = endpoint.strip_prefix("http://") {
         ("http", rest)
     } else {

@@ -182,3 +182,156 @@ async fn credentials_from_the_standard_chain_sign_and_authenticate() {
     let url = store.presign_get(&key, OffsetDateTime::now_utc(), Duration::from_secs(60)).await.unwrap().url;
     assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
 }
+
+/// A loopback stand-in of STS: answers AssumeRoleWithWebIdentity with the
+/// S3 server's keys as the role's temporary credentials (with a session
+/// token), valid `lifetime` from the answer, and keeps each request's form.
+struct StandInSts {
+    endpoint: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl StandInSts {
+    async fn start(lifetime: Duration) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                let mut buffer = [0_u8; 4096];
+                // The head, then as much body as it announces.
+                let body_at = loop {
+                    let read = socket.read(&mut buffer).await.unwrap_or(0);
+                    request.extend_from_slice(&buffer[..read]);
+                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break Some(end + 4);
+                    }
+                    if read == 0 {
+                        break None;
+                    }
+                };
+                // A connection opened and closed without a request.
+                let Some(body_at) = body_at else { continue };
+                let head = String::from_utf8_lossy(&request[..body_at]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .map_or(0, |value| value.trim().parse().unwrap());
+                while request.len() < body_at + length {
+                    let read = socket.read(&mut buffer).await.unwrap_or(0);
+                    assert!(read > 0, "the request ended before its body: {}", String::from_utf8_lossy(&request));
+                    request.extend_from_slice(&buffer[..read]);
+                }
+                seen.lock().unwrap().push(String::from_utf8_lossy(&request[body_at..]).into_owned());
+                let expiration = OffsetDateTime::now_utc() + lifetime;
+                let expiration = expiration.format(&time::format_description::well_known::Rfc3339).unwrap();
+                let body = format!(
+                    "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+                     <AssumeRoleWithWebIdentityResult><Credentials>\
+                     <SessionToken>stand-in-session-token</SessionToken>\
+                     <SecretAccessKey>{}</SecretAccessKey><Expiration>{expiration}</Expiration>\
+                     <AccessKeyId>{}</AccessKeyId></Credentials>\
+                     <SubjectFromWebIdentityToken>system:serviceaccount:media:streamgate</SubjectFromWebIdentityToken>\
+                     </AssumeRoleWithWebIdentityResult>\
+                     <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata>\
+                     </AssumeRoleWithWebIdentityResponse>",
+                    infra("STREAMGATE_S3_SECRET_KEY"),
+                    infra("STREAMGATE_S3_ACCESS_KEY"),
+                );
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                socket.write_all(response.as_bytes()).await.unwrap();
+            }
+        });
+        Self { endpoint, requests }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// The chain's web identity link, as EKS IRSA configures it: a token file
+/// and a role in the environment, no keys. The token is exchanged at STS
+/// (a loopback stand-in) and the role's credentials, with their session
+/// token, sign requests and URLs the real S3 server accepts; the exchange
+/// is cached, and renewed with the token file read again.
+#[tokio::test]
+async fn a_web_identity_token_is_exchanged_at_sts_for_credentials_that_sign() {
+    // nextest runs each test in its own process, so this environment is ours alone.
+    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"] {
+        std::env::remove_var(name);
+    }
+    // Renewed half-way through their life: a second here.
+    let sts = StandInSts::start(Duration::from_secs(2)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "first-projected-token\n").unwrap();
+    std::env::set_var("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file);
+    std::env::set_var("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/streamgate");
+    std::env::set_var("AWS_ENDPOINT_URL_STS", &sts.endpoint);
+    std::env::set_var("AWS_ROLE_SESSION_NAME", "streamgate-pod-1");
+    let store = S3ObjectStore::new(S3Config {
+        credentials: S3Credentials::Default,
+        ..config(&infra("STREAMGATE_S3_ENDPOINT"))
+    })
+    .unwrap();
+    let key = unique_key("irsa.mp3");
+    store.put(&key, audio(48), "audio/mpeg").await.unwrap();
+    let url = store.presign_get(&key, OffsetDateTime::now_utc(), Duration::from_secs(60)).await.unwrap().url;
+    assert!(url.contains("X-Amz-Security-Token=stand-in-session-token"), "the session token is signed in");
+    let fetched = reqwest::get(&url).await.unwrap();
+    assert_eq!(fetched.status(), 200, "the server checked the signature");
+    assert_eq!(fetched.bytes().await.unwrap().len(), 48);
+
+    let requests = sts.requests();
+    let first = requests.first().expect("STS was asked");
+    for part in [
+        "Action=AssumeRoleWithWebIdentity",
+        "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fstreamgate",
+        "RoleSessionName=streamgate-pod-1",
+        "WebIdentityToken=first-projected-token&",
+    ] {
+        assert!(format!("{first}&").contains(part), "{part} in {first}");
+    }
+    // The kubelet rotates the token; the next renewal sends the new one.
+    std::fs::write(&token_file, "second-projected-token").unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    store.presign_get(&key, OffsetDateTime::now_utc(), Duration::from_secs(60)).await.unwrap();
+    let requests = sts.requests();
+    assert_eq!(requests.len(), 2, "one exchange for the put and the first URL, one renewal");
+    assert!(requests[1].contains("WebIdentityToken=second-projected-token"), "{}", requests[1]);
+}
+
+/// Credentials with a normal lifetime are asked for once, not per URL.
+#[tokio::test]
+async fn web_identity_credentials_are_cached_until_half_their_life() {
+    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"] {
+        std::env::remove_var(name);
+    }
+    let sts = StandInSts::start(Duration::from_secs(3600)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "projected-token").unwrap();
+    std::env::set_var("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file);
+    std::env::set_var("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/streamgate");
+    std::env::set_var("AWS_ENDPOINT_URL_STS", &sts.endpoint);
+    let store = S3ObjectStore::new(S3Config {
+        credentials: S3Credentials::Default,
+        ..config(&infra("STREAMGATE_S3_ENDPOINT"))
+    })
+    .unwrap();
+    let key = unique_key("cached.mp3");
+    store.put(&key, audio(16), "audio/mpeg").await.unwrap();
+    for _ in 0..5 {
+        let url = store.presign_get(&key, OffsetDateTime::now_utc(), Duration::from_secs(60)).await.unwrap().url;
+        assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
+    }
+    assert_eq!(sts.requests().len(), 1, "one exchange for a put and five URLs");
+}
