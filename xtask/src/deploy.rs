@@ -28,6 +28,12 @@ pub fn install_checkers() -> Result<(), String> {
 pub fn check(root: &Path) -> Result<(), String> {
     build_context(root)?;
     allocator_settings(root)?;
+    let (rules, current) = prometheus_rule_files(root)?;
+    if current != prometheus_rule(&rules) {
+        return Err(format!(
+            "{PROMETHEUS_RULE} is not a copy of {ALERTS}'s rules: run `cargo xtask deploy --write` after editing {ALERTS}"
+        ));
+    }
     let hadolint = tools::ensure_python_tool(HADOLINT, "hadolint")?;
     run(Command::new(hadolint).arg("deploy/Dockerfile").current_dir(root), "hadolint")?;
 
@@ -55,14 +61,55 @@ pub fn check(root: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The image, the compose stack and the ConfigMap give the service the
+/// The alert rules, and the Prometheus operator's copy of them.
+const ALERTS: &str = "deploy/prometheus/alerts.yml";
+const PROMETHEUS_RULE: &str = "deploy/k8s/monitoring/prometheusrule.yaml";
+
+/// The text of [`ALERTS`] and of [`PROMETHEUS_RULE`] (empty when missing).
+fn prometheus_rule_files(root: &Path) -> Result<(String, String), String> {
+    let rules = std::fs::read_to_string(root.join(ALERTS)).map_err(|e| format!("{ALERTS}: {e}"))?;
+    Ok((rules, std::fs::read_to_string(root.join(PROMETHEUS_RULE)).unwrap_or_default()))
+}
+
+/// `cargo xtask deploy --write`: writes [`PROMETHEUS_RULE`] from [`ALERTS`].
+pub fn write_rules(root: &Path) -> Result<(), String> {
+    let (rules, _) = prometheus_rule_files(root)?;
+    std::fs::write(root.join(PROMETHEUS_RULE), prometheus_rule(&rules))
+        .map_err(|e| format!("{PROMETHEUS_RULE}: {e}"))?;
+    println!("deploy: {PROMETHEUS_RULE} written from {ALERTS}");
+    Ok(())
+}
+
+/// The PrometheusRule resource holding `rules`' groups (the file's opening
+/// comment left out): the same YAML, two spaces deeper, under `spec:`.
+fn prometheus_rule(rules: &str) -> String {
+    let mut resource = String::from(
+        "# Generated from deploy/prometheus/alerts.yml by `cargo xtask deploy --write`:\n\
+         # edit that file (promtool checks and unit-tests it), not this one. Add the\n\
+         # label your Prometheus's ruleSelector asks for.\n\
+         apiVersion: monitoring.coreos.com/v1\n\
+         kind: PrometheusRule\n\
+         metadata:\n  name: streamgate\n  labels:\n    app.kubernetes.io/name: streamgate\n\
+         spec:\n",
+    );
+    for line in rules.lines().skip_while(|line| line.starts_with('#') || line.trim().is_empty()) {
+        if !line.is_empty() {
+            resource.push_str("  ");
+            resource.push_str(line);
+        }
+        resource.push('\n');
+    }
+    resource
+}
+
+/// The image, the compose stack and the ConfigMap's env file give the service the
 /// allocator settings the load harness measured it with.
 fn allocator_settings(root: &Path) -> Result<(), String> {
     let wanted = crate::load::GLIBC_TUNABLES;
     for (file, line) in [
         ("deploy/Dockerfile", format!("GLIBC_TUNABLES={wanted}")),
         ("deploy/docker-compose.yml", format!("GLIBC_TUNABLES: \"{wanted}\"")),
-        ("deploy/k8s/configmap.yaml", format!("GLIBC_TUNABLES: \"{wanted}\"")),
+        ("deploy/k8s/streamgate.env", format!("GLIBC_TUNABLES={wanted}\n")),
     ] {
         let text = std::fs::read_to_string(root.join(file)).map_err(|e| format!("{file}: {e}"))?;
         if !text.contains(&line) {
@@ -152,6 +199,21 @@ fn build_context(root: &Path) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use super::prometheus_rule;
+
+    #[test]
+    fn the_prometheus_rule_holds_the_groups_two_spaces_deeper() {
+        let rules = "# a comment\n\ngroups:\n  - name: g\n    rules:\n      - alert: A\n        expr: |\n          up\n\n      - alert: B\n";
+        let resource = prometheus_rule(rules);
+        assert!(resource.contains("kind: PrometheusRule\n"), "{resource}");
+        let spec = resource.split("spec:\n").nth(1).unwrap();
+        assert_eq!(
+            spec,
+            "  groups:\n    - name: g\n      rules:\n        - alert: A\n          expr: |\n            up\n\n        - alert: B\n"
+        );
+        assert!(!resource.contains("a comment"));
+    }
+
     #[test]
     fn only_the_resources_list_names_files() {
         let kustomization = "kind: Kustomization\nresources:\n  - a.yaml\n# note\n  - b.yaml\nimages:\n  - name: x\n    newTag: \"1\"\n";

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         Some("tidy") => tidy::run(&workspace_root()),
         Some("install") => install(&args[1..]),
         Some("deny") => supply_chain::check(&workspace_root()),
+        Some("deploy") if args.get(1).is_some_and(|arg| arg == "--write") => deploy::write_rules(&workspace_root()),
         Some("deploy") => deploy::check(&workspace_root()),
         Some("bench") => {
             load::Options::parse(&args[1..], true).and_then(|options| bench(&options, &command_line(&args)))
@@ -86,7 +87,9 @@ Commands:
             what `test` needs besides the workspace (tools, packages, servers)
   tidy      architecture and repository checks
   deny      the supply-chain check alone (cargo-deny)
-  deploy    the deployment files alone (Dockerfile, Compose, Kubernetes, Prometheus)
+  deploy [--write]
+            the deployment files alone (Dockerfile, Compose, Kubernetes, Prometheus);
+            --write makes the Prometheus operator's rules of deploy/prometheus/alerts.yml
   infra up|down
             start or stop the real servers the tests use, on loopback
   bench [--no-criterion] [LOAD OPTIONS]

@@ -88,11 +88,14 @@ fn the_documented_defaults_are_the_defaults() {
     assert!(checked > 60, "most rows name a literal default; {checked} did");
 }
 
-/// `STREAMING__…` variables set in a deployment file, as `NAME: value` lines.
+/// `STREAMING__…` variables set in a deployment file, as `NAME: value`
+/// lines (YAML) or `NAME=value` lines (an env file).
 fn deployment_variables(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|line| {
-            let (name, value) = line.trim().trim_start_matches("- ").split_once(':')?;
+            let line = line.trim().trim_start_matches("- ");
+            let separator = if line.split_once(':').is_some_and(|(name, _)| !name.contains('=')) { ':' } else { '=' };
+            let (name, value) = line.split_once(separator)?;
             let name = name.trim().trim_matches('"');
             name.starts_with("STREAMING__").then(|| {
                 let value = value.trim().trim_matches('"').trim_matches('\'');
@@ -109,7 +112,7 @@ fn the_deployment_files_set_only_settings_the_service_accepts() {
     let k8s = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/k8s");
     for entry in std::fs::read_dir(&k8s).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        if name.ends_with(".yaml") {
+        if name.ends_with(".yaml") || name.ends_with(".env") {
             files.push(format!("deploy/k8s/{name}"));
         }
     }
@@ -133,7 +136,7 @@ fn the_deployment_files_set_only_settings_the_service_accepts() {
         }
         seen += variables.len();
     }
-    assert!(seen >= 20, "the compose stack and the ConfigMap set the service's settings ({seen} found)");
+    assert!(seen >= 40, "the compose stack and the ConfigMap's env file set the service's settings ({seen} found)");
 }
 
 /// The Kubernetes manifests: a drain takes one replica at a time, replicas
@@ -155,4 +158,51 @@ fn the_manifests_drain_one_replica_at_a_time_spread_them_and_let_kustomize_set_t
     let tag = kustomization.split("newTag: ").nth(1).unwrap().lines().next().unwrap().trim_matches('"');
     let (_, job) = repository_file("deploy/k8s/migrate-job.yaml");
     assert!(job.contains(&format!("image: streamgate:{tag}\n")), "migrate-job.yaml runs streamgate:{tag}");
+}
+
+/// The settings reach the pods through kustomize's generator (a changed
+/// file is a new ConfigMap name, so the pods roll); the pods run under
+/// their own service account, behind a network policy that lets in the API
+/// port only and lets out only what the service talks to; and a cluster
+/// with the Prometheus operator gets a ServiceMonitor and the alert rules.
+#[test]
+fn the_manifests_roll_on_a_settings_change_run_as_their_own_account_and_are_fenced_in() {
+    let (_, kustomization) = repository_file("deploy/k8s/kustomization.yaml");
+    assert!(!kustomization.contains("configmap.yaml"), "the ConfigMap is generated, not a plain resource");
+    let generator = kustomization.split("configMapGenerator:").nth(1).expect("a configMapGenerator");
+    assert!(generator.contains("- name: streamgate-config") && generator.contains("- streamgate.env"), "{generator}");
+    let (_, deployment) = repository_file("deploy/k8s/deployment.yaml");
+    assert!(deployment.contains("configMapRef:\n                name: streamgate-config"), "envFrom the generated map");
+
+    let (_, account) = repository_file("deploy/k8s/serviceaccount.yaml");
+    assert!(account.contains("kind: ServiceAccount") && account.contains("name: streamgate\n"), "{account}");
+    assert!(account.contains("automountServiceAccountToken: false"), "no API token: the service never calls the API");
+    // (The migration Job, applied before the kustomization, needs no account of its own.)
+    assert!(deployment.contains("serviceAccountName: streamgate\n"), "the pods run as the streamgate account");
+
+    let (_, policy) = repository_file("deploy/k8s/networkpolicy.yaml");
+    assert!(policy.contains("kind: NetworkPolicy") && policy.contains("policyTypes: [Ingress, Egress]"), "{policy}");
+    let ingress = policy.split("ingress:").nth(1).unwrap().split("egress:").next().unwrap();
+    assert!(ingress.contains("port: http") && !ingress.contains("8081"), "only the API port is let in: {ingress}");
+    let egress = policy.split("egress:").nth(1).unwrap();
+    for port in ["53", "5432", "6379", "9092", "443"] {
+        assert!(egress.contains(&format!("port: {port},")), "egress to port {port}: {egress}");
+    }
+    for resource in ["serviceaccount.yaml", "networkpolicy.yaml"] {
+        assert!(kustomization.contains(&format!("- {resource}")), "kustomization.yaml applies {resource}");
+    }
+
+    let (_, monitor) = repository_file("deploy/k8s/monitoring/servicemonitor.yaml");
+    assert!(monitor.contains("kind: ServiceMonitor"), "{monitor}");
+    let (_, service) = repository_file("deploy/k8s/service.yaml");
+    assert!(service.contains("app.kubernetes.io/name: streamgate") && service.contains("- name: http"));
+    for line in ["app.kubernetes.io/name: streamgate", "- port: http", "path: /metrics"] {
+        assert!(monitor.contains(line), "the ServiceMonitor has {line}: {monitor}");
+    }
+    let (_, rules) = repository_file("deploy/k8s/monitoring/prometheusrule.yaml");
+    assert!(rules.contains("kind: PrometheusRule"), "{rules}");
+    let (_, monitoring) = repository_file("deploy/k8s/monitoring/kustomization.yaml");
+    for resource in ["servicemonitor.yaml", "prometheusrule.yaml"] {
+        assert!(monitoring.contains(&format!("- {resource}")), "monitoring/kustomization.yaml applies {resource}");
+    }
 }

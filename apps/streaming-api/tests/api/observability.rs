@@ -351,8 +351,16 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
     let promtool = streaming_core::contract::infra_var("STREAMGATE_PROMTOOL");
     let (rules, _) = deploy_file("prometheus/alerts.yml");
     let dir = rules.parent().unwrap().to_owned();
+    // The Prometheus operator's copy: its `spec`, two spaces shallower, is a rule file.
+    let (_, resource) = deploy_file("k8s/monitoring/prometheusrule.yaml");
+    let spec = resource.split("\nspec:\n").nth(1).expect("a PrometheusRule with a spec");
+    let spec: String = spec.lines().map(|line| format!("{}\n", line.strip_prefix("  ").unwrap_or(line))).collect();
+    let operator_rules = tempfile::tempdir().unwrap();
+    let operator_file = operator_rules.path().join("prometheusrule-spec.yml");
+    std::fs::write(&operator_file, spec).unwrap();
     for args in [
         vec!["check", "rules", "alerts.yml"],
+        vec!["check", "rules", operator_file.to_str().unwrap()],
         vec!["check", "config", "prometheus.yml"],
         vec!["test", "rules", "alerts.test.yml"],
     ] {
@@ -365,4 +373,35 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+/// Each alert links its runbook, a section of docs/runbooks.md saying what
+/// it means, what to check and what to do; and the service vanishing from
+/// discovery altogether (no `up` series to be 0) is an alert of its own.
+#[test]
+fn every_alert_has_a_runbook_and_the_service_missing_altogether_is_an_alert() {
+    let (_, rules) = deploy_file("prometheus/alerts.yml");
+    let alerts: Vec<&str> = rules.lines().filter_map(|line| line.trim().strip_prefix("- alert: ")).collect();
+    let (_, runbooks) = deploy_file("../docs/runbooks.md");
+    let sections: Vec<&str> = runbooks.split("\n## ").skip(1).collect();
+    for alert in &alerts {
+        let url = format!(
+            "runbook_url: \"https://github.com/streamgate/streamgate/blob/main/docs/runbooks.md#{}\"",
+            alert.to_lowercase()
+        );
+        let rule = rules.split(&format!("- alert: {alert}\n")).nth(1).unwrap().split("- alert:").next().unwrap();
+        assert!(rule.contains(&url), "{alert} links its runbook ({url}):\n{rule}");
+        let section = sections.iter().find(|s| s.lines().next() == Some(*alert));
+        let section = section.unwrap_or_else(|| panic!("docs/runbooks.md has no section `## {alert}`"));
+        for part in ["**What it means.**", "**What to check.**", "**What to do.**"] {
+            assert!(section.contains(part), "the runbook of {alert} says {part}");
+        }
+    }
+    for section in &sections {
+        let title = section.lines().next().unwrap();
+        assert!(alerts.contains(&title), "docs/runbooks.md has a section for {title}, which is no alert");
+    }
+    let absent =
+        rules.split("- alert: StreamgateAbsent\n").nth(1).expect("an alert for the service missing altogether");
+    assert!(absent.contains("expr: absent(up{job=\"streamgate\"})"), "{absent}");
 }
