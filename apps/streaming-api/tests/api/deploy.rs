@@ -206,3 +206,37 @@ fn the_manifests_roll_on_a_settings_change_run_as_their_own_account_and_are_fenc
         assert!(monitoring.contains(&format!("- {resource}")), "monitoring/kustomization.yaml applies {resource}");
     }
 }
+
+/// The image runs on a distroless base (no shell, no package manager: the
+/// health check is the binary's own command), says what it is in OCI
+/// labels, and every third-party image of the compose stack names a fixed
+/// release.
+#[test]
+fn the_image_is_distroless_and_labelled_and_the_stack_pins_its_images() {
+    let (_, dockerfile) = repository_file("deploy/Dockerfile");
+    let runtime = dockerfile.split(" AS runtime").nth(1).expect("a runtime stage");
+    let base = dockerfile.split(" AS runtime").next().unwrap().lines().last().unwrap();
+    assert_eq!(base, "FROM ${RUNTIME_BASE}", "the runtime base is the argument a digest pin can replace");
+    assert!(dockerfile.contains("\nARG RUNTIME_BASE=gcr.io/distroless/cc-debian12:nonroot\n"), "distroless cc");
+    assert!(runtime.contains(&format!("ARG VERSION={}\n", env!("CARGO_PKG_VERSION"))), "the version label's default");
+    for forbidden in ["apt-get", "RUN "] {
+        assert!(!runtime.contains(forbidden), "the runtime stage runs nothing ({forbidden})");
+    }
+    assert!(runtime.contains("CMD [\"/usr/local/bin/streaming-api\", \"healthcheck\"]"), "exec-form health check");
+    for label in ["title", "description", "source", "licenses", "version", "revision", "created"] {
+        assert!(runtime.contains(&format!("org.opencontainers.image.{label}=")), "OCI label {label}");
+    }
+    assert!(
+        runtime.contains("org.opencontainers.image.licenses=\"MIT OR Apache-2.0\""),
+        "the licenses Cargo.toml declares"
+    );
+
+    let (_, compose) = repository_file("deploy/docker-compose.yml");
+    for image in compose.lines().filter_map(|line| line.trim().strip_prefix("image: ")) {
+        if image.starts_with("streamgate:") {
+            continue; // built here from the Dockerfile
+        }
+        let tag = image.split_once(':').map(|(_, tag)| tag).unwrap_or_default();
+        assert!(!tag.is_empty() && tag != "latest", "{image}: pin a release, not latest");
+    }
+}
