@@ -4,7 +4,8 @@
 //! rusoto_s3 for requests and a local SigV4 query signer for presigned URLs.
 //!
 //! * `presign_get` is local computation (no round trip), byte-identical to
-//!   rusoto's presigner and several times faster.
+//!   rusoto's presigner and about ten times faster (2.0 µs against 21.6 µs
+//!   a URL: `cargo bench -p streaming-s3 --bench presign`; docs/benchmarks.md).
 //! * `head` and `read_small` time out after `request_timeout` (5 s), are
 //!   retried once, and go through a circuit breaker (5 consecutive failures
 //!   open it; one trial after 30 s).
