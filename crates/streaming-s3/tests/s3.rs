@@ -255,6 +255,21 @@ impl StandInSts {
     fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
     }
+
+    /// A store on the standard chain with no keys in the environment, a
+    /// web identity token in `token_file`, and this STS to exchange it at,
+    /// as EKS IRSA configures a pod (nextest runs each test in its own
+    /// process, so this environment is the test's alone).
+    fn store(&self, token_file: &std::path::Path) -> S3ObjectStore {
+        for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"] {
+            std::env::remove_var(name);
+        }
+        std::env::set_var("AWS_WEB_IDENTITY_TOKEN_FILE", token_file);
+        std::env::set_var("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/streamgate");
+        std::env::set_var("AWS_ENDPOINT_URL_STS", &self.endpoint);
+        let config = S3Config { credentials: S3Credentials::Default, ..config(&infra("STREAMGATE_S3_ENDPOINT")) };
+        S3ObjectStore::new(config).unwrap()
+    }
 }
 
 /// The chain's web identity link, as EKS IRSA configures it: a token file
@@ -264,24 +279,13 @@ impl StandInSts {
 /// is cached, and renewed with the token file read again.
 #[tokio::test]
 async fn a_web_identity_token_is_exchanged_at_sts_for_credentials_that_sign() {
-    // nextest runs each test in its own process, so this environment is ours alone.
-    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"] {
-        std::env::remove_var(name);
-    }
     // Renewed half-way through their life: a second here.
     let sts = StandInSts::start(Duration::from_secs(2)).await;
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "first-projected-token\n").unwrap();
-    std::env::set_var("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file);
-    std::env::set_var("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/streamgate");
-    std::env::set_var("AWS_ENDPOINT_URL_STS", &sts.endpoint);
     std::env::set_var("AWS_ROLE_SESSION_NAME", "streamgate-pod-1");
-    let store = S3ObjectStore::new(S3Config {
-        credentials: S3Credentials::Default,
-        ..config(&infra("STREAMGATE_S3_ENDPOINT"))
-    })
-    .unwrap();
+    let store = sts.store(&token_file);
     let key = unique_key("irsa.mp3");
     store.put(&key, audio(48), "audio/mpeg").await.unwrap();
     let url = store.presign_get(&key, OffsetDateTime::now_utc(), Duration::from_secs(60)).await.unwrap().url;
@@ -312,21 +316,11 @@ async fn a_web_identity_token_is_exchanged_at_sts_for_credentials_that_sign() {
 /// Credentials with a normal lifetime are asked for once, not per URL.
 #[tokio::test]
 async fn web_identity_credentials_are_cached_until_half_their_life() {
-    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"] {
-        std::env::remove_var(name);
-    }
     let sts = StandInSts::start(Duration::from_secs(3600)).await;
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "projected-token").unwrap();
-    std::env::set_var("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file);
-    std::env::set_var("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/streamgate");
-    std::env::set_var("AWS_ENDPOINT_URL_STS", &sts.endpoint);
-    let store = S3ObjectStore::new(S3Config {
-        credentials: S3Credentials::Default,
-        ..config(&infra("STREAMGATE_S3_ENDPOINT"))
-    })
-    .unwrap();
+    let store = sts.store(&token_file);
     let key = unique_key("cached.mp3");
     store.put(&key, audio(16), "audio/mpeg").await.unwrap();
     for _ in 0..5 {
