@@ -302,6 +302,25 @@ mod tests {
         }
     }
 
+    /// What `config check` prints reads back as the same settings.
+    #[test]
+    fn the_printed_settings_read_back_as_the_same_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let given = dir.path().join("given.toml");
+        std::fs::write(&given, "[kafka.upstream_topics]\n\"user.suspended\" = \"accounts.suspended\"\n").unwrap();
+        let settings = Settings::load(
+            Some(&given),
+            env(&[("STREAMING__SERVER__WORKERS", "3"), ("STREAMING__AUTH__ALGORITHMS", "HS256,ES256")]),
+        )
+        .unwrap();
+        assert_eq!(settings.kafka.upstream_topics.len(), 1, "{:?}", settings.kafka.upstream_topics);
+        let printed = toml::to_string(&settings).unwrap();
+        let file = dir.path().join("printed.toml");
+        std::fs::write(&file, &printed).unwrap();
+        let read = Settings::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(format!("{read:?}"), format!("{settings:?}"), "{printed}");
+    }
+
     #[test]
     fn every_unreadable_value_is_reported_at_once() {
         let dir = tempfile::tempdir().unwrap();
