@@ -152,8 +152,11 @@ fn check_config(loaded: Result<Settings, crate::settings::SettingsError>) -> Res
             )));
         }
     };
+    let mut effective =
+        toml::Value::try_from(&settings).map_err(|e| failed("config check")(format!("printing the settings: {e}")))?;
+    redact_url_passwords(&mut effective);
     let effective =
-        toml::to_string(&settings).map_err(|e| failed("config check")(format!("printing the settings: {e}")))?;
+        toml::to_string(&effective).map_err(|e| failed("config check")(format!("printing the settings: {e}")))?;
     print!("{effective}");
     let problems = settings.problems();
     for problem in &problems {
@@ -164,6 +167,29 @@ fn check_config(loaded: Result<Settings, crate::settings::SettingsError>) -> Res
         Ok(())
     } else {
         Err(failed("config check")(format!("{} problem(s)", problems.len())))
+    }
+}
+
+/// The password (or the token alone) in the user part of every URL among
+/// `value`'s strings, as `<redacted>`: settings that are not secrets
+/// themselves (`users.url`, `auth.jwks_url`, `otlp.endpoint`, …) may still
+/// carry credentials in their URL.
+fn redact_url_passwords(value: &mut toml::Value) {
+    match value {
+        toml::Value::String(text) => {
+            let Some((scheme, rest)) = text.split_once("://") else { return };
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let Some((user_info, host)) = authority.rsplit_once('@') else { return };
+            let user_info = match user_info.split_once(':') {
+                Some((user, _)) => format!("{user}:{}", streaming_core::config::REDACTED),
+                None => streaming_core::config::REDACTED.to_owned(),
+            };
+            let path = &rest[authority.len()..];
+            *text = format!("{scheme}://{user_info}@{host}{path}");
+        }
+        toml::Value::Array(items) => items.iter_mut().for_each(redact_url_passwords),
+        toml::Value::Table(table) => table.iter_mut().for_each(|(_, value)| redact_url_passwords(value)),
+        _ => {}
     }
 }
 

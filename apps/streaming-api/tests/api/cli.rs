@@ -115,7 +115,8 @@ fn config_check_prints_the_effective_settings_with_every_secret_redacted() {
         ("STREAMING__STORAGE__S3__ACCESS_KEY", "s3-access"),
         ("STREAMING__POSTGRES__URL", "postgres://app:pg-password-0123@db:5432/app"),
         ("STREAMING__REDIS__URL", "redis://:redis-password-0123@cache:6379"),
-        ("STREAMING__USERS__URL", "http://users:8002"),
+        ("STREAMING__USERS__URL", "http://svc:users-url-password-0123@users:8002/v1?x=1"),
+        ("STREAMING__AUTH__JWKS_URL", "https://jwks-url-token-0123@issuer.example/keys"),
         ("STREAMING__USERS__CREDENTIALS", "service"),
         ("STREAMING__USERS__SERVICE_TOKEN", "users-service-token-0123"),
         ("STREAMING__ADMIN__ENABLED", "true"),
@@ -133,7 +134,13 @@ fn config_check_prints_the_effective_settings_with_every_secret_redacted() {
         let word = value.rsplit([':', '@']).find(|part| part.len() > 8).unwrap_or(value);
         assert!(!printed.contains(word), "{key} is redacted: {printed}");
     }
-    for password in ["pg-password-0123", "redis-password-0123", "users-service-token-0123"] {
+    for password in [
+        "pg-password-0123",
+        "redis-password-0123",
+        "users-service-token-0123",
+        "users-url-password-0123",
+        "jwks-url-token-0123",
+    ] {
         assert!(!printed.contains(password), "{password} is redacted: {printed}");
     }
     // The printed settings are TOML with every section, the defaults included.
@@ -143,5 +150,8 @@ fn config_check_prints_the_effective_settings_with_every_secret_redacted() {
     assert_eq!(effective["auth"]["secret"].as_str(), Some("<redacted>"));
     assert_eq!(effective["postgres"]["url"].as_str(), Some("<redacted>"));
     assert_eq!(effective["storage"]["s3"]["access_key"].as_str(), Some("s3-access"));
+    // A URL that is no secret keeps all but the credentials it carries.
+    assert_eq!(effective["users"]["url"].as_str(), Some("http://svc:<redacted>@users:8002/v1?x=1"));
+    assert_eq!(effective["auth"]["jwks_url"].as_str(), Some("https://<redacted>@issuer.example/keys"));
     assert!(stderr(&output).contains("no problems"), "{}", stderr(&output));
 }
