@@ -55,6 +55,13 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Time a client gets to send its request head, in milliseconds (default 5000).
     pub client_request_timeout_ms: u64,
+    /// How long an idle connection is kept open for the client's next
+    /// request, in seconds (default 75; 0 closes each after its answer).
+    /// Keep it above the idle timeout of the load balancer in front
+    /// (60 s on AWS ALB by default; 600 s on Google's): a server that closes
+    /// first races the balancer's next request on that connection, which
+    /// then fails (a 502).
+    pub keep_alive_seconds: u64,
     /// Seconds to let in-flight requests finish on shutdown (default 30).
     pub shutdown_timeout_seconds: u64,
 }
@@ -68,6 +75,7 @@ impl Default for ServerSettings {
             workers: None,
             max_body_bytes: 16 * 1024,
             client_request_timeout_ms: 5_000,
+            keep_alive_seconds: 75,
             shutdown_timeout_seconds: 30,
         }
     }

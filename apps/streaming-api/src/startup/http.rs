@@ -103,6 +103,10 @@ pub(super) fn public_server(
             .default_service(web::to(streaming_http::not_found))
     })
     .client_request_timeout(Duration::from_millis(settings.server.client_request_timeout_ms))
+    .keep_alive(match settings.server.keep_alive_seconds {
+        0 => actix_web::http::KeepAlive::Disabled,
+        seconds => actix_web::http::KeepAlive::Timeout(Duration::from_secs(seconds)),
+    })
     .shutdown_timeout(settings.server.shutdown_timeout_seconds);
     if let Some(workers) = settings.server.workers {
         server = server.workers(workers);

@@ -58,7 +58,13 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings), overrides: PortOv
     let invalidations = app.cache_invalidations();
     let admin = app.admin_port().map(|port| format!("http://127.0.0.1:{port}"));
     tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    // Idle connections are given up before the server's keep-alive
+    // (server.keep_alive_seconds, 75 s) closes them: no request races a close.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
     TestApp { address, client, demo, dir, invalidations, admin }
 }
 

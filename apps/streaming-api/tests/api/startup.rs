@@ -436,3 +436,33 @@ async fn the_start_is_summed_up_in_one_line_and_each_random_secret_is_warned_of(
         );
     }
 }
+
+/// An idle connection stays open `server.keep_alive_seconds` (default 75 s,
+/// longer than a load balancer's usual 60 s idle timeout: a server that
+/// closes first races the balancer's next request on that connection, which
+/// then fails as a 502), and is closed after it.
+#[tokio::test]
+async fn idle_connections_are_kept_open_as_long_as_the_setting_says() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    assert!(Settings::default().server.keep_alive_seconds > 60, "the default outlasts a balancer's idle timeout");
+    let app = spawn(|s| s.server.keep_alive_seconds = 2).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let ask = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    // Answers are small: one read each, up to the end of the body.
+    async fn answer(stream: &mut tokio::net::TcpStream) -> String {
+        let mut buffer = vec![0_u8; 4096];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer))
+            .await
+            .expect("an answer or a close within 5 s")
+            .unwrap_or(0);
+        String::from_utf8_lossy(&buffer[..read]).into_owned()
+    }
+    stream.write_all(ask).await.unwrap();
+    assert!(answer(&mut stream).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    stream.write_all(ask).await.unwrap();
+    assert!(answer(&mut stream).await.starts_with("HTTP/1.1 200"), "open after 1.2 s of 2");
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    assert_eq!(answer(&mut stream).await, "", "closed by the server after 2 s idle");
+}
