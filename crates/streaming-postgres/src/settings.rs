@@ -26,6 +26,10 @@ pub struct PgSettings {
     /// Apply pending migrations at start instead of refusing to start (default false;
     /// `streaming-api migrate` applies them explicitly).
     pub migrate_on_start: bool,
+    /// A database that does not answer at start (pods and database starting
+    /// together) is asked again each second for at most this many seconds
+    /// before the start stops (default 30; 0 stops at once).
+    pub start_wait_seconds: u64,
     /// Progress is written behind: the pending updates are flushed in one
     /// batch at least this often, in milliseconds (default 1000).
     pub progress_flush_interval_ms: u64,
@@ -55,6 +59,7 @@ impl Default for PgSettings {
             statement_timeout_ms: 2_000,
             breaker_cool_down_ms: 5_000,
             migrate_on_start: false,
+            start_wait_seconds: 30,
             progress_flush_interval_ms: 1_000,
             progress_queue_capacity: 100_000,
             catalog_cache_ttl_ms: 30_000,
@@ -85,6 +90,7 @@ impl PgSettings {
             breaker_cool_down: Duration::from_millis(self.breaker_cool_down_ms),
         })
         .await?;
+        self.answered(&db).await?;
         if self.migrate_on_start {
             let applied = db.migrate().await?;
             tracing::info!(applied, "database migrations applied");
@@ -99,5 +105,21 @@ impl PgSettings {
             }
         }
         Ok(Some(db))
+    }
+
+    /// Waits until `db` answers, asking each second for at most
+    /// `start_wait_seconds`; a schema error is an answer.
+    async fn answered(&self, db: &PgDatabase) -> Result<(), DbError> {
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(self.start_wait_seconds);
+        loop {
+            match db.pending_migrations().await {
+                Ok(_) | Err(DbError::Schema(_)) => return Ok(()),
+                Err(error) if tokio::time::Instant::now() >= give_up => return Err(error),
+                Err(error) => {
+                    tracing::warn!(%error, "the database does not answer yet; asking again in a second");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
     }
 }

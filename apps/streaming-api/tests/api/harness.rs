@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 use streaming_api::demo::DemoInfo;
-use streaming_api::{Application, PortOverrides, Settings, StartupError};
+use streaming_api::{Application, PortOverrides, Settings};
 use streaming_auth::{TokenClaims, TokenSigner};
 use time::OffsetDateTime;
 
@@ -46,7 +46,10 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings), overrides: PortOv
     // a test configures (no setting may put them there), unless it turns
     // demo mode off.
     let overrides = PortOverrides { demo: settings.demo.enabled != Some(false), ..overrides };
-    let app = build_on_a_busy_machine(settings, overrides).await;
+    // A first connection to the shared PostgreSQL slower than the pool's 2 s
+    // (the suite runs on two cores) is waited out by the start itself
+    // (`postgres.start_wait_seconds`).
+    let app = Application::build_with(settings, overrides).await.expect("the app starts");
     let address = app.base_url().to_owned();
     // Without demo mode there is no printed token; mint one for the demo user.
     let demo = app.demo().cloned().unwrap_or_else(|| DemoInfo {
@@ -66,24 +69,6 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings), overrides: PortOv
         .build()
         .unwrap();
     TestApp { address, client, demo, dir, invalidations, admin }
-}
-
-/// Builds the app; a first connection to the shared PostgreSQL that took
-/// longer than the pool's 2 s (the whole suite, fault tests with their own
-/// databases and brokers among it, runs on two cores) is tried again twice.
-/// Any other error, or a third timeout, fails the test.
-async fn build_on_a_busy_machine(settings: Settings, overrides: PortOverrides) -> Application {
-    let mut attempt = 1;
-    loop {
-        match Application::build_with(settings.clone(), overrides.clone()).await {
-            Ok(app) => return app,
-            Err(StartupError::Database(message)) if message.contains("acquire timeout") && attempt < 3 => {
-                eprintln!("start attempt {attempt}: {message}; trying again");
-                attempt += 1;
-            }
-            Err(error) => panic!("the app did not start: {error}"),
-        }
-    }
 }
 
 /// Waits (10 s at most) until a server the test started, `what`, accepts connections on `port`.

@@ -368,3 +368,53 @@ async fn sessions_nobody_stopped_are_closed_by_the_instances_sweeps() {
         b.send(Method::POST, &format!("{movie}/stop"), None, Some(stop)).await.json().await.unwrap();
     assert_eq!(stopped["message"], "Streaming session was already stopped");
 }
+
+/// Pods and their database often start together: a database that answers
+/// only some seconds after the service starts is waited for, at most
+/// `postgres.start_wait_seconds`; with 0 the start stops at once.
+#[tokio::test]
+async fn the_start_waits_for_a_database_that_comes_up_late() {
+    let url = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let real = url.split('@').nth(1).unwrap().split('/').next().unwrap().to_owned();
+    // A port where nothing listens until the database "comes up" there: a
+    // forwarder to the real one, opened late.
+    let late_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let late_url = url.replacen(&real, &format!("127.0.0.1:{late_port}"), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = |wait: u64| {
+        let mut settings = Settings::default();
+        settings.server.port = 0;
+        settings.storage.root = dir.path().join("objects");
+        settings.events.path = dir.path().join("events.jsonl");
+        settings.postgres.url = Some(SecretString::from(late_url.clone()));
+        settings.postgres.migrate_on_start = true;
+        settings.postgres.start_wait_seconds = wait;
+        settings.auth.secret = Some(SecretString::from(crate::harness::SECRET));
+        settings
+    };
+    let started = std::time::Instant::now();
+    match Application::build(settings(0)).await {
+        Err(StartupError::Database(_)) => {}
+        Err(other) => panic!("expected a database error, got {other}"),
+        Ok(_) => panic!("started without a database"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "without a wait the start stops at once");
+
+    let up_after = std::time::Duration::from_secs(3);
+    tokio::spawn(async move {
+        tokio::time::sleep(up_after).await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", late_port)).await.unwrap();
+        loop {
+            let (mut client, _) = listener.accept().await.unwrap();
+            let real = real.clone();
+            tokio::spawn(async move {
+                let mut server = tokio::net::TcpStream::connect(real).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    let started = std::time::Instant::now();
+    let app = Application::build(settings(30)).await.expect("the start waits for the database");
+    assert!(started.elapsed() >= up_after, "it did wait");
+    drop(app);
+}
