@@ -256,7 +256,8 @@ async fn seed_demo(settings: Settings) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `streaming-api migrate`: applies the pending migrations to `postgres.url`.
+/// `streaming-api migrate`: applies the pending migrations to `postgres.url`,
+/// once the database answers (`postgres.start_wait_seconds`).
 #[allow(clippy::print_stdout)] // the command's answer
 async fn run_migrations(settings: &Settings) -> Result<(), CliError> {
     use secrecy::ExposeSecret;
@@ -268,6 +269,8 @@ async fn run_migrations(settings: &Settings) -> Result<(), CliError> {
     let db = streaming_postgres::PgDatabase::connect(&streaming_postgres::PgConfig::new(url.expose_secret()))
         .await
         .map_err(|e| failed("migrate")(e.to_string()))?;
+    // A Job started beside its database waits for it, as the service does.
+    settings.postgres.answered(&db).await.map_err(|e| failed("migrate")(e.to_string()))?;
     let applied = db.migrate().await.map_err(|e| failed("migrate")(e.to_string()))?;
     println!("{applied} migration(s) applied; the schema is current");
     Ok(())

@@ -109,7 +109,10 @@ impl PgSettings {
 
     /// Waits until `db` answers, asking each second for at most
     /// `start_wait_seconds`; a schema error is an answer.
-    async fn answered(&self, db: &PgDatabase) -> Result<(), DbError> {
+    ///
+    /// # Errors
+    /// The last [`DbError`] when it has not answered in that time.
+    pub async fn answered(&self, db: &PgDatabase) -> Result<(), DbError> {
         let give_up = tokio::time::Instant::now() + Duration::from_secs(self.start_wait_seconds);
         loop {
             match db.pending_migrations().await {

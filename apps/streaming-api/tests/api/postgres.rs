@@ -369,41 +369,15 @@ async fn sessions_nobody_stopped_are_closed_by_the_instances_sweeps() {
     assert_eq!(stopped["message"], "Streaming session was already stopped");
 }
 
-/// Pods and their database often start together: a database that answers
-/// only some seconds after the service starts is waited for, at most
-/// `postgres.start_wait_seconds`; with 0 the start stops at once.
-#[tokio::test]
-async fn the_start_waits_for_a_database_that_comes_up_late() {
-    let url = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+/// A URL for the database of `url` that answers only `after` from now: a
+/// forwarder to it opens then, on a port where nothing listened before.
+fn late(url: &str, after: std::time::Duration) -> String {
     let real = url.split('@').nth(1).unwrap().split('/').next().unwrap().to_owned();
-    // A port where nothing listens until the database "comes up" there: a
-    // forwarder to the real one, opened late.
-    let late_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let late_url = url.replacen(&real, &format!("127.0.0.1:{late_port}"), 1);
-    let dir = tempfile::tempdir().unwrap();
-    let settings = |wait: u64| {
-        let mut settings = Settings::default();
-        settings.server.port = 0;
-        settings.storage.root = dir.path().join("objects");
-        settings.events.path = dir.path().join("events.jsonl");
-        settings.postgres.url = Some(SecretString::from(late_url.clone()));
-        settings.postgres.migrate_on_start = true;
-        settings.postgres.start_wait_seconds = wait;
-        settings.auth.secret = Some(SecretString::from(crate::harness::SECRET));
-        settings
-    };
-    let started = std::time::Instant::now();
-    match Application::build(settings(0)).await {
-        Err(StartupError::Database(_)) => {}
-        Err(other) => panic!("expected a database error, got {other}"),
-        Ok(_) => panic!("started without a database"),
-    }
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "without a wait the start stops at once");
-
-    let up_after = std::time::Duration::from_secs(3);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let late_url = url.replacen(&real, &format!("127.0.0.1:{port}"), 1);
     tokio::spawn(async move {
-        tokio::time::sleep(up_after).await;
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", late_port)).await.unwrap();
+        tokio::time::sleep(after).await;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         loop {
             let (mut client, _) = listener.accept().await.unwrap();
             let real = real.clone();
@@ -413,8 +387,52 @@ async fn the_start_waits_for_a_database_that_comes_up_late() {
             });
         }
     });
+    late_url
+}
+
+/// Pods and their database often start together: a database that answers
+/// only some seconds after the service (or the migration Job) starts is
+/// waited for, at most `postgres.start_wait_seconds`; with 0 the start
+/// stops at once.
+#[tokio::test]
+async fn the_start_and_the_migrations_wait_for_a_database_that_comes_up_late() {
+    let url = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = |url: String, wait: u64| {
+        let mut settings = Settings::default();
+        settings.server.port = 0;
+        settings.storage.root = dir.path().join("objects");
+        settings.events.path = dir.path().join("events.jsonl");
+        settings.postgres.url = Some(SecretString::from(url));
+        settings.postgres.migrate_on_start = true;
+        settings.postgres.start_wait_seconds = wait;
+        settings.auth.secret = Some(SecretString::from(crate::harness::SECRET));
+        settings
+    };
+    let up_after = std::time::Duration::from_secs(3);
     let started = std::time::Instant::now();
-    let app = Application::build(settings(30)).await.expect("the start waits for the database");
+    match Application::build(settings(late(&url, 10 * up_after), 0)).await {
+        Err(StartupError::Database(_)) => {}
+        Err(other) => panic!("expected a database error, got {other}"),
+        Ok(_) => panic!("started without a database"),
+    }
+    assert!(started.elapsed() < up_after, "without a wait the start stops at once");
+
+    let started = std::time::Instant::now();
+    let app = Application::build(settings(late(&url, up_after), 30)).await.expect("the start waits for the database");
     assert!(started.elapsed() >= up_after, "it did wait");
     drop(app);
+
+    // The migration command, on an empty database that comes up late.
+    let empty = fresh_database_url(&infra_var("STREAMGATE_POSTGRES_URL")).await;
+    let started = std::time::Instant::now();
+    let migrated = tokio::process::Command::new(env!("CARGO_BIN_EXE_streaming-api"))
+        .arg("migrate")
+        .env("STREAMING__POSTGRES__URL", late(&empty, up_after))
+        .env("STREAMING__LOG__FILTER", "error")
+        .output()
+        .await
+        .unwrap();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    assert!(started.elapsed() >= up_after, "it did wait");
 }
