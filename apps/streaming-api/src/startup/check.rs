@@ -5,21 +5,8 @@
 //! does not hide the next.
 
 use super::StartupError;
-use crate::settings::{CacheKind, MetricsListener, Settings};
+use crate::settings::{CacheKind, Settings};
 use crate::storage::Storage;
-
-/// `metrics.listener = "admin"` needs the admin listener.
-///
-/// # Errors
-/// [`StartupError::Config`] when the admin API is off.
-pub(super) fn metrics_listener(settings: &Settings) -> Result<(), StartupError> {
-    if settings.metrics.listener == MetricsListener::Admin && !settings.admin.enabled {
-        return Err(StartupError::Config(
-            "metrics.listener = \"admin\" serves /metrics on the admin listener: it needs admin.enabled".into(),
-        ));
-    }
-    Ok(())
-}
 
 impl Settings {
     /// Every problem the start would stop at, that the settings alone
@@ -41,7 +28,7 @@ impl Settings {
         let mut completed = self.clone();
         note(crate::secrets::complete(&mut completed).map(drop));
         let settings = &completed;
-        note(metrics_listener(settings));
+        note(super::http::metrics_listener(settings));
         note(super::demo_mode(settings).map(drop));
         note(settings.streaming.settings(settings.log.user_ids).map(drop).map_err(super::config));
         note(settings.playback.settings().map(drop).map_err(super::config));

@@ -126,3 +126,16 @@ pub(super) fn admin_credentials(settings: &Settings) -> Result<streaming_auth::S
         .ok_or_else(|| StartupError::Config("admin.keys is required when admin.enabled is true".into()))?;
     keys.expose_secret().parse().map_err(|e| StartupError::Config(format!("admin.keys: {e}")))
 }
+
+/// `metrics.listener = "admin"` needs the admin listener.
+///
+/// # Errors
+/// [`StartupError::Config`] when the admin API is off.
+pub(super) fn metrics_listener(settings: &Settings) -> Result<(), StartupError> {
+    if settings.metrics.listener == crate::settings::MetricsListener::Admin && !settings.admin.enabled {
+        return Err(StartupError::Config(
+            "metrics.listener = \"admin\" serves /metrics on the admin listener: it needs admin.enabled".into(),
+        ));
+    }
+    Ok(())
+}

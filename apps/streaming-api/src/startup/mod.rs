@@ -165,7 +165,7 @@ impl Application {
         // Installed before any adapter is built: what they export at
         // construction (breaker states, counters at 0) reaches it.
         let metrics = if settings.metrics.enabled { crate::telemetry::prometheus() } else { None };
-        check::metrics_listener(&settings)?;
+        http::metrics_listener(&settings)?;
         let metrics_on_admin = settings.metrics.listener == MetricsListener::Admin;
         let demo_mode = overrides.demo || demo_mode(&settings)?;
         let derived = crate::secrets::complete(&mut settings)?;
