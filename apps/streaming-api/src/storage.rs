@@ -34,16 +34,14 @@ impl Storage {
         let storage = &settings.storage;
         match storage.kind {
             StorageKind::Localfs => {
-                let signing_key = storage.signing_key.clone().unwrap_or_else(random_secret);
-                let signer = UrlSigner::new(signing_key.expose_secret().as_bytes())
-                    .map_err(|e| StartupError::Config(format!("storage.signing_key: {e}")))?;
+                let signer = signer(&storage.signing_key.clone().unwrap_or_else(random_secret))?;
                 let local = LocalObjectStore::open(&storage.root, base_url, signer)
                     .await
                     .map_err(|e| StartupError::Storage(format!("{}: {e}", storage.root.display())))?;
                 Ok(Self::Local(Arc::new(local)))
             }
             StorageKind::S3 => {
-                let store = Arc::new(storage.s3.open().map_err(|e| StartupError::Config(format!("storage.s3: {e}")))?);
+                let store = Arc::new(s3_store(settings)?);
                 if storage.s3.probe_interval_ms > 0 {
                     store.probe_every(std::time::Duration::from_millis(storage.s3.probe_interval_ms));
                 }
@@ -59,13 +57,9 @@ impl Storage {
     pub fn check(settings: &Settings) -> Result<(), StartupError> {
         let storage = &settings.storage;
         match (storage.kind, &storage.signing_key) {
-            (StorageKind::Localfs, Some(key)) => UrlSigner::new(key.expose_secret().as_bytes())
-                .map(drop)
-                .map_err(|e| StartupError::Config(format!("storage.signing_key: {e}"))),
+            (StorageKind::Localfs, Some(key)) => signer(key).map(drop),
             (StorageKind::Localfs, None) => Ok(()),
-            (StorageKind::S3, _) => {
-                storage.s3.open().map(drop).map_err(|e| StartupError::Config(format!("storage.s3: {e}")))
-            }
+            (StorageKind::S3, _) => s3_store(settings).map(drop),
         }
     }
 
@@ -103,4 +97,15 @@ impl Storage {
             Self::S3(s3) => s3.put(key, bytes.to_vec(), content_type).await,
         }
     }
+}
+
+/// The local store's URL signer for `key` (`storage.signing_key`).
+fn signer(key: &SecretString) -> Result<UrlSigner, StartupError> {
+    UrlSigner::new(key.expose_secret().as_bytes())
+        .map_err(|e| StartupError::Config(format!("storage.signing_key: {e}")))
+}
+
+/// The S3 store `storage.s3` names (no request made).
+fn s3_store(settings: &Settings) -> Result<S3ObjectStore, StartupError> {
+    settings.storage.s3.open().map_err(|e| StartupError::Config(format!("storage.s3: {e}")))
 }

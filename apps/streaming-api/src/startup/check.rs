@@ -38,7 +38,7 @@ impl Settings {
         note(Storage::check(settings));
         note(super::redis_connection(settings).map(drop));
         if settings.cache.kind == CacheKind::Redis && settings.redis.url.is_none() {
-            note(Err(StartupError::Config("cache.kind = \"redis\" needs redis.url".into())));
+            note(Err(super::redis::no_redis_for_the_cache()));
         }
         note(super::keyring(settings).map(drop));
         note(settings.kafka.upstream_topics().map(drop).map_err(|e| StartupError::Config(e.to_string())));

@@ -54,8 +54,13 @@ pub(super) fn url_cache(
             let peers = peers.ok_or_else(|| StartupError::Config("redis.url: no broadcast".into()))?;
             TwoLevelUrlCache::start(redis.clone(), level, peers.clone())
         }
-        (CacheKind::Redis, None) => return Err(StartupError::Config("cache.kind = \"redis\" needs redis.url".into())),
+        (CacheKind::Redis, None) => return Err(no_redis_for_the_cache()),
     })
+}
+
+/// `cache.kind = "redis"` without `redis.url`.
+pub(super) fn no_redis_for_the_cache() -> StartupError {
+    StartupError::Config("cache.kind = \"redis\" needs redis.url".into())
 }
 
 /// The caches in front of the subscription directory and the progress store.
