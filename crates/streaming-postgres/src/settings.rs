@@ -90,12 +90,12 @@ impl PgSettings {
             breaker_cool_down: Duration::from_millis(self.breaker_cool_down_ms),
         })
         .await?;
-        self.answered(&db).await?;
         if self.migrate_on_start {
+            self.answered(&db).await?;
             let applied = db.migrate().await?;
             tracing::info!(applied, "database migrations applied");
         } else {
-            let pending = db.pending_migrations().await?;
+            let pending = self.pending_once_answered(&db).await?;
             if !pending.is_empty() {
                 return Err(DbError::Schema(format!(
                     "the schema is behind by {} migration(s) ({}); run `streaming-api migrate` or set postgres.migrate_on_start",
@@ -108,20 +108,29 @@ impl PgSettings {
     }
 
     /// Waits until `db` answers, asking each second for at most
-    /// `start_wait_seconds`; a schema error is an answer.
+    /// `start_wait_seconds`; a schema error is an answer (migrating is what
+    /// the caller does next).
     ///
     /// # Errors
     /// The last [`DbError`] when it has not answered in that time.
     pub async fn answered(&self, db: &PgDatabase) -> Result<(), DbError> {
+        match self.pending_once_answered(db).await {
+            Ok(_) | Err(DbError::Schema(_)) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The migrations `db` lacks, asked each second until it answers, for
+    /// at most `start_wait_seconds`.
+    async fn pending_once_answered(&self, db: &PgDatabase) -> Result<Vec<String>, DbError> {
         let give_up = tokio::time::Instant::now() + Duration::from_secs(self.start_wait_seconds);
         loop {
             match db.pending_migrations().await {
-                Ok(_) | Err(DbError::Schema(_)) => return Ok(()),
-                Err(error) if tokio::time::Instant::now() >= give_up => return Err(error),
-                Err(error) => {
+                Err(error) if !matches!(error, DbError::Schema(_)) && tokio::time::Instant::now() < give_up => {
                     tracing::warn!(%error, "the database does not answer yet; asking again in a second");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
+                answer => return answer,
             }
         }
     }
