@@ -102,15 +102,16 @@ impl Chain {
 #[async_trait]
 impl ProvideAwsCredentials for Chain {
     async fn credentials(&self) -> Result<AwsCredentials, CredentialsError> {
+        let Some(web_identity) = &self.web_identity else {
+            // Keys in the environment first, as rusoto's chain asks.
+            return self.rest.credentials().await;
+        };
         if let Ok(keys) = EnvironmentProvider::default().credentials().await {
             return Ok(keys);
         }
-        match &self.web_identity {
-            // Configured, it is the answer: its failure is not hidden by
-            // the instance's own role further down the chain.
-            Some(web_identity) => web_identity.credentials().await,
-            None => self.rest.credentials().await,
-        }
+        // Configured, it is the answer: its failure is not hidden by the
+        // instance's own role further down the chain.
+        web_identity.credentials().await
     }
 }
 
